@@ -1,0 +1,34 @@
+# The two commands of the README. Each does all of its own set-up on a fresh machine:
+# the virtualenv and pinned Python packages, the Debian tools, and (on first start) Kafka
+# from Maven Central.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint setup debian
+
+demo: setup
+	$(BIN)/genomhub demo
+
+test: setup lint
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy shared services tools tests bench
+
+setup: $(STAMP) debian
+
+debian:
+	@bash tools/debian/install.sh
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+# Refreshes the pins after a change of pyproject.toml's dependencies.
+constraints.txt:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^genomhub' > $@

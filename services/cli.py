@@ -1,0 +1,117 @@
+"""The ``genomhub`` command.
+
+It gathers the commands of each service (a ``commands`` list in ``services/<name>/commands.py``)
+beside the project-wide ones: the local broker, running a service, the event schemas.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from tools.kafka.broker import LocalBroker
+
+import services
+from services.demo import demo as demo_command
+from shared.config import get_settings
+
+SERVICES = ("receiver", "validator", "harmoniser", "indexer", "billing")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """genomhub: the intake pipeline of the Danish National Genome Database."""
+
+
+@main.group()
+def kafka() -> None:
+    """The local single-node Kafka broker (KRaft) under GENOMHUB_HOME."""
+
+
+def _broker() -> LocalBroker:
+    from tools.kafka.broker import LocalBroker
+
+    settings = get_settings()
+    return LocalBroker(settings.state_dir, settings.cache)
+
+
+@kafka.command("start")
+@click.option("--port", type=int, default=None, help="Client port (default: the last one, or a free one).")
+def kafka_start(port: int | None) -> None:
+    """Start the broker unless it runs; return once it answers metadata requests."""
+    from tools.kafka.broker import BrokerError
+
+    try:
+        state, took = _broker().start(port)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"kafka running pid={state.pid} bootstrap={state.bootstrap} ready in {took:.1f} s")
+
+
+@kafka.command("stop")
+def kafka_stop() -> None:
+    """Stop the broker."""
+    click.echo("kafka stopped" if _broker().stop() else "kafka was not running")
+
+
+@kafka.command("status")
+def kafka_status() -> None:
+    """Say whether the broker runs, and where."""
+    import asyncio
+
+    from tools.kafka.broker import answers_metadata
+
+    state = _broker().running()
+    if state is None:
+        click.echo("kafka not running")
+        sys.exit(1)
+    answering = asyncio.run(answers_metadata(state.bootstrap))
+    click.echo(f"kafka {'running' if answering else 'starting'} pid={state.pid} bootstrap={state.bootstrap}")
+
+
+@main.command("run")
+@click.argument("service", type=click.Choice(SERVICES))
+def run(service: str) -> None:
+    """Run one service (its consumer and its HTTP server) in the foreground."""
+    module = importlib.import_module(f"services.{service}.app")
+    module.build().run()
+
+
+@main.group()
+def schemas() -> None:
+    """The JSON Schemas of the events, checked in under shared/schemas/."""
+
+
+@schemas.command("write")
+def schemas_write() -> None:
+    """Regenerate the schemas from the event models."""
+    from shared.events import write_schemas
+
+    for path in write_schemas():
+        click.echo(path)
+
+
+def _service_commands() -> None:
+    for info in pkgutil.iter_modules(services.__path__):
+        if not info.ispkg:
+            continue
+        try:
+            module = importlib.import_module(f"services.{info.name}.commands")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"services.{info.name}.commands":
+                raise
+            continue
+        for command in module.commands:
+            main.add_command(command)
+
+
+_service_commands()
+main.add_command(demo_command)
+
+if __name__ == "__main__":
+    main()

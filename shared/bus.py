@@ -1,0 +1,257 @@
+"""The event bus: how a service consumes, emits and dead-letters CloudEvents on Kafka.
+
+A :class:`Service` is one process: a faust app whose agents hand decoded events to plain
+async handlers, an HTTP server for probes and the service's API, and one way to emit.
+
+Delivery is at-least-once. Faust acknowledges a record only when the handler returned, and
+a handler returns only after its effect and any event it emitted are durable (emits wait
+for the broker's acknowledgement), so an offset is never committed ahead of its effect. A
+record that cannot be decoded, or whose handler raises, is copied with its original headers
+and the reason to the topic's dead-letter topic, and the consumer goes on with the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import faust
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from shared import telemetry
+from shared.config import Settings, get_settings
+from shared.envelope import Envelope, Headers, UndecodableEvent, decode, derive_id, encode, normalise_headers
+from shared.events import Event
+from shared.http import (
+    DLQ_SENDS,
+    EVENTS_FAILED,
+    EVENTS_PROCESSED,
+    LATENCY,
+    HttpServer,
+    ReadinessCheck,
+    make_web,
+)
+from shared.topics import all_topics, dlq_name, topic_name
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Envelope[E]], Awaitable[None]]
+
+DLQ_HEADER_PREFIX = "genomhub_dlq_"
+log = telemetry.get_logger(__name__)
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create every registered topic that does not exist yet; returns those it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(t.name, t.partitions, settings.topic_replicas, topic_configs=t.config)
+            for t in all_topics(settings.topic_partitions)
+            if t.name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
+                await admin.create_topics(wanted)
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
+
+
+def _record(event: Event, event_id: str, source: str) -> tuple[bytes, bytes, Headers]:
+    """Key, value and headers of the record for ``event``, with the current trace context."""
+    headers, value = encode(event, event_id=event_id, source=source)
+    telemetry.inject(headers)
+    return event.key().encode(), value, headers
+
+
+def dead_letter_headers(
+    message_headers: Headers, *, service: str, error: str, code: str, topic: str, partition: int, offset: int
+) -> Headers:
+    extra = {
+        "service": service,
+        "error": error[:4000],
+        "code": code,
+        "topic": topic,
+        "partition": str(partition),
+        "offset": str(offset),
+        "time": datetime.now(UTC).isoformat(),
+    }
+    kept = [(k, v) for k, v in message_headers if not k.startswith(DLQ_HEADER_PREFIX)]
+    return kept + [(DLQ_HEADER_PREFIX + k, v.encode()) for k, v in extra.items()]
+
+
+class Service:
+    """One genomhub service process; ``app.py`` of each service builds one and wires it."""
+
+    def __init__(self, name: str, settings: Settings | None = None, http_port: int | None = None) -> None:
+        self.name = name
+        self.settings = settings or get_settings()
+        self.http_port = http_port if http_port is not None else self.settings.port_of(name)
+        self.source = f"/genomhub/{name}"
+        telemetry.setup(name, self.settings.log_level)
+        self.tracer = telemetry.tracer(f"genomhub.{name}")
+        datadir = self.settings.state_dir / "faust" / name
+        datadir.parent.mkdir(parents=True, exist_ok=True)
+        self.readiness: list[ReadinessCheck] = [self._broker_reachable]
+        self.web = make_web(self.readiness)
+        self.app = faust.App(
+            f"genomhub-{name}",
+            broker=f"kafka://{self.settings.bootstrap_servers()}",
+            key_serializer="raw",
+            value_serializer="raw",
+            web_enabled=False,
+            store="memory://",
+            datadir=str(datadir),
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=1.0,
+            producer_acks=-1,
+            topic_partitions=self.settings.topic_partitions,
+            topic_replication_factor=self.settings.topic_replicas,
+        )
+
+    # -- consuming -------------------------------------------------------------------
+    def on(self, model: type[E], handler: Handler[E]) -> None:
+        """Run ``handler`` for each event on ``model``'s topic; failures go to its DLQ."""
+        topic = self.app.topic(topic_name(model))
+
+        async def agent(stream: faust.StreamT[Any]) -> None:
+            async for event in stream.events():
+                await self.deliver(model, handler, event.message)
+
+        self.app.agent(topic, name=f"{self.name}.{model.event_name}")(agent)
+
+    async def deliver(self, model: type[E], handler: Handler[E], message: Any) -> None:
+        headers = normalise_headers(message.headers)
+        started = time.perf_counter()
+        with self.tracer.start_as_current_span(
+            f"{self.name} {model.event_name}",
+            context=telemetry.extract(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.destination.name": message.topic,
+                "messaging.kafka.offset": message.offset,
+            },
+        ) as span:
+            try:
+                envelope = decode(headers, message.value, model)
+            except UndecodableEvent as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                await self.dead_letter(message, headers, exc.code, str(exc))
+                return
+            span.set_attribute("genomhub.submission_id", envelope.subject)
+            span.set_attribute("cloudevents.event_id", envelope.id)
+            bound = telemetry.bind(submission_id=envelope.subject, event_id=envelope.id)
+            try:
+                await handler(envelope)
+            except Exception as exc:  # any failure dead-letters the record; the loop goes on
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                log.exception("handler failed", topic=message.topic, offset=message.offset)
+                EVENTS_FAILED.labels(self.name, model.event_name).inc()
+                await self.dead_letter(message, headers, "handler_failed", f"{type(exc).__name__}: {exc}")
+                return
+            finally:
+                telemetry.unbind(bound)
+            EVENTS_PROCESSED.labels(self.name, model.event_name).inc()
+            LATENCY.labels(self.name, model.event_name).observe(time.perf_counter() - started)
+
+    async def dead_letter(self, message: Any, headers: Headers, code: str, error: str) -> None:
+        dlq = dlq_name(message.topic)
+        log.warning("dead-lettered", topic=message.topic, offset=message.offset, code=code, error=error)
+        await self.app.producer.send_and_wait(
+            dlq,
+            message.key,
+            message.value,
+            None,
+            None,
+            dead_letter_headers(
+                headers,
+                service=self.name,
+                error=error,
+                code=code,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            ),
+        )
+        DLQ_SENDS.labels(self.name, dlq).inc()
+
+    # -- emitting --------------------------------------------------------------------
+    async def emit(
+        self, event: Event, *, cause: Envelope[Any] | None = None, event_id: str | None = None
+    ) -> str:
+        """Send ``event`` and wait until the broker has it; returns its id.
+
+        Its id is derived from ``cause`` (the event being handled), so a replay emits the
+        same id again; an event that starts a chain (an upload) passes its own ``event_id``.
+        """
+        if event_id is None:
+            if cause is None:
+                raise ValueError("an event needs a cause or an explicit id")
+            event_id = derive_id(cause.id, self.name, event.ce_type())
+        with self.tracer.start_as_current_span(
+            f"{self.name} emit {event.event_name}", kind=SpanKind.PRODUCER
+        ):
+            key, value, headers = _record(event, event_id, self.source)
+            await self.app.producer.send_and_wait(topic_name(type(event)), key, value, None, None, headers)
+        return event_id
+
+    # -- running ---------------------------------------------------------------------
+    async def _broker_reachable(self) -> None:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.bootstrap_servers(), request_timeout_ms=3000
+        )
+        await admin.start()
+        await admin.close()
+
+    def run(self, extra_services: Sequence[Any] = ()) -> None:
+        """Create the topics, then run the consumer and the HTTP server until stopped."""
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(ensure_topics(self.settings))
+        http = HttpServer(self.web, self.settings.http_host, self.http_port)
+        worker = faust.Worker(self.app, http, *extra_services, loop=loop, loglevel="WARNING", quiet=True)
+        worker.execute_from_commandline()
+
+
+async def publish(events: Sequence[tuple[Event, str]], source: str, settings: Settings | None = None) -> None:
+    """Emit events from a command rather than a running service (e.g. a month close).
+
+    Each item is an event with its id. Uses a plain aiokafka producer with the same
+    envelope and trace injection as :meth:`Service.emit`.
+    """
+    settings = settings or get_settings()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers(), acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for event, event_id in events:
+            key, value, headers = _record(event, event_id, source)
+            await producer.send_and_wait(topic_name(type(event)), value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic``, as the cluster describes them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"])

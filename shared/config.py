@@ -1,0 +1,79 @@
+"""The one settings object of genomhub.
+
+Every knob is read from a ``GENOMHUB_*`` environment variable (documented in the README),
+so the same code runs as the embedded demo, in the tests and in Kubernetes, where the
+variables come from a ConfigMap and a Secret. Nothing else in the project reads the
+environment for configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """genomhub's configuration; each field is ``GENOMHUB_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".genomhub"),
+        description="State folder of a local stack: broker data, job state, SQLite files.",
+    )
+    cache: Path = Field(
+        default=Path.home() / ".cache" / "genomhub",
+        description="Cache outside git for downloaded jars, built binaries and indexes.",
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers. Unset: the address `genomhub kafka start` recorded.",
+    )
+    topic_partitions: int = Field(default=3, description="Partitions of each core topic.")
+    topic_replicas: int = Field(default=1, description="Replication factor of each topic.")
+    store: str = Field(
+        default="",
+        description="fsspec URL of the archive (file:// or s3://). Unset: <home>/store.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for s3:// URLs (e.g. moto or on-premise S3)."
+    )
+    log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
+    http_host: str = Field(default="127.0.0.1", description="Interface the HTTP servers bind.")
+    receiver_port: int = Field(default=8480, description="Receiver: upload API and probes.")
+    validator_port: int = Field(default=8481, description="Validator: probes and metrics.")
+    harmoniser_port: int = Field(default=8482, description="Harmoniser: probes and metrics.")
+    indexer_port: int = Field(default=8483, description="Indexer: catalogue API and probes.")
+    billing_port: int = Field(default=8484, description="Billing: finance API and probes.")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home.resolve()
+
+    @property
+    def store_url(self) -> str:
+        return self.store or (self.state_dir / "store").as_uri()
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def bootstrap_servers(self) -> str:
+        """The broker to talk to: the configured one, else the local broker's record."""
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        record = self.state_dir / "kafka" / "broker.json"
+        if record.exists():
+            return str(json.loads(record.read_text())["bootstrap"])
+        raise RuntimeError(
+            "no Kafka broker configured: set GENOMHUB_KAFKA_BOOTSTRAP or run `genomhub kafka start`"
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

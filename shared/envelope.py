@@ -1,0 +1,127 @@
+"""CloudEvents 1.0 over Kafka, binary content mode.
+
+The event's attributes travel as ``ce_*`` record headers beside the W3C trace context, and
+the record value is the event's JSON data alone, so that any Kafka client in any language
+can read the data without knowing CloudEvents. Ids are deterministic: a service derives its
+output's id from its input's id, so a replayed input yields the same output id and every
+downstream upsert converges instead of counting twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from pydantic import ValidationError
+
+from shared.events import MODEL_BY_TYPE, Event, SubmissionEvent
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+ID_NAMESPACE = uuid.UUID("6f1c8d52-5f0e-4a51-9a57-0a3c3e5b1f0d")
+REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+
+E = TypeVar("E", bound=Event)
+
+Headers = list[tuple[str, bytes]]
+
+
+class UndecodableEvent(Exception):
+    """A record that is not a genomhub event; ``code`` says which rule it broke."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Envelope(Generic[E]):
+    """One decoded event: its CloudEvents attributes and its typed data."""
+
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str
+    data: E
+    headers: Headers = field(default_factory=list, compare=False, repr=False)
+
+
+def derive_id(cause_id: str, service: str, ce_type: str) -> str:
+    """The id of the event ``service`` emits of ``ce_type`` in reply to event ``cause_id``."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{cause_id}|{service}|{ce_type}"))
+
+
+def normalise_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> Headers:
+    if headers is None:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(k), bytes(v) if v is not None else b"") for k, v in items]
+
+
+def encode(
+    event: Event, *, event_id: str, source: str, time: datetime | None = None
+) -> tuple[Headers, bytes]:
+    """Headers and value of the record that carries ``event``."""
+    subject = event.submission.submission_id if isinstance(event, SubmissionEvent) else event.key()
+    moment = (time or datetime.now(UTC)).astimezone(UTC)
+    headers: Headers = [
+        ("ce_specversion", SPEC_VERSION.encode()),
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", event.ce_type().encode()),
+        ("ce_time", moment.isoformat().replace("+00:00", "Z").encode()),
+        ("ce_subject", subject.encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
+    return headers, event.model_dump_json().encode()
+
+
+def decode(headers: Headers, value: bytes | None, expected: type[E]) -> Envelope[E]:
+    """The event in a record, or :class:`UndecodableEvent` saying precisely what is wrong."""
+    attrs: dict[str, str] = {}
+    for key, raw in headers:
+        if key.startswith("ce_") or key == "content-type":
+            try:
+                attrs[key] = raw.decode()
+            except UnicodeDecodeError as exc:
+                raise UndecodableEvent("bad_header", f"header {key} is not UTF-8") from exc
+    missing = [k for k in REQUIRED if k not in attrs]
+    if missing:
+        raise UndecodableEvent("missing_header", f"missing CloudEvents headers {missing}")
+    if attrs["ce_specversion"] != SPEC_VERSION:
+        raise UndecodableEvent("spec_version", f"ce_specversion {attrs['ce_specversion']!r}")
+    ce_type = attrs["ce_type"]
+    if ce_type not in MODEL_BY_TYPE:
+        raise UndecodableEvent("unknown_type", f"unknown ce_type {ce_type!r}")
+    if ce_type != expected.ce_type():
+        raise UndecodableEvent("unexpected_type", f"ce_type {ce_type!r} on a topic of {expected.ce_type()!r}")
+    if attrs.get("content-type", CONTENT_TYPE).split(";")[0].strip() != CONTENT_TYPE:
+        raise UndecodableEvent("content_type", f"content-type {attrs['content-type']!r}")
+    if value is None:
+        raise UndecodableEvent("empty_value", "record has no value")
+    try:
+        payload = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UndecodableEvent("not_json", f"value is not JSON: {exc}") from exc
+    try:
+        data = expected.model_validate(payload)
+    except ValidationError as exc:
+        raise UndecodableEvent("schema", f"data fails the {expected.event_name} schema: {exc}") from exc
+    try:
+        time = datetime.fromisoformat(attrs.get("ce_time", "").replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UndecodableEvent("bad_time", f"ce_time {attrs.get('ce_time')!r}") from exc
+    return Envelope(
+        id=attrs["ce_id"],
+        source=attrs["ce_source"],
+        type=ce_type,
+        time=time,
+        subject=attrs.get("ce_subject", ""),
+        data=data,
+        headers=headers,
+    )

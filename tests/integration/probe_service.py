@@ -1,0 +1,38 @@
+"""A minimal service on the shared bus, run as a real process by the bus tests.
+
+It consumes file-received and appends each submission id to a file: a durable effect. With
+``CRASH_MARKER`` present it deletes the marker and kills itself mid-way through the handler,
+before the effect, to show that an unacknowledged record is delivered again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from shared.bus import Service
+from shared.envelope import Envelope
+from shared.events import FileReceived
+from shared.telemetry import current_trace_id
+
+
+def main(name: str, effects: Path, port: int) -> None:
+    service = Service(name, http_port=port)
+    crash_marker = effects.with_suffix(".crash")
+
+    async def handle(envelope: Envelope[FileReceived]) -> None:
+        if crash_marker.exists():
+            crash_marker.unlink()
+            os._exit(17)
+        with effects.open("a") as out:
+            out.write(f"{envelope.data.submission.submission_id} {envelope.id} {current_trace_id()}\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+    service.on(FileReceived, handle)
+    service.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))
