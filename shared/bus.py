@@ -13,6 +13,7 @@ and the reason to the topic's dead-letter topic, and the consumer goes on with t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
