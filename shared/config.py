@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint for s3:// URLs (e.g. moto or on-premise S3)."
     )
+    reference_fasta: Path | None = Field(
+        default=None,
+        description="FASTA of the reference genome. Unset: the synthetic reference in the cache.",
+    )
+    reference_profile: str = Field(
+        default="synthetic-v1",
+        description="Reference files must match: `GRCh38` in production, `synthetic-v1` embedded.",
+    )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
     http_host: str = Field(default="127.0.0.1", description="Interface the HTTP servers bind.")
     receiver_port: int = Field(default=8480, description="Receiver: upload API and probes.")
@@ -57,6 +65,14 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store or (self.state_dir / "store").as_uri()
+
+    def reference(self) -> Path:
+        """The reference FASTA (with .fai) that CRAMs are decoded and reads aligned against."""
+        if self.reference_fasta is not None:
+            return self.reference_fasta
+        from shared.synthetic import synthetic_reference
+
+        return synthetic_reference(self.cache)
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
