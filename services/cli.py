@@ -96,6 +96,18 @@ def schemas_write() -> None:
         click.echo(path)
 
 
+@main.command("token")
+@click.option("--for", "holder", required=True, help="A region (e.g. hovedstaden) or `ngc`.")
+def token(holder: str) -> None:
+    """Make a bearer token; print it once, and the hash that goes into GENOMHUB_TOKENS."""
+    from shared.auth import Tokens, new_token, token_hash
+
+    value = new_token()
+    Tokens({token_hash(value): holder})  # refuses an unknown holder
+    click.echo(f"token: {value}")
+    click.echo(f'GENOMHUB_TOKENS entry: "{token_hash(value)}": "{holder}"')
+
+
 def _service_commands() -> None:
     for info in pkgutil.iter_modules(services.__path__):
         if not info.ispkg:

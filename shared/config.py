@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         default="synthetic-v1",
         description="Reference files must match: `GRCh38` in production, `synthetic-v1` embedded.",
     )
+    tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: sha256 hex of a bearer token -> its holder, a region or `ngc`.",
+    )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
     http_host: str = Field(default="127.0.0.1", description="Interface the HTTP servers bind.")
     receiver_port: int = Field(default=8480, description="Receiver: upload API and probes.")
