@@ -103,7 +103,10 @@ def token(holder: str) -> None:
     from shared.auth import Tokens, new_token, token_hash
 
     value = new_token()
-    Tokens({token_hash(value): holder})  # refuses an unknown holder
+    try:
+        Tokens({token_hash(value): holder})
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--for") from exc
     click.echo(f"token: {value}")
     click.echo(f'GENOMHUB_TOKENS entry: "{token_hash(value)}": "{holder}"')
 
