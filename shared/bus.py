@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import faust
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -256,3 +256,27 @@ async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
     finally:
         await admin.close()
     return sorted(TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"])
+
+
+async def end_offsets(bootstrap: str, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    """The next offset to be written on each partition (its high-water mark)."""
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(list(partitions)))
+    finally:
+        await consumer.stop()
+
+
+async def group_lag(bootstrap: str, group: str) -> dict[TopicPartition, tuple[int, int]]:
+    """For each partition the group has committed on: (committed offset, end offset)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    ends = await end_offsets(bootstrap, list(committed))
+    return {tp: (meta.offset, ends[tp]) for tp, meta in committed.items() if meta.offset >= 0}
