@@ -31,6 +31,7 @@ from shared.config import Settings, get_settings
 from shared.envelope import Envelope, Headers, UndecodableEvent, decode, derive_id, encode, normalise_headers
 from shared.events import Event
 from shared.http import (
+    CONSUMER_LAG,
     DLQ_SENDS,
     EVENTS_FAILED,
     EVENTS_PROCESSED,
@@ -103,7 +104,7 @@ class Service:
         datadir = self.settings.state_dir / "faust" / name
         datadir.parent.mkdir(parents=True, exist_ok=True)
         self.readiness: list[ReadinessCheck] = [self._broker_reachable]
-        self.web = make_web(self.readiness)
+        self.web = make_web(self.readiness, self._record_lag)
         self.app = faust.App(
             f"genomhub-{name}",
             broker=f"kafka://{self.settings.bootstrap_servers()}",
@@ -207,6 +208,11 @@ class Service:
         return event_id
 
     # -- running ---------------------------------------------------------------------
+    async def _record_lag(self) -> None:
+        lag = await group_lag(self.settings.bootstrap_servers(), self.app.conf.id)
+        for tp, (committed, end) in lag.items():
+            CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(end - committed, 0))
+
     async def _broker_reachable(self) -> None:
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.settings.bootstrap_servers(), request_timeout_ms=3000

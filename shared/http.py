@@ -12,7 +12,10 @@ from aiohttp import web
 from mode import Service as ModeService
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from shared.telemetry import get_logger
+
 ReadinessCheck = Callable[[], Awaitable[None]]
+log = get_logger(__name__)
 
 EVENTS_PROCESSED = Counter("genomhub_events_processed", "Events handled successfully", ["service", "event"])
 EVENTS_FAILED = Counter("genomhub_events_failed", "Events whose handling failed", ["service", "event"])
@@ -21,8 +24,12 @@ LATENCY = Histogram("genomhub_processing_seconds", "Time to handle one event", [
 CONSUMER_LAG = Gauge("genomhub_consumer_lag", "Records not yet consumed", ["service", "topic", "partition"])
 
 
-def make_web(readiness: list[ReadinessCheck]) -> web.Application:
-    """The application with /healthz, /readyz and /metrics; services add their routes to it."""
+def make_web(readiness: list[ReadinessCheck], before_scrape: ReadinessCheck | None = None) -> web.Application:
+    """The application with /healthz, /readyz and /metrics; services add their routes to it.
+
+    ``before_scrape`` refreshes gauges that are cheaper to read on demand than to keep
+    current, such as consumer lag.
+    """
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -39,6 +46,11 @@ def make_web(readiness: list[ReadinessCheck]) -> web.Application:
         return web.json_response({"status": "ready"})
 
     async def metrics(_: web.Request) -> web.Response:
+        if before_scrape is not None:
+            try:
+                await before_scrape()
+            except Exception as exc:  # stale gauges beat a failed scrape
+                log.warning("metrics refresh failed", error=str(exc))
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application(client_max_size=1 << 20)
