@@ -8,12 +8,7 @@ outside git; the log directory and the record of the running broker live under
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import os
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -22,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
+
+from tools.background import BackgroundProcess, free_port, pid_alive, port_free
 
 KAFKA_VERSION = "4.3.1"
 POM = Path(__file__).with_name("pom.xml")
@@ -55,34 +52,6 @@ class BrokerState:
         return f"127.0.0.1:{self.port}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child counts as dead
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 class LocalBroker:
     """The broker whose state lives in ``home/kafka`` and whose jars live in ``cache``."""
 
@@ -91,6 +60,7 @@ class LocalBroker:
         self.lib = cache.resolve() / f"kafka-{KAFKA_VERSION}" / "lib"
         self.record = self.dir / "broker.json"
         self.log = self.dir / "server.log"
+        self.process = BackgroundProcess(self.record, self.log)
 
     # -- jars ------------------------------------------------------------------------
     def fetch_jars(self) -> None:
@@ -128,10 +98,12 @@ class LocalBroker:
 
     # -- state -----------------------------------------------------------------------
     def state(self) -> BrokerState | None:
-        if not self.record.exists():
-            return None
-        data = json.loads(self.record.read_text())
-        return BrokerState(int(data["pid"]), int(data["port"]), int(data["controller_port"]))
+        data = self.process.state()
+        return (
+            None
+            if data is None
+            else BrokerState(int(data["pid"]), int(data["port"]), int(data["controller_port"]))
+        )
 
     def running(self) -> BrokerState | None:
         state = self.state()
@@ -202,25 +174,14 @@ class LocalBroker:
             controller_port = free_port()
         props = self._write_config(port, controller_port)
         self._format(props)
-        with open(self.log, "ab") as out:
-            proc = subprocess.Popen(
-                self._java("kafka.Kafka", str(props)),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        state = BrokerState(proc.pid, port, controller_port)
-        self.record.write_text(
-            json.dumps(
-                {
-                    "pid": proc.pid,
-                    "port": port,
-                    "controller_port": controller_port,
-                    "bootstrap": state.bootstrap,
-                }
-            )
+        state = BrokerState(0, port, controller_port)
+        proc = self.process.launch(
+            self._java("kafka.Kafka", str(props)),
+            port=port,
+            controller_port=controller_port,
+            bootstrap=state.bootstrap,
         )
+        state = BrokerState(proc.pid, port, controller_port)
         try:
             wait_until_ready(state.bootstrap, timeout, proc)
         except BrokerError:
@@ -230,18 +191,7 @@ class LocalBroker:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL); False if none was running."""
-        live = self.running()
-        if live is None:
-            return False
-        os.killpg(live.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while pid_alive(live.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if pid_alive(live.pid):
-            os.killpg(live.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(live.pid, os.WNOHANG)
-        return True
+        return self.process.stop(timeout)
 
 
 async def answers_metadata(bootstrap: str) -> bool:
