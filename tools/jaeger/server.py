@@ -118,7 +118,7 @@ def fetch_trace(state: JaegerState, trace_id: str) -> dict[str, Any] | None:
 
 def spans_by_service(trace: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Every span of a trace with the service that emitted it, in start-time order."""
-    found = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for resource_spans in trace.get("result", {}).get("resourceSpans", []):
         attrs = {a["key"]: a["value"] for a in resource_spans.get("resource", {}).get("attributes", [])}
         service = attrs.get("service.name", {}).get("stringValue", "?")
