@@ -9,6 +9,7 @@ environment for configuration.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -61,10 +62,37 @@ class Settings(BaseSettings):
     harmoniser_port: int = Field(default=8482, description="Harmoniser: probes and metrics.")
     indexer_port: int = Field(default=8483, description="Indexer: catalogue API and probes.")
     billing_port: int = Field(default=8484, description="Billing: finance API and probes.")
+    billing_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of billing's accruals, grant ledger and statements. Unset: SQLite "
+        "<home>/billing.sqlite.",
+    )
+    billing_standard_rate_dkk: int = Field(
+        default=300,
+        ge=0,
+        description="NNF standard refund per genome equivalent, whole DKK: the rate when the grant "
+        "balance allows it (January 2026 was balance-limited at 264).",
+    )
+    billing_opening_balance_dkk: Decimal | None = Field(
+        default=None,
+        ge=0,
+        decimal_places=2,
+        description="Grant balance in DKK written as the ledger's opening entry when the ledger is "
+        "empty. Unset: record it with `genomhub billing grant add`.",
+    )
+    billing_auto_close_days: int | None = Field(
+        default=None,
+        ge=0,
+        description="Close a month automatically this many days after it ends. Unset: close by hand.",
+    )
 
     @property
     def state_dir(self) -> Path:
         return self.home.resolve()
+
+    @property
+    def billing_database_url(self) -> str:
+        return self.billing_url or f"sqlite:///{self.state_dir / 'billing.sqlite'}"
 
     @property
     def store_url(self) -> str:
