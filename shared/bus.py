@@ -40,7 +40,7 @@ from shared.http import (
     ReadinessCheck,
     make_web,
 )
-from shared.topics import all_topics, dlq_name, topic_name
+from shared.topics import SUBSCRIPTIONS, all_topics, consumer_group, dlq_name, topic_name
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Envelope[E]], Awaitable[None]]
@@ -106,7 +106,7 @@ class Service:
         self.readiness: list[ReadinessCheck] = [self._broker_reachable]
         self.web = make_web(self.readiness, self._record_lag)
         self.app = faust.App(
-            f"genomhub-{name}",
+            consumer_group(name),
             broker=f"kafka://{self.settings.bootstrap_servers()}",
             key_serializer="raw",
             value_serializer="raw",
@@ -123,6 +123,10 @@ class Service:
     # -- consuming -------------------------------------------------------------------
     def on(self, model: type[E], handler: Handler[E]) -> None:
         """Run ``handler`` for each event on ``model``'s topic; failures go to its DLQ."""
+        if self.name in SUBSCRIPTIONS and model not in SUBSCRIPTIONS[self.name]:
+            raise ValueError(
+                f"{self.name} is not registered to consume {model.event_name} (shared/topics.py)"
+            )
         topic = self.app.topic(topic_name(model))
 
         async def agent(stream: faust.StreamT[Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.events import EVENT_MODELS, Event
+from shared.events import EVENT_MODELS, Event, FileReceived, Harmonised, Indexed, Validated
 
 DLQ_SUFFIX = ".dlq"
 DLQ_RETENTION_MS = 90 * 24 * 3600 * 1000
@@ -44,3 +44,18 @@ def all_topics(partitions: int) -> list[Topic]:
         topics.append(Topic(name, partitions, -1))
         topics.append(Topic(dlq_name(name), 1, DLQ_RETENTION_MS))
     return topics
+
+
+SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
+    "receiver": (),
+    "validator": (FileReceived,),
+    "harmoniser": (Validated,),
+    "indexer": (Validated, Harmonised),
+    "billing": (Indexed,),
+}
+"""Which events each service consumes: its consumer group reads these topics."""
+
+
+def consumer_group(service: str) -> str:
+    """The Kafka consumer group of a service (its faust app id)."""
+    return f"genomhub-{service}"
