@@ -82,6 +82,26 @@ def run(service: str) -> None:
     module.build().run()
 
 
+@main.command("up")
+@click.option("--no-jaeger", is_flag=True, help="Do not start Jaeger even when it is built.")
+def up(no_jaeger: bool) -> None:
+    """Start the whole local stack and show its status; Ctrl-C stops everything."""
+    import signal
+
+    from tools.stack.supervisor import LocalStack
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    with LocalStack(get_settings(), jaeger=not no_jaeger, say=click.echo) as stack:
+        try:
+            stack.wait_ready()
+            stack.watch()
+        except KeyboardInterrupt:
+            click.echo("stopping the stack")
+
+
 @main.group()
 def schemas() -> None:
     """The JSON Schemas of the events, checked in under shared/schemas/."""

@@ -1,0 +1,260 @@
+"""The local stack: the broker, Jaeger and the five services as supervised processes.
+
+``genomhub up``, ``genomhub demo`` and the end-to-end and fault tests all run the stack
+through :class:`LocalStack`, so they exercise the same processes an operator runs. A
+service that dies is restarted (with a growing pause if it keeps dying); stopping sends
+SIGTERM and waits, so consumers leave their groups cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from shared.bus import end_offsets, group_lag, partitions_of
+from shared.config import Settings
+from shared.topics import SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
+from tools.jaeger.server import JaegerState, LocalJaeger
+from tools.kafka.broker import LocalBroker
+
+SERVICES = ("receiver", "validator", "harmoniser", "indexer", "billing")
+
+
+@dataclass
+class Supervised:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    exits: list[int] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+            )
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+
+class Supervisor:
+    """Keeps each service process running until :meth:`stop`."""
+
+    def __init__(self, services: Iterable[Supervised], say: Callable[[str], None]) -> None:
+        self.services = {s.name: s for s in services}
+        self.say = say
+        self.stopping = False
+
+    def start(self) -> None:
+        for service in self.services.values():
+            service.start()
+
+    def poll(self) -> None:
+        """Restart whatever died; a process that keeps dying waits longer each time."""
+        now = time.monotonic()
+        for service in self.services.values():
+            proc = service.proc
+            if self.stopping or proc is None or proc.poll() is None:
+                continue
+            if service.next_start == 0.0:
+                service.exits.append(proc.returncode)
+                pause = min(2.0 ** min(service.restarts, 5) * 0.5, 15.0)
+                service.next_start = now + pause
+                self.say(f"{service.name} exited with {proc.returncode}; restarting in {pause:.1f} s")
+            elif now >= service.next_start:
+                service.restarts += 1
+                service.next_start = 0.0
+                service.start()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self.stopping = True
+        for service in self.services.values():
+            service.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for service in self.services.values():
+            proc = service.proc
+            if proc is None:
+                continue
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                service.signal(signal.SIGKILL)
+                proc.wait(10)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    ready: bool
+    restarts: int
+    lag: int | None
+    dead_letters: int
+
+
+async def _status(bootstrap: str, supervisor: Supervisor) -> list[ServiceStatus]:
+    rows = []
+    for service in supervisor.services.values():
+        lag: int | None = None
+        dead = 0
+        try:
+            committed = await group_lag(bootstrap, consumer_group(service.name))
+            lag = sum(max(end - offset, 0) for offset, end in committed.values()) if committed else None
+            for model in SUBSCRIPTIONS[service.name]:
+                dlq = dlq_name(topic_name(model))
+                ends = await end_offsets(bootstrap, await partitions_of(bootstrap, dlq))
+                dead += sum(ends.values())
+        except Exception:  # the broker may be restarting: show what is known
+            lag = None
+        rows.append(ServiceStatus(service.name, service.pid, service.ready(), service.restarts, lag, dead))
+    return rows
+
+
+def render(rows: list[ServiceStatus]) -> str:
+    lines = [f"{'service':<11} {'pid':>7} {'ready':<5} {'restarts':>8} {'lag':>6} {'dlq':>5}"]
+    for r in rows:
+        lag = "-" if r.lag is None else str(r.lag)
+        lines.append(
+            f"{r.name:<11} {r.pid or '-':>7} {'yes' if r.ready else 'no':<5} {r.restarts:>8} {lag:>6} {r.dead_letters:>5}"
+        )
+    return "\n".join(lines)
+
+
+class LocalStack:
+    """The whole local stack as a context manager; what it started, it stops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: Iterable[str] = SERVICES,
+        jaeger: bool = True,
+        env: Mapping[str, str] | None = None,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.settings = settings
+        self.names = list(services)
+        self.want_jaeger = jaeger
+        self.extra_env = dict(env or {})
+        self.say = say
+        self.broker = LocalBroker(settings.state_dir, settings.cache)
+        self.jaeger = LocalJaeger(settings.state_dir, settings.cache)
+        self.started_broker = False
+        self.started_jaeger = False
+        self.jaeger_state: JaegerState | None = None
+        self.bootstrap = ""
+        self.supervisor: Supervisor | None = None
+        self.logs = settings.state_dir / "logs"
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.settings.kafka_bootstrap:
+            self.bootstrap = self.settings.kafka_bootstrap
+        else:
+            self.started_broker = self.broker.running() is None
+            state, took = self.broker.start()
+            self.bootstrap = state.bootstrap
+            self.say(f"kafka ready at {state.bootstrap} in {took:.1f} s")
+        env = {
+            **os.environ,
+            "GENOMHUB_KAFKA_BOOTSTRAP": self.bootstrap,
+            "GENOMHUB_HOME": str(self.settings.state_dir),
+        }
+        if self.want_jaeger and self.jaeger.built():
+            self.started_jaeger = self.jaeger.running() is None
+            self.jaeger_state = self.jaeger.start()
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.jaeger_state.otlp_endpoint
+            self.say(f"jaeger ready, query API at {self.jaeger_state.query_url}")
+        elif self.want_jaeger:
+            self.say("jaeger is not built (tools/jaeger/build.sh): traces are not exported")
+        env.update(self.extra_env)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        genomhub = str(Path(sys.executable).with_name("genomhub"))
+        supervised = []
+        for name in self.names:
+            port_key = f"GENOMHUB_{name.upper()}_PORT"
+            port = int(env[port_key]) if port_key in env else self.settings.port_of(name)
+            supervised.append(Supervised(name, [genomhub, "run", name], env, self.logs / f"{name}.log", port))
+        self.supervisor = Supervisor(supervised, self.say)
+        self.supervisor.start()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        assert self.supervisor is not None
+        deadline = time.monotonic() + timeout
+        pending = set(self.supervisor.services)
+        while pending and time.monotonic() < deadline:
+            self.supervisor.poll()
+            pending = {n for n in pending if not self.supervisor.services[n].ready()}
+            time.sleep(0.3)
+        if pending:
+            raise RuntimeError(f"not ready after {timeout:.0f} s: {sorted(pending)} (logs in {self.logs})")
+
+    def status(self) -> list[ServiceStatus]:
+        assert self.supervisor is not None
+        return asyncio.run(_status(self.bootstrap, self.supervisor))
+
+    def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        if self.started_jaeger:
+            self.jaeger.stop()
+        if self.started_broker:
+            self.broker.stop()
+
+    def watch(self, interval: float = 2.0) -> None:
+        """Keep the services alive and show their status until interrupted."""
+        assert self.supervisor is not None
+        tty = sys.stdout.isatty()
+        last = ""
+        while True:
+            self.supervisor.poll()
+            table = render(self.status())
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[J" + table + "\n\nCtrl-C stops the stack.\n")
+                sys.stdout.flush()
+            elif table != last:
+                print(table, flush=True)
+            last = table
+            time.sleep(interval)
