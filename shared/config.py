@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     harmoniser_port: int = Field(default=8482, description="Harmoniser: probes and metrics.")
     indexer_port: int = Field(default=8483, description="Indexer: catalogue API and probes.")
     billing_port: int = Field(default=8484, description="Billing: finance API and probes.")
+    catalogue_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the indexer's national catalogue (postgresql://... in "
+        "production). Unset: SQLite <home>/catalogue.sqlite.",
+    )
     billing_url: str = Field(
         default="",
         description="SQLAlchemy URL of billing's accruals, grant ledger and statements. Unset: SQLite "
@@ -89,6 +94,10 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.home.resolve()
+
+    @property
+    def catalogue_database_url(self) -> str:
+        return self.catalogue_url or f"sqlite:///{self.state_dir / 'catalogue.sqlite'}"
 
     @property
     def billing_database_url(self) -> str:
