@@ -115,6 +115,10 @@ class Service:
             datadir=str(datadir),
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=1.0,
+            # A killed member holds its partitions until its session expires; keep that short
+            # so a restarted service resumes within seconds, not a minute.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=2.0,
             producer_acks=-1,
             topic_partitions=self.settings.topic_partitions,
             topic_replication_factor=self.settings.topic_replicas,
