@@ -12,9 +12,12 @@ import json
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.events import HarmonisationPolicy
 
 
 class Settings(BaseSettings):
@@ -59,6 +62,44 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Interface the HTTP servers bind.")
     receiver_port: int = Field(default=8480, description="Receiver: upload API and probes.")
     validator_port: int = Field(default=8481, description="Validator: probes and metrics.")
+    harmonisation_policy: HarmonisationPolicy = Field(
+        default=HarmonisationPolicy.HARMONISE_AND_STORE,
+        description="Which of the working group's four models decides what NGC harmonises "
+        "(design.md section 6): harmonise-and-store, international, partial or national.",
+    )
+    ge_rule: Literal["bases", "analysis"] = Field(
+        default="bases",
+        description="Genome-equivalent rule: `bases` = raw bases / ge_bases_per_genome; `analysis` = "
+        "ge_analysis_weights of the submission's analysis type.",
+    )
+    ge_bases_per_genome: int = Field(
+        default=30 * 3_100_000_000, gt=0, description="Bases that make one genome equivalent (30x of 3.1 Gb)."
+    )
+    ge_analysis_weights: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "WGS": Decimal("1.0"),
+            "long-read WGS": Decimal("1.0"),
+            "WES": Decimal("0"),
+            "panel": Decimal("0"),
+        },
+        description="JSON object analysis type -> genome equivalents per sample under the `analysis` rule.",
+    )
+    guideline_version: str = Field(
+        default="ngc-clinical-output-2026.1",
+        description="Id of the national guideline set clinical output is checked against.",
+    )
+    guideline_pipelines: list[str] = Field(
+        default_factory=lambda: ["nf-core/sarek"],
+        description="JSON list: pipelines whose provenance (CRAM @PG, VCF ##source) the guideline allows.",
+    )
+    spring_executable: Path | None = Field(
+        default=None,
+        description="Validator: `spring` program that decompresses SPRING archives for the FASTQ "
+        "checks. Unset: archives are recognised and reported as needing decompression.",
+    )
+    validator_workers: int = Field(
+        default=2, ge=1, description="Validator: worker processes that check files in parallel."
+    )
     harmoniser_port: int = Field(default=8482, description="Harmoniser: probes and metrics.")
     indexer_port: int = Field(default=8483, description="Indexer: catalogue API and probes.")
     billing_port: int = Field(default=8484, description="Billing: finance API and probes.")

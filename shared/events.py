@@ -108,6 +108,9 @@ class Problem(Strict):
     code: str = Field(pattern=r"^[a-z0-9_.]+$")
     message: str
     location: str = ""
+    severity: Literal["error", "warning"] = Field(
+        default="error", description="An error keeps the file from being accepted; a warning does not."
+    )
 
 
 class CheckedFile(StoredFile):
