@@ -1,0 +1,447 @@
+"""``genomhub replay`` and ``genomhub dlq``: the operators' tools on the real broker.
+
+The decisions live in the pure modules (``replay``, ``dlq``, ``table``); this module only
+fetches the facts from Kafka (committed offsets, log bounds, group members, dead letters)
+and carries the decisions out through the admin API, a group-less consumer and a
+transactional producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from services.operations import dlq as dl
+from services.operations import replay as rp
+from services.operations.table import format_table
+from shared.bus import partitions_of
+from shared.config import Settings, get_settings
+from shared.envelope import normalise_headers
+from shared.topics import DLQ_SUFFIX, all_topics
+
+READ_TIMEOUT_S = 30.0
+
+
+def _event_topics(settings: Settings) -> list[str]:
+    return [t.name for t in all_topics(settings.topic_partitions) if not t.name.endswith(DLQ_SUFFIX)]
+
+
+def _dlq_topics(settings: Settings) -> list[str]:
+    return [t.name for t in all_topics(settings.topic_partitions) if t.name.endswith(DLQ_SUFFIX)]
+
+
+def _run(coro: Any) -> Any:
+    """Run one command's coroutine; broker failures become a clear one-line error."""
+    try:
+        return asyncio.run(coro)
+    except (rp.ReplayError, dl.DlqError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KafkaError as exc:
+        raise click.ClickException(f"Kafka: {type(exc).__name__}: {exc}") from exc
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+
+async def _group_members(admin: AIOKafkaAdminClient, group: str) -> tuple[str, list[tuple[str, str]]]:
+    """State and (client id, host) of each member, from DescribeGroups."""
+    (response,) = await admin.describe_consumer_groups([group])
+    for described in response.groups:
+        error_code, name, state, _protocol_type, _protocol, members = described[:6]
+        if name != group:
+            continue
+        if error_code:
+            raise KafkaError(f"describing consumer group {group} failed with error code {error_code}")
+        return str(state), [(str(m[1]), str(m[2])) for m in members]
+    return "", []
+
+
+@dataclass
+class ReplayFacts:
+    group: str
+    state: str
+    members: list[tuple[str, str]]
+    partitions: list[TopicPartition]
+    committed: dict[tuple[str, int], int]
+    earliest: dict[tuple[str, int], int]
+    latest: dict[tuple[str, int], int]
+    by_time: dict[tuple[str, int], int | None] | None
+
+
+async def _replay_facts(settings: Settings, service: str, target: rp.Target) -> ReplayFacts:
+    bootstrap = settings.bootstrap_servers()
+    group = rp.group_of(service)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        state, members = await _group_members(admin, group)
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+    topics = rp.consumed_topics(service, [t for t, _ in committed], _event_topics(settings))
+    partitions: list[TopicPartition] = []
+    for topic in topics:
+        found = await partitions_of(bootstrap, topic)
+        if not found:
+            raise rp.ReplayError(f"topic {topic} does not exist on {bootstrap}")
+        partitions += found
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        earliest = await consumer.beginning_offsets(partitions)
+        latest = await consumer.end_offsets(partitions)
+        by_time = None
+        if isinstance(target, rp.AtTime):
+            found_times = await consumer.offsets_for_times({tp: target.millis for tp in partitions})
+            by_time = {
+                (tp.topic, tp.partition): (o.offset if o is not None else None)
+                for tp, o in found_times.items()
+            }
+    finally:
+        await consumer.stop()
+    return ReplayFacts(
+        group,
+        state,
+        members,
+        partitions,
+        committed,
+        {(tp.topic, tp.partition): o for tp, o in earliest.items()},
+        {(tp.topic, tp.partition): o for tp, o in latest.items()},
+        by_time,
+    )
+
+
+async def _commit_offsets(
+    bootstrap: str, group: str, offsets: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Commit ``offsets`` for ``group`` from outside it, and read them back.
+
+    aiokafka 0.14's admin client has no AlterConsumerGroupOffsets, so a consumer with the
+    group's id, assigned the partitions but never subscribed (so it never joins the group),
+    commits them; the broker accepts such a commit only while the group has no members.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(dict(offsets))
+    finally:
+        await consumer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        back = await admin.list_consumer_group_offsets(group, partitions=list(offsets))
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in back.items()}
+
+
+async def _replay(service: str, target: rp.Target, dry_run: bool) -> None:
+    settings = get_settings()
+    facts = await _replay_facts(settings, service, target)
+    refusal = rp.live_members_refusal(facts.group, facts.state, facts.members)
+    if refusal and not dry_run:
+        raise rp.ReplayError(f"refusing to replay: {refusal}")
+    rows = rp.plan(
+        target,
+        [(tp.topic, tp.partition) for tp in facts.partitions],
+        facts.committed,
+        facts.earliest,
+        facts.latest,
+        facts.by_time,
+    )
+    click.echo(f"replay of {service} (consumer group {facts.group}, state {facts.state or 'unknown'})")
+    click.echo(format_table(("topic", "partition", "current", "new", "change"), rp.plan_rows(rows)))
+    new = {TopicPartition(r.topic, r.partition): r.new for r in rows if r.new is not None}
+    if dry_run:
+        click.echo("dry run: nothing committed")
+        if refusal:
+            click.echo(f"note: a real run would refuse now: {refusal}")
+        return
+    if not new:
+        click.echo("nothing to commit")
+        return
+    committed = await _commit_offsets(settings.bootstrap_servers(), facts.group, new)
+    wrong = {tp: (o, committed.get(tp)) for tp, o in new.items() if committed.get(tp) != o}
+    if wrong:
+        raise rp.ReplayError(f"the broker holds other offsets than committed: {wrong}")
+    click.echo(f"committed {len(new)} offset(s) for {facts.group}; start {service} to replay")
+
+
+@click.command("replay")
+@click.option("--service", required=True, type=click.Choice(list(rp.CONSUMES)), help="The service to replay.")
+@click.option("--to-earliest", is_flag=True, help="Restart at the oldest retained record.")
+@click.option("--to-time", metavar="ISO-TIME", help="Restart at the first record at or after this time.")
+@click.option(
+    "--to-offset",
+    "to_offset",
+    multiple=True,
+    metavar="[TOPIC:]P:O",
+    help="Restart partition P at offset O (repeatable; more may follow as arguments).",
+)
+@click.argument("more_offsets", nargs=-1, metavar="[[TOPIC:]P:O]...")
+@click.option("--dry-run", is_flag=True, help="Print the plan, commit nothing.")
+def replay(
+    service: str,
+    to_earliest: bool,
+    to_time: str | None,
+    to_offset: tuple[str, ...],
+    more_offsets: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Reset a stopped service's consumer group so it consumes its topics again.
+
+    Prints the current and new offset of every partition. Refuses while the group has
+    live members: stop the service first. A time without an offset is Copenhagen time.
+    """
+    chosen = sum([to_earliest, to_time is not None, bool(to_offset)])
+    if chosen != 1:
+        raise click.UsageError("give exactly one of --to-earliest, --to-time, --to-offset")
+    if more_offsets and not to_offset:
+        raise click.UsageError(f"unexpected argument(s) {' '.join(more_offsets)}")
+    target: rp.Target
+    try:
+        if to_earliest:
+            target = rp.Earliest()
+        elif to_time is not None:
+            target = rp.AtTime(rp.parse_time(to_time))
+        else:
+            target = rp.AtOffsets(tuple(rp.parse_offset_specs([*to_offset, *more_offsets])))
+    except rp.ReplayError as exc:
+        raise click.UsageError(str(exc)) from exc
+    _run(_replay(service, target, dry_run))
+
+
+# -- dead letters ----------------------------------------------------------------------------
+
+
+async def _read_letters(
+    bootstrap: str, topics: Sequence[str]
+) -> tuple[list[dl.DeadLetter], dict[tuple[str, int], int]]:
+    """Every dead letter on ``topics`` up to their current end, and each partition's log start."""
+    partitions: list[TopicPartition] = []
+    for topic in topics:
+        partitions += await partitions_of(bootstrap, topic)
+    if not partitions:
+        return [], {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        letters: list[dl.DeadLetter] = []
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            if time.monotonic() > deadline:
+                raise dl.DlqError(
+                    f"could not read the dead letters up to their end in {READ_TIMEOUT_S:.0f} s"
+                )
+            batch = await consumer.getmany(*partitions, timeout_ms=500)
+            for tp, records in batch.items():
+                letters += [_letter(r) for r in records if r.offset < ends[tp]]
+    finally:
+        await consumer.stop()
+    letters.sort(key=lambda x: (x.topic, x.partition, x.offset))
+    return letters, {(tp.topic, tp.partition): o for tp, o in starts.items()}
+
+
+def _letter(record: Any) -> dl.DeadLetter:
+    return dl.DeadLetter(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp,
+        record.key,
+        record.value,
+        normalise_headers(record.headers),
+    )
+
+
+async def _ledgers(bootstrap: str, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], dl.Ledger]:
+    if not partitions:
+        return {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(
+            dl.REDRIVE_GROUP, partitions=[TopicPartition(t, p) for t, p in partitions]
+        )
+    finally:
+        await admin.close()
+    return {
+        (tp.topic, tp.partition): dl.Ledger.parse(meta.offset, meta.metadata or "")
+        for tp, meta in found.items()
+    }
+
+
+def _summary(
+    letters: Sequence[dl.DeadLetter], ledgers: dict[tuple[str, int], dl.Ledger], topics: Sequence[str]
+) -> str:
+    lines = []
+    for topic in topics:
+        mine = [x for x in letters if x.topic == topic]
+        done = sum(1 for x in mine if ledgers.get((x.topic, x.partition), dl.Ledger()).redriven(x.offset))
+        lines.append(f"{topic}: {len(mine)} dead letter(s), {len(mine) - done} pending, {done} redriven")
+    return "\n".join(lines)
+
+
+async def _list(topic: str | None, pending_only: bool) -> None:
+    settings = get_settings()
+    bootstrap = settings.bootstrap_servers()
+    topics = [dl.resolve_dlq_topic(topic, _dlq_topics(settings))] if topic else _dlq_topics(settings)
+    letters, _ = await _read_letters(bootstrap, topics)
+    ledgers = await _ledgers(bootstrap, sorted({(x.topic, x.partition) for x in letters}))
+    click.echo(_summary(letters, ledgers, topics))
+    if pending_only:
+        letters = [
+            x for x in letters if not ledgers.get((x.topic, x.partition), dl.Ledger()).redriven(x.offset)
+        ]
+    if letters:
+        click.echo(format_table(dl.LIST_COLUMNS, dl.list_rows(letters, ledgers)))
+
+
+async def _show(letter_id: dl.LetterId) -> None:
+    bootstrap = get_settings().bootstrap_servers()
+    tp = TopicPartition(letter_id.topic, letter_id.partition)
+    if tp not in await partitions_of(bootstrap, letter_id.topic):
+        raise dl.DlqError(f"no such dead letter: {letter_id} (no such topic or partition)")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if not start <= letter_id.offset < end:
+            raise dl.DlqError(
+                f"no such dead letter: {letter_id} (the partition holds offsets {start} to {end - 1})"
+            )
+        consumer.seek(tp, letter_id.offset)
+        record = await asyncio.wait_for(consumer.getone(tp), READ_TIMEOUT_S)
+    finally:
+        await consumer.stop()
+    letter = _letter(record)
+    ledger = (await _ledgers(bootstrap, [(tp.topic, tp.partition)])).get(
+        (tp.topic, tp.partition), dl.Ledger()
+    )
+    click.echo(dl.format_letter(letter))
+    click.echo(f"state: {'redriven' if ledger.redriven(letter.offset) else 'pending'}")
+
+
+async def _redrive(ids: Sequence[dl.LetterId], topics: Sequence[str]) -> None:
+    """Send the chosen dead letters' original records back, and advance the ledger, in one
+    transaction. Starting the transactional producer first fences any redrive still in
+    flight and waits for its transaction to end, so the ledger read next is current: two
+    operators redriving at once cannot both send the same dead letter."""
+    bootstrap = get_settings().bootstrap_servers()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=dl.REDRIVE_GROUP, enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    try:
+        letters, starts = await _read_letters(bootstrap, topics)
+        ledgers = await _ledgers(bootstrap, sorted(starts))
+        selection = dl.select(letters, ledgers, ids)
+        for letter in selection.already:
+            click.echo(f"already redriven, not sent again: {letter.id}")
+        for _, reason in selection.unsendable:
+            click.echo(f"cannot redrive: {reason}")
+        if not selection.send:
+            click.echo("nothing to redrive")
+            return
+        sent: list[tuple[dl.DeadLetter, Any]] = []
+        async with producer.transaction():
+            for letter in selection.send:
+                topic, partition = letter.redrive_target()
+                if partition is not None and partition not in await producer.partitions_for(topic):
+                    partition = None  # the topic was re-partitioned: let the key choose
+                meta = await producer.send_and_wait(
+                    topic,
+                    letter.value,
+                    key=letter.key,
+                    partition=partition,
+                    headers=letter.original_headers(),
+                )
+                sent.append((letter, meta))
+            advanced: dict[TopicPartition, OffsetAndMetadata] = {}
+            for (topic, part), ledger in ledgers.items():
+                offsets = [x.offset for x in selection.send if (x.topic, x.partition) == (topic, part)]
+                if offsets:
+                    after = ledger.with_redriven(offsets, starts[(topic, part)])
+                    advanced[TopicPartition(topic, part)] = OffsetAndMetadata(
+                        after.watermark, after.metadata()
+                    )
+            await producer.send_offsets_to_transaction(advanced, dl.REDRIVE_GROUP)
+    finally:
+        await producer.stop()
+    for letter, meta in sent:
+        click.echo(
+            f"redriven {letter.id} -> {meta.topic}:{meta.partition}:{meta.offset} "
+            f"ce_id={letter.header('ce_id') or '-'} subject={letter.header('ce_subject') or '-'}"
+        )
+    click.echo(f"redrove {len(sent)} dead letter(s)")
+
+
+@click.group("dlq")
+def dlq() -> None:
+    """Dead letters: records a service could not decode or process, kept for 90 days."""
+
+
+@dlq.command("list")
+@click.option("--topic", help="One dead-letter topic (or its source topic, or the event name).")
+@click.option("--pending", is_flag=True, help="Only dead letters not yet redriven.")
+def dlq_list(topic: str | None, pending: bool) -> None:
+    """Count the dead letters of each topic and print one line per dead letter."""
+    _run(_list(topic, pending))
+
+
+@dlq.command("show")
+@click.option("--id", "letter_id", required=True, metavar="DLQ-TOPIC:PARTITION:OFFSET")
+def dlq_show(letter_id: str) -> None:
+    """Print one dead letter: its headers and its value (indented if JSON)."""
+    try:
+        parsed = dl.LetterId.parse(letter_id)
+    except dl.DlqError as exc:
+        raise click.BadParameter(str(exc), param_hint="--id") from exc
+    _run(_show(parsed))
+
+
+@dlq.command("redrive")
+@click.option("--id", "ids", multiple=True, metavar="DLQ-TOPIC:PARTITION:OFFSET", help="Repeatable.")
+@click.option("--topic", help="Every pending dead letter of this topic.")
+@click.option("--all", "everything", is_flag=True, help="Every pending dead letter of every topic.")
+def dlq_redrive(ids: tuple[str, ...], topic: str | None, everything: bool) -> None:
+    """Send dead letters' original records (original key, value and headers) back to their
+    source topic. A dead letter is redriven at most once: a ledger kept in the consumer
+    group genomhub-dlq-redrive, committed with the records, remembers what was sent."""
+    if sum([bool(ids), topic is not None, everything]) != 1:
+        raise click.UsageError("give exactly one of --id (repeatable), --topic, --all")
+    settings = get_settings()
+    try:
+        letter_ids = [dl.LetterId.parse(i) for i in ids]
+        if letter_ids:
+            topics = sorted({i.topic for i in letter_ids})
+            unknown = [t for t in topics if t not in _dlq_topics(settings)]
+            if unknown:
+                raise dl.DlqError(f"not a registered dead-letter topic: {', '.join(unknown)}")
+        elif topic is not None:
+            topics = [dl.resolve_dlq_topic(topic, _dlq_topics(settings))]
+        else:
+            topics = _dlq_topics(settings)
+    except dl.DlqError as exc:
+        raise click.UsageError(str(exc)) from exc
+    _run(_redrive(letter_ids, topics))
+
+
+commands: list[click.Command] = [replay, dlq]
