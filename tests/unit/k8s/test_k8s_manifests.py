@@ -1,0 +1,438 @@
+"""Structure of both rendered overlays: what a cluster would run, checked without a cluster."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import tomllib
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from k8s_objects import K8S, ROOT, SERVICES, Obj, of_kind, one, prod_tree
+
+from shared.auth import Tokens
+from shared.bus import Service
+from shared.config import Settings
+from tools.k8s.kustomize import render
+from tools.k8s.topics import CLUSTER, default_partitions
+
+# GENOMHUB_* settings the manifests set that the services' own issues add to
+# shared/config.py (database URLs of the indexer and billing, the harmoniser's Sarek backend).
+# Every other GENOMHUB_* key must already be a Settings field.
+PENDING_SETTINGS = {
+    "GENOMHUB_CATALOGUE_URL",
+    "GENOMHUB_LEDGER_URL",
+    "GENOMHUB_HARMONISER_BACKEND",
+    "GENOMHUB_SAREK_PROFILE",
+    "GENOMHUB_SAREK_WORK_DIR",
+}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+NAMESPACES = {"dev": "genomhub-dev", "prod": "genomhub"}
+IMAGE = "genomhub:" + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def setting_default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
+def pod_spec(workload: Obj) -> Obj:
+    spec: Obj = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def config(objects: list[Obj]) -> dict[str, str]:
+    data: dict[str, str] = one(objects, "ConfigMap", "genomhub-config")["data"]
+    return data
+
+
+def secret(objects: list[Obj], name: str = "genomhub-secrets") -> dict[str, str]:
+    data = one(objects, "Secret", name)["data"]
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def container_env(workload: Obj) -> dict[str, str]:
+    (container,) = pod_spec(workload)["containers"]
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def environment(objects: list[Obj], workload: Obj) -> dict[str, str]:
+    """The environment a service container starts with: ConfigMap, Secret, then its own env."""
+    return {**config(objects), **secret(objects), **container_env(workload)}
+
+
+# --- the five services ---------------------------------------------------------------
+
+
+def test_one_deployment_and_service_per_service(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    genomhub = [
+        d
+        for d in of_kind(objects, "Deployment")
+        if d["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    ]
+    assert sorted(d["metadata"]["name"] for d in genomhub) == sorted(SERVICES)
+    for name in SERVICES:
+        (container,) = pod_spec(one(objects, "Deployment", name))["containers"]
+        assert container["args"] == ["run", name]
+        one(objects, "Service", name)
+
+
+@pytest.fixture(scope="module")
+def health_routes() -> dict[str, set[str]]:
+    """The GET routes each real service's web application serves."""
+    routes: dict[str, set[str]] = {}
+    for name in SERVICES:
+        service = Service(name)
+        routes[name] = {
+            r.resource.canonical for r in service.web.router.routes() if r.method == "GET" and r.resource
+        }
+    return routes
+
+
+def test_probes_hit_real_endpoints_on_the_configured_port(
+    overlay: tuple[str, list[Obj]], health_routes: dict[str, set[str]]
+) -> None:
+    _, objects = overlay
+    for name in SERVICES:
+        port = setting_default(f"{name}_port")
+        deployment = one(objects, "Deployment", name)
+        (container,) = pod_spec(deployment)["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"http": port}, name
+        liveness, readiness = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
+        assert (liveness["path"], readiness["path"]) == ("/healthz", "/readyz")
+        for probe in (liveness, readiness):
+            assert ports.get(probe["port"], probe["port"]) == port
+            assert probe["path"] in health_routes[name]
+        (service_port,) = one(objects, "Service", name)["spec"]["ports"]
+        assert service_port["port"] == port
+        assert ports[service_port["targetPort"]] == port
+        # The container listens on every interface, or the kubelet's probes cannot reach it.
+        assert environment(objects, deployment)["GENOMHUB_HTTP_HOST"] == "0.0.0.0"
+        # Nothing overrides the port the Service and probes assume.
+        assert f"GENOMHUB_{name.upper()}_PORT" not in environment(objects, deployment)
+
+
+def test_services_and_job_take_env_from_the_configmap_and_secret(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    for workload in [*(one(objects, "Deployment", s) for s in SERVICES), one(objects, "Job", "db-upgrade")]:
+        (container,) = pod_spec(workload)["containers"]
+        assert container["image"] == IMAGE
+        assert container["envFrom"] == [
+            {"configMapRef": {"name": "genomhub-config"}},
+            {"secretRef": {"name": "genomhub-secrets"}},
+        ]
+    config(objects), secret(objects)  # both exist in the overlay
+
+
+def test_environment_is_valid_settings(
+    overlay: tuple[str, list[Obj]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every GENOMHUB_* key is a real setting, and the whole environment parses as Settings."""
+    name, objects = overlay
+    for service in SERVICES:
+        env = environment(objects, one(objects, "Deployment", service))
+        unknown = {
+            k
+            for k in env
+            if k.startswith("GENOMHUB_") and k[len("GENOMHUB_") :].lower() not in Settings.model_fields
+        }
+        assert unknown <= PENDING_SETTINGS, f"not settings of shared/config.py: {unknown - PENDING_SETTINGS}"
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = Settings()
+        assert settings.kafka_bootstrap == env["GENOMHUB_KAFKA_BOOTSTRAP"]
+        assert settings.state_dir.is_relative_to("/tmp") and settings.cache.is_relative_to("/tmp")
+        assert settings.store_url.startswith("s3://")
+        if name == "dev":
+            Tokens(settings.tokens)  # real sha256 digests of the documented dev tokens
+
+
+def test_bootstrap_and_tracing_point_at_real_services(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    data = config(objects)
+    kafka = one(objects, "Kafka", CLUSTER)
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["type"] == "internal" and listener["tls"] is False
+    assert data["GENOMHUB_KAFKA_BOOTSTRAP"] == f"{CLUSTER}-kafka-bootstrap:{listener['port']}"
+    endpoint = urlsplit(data["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    jaeger_service = one(objects, "Service", endpoint.hostname or "")
+    assert endpoint.port in {p["port"] for p in jaeger_service["spec"]["ports"]}
+    assert endpoint.port == 4318  # the services export OTLP over HTTP
+
+
+def test_workloads_run_non_root_on_a_read_only_root(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    workloads = [o for o in objects if o["kind"] in WORKLOAD_KINDS]
+    assert len(workloads) >= len(SERVICES) + 2  # + Jaeger and the migration Job
+    for workload in workloads:
+        spec = pod_spec(workload)
+        pod_security = spec.get("securityContext", {})
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        claims = {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", [])}
+        for container in spec["containers"]:
+            security = {**pod_security, **container.get("securityContext", {})}
+            where = f"{workload['kind']} {workload['metadata']['name']}"
+            assert security.get("runAsNonRoot") is True, where
+            assert isinstance(security.get("runAsUser"), int) and security["runAsUser"] > 0, where
+            assert security.get("readOnlyRootFilesystem") is True, where
+            assert security.get("allowPrivilegeEscalation") is False, where
+            assert security.get("capabilities", {}).get("drop") == ["ALL"], where
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            assert "emptyDir" in volumes[mounts["/tmp"]], f"{where}: /tmp must be an emptyDir"
+            for mount in container.get("volumeMounts", []):
+                assert mount["name"] in volumes or mount["name"] in claims, f"{where}: {mount['name']}"
+            resources = container.get("resources", {})
+            assert {"cpu", "memory"} <= set(resources.get("requests", {})), where
+            assert "memory" in resources.get("limits", {}), where
+        assert spec.get("automountServiceAccountToken") is False
+
+
+def test_every_volume_claim_exists(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    claims = {c["metadata"]["name"] for c in of_kind(objects, "PersistentVolumeClaim")}
+    for workload in (o for o in objects if o["kind"] in WORKLOAD_KINDS):
+        for volume in pod_spec(workload).get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in claims
+
+
+def test_everything_lives_in_the_overlay_namespace(overlay: tuple[str, list[Obj]]) -> None:
+    name, objects = overlay
+    namespace = NAMESPACES[name]
+    one(objects, "Namespace", namespace)
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == namespace, obj["metadata"]["name"]
+            assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "genomhub"
+
+
+# --- Kafka, Jaeger, database ------------------------------------------------------------
+
+
+def test_strimzi_kraft_cluster(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    kafka = one(objects, "Kafka", CLUSTER)
+    assert kafka["apiVersion"] == "kafka.strimzi.io/v1"
+    assert kafka["metadata"]["annotations"] == {
+        "strimzi.io/node-pools": "enabled",
+        "strimzi.io/kraft": "enabled",
+    }
+    assert kafka["spec"]["kafka"]["version"] == "4.3.1"
+    assert "zookeeper" not in kafka["spec"]
+    (pool,) = of_kind(objects, "KafkaNodePool")
+    assert pool["apiVersion"] == "kafka.strimzi.io/v1"
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == CLUSTER
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+    kafka_config = kafka["spec"]["kafka"]["config"]
+    replicas = pool["spec"]["replicas"]
+    assert 1 <= kafka_config["min.insync.replicas"] <= kafka_config["default.replication.factor"] <= replicas
+    assert kafka_config["offsets.topic.replication.factor"] == kafka_config["default.replication.factor"]
+    data = config(objects)
+    assert int(data["GENOMHUB_TOPIC_REPLICAS"]) == kafka_config["default.replication.factor"]
+    assert int(data["GENOMHUB_TOPIC_PARTITIONS"]) == default_partitions()
+    assert kafka["spec"]["entityOperator"]["topicOperator"] == {}
+
+
+def test_jaeger_v2_all_in_one(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    (container,) = pod_spec(one(objects, "Deployment", "jaeger"))["containers"]
+    assert container["image"] == "jaegertracing/jaeger:2.13.0"
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    service_ports = {
+        p["port"]: named[p["targetPort"]] for p in one(objects, "Service", "jaeger")["spec"]["ports"]
+    }
+    assert service_ports == {4317: 4317, 4318: 4318, 16686: 16686}
+
+
+def test_migration_job_upgrades_the_databases(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    job = one(objects, "Job", "db-upgrade")
+    (container,) = pod_spec(job)["containers"]
+    assert container["args"] == ["db", "upgrade"]
+    assert pod_spec(job)["restartPolicy"] == "OnFailure"
+    env = {**config(objects), **secret(objects)}
+    for url in ("GENOMHUB_CATALOGUE_URL", "GENOMHUB_LEDGER_URL"):
+        assert env[url].startswith("postgresql://")
+
+
+# --- NetworkPolicies ---------------------------------------------------------------------
+
+
+def selects(selector: Obj, labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not ok:
+            return False
+    return True
+
+
+def admits(policies: list[Obj], pod: dict[str, str], port: int, source: dict[str, str] | None) -> bool:
+    """Whether ingress to ``pod`` on ``port`` is allowed from ``source``: the labels of a pod
+    of the same namespace, or ``None`` for anything outside the namespace."""
+    applicable = [
+        p
+        for p in policies
+        if selects(p["spec"]["podSelector"], pod) and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+    ]
+    if not applicable:
+        return True
+    for policy in applicable:
+        for rule in policy["spec"].get("ingress", []):
+            if rule.get("ports") and not any(p.get("port") == port for p in rule["ports"]):
+                continue
+            peers = rule.get("from") or []
+            if not peers:
+                return True
+            for peer in peers:
+                if "ipBlock" in peer or "namespaceSelector" in peer:
+                    if source is None:
+                        return True
+                elif source is not None and selects(peer["podSelector"], source):
+                    return True
+    return False
+
+
+def listening_pods(objects: list[Obj]) -> list[tuple[str, dict[str, str], int]]:
+    """Every (name, pod labels, port) the overlay serves, Strimzi's brokers included."""
+    pods = []
+    for workload in (o for o in objects if o["kind"] in ("Deployment", "StatefulSet")):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        for container in pod_spec(workload)["containers"]:
+            for port in container.get("ports", []):
+                pods.append((workload["metadata"]["name"], labels, port["containerPort"]))
+    broker = {"strimzi.io/cluster": CLUSTER, "strimzi.io/kind": "Kafka", "strimzi.io/broker-role": "true"}
+    (listener,) = one(objects, "Kafka", CLUSTER)["spec"]["kafka"]["listeners"]
+    pods.append(("kafka", broker, listener["port"]))
+    return pods
+
+
+def test_ingress_is_denied_by_default(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    policies = of_kind(objects, "NetworkPolicy")
+    deny = one(objects, "NetworkPolicy", "default-deny-ingress")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    unlisted = {"app.kubernetes.io/name": "something-new"}
+    assert not admits(policies, unlisted, 8080, None)
+    assert not admits(policies, unlisted, 8080, {"app.kubernetes.io/name": "receiver"})
+
+
+def test_only_the_receiver_is_reachable_from_outside(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    policies = of_kind(objects, "NetworkPolicy")
+    external = {
+        (name, port) for name, labels, port in listening_pods(objects) if admits(policies, labels, port, None)
+    }
+    assert external == {("receiver", setting_default("receiver_port"))}
+
+
+def served_ports(objects: list[Obj]) -> list[tuple[str, dict[str, str], int]]:
+    """Every (Service, pod labels, container port) the overlay's Services route to, and the
+    brokers' listener: what the namespace's pods call (probe-only ports are not in it)."""
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    served = []
+    for service in of_kind(objects, "Service"):
+        selector = service["spec"]["selector"]
+        (workload,) = [
+            w
+            for w in workloads
+            if selects({"matchLabels": selector}, w["spec"]["template"]["metadata"]["labels"])
+        ]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        named = {
+            p["name"]: p["containerPort"]
+            for c in pod_spec(workload)["containers"]
+            for p in c.get("ports", [])
+        }
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            served.append((service["metadata"]["name"], labels, named.get(target, target)))
+    served.extend(item for item in listening_pods(objects) if item[0] == "kafka")
+    return served
+
+
+def test_namespace_pods_reach_every_service_kafka_and_jaeger(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    policies = of_kind(objects, "NetworkPolicy")
+    served = served_ports(objects)
+    assert {"kafka", "jaeger", *SERVICES} <= {name for name, _, _ in served}
+    for source in SERVICES:
+        source_labels = one(objects, "Deployment", source)["spec"]["template"]["metadata"]["labels"]
+        for name, labels, port in served:
+            assert admits(policies, labels, port, source_labels), f"{source} cannot reach {name}:{port}"
+
+
+# --- what each overlay changes --------------------------------------------------------------
+
+
+def test_dev_is_small_with_local_postgres_and_the_synthetic_reference(dev: list[Obj]) -> None:
+    data = config(dev)
+    assert data["GENOMHUB_REFERENCE_PROFILE"] == "synthetic-v1"
+    assert "GENOMHUB_REFERENCE_FASTA" not in data
+    for deployment in of_kind(dev, "Deployment"):
+        assert deployment["spec"]["replicas"] == 1
+    (pool,) = of_kind(dev, "KafkaNodePool")
+    assert pool["spec"]["replicas"] == 1
+    harmoniser = pod_spec(one(dev, "Deployment", "harmoniser"))["containers"][0]
+    assert harmoniser["resources"]["requests"]["memory"] == "256Mi"
+    postgres = one(dev, "StatefulSet", "postgres")
+    (postgres_port,) = one(dev, "Service", "postgres")["spec"]["ports"]
+    for url in (secret(dev)["GENOMHUB_CATALOGUE_URL"], secret(dev)["GENOMHUB_LEDGER_URL"]):
+        parts = urlsplit(url)
+        assert (parts.hostname, parts.port) == ("postgres", postgres_port["port"])
+        assert parts.password == secret(dev, "postgres-dev")["POSTGRES_PASSWORD"]
+    (postgres_container,) = pod_spec(postgres)["containers"]
+    password = {e["name"]: e for e in postgres_container["env"]}["POSTGRES_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"] == {"name": "postgres-dev", "key": "POSTGRES_PASSWORD"}
+    s3 = urlsplit(data["GENOMHUB_S3_ENDPOINT_URL"])
+    assert s3.port in {p["port"] for p in one(dev, "Service", s3.hostname or "")["spec"]["ports"]}
+
+
+def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(prod: list[Obj], dev: list[Obj]) -> None:
+    for name in ("receiver", "validator"):
+        assert one(prod, "Deployment", name)["spec"]["replicas"] > 1
+    # More validators than partitions of its input topic would sit idle.
+    assert one(prod, "Deployment", "validator")["spec"]["replicas"] <= default_partitions()
+    for name in ("harmoniser", "indexer", "billing"):
+        assert one(prod, "Deployment", name)["spec"]["replicas"] == 1
+    data = config(prod)
+    assert data["GENOMHUB_REFERENCE_PROFILE"] == "GRCh38"
+    fasta = data["GENOMHUB_REFERENCE_FASTA"]
+    for name in ("validator", "harmoniser"):
+        (container,) = pod_spec(one(prod, "Deployment", name))["containers"]
+        assert any(
+            fasta.startswith(m["mountPath"] + "/") and m.get("readOnly") for m in container["volumeMounts"]
+        )
+    assert not of_kind(prod, "StatefulSet")
+    assert secret(prod)["GENOMHUB_CATALOGUE_URL"] != secret(dev)["GENOMHUB_CATALOGUE_URL"]
+    assert container_env(one(prod, "Deployment", "harmoniser"))["GENOMHUB_HARMONISER_BACKEND"] == "sarek"
+    assert "GENOMHUB_HARMONISER_BACKEND" not in container_env(one(dev, "Deployment", "harmoniser"))
+    types = {s["metadata"]["name"]: s["spec"]["type"] for s in of_kind(prod, "Service")}
+    assert types.pop("receiver") == "LoadBalancer"
+    assert set(types.values()) == {"ClusterIP"}
+    (pool,) = of_kind(prod, "KafkaNodePool")
+    assert pool["spec"]["replicas"] == 3
+
+
+def test_prod_secrets_come_only_from_the_operator(tmp_path: Any) -> None:
+    tree = prod_tree(tmp_path)
+    (tree / "overlays" / "prod" / "secrets.env").unlink()
+    with pytest.raises(FileNotFoundError, match=r"secrets\.env"):
+        render(tree / "overlays" / "prod")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(K8S / "overlays" / "prod" / "secrets.env")], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0, "k8s/overlays/prod/secrets.env must be git-ignored"
+    template = (K8S / "overlays" / "prod" / "secrets.env.example").read_text().splitlines()
+    values = dict(line.split("=", 1) for line in template if line and not line.startswith("#"))
+    assert set(secret(render(K8S / "overlays" / "dev"))) <= set(values)
+    assert all("<" in value for value in values.values()), "the template must hold placeholders only"

@@ -1,0 +1,1 @@
+"""Kubernetes support: the KafkaTopic generator and the kustomize renderer the tests use."""
