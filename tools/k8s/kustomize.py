@@ -7,7 +7,7 @@ whose effect the tests would then not see. Where kubectl is installed, a test ch
 this renderer and ``kubectl kustomize`` give the same objects.
 
 Supported: ``resources`` (files and kustomization folders), ``namespace``, ``labels``
-(without selectors), ``patches`` (strategic merge, or JSON 6902 with a ``target``), and
+(without selectors), ``images``, ``patches`` (strategic merge, or JSON 6902 with a ``target``), and
 ``configMapGenerator``/``secretGenerator`` (``literals`` and ``envs``, behaviours
 create/merge/replace, only with ``disableNameSuffixHash``).
 
@@ -38,6 +38,7 @@ SUPPORTED_FIELDS = {
     "patches",
     "configMapGenerator",
     "secretGenerator",
+    "images",
 }
 CLUSTER_SCOPED = {
     "Namespace",
@@ -129,6 +130,9 @@ def render(folder: Path | str) -> list[Obj]:
 
     for entry in spec.get("labels", []):
         add_labels(objects, entry)
+
+    for entry in spec.get("images", []):
+        set_image(objects, entry)
 
     seen: set[tuple[str, str, str]] = set()
     for obj in objects:
@@ -329,6 +333,30 @@ def add_labels(objects: list[Obj], entry: Obj) -> None:
             template.setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
             for claim in obj["spec"].get("volumeClaimTemplates", []):
                 claim.setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
+
+
+def set_image(objects: list[Obj], entry: Obj) -> None:
+    """``images``: a registry, tag or digest for every container running image ``name``."""
+    unsupported = set(entry) - {"name", "newName", "newTag", "digest"}
+    if unsupported:
+        raise KustomizeError(f"images: unsupported fields {sorted(unsupported)}")
+    for obj in objects:
+        if obj["kind"] not in TEMPLATED_KINDS:
+            continue
+        spec = obj["spec"]["template"].get("spec", {})
+        for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+            image = str(container.get("image", ""))
+            name, tag = image.split("@")[0], ""
+            if ":" in name.rsplit("/", 1)[-1]:
+                name, tag = name.rsplit(":", 1)
+            if name != entry["name"]:
+                continue
+            reference = entry.get("newName", name)
+            if "digest" in entry:
+                container["image"] = f"{reference}@{entry['digest']}"
+            else:
+                new_tag = entry.get("newTag", tag)
+                container["image"] = f"{reference}:{new_tag}" if new_tag else reference
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,6 +110,13 @@ patches:
     assert [e["name"] for e in web["spec"]["template"]["spec"]["containers"][0]["env"]] == ["B", "Z"]
 
 
+def test_images_set_registry_and_tag(tmp_path: Path) -> None:
+    kustomization = "resources: [app.yaml]\nimages: [{name: web, newName: registry.local/web, newTag: '2'}]\n"
+    root = tree(tmp_path, kustomization, app__yaml=DEPLOYMENT)
+    web = by_id(render(root))[("Deployment", "", "web")]
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/web:2"
+
+
 def test_generators_create_and_merge_across_layers(tmp_path: Path) -> None:
     base = tmp_path / "base"
     base.mkdir()
