@@ -101,6 +101,37 @@ class Settings(BaseSettings):
         default=2, ge=1, description="Validator: worker processes that check files in parallel."
     )
     harmoniser_port: int = Field(default=8482, description="Harmoniser: probes and metrics.")
+    harmoniser_backend: Literal["local", "sarek"] = Field(
+        default="local",
+        description="Harmoniser: `local` runs Sarek's germline commands here; `sarek` runs nf-core/sarek "
+        "through Nextflow on the HPC.",
+    )
+    harmoniser_concurrency: int = Field(default=1, ge=1, description="Harmoniser: pipeline runs at once.")
+    harmoniser_threads: int = Field(default=2, ge=1, description="Harmoniser: threads of each local run.")
+    harmoniser_retries: int = Field(
+        default=2, ge=0, description="Harmoniser: relaunches of a failed run before it is reported failed."
+    )
+    harmoniser_retry_delay: float = Field(
+        default=60.0, ge=0, description="Harmoniser: seconds before a failed run is relaunched."
+    )
+    harmoniser_sarek_version: str = Field(
+        default="3.5.1", description="Harmoniser: the pinned nf-core/sarek release (`nextflow run -r`)."
+    )
+    harmoniser_sarek_profile: str = Field(
+        default="singularity", description="Harmoniser: Nextflow `-profile` of the site (sarek backend)."
+    )
+    harmoniser_sarek_config: Path | None = Field(
+        default=None,
+        description="Harmoniser: executor config passed with `-c` (examples: "
+        "services/harmoniser/nextflow/slurm.config, kubernetes.config).",
+    )
+    harmoniser_sarek_genome: str = Field(
+        default="GATK.GRCh38", description="Harmoniser: Sarek's `--genome` (sarek backend)."
+    )
+    harmoniser_sarek_tools: str = Field(
+        default="bcftools", description="Harmoniser: Sarek's `--tools` (comma-separated variant callers)."
+    )
+    harmoniser_nextflow: str = Field(default="nextflow", description="Harmoniser: the Nextflow launcher.")
     indexer_port: int = Field(default=8483, description="Indexer: catalogue API and probes.")
     billing_port: int = Field(default=8484, description="Billing: finance API and probes.")
     catalogue_url: str = Field(

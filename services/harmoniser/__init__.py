@@ -1,0 +1,1 @@
+"""The harmoniser: Sarek processing of accepted submissions as tracked, restartable jobs."""

@@ -1,0 +1,116 @@
+"""Wiring of the harmoniser: validated events in, jobs queued, harmonised events out.
+
+The handler only queues a job (one committed row) and returns, so the consumer keeps
+polling while Sarek runs for hours; the job runner runs beside it as an app task. Each job
+keeps the trace context of the validated event that caused it, and its harmonised event is
+emitted under that context with an id derived from the validated event's id, so one trace
+covers the submission and a replay re-emits the very same event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import version
+
+from services.harmoniser.harmonise import Backend, Harmoniser
+from services.harmoniser.jobs import Job, JobStore
+from services.harmoniser.local import PIPELINE, LocalBackend
+from services.harmoniser.runner import JobRunner
+from services.harmoniser.sarek import SarekBackend, SarekOptions
+from shared import telemetry
+from shared.bus import Service
+from shared.config import Settings, get_settings
+from shared.envelope import Envelope, derive_id
+from shared.events import Harmonised, Validated, Verdict
+
+log = telemetry.get_logger(__name__)
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def make_harmoniser(settings: Settings) -> Harmoniser:
+    """The configured backend, with the provenance it reports."""
+    backend: Backend
+    if settings.harmoniser_backend == "sarek":
+        backend = SarekBackend(
+            SarekOptions(
+                version=settings.harmoniser_sarek_version,
+                profile=settings.harmoniser_sarek_profile,
+                config=settings.harmoniser_sarek_config,
+                genome=settings.harmoniser_sarek_genome,
+                tools=settings.harmoniser_sarek_tools,
+                nextflow=settings.harmoniser_nextflow,
+            )
+        )
+        pipeline, pipeline_version, reference = (
+            "nf-core/sarek",
+            settings.harmoniser_sarek_version,
+            settings.harmoniser_sarek_genome,
+        )
+    else:
+        backend = LocalBackend(
+            settings.reference(), settings.cache, settings.harmoniser_threads, settings.harmoniser_sarek_version
+        )
+        pipeline, pipeline_version, reference = PIPELINE, version("genomhub"), settings.reference_profile
+    return Harmoniser(
+        backend,
+        store_url=settings.store_url,
+        pipeline=pipeline,
+        pipeline_version=pipeline_version,
+        reference=reference,
+        guideline_version=settings.guideline_version,
+    )
+
+
+def build() -> Service:
+    settings = get_settings()
+    service = Service("harmoniser")
+    store = JobStore.under(settings.state_dir)
+
+    async def emit(job: Job, event: Harmonised) -> None:
+        with service.tracer.start_as_current_span(
+            "harmoniser report", context=telemetry.extract(job.trace_headers)
+        ):
+            await service.emit(event, event_id=job.event_id)
+
+    runner = JobRunner(
+        store,
+        make_harmoniser(settings),
+        emit,
+        runs_dir=settings.state_dir / "harmoniser" / "runs",
+        concurrency=settings.harmoniser_concurrency,
+        retries=settings.harmoniser_retries,
+        retry_delay=settings.harmoniser_retry_delay,
+    )
+
+    async def on_validated(envelope: Envelope[Validated]) -> None:
+        validated = envelope.data
+        if validated.verdict != Verdict.ACCEPTED:
+            return
+        job, created = await asyncio.to_thread(
+            store.enqueue,
+            validated.submission.submission_id,
+            envelope.id,
+            derive_id(envelope.id, service.name, Harmonised.ce_type()),
+            validated.model_dump_json(),
+            [(k, v) for k, v in envelope.headers if k in TRACE_HEADERS],
+        )
+        if created:
+            log.info("job queued", policy=validated.harmonisation.policy.value)
+            runner.wake()
+        elif job.finished and job.result is not None:
+            log.info("job already finished; re-emitting its harmonised event", state=job.state)
+            await runner.report(job)
+        else:
+            log.info("job already queued", state=job.state)
+
+    async def jobs_ready() -> None:
+        await asyncio.to_thread(store.counts)
+
+    async def run_jobs() -> None:
+        await runner.recover()
+        await runner.run()
+
+    service.on(Validated, on_validated)
+    service.readiness.append(jobs_ready)
+    service.app.task(run_jobs)
+    return service
