@@ -1,0 +1,147 @@
+"""The catalogue's search filters and its keyset cursor: validated before any query runs.
+
+One model serves the HTTP API and the CLI, so both accept and refuse the same things. An
+unknown parameter is an error (422), not silently ignored: a misspelt filter would
+otherwise return the whole catalogue to a caller who believes it filtered.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from services.indexer.catalogue import COPENHAGEN
+from shared.events import AnalysisType, Region, SampleStatus
+
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+class InvalidQuery(Exception):
+    """A filter the catalogue refuses; ``problems`` names each parameter and what is wrong."""
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{p['parameter']}: {p['message']}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the (received_at, sample_id) of its last row, newest first."""
+
+    received_at: datetime
+    sample_id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.received_at.astimezone(UTC).isoformat(), self.sample_id]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            moment, sample_id = json.loads(raw)
+            parsed = datetime.fromisoformat(moment)
+            if parsed.tzinfo is None or not isinstance(sample_id, str) or not sample_id:
+                raise ValueError("malformed")
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+            raise ValueError("not a cursor this catalogue issued") from exc
+        return cls(parsed.astimezone(UTC), sample_id)
+
+
+class SampleFilters(BaseModel):
+    """Filters of ``GET /v1/samples`` and ``genomhub catalogue search``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: Region | None = None
+    analysis: AnalysisType | None = None
+    status: SampleStatus | None = None
+    received_from: date | None = Field(
+        default=None, description="First day of receipt, inclusive (Europe/Copenhagen calendar)."
+    )
+    received_to: date | None = Field(
+        default=None, description="Last day of receipt, inclusive (Europe/Copenhagen calendar)."
+    )
+    q: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=100,
+        description="Case-insensitive substring of sample id, patient pseudonym, submission id, "
+        "department or platform.",
+    )
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = None
+
+    @field_validator("received_from", "received_to", mode="before")
+    @classmethod
+    def _plain_date(cls, value: Any) -> Any:
+        # Only YYYY-MM-DD: a bare number or a datetime would be read as something else.
+        if isinstance(value, str) and (len(value) != 10 or value[4] != "-" or value[7] != "-"):
+            raise ValueError("expected a date YYYY-MM-DD")
+        return value
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value: str | None) -> str | None:
+        if value is not None:
+            Cursor.decode(value)
+        return value
+
+    @field_validator("received_to")
+    @classmethod
+    def _ordered(cls, value: date | None, info: Any) -> date | None:
+        start = info.data.get("received_from")
+        if value is not None and start is not None and value < start:
+            raise ValueError("received_to is before received_from")
+        return value
+
+    @property
+    def after(self) -> Cursor | None:
+        return Cursor.decode(self.cursor) if self.cursor else None
+
+    @property
+    def received_since(self) -> datetime | None:
+        """Start of ``received_from`` in Copenhagen, as UTC."""
+        return _day_start(self.received_from) if self.received_from else None
+
+    @property
+    def received_before(self) -> datetime | None:
+        """Start of the day after ``received_to`` in Copenhagen, as UTC (exclusive bound)."""
+        return _day_start(self.received_to + timedelta(days=1)) if self.received_to else None
+
+
+class StatsFilters(BaseModel):
+    """Filters of ``GET /v1/stats``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: Region | None = None
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=COPENHAGEN).astimezone(UTC)
+
+
+def parse_query(model: type[M], params: Mapping[str, str], repeated: set[str]) -> M:
+    """``params`` as ``model``, or :class:`InvalidQuery` listing every problem."""
+    problems = [{"parameter": name, "message": "given more than once"} for name in sorted(repeated)]
+    try:
+        parsed = model.model_validate(dict(params))
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "query"
+            message = "unknown parameter" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append({"parameter": where, "message": message})
+        raise InvalidQuery(problems) from exc
+    if problems:
+        raise InvalidQuery(problems)
+    return parsed

@@ -1,0 +1,136 @@
+"""The OpenAPI 3.1 document of the catalogue API, served at ``/openapi.json``.
+
+Response schemas are generated from the models the handlers serialise (``views.py``), and the
+query parameters from the enums the filters validate against, so the document cannot drift
+from what the API accepts and returns. Written in code rather than a YAML file for that reason.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from services.indexer.filters import MAX_LIMIT
+from services.indexer.views import ErrorBody, SampleDetail, SamplePage, Stats, SubmissionDetail
+from shared.events import AnalysisType, Region, SampleStatus
+
+REF = "#/components/schemas/{model}"
+
+
+def _enum(values: type[StrEnum]) -> dict[str, Any]:
+    return {"type": "string", "enum": [v.value for v in values]}
+
+
+def _param(name: str, schema: dict[str, Any], description: str, where: str = "query") -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _json(ref: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=ref)}}},
+    }
+
+
+ERRORS = {
+    "401": _json("ErrorBody", "Missing or invalid bearer token."),
+    "422": _json("ErrorBody", "An unknown parameter, or a filter value the catalogue refuses."),
+}
+
+
+def document() -> dict[str, Any]:
+    _, defs = models_json_schema(
+        [(m, "serialization") for m in (SamplePage, SampleDetail, SubmissionDetail, Stats, ErrorBody)],
+        ref_template=REF,
+    )
+    region = _param(
+        "region", _enum(Region), "Only this region's samples; a region's token may name only its own."
+    )
+    sample_filters = [
+        region,
+        _param("analysis", _enum(AnalysisType), "Analysis type."),
+        _param("status", _enum(SampleStatus), "Outcome of the sample's newest submission."),
+        _param(
+            "received_from",
+            {"type": "string", "format": "date"},
+            "First day of receipt, inclusive (Europe/Copenhagen).",
+        ),
+        _param(
+            "received_to",
+            {"type": "string", "format": "date"},
+            "Last day of receipt, inclusive (Europe/Copenhagen); not before received_from.",
+        ),
+        _param(
+            "q",
+            {"type": "string", "minLength": 2, "maxLength": 100},
+            "Case-insensitive substring of sample id, patient pseudonym, submission id, department, platform.",
+        ),
+        _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50}, "Page size."),
+        _param(
+            "cursor",
+            {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+            "The `next_cursor` of the previous page (opaque).",
+        ),
+    ]
+    forbidden = {"403": _json("ErrorBody", "The token's region may not read the named region.")}
+    not_found = {"404": _json("ErrorBody", "No such record visible to this token.")}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "genomhub national catalogue",
+            "version": "1.0.0",
+            "description": "What the Danish National Genome Database holds: metadata only. A region's token "
+            "reads its own region's records; the national operator's (ngc) reads all.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/samples": {
+                "get": {
+                    "operationId": "listSamples",
+                    "summary": "Samples, newest received first, keyset-paginated.",
+                    "parameters": sample_filters,
+                    "responses": {"200": _json("SamplePage", "A page of samples."), **forbidden, **ERRORS},
+                }
+            },
+            "/v1/samples/{sample_id}": {
+                "get": {
+                    "operationId": "getSample",
+                    "summary": "A sample with its files and submission history.",
+                    "parameters": [
+                        _param("sample_id", {"type": "string", "minLength": 1}, "Sample id.", "path")
+                    ],
+                    "responses": {"200": _json("SampleDetail", "The sample."), **not_found, **ERRORS},
+                }
+            },
+            "/v1/submissions/{submission_id}": {
+                "get": {
+                    "operationId": "getSubmission",
+                    "summary": "A submission and its timeline of events, with their trace ids.",
+                    "parameters": [
+                        _param("submission_id", {"type": "string", "minLength": 1}, "Submission id.", "path")
+                    ],
+                    "responses": {"200": _json("SubmissionDetail", "The submission."), **not_found, **ERRORS},
+                }
+            },
+            "/v1/stats": {
+                "get": {
+                    "operationId": "getStats",
+                    "summary": "Samples and genome equivalents per region, month of receipt and status.",
+                    "parameters": [region],
+                    "responses": {"200": _json("Stats", "The statistics."), **forbidden, **ERRORS},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": defs["$defs"],
+        },
+    }

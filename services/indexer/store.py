@@ -1,0 +1,469 @@
+"""The catalogue database: the indexer's one writer path and the read queries.
+
+Writing an event is one transaction: keep the event (keyed by its id, so a duplicate is a
+no-op), fold the submission's events into its record (:mod:`services.indexer.catalogue`),
+upsert the submission and its files, and recompute the sample row. On PostgreSQL the
+transaction first takes an advisory lock on the sample, so two writers of one sample
+(indexer replicas, or the two consumers of one process) cannot each fold without the
+other's event; on SQLite the first statement is a write, which serialises writers anyway.
+
+Everything here is synchronous SQLAlchemy Core; the service calls it off the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, delete, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.indexer import tables as t
+from services.indexer.catalogue import (
+    INITIAL_TIER,
+    CatalogueData,
+    CatalogueEvent,
+    SubmissionOutcome,
+    SubmissionRecord,
+    current_submission,
+    fold,
+    from_micro,
+    to_micro,
+)
+from services.indexer.filters import Cursor, SampleFilters
+from services.indexer.views import (
+    CatalogueFile,
+    SampleDetail,
+    SamplePage,
+    SampleSummary,
+    Stats,
+    StatsRow,
+    SubmissionDetail,
+    SubmissionRef,
+    TimelineEntry,
+)
+from shared.database import make_engine, upgrade
+from shared.events import Harmonised, Region, Validated
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE = "indexer"
+_MODELS: dict[str, type[CatalogueData]] = {m.event_name: m for m in (Validated, Harmonised)}
+
+
+def naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT, which has ON CONFLICT (both dialects spell it alike)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keep: Sequence[str] = ()) -> None:
+    """Insert ``rows``, or overwrite every column of an existing row but the key and ``keep``."""
+    if not rows:
+        return
+    stmt: Any = _insert(conn, table).values(list(rows))
+    key = [c.name for c in table.primary_key.columns]
+    changed = {c: stmt.excluded[c] for c in rows[0] if c not in key and c not in keep}
+    conn.execute(stmt.on_conflict_do_update(index_elements=key, set_=changed))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The effect of one event: the submission's record after it, and whether it was new."""
+
+    record: SubmissionRecord
+    new: bool
+
+
+class Catalogue:
+    """The catalogue at ``url`` (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; run at service start and by the CLI."""
+        upgrade(self.url, MIGRATIONS, SERVICE)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(select(func.count()).select_from(t.events).limit(1))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writing ---------------------------------------------------------------------
+    def apply(self, event: CatalogueEvent) -> Applied:
+        """Index ``event`` durably; the same event again, or late, converges to the same rows."""
+        submission = event.submission
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(submission.sample_id))))
+            inserted = conn.execute(
+                _insert(conn, t.events)
+                .values(
+                    event_id=event.id,
+                    submission_id=submission.submission_id,
+                    sample_id=submission.sample_id,
+                    region=submission.region.value,
+                    type=event.type,
+                    time=naive_utc(event.time),
+                    source=event.source,
+                    trace_id=event.trace_id,
+                    summary=event.summary,
+                    data=event.data.model_dump_json(),
+                )
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(t.events.c.event_id)
+            ).first()
+            history = self._history(conn, submission.submission_id)
+            record = fold(history)
+            self._write_submission(conn, record)
+            for sample_id in sorted({e.submission.sample_id for e in history}):
+                self._refresh_sample(conn, sample_id)
+        return Applied(record, new=inserted is not None)
+
+    def _history(self, conn: Connection, submission_id: str) -> list[CatalogueEvent]:
+        rows = conn.execute(
+            select(
+                t.events.c.event_id,
+                t.events.c.time,
+                t.events.c.source,
+                t.events.c.trace_id,
+                t.events.c.type,
+                t.events.c.data,
+            ).where(t.events.c.submission_id == submission_id)
+        ).all()
+        return [
+            CatalogueEvent(
+                id=r.event_id,
+                time=aware(r.time),
+                source=r.source,
+                trace_id=r.trace_id,
+                data=_MODELS[r.type].model_validate_json(r.data),
+            )
+            for r in rows
+        ]
+
+    def _write_submission(self, conn: Connection, record: SubmissionRecord) -> None:
+        s = record.submission
+        _upsert(
+            conn,
+            t.submissions,
+            [
+                {
+                    "submission_id": s.submission_id,
+                    "sample_id": s.sample_id,
+                    "region": s.region.value,
+                    "department": s.department,
+                    "patient_id": s.patient_id,
+                    "analysis_type": s.analysis_type.value,
+                    "platform": s.platform,
+                    "received_at": naive_utc(s.received_at),
+                    "received_month": record.received_month,
+                    "verdict": record.verdict.value if record.verdict else None,
+                    "status": record.status.value if record.status else None,
+                    "accepted": record.accepted,
+                    "ge_micro": (
+                        to_micro(record.genome_equivalents) if record.genome_equivalents is not None else None
+                    ),
+                    "raw_bases": record.raw_bases,
+                    "raw_reads": record.raw_reads,
+                    "reference_profile": record.reference_profile,
+                    "policy": record.policy,
+                    "pipeline": record.pipeline,
+                    "pipeline_version": record.pipeline_version,
+                    "reference": record.reference,
+                    "attempts": record.attempts,
+                    "trace_id": record.trace_id,
+                    "first_event_at": naive_utc(record.first_event_at),
+                    "last_event_at": naive_utc(record.last_event_at),
+                }
+            ],
+        )
+        _upsert(
+            conn,
+            t.files,
+            [
+                {
+                    "submission_id": s.submission_id,
+                    "role": f.role,
+                    "name": f.name,
+                    "sample_id": s.sample_id,
+                    "kind": f.kind,
+                    "url": f.url,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "md5": f.md5,
+                    "tier": INITIAL_TIER,
+                    "accepted": f.accepted,
+                    "conforms": f.conforms,
+                    "metrics": f.metrics,
+                    "problems": f.problems,
+                    "provenance": f.provenance,
+                    "event_id": f.event_id,
+                    "trace_id": f.trace_id,
+                }
+                for f in sorted(record.files.values(), key=lambda f: f.key)
+            ],
+            keep=("tier",),  # the tier is the storage's business once the file is known
+        )
+
+    def _refresh_sample(self, conn: Connection, sample_id: str) -> None:
+        s = t.submissions
+        outcomes = [
+            SubmissionOutcome(r.submission_id, aware(r.received_at), r.status)
+            for r in conn.execute(
+                select(s.c.submission_id, s.c.received_at, s.c.status).where(s.c.sample_id == sample_id)
+            )
+        ]
+        current = current_submission(outcomes)
+        if current is None:
+            conn.execute(delete(t.samples).where(t.samples.c.sample_id == sample_id))
+            return
+        row = conn.execute(select(s).where(s.c.submission_id == current.submission_id)).one()
+        nfiles = conn.execute(
+            select(func.count()).select_from(t.files).where(t.files.c.submission_id == row.submission_id)
+        ).scalar_one()
+        _upsert(
+            conn,
+            t.samples,
+            [
+                {
+                    "sample_id": sample_id,
+                    "submission_id": row.submission_id,
+                    "region": row.region,
+                    "department": row.department,
+                    "patient_id": row.patient_id,
+                    "analysis_type": row.analysis_type,
+                    "platform": row.platform,
+                    "received_at": row.received_at,
+                    "received_month": row.received_month,
+                    "status": row.status,
+                    "accepted": bool(row.accepted),
+                    "ge_micro": row.ge_micro or 0,
+                    "files": nfiles,
+                    "submissions": sum(1 for o in outcomes if o.status is not None),
+                    "trace_id": row.trace_id,
+                    "updated_at": row.last_event_at,
+                    "search": " ".join(
+                        (sample_id, row.patient_id, row.submission_id, row.department, row.platform)
+                    ).lower(),
+                }
+            ],
+        )
+
+    # -- reading ---------------------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def search(self, filters: SampleFilters, scope: Region | None = None) -> SamplePage:
+        """A page of samples, newest received first; ``scope`` confines a region's caller."""
+        c = t.samples.c
+        query = select(t.samples).order_by(c.received_at.desc(), c.sample_id.desc()).limit(filters.limit + 1)
+        if scope is not None:
+            query = query.where(c.region == scope.value)
+        if filters.region is not None:
+            query = query.where(c.region == filters.region.value)
+        if filters.analysis is not None:
+            query = query.where(c.analysis_type == filters.analysis.value)
+        if filters.status is not None:
+            query = query.where(c.status == filters.status.value)
+        if filters.received_since is not None:
+            query = query.where(c.received_at >= naive_utc(filters.received_since))
+        if filters.received_before is not None:
+            query = query.where(c.received_at < naive_utc(filters.received_before))
+        if filters.q:
+            pattern = filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(c.search.like(f"%{pattern}%", escape="\\"))
+        after = filters.after
+        if after is not None:
+            query = query.where(
+                tuple_(c.received_at, c.sample_id) < tuple_(naive_utc(after.received_at), after.sample_id)
+            )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        items = [_summary(r) for r in rows[: filters.limit]]
+        next_cursor = None
+        if len(rows) > filters.limit:
+            last = items[-1]
+            next_cursor = Cursor(last.received_at, last.sample_id).encode()
+        return SamplePage(items=items, next_cursor=next_cursor, limit=filters.limit)
+
+    def sample(self, sample_id: str, scope: Region | None = None) -> SampleDetail | None:
+        with self._read() as conn:
+            row = conn.execute(select(t.samples).where(t.samples.c.sample_id == sample_id)).one_or_none()
+            if row is None or (scope is not None and row.region != scope.value):
+                return None
+            sub = conn.execute(
+                select(t.submissions).where(t.submissions.c.submission_id == row.submission_id)
+            ).one()
+            file_rows = conn.execute(
+                select(t.files)
+                .where(t.files.c.submission_id == row.submission_id)
+                .order_by(t.files.c.role, t.files.c.name)
+            ).all()
+            history = conn.execute(
+                select(t.submissions.c.submission_id, t.submissions.c.received_at, t.submissions.c.status)
+                .where(t.submissions.c.sample_id == sample_id)
+                .order_by(t.submissions.c.received_at.desc(), t.submissions.c.submission_id.desc())
+            ).all()
+        return SampleDetail(
+            **_summary(row).model_dump(),
+            verdict=sub.verdict,
+            raw_bases=sub.raw_bases,
+            raw_reads=sub.raw_reads,
+            reference_profile=sub.reference_profile,
+            policy=sub.policy,
+            pipeline=sub.pipeline,
+            pipeline_version=sub.pipeline_version,
+            reference=sub.reference,
+            attempts=sub.attempts,
+            catalogue_files=[
+                CatalogueFile(
+                    role=f.role,
+                    name=f.name,
+                    kind=f.kind,
+                    size=f.size,
+                    sha256=f.sha256,
+                    md5=f.md5,
+                    tier=f.tier,
+                    accepted=f.accepted,
+                    conforms=f.conforms,
+                    metrics=f.metrics,
+                    problems=f.problems,
+                    provenance=f.provenance,
+                    trace_id=f.trace_id,
+                )
+                for f in file_rows
+            ],
+            history=[
+                SubmissionRef(
+                    submission_id=h.submission_id, received_at=aware(h.received_at), status=h.status
+                )
+                for h in history
+            ],
+        )
+
+    def submission(self, submission_id: str, scope: Region | None = None) -> SubmissionDetail | None:
+        with self._read() as conn:
+            sub = conn.execute(
+                select(t.submissions).where(t.submissions.c.submission_id == submission_id)
+            ).one_or_none()
+            if sub is None or (scope is not None and sub.region != scope.value):
+                return None
+            timeline = conn.execute(
+                select(t.events)
+                .where(t.events.c.submission_id == submission_id)
+                .order_by(t.events.c.time, t.events.c.event_id)
+            ).all()
+        return SubmissionDetail(
+            submission_id=sub.submission_id,
+            sample_id=sub.sample_id,
+            region=sub.region,
+            department=sub.department,
+            patient_id=sub.patient_id,
+            analysis_type=sub.analysis_type,
+            platform=sub.platform,
+            received_at=aware(sub.received_at),
+            received_month=sub.received_month,
+            verdict=sub.verdict,
+            status=sub.status,
+            accepted=sub.accepted,
+            genome_equivalents=from_micro(sub.ge_micro) if sub.ge_micro is not None else None,
+            trace_id=sub.trace_id,
+            timeline=[
+                TimelineEntry(
+                    event_id=e.event_id,
+                    type=e.type,
+                    time=aware(e.time),
+                    source=e.source,
+                    trace_id=e.trace_id,
+                    summary=e.summary,
+                )
+                for e in timeline
+            ],
+        )
+
+    def stats(self, scope: Region | None = None) -> Stats:
+        """Samples and genome equivalents per region, month of receipt and status."""
+        c = t.samples.c
+        query = (
+            select(c.region, c.received_month, c.status, func.count(), func.sum(c.ge_micro))
+            .group_by(c.region, c.received_month, c.status)
+            .order_by(c.region, c.received_month, c.status)
+        )
+        if scope is not None:
+            query = query.where(c.region == scope.value)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        out = [
+            StatsRow(
+                region=r[0],
+                month=r[1],
+                status=r[2],
+                samples=int(r[3]),
+                genome_equivalents=from_micro(int(r[4] or 0)),
+            )
+            for r in rows
+        ]
+        return Stats(
+            rows=out,
+            samples=sum(r.samples for r in out),
+            genome_equivalents=from_micro(sum(int(r[4] or 0) for r in rows)),
+        )
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every catalogue table, sorted by key, as JSON-ready values.
+
+        Two catalogues built from the same events dump identically: the replay check.
+        """
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self._read() as conn:
+            for table in (t.events, t.submissions, t.samples, t.files):
+                key = [c for c in table.primary_key.columns]
+                rows = conn.execute(select(table).order_by(*key)).mappings().all()
+                out[table.name] = [{k: _plain(v) for k, v in row.items()} for row in rows]
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return aware(value).isoformat()
+    return value
+
+
+def _summary(row: Any) -> SampleSummary:
+    return SampleSummary(
+        sample_id=row.sample_id,
+        submission_id=row.submission_id,
+        region=row.region,
+        department=row.department,
+        patient_id=row.patient_id,
+        analysis_type=row.analysis_type,
+        platform=row.platform,
+        received_at=aware(row.received_at),
+        received_month=row.received_month,
+        status=row.status,
+        accepted=row.accepted,
+        genome_equivalents=from_micro(row.ge_micro),
+        files=row.files,
+        submissions=row.submissions,
+        trace_id=row.trace_id,
+        updated_at=aware(row.updated_at),
+    )

@@ -1,0 +1,132 @@
+"""The catalogue's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Times are stored as naive UTC, so that comparisons and keyset cursors behave alike on both
+databases; genome equivalents as integer millionths (exact sums on SQLite too). Table names
+start with ``catalogue_`` because services may share one database.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+events = Table(
+    "catalogue_events",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("submission_id", String(64), nullable=False),
+    Column("sample_id", String(128), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("time", DateTime(), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("trace_id", String(32)),
+    Column("summary", String(255), nullable=False),
+    Column("data", Text, nullable=False, comment="The event's JSON data, as consumed."),
+    Index("ix_catalogue_events_submission", "submission_id", "time"),
+)
+
+submissions = Table(
+    "catalogue_submissions",
+    metadata,
+    Column("submission_id", String(64), primary_key=True),
+    Column("sample_id", String(128), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("patient_id", String(128), nullable=False),
+    Column("analysis_type", String(32), nullable=False),
+    Column("platform", String(64), nullable=False),
+    Column("received_at", DateTime(), nullable=False),
+    Column("received_month", String(7), nullable=False),
+    Column("verdict", String(16)),
+    Column("status", String(32)),
+    Column("accepted", Boolean),
+    Column("ge_micro", BigInteger),
+    Column("raw_bases", BigInteger),
+    Column("raw_reads", BigInteger),
+    Column("reference_profile", String(64)),
+    Column("policy", String(32)),
+    Column("pipeline", String(128)),
+    Column("pipeline_version", String(64)),
+    Column("reference", String(128)),
+    Column("attempts", Integer),
+    Column("trace_id", String(32)),
+    Column("first_event_at", DateTime(), nullable=False),
+    Column("last_event_at", DateTime(), nullable=False),
+    Index("ix_catalogue_submissions_sample", "sample_id"),
+)
+
+samples = Table(
+    "catalogue_samples",
+    metadata,
+    Column("sample_id", String(128), primary_key=True),
+    Column(
+        "submission_id",
+        String(64),
+        ForeignKey("catalogue_submissions.submission_id"),
+        nullable=False,
+        comment="The submission the row shows: the newest received one with an outcome.",
+    ),
+    Column("region", String(32), nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("patient_id", String(128), nullable=False),
+    Column("analysis_type", String(32), nullable=False),
+    Column("platform", String(64), nullable=False),
+    Column("received_at", DateTime(), nullable=False),
+    Column("received_month", String(7), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("accepted", Boolean, nullable=False),
+    Column("ge_micro", BigInteger, nullable=False),
+    Column("files", Integer, nullable=False),
+    Column("submissions", Integer, nullable=False),
+    Column("trace_id", String(32)),
+    Column("updated_at", DateTime(), nullable=False, comment="Time of the newest event behind the row."),
+    Column("search", Text, nullable=False, comment="Lowercased ids, pseudonyms, department, platform."),
+    Index("ix_catalogue_samples_received", "received_at", "sample_id"),
+    Index("ix_catalogue_samples_region", "region", "received_at", "sample_id"),
+    Index("ix_catalogue_samples_status", "status", "received_at", "sample_id"),
+    Index("ix_catalogue_samples_analysis", "analysis_type", "received_at", "sample_id"),
+    Index("ix_catalogue_samples_stats", "region", "received_month", "status", "ge_micro"),
+)
+
+files = Table(
+    "catalogue_files",
+    metadata,
+    Column(
+        "submission_id",
+        String(64),
+        ForeignKey("catalogue_submissions.submission_id"),
+        primary_key=True,
+    ),
+    Column("role", String(32), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("sample_id", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("url", Text, nullable=False, comment="Internal location, without credentials."),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("md5", String(32)),
+    Column("tier", String(8), nullable=False, comment="hot, warm or tape; set hot on first sight."),
+    Column("accepted", Boolean),
+    Column("conforms", Boolean),
+    Column("metrics", JSON, nullable=False),
+    Column("problems", JSON, nullable=False),
+    Column("provenance", String(255)),
+    Column("event_id", String(64), nullable=False),
+    Column("trace_id", String(32)),
+    Index("ix_catalogue_files_sample", "sample_id"),
+)
