@@ -61,6 +61,20 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
     http_host: str = Field(default="127.0.0.1", description="Interface the HTTP servers bind.")
     receiver_port: int = Field(default=8480, description="Receiver: upload API and probes.")
+    receiver_db: str = Field(
+        default="",
+        description="Receiver: SQLAlchemy URL of its submission state. Unset: SQLite <home>/receiver.db.",
+    )
+    receiver_max_file_size: int = Field(
+        default=500 * 2**30, gt=0, description="Receiver: largest file it accepts, in bytes (413 beyond)."
+    )
+    receiver_inboxes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Receiver: JSON object region -> fsspec URL of its inbox; `register` reads only there.",
+    )
+    receiver_idle_timeout: float = Field(
+        default=120.0, gt=0, description="Receiver: seconds without a byte before a PUT counts as cut off."
+    )
     validator_port: int = Field(default=8481, description="Validator: probes and metrics.")
     harmonisation_policy: HarmonisationPolicy = Field(
         default=HarmonisationPolicy.HARMONISE_AND_STORE,

@@ -4,6 +4,13 @@ A genome file is tens of gigabytes, so nothing here holds one in memory: bytes p
 in chunks, and size, sha256 and md5 are computed in the same pass as the write. A write goes
 to a temporary name and is committed by a rename only once complete, so a crash never
 leaves a file that looks whole.
+
+Speed: md5 is the slowest step (about 0.7 GB/s a core; sha256 with SHA-NI is twice that),
+so it sets the floor. hashlib releases the GIL on large buffers, so each chunk's md5 runs in
+the calling thread while its sha256 and its write run in a helper thread, and an async
+source is read ahead by one chunk while the previous one is hashed (:func:`pump`). Chunks
+are a few MiB: large enough that per-call overhead vanishes, small enough that memory stays
+flat whatever the file's size.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -20,7 +28,11 @@ from fsspec import AbstractFileSystem
 
 from shared.config import get_settings
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
+PARALLEL_MIN = 256 << 10
+"""Below this a chunk is hashed in one thread: handing it over would cost more than it saves."""
+
+_helpers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="digest")
 
 
 class SizeLimitExceeded(Exception):
@@ -52,26 +64,56 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+class Digests:
+    """Size, sha256 and md5 of a stream, the two digests computed in parallel threads."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._sha256 = hashlib.sha256()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+
+    def _sha256_then(self, chunk: bytes, then: Callable[[bytes], object] | None) -> None:
+        self._sha256.update(chunk)
+        if then is not None:
+            then(chunk)
+
+    def update(self, chunk: bytes, then: Callable[[bytes], object] | None = None) -> None:
+        """Hash ``chunk``; ``then(chunk)`` (e.g. a file write) runs beside the md5."""
+        self.size += len(chunk)
+        if len(chunk) < PARALLEL_MIN:
+            self._sha256_then(chunk, then)
+            self._md5.update(chunk)
+            return
+        helper = _helpers.submit(self._sha256_then, chunk, then)
+        try:
+            self._md5.update(chunk)
+        finally:
+            helper.result()
+
+    def hexdigests(self) -> tuple[str, str]:
+        """(sha256, md5) of everything so far."""
+        return self._sha256.hexdigest(), self._md5.hexdigest()
+
+
 class DigestingWriter:
     """Writes chunks to an open file while counting and hashing them."""
 
     def __init__(self, handle: IO[bytes], max_size: int | None = None) -> None:
         self._handle = handle
         self._max_size = max_size
-        self.size = 0
-        self._sha256 = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._digests = Digests()
+
+    @property
+    def size(self) -> int:
+        return self._digests.size
 
     def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self._max_size is not None and self.size > self._max_size:
+        if self._max_size is not None and self.size + len(chunk) > self._max_size:
             raise SizeLimitExceeded(f"more than {self._max_size} bytes")
-        self._sha256.update(chunk)
-        self._md5.update(chunk)
-        self._handle.write(chunk)
+        self._digests.update(chunk, self._handle.write)
 
     def digests(self) -> tuple[str, str]:
-        return self._sha256.hexdigest(), self._md5.hexdigest()
+        return self._digests.hexdigests()
 
 
 class AtomicWrite:
@@ -112,12 +154,49 @@ def write_chunks(url: str, chunks: Iterable[bytes], max_size: int | None = None)
     return write.commit()
 
 
+async def pump(chunks: AsyncIterable[bytes], sink: Callable[[bytes], None], chunk_size: int = CHUNK) -> int:
+    """Feed an async source to a blocking ``sink`` in a thread; returns the bytes fed.
+
+    Small network reads are gathered into ``chunk_size`` chunks, and the next chunk is read
+    while the sink works on the previous one, so the network, the digests and the disk all
+    progress at once; at most two chunks are held. A failure of the source or the sink
+    propagates once the chunk in flight has settled, so the sink is never used concurrently.
+    """
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None] | None = None
+    pieces: list[bytes] = []
+    gathered = 0
+    fed = 0
+    try:
+        async for piece in chunks:
+            pieces.append(piece)
+            gathered += len(piece)
+            if gathered >= chunk_size:
+                chunk = b"".join(pieces)
+                pieces.clear()
+                gathered = 0
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(None, sink, chunk)
+                fed += len(chunk)
+        if pending is not None:
+            await pending
+            pending = None
+        if pieces:
+            chunk = b"".join(pieces)
+            await loop.run_in_executor(None, sink, chunk)
+            fed += len(chunk)
+    finally:
+        if pending is not None and not pending.done():
+            await asyncio.wait([pending])  # never leave the sink busy behind our back
+    return fed
+
+
 async def write_stream(url: str, chunks: AsyncIterable[bytes], max_size: int | None = None) -> StoredObject:
     """:func:`write_chunks` for an async source; hashing and I/O run off the event loop."""
     write = await asyncio.to_thread(AtomicWrite, url, max_size)
     try:
-        async for chunk in chunks:
-            await asyncio.to_thread(write.writer.write, chunk)
+        await pump(chunks, write.writer.write)
     except BaseException:
         await asyncio.to_thread(write.abort)
         raise

@@ -1,0 +1,491 @@
+"""The receiver's HTTP API: open a submission, stream its files in, seal it.
+
+Routes (every one behind the shared bearer-token middleware; a region acts only for itself,
+``ngc`` for all):
+
+    POST /v1/submissions                       metadata -> submission id (201; 200 on a replay
+                                               with the same Idempotency-Key)
+    GET  /v1/submissions/{id}                  what has arrived
+    HEAD /v1/submissions/{id}/files/{name}     Upload-Offset, Upload-Complete (?1 / ?0)
+    PUT  /v1/submissions/{id}/files/{name}     the bytes; Upload-Offset or Content-Range resumes
+    POST /v1/submissions/{id}/register         copy files from the region's inbox URL
+    POST /v1/submissions/{id}/seal             all files complete -> one file-received event
+
+Each submission is one trace: POST opens a span whose context is stored with the submission,
+and every PUT, register and seal continues it, so the event the seal emits carries the trace
+the upload started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from services.receiver import archive
+from services.receiver.archive import Layout, OffsetMismatch, PartialUpload
+from services.receiver.metadata import MetadataError, file_name_problem, parse_registration, parse_submission
+from services.receiver.ranges import BadRange, placement
+from services.receiver.state import FileState, SubmissionState, SubmissionStore
+from shared import telemetry
+from shared.auth import principal_of, require_region
+from shared.envelope import derive_id
+from shared.events import FileReceived, StoredFile
+from shared.storage import SizeLimitExceeded, StoredObject, copy_into, pump
+
+log = telemetry.get_logger(__name__)
+
+Emit = Callable[[FileReceived, str], Awaitable[str]]
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class Interrupted(Exception):
+    """The request body stopped before its end: the client went away or fell silent."""
+
+
+def error(status: int, title: str, headers: dict[str, str] | None = None, **extra: Any) -> web.HTTPException:
+    """An aiohttp HTTP exception with a JSON body ``{"error": title, ...}``."""
+    body = json.dumps({"error": title, **extra})
+    classes: dict[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest,
+        404: web.HTTPNotFound,
+        409: web.HTTPConflict,
+        411: web.HTTPLengthRequired,
+        413: web.HTTPRequestEntityTooLarge,
+        422: web.HTTPUnprocessableEntity,
+        503: web.HTTPServiceUnavailable,
+    }
+    cls = classes[status]
+    if cls is web.HTTPRequestEntityTooLarge:
+        return web.HTTPRequestEntityTooLarge(
+            max_size=0, actual_size=0, text=body, content_type="application/json", headers=headers
+        )
+    return cls(text=body, content_type="application/json", headers=headers)
+
+
+def file_json(f: FileState, *, deduplicated: bool | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": f.name, "role": f.role.value, "complete": f.complete}
+    if f.complete:
+        out |= {"url": f.url, "size": f.size, "sha256": f.sha256, "md5": f.md5}
+    if deduplicated is not None:
+        out["deduplicated"] = deduplicated
+    return out
+
+
+def traceparent_now() -> str | None:
+    carrier: list[tuple[str, bytes]] = []
+    telemetry.inject(carrier)
+    value = dict(carrier).get("traceparent")
+    return value.decode() if value else None
+
+
+class ReceiverApi:
+    """Handlers over the submission store, the archive and an ``emit`` of file-received."""
+
+    def __init__(
+        self,
+        store: SubmissionStore,
+        layout: Layout,
+        emit: Emit,
+        tracer: Tracer,
+        *,
+        max_file_size: int,
+        idle_timeout: float,
+        inboxes: dict[str, str],
+    ) -> None:
+        self.store = store
+        self.layout = layout
+        self.emit = emit
+        self.tracer = tracer
+        self.max_file_size = max_file_size
+        self.idle_timeout = idle_timeout
+        self.inboxes = inboxes
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/submissions", self.create)
+        app.router.add_get("/v1/submissions/{id}", self.show, allow_head=False)
+        app.router.add_route("HEAD", "/v1/submissions/{id}/files/{name}", self.head)
+        app.router.add_put("/v1/submissions/{id}/files/{name}", self.put)
+        app.router.add_post("/v1/submissions/{id}/register", self.register)
+        app.router.add_post("/v1/submissions/{id}/seal", self.seal)
+
+    # -- helpers ---------------------------------------------------------------------
+    async def _submission(self, request: web.Request) -> SubmissionState:
+        """The submission named in the path, if the caller may act for its region."""
+        principal_of(request)
+        state = await asyncio.to_thread(self.store.get, request.match_info["id"])
+        if state is None:
+            raise error(404, "no such submission")
+        require_region(request, state.region)
+        telemetry.bind(submission_id=state.submission_id)
+        return state
+
+    async def _reload(self, state: SubmissionState) -> SubmissionState:
+        return await asyncio.to_thread(self.store.get, state.submission_id) or state
+
+    def _span(self, name: str, state: SubmissionState) -> Any:
+        context = (
+            telemetry.extract([("traceparent", state.traceparent.encode())]) if state.traceparent else None
+        )
+        return self.tracer.start_as_current_span(
+            name,
+            context=context,
+            kind=SpanKind.SERVER,
+            attributes={"genomhub.submission_id": state.submission_id, "genomhub.sample_id": state.sample_id},
+        )
+
+    def _lock(self, submission_id: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((submission_id, name), asyncio.Lock())
+
+    @staticmethod
+    def _declared(state: SubmissionState, name: str) -> FileState:
+        problem = file_name_problem(name)
+        if problem is not None:
+            raise error(422, "invalid file name", field="name", message=problem)
+        declared = state.file(name)
+        if declared is None:
+            raise error(404, f"{name!r} is not declared in this submission")
+        return declared
+
+    @staticmethod
+    def _open(state: SubmissionState) -> None:
+        if state.sealed_at is not None:
+            raise error(409, "the submission is sealed; open a new one to send more")
+
+    async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
+        """The request body as it arrives; :class:`Interrupted` if it stops short."""
+        while True:
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    piece = await request.content.readany()
+            except TimeoutError as exc:
+                raise Interrupted(f"no data for {self.idle_timeout:g} s") from exc
+            except Exception as exc:  # the peer reset, or the body ended before Content-Length
+                raise Interrupted(f"{type(exc).__name__}: {exc}") from exc
+            if not piece:
+                return
+            yield piece
+
+    async def _settle(
+        self, state: SubmissionState, declared: FileState, got: StoredObject
+    ) -> tuple[FileState, bool]:
+        """Put a complete file in place, or point at the sample's identical copy; record it."""
+        if declared.declared_sha256 and got.sha256 != declared.declared_sha256:
+            await asyncio.to_thread(archive.discard, got.url)
+            raise error(
+                422,
+                "sha256 mismatch",
+                field="sha256",
+                message=f"{declared.name}: declared {declared.declared_sha256}, received {got.sha256}",
+            )
+        if declared.complete:
+            await asyncio.to_thread(archive.discard, got.url)
+            if got.sha256 == declared.sha256:
+                return declared, True
+            raise error(
+                409, f"{declared.name} has already arrived with other bytes (sha256 {declared.sha256})"
+            )
+        copy = await asyncio.to_thread(self.store.copy_in_sample, state.region, state.sample_id, got.sha256)
+        deduplicated = copy is not None and await asyncio.to_thread(archive.exists, copy.url)
+        if copy is not None and deduplicated:
+            await asyncio.to_thread(archive.discard, got.url)
+            url = copy.url
+        else:
+            url = self.layout.final(state.region, state.sample_id, state.submission_id, declared.name)
+            await asyncio.to_thread(archive.commit, got.url, url)
+        stored = StoredFile(
+            name=declared.name, role=declared.role, url=url, size=got.size, sha256=got.sha256, md5=got.md5
+        )
+        await asyncio.to_thread(self.store.complete_file, state.submission_id, stored)
+        log.info(
+            "file received", name=declared.name, size=got.size, sha256=got.sha256, deduplicated=deduplicated
+        )
+        after = await asyncio.to_thread(self.store.get, state.submission_id)
+        assert after is not None
+        done = after.file(declared.name)
+        assert done is not None
+        return done, deduplicated
+
+    # -- handlers --------------------------------------------------------------------
+    async def create(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise error(400, "the body is not JSON") from exc
+        try:
+            meta = parse_submission(payload)
+        except MetadataError as exc:
+            raise web.HTTPUnprocessableEntity(
+                text=json.dumps(exc.as_json()), content_type="application/json"
+            ) from None
+        require_region(request, meta.region)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 128:
+            raise error(400, "Idempotency-Key must be 1 to 128 characters")
+        upstream = telemetry.extract([(k.lower(), v.encode()) for k, v in request.headers.items()])
+        with self.tracer.start_as_current_span(
+            "receiver submission", context=upstream, kind=SpanKind.SERVER
+        ) as span:
+            state, created = await asyncio.to_thread(
+                self.store.create, uuid.uuid4().hex, meta, principal.name, key, traceparent_now()
+            )
+            span.set_attribute("genomhub.submission_id", state.submission_id)
+            span.set_attribute("genomhub.sample_id", state.sample_id)
+            linked = await self._link_known_files(state) if created else []
+            if linked:
+                state = await self._reload(state)
+            log.info(
+                "submission opened" if created else "submission replayed",
+                submission_id=state.submission_id,
+                region=state.region,
+                sample_id=state.sample_id,
+                files=len(state.files),
+                already_archived=linked,
+            )
+        trace_id = state.traceparent.split("-")[1] if state.traceparent else None
+        return web.json_response(
+            {
+                "submission_id": state.submission_id,
+                "trace_id": trace_id,
+                "files": [file_json(f) for f in state.files],
+            },
+            status=201 if created else 200,
+        )
+
+    async def _link_known_files(self, state: SubmissionState) -> list[str]:
+        """Declared files whose sha256 the sample already has: received without a transfer."""
+        linked = []
+        for f in state.files:
+            if f.declared_sha256 is None:
+                continue
+            copy = await asyncio.to_thread(
+                self.store.copy_in_sample, state.region, state.sample_id, f.declared_sha256
+            )
+            if copy is None or not await asyncio.to_thread(archive.exists, copy.url):
+                continue
+            stored = StoredFile(
+                name=f.name, role=f.role, url=copy.url, size=copy.size, sha256=copy.sha256, md5=copy.md5
+            )
+            await asyncio.to_thread(self.store.complete_file, state.submission_id, stored)
+            linked.append(f.name)
+        return linked
+
+    async def show(self, request: web.Request) -> web.Response:
+        state = await self._submission(request)
+        listed = []
+        for f in state.files:
+            item = file_json(f)
+            if not f.complete:
+                item["arrived"] = await asyncio.to_thread(
+                    archive.arrived, self.layout.partial(state.submission_id, f.name)
+                )
+            listed.append(item)
+        return web.json_response(
+            {
+                "submission_id": state.submission_id,
+                "region": state.region,
+                "sample_id": state.sample_id,
+                "analysis_type": state.analysis_type,
+                "sealed_at": state.sealed_at.isoformat() if state.sealed_at else None,
+                "event_id": state.event_id,
+                "files": listed,
+            },
+            headers=NO_STORE,
+        )
+
+    async def head(self, request: web.Request) -> web.Response:
+        state = await self._submission(request)
+        declared = self._declared(state, request.match_info["name"])
+        if declared.complete:
+            headers = {
+                "Upload-Offset": str(declared.size),
+                "Upload-Complete": "?1",
+                "ETag": f'"{declared.sha256}"',
+            }
+        else:
+            have = await asyncio.to_thread(
+                archive.arrived, self.layout.partial(state.submission_id, declared.name)
+            )
+            headers = {"Upload-Offset": str(have), "Upload-Complete": "?0"}
+        return web.Response(status=200, headers={**headers, **NO_STORE})
+
+    async def put(self, request: web.Request) -> web.Response:
+        state = await self._submission(request)
+        self._open(state)
+        declared = self._declared(state, request.match_info["name"])
+        if request.content_length is None:
+            raise error(
+                411, "Content-Length is required: it is how a cut-off upload is told from a whole one"
+            )
+        try:
+            place = placement(
+                request.headers.get("Upload-Offset"),
+                request.headers.get("Content-Range"),
+                request.content_length,
+            )
+        except BadRange as exc:
+            raise error(400, str(exc)) from None
+        if place.total > self.max_file_size:
+            raise error(413, f"files larger than {self.max_file_size} bytes are not accepted")
+        lock = self._lock(state.submission_id, declared.name)
+        if lock.locked():
+            raise error(409, "this file is being uploaded by another request", headers={"Retry-After": "5"})
+        async with lock:
+            state = await self._reload(state)
+            self._open(state)
+            declared = state.file(declared.name) or declared
+            if declared.complete and place.offset != 0:
+                if place.offset == declared.size and place.length == 0:
+                    return web.json_response(file_json(declared, deduplicated=False))
+                raise error(
+                    409,
+                    f"{declared.name} is complete; only a whole re-upload (no offset) is accepted",
+                    headers={"Upload-Offset": str(declared.size)},
+                )
+            with self._span(f"receiver upload {declared.name}", state) as span:
+                span.set_attribute("genomhub.upload_offset", place.offset)
+                return await self._receive(request, state, declared, place.offset, place.ends_file)
+
+    async def _receive(
+        self, request: web.Request, state: SubmissionState, declared: FileState, offset: int, ends_file: bool
+    ) -> web.Response:
+        partial_url = self.layout.partial(state.submission_id, declared.name)
+        try:
+            upload = await asyncio.to_thread(PartialUpload, partial_url, offset, self.max_file_size)
+        except OffsetMismatch as exc:
+            raise error(
+                409,
+                "Upload-Offset does not match what has arrived",
+                headers={"Upload-Offset": str(exc.arrived)},
+                arrived=exc.arrived,
+            ) from None
+        expected = request.content_length or 0
+        try:
+            await pump(self._body(request), upload.write)
+        except Interrupted as exc:
+            await asyncio.shield(asyncio.to_thread(upload.close))
+            log.warning("upload interrupted", name=declared.name, arrived=upload.size, reason=str(exc))
+            raise error(
+                400, "upload interrupted", headers={"Upload-Offset": str(upload.size)}, arrived=upload.size
+            ) from None
+        except SizeLimitExceeded:
+            await asyncio.shield(asyncio.to_thread(upload.close))
+            await asyncio.to_thread(archive.discard, partial_url)
+            raise error(413, f"files larger than {self.max_file_size} bytes are not accepted") from None
+        finally:
+            await asyncio.shield(asyncio.to_thread(upload.close))
+        if upload.size - offset != expected:  # the body ended cleanly but short: treat as cut off
+            raise error(
+                400, "upload interrupted", headers={"Upload-Offset": str(upload.size)}, arrived=upload.size
+            )
+        if not ends_file:
+            return web.json_response(
+                {"name": declared.name, "complete": False, "arrived": upload.size},
+                status=202,
+                headers={"Upload-Offset": str(upload.size)},
+            )
+        done, deduplicated = await self._settle(state, declared, upload.result())
+        return web.json_response(
+            file_json(done, deduplicated=deduplicated),
+            headers={"Upload-Offset": str(done.size), "Upload-Complete": "?1"},
+        )
+
+    async def register(self, request: web.Request) -> web.Response:
+        state = await self._submission(request)
+        self._open(state)
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise error(400, "the body is not JSON") from exc
+        try:
+            pairs = parse_registration(payload, self.inboxes.get(state.region))
+        except MetadataError as exc:
+            raise web.HTTPUnprocessableEntity(
+                text=json.dumps(exc.as_json()), content_type="application/json"
+            ) from None
+        for i, (name, _) in enumerate(pairs):
+            if state.file(name) is None:
+                raise error(422, "invalid registration", field=f"files[{i}].name", message="not declared")
+        results = []
+        with self._span("receiver register", state):
+            for i, (name, url) in enumerate(pairs):
+                lock = self._lock(state.submission_id, name)
+                if lock.locked():
+                    raise error(
+                        409, f"{name} is being uploaded by another request", headers={"Retry-After": "5"}
+                    )
+                async with lock:
+                    current = await self._reload(state)
+                    declared = current.file(name)
+                    assert declared is not None
+                    partial_url = self.layout.partial(state.submission_id, name)
+                    try:
+                        got = await asyncio.to_thread(copy_into, url, partial_url, self.max_file_size)
+                    except FileNotFoundError:
+                        raise error(
+                            422,
+                            "invalid registration",
+                            field=f"files[{i}].url",
+                            message="no such file in the inbox",
+                        ) from None
+                    except SizeLimitExceeded:
+                        raise error(
+                            413, f"files larger than {self.max_file_size} bytes are not accepted"
+                        ) from None
+                    done, deduplicated = await self._settle(current, declared, got)
+                    results.append(file_json(done, deduplicated=deduplicated))
+        return web.json_response({"submission_id": state.submission_id, "files": results})
+
+    async def seal(self, request: web.Request) -> web.Response:
+        state = await self._submission(request)
+        missing = [f.name for f in state.files if not f.complete]
+        if missing:
+            arrived = {}
+            for name in missing:
+                arrived[name] = await asyncio.to_thread(
+                    archive.arrived, self.layout.partial(state.submission_id, name)
+                )
+            raise error(409, "files are missing or incomplete", missing=missing, arrived=arrived)
+        with self._span("receiver seal", state) as span:
+            event_id = derive_id(state.submission_id, "receiver", FileReceived.ce_type())
+            sealed = await asyncio.to_thread(self.store.seal, state.submission_id, event_id)
+            try:
+                await self.publish(sealed)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                log.exception("file-received not emitted", submission_id=state.submission_id)
+                raise error(503, "sealed, but the event could not be sent; seal again") from None
+        assert sealed.sealed_at is not None
+        return web.json_response(
+            {
+                "submission_id": sealed.submission_id,
+                "event_id": sealed.event_id,
+                "received_at": sealed.sealed_at.isoformat(),
+                "files": [file_json(f) for f in sealed.files],
+            }
+        )
+
+    async def publish(self, sealed: SubmissionState) -> str:
+        """Emit the sealed submission's file-received (same id every time) and note it sent."""
+        assert sealed.event_id is not None
+        event = FileReceived(submission=sealed.submission(), files=[f.stored() for f in sealed.files])
+        event_id = await self.emit(event, sealed.event_id)
+        await asyncio.to_thread(self.store.mark_emitted, sealed.submission_id)
+        log.info("file-received emitted", submission_id=sealed.submission_id, event_id=event_id)
+        return event_id
+
+    async def resend_unsent(self) -> None:
+        """After a crash between seal and emit: send what was sealed but never acknowledged."""
+        for submission_id in await asyncio.to_thread(self.store.sealed_not_emitted):
+            state = await asyncio.to_thread(self.store.get, submission_id)
+            if state is not None:
+                with self._span("receiver resend", state):
+                    await self.publish(state)

@@ -1,0 +1,47 @@
+"""The receiver process: the upload API on the service's aiohttp app, emitting file-received.
+
+The receiver consumes nothing; it starts the chain. Its event ids come from the submission
+id, so a seal repeated (by the client, or by the resend at start-up after a crash between
+seal and emit) sends the same event id again and everything downstream stays idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from aiohttp.typedefs import Middleware
+
+from services.receiver.api import ReceiverApi
+from services.receiver.archive import Layout
+from services.receiver.state import SubmissionStore
+from shared.auth import Tokens, bearer_auth
+from shared.bus import Service
+from shared.config import Settings
+from shared.events import FileReceived
+
+
+def database_url(settings: Settings) -> str:
+    return settings.receiver_db or f"sqlite:///{settings.state_dir / 'receiver.db'}"
+
+
+def build() -> Service:
+    service = Service("receiver")
+    settings = service.settings
+    store = SubmissionStore(database_url(settings))
+
+    async def emit(event: FileReceived, event_id: str) -> str:
+        return await service.emit(event, event_id=event_id)
+
+    api = ReceiverApi(
+        store,
+        Layout(settings.store_url),
+        emit,
+        service.tracer,
+        max_file_size=settings.receiver_max_file_size,
+        idle_timeout=settings.receiver_idle_timeout,
+        inboxes=dict(settings.receiver_inboxes),
+    )
+    service.web.middlewares.append(cast(Middleware, bearer_auth(Tokens(settings.tokens))))
+    api.add_routes(service.web)
+    service.app.task(api.resend_unsent)
+    return service

@@ -1,0 +1,243 @@
+"""The regional uploader's side of the receiver API: create, stream each file, seal.
+
+A few hundred gigabytes cross flaky hospital networks, so every step may be repeated:
+creating carries an ``Idempotency-Key`` (a retried POST returns the same submission), each
+file starts with a ``HEAD`` that says how much already arrived and the ``PUT`` sends only
+the rest (``Upload-Offset``), and seal is idempotent on the server. Network errors, 5xx and
+"busy" answers are retried with exponential backoff; any other 4xx is the caller's mistake
+and stops the upload with the server's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+
+from shared.events import FileRole
+from shared.storage import CHUNK
+
+T = TypeVar("T")
+RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+class UploadError(Exception):
+    """The server refused the upload for a reason retrying cannot fix."""
+
+
+class Retryable(Exception):
+    """A transient failure: the same request may succeed later."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    role: FileRole
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to report: the submission's metadata and the local files."""
+
+    region: str
+    department: str
+    sample_id: str
+    patient_id: str
+    analysis_type: str
+    platform: str
+    files: list[LocalFile]
+
+    def metadata(self, digests: dict[str, str]) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "department": self.department,
+            "sample_id": self.sample_id,
+            "patient_id": self.patient_id,
+            "analysis_type": self.analysis_type,
+            "platform": self.platform,
+            "files": [
+                {"name": f.name, "role": f.role.value}
+                | ({"sha256": digests[f.name]} if f.name in digests else {})
+                for f in self.files
+            ],
+        }
+
+
+class Progress:
+    """A progress bar on a terminal; on anything else, a plain line every tenth of the way."""
+
+    def __init__(self, name: str, total: int, stream: IO[str], start: int = 0) -> None:
+        self.name = name
+        self.total = total
+        self.stream = stream
+        self.done = start
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.start = start
+        self._last_draw = 0.0
+        self._last_tenth = start * 10 // total if total else 10
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.tty:
+            now = time.monotonic()
+            if now - self._last_draw >= 0.1 or self.done >= self.total:
+                self._last_draw = now
+                self._draw()
+        elif self.total:
+            tenth = self.done * 10 // self.total
+            if tenth > self._last_tenth:
+                self._last_tenth = tenth
+                self.stream.write(f"{self.name}: {self._figures()}\n")
+                self.stream.flush()
+
+    def _figures(self) -> str:
+        pct = 100 * self.done / self.total if self.total else 100.0
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = (self.done - self.start) / elapsed / 1e6
+        return f"{pct:5.1f}% {self.done / 1e9:.2f}/{self.total / 1e9:.2f} GB {rate:.0f} MB/s"
+
+    def _draw(self) -> None:
+        width = 30
+        filled = width * self.done // self.total if self.total else width
+        self.stream.write(f"\r{self.name} [{'#' * filled}{'.' * (width - filled)}] {self._figures()}")
+        if self.done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Uploader:
+    """Talks to one receiver with one bearer token."""
+
+    base_url: str
+    token: str
+    retries: int = 8
+    backoff: float = 0.5
+    stream: IO[str] = field(default_factory=lambda: sys.stderr)
+
+    def _say(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds, backing off after each transient failure."""
+        for n in range(self.retries + 1):
+            try:
+                return await attempt()
+            except (aiohttp.ClientError, TimeoutError, Retryable) as exc:
+                if n == self.retries:
+                    raise UploadError(f"{what}: gave up after {self.retries} retries: {exc}") from exc
+                pause = min(30.0, self.backoff * 2**n)
+                self._say(f"{what}: {type(exc).__name__}: {exc}; retrying in {pause:.1f} s")
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _check(response: aiohttp.ClientResponse, what: str) -> dict[str, Any]:
+        if response.status in RETRY_STATUSES:
+            raise Retryable(f"HTTP {response.status}")
+        try:
+            body: dict[str, Any] = await response.json(content_type=None)
+        except ValueError:
+            body = {"error": (await response.text())[:500]}
+        if response.status >= 400:
+            raise UploadError(f"{what}: HTTP {response.status}: {body}")
+        return body
+
+    async def upload(
+        self, plan: Plan, submission_id: str | None = None, checksum: bool = True
+    ) -> dict[str, Any]:
+        """Report ``plan``; returns the seal's answer (submission id, event id, files)."""
+        digests = {f.name: await asyncio.to_thread(sha256_of, f.path) for f in plan.files} if checksum else {}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=300)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with aiohttp.ClientSession(self.base_url, headers=headers, timeout=timeout) as session:
+            if submission_id is None:
+                submission_id = await self._create(session, plan.metadata(digests))
+                self._say(f"submission {submission_id} opened")
+            else:
+                self._say(f"continuing submission {submission_id}")
+            for local in plan.files:
+                await self._send(session, submission_id, local)
+            return await self._seal(session, submission_id)
+
+    async def _create(self, session: aiohttp.ClientSession, metadata: dict[str, Any]) -> str:
+        key = uuid.uuid4().hex  # the same key on every retry: one submission, however many tries
+
+        async def attempt() -> str:
+            async with session.post("/v1/submissions", json=metadata, headers={"Idempotency-Key": key}) as r:
+                return str((await self._check(r, "create submission"))["submission_id"])
+
+        return await self._retrying("create submission", attempt)
+
+    async def _send(self, session: aiohttp.ClientSession, submission_id: str, local: LocalFile) -> None:
+        path = f"/v1/submissions/{submission_id}/files/{quote(local.name, safe='')}"
+        size = local.path.stat().st_size
+
+        async def attempt() -> None:
+            async with session.head(path) as r:
+                if r.status != 200:
+                    await self._check(r, f"HEAD {local.name}")
+                    raise UploadError(f"HEAD {local.name}: HTTP {r.status}")
+                offset = int(r.headers.get("Upload-Offset", "0"))
+                complete = r.headers.get("Upload-Complete") == "?1"
+            if complete:
+                if offset != size:
+                    raise UploadError(f"{local.name}: the server holds {offset} bytes, the file has {size}")
+                self._say(f"{local.name}: already received")
+                return
+            if offset > size:
+                raise UploadError(f"{local.name}: the server holds {offset} bytes, the file has only {size}")
+            if offset:
+                self._say(f"{local.name}: resuming at byte {offset}")
+            progress = Progress(local.name, size, self.stream, start=offset)
+            body = self._read(local.path, offset, progress)
+            put_headers = {"Upload-Offset": str(offset), "Content-Length": str(size - offset)}
+            async with session.put(path, data=body, headers=put_headers) as r:
+                if r.status == 409 and "Upload-Offset" in r.headers:
+                    raise Retryable("offset moved on the server")
+                if r.status == 409 and "Retry-After" in r.headers:
+                    raise Retryable("the file is busy on the server")
+                result = await self._check(r, f"PUT {local.name}")
+            if not result.get("complete"):
+                raise Retryable(f"{local.name} incomplete after PUT")
+
+        await self._retrying(f"upload {local.name}", attempt)
+
+    @staticmethod
+    async def _read(path: Path, offset: int, progress: Progress) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            while chunk := await loop.run_in_executor(None, handle.read, CHUNK):
+                yield chunk
+                progress.advance(len(chunk))
+
+    async def _seal(self, session: aiohttp.ClientSession, submission_id: str) -> dict[str, Any]:
+        async def attempt() -> dict[str, Any]:
+            async with session.post(f"/v1/submissions/{submission_id}/seal") as r:
+                return await self._check(r, "seal")
+
+        return await self._retrying("seal", attempt)

@@ -1,0 +1,170 @@
+"""What a region declares when it opens a submission, and the rules its metadata must keep.
+
+Pure: no HTTP, no storage. The API turns a :class:`MetadataError` into a 422 that names the
+field, so an uploader knows exactly what to fix, and never echoes the offending value (it may
+be a CPR number).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.receiver.identifiers import first_direct_identifier
+from shared.events import AnalysisType, FileRole, Pseudonym, Region, Sha256
+
+MAX_NAME = 255
+
+
+@dataclass(frozen=True)
+class MetadataError(Exception):
+    """Metadata refused: ``code`` is stable (``invalid``, ``direct_identifier``), ``field`` a path."""
+
+    code: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+    def as_json(self) -> dict[str, str]:
+        error = "direct identifier" if self.code == "direct_identifier" else "invalid metadata"
+        return {"error": error, "code": self.code, "field": self.field, "message": self.message}
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a file name in the archive, or None if it can.
+
+    A name becomes one path segment under the submission's folder, on local disks and S3
+    alike, so it must not be able to climb out of it or hide: no separators, no ``.``/``..``,
+    no leading dot, no drive letters, no control or invisible format characters.
+    """
+    if not name:
+        return "must not be empty"
+    if len(name) > MAX_NAME:
+        return f"longer than {MAX_NAME} characters"
+    if name in (".", ".."):
+        return "path traversal is not allowed"
+    if "/" in name or "\\" in name:
+        return "path separators are not allowed (absolute paths and traversal included)"
+    if ":" in name:
+        return "':' is not allowed (drive letters, URL schemes)"
+    if name.startswith("."):
+        return "must not start with '.'"
+    if name != name.strip():
+        return "must not start or end with whitespace"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        return "control characters are not allowed"
+    return None
+
+
+class DeclaredFile(BaseModel):
+    """One file the submission will contain; its bytes arrive later by PUT or register."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    role: FileRole
+    sha256: Sha256 | None = None
+
+
+class NewSubmission(BaseModel):
+    """The metadata of ``POST /v1/submissions``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: Region
+    department: str = Field(min_length=1, max_length=128)
+    sample_id: Pseudonym
+    patient_id: Pseudonym
+    analysis_type: AnalysisType
+    platform: str = Field(default="ILLUMINA", min_length=1, max_length=64)
+    files: list[DeclaredFile] = Field(min_length=1, max_length=1000)
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def parse_submission(payload: Any) -> NewSubmission:
+    """The submission in ``payload``, or :class:`MetadataError` naming the first bad field."""
+    if not isinstance(payload, dict):
+        raise MetadataError("invalid", "body", "expected a JSON object")
+    # Direct identifiers first, on the raw strings: a CPR number must be refused as such even
+    # when the field would also fail another rule (a pseudonym pattern, a length).
+    raw: list[tuple[str, str]] = [(k, v) for k, v in payload.items() if isinstance(v, str)]
+    files = payload.get("files")
+    if isinstance(files, list):
+        raw += [
+            (f"files[{i}].name", f["name"])
+            for i, f in enumerate(files)
+            if isinstance(f, dict) and isinstance(f.get("name"), str)
+        ]
+    found = first_direct_identifier(raw)
+    if found is not None:
+        raise MetadataError(
+            "direct_identifier",
+            found,
+            "looks like a Danish CPR number; NGC's catalogue holds pseudonyms only",
+        )
+    try:
+        submission = NewSubmission.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        raise MetadataError("invalid", field_path(tuple(first["loc"])), first["msg"]) from None
+    seen: set[str] = set()
+    for i, declared in enumerate(submission.files):
+        problem = file_name_problem(declared.name)
+        if problem is not None:
+            raise MetadataError("invalid", f"files[{i}].name", problem)
+        if declared.name in seen:
+            raise MetadataError("invalid", f"files[{i}].name", "declared twice")
+        seen.add(declared.name)
+    return submission
+
+
+def inbox_problem(url: str, inbox: str) -> str | None:
+    """Why ``url`` is not a file inside the region's ``inbox`` URL, or None if it is.
+
+    ``register`` reads with the receiver's own credentials, so a region may name only files
+    under its own inbox: the prefix must match whole segments and no segment may climb.
+    """
+    prefix = inbox.rstrip("/") + "/"
+    if not url.startswith(prefix):
+        return "is not inside the region's inbox"
+    rest = url[len(prefix) :]
+    segments = rest.split("/")
+    if not rest or any(s in ("", ".", "..") for s in segments):
+        return "must name a file inside the inbox without '.', '..' or empty segments"
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in url) or "?" in url or "#" in url:
+        return "must not carry control characters, a query or a fragment"
+    return None
+
+
+def parse_registration(payload: Any, inbox: str | None) -> list[tuple[str, str]]:
+    """(name, url) pairs of ``POST .../register``, or :class:`MetadataError` naming the field."""
+    if inbox is None:
+        raise MetadataError("invalid", "region", "no inbox is configured for this region")
+    if not isinstance(payload, dict) or not isinstance(payload.get("files"), list) or not payload["files"]:
+        raise MetadataError("invalid", "files", "expected {'files': [{'name': ..., 'url': ...}, ...]}")
+    pairs: list[tuple[str, str]] = []
+    for i, item in enumerate(payload["files"]):
+        if not isinstance(item, dict) or set(item) != {"name", "url"}:
+            raise MetadataError("invalid", f"files[{i}]", "expected exactly 'name' and 'url'")
+        name, url = item["name"], item["url"]
+        if not isinstance(name, str) or not isinstance(url, str):
+            raise MetadataError("invalid", f"files[{i}]", "'name' and 'url' must be strings")
+        problem = file_name_problem(name)
+        if problem is not None:
+            raise MetadataError("invalid", f"files[{i}].name", problem)
+        problem = inbox_problem(url, inbox)
+        if problem is not None:
+            raise MetadataError("invalid", f"files[{i}].url", problem)
+        pairs.append((name, url))
+    return pairs

@@ -1,0 +1,336 @@
+"""The receiver's durable state: submissions, their declared files, and what has arrived.
+
+Kept relationally (SQLite embedded, PostgreSQL in production, through ``shared.database``)
+rather than as JSON beside the files, because the receiver needs what a file store cannot
+give cheaply: a transaction around "this file is complete" and "the submission is sealed",
+a unique idempotency key, and an indexed lookup of a sample's files by sha256 (so that a
+byte-identical re-upload points at the copy already archived). Several receiver replicas can
+share one PostgreSQL database. The bytes of a file in transit are not here: the partial
+object in the archive is the truth about how much arrived, so a crash can never make the
+database claim more than the archive holds.
+
+Methods are synchronous; the API calls them through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    and_,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from services.receiver.metadata import NewSubmission
+from shared.database import make_engine, upgrade
+from shared.events import FileRole, StoredFile, Submission
+from shared.storage import StoredObject
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+metadata = MetaData()
+
+submissions = Table(
+    "receiver_submissions",
+    metadata,
+    Column("submission_id", String(64), primary_key=True),
+    Column("region", String(32), nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("sample_id", String(128), nullable=False),
+    Column("patient_id", String(128), nullable=False),
+    Column("analysis_type", String(32), nullable=False),
+    Column("platform", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(32), nullable=False),
+    Column("idempotency_key", String(128), nullable=True),
+    Column("traceparent", String(128), nullable=True),
+    Column("sealed_at", DateTime(timezone=True), nullable=True),
+    Column("event_id", String(64), nullable=True),
+    Column("emitted_at", DateTime(timezone=True), nullable=True),
+    Index("ix_receiver_submissions_key", "created_by", "idempotency_key", unique=True),
+    Index("ix_receiver_submissions_sample", "region", "sample_id"),
+)
+
+files = Table(
+    "receiver_files",
+    metadata,
+    Column(
+        "submission_id",
+        String(64),
+        ForeignKey("receiver_submissions.submission_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(255), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("declared_sha256", String(64), nullable=True),
+    Column("url", String(2048), nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("sha256", String(64), nullable=True),
+    Column("md5", String(32), nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_receiver_files_sha256", "sha256"),
+)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; they were stored as UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+@dataclass(frozen=True)
+class FileState:
+    name: str
+    role: FileRole
+    declared_sha256: str | None
+    url: str | None
+    size: int | None
+    sha256: str | None
+    md5: str | None
+
+    @property
+    def complete(self) -> bool:
+        return self.url is not None
+
+    def stored(self) -> StoredFile:
+        if not self.complete:
+            raise ValueError(f"{self.name} has not arrived")
+        return StoredFile(
+            name=self.name,
+            role=self.role,
+            url=str(self.url),
+            size=int(self.size or 0),
+            sha256=str(self.sha256),
+            md5=str(self.md5),
+        )
+
+
+@dataclass(frozen=True)
+class SubmissionState:
+    submission_id: str
+    region: str
+    department: str
+    sample_id: str
+    patient_id: str
+    analysis_type: str
+    platform: str
+    created_at: datetime
+    traceparent: str | None
+    sealed_at: datetime | None
+    event_id: str | None
+    emitted_at: datetime | None
+    files: tuple[FileState, ...]
+
+    def file(self, name: str) -> FileState | None:
+        return next((f for f in self.files if f.name == name), None)
+
+    def submission(self) -> Submission:
+        """The event's view of the submission; received means sealed."""
+        if self.sealed_at is None:
+            raise ValueError("a submission is received when it is sealed")
+        return Submission.model_validate(
+            {
+                "submission_id": self.submission_id,
+                "region": self.region,
+                "department": self.department,
+                "sample_id": self.sample_id,
+                "patient_id": self.patient_id,
+                "analysis_type": self.analysis_type,
+                "platform": self.platform,
+                "received_at": self.sealed_at,
+            }
+        )
+
+
+class SubmissionStore:
+    """Submissions in a SQLAlchemy database, migrated by Alembic on open."""
+
+    def __init__(self, url: str) -> None:
+        upgrade(url, MIGRATIONS, "receiver")
+        self.engine: Engine = make_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def create(
+        self,
+        submission_id: str,
+        meta: NewSubmission,
+        created_by: str,
+        idempotency_key: str | None,
+        traceparent: str | None,
+    ) -> tuple[SubmissionState, bool]:
+        """Insert a submission; with a known idempotency key, the one made before (and False)."""
+        if idempotency_key is not None:
+            earlier = self._by_key(created_by, idempotency_key)
+            if earlier is not None:
+                return earlier, False
+        row = {
+            "submission_id": submission_id,
+            "region": meta.region.value,
+            "department": meta.department,
+            "sample_id": meta.sample_id,
+            "patient_id": meta.patient_id,
+            "analysis_type": meta.analysis_type.value,
+            "platform": meta.platform,
+            "created_at": datetime.now(UTC),
+            "created_by": created_by,
+            "idempotency_key": idempotency_key,
+            "traceparent": traceparent,
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(submissions).values(**row))
+                conn.execute(
+                    insert(files),
+                    [
+                        {
+                            "submission_id": submission_id,
+                            "name": f.name,
+                            "role": f.role.value,
+                            "declared_sha256": f.sha256,
+                        }
+                        for f in meta.files
+                    ],
+                )
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            earlier = self._by_key(created_by, idempotency_key)  # a concurrent twin won
+            if earlier is None:
+                raise
+            return earlier, False
+        state = self.get(submission_id)
+        assert state is not None
+        return state, True
+
+    def _by_key(self, created_by: str, key: str) -> SubmissionState | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(submissions.c.submission_id).where(
+                    and_(submissions.c.created_by == created_by, submissions.c.idempotency_key == key)
+                )
+            ).scalar_one_or_none()
+        return None if found is None else self.get(found)
+
+    def get(self, submission_id: str) -> SubmissionState | None:
+        with self.engine.connect() as conn:
+            sub = (
+                conn.execute(select(submissions).where(submissions.c.submission_id == submission_id))
+                .mappings()
+                .first()
+            )
+            if sub is None:
+                return None
+            rows = (
+                conn.execute(
+                    select(files).where(files.c.submission_id == submission_id).order_by(files.c.name)
+                )
+                .mappings()
+                .all()
+            )
+        return SubmissionState(
+            submission_id=sub["submission_id"],
+            region=sub["region"],
+            department=sub["department"],
+            sample_id=sub["sample_id"],
+            patient_id=sub["patient_id"],
+            analysis_type=sub["analysis_type"],
+            platform=sub["platform"],
+            created_at=_aware(sub["created_at"]) or datetime.now(UTC),
+            traceparent=sub["traceparent"],
+            sealed_at=_aware(sub["sealed_at"]),
+            event_id=sub["event_id"],
+            emitted_at=_aware(sub["emitted_at"]),
+            files=tuple(
+                FileState(
+                    name=r["name"],
+                    role=FileRole(r["role"]),
+                    declared_sha256=r["declared_sha256"],
+                    url=r["url"],
+                    size=r["size"],
+                    sha256=r["sha256"],
+                    md5=r["md5"],
+                )
+                for r in rows
+            ),
+        )
+
+    def copy_in_sample(self, region: str, sample_id: str, sha256: str) -> StoredObject | None:
+        """A file of this sample already archived with these exact bytes, if there is one."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(files.c.url, files.c.size, files.c.sha256, files.c.md5)
+                .join(submissions, submissions.c.submission_id == files.c.submission_id)
+                .where(
+                    and_(
+                        submissions.c.region == region,
+                        submissions.c.sample_id == sample_id,
+                        files.c.sha256 == sha256,
+                        files.c.url.is_not(None),
+                    )
+                )
+                .order_by(files.c.completed_at)
+                .limit(1)
+            ).first()
+        return None if row is None else StoredObject(row.url, row.size, row.sha256, row.md5)
+
+    def complete_file(self, submission_id: str, stored: StoredFile) -> None:
+        """Record that ``stored`` has arrived whole (idempotent for the same bytes)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(files)
+                .where(and_(files.c.submission_id == submission_id, files.c.name == stored.name))
+                .values(
+                    url=stored.url,
+                    size=stored.size,
+                    sha256=stored.sha256,
+                    md5=stored.md5,
+                    completed_at=datetime.now(UTC),
+                )
+            )
+
+    def seal(self, submission_id: str, event_id: str) -> SubmissionState:
+        """Seal once: the first seal's time is the submission's receipt time for good."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(submissions)
+                .where(and_(submissions.c.submission_id == submission_id, submissions.c.sealed_at.is_(None)))
+                .values(sealed_at=datetime.now(UTC), event_id=event_id)
+            )
+        state = self.get(submission_id)
+        assert state is not None
+        return state
+
+    def mark_emitted(self, submission_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(submissions)
+                .where(submissions.c.submission_id == submission_id)
+                .values(emitted_at=datetime.now(UTC))
+            )
+
+    def sealed_not_emitted(self) -> list[str]:
+        """Submissions sealed whose event may not have reached the broker (a crash in between)."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(submissions.c.submission_id).where(
+                        and_(submissions.c.sealed_at.is_not(None), submissions.c.emitted_at.is_(None))
+                    )
+                ).scalars()
+            )
