@@ -1,0 +1,1 @@
+"""The validator: NGC's quality gate between the receiver and the harmoniser."""

@@ -1,0 +1,330 @@
+"""CRAM and BAM checks, and long-read unaligned BAM (uBAM).
+
+The header is read with pysam; the records are decoded by samtools' own C code
+(``pysam.flagstat``), which counts mapped, unmapped and duplicate reads far faster than a
+Python loop. A truncated CRAM opens without complaint, so its end-of-file container is
+checked byte for byte; a BAM's BGZF end-of-file block likewise. Long-read uBAMs hold
+few, long records, so they are walked in Python to get the read-length N50.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pysam
+from pysam.utils import SamtoolsError
+
+from services.validator.problems import problem
+from services.validator.references import Contig, Identification, Profile, identify
+from shared.events import Problem
+from shared.synthetic import contig_md5s
+
+CRAM3_EOF = bytes.fromhex("0f000000ffffffff0fe0454f4600000000010005bdd94f0001000606010001000100ee63014b")
+CRAM21_EOF = bytes.fromhex("0b000000ffffffffffe0454f46000000000100000100060601000100010000")
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+DUPLICATE_MARKERS = ("markduplicates", "markdup", "samblaster", "bammarkduplicates", "dedup", "umi")
+"""@PG program names that mark duplicates (Picard/GATK, samtools, sambamba, biobambam, ...)."""
+
+
+def local_refs_only() -> None:
+    """Keep htslib from fetching reference sequences over the network (EBI's CRAM registry).
+
+    Genome data never leaves NGC, and neither should a lookup by its checksums; a CRAM
+    whose reference is not here is reported as such.
+    """
+    os.environ.setdefault("REF_PATH", "/nonexistent/genomhub-no-remote-references/%s")
+
+
+@dataclass
+class AlignmentReport:
+    kind: str
+    metrics: dict[str, int | float | str | bool | None] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+    reference: Identification | None = None
+    sort_order: str = ""
+    cram_version: str = ""
+    has_read_group: bool = False
+    duplicates_marked: bool = False
+    programs: list[str] = field(default_factory=list)
+    raw_bases: int = 0
+    raw_reads: int = 0
+    long_read_platform: str = ""
+
+
+def _header(path: Path, reference: Path | None) -> dict[str, Any]:
+    with pysam.AlignmentFile(
+        str(path), "r", check_sq=False, reference_filename=str(reference) if reference else None
+    ) as af:
+        return dict(af.header.to_dict())
+
+
+def check_header(header: dict[str, Any], report: AlignmentReport, expected: Profile) -> None:
+    """@HD SO, @RG with SM and PL, the @PG chain, and the reference of @SQ."""
+    hd = header.get("HD", {})
+    report.sort_order = str(hd.get("SO", ""))
+    if not report.sort_order:
+        report.problems.append(problem("header.no_sort_order", "@HD has no SO (sort order) field", "@HD"))
+    groups = header.get("RG", [])
+    report.has_read_group = bool(groups)
+    if not groups:
+        report.problems.append(
+            problem("header.no_read_group", "no @RG line: sample and platform unknown", "@RG")
+        )
+    for rg in groups:
+        missing = [tag for tag in ("SM", "PL") if not rg.get(tag)]
+        if missing:
+            report.problems.append(
+                problem(
+                    "header.read_group_incomplete",
+                    f"@RG lacks {', '.join(missing)}",
+                    f"@RG ID:{rg.get('ID', '?')}",
+                )
+            )
+        if rg.get("SM") and rg["SM"] not in report.samples:
+            report.samples.append(str(rg["SM"]))
+    programs = header.get("PG", [])
+    ids = {str(pg.get("ID")) for pg in programs}
+    for pg in programs:
+        parent = pg.get("PP")
+        if parent is not None and str(parent) not in ids:
+            report.problems.append(
+                problem(
+                    "header.broken_pg_chain", f"@PG PP:{parent} names no @PG ID", f"@PG ID:{pg.get('ID')}"
+                )
+            )
+        report.programs.append(" ".join(str(pg.get(k, "")) for k in ("ID", "PN", "VN", "CL")).strip())
+    report.duplicates_marked = any(
+        marker in str(pg.get(k, "")).lower()
+        for pg in programs
+        for k in ("ID", "PN", "CL")
+        for marker in DUPLICATE_MARKERS
+    )
+    contigs = [Contig(str(sq["SN"]), int(sq.get("LN", 0)), sq.get("M5")) for sq in header.get("SQ", [])]
+    report.reference = identify(contigs, expected)
+    _reference_problems(report.reference, expected, report.problems, "@SQ")
+
+
+def _reference_problems(
+    ident: Identification, expected: Profile, problems: list[Problem], where: str
+) -> None:
+    if ident.matches_profile:
+        return
+    if ident.build in ("GRCh37", "hg19", "GRCh37 (hg19 names)"):
+        problems.append(
+            problem("reference.grch37", f"made against {ident.build}; NGC requires {expected.name}", where)
+        )
+    elif ident.build == expected.name and ident.md5_mismatched:
+        problems.append(
+            problem(
+                "reference.md5_mismatch",
+                f"{expected.name} contig lengths but other sequence: M5 differs for "
+                f"{', '.join(ident.md5_mismatched[:5])}",
+                where,
+            )
+        )
+    elif ident.build is not None:
+        problems.append(
+            problem("reference.wrong_build", f"made against {ident.build}, not {expected.name}", where)
+        )
+    else:
+        problems.append(
+            problem("reference.unknown", f"contigs match no known build; NGC requires {expected.name}", where)
+        )
+
+
+def check_eof(path: Path, kind: str, report: AlignmentReport) -> bool:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        start = handle.read(6)
+        handle.seek(max(0, size - 38))
+        end = handle.read(38)
+    if kind == "cram":
+        major, minor = start[4], start[5]
+        report.cram_version = f"{major}.{minor}"
+        marker = CRAM3_EOF if major >= 3 else CRAM21_EOF
+        if not end.endswith(marker):
+            report.problems.append(
+                problem(
+                    "cram.truncated", "no CRAM end-of-file container: the file is cut short", f"byte {size}"
+                )
+            )
+            return False
+        return True
+    if not end.endswith(BGZF_EOF):
+        report.problems.append(
+            problem("bam.truncated", "no BGZF end-of-file block: the file is cut short", f"byte {size}")
+        )
+        return False
+    return True
+
+
+def flagstat(path: Path, reference: Path | None) -> dict[str, Any]:
+    args = ["-O", "json"]
+    if reference is not None:
+        args += ["--input-fmt-option", f"reference={reference}"]
+    out = pysam.flagstat(*args, str(path))
+    return dict(json.loads(str(out))["QC-passed reads"])
+
+
+def total_bases(path: Path, reference: Path | None) -> int:
+    """Bases of the primary reads, by ``samtools stats``: needed only when no raw reads came."""
+    args = ["--reference", str(reference)] if reference is not None else []
+    for line in str(pysam.stats(*args, str(path))).splitlines():
+        if line.startswith("SN\ttotal length:"):
+            return int(line.split("\t")[2])
+    return 0
+
+
+def check_alignment(
+    path: Path, kind: str, expected: Profile, reference: Path | None, need_bases: bool = False
+) -> AlignmentReport:
+    """A CRAM or BAM: header, reference, end of file, and every record decoded."""
+    local_refs_only()
+    report = AlignmentReport(kind)
+    try:
+        header = _header(path, reference)
+    except (OSError, ValueError) as exc:
+        report.problems.append(problem(f"{kind}.unreadable", f"htslib cannot read the header: {exc}"))
+        return report
+    if not header.get("SQ"):
+        return check_unaligned_bam(path, header, report)
+    check_header(header, report, expected)
+    whole = check_eof(path, kind, report)
+    if kind == "cram" and report.reference is not None and reference is not None:
+        missing = _unavailable_sequences(header, reference)
+        if missing:
+            report.problems.append(
+                problem(
+                    "cram.reference_unavailable",
+                    f"the reference sequences this CRAM was made against are not available here "
+                    f"(M5 of {', '.join(missing[:5])}); it cannot be decoded",
+                    "@SQ",
+                )
+            )
+            return report
+    if not whole:
+        return report
+    try:
+        counts = flagstat(path, reference)
+    except SamtoolsError as exc:
+        code = "cram.undecodable" if kind == "cram" else "bam.undecodable"
+        report.problems.append(problem(code, f"samtools could not decode every record: {str(exc)[-400:]}"))
+        return report
+    total = int(counts.get("total", 0))
+    report.metrics.update(
+        {
+            "reads": total,
+            "mapped": int(counts.get("mapped", 0)),
+            "unmapped": total - int(counts.get("mapped", 0)),
+            "duplicates": int(counts.get("duplicates", 0)),
+            "sort_order": report.sort_order,
+            "reference": report.reference.flavour if report.reference else "",
+        }
+    )
+    if report.cram_version:
+        report.metrics["cram_version"] = report.cram_version
+    if int(counts.get("duplicates", 0)) > 0:
+        report.duplicates_marked = True
+    if total == 0:
+        report.problems.append(problem(f"{kind}.no_reads", "the file holds no reads"))
+    if need_bases:
+        report.metrics["bases"] = total_bases(path, reference)
+    return report
+
+
+def _unavailable_sequences(header: dict[str, Any], reference: Path) -> list[str]:
+    """@SQ contigs whose M5 the configured reference FASTA does not hold."""
+    available = {md5 for _, md5 in reference_md5s(reference).values()}
+    return [
+        str(sq["SN"])
+        for sq in header.get("SQ", [])
+        if sq.get("M5") and str(sq["M5"]).lower() not in available
+    ]
+
+
+@lru_cache(maxsize=2)
+def reference_md5s(reference: Path) -> dict[str, tuple[int, str]]:
+    """Each contig's length and M5: from a sequence dictionary beside the FASTA if there is
+    one (``samtools dict``/Picard ``.dict``; reading a 3 GB FASTA takes a while), else computed."""
+    for candidate in (reference.with_suffix(".dict"), reference.with_name(reference.name + ".dict")):
+        if candidate.exists():
+            found: dict[str, tuple[int, str]] = {}
+            for line in candidate.read_text().splitlines():
+                if line.startswith("@SQ"):
+                    tags = dict(f.split(":", 1) for f in line.split("\t")[1:] if ":" in f)
+                    if "M5" in tags:
+                        found[tags["SN"]] = (int(tags["LN"]), tags["M5"].lower())
+            if found:
+                return found
+    return contig_md5s(reference)
+
+
+def n50(lengths: Counter[int]) -> int:
+    """The read length at which half the bases are in reads at least that long."""
+    total = sum(length * count for length, count in lengths.items())
+    running = 0
+    for length in sorted(lengths, reverse=True):
+        running += length * lengths[length]
+        if 2 * running >= total:
+            return length
+    return 0
+
+
+def check_unaligned_bam(path: Path, header: dict[str, Any], report: AlignmentReport) -> AlignmentReport:
+    """A long-read uBAM (PacBio or ONT): platform from @RG, reads, bases and N50."""
+    report.kind = "ubam"
+    groups = header.get("RG", [])
+    platforms = {str(rg.get("PL", "")).upper() for rg in groups}
+    descriptions = " ".join(str(rg.get("DS", "")) for rg in groups)
+    report.samples = [str(rg["SM"]) for rg in groups if rg.get("SM")]
+    if "PACBIO" in platforms:
+        report.long_read_platform = "PacBio"
+        if "READTYPE=" not in descriptions:
+            report.problems.append(problem("ubam.no_read_type", "PacBio @RG DS has no READTYPE", "@RG"))
+    elif "ONT" in platforms:
+        report.long_read_platform = "ONT"
+        if "basecall_model=" not in descriptions:
+            report.problems.append(
+                problem("ubam.no_basecall_model", "ONT @RG DS has no basecall_model", "@RG")
+            )
+    else:
+        report.problems.append(
+            problem(
+                "ubam.unknown_platform",
+                f"unaligned BAM whose @RG PL is {sorted(platforms) or 'missing'}: neither PACBIO nor ONT",
+                "@RG",
+            )
+        )
+    if not check_eof(path, "bam", report):
+        return report
+    lengths: Counter[int] = Counter()
+    reads = 0
+    try:
+        with pysam.AlignmentFile(str(path), "rb", check_sq=False) as af:
+            for read in af.fetch(until_eof=True):
+                lengths[read.query_length] += 1
+                reads += 1
+    except (OSError, ValueError) as exc:
+        report.problems.append(problem("bam.undecodable", f"record {reads + 1} cannot be decoded: {exc}"))
+        return report
+    bases = sum(length * count for length, count in lengths.items())
+    report.raw_reads, report.raw_bases = reads, bases
+    report.metrics.update(
+        {
+            "reads": reads,
+            "bases": bases,
+            "read_length_n50": n50(lengths),
+            "max_length": max(lengths, default=0),
+            "platform": report.long_read_platform,
+        }
+    )
+    if reads == 0:
+        report.problems.append(problem("bam.no_reads", "the file holds no reads"))
+    return report

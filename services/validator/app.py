@@ -1,0 +1,81 @@
+"""The validator service: file-received in, validated out.
+
+Only wiring: the checks live in :mod:`services.validator.validation`. The files are
+checked in a pool of worker processes, off the event loop. A rejected submission is
+emitted like an accepted one (the indexer shows rejections to uploaders). If the validator
+itself fails, the exception reaches the bus, which dead-letters the event: never a silent
+accept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ProcessPoolExecutor
+
+from services.validator.validation import InputFile, Outcome, validate, worker_pool
+from shared.bus import Service
+from shared.config import Settings
+from shared.envelope import Envelope
+from shared.events import CheckedFile, FileReceived, StoredFile, Validated
+from shared.telemetry import get_logger
+
+log = get_logger(__name__)
+
+
+def to_event(received: FileReceived, outcome: Outcome) -> Validated:
+    stored = {f.name: f for f in received.files}
+    files = []
+    for o in outcome.files:
+        original: StoredFile = stored[o.file.name]
+        files.append(
+            CheckedFile(
+                **original.model_dump(),
+                detected_type=o.findings.detected_type,
+                metrics=o.findings.metrics,
+                problems=o.findings.problems,
+                conforms=o.conforms,
+                accepted=o.accepted,
+            )
+        )
+    return Validated(
+        submission=received.submission,
+        verdict=outcome.verdict,
+        files=files,
+        reference_profile=outcome.reference_profile,
+        genome_equivalents=outcome.genome_equivalents,
+        raw_bases=outcome.raw_bases,
+        raw_reads=outcome.raw_reads,
+        harmonisation=outcome.harmonisation,
+    )
+
+
+def validate_received(received: FileReceived, settings: Settings, pool: ProcessPoolExecutor) -> Validated:
+    files = [InputFile(f.name, f.url, f.role, f.sha256) for f in received.files]
+    outcome = validate(files, settings, received.submission.analysis_type, pool)
+    return to_event(received, outcome)
+
+
+def build() -> Service:
+    service = Service("validator")
+    settings = service.settings
+    pool: list[ProcessPoolExecutor] = []
+
+    def executor() -> ProcessPoolExecutor:
+        if not pool:
+            pool.append(worker_pool(settings.validator_workers))
+        return pool[0]
+
+    async def handle(envelope: Envelope[FileReceived]) -> None:
+        received = envelope.data
+        validated = await asyncio.to_thread(validate_received, received, settings, executor())
+        await service.emit(validated, cause=envelope)
+        log.info(
+            "validated",
+            verdict=validated.verdict.value,
+            files=len(validated.files),
+            problems=sum(len(f.problems) for f in validated.files),
+            genome_equivalents=str(validated.genome_equivalents),
+        )
+
+    service.on(FileReceived, handle)
+    return service

@@ -1,0 +1,283 @@
+"""A submission's validation: each file checked, then what the files say together.
+
+The files are checked in parallel worker processes (:mod:`services.validator.checks`);
+then come the checks that need several files (mates of a pair, the sample in CRAM and
+VCF, the VCF's index, the declared role against the detected type), the national
+guidelines for clinical output, the harmonisation policy, the verdict and the genome
+equivalents. The service and ``genomhub validate`` share all of it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from services.validator import sniff as kinds
+from services.validator.checks import FileFindings, check_file
+from services.validator.fastq import first_name_mismatch
+from services.validator.genome_equivalents import genome_equivalents
+from services.validator.guidelines import GuidelineSet, alignment_reasons, variant_reasons
+from services.validator.harmonisation_policy import Candidate, Category, decide
+from services.validator.problems import has_errors, problem
+from services.validator.sources import head
+from shared.config import Settings
+from shared.events import (
+    AnalysisType,
+    FileRole,
+    HarmonisationDecision,
+    Verdict,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    name: str
+    url: str
+    role: FileRole | None = None
+    """As declared by the uploader; None when checking offline (taken from the content)."""
+    sha256: str = ""
+
+
+@dataclass
+class FileOutcome:
+    file: InputFile
+    findings: FileFindings
+    role: FileRole
+    conforms: bool | None = None
+    accepted: bool = False
+
+
+@dataclass
+class Outcome:
+    verdict: Verdict
+    files: list[FileOutcome]
+    genome_equivalents: Decimal
+    raw_bases: int
+    raw_reads: int
+    harmonisation: HarmonisationDecision
+    reference_profile: str
+    notes: list[str] = field(default_factory=list)
+
+
+class InProcess(Executor):
+    """Runs submitted work at once in this process: for tests and tiny inputs."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for the checks; spawned, never forked from a process with threads."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def category(findings: FileFindings) -> Category:
+    if findings.raw:
+        return "raw"
+    if findings.detected_type in (kinds.CRAM, kinds.BAM):
+        return "alignment"
+    if findings.detected_type == kinds.VCF:
+        return "variants"
+    if findings.detected_type in kinds.INDEX_TYPES:
+        return "index"
+    return "other"
+
+
+def validate(
+    files: list[InputFile],
+    settings: Settings,
+    analysis_type: AnalysisType,
+    executor: Executor,
+    profile_name: str | None = None,
+) -> Outcome:
+    profile_name = profile_name or settings.reference_profile
+    sniffed = [kinds.sniff(head(f.url)).kind for f in files]
+    need_bases = not any(k in (kinds.FASTQ, kinds.SPRING, kinds.TAR) for k in sniffed)
+    futures = [executor.submit(check_file, f.name, f.url, profile_name, need_bases) for f in files]
+    findings = [future.result() for future in futures]
+    outcomes = [
+        FileOutcome(f, found, f.role or _role_of(found)) for f, found in zip(files, findings, strict=True)
+    ]
+    _roles(outcomes)
+    _pairs(outcomes, executor)
+    _samples(outcomes)
+    guideline = GuidelineSet(settings.guideline_version, profile_name, tuple(settings.guideline_pipelines))
+    _conformance(outcomes, guideline)
+
+    candidates = [
+        Candidate(o.file.name, category(o.findings), not has_errors(o.findings.problems), o.conforms)
+        for o in outcomes
+    ]
+    policy = decide(settings.harmonisation_policy, candidates)
+    for o in outcomes:
+        o.accepted = policy.accepted[o.file.name]
+        if o.file.name in policy.not_taken:
+            o.findings.problems.append(
+                problem(
+                    "policy.clinical_output_not_accepted",
+                    f"under the {settings.harmonisation_policy.value} policy this file is not taken",
+                )
+            )
+    verdict = Verdict.REJECTED if policy.rejected else Verdict.ACCEPTED
+    raw = [o.findings for o in outcomes if o.findings.raw and o.accepted]
+    raw_bases = sum(f.bases for f in raw)
+    raw_reads = sum(f.reads for f in raw)
+    aligned = sum(o.findings.bases for o in outcomes if category(o.findings) == "alignment" and o.accepted)
+    ge = (
+        genome_equivalents(settings, analysis_type, raw_bases, aligned)
+        if verdict is Verdict.ACCEPTED
+        else Decimal(0)
+    )
+    return Outcome(verdict, outcomes, ge, raw_bases, raw_reads, policy.decision, profile_name)
+
+
+def _role_of(found: FileFindings) -> FileRole:
+    return FileRole.RAW_READS if found.raw else FileRole.CLINICAL_OUTPUT
+
+
+def _roles(outcomes: list[FileOutcome]) -> None:
+    for o in outcomes:
+        kind = o.findings.detected_type
+        if kind in (kinds.EMPTY, kinds.TEXT, kinds.BINARY):
+            continue
+        actual = _role_of(o.findings)
+        if o.role is not actual:
+            o.findings.problems.append(
+                problem(
+                    "file.role_mismatch",
+                    f"declared {o.role.value} but the content is {kind.upper()} ({actual.value})",
+                )
+            )
+
+
+def _pairs(outcomes: list[FileOutcome], executor: Executor) -> None:
+    """Mates: equal read counts, the same names, read 1 beside read 2 (never R1 twice)."""
+    fastqs = [o for o in outcomes if o.findings.detected_type == kinds.FASTQ and o.findings.reads]
+    if not fastqs:
+        return
+    by_number: dict[int | None, list[FileOutcome]] = {1: [], 2: [], None: []}
+    for o in fastqs:
+        by_number[o.findings.read_number].append(o)
+    firsts: dict[str, list[FileOutcome]] = {}
+    for o in by_number[1]:
+        firsts.setdefault(o.findings.first_name, []).append(o)
+    for group in firsts.values():
+        for twin in group[1:]:
+            twin.findings.problems.append(
+                problem(
+                    "pair.duplicate_read1",
+                    f"read 1 of the same reads as {group[0].file.name}: R1 uploaded twice",
+                    "record 1",
+                )
+            )
+    r1s = [group[0] for group in firsts.values()]
+    r2s = list(by_number[2])
+    pairs: list[tuple[FileOutcome, FileOutcome]] = []
+    for r1 in list(r1s):
+        mate = next((r2 for r2 in r2s if r2.findings.first_name == r1.findings.first_name), None)
+        if mate is not None:
+            pairs.append((r1, mate))
+            r1s.remove(r1)
+            r2s.remove(mate)
+    for r1, r2 in zip(sorted(r1s, key=_name), sorted(r2s, key=_name), strict=False):
+        pairs.append((r1, r2))
+    paired = {id(o) for pair in pairs for o in pair}
+    for o in r1s + r2s:
+        if id(o) not in paired:
+            o.findings.problems.append(
+                problem("pair.missing_mate", f"read {o.findings.read_number} file without its mate")
+            )
+    unnumbered = by_number[None]
+    seen: dict[str, FileOutcome] = {}
+    for o in unnumbered:
+        other = seen.get(o.findings.first_name)
+        if other is None:
+            seen[o.findings.first_name] = o
+            continue
+        if o.file.sha256 and o.file.sha256 == other.file.sha256:
+            o.findings.problems.append(problem("pair.duplicate_file", f"the same bytes as {other.file.name}"))
+        else:
+            pairs.append((other, o))
+    for r1, r2 in pairs:
+        _mates(r1, r2, executor)
+
+
+def _name(o: FileOutcome) -> str:
+    return o.file.name
+
+
+def _mates(r1: FileOutcome, r2: FileOutcome, executor: Executor) -> None:
+    a, b = r1.findings, r2.findings
+    if a.reads != b.reads:
+        b.problems.append(
+            problem(
+                "pair.read_count_mismatch",
+                f"{a.reads} reads in {r1.file.name} but {b.reads} in {r2.file.name}",
+            )
+        )
+    if a.headers_digest == b.headers_digest:
+        return
+    mismatch = executor.submit(first_name_mismatch, r1.file.url, r2.file.url).result()
+    if mismatch is not None:
+        index, left, right = mismatch
+        b.problems.append(
+            problem(
+                "pair.name_mismatch",
+                f"mates do not match: {left!r} in {r1.file.name}, {right!r} in {r2.file.name}",
+                f"record {index + 1}",
+            )
+        )
+
+
+def _samples(outcomes: list[FileOutcome]) -> None:
+    """A germline VCF holds one sample, named as the CRAM's @RG SM when both are reported."""
+    crams = [o for o in outcomes if category(o.findings) == "alignment"]
+    for o in outcomes:
+        if o.findings.detected_type != kinds.VCF or o.findings.variants is None:
+            continue
+        samples = o.findings.samples
+        if len(samples) != 1:
+            o.findings.problems.append(
+                problem(
+                    "vcf.sample_count",
+                    f"a germline VCF holds one sample; this holds {len(samples)}",
+                    "#CHROM",
+                )
+            )
+            continue
+        for cram in crams:
+            if cram.findings.samples and samples[0] not in cram.findings.samples:
+                o.findings.problems.append(
+                    problem(
+                        "vcf.sample_mismatch",
+                        f"VCF sample {samples[0]!r} is not {cram.file.name}'s @RG SM "
+                        f"({', '.join(cram.findings.samples)})",
+                        "#CHROM",
+                    )
+                )
+
+
+def _conformance(outcomes: list[FileOutcome], guideline: GuidelineSet) -> None:
+    index_names = {o.file.name for o in outcomes if o.findings.detected_type in (kinds.TABIX, kinds.CSI)}
+    for o in outcomes:
+        found = o.findings
+        if category(found) == "alignment" and found.alignment is not None:
+            reasons = alignment_reasons(found.alignment, guideline)
+        elif category(found) == "variants" and found.variants is not None:
+            indexed = any(f"{o.file.name}{ext}" in index_names for ext in (".tbi", ".csi"))
+            reasons = variant_reasons(found.variants, indexed, guideline)
+        else:
+            continue
+        if has_errors(found.problems):
+            reasons.insert(0, "the file has errors")
+        o.conforms = not reasons
+        found.metrics["guideline"] = guideline.version
+        found.metrics["guideline_reasons"] = "; ".join(reasons)
