@@ -48,7 +48,10 @@ def make_harmoniser(settings: Settings) -> Harmoniser:
         )
     else:
         backend = LocalBackend(
-            settings.reference(), settings.cache, settings.harmoniser_threads, settings.harmoniser_sarek_version
+            settings.reference(),
+            settings.cache,
+            settings.harmoniser_threads,
+            settings.harmoniser_sarek_version,
         )
         pipeline, pipeline_version, reference = PIPELINE, version("genomhub"), settings.reference_profile
     return Harmoniser(

@@ -116,7 +116,10 @@ class Harmoniser:
                 pipeline=PASSTHROUGH_PIPELINE,
                 pipeline_version=self.guideline_version,
                 reference=validated.reference_profile,
-                parameters={"policy": validated.harmonisation.policy.value, "guideline_set": self.guideline_version},
+                parameters={
+                    "policy": validated.harmonisation.policy.value,
+                    "guideline_set": self.guideline_version,
+                },
                 duration_s=round(time.monotonic() - started, 3),
             )
         reads = await asyncio.to_thread(self.sample_reads, validated)

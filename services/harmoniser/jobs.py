@@ -124,7 +124,12 @@ class JobStore:
         return [Job.of(r) for r in rows]
 
     def enqueue(
-        self, submission_id: str, cause_id: str, event_id: str, request: str, trace_headers: list[tuple[str, bytes]]
+        self,
+        submission_id: str,
+        cause_id: str,
+        event_id: str,
+        request: str,
+        trace_headers: list[tuple[str, bytes]],
     ) -> tuple[Job, bool]:
         """Queue a job unless the submission has one; returns the job and whether it is new."""
         now = _now()
@@ -180,7 +185,9 @@ class JobStore:
 
     def _set(self, submission_id: str, **values: Any) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(jobs).where(jobs.c.submission_id == submission_id).values(updated_at=_now(), **values))
+            conn.execute(
+                update(jobs).where(jobs.c.submission_id == submission_id).values(updated_at=_now(), **values)
+            )
 
     def set_pgid(self, submission_id: str, pgid: int | None) -> None:
         self._set(submission_id, pgid=pgid)

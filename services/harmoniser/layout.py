@@ -80,7 +80,9 @@ def find_outputs(outdir: Path, sample: str) -> list[Found]:
     info = outdir / "pipeline_info"
     if info.is_dir():
         found.extend(
-            Found(p.relative_to(outdir).as_posix(), "pipeline_info") for p in sorted(info.rglob("*")) if p.is_file()
+            Found(p.relative_to(outdir).as_posix(), "pipeline_info")
+            for p in sorted(info.rglob("*"))
+            if p.is_file()
         )
     return found
 

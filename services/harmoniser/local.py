@@ -27,7 +27,7 @@ from shared.storage import local_path, read_chunks
 
 PIPELINE = "genomhub-local-germline"
 BWA_MEM_ARGS = "-K 100000000 -Y"
-VARIANT_FILTER = "count(GT==\"RR\")==0"
+VARIANT_FILTER = 'count(GT=="RR")==0'
 
 
 def _q(value: str | Path) -> str:
@@ -84,7 +84,10 @@ def local_steps(reads: SampleReads, index: ReferenceIndex, threads: int) -> list
             )
         lane_bams = " ".join(f"tmp/lanes/{_q(lane.lane)}.bam" for lane in reads.lanes)
         steps.append(
-            Step(f"MARKDUPLICATES ({s})", f"mkdir -p tmp {mkdirs}\nsamtools merge -u -@ {threads} - {lane_bams} | {markdup}")
+            Step(
+                f"MARKDUPLICATES ({s})",
+                f"mkdir -p tmp {mkdirs}\nsamtools merge -u -@ {threads} - {lane_bams} | {markdup}",
+            )
         )
     steps.append(
         Step(
@@ -102,7 +105,9 @@ def local_steps(reads: SampleReads, index: ReferenceIndex, threads: int) -> list
 
 def shell_script(reads: SampleReads, index: ReferenceIndex, threads: int) -> str:
     """The same commands as one shell script, as a person would run them by hand."""
-    return "set -euo pipefail\n" + "\n".join(step.script for step in local_steps(reads, index, threads)) + "\n"
+    return (
+        "set -euo pipefail\n" + "\n".join(step.script for step in local_steps(reads, index, threads)) + "\n"
+    )
 
 
 @lru_cache(maxsize=1)
@@ -139,6 +144,7 @@ def stage(url: str, folder: Path, name: str) -> str:
 def staged(reads: SampleReads, folder: Path) -> SampleReads:
     lanes = []
     for i, lane in enumerate(reads.lanes):
+
         def local(url: str | None, mate: str, i: int = i) -> str | None:
             return stage(url, folder, f"{i}-{mate}-{url.rsplit('/', 1)[-1]}") if url else None
 
@@ -200,7 +206,9 @@ class LocalBackend:
         stamp = trace_timestamp()
         info = rundir / "results" / "pipeline_info"
         info.mkdir(parents=True)
-        (info / f"params_{stamp}.json").write_text(json.dumps(self.parameters(local), indent=2, sort_keys=True) + "\n")
+        (info / f"params_{stamp}.json").write_text(
+            json.dumps(self.parameters(local), indent=2, sort_keys=True) + "\n"
+        )
         (info / "software_versions.yml").write_text(
             f"{PIPELINE}:\n" + "".join(f"  {k}: {v}\n" for k, v in sorted(tool_versions().items()))
         )

@@ -153,7 +153,12 @@ class JobRunner:
                 outputs, provenance = await self.harmoniser.execute(validated, rundir, resume, on_process)
                 event = harmonised_event(validated, "succeeded", outputs, provenance, job.attempts)
                 await asyncio.to_thread(self.store.finish, sid, "succeeded", event.model_dump_json())
-                log.info("job succeeded", attempt=job.attempts, outputs=len(outputs), duration_s=provenance.duration_s)
+                log.info(
+                    "job succeeded",
+                    attempt=job.attempts,
+                    outputs=len(outputs),
+                    duration_s=provenance.duration_s,
+                )
                 shutil.rmtree(rundir, ignore_errors=True)
             except asyncio.CancelledError:
                 log.warning("job interrupted; it is relaunched when the harmoniser starts again")

@@ -122,7 +122,14 @@ class SarekOptions:
 
 
 def nextflow_command(
-    options: SarekOptions, samplesheet: Path, outdir: Path, workdir: Path, trace: Path, *, resume: bool, long_read: bool
+    options: SarekOptions,
+    samplesheet: Path,
+    outdir: Path,
+    workdir: Path,
+    trace: Path,
+    *,
+    resume: bool,
+    long_read: bool,
 ) -> list[str]:
     """``nextflow run nf-core/sarek -r <version> -profile <site> --input ... --outdir ...``."""
     command = [
@@ -197,13 +204,19 @@ class SarekBackend:
         while not run.done():
             await asyncio.wait({run}, timeout=self.follow_interval)
             summary = trace_summary(parse_trace(trace))
-            log.info("sarek progress", sample=reads.sample, tasks=summary, elapsed_s=round(time.monotonic() - started))
+            log.info(
+                "sarek progress",
+                sample=reads.sample,
+                tasks=summary,
+                elapsed_s=round(time.monotonic() - started),
+            )
         code = run.result()
         records = parse_trace(trace)
         if code != 0:
             failed = failed_tasks(records)
             raise PipelineFailed(
-                f"nextflow exited with status {code}" + (f"; failed tasks: {', '.join(failed)}" if failed else ""),
+                f"nextflow exited with status {code}"
+                + (f"; failed tasks: {', '.join(failed)}" if failed else ""),
                 tail(console),
             )
         with contextlib.suppress(Exception):

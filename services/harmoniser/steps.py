@@ -58,7 +58,9 @@ def trace_timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def append_trace(path: Path, task_id: int, step: Step, status: str, exit_code: int, submit: float, ended: float) -> None:
+def append_trace(
+    path: Path, task_id: int, step: Step, status: str, exit_code: int, submit: float, ended: float
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     with path.open("a", newline="") as handle:
@@ -97,7 +99,9 @@ def failed_tasks(records: list[dict[str, str]]) -> list[str]:
     return [f"{r.get('name')} (exit {r.get('exit')})" for r in records if r.get("status") == "FAILED"]
 
 
-async def run_script(script: str, cwd: Path, log: Path, on_process: ProcessHook, *, shell_options: str = "set -euo pipefail") -> int:
+async def run_script(
+    script: str, cwd: Path, log: Path, on_process: ProcessHook, *, shell_options: str = "set -euo pipefail"
+) -> int:
     """Run ``script`` with bash in its own process group; output goes to ``log``.
 
     Cancelling the caller terminates the whole group (SIGTERM, then SIGKILL).
@@ -105,7 +109,13 @@ async def run_script(script: str, cwd: Path, log: Path, on_process: ProcessHook,
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            "bash", "-c", f"{shell_options}\n{script}", cwd=cwd, stdout=out, stderr=out, start_new_session=True
+            "bash",
+            "-c",
+            f"{shell_options}\n{script}",
+            cwd=cwd,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
         )
         on_process(proc.pid)
         try:

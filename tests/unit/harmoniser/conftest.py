@@ -34,7 +34,9 @@ def reference(harmoniser_cache: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_run(tmp_path_factory: pytest.TempPathFactory, reference: Path, harmoniser_cache: Path) -> Iterator[LocalRun]:
+def local_run(
+    tmp_path_factory: pytest.TempPathFactory, reference: Path, harmoniser_cache: Path
+) -> Iterator[LocalRun]:
     """The issue's correctness case: 1 Mb, 30x, 0.2% errors, 5% duplicates, 100 SNPs, 1/3 hom."""
     data = tmp_path_factory.mktemp("reads")
     truth = simulate_paired_reads(

@@ -19,6 +19,7 @@ def called(vcf: Path) -> dict[tuple[str, int], tuple[str, str, str]]:
         out = {}
         for rec in handle:
             gt = rec.samples["S1"]["GT"]
+            assert rec.alleles is not None and rec.ref is not None
             alleles = [rec.alleles[i] for i in gt if i is not None]
             genotype = "1/1" if len(set(gt)) == 1 and gt[0] != 0 else "0/1"
             out[(rec.chrom, rec.pos)] = (rec.ref, ",".join(sorted(set(alleles) - {rec.ref})), genotype)
@@ -59,7 +60,7 @@ def test_cram_header_is_sorted_with_sareks_read_group_and_reference_md5s(local_r
     assert (group["PU"], group["SM"], group["LB"], group["PL"]) == ("1", "P1_S1", "S1", "ILLUMINA")
     md5s = contig_md5s(local_run.fasta)
     assert {sq["SN"]: (sq["LN"], sq["M5"]) for sq in header["SQ"]} == md5s
-    bwa = [pg for pg in header["PG"] if pg["ID"] == "bwa"][0]
+    bwa = next(pg for pg in header["PG"] if pg["ID"] == "bwa")
     assert "bwa mem -K 100000000 -Y" in bwa["CL"]
 
 
@@ -77,7 +78,11 @@ def test_layout_and_trace_follow_sarek(local_run: LocalRun) -> None:
 
     records = parse_trace(local_run.outdir / traces[0])
     assert trace_summary(records) == {"COMPLETED": 3}
-    assert [r["name"].split()[0] for r in records] == ["MAPPING_MARKDUPLICATES", "BCFTOOLS_MPILEUP", "BCFTOOLS_STATS"]
+    assert [r["name"].split()[0] for r in records] == [
+        "MAPPING_MARKDUPLICATES",
+        "BCFTOOLS_MPILEUP",
+        "BCFTOOLS_STATS",
+    ]
 
 
 def test_collector_archives_the_outputs_with_their_checksums(local_run: LocalRun, tmp_path: Path) -> None:

@@ -1,0 +1,180 @@
+"""Jobs without a broker: retries then a failed report, restart recovery, replays, passthrough."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from services.harmoniser.harmonise import Harmoniser
+from services.harmoniser.jobs import Job, JobStore
+from services.harmoniser.local import LocalBackend
+from services.harmoniser.runner import JobRunner
+from shared.events import FileRole, HarmonisationPolicy, Harmonised, Validated
+from shared.synthetic import simulate_paired_reads
+from tests.unit.harmoniser.factory import checked, validated
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.events: list[tuple[Job, Harmonised]] = []
+
+    async def __call__(self, job: Job, event: Harmonised) -> None:
+        self.events.append((job, event))
+
+
+def make_runner(tmp_path: Path, reference: Path, cache: Path, emit: Collected, retries: int = 1) -> JobRunner:
+    harmoniser = Harmoniser(
+        LocalBackend(reference, cache, threads=2, sarek_version="3.5.1"),
+        store_url=(tmp_path / "store").as_uri(),
+        pipeline="genomhub-local-germline",
+        pipeline_version="0.1.0",
+        reference="synthetic-v1",
+        guideline_version="ngc-clinical-output-2026.1",
+    )
+    return JobRunner(
+        JobStore.under(tmp_path / "state"),
+        harmoniser,
+        emit,
+        runs_dir=tmp_path / "runs",
+        concurrency=1,
+        retries=retries,
+        retry_delay=0.0,
+        poll_interval=0.1,
+    )
+
+
+async def run_until(runner: JobRunner, emit: Collected, count: int, timeout: float = 120) -> None:
+    task = asyncio.create_task(runner.run())
+    deadline = time.monotonic() + timeout
+    try:
+        while len(emit.events) < count:
+            assert time.monotonic() < deadline, "no harmonised event in time"
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def enqueue(runner: JobRunner, event: Validated) -> Job:
+    job, created = runner.store.enqueue(
+        event.submission.submission_id,
+        f"cause-{event.submission.submission_id}",
+        "event-1",
+        event.model_dump_json(),
+        [],
+    )
+    assert created
+    return job
+
+
+def broken_pair(folder: Path, reference: Path) -> list[Path]:
+    """A pair whose read 2 file lost its first record, so mates no longer match: bwa stops."""
+    sim = simulate_paired_reads(reference, folder, prefix="B1", coverage=0.3, snps=5, seed=3)
+    lines = gzip.decompress(sim.fastq_2.read_bytes()).splitlines(keepends=True)
+    sim.fastq_2.write_bytes(gzip.compress(b"".join(lines[4:])))
+    return [sim.fastq_1, sim.fastq_2]
+
+
+async def test_a_failing_run_is_retried_then_reported_failed_with_its_log(
+    tmp_path: Path, reference: Path, harmoniser_cache: Path
+) -> None:
+    emit = Collected()
+    runner = make_runner(tmp_path, reference, harmoniser_cache, emit, retries=1)
+    files = [checked(p, FileRole.RAW_READS, "fastq") for p in broken_pair(tmp_path / "in", reference)]
+    enqueue(
+        runner,
+        validated("sub-fail", "B1", files, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True),
+    )
+    await run_until(runner, emit, 1)
+    [(_job, event)] = emit.events
+    assert event.status == "failed" and event.attempts == 2 and event.outputs == []
+    assert "MAPPING_MARKDUPLICATES (B1) exited with status" in event.log_tail
+    assert "paired reads have different names" in event.log_tail  # bwa's own words
+    stored = runner.store.get("sub-fail")
+    assert stored is not None and stored.state == "failed" and stored.emitted and stored.attempts == 2
+
+
+async def test_passthrough_only_registers_clinical_output_in_place(
+    tmp_path: Path, reference: Path, harmoniser_cache: Path
+) -> None:
+    emit = Collected()
+    runner = make_runner(tmp_path, reference, harmoniser_cache, emit)
+    vcf = tmp_path / "clinical.vcf.gz"
+    vcf.write_bytes(gzip.compress(b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"))
+    files = [checked(vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True)]
+    event = validated(
+        "sub-national",
+        "N1",
+        files,
+        HarmonisationPolicy.NATIONAL,
+        needs_harmonisation=False,
+        passthrough=[vcf.name],
+    )
+    enqueue(runner, event)
+    await run_until(runner, emit, 1)
+    [(_, out)] = emit.events
+    assert out.status == "succeeded" and out.provenance.pipeline == "clinical-output-passthrough"
+    [kept] = out.outputs
+    assert (kept.url, kept.sha256, kept.kind) == (files[0].url, files[0].sha256, "vcf")
+    assert kept.provenance == "clinical output, conforms to guideline set ngc-clinical-output-2026.1"
+    assert out.files == event.files and out.genome_equivalents == event.genome_equivalents
+
+
+async def test_restart_kills_the_orphan_and_relaunches_once(
+    tmp_path: Path, reference: Path, harmoniser_cache: Path
+) -> None:
+    emit = Collected()
+    runner = make_runner(tmp_path, reference, harmoniser_cache, emit)
+    vcf = tmp_path / "c.vcf.gz"
+    vcf.write_bytes(gzip.compress(b"##fileformat=VCFv4.2\n"))
+    files = [checked(vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True)]
+    enqueue(
+        runner,
+        validated(
+            "sub-r",
+            "R1",
+            files,
+            HarmonisationPolicy.NATIONAL,
+            needs_harmonisation=False,
+            passthrough=[vcf.name],
+        ),
+    )
+    claimed = runner.store.claim()
+    assert claimed is not None and claimed.state == "running"
+    rundir = runner.rundir("sub-r")
+    rundir.mkdir(parents=True)
+    orphan = subprocess.Popen(["sleep", "120"], cwd=rundir, start_new_session=True)
+    runner.store.set_pgid("sub-r", orphan.pid)
+
+    restarted = make_runner(tmp_path, reference, harmoniser_cache, emit)  # a new process's runner
+    assert await restarted.recover() == ["sub-r"]
+    assert orphan.wait(10) != 0
+    assert not psutil.pid_exists(orphan.pid) or psutil.Process(orphan.pid).status() == psutil.STATUS_ZOMBIE
+    await run_until(restarted, emit, 1)
+    [(_, event)] = emit.events
+    assert event.status == "succeeded" and event.attempts == 2
+    assert await restarted.recover() == []
+
+
+def test_enqueue_is_idempotent_by_submission(tmp_path: Path) -> None:
+    store = JobStore.under(tmp_path)
+    _first, created = store.enqueue("s1", "c1", "e1", "{}", [("traceparent", b"00-abc-def-01")])
+    again, created_again = store.enqueue("s1", "c2", "e2", "{}", [])
+    assert created and not created_again
+    assert again.event_id == "e1" and again.trace_headers == [("traceparent", b"00-abc-def-01")]
+    assert store.counts() == {"queued": 1, "running": 0, "succeeded": 0, "failed": 0}
+
+
+@pytest.mark.parametrize("retries", [0])
+def test_claim_takes_each_job_once(tmp_path: Path, retries: int) -> None:
+    store = JobStore.under(tmp_path)
+    store.enqueue("s1", "c1", "e1", "{}", [])
+    job = store.claim()
+    assert job is not None and job.attempts == 1 + retries
+    assert store.claim() is None
