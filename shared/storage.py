@@ -159,36 +159,50 @@ async def pump(chunks: AsyncIterable[bytes], sink: Callable[[bytes], None], chun
 
     Small network reads are gathered into ``chunk_size`` chunks, and the next chunk is read
     while the sink works on the previous one, so the network, the digests and the disk all
-    progress at once; at most two chunks are held. A failure of the source or the sink
-    propagates once the chunk in flight has settled, so the sink is never used concurrently.
+    progress at once; at most two chunks are held. If the source fails (a client cut off),
+    everything it yielded still reaches the sink before the error is raised again, so a
+    resumable upload keeps every byte that arrived. The sink is never used concurrently.
     """
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
     pieces: list[bytes] = []
     gathered = 0
     fed = 0
+    source_error: Exception | None = None
+
+    async def feed(chunk: bytes) -> None:
+        nonlocal pending, fed
+        if pending is not None:
+            await pending  # a sink failure surfaces here
+        pending = loop.run_in_executor(None, sink, chunk)
+        fed += len(chunk)
+
+    iterator = aiter(chunks)
     try:
-        async for piece in chunks:
+        while True:
+            try:
+                piece = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                source_error = exc
+                break
             pieces.append(piece)
             gathered += len(piece)
             if gathered >= chunk_size:
                 chunk = b"".join(pieces)
                 pieces.clear()
                 gathered = 0
-                if pending is not None:
-                    await pending
-                pending = loop.run_in_executor(None, sink, chunk)
-                fed += len(chunk)
+                await feed(chunk)
+        if pieces:
+            await feed(b"".join(pieces))
         if pending is not None:
             await pending
-            pending = None
-        if pieces:
-            chunk = b"".join(pieces)
-            await loop.run_in_executor(None, sink, chunk)
-            fed += len(chunk)
     finally:
         if pending is not None and not pending.done():
             await asyncio.wait([pending])  # never leave the sink busy behind our back
+    if source_error is not None:
+        raise source_error
     return fed
 
 

@@ -1,0 +1,82 @@
+"""Submission state in SQLite through Alembic: it survives a restart of the receiver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.receiver.metadata import parse_submission
+from services.receiver.state import SubmissionStore
+from shared.events import FileRole, StoredFile
+
+META = parse_submission(
+    {
+        "region": "syddanmark",
+        "department": "OUH",
+        "sample_id": "S-7",
+        "patient_id": "P-7",
+        "analysis_type": "WES",
+        "files": [
+            {"name": "R1.fastq.gz", "role": "raw_reads"},
+            {"name": "x.cram", "role": "clinical_output"},
+        ],
+    }
+)
+
+
+def stored(name: str, sha: str = "b" * 64, url: str = "file:///a/R1") -> StoredFile:
+    return StoredFile(name=name, role=FileRole.RAW_READS, url=url, size=5, sha256=sha, md5="c" * 32)
+
+
+def test_state_survives_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'receiver.db'}"
+    store = SubmissionStore(url)
+    state, created = store.create("sub1", META, "syddanmark", None, "00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    assert created and not any(f.complete for f in state.files)
+    store.complete_file("sub1", stored("R1.fastq.gz"))
+    store.close()
+
+    again = SubmissionStore(url)  # migrations run again: a no-op
+    reopened = again.get("sub1")
+    assert reopened is not None
+    r1, cram = reopened.file("R1.fastq.gz"), reopened.file("x.cram")
+    assert r1 is not None and r1.complete and r1.sha256 == "b" * 64
+    assert cram is not None and not cram.complete
+    assert reopened.traceparent is not None and reopened.created_at.tzinfo is not None
+
+
+def test_idempotency_key_returns_the_first_submission(tmp_path: Path) -> None:
+    store = SubmissionStore(f"sqlite:///{tmp_path / 'r.db'}")
+    first, created = store.create("a", META, "syddanmark", "key-1", None)
+    second, created_again = store.create("b", META, "syddanmark", "key-1", None)
+    assert created and not created_again
+    assert second.submission_id == first.submission_id == "a"
+    third, _ = store.create("c", META, "ngc", "key-1", None)  # keys are per token holder
+    assert third.submission_id == "c"
+
+
+def test_copy_in_sample_finds_identical_bytes_of_the_same_sample_only(tmp_path: Path) -> None:
+    store = SubmissionStore(f"sqlite:///{tmp_path / 'r.db'}")
+    store.create("a", META, "syddanmark", None, None)
+    store.complete_file("a", stored("R1.fastq.gz", sha="d" * 64, url="file:///store/a/R1"))
+    found = store.copy_in_sample("syddanmark", "S-7", "d" * 64)
+    assert found is not None and found.url == "file:///store/a/R1" and found.md5 == "c" * 32
+    assert store.copy_in_sample("syddanmark", "S-8", "d" * 64) is None
+    assert store.copy_in_sample("hovedstaden", "S-7", "d" * 64) is None
+    assert store.copy_in_sample("syddanmark", "S-7", "e" * 64) is None
+
+
+def test_seal_keeps_its_first_time_and_tracks_emission(tmp_path: Path) -> None:
+    store = SubmissionStore(f"sqlite:///{tmp_path / 'r.db'}")
+    store.create("a", META, "syddanmark", None, None)
+    for name in ("R1.fastq.gz", "x.cram"):
+        store.complete_file("a", stored(name))
+    first = store.seal("a", "event-1")
+    second = store.seal("a", "event-1")
+    assert first.sealed_at is not None and first.sealed_at == second.sealed_at
+    assert first.sealed_at.tzinfo is not None
+    assert store.sealed_not_emitted() == ["a"]
+    store.mark_emitted("a")
+    assert store.sealed_not_emitted() == []
+    submission = first.submission()
+    assert submission.received_at == first.sealed_at
+    assert [f.stored().name for f in first.files] == ["R1.fastq.gz", "x.cram"]
