@@ -51,7 +51,7 @@ def simulate_pairs(n: int, seed: int = 7) -> list[tuple[str, str, int, str, str,
         mate = pos + 300 - READ_LENGTH
         r2 = seq[mate : mate + READ_LENGTH].translate(COMPLEMENT)[::-1]
         quality = "".join(rng.choice("FFFFFFFF:,#") for _ in range(READ_LENGTH))
-        pairs.append((f"A00123:8:HXXXXXX:1:1101:{1000 + i}:{2000 + i}", contig, pos, r1, r2, quality))
+        pairs.append((f"A00123:8:HX{seed:05d}:1:1101:{1000 + i}:{2000 + i}", contig, pos, r1, r2, quality))
     return pairs
 
 

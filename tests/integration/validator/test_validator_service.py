@@ -1,0 +1,96 @@
+"""The validator as a real process on the real broker: file-received in, validated out."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared.bus import publish
+from shared.config import get_settings
+from shared.envelope import decode, derive_id, normalise_headers
+from shared.events import FileReceived, Validated
+from shared.topics import topic_name
+from tests.support import Process, free_port, genomhub, records, wait_for
+from tests.unit.validator import corpus
+
+
+def stored(path: Path, role: str) -> dict[str, object]:
+    data = path.read_bytes()
+    return {
+        "name": path.name,
+        "role": role,
+        "url": path.as_uri(),
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "md5": hashlib.md5(data).hexdigest(),
+    }
+
+
+def received(submission_id: str, files: list[dict[str, object]]) -> FileReceived:
+    return FileReceived.model_validate(
+        {
+            "submission": {
+                "submission_id": submission_id,
+                "region": "syddanmark",
+                "department": "OUH",
+                "sample_id": f"S-{submission_id[:8]}",
+                "patient_id": "P-0001",
+                "analysis_type": "WGS",
+                "platform": "ILLUMINA",
+                "received_at": datetime(2026, 1, 15, 10, tzinfo=UTC),
+            },
+            "files": files,
+        }
+    )
+
+
+def validated_for(bootstrap: str, ids: set[str]) -> dict[str, tuple[str, Validated]]:
+    found = {}
+    for record in records(bootstrap, topic_name(Validated)):
+        envelope = decode(normalise_headers(record.headers), record.value, Validated)
+        if envelope.subject in ids:
+            found[envelope.subject] = (envelope.id, envelope.data)
+    return found
+
+
+def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path) -> None:
+    get_settings().reference()  # the synthetic reference, made once into the shared cache
+    r1, r2 = corpus.fastq_pair(tmp_path, n=2000)
+    truncated = tmp_path / "cut_R1.fastq.gz"
+    truncated.write_bytes(r1.read_bytes()[:-300])
+    good, bad = uuid.uuid4().hex, uuid.uuid4().hex
+    events = [
+        (received(good, [stored(r1, "raw_reads"), stored(r2, "raw_reads")]), f"fr-{good}"),
+        (received(bad, [stored(truncated, "raw_reads"), stored(r2, "raw_reads")]), f"fr-{bad}"),
+    ]
+    asyncio.run(publish(events, "/genomhub/test"))
+
+    port = free_port()
+    proc = Process(genomhub("run", "validator"), tmp_path / "validator.log", env={"GENOMHUB_VALIDATOR_PORT": str(port)})
+    proc.start()
+    try:
+        proc.wait_http(port)
+        found = wait_for(
+            lambda: (v if len(v := validated_for(kafka_bootstrap, {good, bad})) == 2 else None),
+            timeout=120,
+            what="two validated events",
+        )
+    finally:
+        proc.stop()
+
+    event_id, ok = found[good]
+    assert event_id == derive_id(f"fr-{good}", "validator", Validated.ce_type())
+    assert ok.verdict.value == "accepted"
+    assert ok.raw_reads == 4000 and ok.raw_bases == 400_000
+    assert ok.genome_equivalents > 0
+    assert ok.harmonisation.needs_harmonisation
+    assert all(f.detected_type == "fastq" and f.accepted for f in ok.files)
+
+    _, rejected = found[bad]
+    assert rejected.verdict.value == "rejected"
+    codes = {p.code for f in rejected.files for p in f.problems}
+    assert "gzip.truncated" in codes
+    assert rejected.genome_equivalents == 0
