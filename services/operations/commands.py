@@ -17,7 +17,7 @@ from typing import Any
 import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from services.operations import dlq as dl
@@ -135,6 +135,11 @@ async def _commit_offsets(
     try:
         consumer.assign(list(offsets))
         await consumer.commit(dict(offsets))
+    except CommitFailedError as exc:
+        raise rp.ReplayError(
+            f"the broker rejected the new offsets: a member joined {group} after the check; "
+            "stop the service and run the replay again"
+        ) from exc
     finally:
         await consumer.stop()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

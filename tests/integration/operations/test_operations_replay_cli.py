@@ -12,9 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+from aiokafka import TopicPartition
 from click.testing import CliRunner, Result
 
 from services.cli import main
+from services.operations.commands import _commit_offsets
+from services.operations.replay import ReplayError
 from shared.bus import publish
 from shared.events import FileReceived
 from shared.topics import topic_name
@@ -152,6 +156,10 @@ def test_refuses_while_a_faust_worker_is_live_and_the_worker_replays_after(
         assert "stop the service" in refused.stderr
         dry = cli("replay", "--service", "validator", "--to-earliest", "--dry-run")
         assert dry.exit_code == 0 and "a real run would refuse now" in dry.output
+        assert committed(kafka_bootstrap, GROUP) == ends
+        # the second guard: a commit that slips past the check is rejected by the broker
+        with pytest.raises(ReplayError, match="the broker rejected the new offsets"):
+            asyncio.run(_commit_offsets(kafka_bootstrap, GROUP, {TopicPartition(TOPIC, 0): 0}))
         assert committed(kafka_bootstrap, GROUP) == ends
     finally:
         worker.stop()
