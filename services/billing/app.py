@@ -1,0 +1,115 @@
+"""The billing service: indexed events in, accruals stored; statements out over HTTP; and a
+timer that closes months automatically (when configured) and sends any statement event that
+a close from the command line could not get acknowledged by the broker.
+
+Only wiring lives here: the rules are in ``accrual``, ``months``, ``refund`` and ``store``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from services.billing.accrual import accrual_of
+from services.billing.months import auto_close_due, parse_month
+from services.billing.refund import Statement
+from services.billing.report import FORMATS, MEDIA_TYPES, NoStatement, render
+from services.billing.store import CloseRefused, open_store
+from shared.auth import Tokens, bearer_auth, principal_of
+from shared.bus import Service
+from shared.config import get_settings
+from shared.envelope import Envelope
+from shared.events import Indexed
+from shared.telemetry import get_logger
+
+TIMER_INTERVAL_S = 60.0
+"""How often the service looks for months due to close and statements not yet emitted."""
+EMIT_GRACE = timedelta(minutes=5)
+"""A statement closed from the command line is left this long to its own publish."""
+AUTO_CLOSE_BY = "auto-close"
+log = get_logger(__name__)
+
+
+def build() -> Service:
+    settings = get_settings()
+    service = Service("billing")
+    store = open_store(settings)
+    service.web.middlewares.append(cast(Middleware, bearer_auth(Tokens(settings.tokens))))
+
+    async def on_indexed(envelope: Envelope[Indexed]) -> None:
+        accrual = accrual_of(envelope.data, envelope.id)
+        if accrual is None:
+            log.info("not billed: sample did not pass QC", sample_id=envelope.data.submission.sample_id)
+            return
+        outcome = await asyncio.to_thread(store.accrue, accrual)
+        log.info(
+            "accrual",
+            outcome=outcome.value,
+            sample_id=accrual.sample_id,
+            region=accrual.region.value,
+            received_month=accrual.received_month,
+        )
+
+    service.on(Indexed, on_indexed)
+
+    async def emit(statement: Statement) -> None:
+        await service.emit(statement.event(), event_id=statement.event_id)
+        await asyncio.to_thread(store.mark_emitted, statement, datetime.now(UTC))
+        log.info("refund-calculated emitted", month=statement.month, event_id=statement.event_id)
+
+    async def close_and_emit() -> None:
+        now = datetime.now(UTC)
+        if settings.billing_auto_close_days is not None:
+            for month, _ in await asyncio.to_thread(store.open_months):
+                if not auto_close_due(month, now, settings.billing_auto_close_days):
+                    break
+                try:
+                    result = await asyncio.to_thread(
+                        store.close,
+                        month,
+                        standard_rate_dkk=settings.billing_standard_rate_dkk,
+                        now=now,
+                        by=AUTO_CLOSE_BY,
+                    )
+                except CloseRefused as exc:
+                    log.warning("automatic close refused", month=month, reason=str(exc))
+                    break
+                log.info("month closed automatically", month=month, rate_dkk=result.statement.rate_dkk)
+                await emit(result.statement)
+        for statement in await asyncio.to_thread(store.unemitted):
+            if statement.closed_at <= now - EMIT_GRACE:
+                await emit(statement)
+
+    service.app.timer(interval=TIMER_INTERVAL_S)(close_and_emit)
+
+    async def refunds(request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        fmt = request.query.get("format", "json")
+        if fmt not in FORMATS:
+            raise web.HTTPBadRequest(reason=f"format must be one of {', '.join(FORMATS)}")
+        try:
+            month = parse_month(request.match_info["month"])
+        except ValueError as exc:
+            raise web.HTTPBadRequest(reason=str(exc)) from exc
+        try:
+            body = await asyncio.to_thread(render, store, month, fmt, principal.region)
+        except NoStatement as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8")
+
+    async def statement_list(request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        listed = [
+            {"month": s.month, "statement_id": s.statement_id, "rate_dkk": s.rate_dkk}
+            | ({"total_ore": s.total_ore} if principal.national else {})
+            for s in await asyncio.to_thread(store.statements)
+        ]
+        return web.json_response({"statements": listed})
+
+    service.web.router.add_get("/v1/refunds", statement_list)
+    service.web.router.add_get("/v1/refunds/{month}", refunds)
+    return service
