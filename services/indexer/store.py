@@ -12,7 +12,7 @@ Everything here is synchronous SQLAlchemy Core; the service calls it off the eve
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,6 +79,109 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keep
     conn.execute(stmt.on_conflict_do_update(index_elements=key, set_=changed))
 
 
+def event_row(event: CatalogueEvent) -> dict[str, Any]:
+    """The timeline row of a consumed event, with its data as consumed."""
+    s = event.submission
+    return {
+        "event_id": event.id,
+        "submission_id": s.submission_id,
+        "sample_id": s.sample_id,
+        "region": s.region.value,
+        "type": event.type,
+        "time": naive_utc(event.time),
+        "source": event.source,
+        "trace_id": event.trace_id,
+        "summary": event.summary,
+        "data": event.data.model_dump_json(),
+    }
+
+
+def submission_row(record: SubmissionRecord) -> dict[str, Any]:
+    s = record.submission
+    return {
+        "submission_id": s.submission_id,
+        "sample_id": s.sample_id,
+        "region": s.region.value,
+        "department": s.department,
+        "patient_id": s.patient_id,
+        "analysis_type": s.analysis_type.value,
+        "platform": s.platform,
+        "received_at": naive_utc(s.received_at),
+        "received_month": record.received_month,
+        "verdict": record.verdict.value if record.verdict else None,
+        "status": record.status.value if record.status else None,
+        "accepted": record.accepted,
+        "ge_micro": to_micro(record.genome_equivalents) if record.genome_equivalents is not None else None,
+        "raw_bases": record.raw_bases,
+        "raw_reads": record.raw_reads,
+        "reference_profile": record.reference_profile,
+        "policy": record.policy,
+        "pipeline": record.pipeline,
+        "pipeline_version": record.pipeline_version,
+        "reference": record.reference,
+        "attempts": record.attempts,
+        "trace_id": record.trace_id,
+        "first_event_at": naive_utc(record.first_event_at),
+        "last_event_at": naive_utc(record.last_event_at),
+    }
+
+
+def file_rows(record: SubmissionRecord) -> list[dict[str, Any]]:
+    s = record.submission
+    return [
+        {
+            "submission_id": s.submission_id,
+            "role": f.role,
+            "name": f.name,
+            "sample_id": s.sample_id,
+            "kind": f.kind,
+            "url": f.url,
+            "size": f.size,
+            "sha256": f.sha256,
+            "md5": f.md5,
+            "tier": INITIAL_TIER,
+            "accepted": f.accepted,
+            "conforms": f.conforms,
+            "metrics": f.metrics,
+            "problems": f.problems,
+            "provenance": f.provenance,
+            "event_id": f.event_id,
+            "trace_id": f.trace_id,
+        }
+        for f in sorted(record.files.values(), key=lambda f: f.key)
+    ]
+
+
+def sample_row(submission: Mapping[Any, Any], files: int, submissions: int) -> dict[str, Any]:
+    """The sample's row from the submission it shows (a ``submission_row`` or a database row)."""
+    search = (
+        submission["sample_id"],
+        submission["patient_id"],
+        submission["submission_id"],
+        submission["department"],
+        submission["platform"],
+    )
+    return {
+        "sample_id": submission["sample_id"],
+        "submission_id": submission["submission_id"],
+        "region": submission["region"],
+        "department": submission["department"],
+        "patient_id": submission["patient_id"],
+        "analysis_type": submission["analysis_type"],
+        "platform": submission["platform"],
+        "received_at": submission["received_at"],
+        "received_month": submission["received_month"],
+        "status": submission["status"],
+        "accepted": bool(submission["accepted"]),
+        "ge_micro": submission["ge_micro"] or 0,
+        "files": files,
+        "submissions": submissions,
+        "trace_id": submission["trace_id"],
+        "updated_at": submission["last_event_at"],
+        "search": " ".join(search).lower(),
+    }
+
+
 @dataclass(frozen=True)
 class Applied:
     """The effect of one event: the submission's record after it, and whether it was new."""
@@ -114,18 +217,7 @@ class Catalogue:
                 conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(submission.sample_id))))
             inserted = conn.execute(
                 _insert(conn, t.events)
-                .values(
-                    event_id=event.id,
-                    submission_id=submission.submission_id,
-                    sample_id=submission.sample_id,
-                    region=submission.region.value,
-                    type=event.type,
-                    time=naive_utc(event.time),
-                    source=event.source,
-                    trace_id=event.trace_id,
-                    summary=event.summary,
-                    data=event.data.model_dump_json(),
-                )
+                .values(event_row(event))
                 .on_conflict_do_nothing(index_elements=["event_id"])
                 .returning(t.events.c.event_id)
             ).first()
@@ -159,68 +251,9 @@ class Catalogue:
         ]
 
     def _write_submission(self, conn: Connection, record: SubmissionRecord) -> None:
-        s = record.submission
-        _upsert(
-            conn,
-            t.submissions,
-            [
-                {
-                    "submission_id": s.submission_id,
-                    "sample_id": s.sample_id,
-                    "region": s.region.value,
-                    "department": s.department,
-                    "patient_id": s.patient_id,
-                    "analysis_type": s.analysis_type.value,
-                    "platform": s.platform,
-                    "received_at": naive_utc(s.received_at),
-                    "received_month": record.received_month,
-                    "verdict": record.verdict.value if record.verdict else None,
-                    "status": record.status.value if record.status else None,
-                    "accepted": record.accepted,
-                    "ge_micro": (
-                        to_micro(record.genome_equivalents) if record.genome_equivalents is not None else None
-                    ),
-                    "raw_bases": record.raw_bases,
-                    "raw_reads": record.raw_reads,
-                    "reference_profile": record.reference_profile,
-                    "policy": record.policy,
-                    "pipeline": record.pipeline,
-                    "pipeline_version": record.pipeline_version,
-                    "reference": record.reference,
-                    "attempts": record.attempts,
-                    "trace_id": record.trace_id,
-                    "first_event_at": naive_utc(record.first_event_at),
-                    "last_event_at": naive_utc(record.last_event_at),
-                }
-            ],
-        )
-        _upsert(
-            conn,
-            t.files,
-            [
-                {
-                    "submission_id": s.submission_id,
-                    "role": f.role,
-                    "name": f.name,
-                    "sample_id": s.sample_id,
-                    "kind": f.kind,
-                    "url": f.url,
-                    "size": f.size,
-                    "sha256": f.sha256,
-                    "md5": f.md5,
-                    "tier": INITIAL_TIER,
-                    "accepted": f.accepted,
-                    "conforms": f.conforms,
-                    "metrics": f.metrics,
-                    "problems": f.problems,
-                    "provenance": f.provenance,
-                    "event_id": f.event_id,
-                    "trace_id": f.trace_id,
-                }
-                for f in sorted(record.files.values(), key=lambda f: f.key)
-            ],
-            keep=("tier",),  # the tier is the storage's business once the file is known
-        )
+        _upsert(conn, t.submissions, [submission_row(record)])
+        # The tier is the storage's business once the file is known: a re-index keeps it.
+        _upsert(conn, t.files, file_rows(record), keep=("tier",))
 
     def _refresh_sample(self, conn: Connection, sample_id: str) -> None:
         s = t.submissions
@@ -238,33 +271,8 @@ class Catalogue:
         nfiles = conn.execute(
             select(func.count()).select_from(t.files).where(t.files.c.submission_id == row.submission_id)
         ).scalar_one()
-        _upsert(
-            conn,
-            t.samples,
-            [
-                {
-                    "sample_id": sample_id,
-                    "submission_id": row.submission_id,
-                    "region": row.region,
-                    "department": row.department,
-                    "patient_id": row.patient_id,
-                    "analysis_type": row.analysis_type,
-                    "platform": row.platform,
-                    "received_at": row.received_at,
-                    "received_month": row.received_month,
-                    "status": row.status,
-                    "accepted": bool(row.accepted),
-                    "ge_micro": row.ge_micro or 0,
-                    "files": nfiles,
-                    "submissions": sum(1 for o in outcomes if o.status is not None),
-                    "trace_id": row.trace_id,
-                    "updated_at": row.last_event_at,
-                    "search": " ".join(
-                        (sample_id, row.patient_id, row.submission_id, row.department, row.platform)
-                    ).lower(),
-                }
-            ],
-        )
+        submissions = sum(1 for o in outcomes if o.status is not None)
+        _upsert(conn, t.samples, [sample_row(row._mapping, nfiles, submissions)])
 
     # -- reading ---------------------------------------------------------------------
     @contextmanager
