@@ -14,31 +14,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from shared.events import Event, FileReceived, Harmonised, Indexed, Validated
-from shared.topics import topic_name
+from shared.topics import SUBSCRIPTIONS, consumer_group, topic_name
 
 Partition = tuple[str, int]
 
 #: Operators in Copenhagen write local times; an ISO time without an offset means theirs.
 LOCAL_ZONE = ZoneInfo("Europe/Copenhagen")
 
-#: The event topics each service consumes. The receiver takes uploads over HTTP.
-CONSUMES: dict[str, tuple[type[Event], ...]] = {
-    "receiver": (),
-    "validator": (FileReceived,),
-    "harmoniser": (Validated,),
-    "indexer": (Harmonised, Validated),
-    "billing": (Indexed,),
-}
+#: The event topics each service consumes (the registry's); the receiver takes uploads over HTTP.
+CONSUMES = SUBSCRIPTIONS
 
 
 class ReplayError(ValueError):
     """A replay that cannot be planned as asked; the message tells the operator why."""
 
 
-def group_of(service: str) -> str:
-    """The consumer group of a service: its faust app id (``shared.bus.Service``)."""
-    return f"genomhub-{service}"
+group_of = consumer_group
 
 
 def consumed_topics(service: str, committed_topics: Sequence[str], event_topics: Sequence[str]) -> list[str]:
