@@ -33,7 +33,8 @@ def billing_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("GENOMHUB_KAFKA_BOOTSTRAP", "127.0.0.1:9")
     monkeypatch.setenv(
-        "GENOMHUB_TOKENS", json.dumps({token_hash("ngc-token"): "ngc", token_hash("south-token"): "syddanmark"})
+        "GENOMHUB_TOKENS",
+        json.dumps({token_hash("ngc-token"): "ngc", token_hash("south-token"): "syddanmark"}),
     )
     get_settings.cache_clear()
     yield url
@@ -45,7 +46,11 @@ def closed_january(billing_env: str) -> BillingStore:
     store = BillingStore(billing_env)
     store.add_to_grant(532_281_00, by="finance", at=FEB)
     store.add_to_grant(1_000_00, by="finance", at=FEB, note="top-up")
-    split = [(Region.HOVEDSTADEN, "Rigshospitalet", 1000), (Region.SYDDANMARK, "OUH", 600), (Region.SYDDANMARK, "Vejle", 416)]
+    split = [
+        (Region.HOVEDSTADEN, "Rigshospitalet", 1000),
+        (Region.SYDDANMARK, "OUH", 600),
+        (Region.SYDDANMARK, "Vejle", 416),
+    ]
     n = 0
     for region, department, count in split:
         for _ in range(count):
@@ -100,10 +105,19 @@ def test_refunds_command(closed_january: BillingStore, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["total_ore"] == 532_224_00
     out = tmp_path / "jan.html"
-    assert runner.invoke(main, ["refunds", "--month", "2026-01", "--format", "html", "--output", str(out)]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["refunds", "--month", "2026-01", "--format", "html", "--output", str(out)]
+        ).exit_code
+        == 0
+    )
     assert "532.224,00 kr." in out.read_text()
     missing = runner.invoke(main, ["refunds", "--month", "2026-02", "--format", "csv"])
-    assert missing.exit_code != 0 and "2026-02 is not closed" in missing.output and "3,00 genome" in missing.output
+    assert (
+        missing.exit_code != 0
+        and "2026-02 is not closed" in missing.output
+        and "3,00 genome" in missing.output
+    )
     bad = runner.invoke(main, ["refunds", "--month", "2026-1"])
     assert bad.exit_code != 0 and "YYYY-MM" in bad.output
 
@@ -112,7 +126,9 @@ def test_grant_and_close_commands(billing_env: str) -> None:
     runner = CliRunner()
     refused = runner.invoke(main, ["billing", "grant", "add", "1000 EUR"])
     assert refused.exit_code != 0 and "held in DKK, not EUR" in refused.output
-    added = runner.invoke(main, ["billing", "grant", "add", "532281", "--by", "kasserer", "--note", "minutes"])
+    added = runner.invoke(
+        main, ["billing", "grant", "add", "532281", "--by", "kasserer", "--note", "minutes"]
+    )
     assert added.exit_code == 0 and "opening #1" in added.output and "532.281,00 kr." in added.output
     shown = json.loads(runner.invoke(main, ["billing", "grant", "show", "--json"]).output)
     assert shown["balance_ore"] == 532_281_00 and shown["entries"][0]["recorded_by"] == "kasserer"

@@ -22,7 +22,13 @@ from services.billing.months import auto_close_due, billed_month, has_ended, mon
 
 @pytest.mark.parametrize(
     ("text", "ore"),
-    [("532281", 53228100), ("532281.5", 53228150), ("532281.50 DKK", 53228150), ("dkk 10", 1000), ("0.01", 1)],
+    [
+        ("532281", 53228100),
+        ("532281.5", 53228150),
+        ("532281.50 DKK", 53228150),
+        ("dkk 10", 1000),
+        ("0.01", 1),
+    ],
 )
 def test_plain_dkk_amounts(text: str, ore: int) -> None:
     assert parse_dkk(text) == ore

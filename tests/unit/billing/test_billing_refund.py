@@ -65,10 +65,15 @@ def test_january_2026_from_the_minutes() -> None:
 
 def test_january_2026_forecast_command() -> None:
     result = CliRunner().invoke(
-        main, ["billing", "forecast", "--ge", "2016", "--balance", "532281", "--standard-rate", "300", "--json"]
+        main,
+        ["billing", "forecast", "--ge", "2016", "--balance", "532281", "--standard-rate", "300", "--json"],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"rate_dkk": 264, "total_dkk": "532224.00", "balance_after_dkk": "57.00"}
+    assert json.loads(result.output) == {
+        "rate_dkk": 264,
+        "total_dkk": "532224.00",
+        "balance_after_dkk": "57.00",
+    }
     text = CliRunner().invoke(main, ["billing", "forecast", "--ge", "2016", "--balance", "532281"])
     assert "532.224,00 kr." in text.output and "57,00 kr." in text.output
 
@@ -92,7 +97,11 @@ def test_half_up_rounding_per_region() -> None:
 
 
 def test_rate_steps_down_when_rounding_would_overdraw() -> None:
-    lines = [line(Region.HOVEDSTADEN, 335_000), line(Region.SJAELLAND, 335_000), line(Region.SYDDANMARK, 330_000)]
+    lines = [
+        line(Region.HOVEDSTADEN, 335_000),
+        line(Region.SJAELLAND, 335_000),
+        line(Region.SYDDANMARK, 330_000),
+    ]
     assert rate_for(100, MICRO, 5) == 1
     statement = close_month("2026-01", lines, 100, 5, closed_at=CLOSED_AT, closed_by="t")
     # at 1 DKK the regions would round to 34 + 34 + 33 = 101 øre, one more than the grant holds
@@ -108,19 +117,29 @@ def test_no_genome_equivalents_pays_nothing() -> None:
 def test_adjustment_lines_are_marked() -> None:
     statement = close_month(
         "2026-02",
-        [line(Region.HOVEDSTADEN, MICRO, received="2026-02"), line(Region.HOVEDSTADEN, MICRO, received="2026-01")],
+        [
+            line(Region.HOVEDSTADEN, MICRO, received="2026-02"),
+            line(Region.HOVEDSTADEN, MICRO, received="2026-01"),
+        ],
         10**9,
         300,
         closed_at=CLOSED_AT,
         closed_by="t",
     )
-    assert {ln.key.received_month: ln.adjustment for ln in statement.lines} == {"2026-01": True, "2026-02": False}
+    assert {ln.key.received_month: ln.adjustment for ln in statement.lines} == {
+        "2026-01": True,
+        "2026-02": False,
+    }
 
 
 def test_ids_are_deterministic_and_event_round_trips() -> None:
     a = close_month("2026-01", january_lines(), JANUARY_BALANCE_ORE, 300, closed_at=CLOSED_AT, closed_by="x")
     assert a.statement_id == statement_id_of("2026-01") != statement_id_of("2026-02")
-    assert a.event_id == event_id_of(a.statement_id) == derive_id(a.statement_id, "billing", RefundCalculated.ce_type())
+    assert (
+        a.event_id
+        == event_id_of(a.statement_id)
+        == derive_id(a.statement_id, "billing", RefundCalculated.ce_type())
+    )
     assert Statement.from_document(json.loads(json.dumps(a.document()))) == a
     event = a.event()
     assert event.currency == "DKK" and event.total_ore == a.total_ore and event.key() == "2026-01"

@@ -63,15 +63,22 @@ def test_close_january_then_late_arrival_is_an_adjustment(store: BillingStore) -
     s = result.statement
     assert result.created and not result.emitted
     assert (s.rate_dkk, s.total_ore, s.balance_after_ore) == (264, 532_224_00, 57_00)
-    assert {(ln.key.region, ln.key.department) for ln in s.lines} == {(r, f"D{k}") for r in regions for k in range(3)}
+    assert {(ln.key.region, ln.key.department) for ln in s.lines} == {
+        (r, f"D{k}") for r in regions for k in range(3)
+    }
 
     # a late January sample, and a replay of an already billed one
     assert accrue(store, indexed("LATE", region=Region.SYDDANMARK), "late") is Outcome.ACCRUED
     assert accrue(store, indexed("S0", ge="5"), "replayed") is Outcome.FROZEN
     accrue(store, indexed("FEB1", received_at=datetime(2026, 2, 2, tzinfo=UTC)), "f1")
-    assert {b.accrual.sample_id: b.billed_month for b in store.billed("2026-02")} == {"LATE": "2026-02", "FEB1": "2026-02"}
+    assert {b.accrual.sample_id: b.billed_month for b in store.billed("2026-02")} == {
+        "LATE": "2026-02",
+        "FEB1": "2026-02",
+    }
     store.add_to_grant(1000_00, by="finance", at=FEB, note="top-up")
-    feb = store.close("2026-02", standard_rate_dkk=RATE, now=datetime(2026, 3, 2, tzinfo=UTC), by="f").statement
+    feb = store.close(
+        "2026-02", standard_rate_dkk=RATE, now=datetime(2026, 3, 2, tzinfo=UTC), by="f"
+    ).statement
     adjustments = [ln for ln in feb.lines if ln.adjustment]
     assert [(ln.key.region, ln.key.received_month, ln.samples) for ln in adjustments] == [
         (Region.SYDDANMARK, "2026-01", 1)
@@ -92,7 +99,7 @@ def test_close_refusals(store: BillingStore) -> None:
     with pytest.raises(CloseRefused, match="no opening balance"):
         store.close("2026-01", standard_rate_dkk=RATE, now=FEB, by="f")
     store.add_to_grant(100_00, by="f", at=FEB)
-    with pytest.raises(CloseRefused, match="has not ended yet.*--force"):
+    with pytest.raises(CloseRefused, match=r"has not ended yet.*--force"):
         store.close("2026-01", standard_rate_dkk=RATE, now=datetime(2026, 1, 20, tzinfo=UTC), by="f")
     accrue(store, indexed("S2", received_at=datetime(2026, 2, 2, tzinfo=UTC)))
     with pytest.raises(CloseRefused, match="close 2026-01 first"):
