@@ -79,7 +79,11 @@ def validate_command(files: tuple[Path, ...], profile: str | None, analysis_type
     """Check FILES as the validator would, before uploading them; exit 1 if they would be rejected."""
     settings = get_settings()
     inputs = [Input(p.name, p.resolve().as_uri()) for p in files]
-    executor = worker_pool(min(settings.validator_workers, len(inputs))) if len(inputs) > 1 else InProcess()
+    executor = (
+        worker_pool(min(settings.validator_workers, len(inputs)), fork=True)
+        if len(inputs) > 1
+        else InProcess()
+    )
     try:
         outcome = validate(inputs, settings, AnalysisType(analysis_type), executor, profile)
     finally:

@@ -74,9 +74,15 @@ class InProcess(Executor):
         return future
 
 
-def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes for the checks; spawned, never forked from a process with threads."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+def worker_pool(workers: int, fork: bool = False) -> ProcessPoolExecutor:
+    """Worker processes for the checks.
+
+    A service has threads (the broker client, the HTTP server), so its workers are spawned:
+    a fork would copy locks held by other threads. A single-threaded command may fork,
+    which spares each worker the re-import of the whole ``genomhub`` command.
+    """
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 def category(findings: FileFindings) -> Category:

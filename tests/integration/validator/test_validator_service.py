@@ -69,12 +69,14 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
     asyncio.run(publish(events, "/genomhub/test"))
 
     port = free_port()
-    proc = Process(genomhub("run", "validator"), tmp_path / "validator.log", env={"GENOMHUB_VALIDATOR_PORT": str(port)})
+    proc = Process(
+        genomhub("run", "validator"), tmp_path / "validator.log", env={"GENOMHUB_VALIDATOR_PORT": str(port)}
+    )
     proc.start()
     try:
         proc.wait_http(port)
         found = wait_for(
-            lambda: (v if len(v := validated_for(kafka_bootstrap, {good, bad})) == 2 else None),
+            lambda: v if len(v := validated_for(kafka_bootstrap, {good, bad})) == 2 else None,
             timeout=120,
             what="two validated events",
         )

@@ -146,9 +146,18 @@ def write_vcf(directory: Path, name: str, text: str, index: bool = True) -> Path
     return target
 
 
-def long_read_ubam(path: Path, platform: str = "PACBIO", lengths: tuple[int, ...] = (1000, 2000, 3000, 4000, 10000)) -> Path:
-    ds = "READTYPE=CCS;Ipd:CodecV1=ip" if platform == "PACBIO" else "basecall_model=dna_r10.4.1_e8.2_400bps_sup@v4.3.0"
-    header = {"HD": {"VN": "1.6", "SO": "unknown"}, "RG": [{"ID": "m1", "SM": "S1", "PL": platform, "DS": ds}]}
+def long_read_ubam(
+    path: Path, platform: str = "PACBIO", lengths: tuple[int, ...] = (1000, 2000, 3000, 4000, 10000)
+) -> Path:
+    ds = (
+        "READTYPE=CCS;Ipd:CodecV1=ip"
+        if platform == "PACBIO"
+        else "basecall_model=dna_r10.4.1_e8.2_400bps_sup@v4.3.0"
+    )
+    header = {
+        "HD": {"VN": "1.6", "SO": "unknown"},
+        "RG": [{"ID": "m1", "SM": "S1", "PL": platform, "DS": ds}],
+    }
     rng = random.Random(3)
     with pysam.AlignmentFile(str(path), "wb", header=header) as out:
         for i, length in enumerate(lengths):
@@ -163,7 +172,30 @@ def long_read_ubam(path: Path, platform: str = "PACBIO", lengths: tuple[int, ...
 
 
 def spring_archive(path: Path, reads: int = 4000, paired: bool = True) -> Path:
-    params = struct.pack("<8?d7I2B2x3i", paired, False, True, True, False, False, False, False, 8.0, 0, 0, 0, reads, reads // 2, reads // 2, 151, 1, True, 256000, 10000, 8)
+    params = struct.pack(
+        "<8?d7I2B2x3i",
+        paired,
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        8.0,
+        0,
+        0,
+        0,
+        reads,
+        reads // 2,
+        reads // 2,
+        151,
+        1,
+        True,
+        256000,
+        10000,
+        8,
+    )
     with tarfile.open(path, "w") as tar:
         for name, data in (("read_seq.bin", b"\x00" * 64), ("cp.bin", params + b"\x00" * 4)):
             info = tarfile.TarInfo(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import random
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from services.validator.checks import check_file
 from services.validator.fastq import check_fastq
 from shared.config import get_settings
+from shared.synthetic import SYNTHETIC_CONTIGS
 from tests.unit.validator import corpus
 
 PROFILE = "synthetic-v1"
@@ -126,7 +128,9 @@ def test_bad_base_and_header(tmp_path: Path) -> None:
 
 
 def test_bam_named_fastq(tmp_path: Path, reference: Path) -> None:
-    bam = corpus.write_cram(tmp_path / "x.bam", reference, corpus.sam_header(), corpus.aligned_sam(50), fmt="bam")
+    bam = corpus.write_cram(
+        tmp_path / "x.bam", reference, corpus.sam_header(), corpus.aligned_sam(50), fmt="bam"
+    )
     misnamed = tmp_path / "reads.fastq.gz"
     bam.rename(misnamed)
     found = check_file(misnamed.name, misnamed.as_uri(), PROFILE)
@@ -161,11 +165,9 @@ def test_truncated_cram(tmp_path: Path, reference: Path) -> None:
 
 def test_cram_whose_reference_is_missing(tmp_path: Path) -> None:
     other = tmp_path / "other.fa"
-    import random
-
     rng = random.Random(5)
     with other.open("w") as out:
-        for name, length in corpus.SYNTHETIC_CONTIGS:
+        for name, length in SYNTHETIC_CONTIGS:
             out.write(f">{name}\n{''.join(rng.choices('ACGT', k=length))}\n")
     subprocess.run(["samtools", "faidx", str(other)], check=True)
     seq = other.read_text().split("\n")[1][5000:5100]

@@ -41,7 +41,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     r1, r2 = corpus.fastq_pair(d, n=2000)
     cram = corpus.good_cram(d, reference)
     vcf = corpus.write_vcf(d, "S1.vcf.gz", corpus.vcf_text())
-    plain_header = corpus.sam_header(sarek=False).replace("@PG\tID:samtools.markdup\tPN:samtools\tPP:bwa\tVN:1.16\tCL:samtools markdup in.bam out.bam\n", "")
+    plain_header = corpus.sam_header(sarek=False).replace(
+        "@PG\tID:samtools.markdup\tPN:samtools\tPP:bwa\tVN:1.16\tCL:samtools markdup in.bam out.bam\n", ""
+    )
     body = corpus.aligned_sam().replace("\t1123\t", "\t99\t").replace("\t1171\t", "\t147\t")
     unmarked = corpus.write_cram(d / "unmarked.cram", reference, plain_header, body)
     other_vcf = corpus.write_vcf(d, "S2.vcf.gz", corpus.vcf_text(sample="S2"))
@@ -55,20 +57,24 @@ def test_good_pair_accepted_with_genome_equivalents(files: dict[str, Path]) -> N
     outcome = run([(files["r1"], RAW), (files["r2"], RAW)])
     assert outcome.verdict is Verdict.ACCEPTED, [o.findings.problems for o in outcome.files]
     assert outcome.raw_reads == 4000 and outcome.raw_bases == 400_000
-    assert outcome.genome_equivalents == (Decimal(400_000) / Decimal(93_000_000_000)).quantize(Decimal("0.000001"))
+    assert outcome.genome_equivalents == (Decimal(400_000) / Decimal(93_000_000_000)).quantize(
+        Decimal("0.000001")
+    )
     assert outcome.harmonisation.needs_harmonisation
     assert sorted(outcome.harmonisation.pipeline_inputs) == ["S1_R1.fastq.gz", "S1_R2.fastq.gz"]
 
 
 def test_mismatched_pair(files: dict[str, Path]) -> None:
-    other_r1, other_r2 = corpus.fastq_pair(files["dir"], n=2000, seed=99, prefix="S9")
+    _, other_r2 = corpus.fastq_pair(files["dir"], n=2000, seed=99, prefix="S9")
     outcome = run([(files["r1"], RAW), (other_r2, RAW)])
     assert outcome.verdict is Verdict.REJECTED
     assert "pair.name_mismatch" in problems(outcome, other_r2.name)
 
 
 def test_read_count_mismatch(files: dict[str, Path]) -> None:
-    short = corpus.write_gz(files["dir"] / "short_R2.fastq.gz", corpus.fastq_text(corpus.simulate_pairs(1500), 2))
+    short = corpus.write_gz(
+        files["dir"] / "short_R2.fastq.gz", corpus.fastq_text(corpus.simulate_pairs(1500), 2)
+    )
     outcome = run([(files["r1"], RAW), (short, RAW)])
     assert "pair.read_count_mismatch" in problems(outcome, short.name)
     assert outcome.verdict is Verdict.REJECTED
@@ -91,7 +97,9 @@ def test_slash_style_names_pair(files: dict[str, Path]) -> None:
 
 
 def test_vcf_sample_must_match_cram(files: dict[str, Path]) -> None:
-    outcome = run([(files["r1"], RAW), (files["r2"], RAW), (files["cram"], CLINICAL), (files["other_vcf"], CLINICAL)])
+    outcome = run(
+        [(files["r1"], RAW), (files["r2"], RAW), (files["cram"], CLINICAL), (files["other_vcf"], CLINICAL)]
+    )
     assert "vcf.sample_mismatch" in problems(outcome, files["other_vcf"].name)
 
 
@@ -101,7 +109,13 @@ def test_role_mismatch(files: dict[str, Path]) -> None:
 
 
 def full(files: dict[str, Path], cram: str = "cram") -> list[tuple[Path, FileRole]]:
-    return [(files["r1"], RAW), (files["r2"], RAW), (files[cram], CLINICAL), (files["vcf"], CLINICAL), (files["tbi"], CLINICAL)]
+    return [
+        (files["r1"], RAW),
+        (files["r2"], RAW),
+        (files[cram], CLINICAL),
+        (files["vcf"], CLINICAL),
+        (files["tbi"], CLINICAL),
+    ]
 
 
 def test_guideline_conformance(files: dict[str, Path]) -> None:
@@ -131,7 +145,13 @@ def test_guideline_conformance(files: dict[str, Path]) -> None:
     ],
 )
 def test_policies(
-    files: dict[str, Path], policy: str, cram: str, with_raw: bool, verdict: str, needs: bool, passthrough: list[str]
+    files: dict[str, Path],
+    policy: str,
+    cram: str,
+    with_raw: bool,
+    verdict: str,
+    needs: bool,
+    passthrough: list[str],
 ) -> None:
     chosen = [f for f in full(files, cram) if with_raw or f[1] is CLINICAL]
     outcome = run(chosen, harmonisation_policy=HarmonisationPolicy(policy))
@@ -156,7 +176,9 @@ def test_national_without_fastq_counts_cram_bases(files: dict[str, Path]) -> Non
     )
     assert outcome.verdict is Verdict.ACCEPTED
     assert outcome.raw_bases == 0
-    assert outcome.genome_equivalents == (Decimal(100_000) / Decimal(93_000_000_000)).quantize(Decimal("0.000001"))
+    assert outcome.genome_equivalents == (Decimal(100_000) / Decimal(93_000_000_000)).quantize(
+        Decimal("0.000001")
+    )
 
 
 def test_bases_rule_counts_a_sample_once(files: dict[str, Path]) -> None:
@@ -180,19 +202,29 @@ def test_analysis_rule(files: dict[str, Path]) -> None:
 def test_policy_rejects_unsound_needed_files() -> None:
     outcome = decide(
         HarmonisationPolicy.INTERNATIONAL,
-        [Candidate("R1", "raw", False), Candidate("R2", "raw", True), Candidate("x.cram", "alignment", False, False)],
+        [
+            Candidate("R1", "raw", False),
+            Candidate("R2", "raw", True),
+            Candidate("x.cram", "alignment", False, False),
+        ],
     )
     assert outcome.rejected and "R1" in outcome.unsatisfied[-1]
     fine = decide(
         HarmonisationPolicy.INTERNATIONAL,
-        [Candidate("R1", "raw", True), Candidate("R2", "raw", True), Candidate("x.cram", "alignment", False, False)],
+        [
+            Candidate("R1", "raw", True),
+            Candidate("R2", "raw", True),
+            Candidate("x.cram", "alignment", False, False),
+        ],
     )
     assert not fine.rejected and fine.accepted == {"R1": True, "R2": True, "x.cram": False}
 
 
 def test_cli_json_and_exit_code(files: dict[str, Path], tmp_path: Path) -> None:
     exe = str(Path(sys.executable).with_name("genomhub"))
-    good = subprocess.run([exe, "validate", str(files["r1"]), str(files["r2"]), "--json"], capture_output=True, text=True)
+    good = subprocess.run(
+        [exe, "validate", str(files["r1"]), str(files["r2"]), "--json"], capture_output=True, text=True
+    )
     assert good.returncode == 0, good.stderr
     report = json.loads(good.stdout)
     assert report["verdict"] == "accepted" and report["raw_reads"] == 4000
