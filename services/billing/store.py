@@ -139,7 +139,7 @@ class BillingStore:
             with self._lock, self._connection.begin():
                 yield self._connection
             return
-        with self.reading() as conn:
+        with self.engine.connect() as conn:
             yield conn
 
     # -- accrual ---------------------------------------------------------------------

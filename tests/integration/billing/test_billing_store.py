@@ -1,11 +1,9 @@
-"""Accruals, the grant ledger and month closes on a real SQLite database."""
+"""Accruals, the grant ledger and month closes on real SQLite and PostgreSQL databases."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -19,13 +17,6 @@ from tests.unit.billing.billing_factories import indexed
 
 FEB = datetime(2026, 2, 10, tzinfo=UTC)
 RATE = 300
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[BillingStore]:
-    s = BillingStore(f"sqlite:///{tmp_path / 'billing.sqlite'}")
-    yield s
-    s.dispose()
 
 
 def accrue(store: BillingStore, event: Indexed, event_id: str = "e") -> Outcome:
