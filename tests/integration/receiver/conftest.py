@@ -1,0 +1,154 @@
+"""Receivers as real processes (`genomhub run receiver`) on the real broker, and an S3 server.
+
+Two receivers per session: one archiving to ``file://``, one to ``s3://`` on moto's
+standalone server on loopback. Each has its own SQLite state and region inbox, bearer
+tokens configured as hashes, and a 64 MB size limit so that 413 can be shown cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+
+from shared.auth import token_hash
+from shared.events import FileReceived
+from shared.topics import topic_name
+from tests.support import Process, free_port, genomhub, records
+
+TOKENS = {"hovedstaden": "tok-hovedstaden-1f3a", "sjaelland": "tok-sjaelland-77c0", "ngc": "tok-ngc-a9e2"}
+MAX_FILE_SIZE = 64 << 20
+TOPIC = topic_name(FileReceived)
+
+
+@dataclass
+class Receiver:
+    """One receiver process; ``restart`` keeps its state folder, store and port."""
+
+    port: int
+    env: dict[str, str]
+    log: Path
+    store: str
+    inbox: str
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Receiver:
+        self.process = Process(genomhub("run", "receiver"), self.log, self.env).start()
+        self.process.wait_http(self.port, timeout=90)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.process.stop(sig)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def call(
+        self, method: str, path: str, holder: str | None = "hovedstaden", **kwargs: Any
+    ) -> requests.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if holder is not None:
+            headers["Authorization"] = f"Bearer {TOKENS[holder]}"
+        return requests.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
+
+    def cli_env(self, holder: str = "hovedstaden") -> dict[str, str]:
+        return {**self.env, "GENOMHUB_UPLOAD_TOKEN": TOKENS[holder]}
+
+
+def metadata(sample: str, names: list[str], region: str = "hovedstaden", **extra: Any) -> dict[str, Any]:
+    return {
+        "region": region,
+        "department": "Rigshospitalet",
+        "sample_id": sample,
+        "patient_id": f"P-{sample}",
+        "analysis_type": "WGS",
+        "platform": "ILLUMINA",
+        "files": [{"name": n, "role": "raw_reads"} for n in names],
+    } | extra
+
+
+def events_of(bootstrap: str, submission_id: str) -> list[Any]:
+    """The file-received records whose CloudEvents subject is ``submission_id``."""
+    return [
+        r for r in records(bootstrap, TOPIC) if dict(r.headers).get("ce_subject") == submission_id.encode()
+    ]
+
+
+def _receiver(tmp: Path, name: str, store: str, inbox: str, extra: dict[str, str]) -> Receiver:
+    port = free_port()
+    env = {
+        "GENOMHUB_RECEIVER_PORT": str(port),
+        "GENOMHUB_TOKENS": json.dumps({token_hash(t): holder for holder, t in TOKENS.items()}),
+        "GENOMHUB_STORE": store,
+        "GENOMHUB_RECEIVER_DB": f"sqlite:///{tmp / f'{name}.db'}",
+        "GENOMHUB_RECEIVER_MAX_FILE_SIZE": str(MAX_FILE_SIZE),
+        "GENOMHUB_RECEIVER_INBOXES": json.dumps({"hovedstaden": inbox}),
+        "GENOMHUB_RECEIVER_IDLE_TIMEOUT": "20",
+        **extra,
+    }
+    return Receiver(port, env, tmp / f"{name}.log", store, inbox)
+
+
+@pytest.fixture(scope="session")
+def file_receiver(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+    tmp = tmp_path_factory.mktemp("receiver-file")
+    inbox = tmp / "inbox" / "hovedstaden"
+    inbox.mkdir(parents=True)
+    receiver = _receiver(tmp, "receiver-file", (tmp / "store").as_uri(), inbox.as_uri(), {})
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    for bucket in ("archive", "inbox"):
+        s3.create_bucket(Bucket=bucket)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_receiver(
+    kafka_bootstrap: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Receiver]:
+    tmp = tmp_path_factory.mktemp("receiver-s3")
+    aws = {
+        "GENOMHUB_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    receiver = _receiver(tmp, "receiver-s3", "s3://archive/genomes", "s3://inbox/hovedstaden", aws)
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
