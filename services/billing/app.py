@@ -15,10 +15,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from services.billing.accrual import accrual_of
-from services.billing.months import auto_close_due, parse_month
+from services.billing.months import parse_month
 from services.billing.refund import Statement
 from services.billing.report import FORMATS, MEDIA_TYPES, NoStatement, render
-from services.billing.store import CloseRefused, open_store
+from services.billing.store import AUTO_CLOSE_BY, CloseRefused, open_store
 from shared.auth import Tokens, bearer_auth, principal_of
 from shared.bus import Service
 from shared.config import get_settings
@@ -30,7 +30,6 @@ TIMER_INTERVAL_S = 60.0
 """How often the service looks for months due to close and statements not yet emitted."""
 EMIT_GRACE = timedelta(minutes=5)
 """A statement closed from the command line is left this long to its own publish."""
-AUTO_CLOSE_BY = "auto-close"
 log = get_logger(__name__)
 
 
@@ -64,24 +63,20 @@ def build() -> Service:
     async def close_and_emit() -> None:
         now = datetime.now(UTC)
         if settings.billing_auto_close_days is not None:
-            for month, _ in await asyncio.to_thread(store.open_months):
-                if not auto_close_due(month, now, settings.billing_auto_close_days):
-                    break
-                try:
-                    result = await asyncio.to_thread(
-                        store.close,
-                        month,
-                        standard_rate_dkk=settings.billing_standard_rate_dkk,
-                        now=now,
-                        by=AUTO_CLOSE_BY,
-                    )
-                except CloseRefused as exc:
-                    log.warning("automatic close refused", month=month, reason=str(exc))
-                    break
-                log.info("month closed automatically", month=month, rate_dkk=result.statement.rate_dkk)
-                await emit(result.statement)
+            try:
+                closed = await asyncio.to_thread(
+                    store.close_due,
+                    days=settings.billing_auto_close_days,
+                    standard_rate_dkk=settings.billing_standard_rate_dkk,
+                    now=now,
+                )
+            except CloseRefused as exc:
+                log.warning("automatic close refused", reason=str(exc))
+            else:
+                for statement in closed:
+                    log.info("month closed automatically", month=statement.month, rate_dkk=statement.rate_dkk)
         for statement in await asyncio.to_thread(store.unemitted):
-            if statement.closed_at <= now - EMIT_GRACE:
+            if statement.closed_by == AUTO_CLOSE_BY or statement.closed_at <= now - EMIT_GRACE:
                 await emit(statement)
 
     service.app.timer(interval=TIMER_INTERVAL_S)(close_and_emit)

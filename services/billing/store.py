@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, bindparam, event, func, insert, selec
 
 from services.billing.accrual import Accrual, Outcome
 from services.billing.money import dkk_to_ore
-from services.billing.months import billed_month, has_ended
+from services.billing.months import auto_close_due, billed_month, has_ended
 from services.billing.refund import LineKey, MonthLine, Statement, close_month
 from services.billing.tables import accruals, emissions, grant_ledger, statements
 from shared.config import Settings
@@ -31,6 +31,7 @@ from shared.events import AnalysisType, Region
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK_KEY = 0x6B696C6C  # the advisory lock of billing's writers on PostgreSQL
+AUTO_CLOSE_BY = "auto-close"
 
 
 class CloseRefused(Exception):
@@ -415,6 +416,17 @@ class BillingStore:
                 note=f"refund of {month} at {statement.rate_dkk} DKK per genome equivalent",
             )
             return CloseResult(statement, created=True, emitted=False)
+
+    def close_due(self, *, days: int, standard_rate_dkk: int, now: datetime) -> list[Statement]:
+        """The automatic close: every open month that ended ``days`` days ago or more, oldest
+        first; a refusal (e.g. no opening balance) stops it, and it is tried again later."""
+        closed = []
+        for month, _ in self.open_months():
+            if not auto_close_due(month, now, days):
+                break
+            result = self.close(month, standard_rate_dkk=standard_rate_dkk, now=now, by=AUTO_CLOSE_BY)
+            closed.append(result.statement)
+        return closed
 
     @staticmethod
     def _statement(conn: Connection, month: str) -> Statement | None:

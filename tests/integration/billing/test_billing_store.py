@@ -172,3 +172,16 @@ def test_accruals_and_a_close_never_interleave(store: BillingStore) -> None:
     february = {b.accrual.sample_id for b in store.billed("2026-02")}
     assert len(january) + len(february) == 180 and not january & february
     assert statement.samples == len(january) and statement.total_ge_micro == len(january) * MICRO
+
+
+def test_automatic_close_after_the_configured_days(store: BillingStore) -> None:
+    store.add_to_grant(1000_00, by="f", at=FEB)
+    accrue(store, indexed("J1"))
+    accrue(store, indexed("F1", received_at=datetime(2026, 2, 10, tzinfo=UTC)))
+    assert store.close_due(days=5, standard_rate_dkk=RATE, now=datetime(2026, 2, 5, 22, tzinfo=UTC)) == []
+    closed = store.close_due(days=5, standard_rate_dkk=RATE, now=datetime(2026, 2, 5, 23, tzinfo=UTC))
+    assert [s.month for s in closed] == ["2026-01"] and closed[0].closed_by == "auto-close"
+    assert store.close_due(days=5, standard_rate_dkk=RATE, now=datetime(2026, 3, 1, tzinfo=UTC)) == []
+    assert [
+        s.month for s in store.close_due(days=5, standard_rate_dkk=RATE, now=datetime(2026, 3, 9, tzinfo=UTC))
+    ] == ["2026-02"]
