@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import csv
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +199,7 @@ class SarekBackend:
             long_read=any(lane.long_read for lane in reads.lanes),
         )
         console = rundir / "nextflow.log"
-        script = " ".join(_quote(c) for c in command)
+        script = " ".join(shlex.quote(c) for c in command)
         run = asyncio.ensure_future(run_script(script, rundir, console, on_process, shell_options="set -eu"))
         started = time.monotonic()
         while not run.done():
@@ -222,9 +223,3 @@ class SarekBackend:
         with contextlib.suppress(Exception):
             log.info("sarek finished", sample=reads.sample, tasks=trace_summary(records))
         return outdir
-
-
-def _quote(value: str) -> str:
-    import shlex
-
-    return shlex.quote(value)

@@ -112,3 +112,36 @@ def test_example_executor_configs_exist() -> None:
     folder = Path(__file__).resolve().parents[3] / "services" / "harmoniser" / "nextflow"
     assert "executor       = 'slurm'" in (folder / "slurm.config").read_text()
     assert "executor      = 'k8s'" in (folder / "kubernetes.config").read_text()
+
+
+def test_a_run_that_cannot_start_fails_with_nextflows_exit_status_and_log(
+    local_run: LocalRun, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from services.harmoniser.sarek import SarekBackend
+
+    backend = SarekBackend(
+        SarekOptions(
+            "3.5.1", "singularity", None, "GATK.GRCh38", "bcftools", nextflow="nextflow-not-installed"
+        ),
+        follow_interval=0.1,
+    )
+    with pytest.raises(PipelineFailed) as failed:
+        asyncio.run(backend.run(local_run.reads, tmp_path, False, lambda _pgid: None))
+    assert "nextflow exited with status 127" in str(failed.value)
+    assert "nextflow-not-installed" in failed.value.log_tail
+    assert (tmp_path / "samplesheet.csv").read_text().startswith("patient,sex,status,sample,lane,fastq_1")
+
+
+def test_the_service_builds_the_configured_backend() -> None:
+    from services.harmoniser.app import make_harmoniser
+    from shared.config import Settings
+
+    harmoniser = make_harmoniser(Settings(harmoniser_backend="sarek", harmoniser_sarek_version="3.5.1"))
+    assert (harmoniser.backend.name, harmoniser.pipeline, harmoniser.pipeline_version) == (
+        "sarek",
+        "nf-core/sarek",
+        "3.5.1",
+    )
+    assert harmoniser.reference == "GATK.GRCh38"
