@@ -209,7 +209,7 @@ def ge_chart(months: Sequence[MonthGe], regions: Sequence[Region]) -> str:
 
 def balance_chart(entries: Sequence[LedgerEntry]) -> str:
     """A step line of the grant balance after each ledger entry, in DKK."""
-    width, height, left, bottom, top = 760, 260, 110, 60, 20
+    width, height, left, bottom, top = 760, 300, 110, 100, 20
     plot_w, plot_h = width - left - 30, height - bottom - top
     peak = max((Decimal(e.balance_after_ore) / 100 for e in entries), default=Decimal(0))
     ceiling = _nice_ceiling(peak)
