@@ -303,10 +303,10 @@ class FastqScanner:
                 _location(start + bad),
             )
         report.q30_bases += int.from_bytes(quality.translate(Q30_TABLE), "little").bit_count() // 8
-        if not self._seen_low and len(quality.translate(None, BELOW_PHRED64)) < len(quality):
-            self._seen_low = True
-        if not self._seen_high and len(quality.translate(None, ABOVE_PHRED33_ILLUMINA)) < len(quality):
-            self._seen_high = True
+        if not self._seen_low:  # once a character below ';' is seen, Phred+64 is ruled out
+            self._seen_low = len(quality.translate(None, BELOW_PHRED64)) < len(quality)
+            if not self._seen_high:
+                self._seen_high = len(quality.translate(None, ABOVE_PHRED33_ILLUMINA)) < len(quality)
         self._read_names(heads, joined_heads, start)
         report.reads += m
         report.bases += len(sequence)
