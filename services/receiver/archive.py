@@ -26,7 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO
 
-from shared.storage import Digests, SizeLimitExceeded, StoredObject, filesystem, join, read_chunks
+from shared.storage import (
+    Digests,
+    SizeLimitExceeded,
+    StoredObject,
+    WriteBehind,
+    filesystem,
+    join,
+    read_chunks,
+)
 
 INCOMING = ".incoming"
 
@@ -95,6 +103,7 @@ class PartialUpload:
                 raise OffsetMismatch(self.digests.size)
         self.fs.makedirs(self.path.rsplit("/", 1)[0], exist_ok=True)
         self._handle: IO[bytes] | None = self.fs.open(self.path, "ab" if offset else "wb")
+        self._out = WriteBehind(self._handle, start=offset)
 
     @property
     def size(self) -> int:
@@ -103,15 +112,17 @@ class PartialUpload:
     def write(self, chunk: bytes) -> None:
         if self.size + len(chunk) > self.max_size:
             raise SizeLimitExceeded(f"more than {self.max_size} bytes")
-        handle = self._handle
-        assert handle is not None, "write after close"
-        self.digests.update(chunk, handle.write)
+        assert self._handle is not None, "write after close"
+        self.digests.update(chunk, self._out.write)
 
     def close(self) -> None:
         """Make what arrived durable as the partial (also after an interrupted request)."""
         if self._handle is not None:
             handle, self._handle = self._handle, None
-            handle.close()
+            try:
+                self._out.sync()
+            finally:
+                handle.close()
 
     def result(self) -> StoredObject:
         """Size and digests of the whole file so far (call after :meth:`close`)."""

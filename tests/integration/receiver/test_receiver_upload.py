@@ -185,7 +185,15 @@ def test_s3_store_upload_and_register_from_inboxes(
         "POST", "/v1/submissions", json=metadata("S-S3", ["R1.fastq.gz", "R2.fastq.gz"])
     )
     sid = created.json()["submission_id"]
-    put = s3_receiver.call("PUT", f"/v1/submissions/{sid}/files/R1.fastq.gz", data=reads.read_bytes())
+    path = f"/v1/submissions/{sid}/files/R1.fastq.gz"
+    data = reads.read_bytes()
+    # In two pieces: the second appends to a 6 MB partial object (a server-side part copy).
+    first = s3_receiver.call(
+        "PUT", path, data=data[:6_000_000], headers={"Content-Range": "bytes 0-5999999/12000000"}
+    )
+    assert first.status_code == 202, first.text
+    assert s3_receiver.call("HEAD", path).headers["Upload-Offset"] == "6000000"
+    put = s3_receiver.call("PUT", path, data=data[6_000_000:], headers={"Upload-Offset": "6000000"})
     assert put.status_code == 200, put.text
     outside = s3_receiver.call(
         "POST",
