@@ -20,7 +20,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, func, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    column,
+    delete,
+    func,
+    literal_column,
+    select,
+    table,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.indexer import tables as t
@@ -52,6 +64,10 @@ from shared.events import Harmonised, Region, Validated
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = "indexer"
+SAMPLES_FTS = table("catalogue_samples_fts", column("rowid"), column("search"))
+"""SQLite only (migration 0002): the trigram index of ``catalogue_samples.search``."""
+RARE_TERM = 1000
+"""Below this many matches a text search is answered from the trigram index (SQLite)."""
 _MODELS: dict[str, type[CatalogueData]] = {m.event_name: m for m in (Validated, Harmonised)}
 
 
@@ -344,15 +360,14 @@ class Catalogue:
             query = query.where(c.received_at >= naive_utc(filters.received_since))
         if filters.received_before is not None:
             query = query.where(c.received_at < naive_utc(filters.received_before))
-        if filters.q:
-            pattern = filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(c.search.like(f"%{pattern}%", escape="\\"))
         after = filters.after
         if after is not None:
             query = query.where(
                 tuple_(c.received_at, c.sample_id) < tuple_(naive_utc(after.received_at), after.sample_id)
             )
         with self._read() as conn:
+            if filters.q:
+                query = query.where(self._matching(conn, filters.q.lower()))
             rows = conn.execute(query).all()
         items = [_summary(r) for r in rows[: filters.limit]]
         next_cursor = None
@@ -360,6 +375,25 @@ class Catalogue:
             last = items[-1]
             next_cursor = Cursor(last.received_at, last.sample_id).encode()
         return SamplePage(items=items, next_cursor=next_cursor, limit=filters.limit)
+
+    def _matching(self, conn: Connection, term: str) -> ColumnElement[bool]:
+        """The ``q`` condition: a substring of the lowercased search column.
+
+        A common term (a department) is best found by walking the newest-first index until a
+        page is full; a rare one (a pseudonym) by a trigram index, else the walk scans every
+        row. PostgreSQL's planner chooses between its pg_trgm index and the walk itself;
+        SQLite's cannot, so a capped count on its FTS5 trigram index chooses here.
+        """
+        c = t.samples.c
+        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        walk = c.search.like(f"%{escaped}%", escape="\\")
+        if conn.dialect.name != "sqlite" or len(term) < 3 or escaped != term:
+            return walk  # trigrams need 3 characters; FTS5's LIKE takes no ESCAPE clause
+        hits = select(SAMPLES_FTS.c.rowid).where(SAMPLES_FTS.c.search.like(f"%{term}%"))
+        found = conn.execute(select(func.count()).select_from(hits.limit(RARE_TERM).subquery())).scalar_one()
+        if found >= RARE_TERM:
+            return walk
+        return literal_column("catalogue_samples.rowid").in_(hits)
 
     def sample(self, sample_id: str, scope: Region | None = None) -> SampleDetail | None:
         with self._read() as conn:

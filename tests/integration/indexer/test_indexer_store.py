@@ -26,10 +26,26 @@ def test_migrations_build_the_declared_schema_and_rerun_harmlessly(catalogue: Ca
     with catalogue.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_indexer"})
         diff = compare_metadata(context, tables.metadata)
-    # The trigram index exists on PostgreSQL only, by migration; nothing else may differ.
-    assert [
-        d for d in diff if not (d[0] == "remove_index" and d[1].name == "ix_catalogue_samples_search")
-    ] == []
+    # The trigram indexes (pg_trgm; SQLite's FTS5 table) exist by migration only; nothing else may differ.
+    assert [d for d in diff if not _trigram_index(d)] == []
+
+
+def _trigram_index(difference: tuple[object, ...]) -> bool:
+    kind, item = difference[0], difference[1]
+    name = str(getattr(item, "name", ""))
+    return (kind == "remove_index" and name == "ix_catalogue_samples_search") or (
+        kind == "remove_table" and name.startswith("catalogue_samples_fts")
+    )
+
+
+def test_text_search_follows_a_resubmission(catalogue: Catalogue) -> None:
+    first = submission(1, sample="S-X", department="Herlev Hospital", received_at=T0)
+    second = submission(2, sample="S-X", department="Gentofte Hospital", received_at=T0 + timedelta(days=1))
+    catalogue.apply(event(validated(first, "rejected"), 0))
+    assert [s.sample_id for s in catalogue.search(filters(q="herlev")).items] == ["S-X"]
+    catalogue.apply(event(harmonised(second), 86400))
+    assert catalogue.search(filters(q="herlev")).items == []
+    assert [s.sample_id for s in catalogue.search(filters(q="gentofte")).items] == ["S-X"]
 
 
 def test_harmonised_sample_is_indexed_with_files_checksums_and_tier(catalogue: Catalogue) -> None:
