@@ -294,3 +294,43 @@ async def group_lag(bootstrap: str, group: str) -> dict[TopicPartition, tuple[in
         await admin.close()
     ends = await end_offsets(bootstrap, list(committed))
     return {tp: (meta.offset, ends[tp]) for tp, meta in committed.items() if meta.offset >= 0}
+
+
+class ReadTimeout(RuntimeError):
+    """A topic could not be read to its end in the time allowed."""
+
+
+async def read_records(bootstrap: str, topics: Sequence[str], timeout: float = 30.0) -> list[Any]:
+    """Every record now on ``topics``, from the log start to the current end, without a group.
+
+    For operators' tools and checks that look at a whole topic (dead letters, a demo's
+    results); services consume through their groups instead.
+    """
+    partitions: list[TopicPartition] = []
+    for topic in topics:
+        partitions += await partitions_of(bootstrap, topic)
+    if not partitions:
+        return []
+    # "earliest" as the reset policy too: assign() starts a background reset that would
+    # otherwise race the explicit seeks below and leave a partition at its end.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp, offset in starts.items():
+            consumer.seek(tp, offset)
+        found: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            if time.monotonic() > deadline:
+                raise ReadTimeout(f"could not read {', '.join(topics)} to the end in {timeout:.0f} s")
+            batch = await consumer.getmany(*partitions, timeout_ms=500)
+            for tp, items in batch.items():
+                found += [r for r in items if r.offset < ends[tp]]
+        return found
+    finally:
+        await consumer.stop()

@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
-from shared.bus import partitions_of
+from shared.bus import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,30 +84,9 @@ def genomhub(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("genomhub")), *args]
 
 
-async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
-    """Every record on ``topic`` from the beginning, read without a consumer group."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        parts = await partitions_of(bootstrap, topic)
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while any([await consumer.position(tp) < ends[tp] for tp in parts]) and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for items in batch.values():
-                records.extend(items)
-        return records
-    finally:
-        await consumer.stop()
-
-
 def records(bootstrap: str, topic: str) -> list[Any]:
-    return asyncio.run(read_topic(bootstrap, topic))
+    """Every record on ``topic`` from the beginning, read without a consumer group."""
+    return list(asyncio.run(read_records(bootstrap, [topic])))
 
 
 def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.3, what: str = "condition") -> Any:

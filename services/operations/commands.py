@@ -9,7 +9,6 @@ transactional producer.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from aiokafka.structs import OffsetAndMetadata
 from services.operations import dlq as dl
 from services.operations import replay as rp
 from services.operations.table import format_table
-from shared.bus import partitions_of
+from shared.bus import ReadTimeout, partitions_of, read_records
 from shared.config import Settings, get_settings
 from shared.envelope import normalise_headers
 from shared.topics import DLQ_SUFFIX, all_topics
@@ -239,26 +238,17 @@ async def _read_letters(
         partitions += await partitions_of(bootstrap, topic)
     if not partitions:
         return [], {}
+    try:
+        records = await read_records(bootstrap, topics, READ_TIMEOUT_S)
+    except ReadTimeout as exc:
+        raise dl.DlqError(str(exc)) from exc
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        consumer.assign(partitions)
         starts = await consumer.beginning_offsets(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        letters: list[dl.DeadLetter] = []
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            if time.monotonic() > deadline:
-                raise dl.DlqError(
-                    f"could not read the dead letters up to their end in {READ_TIMEOUT_S:.0f} s"
-                )
-            batch = await consumer.getmany(*partitions, timeout_ms=500)
-            for tp, records in batch.items():
-                letters += [_letter(r) for r in records if r.offset < ends[tp]]
     finally:
         await consumer.stop()
-    letters.sort(key=lambda x: (x.topic, x.partition, x.offset))
+    letters = sorted((_letter(r) for r in records), key=lambda x: (x.topic, x.partition, x.offset))
     return letters, {(tp.topic, tp.partition): o for tp, o in starts.items()}
 
 
