@@ -1,97 +1,237 @@
-"""``genomhub demo``: the pipeline on the embedded defaults, end to end, on this machine.
+"""``genomhub demo``: the whole pipeline on the embedded defaults, on this machine.
 
-For now it shows the foundation: the local broker starts, one event goes out through the
-shared envelope and comes back decoded, with its trace id. Each stage adds itself here.
+It brings a fresh local stack up (its own broker, Jaeger when it can be built, the five
+services), reports one simulated sample per region through the uploader client, waits until
+each is indexed and accrued, closes the month, prints the refund statement and each
+submission's trace, and shuts the stack down. Every run starts from an empty state folder,
+so it shows the same thing each time. The end-to-end and fault tests drive the stack with
+these same functions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
-from aiokafka import AIOKafkaConsumer
 
-from shared import telemetry
-from shared.bus import ensure_topics, partitions_of, publish
-from shared.config import get_settings
-from shared.envelope import decode, normalise_headers
-from shared.events import FileReceived
-from shared.topics import topic_name
+from services.receiver.client import LocalFile, Plan, Uploader
+from shared.auth import NATIONAL, new_token, token_hash
+from shared.bus import group_lag, read_records
+from shared.config import Settings, get_settings
+from shared.envelope import normalise_headers
+from shared.events import FileRole, Indexed, Region
+from shared.synthetic import simulate_paired_reads
+from shared.topics import consumer_group, topic_name
+from tools.background import free_port
+from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, spans_by_service
+from tools.stack.supervisor import SERVICES, LocalStack
 
-
-def _example(submission_id: str) -> FileReceived:
-    return FileReceived.model_validate(
-        {
-            "submission": {
-                "submission_id": submission_id,
-                "region": "hovedstaden",
-                "department": "Rigshospitalet",
-                "sample_id": "DEMO-S1",
-                "patient_id": "DEMO-P1",
-                "analysis_type": "WGS",
-                "platform": "ILLUMINA",
-                "received_at": datetime.now(UTC),
-            },
-            "files": [
-                {
-                    "name": "DEMO-S1_R1.fastq.gz",
-                    "role": "raw_reads",
-                    "url": "file:///demo/DEMO-S1_R1.fastq.gz",
-                    "size": 0,
-                    "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                    "md5": "d41d8cd98f00b204e9800998ecf8427e",
-                }
-            ],
-        }
-    )
+DEPARTMENTS = {
+    Region.HOVEDSTADEN: "Rigshospitalet",
+    Region.SJAELLAND: "SUH Koege",
+    Region.NORDJYLLAND: "Aalborg UH",
+    Region.MIDTJYLLAND: "Aarhus UH MOMA",
+    Region.SYDDANMARK: "OUH",
+}
+COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+GRANT_BALANCE_DKK = "532281"  # what the grant had left after December 2025 (the 2026 minutes)
+SERVICE_NAMES = tuple(f"genomhub-{s}" for s in SERVICES)
 
 
-async def _round_trip() -> None:
-    settings = get_settings()
-    await ensure_topics(settings)
-    event_id = str(uuid.uuid4())
-    event = _example(event_id[:8])
-    topic = topic_name(FileReceived)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers(), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await partitions_of(settings.bootstrap_servers(), topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            await consumer.position(tp)
-        with telemetry.tracer("genomhub.demo").start_as_current_span("demo upload"):
-            trace_id = telemetry.current_trace_id()
-            await publish([(event, event_id)], "/genomhub/demo", settings)
-        click.echo(f"published {event.ce_type()} id={event_id} trace_id={trace_id}")
-        while True:
-            record = await consumer.getone()
-            envelope = decode(normalise_headers(record.headers), record.value, FileReceived)
-            if envelope.id != event_id:
-                continue
-            upstream = dict(normalise_headers(record.headers)).get("traceparent", b"").decode()
-            click.echo(
-                f"consumed {envelope.type} id={envelope.id} subject={envelope.subject} "
-                f"sample={envelope.data.submission.sample_id} traceparent={upstream}"
+@dataclass(frozen=True)
+class DemoTokens:
+    """A fresh token for each region and for the national operator, for one stack's life."""
+
+    by_holder: dict[str, str]
+
+    @classmethod
+    def make(cls) -> DemoTokens:
+        return cls({holder: new_token() for holder in [*(r.value for r in Region), NATIONAL]})
+
+    def env(self) -> dict[str, str]:
+        return {"GENOMHUB_TOKENS": json.dumps({token_hash(t): h for h, t in self.by_holder.items()})}
+
+
+def stack_env(tokens: DemoTokens) -> dict[str, str]:
+    """Tokens and free HTTP ports, so the demo never collides with a stack already running."""
+    env = tokens.env()
+    for service in SERVICES:
+        env[f"GENOMHUB_{service.upper()}_PORT"] = str(free_port())
+    return env
+
+
+def simulate_sample(
+    fasta: Path, out_dir: Path, sample_id: str, seed: int, coverage: float = 4.0
+) -> list[Path]:
+    """A small paired-end WGS sample of the synthetic genome, with a few planted SNPs."""
+    pairs = simulate_paired_reads(fasta, out_dir, prefix=sample_id, coverage=coverage, snps=20, seed=seed)
+    return [pairs.fastq_1, pairs.fastq_2]
+
+
+async def report_sample(
+    receiver_url: str, token: str, region: Region, sample_id: str, patient_id: str, reads: Iterable[Path]
+) -> str:
+    """Upload and seal one sample as its region would; returns the submission id."""
+    files = [LocalFile(p, FileRole.RAW_READS) for p in reads]
+    plan = Plan(region.value, DEPARTMENTS[region], sample_id, patient_id, "WGS", "ILLUMINA", files)
+    sealed = await Uploader(receiver_url, token, retries=8).upload(plan, None, checksum=True)
+    return str(sealed["submission_id"])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the indexed topic says of one submission."""
+
+    event_ids: frozenset[str]
+    trace_id: str | None
+    accepted: bool
+    status: str
+
+
+async def indexed_outcomes(bootstrap: str) -> dict[str, Outcome]:
+    """Per submission id: the distinct indexed event ids, its trace and its verdict."""
+    found: dict[str, tuple[set[str], str | None, bool, str]] = {}
+    for record in await read_records(bootstrap, [topic_name(Indexed)]):
+        headers = dict(normalise_headers(record.headers))
+        data = Indexed.model_validate_json(record.value)
+        traceparent = headers.get("traceparent", b"").decode()
+        trace_id = traceparent.split("-")[1] if traceparent.count("-") == 3 else None
+        ids, _, _, _ = found.setdefault(
+            data.submission.submission_id, (set(), trace_id, data.accepted, data.status)
+        )
+        ids.add(headers.get("ce_id", b"").decode())
+    return {k: Outcome(frozenset(v[0]), v[1], v[2], str(v[3])) for k, v in found.items()}
+
+
+async def billing_caught_up(bootstrap: str) -> bool:
+    """Billing has consumed every indexed event there is."""
+    lag = await group_lag(bootstrap, consumer_group("billing"))
+    indexed = [(c, e) for tp, (c, e) in lag.items() if tp.topic == topic_name(Indexed)]
+    return bool(indexed) and all(c >= e for c, e in indexed)
+
+
+def wait_until_accrued(
+    stack: LocalStack, submissions: Iterable[str], timeout: float, say: Callable[[str], None] = print
+) -> dict[str, Outcome]:
+    """Keep the stack supervised until every submission is indexed and billing caught up."""
+    assert stack.supervisor is not None
+    wanted = set(submissions)
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        stack.supervisor.poll()
+        try:
+            outcomes = asyncio.run(indexed_outcomes(stack.bootstrap))
+            done = wanted & set(outcomes)
+            for sid in sorted(done - seen):
+                say(f"indexed {sid}: {outcomes[sid].status}")
+            seen |= done
+            if done == wanted and asyncio.run(billing_caught_up(stack.bootstrap)):
+                return {sid: outcomes[sid] for sid in wanted}
+        except Exception as exc:  # the broker may be restarting; look again shortly
+            say(f"waiting: {type(exc).__name__}: {exc}")
+        time.sleep(1.0)
+    raise TimeoutError(f"not all indexed and accrued after {timeout:.0f} s: {sorted(wanted - seen)}")
+
+
+def genomhub_command(args: list[str], env: Mapping[str, str]) -> str:
+    """Run a ``genomhub`` command against the stack, as an operator would; returns stdout."""
+    exe = str(Path(sys.executable).with_name("genomhub"))
+    result = subprocess.run([exe, *args], env={**os.environ, **env}, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise click.ClickException(f"genomhub {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def trace_services(stack: LocalStack, trace_id: str, timeout: float = 30.0) -> list[str]:
+    """The services of a trace's spans in start order, once all five have reported."""
+    assert stack.jaeger_state is not None
+    deadline = time.monotonic() + timeout
+    services: list[str] = []
+    while time.monotonic() < deadline:
+        trace = fetch_trace(stack.jaeger_state, trace_id)
+        services = [service for service, _ in spans_by_service(trace)] if trace else []
+        if set(SERVICE_NAMES) <= set(services):
+            break
+        time.sleep(1.0)
+    return services
+
+
+def ensure_jaeger(settings: Settings, say: Callable[[str], None]) -> None:
+    jaeger = LocalJaeger(settings.state_dir, settings.cache)
+    if not jaeger.built():
+        say("building Jaeger from the Go module proxy (once; several minutes on a cold Go cache) ...")
+        try:
+            jaeger.build()
+        except JaegerError as exc:
+            say(f"Jaeger could not be built, the demo runs without traces: {exc}")
+
+
+def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
+    ensure_jaeger(settings, say)
+    tokens = DemoTokens.make()
+    env = stack_env(tokens)
+    national = {"GENOMHUB_HOME": str(settings.state_dir), **env}
+    with LocalStack(settings, env=env, say=say) as stack:
+        stack.wait_ready()
+        national["GENOMHUB_KAFKA_BOOTSTRAP"] = stack.bootstrap
+        say(
+            genomhub_command(
+                ["billing", "grant", "add", GRANT_BALANCE_DKK, "--note", "demo: balance from the minutes"],
+                national,
+            ).strip()
+        )
+        receiver = f"http://127.0.0.1:{env['GENOMHUB_RECEIVER_PORT']}"
+        fasta = settings.reference()
+        submissions: dict[str, Region] = {}
+        for seed, region in enumerate(Region, start=1):
+            sample = f"DEMO-{region.value.upper()}-S1"
+            reads = simulate_sample(fasta, settings.state_dir / "samples", sample, seed)
+            sid = asyncio.run(
+                report_sample(
+                    receiver, tokens.by_holder[region.value], region, sample, f"DEMO-P{seed}", reads
+                )
             )
-            return
-    finally:
-        await consumer.stop()
+            submissions[sid] = region
+            say(f"{region.value}: reported {sample} as submission {sid}")
+        outcomes = wait_until_accrued(stack, submissions, timeout=900, say=say)
+        month = datetime.now(UTC).astimezone(COPENHAGEN).strftime("%Y-%m")
+        say(
+            genomhub_command(
+                ["billing", "close", month, "--force", "--by", "genomhub demo"], national
+            ).strip()
+        )
+        say(f"\nrefund statement {month} (CSV, amounts in DKK):")
+        say(genomhub_command(["refunds", "--month", month, "--format", "csv"], national).rstrip())
+        say("\ntraces (Jaeger query API):")
+        for sid, region in submissions.items():
+            trace_id = outcomes[sid].trace_id
+            if stack.jaeger_state is None or trace_id is None:
+                say(f"  {region.value:<12} {sid}: trace {trace_id} (Jaeger not running)")
+                continue
+            services = trace_services(stack, trace_id)
+            say(f"  {region.value:<12} {stack.jaeger_state.trace_url(trace_id)}")
+            say(
+                f"  {'':<12} spans from: {', '.join(dict.fromkeys(s.removeprefix('genomhub-') for s in services))}"
+            )
+        say("\nstopping the stack")
 
 
 @click.command("demo")
 def demo() -> None:
-    """Start the local broker and send one event round the shared envelope."""
-    from tools.kafka.broker import LocalBroker
-
-    settings = get_settings()
-    telemetry.setup("demo", "WARNING")
-    state, took = LocalBroker(settings.state_dir, settings.cache).start()
-    click.echo(f"kafka ready at {state.bootstrap} in {took:.1f} s")
-    get_settings.cache_clear()
-    asyncio.run(_round_trip())
-
-
-commands = [demo]
+    """Run the pipeline end to end on a fresh local stack and print what it produced."""
+    base = get_settings()
+    home = base.state_dir / "demo" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    settings = Settings(home=home, cache=base.cache)
+    click.echo(f"demo state in {home}")
+    run_demo(settings, click.echo)
