@@ -161,10 +161,12 @@ class LocalStack:
         jaeger: bool = True,
         env: Mapping[str, str] | None = None,
         say: Callable[[str], None] = print,
+        jaeger_ports: tuple[int, int, int] = (4318, 4317, 16686),
     ) -> None:
         self.settings = settings
         self.names = list(services)
         self.want_jaeger = jaeger
+        self.jaeger_ports = jaeger_ports
         self.extra_env = dict(env or {})
         self.say = say
         self.broker = LocalBroker(settings.state_dir, settings.cache)
@@ -204,7 +206,7 @@ class LocalStack:
         }
         if self.want_jaeger and self.jaeger.built():
             self.started_jaeger = self.jaeger.running() is None
-            self.jaeger_state = self.jaeger.start()
+            self.jaeger_state = self.jaeger.start(*self.jaeger_ports)
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.jaeger_state.otlp_endpoint
             self.say(f"jaeger ready, query API at {self.jaeger_state.query_url}")
         elif self.want_jaeger:
