@@ -21,8 +21,13 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY tools ./tools
-RUN pip install -c constraints.txt . \
-    && rm -rf /app/build
+# gcc builds the validator's C FASTQ scanner (services/validator/_fastq_scan.c); it is
+# removed in the same layer, so the image carries the built module and no compiler.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install -c constraints.txt . \
+    && apt-get purge -y --auto-remove gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* /app/build
 
 # Non-root, with a numeric uid so Kubernetes' runAsNonRoot can verify it. The root
 # filesystem is read-only in Kubernetes: state and caches go to /tmp (an emptyDir there).

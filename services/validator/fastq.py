@@ -1,17 +1,19 @@
 """FASTQ checks: every record parsed, at close to the speed of decompression.
 
 A genome's FASTQ pair is 50-100 GB of gzip, so the checks must not be the bottleneck.
-Python cannot afford to touch each record in a loop, so records are checked a block at a
-time with bytes operations that run in C: one ``split`` of a few MB into lines, then
-whole-block joins, ``translate`` and ``count`` for the header, separator, length, alphabet
-and quality rules. Only when a block breaks a rule is it walked record by record, to name
-the first offending record. Decompression is python-isal, with our own member loop so that
+Python cannot afford to touch each record, and even whole-block bytes operations walked
+each block a dozen times and cost as much as the decompression. So the records are checked
+by a small C scanner (``_fastq_scan.c``, built by ``pip install``) in one pass per block:
+header, separator, sequence/quality length, alphabet, quality range, Q30, the Phred+64
+probe, read names and read numbers. This module keeps what spans blocks (the partial
+record carried over, counts, the first problem of each code) and turns the scanner's
+findings into problems. Decompression is python-isal, with our own member loop so that
 truncation, CRC errors and trailing garbage are caught, and with bounded output per step
 so that memory stays flat whatever the file.
 
-Read names of the two mates are compared through a digest of each file's normalised
-headers: R1 and R2 run in separate processes, and only when the digests differ are the two
-files walked side by side to find the first mismatched name.
+Read names of the two mates are compared through a digest of each file's normalised names
+(no ``@``, comment or ``/1`` ``/2``): R1 and R2 run in separate processes, and only when
+the digests differ are the two files walked side by side to find the first mismatched name.
 """
 
 from __future__ import annotations
@@ -23,27 +25,23 @@ from typing import Protocol, cast
 
 from isal import isal_zlib
 
+from services.validator._fastq_scan import Block, scan
 from services.validator.problems import problem
 from services.validator.sources import open_stream
 from shared.events import Problem
 
-READ_SIZE = 1 << 18
-"""Compressed bytes read per step."""
-OUT_LIMIT = 1 << 21
+READ_SIZE = 1 << 16
+"""Compressed bytes read per step: their output (~200 kB) stays in the CPU's L2 cache
+between the decompressor writing it and the scanner reading it; 256 kB steps ran slower."""
+OUT_LIMIT = 1 << 18
 """Most decompressed bytes produced per step: a gzip bomb cannot grow memory."""
 BLOCK = 1 << 20
-"""Decompressed bytes parsed as one block: small enough to stay in the CPU caches."""
+"""Bytes of a plain (uncompressed) FASTQ read per step."""
+STITCH = 1 << 12
+"""Bytes of a chunk put behind the carried partial record to complete it (a longer record
+takes the slow way: the whole chunk behind it)."""
 
 BASES = b"ACGTNacgtn"
-VALID_QUALITY = bytes(range(33, 127))
-BELOW_PHRED64 = bytes(range(33, 59))
-"""Quality characters that cannot occur in Phred+64 (whose lowest, Solexa -5, is ';')."""
-ABOVE_PHRED33_ILLUMINA = bytes(range(75, 127))
-"""Above 'J' (Q41): normal for Phred+64 data, rare for Illumina Phred+33."""
-_q30 = bytearray(256)
-for _c in range(63, 127):  # '?' = Q30 in Phred+33
-    _q30[_c] = 0xFF
-Q30_TABLE = bytes(_q30)
 
 
 DecompressError = cast(type[Exception], isal_zlib.error)
@@ -129,13 +127,6 @@ def plain_chunks(handle: Readable) -> Iterator[bytes]:
         yield chunk
 
 
-def decompressed(handle: Readable) -> Iterator[bytes]:
-    first = handle.read(2)
-    if first == b"\x1f\x8b":
-        return gzip_chunks(_Prefixed(first, handle))
-    return plain_chunks(_Prefixed(first, handle))
-
-
 class _Prefixed:
     """A handle with bytes already read put back in front."""
 
@@ -148,37 +139,6 @@ class _Prefixed:
             out, self._prefix = self._prefix, b""
             return out + self._handle.read(max(0, size - len(out)))
         return self._handle.read(size)
-
-
-def line_blocks(chunks: Iterator[bytes]) -> Iterator[list[bytes]]:
-    """Lists of whole FASTQ records' lines (a multiple of 4), about BLOCK bytes each.
-
-    Only the last list may hold a partial record: the caller sees it as the file's end.
-    """
-    pending = b""
-    for chunk in chunks:
-        pending = pending + chunk if pending else chunk
-        if len(pending) < BLOCK:
-            continue
-        cut = pending.rfind(b"\n")
-        if cut < 0:
-            continue  # one very long line (a long read): wait for its end
-        lines = pending[:cut].split(b"\n")
-        whole = len(lines) - len(lines) % 4
-        rest = pending[cut + 1 :]
-        if whole < len(lines):
-            pending = b"\n".join(lines[whole:]) + b"\n" + rest
-            del lines[whole:]
-        else:
-            pending = rest
-        if lines:
-            yield lines
-    if pending:
-        lines = pending.split(b"\n")
-        if lines[-1] == b"":
-            lines.pop()
-        if lines:
-            yield lines
 
 
 @dataclass
@@ -214,28 +174,30 @@ def _location(record: int) -> str:
     return f"record {record + 1} (line {4 * record + 1})"
 
 
-def split_name(header: bytes) -> tuple[bytes, int | None]:
-    """The read name without ``@`` and mate suffix, and the read number (1, 2 or None)."""
-    name, _, comment = header[1:].partition(b" ")
-    number: int | None = None
-    if name.endswith((b"/1", b"/2")):
-        number = name[-1] - 48
-        name = name[:-2]
-    elif comment[:2] in (b"1:", b"2:"):
-        number = comment[0] - 48
-    return name, number
+FATAL_MESSAGES = {
+    "fastq.bad_header": "a record's first line must start with '@'",
+    "fastq.crlf": "Windows line endings (CR LF); FASTQ lines end in LF only",
+    "fastq.bad_separator": "the third line of a record must be '+' (optionally repeating the name)",
+}
 
 
 class FastqScanner:
-    """Checks blocks of FASTQ lines; carries the state that spans blocks."""
+    """Feeds decompressed bytes to the C scanner and keeps the state that spans blocks.
+
+    :func:`scan` checks the whole records at the start of a block; the partial record at
+    its end is carried over and put in front of the next chunk, so records may be split
+    anywhere between chunks. Of each non-fatal problem the first in the file is kept;
+    a fatal one (the record structure is lost) ends the parse.
+    """
 
     def __init__(self) -> None:
         self.report = FastqReport()
         self._headers = hashlib.sha1(usedforsecurity=False)
-        self._numbers: set[int | None] = set()
+        self._read1 = self._read2 = self._unnumbered = 0
         self._seen_low = False
         self._seen_high = False
         self._codes: set[str] = set()
+        self._pending = b""
         self.broken = False
 
     def _add(self, code: str, message: str, location: str = "") -> None:
@@ -243,111 +205,125 @@ class FastqScanner:
             self._codes.add(code)
             self.report.problems.append(problem(code, message, location))
 
-    def block(self, lines: list[bytes]) -> None:
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Check the whole records ``chunk`` completes; their read names, newline-ended.
+
+        Only the record split across the boundary is stitched together from the carried
+        bytes and the start of ``chunk``; the rest of ``chunk`` is scanned in place. Copying
+        every chunk behind the carried bytes cost as much as the scan itself.
+        """
         if self.broken:
-            return
-        report = self.report
-        start = report.reads
-        whole = len(lines) - len(lines) % 4
-        if whole != len(lines):
+            return []
+        names = []
+        offset = 0
+        if self._pending:
+            carried = len(self._pending)
+            block = scan(self._pending + chunk[:STITCH])
+            if block.consumed < carried:  # a record longer than the stitch (or a fault in it)
+                data = self._pending + chunk
+                block = scan(data)
+                self._pending = data[block.consumed :]
+                return [self._fold(block)]
+            names.append(self._fold(block))
+            if self.broken:
+                return names
+            offset = block.consumed - carried
+        block = scan(memoryview(chunk)[offset:])
+        self._pending = chunk[offset + block.consumed :]
+        names.append(self._fold(block))
+        return names
+
+    def end(self) -> bytes:
+        """The end of the file: a last line without its newline still counts as a line."""
+        data, self._pending = self._pending, b""
+        if self.broken or not data:
+            return b""
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        block = scan(data)
+        names = self._fold(block)
+        lines = data.count(b"\n", block.consumed)
+        if lines and not self.broken:
             self._add(
                 "fastq.truncated_record",
-                f"the file ends inside a record: {len(lines) - whole} line(s) of 4",
-                _location(start + whole // 4),
+                f"the file ends inside a record: {lines} line(s) of 4",
+                _location(self.report.reads),
             )
-            del lines[whole:]
-        if not lines:
-            return
-        heads = lines[0::4]
-        seqs = lines[1::4]
-        plus = lines[2::4]
-        quals = lines[3::4]
-        m = len(heads)
-        joined_heads = b"\n".join(heads)
-        if not joined_heads.startswith(b"@") or joined_heads.count(b"\n@") != m - 1:
-            bad = next(i for i, h in enumerate(heads) if not h.startswith(b"@"))
-            self._fatal("fastq.bad_header", "a record's first line must start with '@'", start + bad)
-            return
-        if b"\r" in joined_heads:
-            self._fatal("fastq.crlf", "Windows line endings (CR LF); FASTQ lines end in LF only", start)
-            return
-        if len(set(plus)) != 1 or plus[0] != b"+":
-            for i, p in enumerate(plus):
-                if not p.startswith(b"+") or (len(p) > 1 and p[1:] != heads[i][1:]):
-                    self._fatal(
-                        "fastq.bad_separator",
-                        "the third line of a record must be '+' (optionally repeating the name)",
-                        start + i,
-                    )
-                    return
-        seq_lengths = list(map(len, seqs))
-        if seq_lengths != list(map(len, quals)):
-            bad = next(i for i in range(m) if len(seqs[i]) != len(quals[i]))
-            self._fatal(
-                "fastq.length_mismatch",
-                f"sequence has {len(seqs[bad])} bases but quality has {len(quals[bad])} characters",
-                start + bad,
+        return names
+
+    def _fold(self, block: Block) -> bytes:
+        report = self.report
+        start = report.reads
+        if block.bad_base_record is not None and block.bad_base_sequence is not None:
+            odd = sorted(set(block.bad_base_sequence.translate(None, BASES).decode("latin-1")))
+            self._add(
+                "fastq.bad_base",
+                f"bases outside ACGTN: {''.join(odd)!r}",
+                _location(start + block.bad_base_record),
             )
-            return
-        sequence = b"".join(seqs)
-        if sequence.translate(None, BASES):
-            bad = next(i for i in range(m) if seqs[i].translate(None, BASES))
-            odd = sorted(set(seqs[bad].translate(None, BASES).decode("latin-1")))
-            self._add("fastq.bad_base", f"bases outside ACGTN: {''.join(odd)!r}", _location(start + bad))
-        quality = b"".join(quals)
-        if quality.translate(None, VALID_QUALITY):
-            bad = next(i for i in range(m) if quals[i].translate(None, VALID_QUALITY))
+        if block.bad_quality_record is not None:
             self._add(
                 "fastq.bad_quality",
                 "quality characters outside '!'..'~' (Phred+33 range)",
-                _location(start + bad),
+                _location(start + block.bad_quality_record),
             )
-        report.q30_bases += int.from_bytes(quality.translate(Q30_TABLE), "little").bit_count() // 8
-        if not self._seen_low:  # once a character below ';' is seen, Phred+64 is ruled out
-            self._seen_low = len(quality.translate(None, BELOW_PHRED64)) < len(quality)
-            if not self._seen_high:
-                self._seen_high = len(quality.translate(None, ABOVE_PHRED33_ILLUMINA)) < len(quality)
-        self._read_names(heads, joined_heads, start)
-        report.reads += m
-        report.bases += len(sequence)
-        shortest = min(seq_lengths)
-        if report.min_length is None or shortest < report.min_length:
-            report.min_length = shortest
-        report.max_length = max(report.max_length, max(seq_lengths))
-
-    def _read_names(self, heads: list[bytes], joined: bytes, start: int) -> None:
-        """Fold the block's names into the digests and note the read-number field.
-
-        Casava (``@name 1:N:0:BC``) and ``/1`` names are normalised in bulk; anything
-        else goes through :func:`split_name` one header at a time.
-        """
-        m = len(heads)
-        if start == 0:
-            name, number = split_name(heads[0])
-            self.report.first_name = name.decode("latin-1")
-        spaces = joined.count(b" ")
-        canon: bytes | None = None
-        for number in (1, 2):
-            if spaces == m and joined.count(b" %d:" % number) == m:
-                canon = joined.replace(b" %d:" % number, b" ?:")
-                self._numbers.add(number)
-                break
-            if spaces == 0 and (joined + b"\n").count(b"/%d\n" % number) == m:
-                canon = (joined + b"\n").replace(b"/%d\n" % number, b"/?\n")[:-1]
-                self._numbers.add(number)
-                break
-        if canon is None:
-            parts = [split_name(h) for h in heads]
-            numbers = {n for _, n in parts}
-            self._numbers.update(numbers)
-            canon = b"\n".join(n for n, _ in parts)
-            self._headers.update(b"names:" + canon + b"\n")
-            return
-        self._headers.update(canon + b"\n")
+        if block.reads:
+            if not start:
+                report.first_name = block.names.partition(b"\n")[0].decode("latin-1")
+            report.reads += block.reads
+            report.bases += block.bases
+            report.q30_bases += block.q30_bases
+            if block.min_length is not None and (
+                report.min_length is None or block.min_length < report.min_length
+            ):
+                report.min_length = block.min_length
+            report.max_length = max(report.max_length, block.max_length)
+            self._seen_low = self._seen_low or block.low_quality
+            self._seen_high = self._seen_high or block.high_quality
+            self._read1 += block.read1
+            self._read2 += block.read2
+            self._unnumbered += block.unnumbered
+            self._headers.update(block.names)
+        if block.fault is not None and block.fault_record is not None:
+            if block.fault == "fastq.length_mismatch":
+                message = (
+                    f"sequence has {block.sequence_length} bases but quality has "
+                    f"{block.quality_length} characters"
+                )
+            else:
+                message = FATAL_MESSAGES[block.fault]
+            self._fatal(block.fault, message, start + block.fault_record)
+        return block.names
 
     def _fatal(self, code: str, message: str, record: int) -> None:
         self._add(code, message + "; the rest of the file was not parsed", _location(record))
         self.broken = True
+
+    def run(self, url: str) -> Iterator[bytes]:
+        """Check the file at ``url``, yielding each block's read names as they are checked."""
+        with open_stream(url) as handle:
+            magic = handle.read(4)
+            if magic[:2] == b"\x1f\x8b":
+                rest = handle.read(12)
+                first = magic + rest
+                self.report.compression = (
+                    "bgzf" if first[3:4] == b"\x04" and first[12:14] == b"BC" else "gzip"
+                )
+                chunks = gzip_chunks(_Prefixed(first, handle))
+            else:
+                chunks = plain_chunks(_Prefixed(magic, handle))
+            try:
+                for chunk in chunks:
+                    yield from self.feed(chunk)
+                    if self.broken:
+                        return
+            except GzipFault as fault:
+                self.report.problems.append(
+                    problem(fault.code, str(fault), f"compressed byte {fault.offset}")
+                )
+                self.broken = True
+                return
+            yield self.end()
 
     def finish(self) -> FastqReport:
         report = self.report
@@ -362,10 +338,11 @@ class FastqScanner:
                 "fastq.phred64",
                 "qualities look Phred+64 (none below ';', many above 'J'); NGC takes Phred+33",
             )
-        numbers = self._numbers - {None}
-        if len(numbers) > 1:
+        if self._read1 and self._read2:
             self._add("fastq.mixed_read_numbers", "the file mixes read 1 and read 2 records")
-        report.read_number = next(iter(numbers)) if len(numbers) == 1 and None not in self._numbers else None
+        report.read_number = None
+        if not self._unnumbered and bool(self._read1) != bool(self._read2):
+            report.read_number = 1 if self._read1 else 2
         report.headers_digest = self._headers.hexdigest()
         return report
 
@@ -373,36 +350,20 @@ class FastqScanner:
 def check_fastq(url: str) -> FastqReport:
     """Every record of the FASTQ at ``url`` (plain, gzip or BGZF), checked and counted."""
     scanner = FastqScanner()
-    with open_stream(url) as handle:
-        magic = handle.read(4)
-        if magic[:2] == b"\x1f\x8b":
-            rest = handle.read(12)
-            first = magic + rest
-            scanner.report.compression = "bgzf" if first[3:4] == b"\x04" and first[12:14] == b"BC" else "gzip"
-            chunks = gzip_chunks(_Prefixed(first, handle))
-        else:
-            chunks = plain_chunks(_Prefixed(magic, handle))
-        try:
-            for lines in line_blocks(chunks):
-                scanner.block(lines)
-        except GzipFault as fault:
-            scanner.report.problems.append(problem(fault.code, str(fault), f"compressed byte {fault.offset}"))
-            scanner.broken = True
+    for _ in scanner.run(url):
+        pass
     return scanner.finish()
 
 
-def names(url: str) -> Iterator[tuple[bytes, int | None]]:
-    """Each record's name and read number, for the side-by-side comparison of mates."""
-    with open_stream(url) as handle:
-        for lines in line_blocks(decompressed(handle)):
-            for header in lines[0::4]:
-                yield split_name(header)
+def names(url: str) -> Iterator[bytes]:
+    """Each checked record's read name, for the side-by-side comparison of mates."""
+    for block in FastqScanner().run(url):
+        yield from block.split(b"\n")[:-1]
 
 
 def first_name_mismatch(url1: str, url2: str) -> tuple[int, str, str] | None:
     """The first record whose names differ between two mate files, or None if all agree."""
-    index = -1
     for index, (a, b) in enumerate(zip(names(url1), names(url2), strict=False)):
-        if a[0] != b[0]:
-            return index, a[0].decode("latin-1"), b[0].decode("latin-1")
+        if a != b:
+            return index, a.decode("latin-1"), b.decode("latin-1")
     return None

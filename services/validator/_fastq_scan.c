@@ -1,0 +1,316 @@
+/*
+ * The FASTQ record scanner behind services/validator/fastq.py.
+ *
+ * A genome's FASTQ pair is 50-100 GB of gzip; the checks must run at close to the speed
+ * of decompression. Python cannot touch each record, and even whole-block bytes
+ * operations walked the data a dozen times. This walks it once: each record's four lines
+ * are found with memchr, the rules are checked where the record lies, and the sequence
+ * and quality lines go through branch-free loops that the compiler vectorises.
+ *
+ * scan(data) checks the whole records at the start of `data` (a bytes-like object) and
+ * stops at the first fatal fault or where fewer than four complete lines are left; the
+ * caller carries `data[consumed:]` over to the next block. It holds no state between
+ * calls, so the Python side owns the file-wide state (counts, first problem of each code,
+ * the digest of read names). The GIL is released while scanning.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef enum { FAULT_NONE, FAULT_HEADER, FAULT_CRLF, FAULT_SEPARATOR, FAULT_LENGTH } Fault;
+
+static const char *const FAULT_CODES[] = {
+    NULL, "fastq.bad_header", "fastq.crlf", "fastq.bad_separator", "fastq.length_mismatch",
+};
+
+typedef struct {
+    Py_ssize_t consumed;
+    Py_ssize_t reads;
+    long long bases;
+    long long q30_bases;
+    Py_ssize_t min_length; /* -1: no record */
+    Py_ssize_t max_length;
+    int low_quality;  /* a quality character in '!'..':' (impossible in Phred+64) */
+    int high_quality; /* a quality character in 'K'..'~' (rare in Illumina Phred+33) */
+    Py_ssize_t read1, read2, unnumbered;
+    Fault fault;
+    Py_ssize_t fault_record, sequence_length, quality_length;
+    Py_ssize_t bad_base_record; /* -1: none */
+    const unsigned char *bad_base_sequence;
+    Py_ssize_t bad_base_length;
+    Py_ssize_t bad_quality_record; /* -1: none */
+    unsigned char *names;
+    Py_ssize_t names_length;
+} Scan;
+
+/* Loops over a line take at most 255 bytes at a time so that their counters can be bytes:
+ * the compiler then vectorises them 16 or 32 bytes per step. */
+#define RUN 255
+
+/* 1 if any byte of the sequence is outside ACGTNacgtn. `c | 0x20` folds case, and only
+ * 'A' and 'a' fold to 'a' (likewise for the others), so five compares decide. Written with
+ * GCC/Clang vector types (portable across architectures): the plain loop is not vectorised,
+ * as GCC turns the compares into a 64-bit bit test. */
+typedef unsigned char Bytes16 __attribute__((vector_size(16)));
+
+static inline int bad_bases(const unsigned char *s, Py_ssize_t n) {
+    Bytes16 bad = {0};
+    Py_ssize_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        Bytes16 x;
+        memcpy(&x, s + i, 16);
+        x |= 0x20;
+        bad |= ~(Bytes16)((x == 'a') | (x == 'c') | (x == 'g') | (x == 't') | (x == 'n'));
+    }
+    unsigned char any = 0;
+    for (int k = 0; k < 16; k++) any |= bad[k];
+    for (; i < n; i++) {
+        unsigned char x = s[i] | 0x20;
+        any |= (x != 'a') & (x != 'c') & (x != 'g') & (x != 't') & (x != 'n');
+    }
+    return any != 0;
+}
+
+/* Quality characters: any outside '!'..'~' (which includes a newline), the count of Q30
+ * or above ('?'..'~'), and whether any lies in '!'..':' (impossible in Phred+64) or
+ * 'K'..'~' (rare in Phred+33). */
+typedef struct {
+    unsigned char invalid, low, high;
+    Py_ssize_t q30;
+} Quality;
+
+static inline Quality quality(const unsigned char *q, Py_ssize_t n) {
+    Quality out = {0, 0, 0, 0};
+    for (Py_ssize_t off = 0; off < n; off += RUN) {
+        Py_ssize_t m = n - off < RUN ? n - off : RUN;
+        const unsigned char *r = q + off;
+        unsigned char invalid = 0, low = 0, high = 0, q30 = 0;
+        for (Py_ssize_t i = 0; i < m; i++) {
+            unsigned char c = r[i];
+            invalid |= (unsigned char)(c - 33) > 93;
+            q30 += (unsigned char)(c - 63) < 64;
+            low |= (unsigned char)(c - 33) < 26;
+            high |= (unsigned char)(c - 75) < 52;
+        }
+        out.invalid |= invalid;
+        out.low |= low;
+        out.high |= high;
+        out.q30 += q30;
+    }
+    return out;
+}
+
+static inline int name_number(const unsigned char *h, Py_ssize_t hlen, Py_ssize_t *name_length) {
+    /* The read name (after '@', before the first space, without a /1 or /2 suffix) and its
+     * read number: 1 or 2 from the suffix or from a Casava comment "1:N:..."; 0 if none. */
+    const unsigned char *name = h + 1;
+    Py_ssize_t rest = hlen - 1;
+    const unsigned char *space = memchr(name, ' ', (size_t)rest);
+    Py_ssize_t n = space ? space - name : rest;
+    int number = 0;
+    if (n >= 2 && name[n - 2] == '/' && (name[n - 1] == '1' || name[n - 1] == '2')) {
+        number = name[n - 1] - '0';
+        n -= 2;
+    } else if (space && (h + hlen) - (space + 1) >= 2 && (space[1] == '1' || space[1] == '2') &&
+               space[2] == ':') {
+        number = space[1] - '0';
+    }
+    *name_length = n;
+    return number;
+}
+
+static void scan_records(const unsigned char *data, Py_ssize_t size, Scan *s) {
+    const unsigned char *p = data, *end = data + size;
+    for (;;) {
+        const unsigned char *h = p;
+        const unsigned char *e1 = memchr(h, '\n', (size_t)(end - h));
+        if (!e1) break;
+        const unsigned char *seq = e1 + 1;
+        const unsigned char *e2 = memchr(seq, '\n', (size_t)(end - seq));
+        if (!e2) break;
+        const unsigned char *plus = e2 + 1, *e3, *qual, *e4;
+        Py_ssize_t slen = e2 - seq;
+        Quality qs;
+        /* The usual record: a bare '+' and a quality line as long as the sequence. Taking
+         * that for granted spares two memchr calls; a newline inside the presumed quality
+         * line (or any other bad character) sends the record the careful way. */
+        if (end - plus > slen + 2 && plus[0] == '+' && plus[1] == '\n' && plus[slen + 2] == '\n' &&
+            !(qs = quality(plus + 2, slen)).invalid) {
+            e3 = plus + 1;
+            qual = plus + 2;
+            e4 = qual + slen;
+        } else {
+            e3 = memchr(plus, '\n', (size_t)(end - plus));
+            if (!e3) break;
+            qual = e3 + 1;
+            e4 = memchr(qual, '\n', (size_t)(end - qual));
+            if (!e4) break;
+            qs = quality(qual, e4 - qual);
+        }
+
+        Py_ssize_t hlen = e1 - h, plen = e3 - plus, qlen = e4 - qual;
+        s->fault_record = s->reads;
+        if (hlen == 0 || h[0] != '@') {
+            s->fault = FAULT_HEADER;
+            break;
+        }
+        if (memchr(h, '\r', (size_t)hlen)) {
+            s->fault = FAULT_CRLF;
+            break;
+        }
+        if (plen == 0 || plus[0] != '+' ||
+            (plen > 1 && (plen != hlen || memcmp(plus + 1, h + 1, (size_t)(hlen - 1)) != 0))) {
+            s->fault = FAULT_SEPARATOR;
+            break;
+        }
+        if (slen != qlen) {
+            s->fault = FAULT_LENGTH;
+            s->sequence_length = slen;
+            s->quality_length = qlen;
+            break;
+        }
+
+        if (s->bad_base_record < 0 && bad_bases(seq, slen)) {
+            s->bad_base_record = s->reads;
+            s->bad_base_sequence = seq;
+            s->bad_base_length = slen;
+        }
+        if (qs.invalid && s->bad_quality_record < 0) s->bad_quality_record = s->reads;
+        s->q30_bases += qs.q30;
+        s->low_quality |= qs.low != 0;
+        s->high_quality |= qs.high != 0;
+
+        Py_ssize_t nlen;
+        int number = name_number(h, hlen, &nlen);
+        if (number == 1) s->read1++;
+        else if (number == 2) s->read2++;
+        else s->unnumbered++;
+        memcpy(s->names + s->names_length, h + 1, (size_t)nlen);
+        s->names[s->names_length + nlen] = '\n';
+        s->names_length += nlen + 1;
+
+        s->reads++;
+        s->bases += slen;
+        if (s->min_length < 0 || slen < s->min_length) s->min_length = slen;
+        if (slen > s->max_length) s->max_length = slen;
+        p = e4 + 1;
+    }
+    s->consumed = p - data;
+}
+
+static PyTypeObject *BlockType;
+
+static PyStructSequence_Field block_fields[] = {
+    {"consumed", "bytes of whole records checked: the caller carries the rest over"},
+    {"reads", "records checked"},
+    {"bases", "sum of the records' sequence lengths"},
+    {"min_length", "shortest sequence, or None without records"},
+    {"max_length", "longest sequence (0 without records)"},
+    {"q30_bases", "quality characters from '?' (Q30 in Phred+33) to '~'"},
+    {"low_quality", "a quality character in '!'..':' was seen (rules out Phred+64)"},
+    {"high_quality", "a quality character in 'K'..'~' was seen"},
+    {"read1", "records whose name carries read number 1 (/1 or Casava ' 1:')"},
+    {"read2", "records whose name carries read number 2"},
+    {"unnumbered", "records whose name carries no read number"},
+    {"names", "each record's read name (no '@', comment or /1 /2), each ending in a newline"},
+    {"fault", "problem code of the fatal fault that stopped the scan, or None"},
+    {"fault_record", "index in this block of the record with the fault, or None"},
+    {"sequence_length", "for fastq.length_mismatch: the sequence's length"},
+    {"quality_length", "for fastq.length_mismatch: the quality's length"},
+    {"bad_base_record", "index in this block of the first record with a base outside ACGTN, or None"},
+    {"bad_base_sequence", "that record's sequence line, or None"},
+    {"bad_quality_record", "index of the first record with a quality outside '!'..'~', or None"},
+    {NULL, NULL},
+};
+
+static PyStructSequence_Desc block_desc = {
+    "services.validator._fastq_scan.Block",
+    "What scan() found in the whole records at the start of a block of FASTQ bytes.",
+    block_fields,
+    19,
+};
+
+static PyObject *index_or_none(Py_ssize_t value) {
+    if (value < 0) Py_RETURN_NONE;
+    return PyLong_FromSsize_t(value);
+}
+
+static PyObject *scan(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Scan s;
+    memset(&s, 0, sizeof s);
+    s.min_length = -1;
+    s.bad_base_record = -1;
+    s.bad_quality_record = -1;
+    /* Names are at most the headers, which are at most the data. */
+    s.names = PyMem_RawMalloc((size_t)view.len + 1);
+    if (!s.names) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    scan_records((const unsigned char *)view.buf, view.len, &s);
+    Py_END_ALLOW_THREADS
+
+    PyObject *block = PyStructSequence_New(BlockType);
+    if (block) {
+        PyObject *items[19] = {
+            PyLong_FromSsize_t(s.consumed),
+            PyLong_FromSsize_t(s.reads),
+            PyLong_FromLongLong(s.bases),
+            index_or_none(s.min_length),
+            PyLong_FromSsize_t(s.max_length),
+            PyLong_FromLongLong(s.q30_bases),
+            PyBool_FromLong(s.low_quality),
+            PyBool_FromLong(s.high_quality),
+            PyLong_FromSsize_t(s.read1),
+            PyLong_FromSsize_t(s.read2),
+            PyLong_FromSsize_t(s.unnumbered),
+            PyBytes_FromStringAndSize((const char *)s.names, s.names_length),
+            s.fault ? PyUnicode_FromString(FAULT_CODES[s.fault]) : Py_NewRef(Py_None),
+            index_or_none(s.fault ? s.fault_record : -1),
+            PyLong_FromSsize_t(s.sequence_length),
+            PyLong_FromSsize_t(s.quality_length),
+            index_or_none(s.bad_base_record),
+            s.bad_base_record >= 0
+                ? PyBytes_FromStringAndSize((const char *)s.bad_base_sequence, s.bad_base_length)
+                : Py_NewRef(Py_None),
+            index_or_none(s.bad_quality_record),
+        };
+        int failed = 0;
+        for (int i = 0; i < 19; i++) {
+            if (!items[i]) failed = 1;
+            PyStructSequence_SetItem(block, i, items[i]);
+        }
+        if (failed) Py_CLEAR(block);
+    }
+    PyMem_RawFree(s.names);
+    PyBuffer_Release(&view);
+    return block;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_O,
+     "scan(data, /) -> Block\n\nCheck and count the whole FASTQ records at the start of data."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_fastq_scan", "FASTQ record scanner for the validator.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastq_scan(void) {
+    PyObject *module = PyModule_Create(&module_def);
+    if (!module) return NULL;
+    BlockType = PyStructSequence_NewType(&block_desc);
+    if (!BlockType || PyModule_AddObjectRef(module, "Block", (PyObject *)BlockType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

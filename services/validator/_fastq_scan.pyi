@@ -1,0 +1,24 @@
+"""Types of the C extension ``_fastq_scan.c`` (the field docs are in the C source)."""
+
+class Block:
+    consumed: int
+    reads: int
+    bases: int
+    min_length: int | None
+    max_length: int
+    q30_bases: int
+    low_quality: bool
+    high_quality: bool
+    read1: int
+    read2: int
+    unnumbered: int
+    names: bytes
+    fault: str | None
+    fault_record: int | None
+    sequence_length: int
+    quality_length: int
+    bad_base_record: int | None
+    bad_base_sequence: bytes | None
+    bad_quality_record: int | None
+
+def scan(data: bytes | memoryview, /) -> Block: ...
