@@ -25,7 +25,10 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """Nobody listens on ``port``; a socket of a just-stopped server lingering in TIME_WAIT
+    does not count, since servers (Kafka, Jaeger) bind with SO_REUSEADDR too."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -162,12 +162,13 @@ class LocalBroker:
         self.fetch_jars()
         self.dir.mkdir(parents=True, exist_ok=True)
         previous = self.state()
-        if (
-            port is None
-            and previous is not None
-            and port_free(previous.port)
-            and port_free(previous.controller_port)
-        ):
+        if port is None and previous is not None:
+            # Clients were given this address: a restarted broker must come back on it.
+            busy = [p for p in (previous.port, previous.controller_port) if not port_free(p)]
+            if busy:
+                raise BrokerError(
+                    f"the broker's ports {busy} are taken by another process; pass --port to move it"
+                )
             port, controller_port = previous.port, previous.controller_port
         else:
             port = port or free_port()
