@@ -103,6 +103,26 @@ def up(no_jaeger: bool) -> None:
 
 
 @main.group()
+def db() -> None:
+    """The services' relational schemas (receiver, indexer, billing)."""
+
+
+@db.command("upgrade")
+@click.option("--service", "only", multiple=True, type=click.Choice(["receiver", "indexer", "billing"]))
+def db_upgrade(only: tuple[str, ...]) -> None:
+    """Migrate each service's database to its newest schema (the Kubernetes migration Job)."""
+    from pathlib import Path
+
+    from shared.database import upgrade
+
+    for service, url in get_settings().database_urls().items():
+        if only and service not in only:
+            continue
+        upgrade(url, Path(services.__file__).parent / service / "migrations", service)
+        click.echo(f"{service}: schema at head")
+
+
+@main.group()
 def schemas() -> None:
     """The JSON Schemas of the events, checked in under shared/schemas/."""
 

@@ -186,6 +186,18 @@ class Settings(BaseSettings):
         return self.catalogue_url or f"sqlite:///{self.state_dir / 'catalogue.sqlite'}"
 
     @property
+    def receiver_database_url(self) -> str:
+        return self.receiver_db or f"sqlite:///{self.state_dir / 'receiver.db'}"
+
+    def database_urls(self) -> dict[str, str]:
+        """The database of each service that keeps relational state."""
+        return {
+            "receiver": self.receiver_database_url,
+            "indexer": self.catalogue_database_url,
+            "billing": self.billing_database_url,
+        }
+
+    @property
     def billing_database_url(self) -> str:
         return self.billing_url or f"sqlite:///{self.state_dir / 'billing.sqlite'}"
 

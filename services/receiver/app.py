@@ -16,18 +16,13 @@ from services.receiver.archive import Layout
 from services.receiver.state import SubmissionStore
 from shared.auth import Tokens, bearer_auth
 from shared.bus import Service
-from shared.config import Settings
 from shared.events import FileReceived
-
-
-def database_url(settings: Settings) -> str:
-    return settings.receiver_db or f"sqlite:///{settings.state_dir / 'receiver.db'}"
 
 
 def build() -> Service:
     service = Service("receiver")
     settings = service.settings
-    store = SubmissionStore(database_url(settings))
+    store = SubmissionStore(settings.receiver_database_url)
 
     async def emit(event: FileReceived, event_id: str) -> str:
         return await service.emit(event, event_id=event_id)
