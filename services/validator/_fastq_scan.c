@@ -45,32 +45,57 @@ typedef struct {
     Py_ssize_t names_length;
 } Scan;
 
-/* Loops over a line take at most 255 bytes at a time so that their counters can be bytes:
- * the compiler then vectorises them 16 or 32 bytes per step. */
-#define RUN 255
-
-/* 1 if any byte of the sequence is outside ACGTNacgtn. `c | 0x20` folds case, and only
- * 'A' and 'a' fold to 'a' (likewise for the others), so five compares decide. Written with
- * GCC/Clang vector types (portable across architectures): the plain loop is not vectorised,
- * as GCC turns the compares into a 64-bit bit test. */
+/* The sequence and quality loops are written with GCC/Clang vector types, 16 bytes a
+ * step on any architecture (plain loops were left scalar or vectorised poorly). A line's
+ * last partial step reloads the line's final 16 bytes, with the bytes already seen masked
+ * off where they would count twice. Lines under 16 bytes take the scalar loop. */
 typedef unsigned char Bytes16 __attribute__((vector_size(16)));
 
+static inline Bytes16 load16(const unsigned char *p) {
+    Bytes16 x;
+    memcpy(&x, p, 16);
+    return x;
+}
+
+static inline int any16(Bytes16 v) {
+    uint64_t a, b;
+    memcpy(&a, &v, 8);
+    memcpy(&b, (const unsigned char *)&v + 8, 8);
+    return (a | b) != 0;
+}
+
+/* The sum of 16 byte lanes whose total is below 65536. */
+static inline Py_ssize_t sum16(Bytes16 v) {
+    uint64_t a, b;
+    memcpy(&a, &v, 8);
+    memcpy(&b, (const unsigned char *)&v + 8, 8);
+    const uint64_t even = 0x00ff00ff00ff00ffULL;
+    uint64_t s = (a & even) + ((a >> 8) & even) + (b & even) + ((b >> 8) & even);
+    return (Py_ssize_t)((s * 0x0001000100010001ULL) >> 48);
+}
+
+/* Lanes outside ACGTNacgtn. `c | 0x20` folds case, and only 'A' and 'a' fold to 'a'
+ * (likewise for the others), so five compares decide. */
+static inline Bytes16 odd_bases(Bytes16 x) {
+    x |= 0x20;
+    return ~(Bytes16)((x == 'a') | (x == 'c') | (x == 'g') | (x == 't') | (x == 'n'));
+}
+
+/* 1 if any byte of the sequence is outside ACGTNacgtn. */
 static inline int bad_bases(const unsigned char *s, Py_ssize_t n) {
+    if (n < 16) {
+        unsigned char any = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char x = s[i] | 0x20;
+            any |= (x != 'a') & (x != 'c') & (x != 'g') & (x != 't') & (x != 'n');
+        }
+        return any;
+    }
     Bytes16 bad = {0};
     Py_ssize_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        Bytes16 x;
-        memcpy(&x, s + i, 16);
-        x |= 0x20;
-        bad |= ~(Bytes16)((x == 'a') | (x == 'c') | (x == 'g') | (x == 't') | (x == 'n'));
-    }
-    unsigned char any = 0;
-    for (int k = 0; k < 16; k++) any |= bad[k];
-    for (; i < n; i++) {
-        unsigned char x = s[i] | 0x20;
-        any |= (x != 'a') & (x != 'c') & (x != 'g') & (x != 't') & (x != 'n');
-    }
-    return any != 0;
+    for (; i + 16 <= n; i += 16) bad |= odd_bases(load16(s + i));
+    if (i < n) bad |= odd_bases(load16(s + n - 16)); /* overlap: an OR does not mind */
+    return any16(bad);
 }
 
 /* Quality characters: any outside '!'..'~' (which includes a newline), the count of Q30
@@ -83,22 +108,42 @@ typedef struct {
 
 static inline Quality quality(const unsigned char *q, Py_ssize_t n) {
     Quality out = {0, 0, 0, 0};
-    for (Py_ssize_t off = 0; off < n; off += RUN) {
-        Py_ssize_t m = n - off < RUN ? n - off : RUN;
-        const unsigned char *r = q + off;
-        unsigned char invalid = 0, low = 0, high = 0, q30 = 0;
-        for (Py_ssize_t i = 0; i < m; i++) {
-            unsigned char c = r[i];
-            invalid |= (unsigned char)(c - 33) > 93;
-            q30 += (unsigned char)(c - 63) < 64;
-            low |= (unsigned char)(c - 33) < 26;
-            high |= (unsigned char)(c - 75) < 52;
+    if (n < 16) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = q[i];
+            out.invalid |= (unsigned char)(c - 33) > 93;
+            out.q30 += (unsigned char)(c - 63) < 64;
+            out.low |= (unsigned char)(c - 33) < 26;
+            out.high |= (unsigned char)(c - 75) < 52;
         }
-        out.invalid |= invalid;
-        out.low |= low;
-        out.high |= high;
-        out.q30 += q30;
+        return out;
     }
+    Bytes16 invalid = {0}, low = {0}, high = {0};
+    Py_ssize_t i = 0;
+    while (i + 16 <= n) {
+        Bytes16 q30 = {0}; /* per-lane counts: at most 255 steps before they are summed */
+        Py_ssize_t stop = n - i > 16 * 255 ? i + 16 * 255 : n;
+        for (; i + 16 <= stop; i += 16) {
+            Bytes16 c = load16(q + i);
+            invalid |= (Bytes16)((Bytes16)(c - 33) > 93);
+            q30 -= (Bytes16)((Bytes16)(c - 63) < 64);
+            low |= (Bytes16)((Bytes16)(c - 33) < 26);
+            high |= (Bytes16)((Bytes16)(c - 75) < 52);
+        }
+        out.q30 += sum16(q30);
+    }
+    if (i < n) {
+        static const Bytes16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        Bytes16 c = load16(q + n - 16);
+        Bytes16 fresh = (Bytes16)(lane >= (unsigned char)(16 - (n - i)));
+        invalid |= (Bytes16)((Bytes16)(c - 33) > 93);
+        low |= (Bytes16)((Bytes16)(c - 33) < 26);
+        high |= (Bytes16)((Bytes16)(c - 75) < 52);
+        out.q30 += sum16(fresh & (Bytes16)((Bytes16)(c - 63) < 64) & 1);
+    }
+    out.invalid = (unsigned char)any16(invalid);
+    out.low = (unsigned char)any16(low);
+    out.high = (unsigned char)any16(high);
     return out;
 }
 

@@ -141,7 +141,7 @@ def records(draw: st.DrawFn) -> bytes:
         "slash2": f"@{name}/2",
         "plain": f"@{name}",
     }[style]
-    length = draw(st.integers(0, 40))
+    length = draw(st.one_of(st.integers(0, 40), st.integers(100, 300)))
     seq = draw(st.text(st.sampled_from(SEQUENCE[:10]), min_size=length, max_size=length))
     qual = draw(st.text(st.sampled_from(QUALITY[:11]), min_size=length, max_size=length))
     plus = "+"
