@@ -1,0 +1,119 @@
+"""Soak: the fault test's run, longer. Many submissions while services are SIGKILLed again
+and again and the broker restarts several times; then the same exactly-once checks.
+
+    .venv/bin/python bench/soak.py [--submissions 300] [--rounds 4] [--seed N]
+
+Prints the fault counts, the restarts and the checks' figures, and the wall time per
+submission against the baseline of the same number of submissions with no faults
+(``--baseline`` runs that first in the same invocation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from services.billing.tables import accruals
+from services.demo import DemoTokens, stack_env, wait_until_accrued
+from services.indexer.tables import files, samples, submissions
+from shared.bus import read_records
+from shared.config import Settings, get_settings
+from shared.database import make_engine
+from shared.topics import DLQ_SUFFIX, all_topics
+from tools.stack.faults import reads_for, run_with_faults, upload_all
+from tools.stack.supervisor import LocalStack
+
+
+def one_run(count: int, rounds: int, seed: int, faults: bool) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="genomhub-soak-") as tmp:
+        work = Path(tmp)
+        settings = Settings(home=work / "home", cache=get_settings().cache, kafka_bootstrap=None)
+        tokens = DemoTokens.make()
+        env = {
+            **stack_env(tokens),
+            "GENOMHUB_HARMONISER_CONCURRENCY": "2",
+            "GENOMHUB_HARMONISER_RETRY_DELAY": "2",
+        }
+        plan = reads_for(settings, work / "reads", count)
+        started = time.monotonic()
+        with LocalStack(settings, env=env, jaeger=False, say=lambda _: None) as stack:
+            stack.wait_ready()
+            sent: list[str] = []
+            done: Counter[str] = Counter()
+            if faults:
+                share = (len(plan) + rounds - 1) // rounds
+                for r in range(rounds):
+                    part, fault_counts = run_with_faults(
+                        stack, plan[r * share : (r + 1) * share], tokens, seed + r
+                    )
+                    sent += part
+                    done += fault_counts
+            else:
+                receiver = f"http://127.0.0.1:{stack.supervisor.services['receiver'].port}"  # type: ignore[union-attr]
+                upload_all(receiver, tokens, plan, sent)
+            outcomes = wait_until_accrued(stack, sent, timeout=3600, say=lambda _: None)
+            dead = asyncio.run(
+                read_records(stack.bootstrap, [t.name for t in all_topics(1) if t.name.endswith(DLQ_SUFFIX)])
+            )
+            restarts = {n: s.restarts for n, s in stack.supervisor.services.items()}  # type: ignore[union-attr]
+        wall = time.monotonic() - started
+        with make_engine(settings.catalogue_database_url).connect() as db:
+            rows = {
+                t.name: db.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in (submissions, samples, files)
+            }
+        with make_engine(settings.billing_database_url).connect() as db:
+            accrued = Counter(r.sample_id for r in db.execute(select(accruals.c.sample_id)))
+    return {
+        "submissions": len(set(sent)),
+        "indexed_exactly_once": sum(1 for o in outcomes.values() if len(o.event_ids) == 1),
+        "accrued": len(accrued),
+        "accrued_twice": sum(1 for c in accrued.values() if c > 1),
+        "catalogue_rows": rows,
+        "dead_letters": len(dead),
+        "faults": dict(done),
+        "restarts": restarts,
+        "seconds": round(wall, 1),
+        "seconds_per_submission": round(wall / max(count, 1), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--submissions", type=int, default=300)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="Fault rounds: each kills every service and restarts the broker.",
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baseline", action="store_true", help="First run the same load with no faults.")
+    args = parser.parse_args()
+    if args.baseline:
+        base = one_run(args.submissions, 0, args.seed, faults=False)
+        print(f"baseline (no faults): {base}")
+    soak = one_run(args.submissions, args.rounds, args.seed, faults=True)
+    print(f"soak ({args.rounds} fault rounds): {soak}")
+    ok = (
+        soak["indexed_exactly_once"] == soak["submissions"] == soak["accrued"] == args.submissions
+        and soak["accrued_twice"] == 0
+        and soak["dead_letters"] == 0
+    )
+    print("exactly-once checks:", "passed" if ok else "FAILED")
+    if args.baseline:
+        ratio = float(soak["seconds"]) / max(float(base["seconds"]), 1e-9)  # type: ignore[arg-type]
+        print(f"wall time with faults / without: {ratio:.2f}")
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
