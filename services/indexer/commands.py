@@ -27,15 +27,6 @@ def catalogue() -> None:
     """The national catalogue kept by the indexer (metadata only)."""
 
 
-@catalogue.command("migrate")
-def migrate() -> None:
-    """Bring the catalogue's schema to the newest migration (the service does this at start)."""
-    store = _catalogue()
-    store.migrate()
-    store.close()
-    click.echo(f"catalogue schema is current at {store.engine.url.render_as_string(hide_password=True)}")
-
-
 @catalogue.command("search")
 @click.option("--region", type=click.Choice([r.value for r in Region]))
 @click.option("--analysis", type=click.Choice([a.value for a in AnalysisType]))
