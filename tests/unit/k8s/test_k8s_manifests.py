@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import tomllib
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,15 +19,13 @@ from shared.config import Settings
 from tools.k8s.kustomize import render
 from tools.k8s.topics import CLUSTER, default_partitions
 
-# GENOMHUB_* settings the manifests set that the services' own issues add to
-# shared/config.py (database URLs of the indexer and billing, the harmoniser's Sarek backend).
-# Every other GENOMHUB_* key must already be a Settings field.
-PENDING_SETTINGS = {
+# What the Secret carries: the bearer tokens' hashes and the database URLs of the services
+# with relational state (`Settings.database_urls`, which `genomhub db upgrade` migrates).
+SECRET_SETTINGS = {
+    "GENOMHUB_TOKENS",
+    "GENOMHUB_RECEIVER_DB",
     "GENOMHUB_CATALOGUE_URL",
-    "GENOMHUB_LEDGER_URL",
-    "GENOMHUB_HARMONISER_BACKEND",
-    "GENOMHUB_SAREK_PROFILE",
-    "GENOMHUB_SAREK_WORK_DIR",
+    "GENOMHUB_BILLING_URL",
 }
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 NAMESPACES = {"dev": "genomhub-dev", "prod": "genomhub"}
@@ -126,27 +126,51 @@ def test_services_and_job_take_env_from_the_configmap_and_secret(overlay: tuple[
     config(objects), secret(objects)  # both exist in the overlay
 
 
+def settings_of(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The Settings a container with environment ``env`` reads, nothing else of the test's."""
+    for key in [k for k in os.environ if k.startswith("GENOMHUB_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+def writable_volume(workload: Obj, path: Path) -> str:
+    """The volume of ``workload``'s container that ``path`` is on; it must be writable."""
+    (container,) = pod_spec(workload)["containers"]
+    mounts = [m for m in container.get("volumeMounts", []) if path.is_relative_to(m["mountPath"])]
+    assert mounts, f"{workload['metadata']['name']}: {path} is on the read-only root filesystem"
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    assert not mount.get("readOnly"), f"{workload['metadata']['name']}: {path} is on a read-only volume"
+    return str(mount["name"])
+
+
 def test_environment_is_valid_settings(
     overlay: tuple[str, list[Obj]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every GENOMHUB_* key is a real setting, and the whole environment parses as Settings."""
     name, objects = overlay
-    for service in SERVICES:
-        env = environment(objects, one(objects, "Deployment", service))
+    for workload in [*(one(objects, "Deployment", s) for s in SERVICES), one(objects, "Job", "db-upgrade")]:
+        env = environment(objects, workload)
         unknown = {
             k
             for k in env
             if k.startswith("GENOMHUB_") and k[len("GENOMHUB_") :].lower() not in Settings.model_fields
         }
-        assert unknown <= PENDING_SETTINGS, f"not settings of shared/config.py: {unknown - PENDING_SETTINGS}"
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        settings = Settings()
+        assert not unknown, f"not settings of shared/config.py: {sorted(unknown)}"
+        settings = settings_of(env, monkeypatch)
         assert settings.kafka_bootstrap == env["GENOMHUB_KAFKA_BOOTSTRAP"]
-        assert settings.state_dir.is_relative_to("/tmp") and settings.cache.is_relative_to("/tmp")
+        writable_volume(workload, settings.state_dir)
+        writable_volume(workload, settings.cache)
         assert settings.store_url.startswith("s3://")
         if name == "dev":
             Tokens(settings.tokens)  # real sha256 digests of the documented dev tokens
+
+
+def test_secrets_are_in_the_secret_only(overlay: tuple[str, list[Obj]]) -> None:
+    _, objects = overlay
+    assert set(secret(objects)) >= SECRET_SETTINGS
+    assert not set(config(objects)) & SECRET_SETTINGS
 
 
 def test_bootstrap_and_tracing_point_at_real_services(overlay: tuple[str, list[Obj]]) -> None:
@@ -246,15 +270,24 @@ def test_jaeger_v2_all_in_one(overlay: tuple[str, list[Obj]]) -> None:
     assert service_ports == {4317: 4317, 4318: 4318, 16686: 16686}
 
 
-def test_migration_job_upgrades_the_databases(overlay: tuple[str, list[Obj]]) -> None:
+def test_migration_job_upgrades_the_databases(
+    overlay: tuple[str, list[Obj]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, objects = overlay
     job = one(objects, "Job", "db-upgrade")
     (container,) = pod_spec(job)["containers"]
     assert container["args"] == ["db", "upgrade"]
     assert pod_spec(job)["restartPolicy"] == "OnFailure"
-    env = {**config(objects), **secret(objects)}
-    for url in ("GENOMHUB_CATALOGUE_URL", "GENOMHUB_LEDGER_URL"):
-        assert env[url].startswith("postgresql://")
+    # `genomhub db upgrade` migrates every database of Settings.database_urls: each one must be
+    # the cluster's PostgreSQL, never a SQLite file in the Job's throwaway /tmp.
+    urls = settings_of(environment(objects, job), monkeypatch).database_urls()
+    assert set(urls) == {"receiver", "indexer", "billing"}
+    for service, url in urls.items():
+        assert url.startswith("postgresql://"), service
+    # The services read the very same URLs the Job migrated.
+    for service in ("receiver", "indexer", "billing"):
+        env = environment(objects, one(objects, "Deployment", service))
+        assert settings_of(env, monkeypatch).database_urls()[service] == urls[service]
 
 
 # --- NetworkPolicies ---------------------------------------------------------------------
@@ -386,7 +419,7 @@ def test_dev_is_small_with_local_postgres_and_the_synthetic_reference(dev: list[
     assert harmoniser["resources"]["requests"]["memory"] == "256Mi"
     postgres = one(dev, "StatefulSet", "postgres")
     (postgres_port,) = one(dev, "Service", "postgres")["spec"]["ports"]
-    for url in (secret(dev)["GENOMHUB_CATALOGUE_URL"], secret(dev)["GENOMHUB_LEDGER_URL"]):
+    for url in (secret(dev)[key] for key in sorted(SECRET_SETTINGS - {"GENOMHUB_TOKENS"})):
         parts = urlsplit(url)
         assert (parts.hostname, parts.port) == ("postgres", postgres_port["port"])
         assert parts.password == secret(dev, "postgres-dev")["POSTGRES_PASSWORD"]
@@ -397,7 +430,9 @@ def test_dev_is_small_with_local_postgres_and_the_synthetic_reference(dev: list[
     assert s3.port in {p["port"] for p in one(dev, "Service", s3.hostname or "")["spec"]["ports"]}
 
 
-def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(prod: list[Obj], dev: list[Obj]) -> None:
+def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(
+    prod: list[Obj], dev: list[Obj], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("receiver", "validator"):
         assert one(prod, "Deployment", name)["spec"]["replicas"] > 1
     # More validators than partitions of its input topic would sit idle.
@@ -413,9 +448,27 @@ def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(prod: list[
             fasta.startswith(m["mountPath"] + "/") and m.get("readOnly") for m in container["volumeMounts"]
         )
     assert not of_kind(prod, "StatefulSet")
-    assert secret(prod)["GENOMHUB_CATALOGUE_URL"] != secret(dev)["GENOMHUB_CATALOGUE_URL"]
-    assert container_env(one(prod, "Deployment", "harmoniser"))["GENOMHUB_HARMONISER_BACKEND"] == "sarek"
+    for key in SECRET_SETTINGS - {"GENOMHUB_TOKENS"}:
+        assert secret(prod)[key] != secret(dev)[key]
     assert "GENOMHUB_HARMONISER_BACKEND" not in container_env(one(dev, "Deployment", "harmoniser"))
+    harmoniser = one(prod, "Deployment", "harmoniser")
+    settings = settings_of(environment(prod, harmoniser), monkeypatch)
+    assert settings.harmoniser_backend == "sarek"
+    # Nextflow's work dirs (under the harmoniser's state dir) and the site's executor config
+    # are on the volume the HPC's tasks share.
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod_spec(harmoniser)["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    shared = one(prod, "PersistentVolumeClaim", "genomhub-sarek-work")
+    assert shared["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert (
+        claims[writable_volume(harmoniser, settings.state_dir / "harmoniser" / "runs")]
+        == "genomhub-sarek-work"
+    )
+    assert settings.harmoniser_sarek_config is not None
+    assert claims[writable_volume(harmoniser, settings.harmoniser_sarek_config)] == "genomhub-sarek-work"
     types = {s["metadata"]["name"]: s["spec"]["type"] for s in of_kind(prod, "Service")}
     assert types.pop("receiver") == "LoadBalancer"
     assert set(types.values()) == {"ClusterIP"}
