@@ -7,12 +7,14 @@ service versions its schema in its own table, so services may share one database
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -69,3 +71,16 @@ def run_migrations(target_metadata: MetaData) -> None:
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
+
+
+def reachable(engine: Engine) -> Callable[[], Awaitable[None]]:
+    """A readiness check: the database answers a trivial query."""
+
+    async def database_reachable() -> None:
+        def ping() -> None:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        await asyncio.to_thread(ping)
+
+    return database_reachable

@@ -22,6 +22,7 @@ from services.billing.store import AUTO_CLOSE_BY, CloseRefused, open_store
 from shared.auth import Tokens, bearer_auth, principal_of
 from shared.bus import Service
 from shared.config import get_settings
+from shared.database import reachable
 from shared.envelope import Envelope
 from shared.events import Indexed
 from shared.telemetry import get_logger
@@ -37,6 +38,7 @@ def build() -> Service:
     settings = get_settings()
     service = Service("billing")
     store = open_store(settings)
+    service.readiness.append(reachable(store.engine))
     service.web.middlewares.append(cast(Middleware, bearer_auth(Tokens(settings.tokens))))
 
     async def on_indexed(envelope: Envelope[Indexed]) -> None:

@@ -94,9 +94,9 @@ class BillingStore:
     """Billing's state at one database URL.
 
     On SQLite the store keeps one connection for the life of the process, used by one
-    thread at a time: the shared engine opens a connection per use (no pool), and opening,
-    and above all closing the last connection of a WAL database (a checkpoint), would cost
-    more than the accrual itself. PostgreSQL uses the engine's pool.
+    thread at a time under a lock: SQLite has one writer anyway, and a held connection
+    never pays for opening or for the checkpoint that closing a WAL database's last
+    connection costs. PostgreSQL uses the engine's pool.
     """
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
