@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from k8s_objects import K8S, Obj, prod_tree
 
+from tests.unit.k8s.k8s_objects import K8S, Obj, prod_tree
 from tools.k8s.kustomize import render
 
 

@@ -7,8 +7,7 @@ import re
 import subprocess
 import tomllib
 
-from k8s_objects import K8S, ROOT, SERVICES
-
+from tests.unit.k8s.k8s_objects import K8S, ROOT, SERVICES
 from tools.k8s.kustomize import render
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_objects import K8S, Obj, prod_tree
 
+from tests.unit.k8s.k8s_objects import K8S, Obj, prod_tree
 from tools.k8s.kustomize import KustomizeError, render, resource_id
 
 DEPLOYMENT = """

@@ -11,11 +11,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from k8s_objects import K8S, ROOT, SERVICES, Obj, of_kind, one, prod_tree
 
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import Settings
+from tests.unit.k8s.k8s_objects import K8S, ROOT, SERVICES, Obj, of_kind, one, prod_tree
 from tools.k8s.kustomize import render
 from tools.k8s.topics import CLUSTER, default_partitions
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import yaml
-from k8s_objects import K8S, Obj, of_kind
 
 from shared.topics import DLQ_RETENTION_MS, all_topics
+from tests.unit.k8s.k8s_objects import K8S, Obj, of_kind
 from tools.k8s.topics import CLUSTER, default_partitions, render
 
 TOPICS_FILE = K8S / "base" / "kafka" / "topics.yaml"
