@@ -102,9 +102,11 @@ def harmonised(bootstrap: str, submission_id: str) -> list[tuple[Any, Harmonised
     out = []
     for record in records(bootstrap, topic_name(Harmonised)):
         headers = normalise_headers(record.headers)
+        # Other suites share the broker and put malformed records on this topic on purpose.
+        if dict(headers).get("ce_subject", b"").decode(errors="replace") != submission_id:
+            continue
         envelope = decode(headers, record.value, Harmonised)
-        if envelope.subject == submission_id:
-            out.append((record, envelope.data, envelope.id))
+        out.append((record, envelope.data, envelope.id))
     return out
 
 
