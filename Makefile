@@ -18,12 +18,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services tools tests bench
 
-setup: $(STAMP) debian
+# Debian first: the validator's C extension needs gcc when the package installs.
+setup: debian $(STAMP)
 
 debian:
 	@bash tools/debian/install.sh
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt services/validator/_fastq_scan.c
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'

@@ -7,7 +7,6 @@ beside the project-wide ones: the local broker, running a service, the event sch
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
 from typing import TYPE_CHECKING
 
@@ -17,13 +16,39 @@ if TYPE_CHECKING:
     from tools.kafka.broker import LocalBroker
 
 import services
-from services.demo import demo as demo_command
 from shared.config import get_settings
 
 SERVICES = ("receiver", "validator", "harmoniser", "indexer", "billing")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each service's own commands, imported only when called: a short command (e.g. a region's
+# `genomhub validate`) should not pay for importing every service.
+SERVICE_COMMANDS = {
+    "upload": "services.receiver.commands:upload",
+    "validate": "services.validator.commands:validate_command",
+    "catalogue": "services.indexer.commands:catalogue",
+    "billing": "services.billing.commands:billing",
+    "refunds": "services.billing.commands:refunds",
+    "replay": "services.operations.commands:replay",
+    "dlq": "services.operations.commands:dlq",
+    "demo": "services.demo:demo",
+}
+
+
+class Genomhub(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *SERVICE_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SERVICE_COMMANDS:
+            module, attribute = SERVICE_COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=Genomhub, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """genomhub: the intake pipeline of the Danish National Genome Database."""
 
@@ -150,23 +175,6 @@ def token(holder: str) -> None:
     click.echo(f"token: {value}")
     click.echo(f'GENOMHUB_TOKENS entry: "{token_hash(value)}": "{holder}"')
 
-
-def _service_commands() -> None:
-    for info in pkgutil.iter_modules(services.__path__):
-        if not info.ispkg:
-            continue
-        try:
-            module = importlib.import_module(f"services.{info.name}.commands")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"services.{info.name}.commands":
-                raise
-            continue
-        for command in module.commands:
-            main.add_command(command)
-
-
-_service_commands()
-main.add_command(demo_command)
 
 if __name__ == "__main__":
     main()

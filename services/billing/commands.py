@@ -244,6 +244,3 @@ def refunds(month: str, fmt: str, region: str | None, output: Path | None) -> No
     else:
         output.write_text(body, encoding="utf-8")
         click.echo(f"wrote {output}")
-
-
-commands: list[click.Command] = [billing, refunds]

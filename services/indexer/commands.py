@@ -82,6 +82,3 @@ def dump() -> None:
     finally:
         store.close()
     sys.stdout.write("\n")
-
-
-commands: list[click.Command] = [catalogue]

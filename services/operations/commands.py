@@ -437,6 +437,3 @@ def dlq_redrive(ids: tuple[str, ...], topic: str | None, everything: bool) -> No
     except dl.DlqError as exc:
         raise click.UsageError(str(exc)) from exc
     _run(_redrive(letter_ids, topics))
-
-
-commands: list[click.Command] = [replay, dlq]

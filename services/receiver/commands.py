@@ -78,6 +78,3 @@ def upload(
         raise click.ClickException(str(exc)) from exc
     click.echo(f"sealed: event {sealed['event_id']}, {len(sealed['files'])} files", err=True)
     click.echo(sealed["submission_id"])
-
-
-commands = [upload]

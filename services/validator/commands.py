@@ -90,6 +90,3 @@ def validate_command(files: tuple[Path, ...], profile: str | None, analysis_type
         executor.shutdown()
     click.echo(report_json(outcome) if as_json else report_text(outcome))
     sys.exit(0 if outcome.verdict is Verdict.ACCEPTED else 1)
-
-
-commands = [validate_command]
