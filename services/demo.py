@@ -34,7 +34,7 @@ from shared.synthetic import simulate_paired_reads
 from shared.topics import consumer_group, topic_name
 from tools.background import free_port
 from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, spans_by_service
-from tools.stack.supervisor import SERVICES, LocalStack
+from tools.stack.supervisor import SERVICES, LocalStack, render
 
 DEPARTMENTS = {
     Region.HOVEDSTADEN: "Rigshospitalet",
@@ -205,6 +205,7 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
             submissions[sid] = region
             say(f"{region.value}: reported {sample} as submission {sid}")
         outcomes = wait_until_accrued(stack, submissions, timeout=900, say=say)
+        say("\n" + render(stack.status()) + "\n")
         month = datetime.now(UTC).astimezone(COPENHAGEN).strftime("%Y-%m")
         say(
             genomhub_command(
