@@ -33,7 +33,7 @@ from shared.events import FileRole, Indexed, Region
 from shared.synthetic import simulate_paired_reads
 from shared.topics import consumer_group, topic_name
 from tools.background import free_port
-from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, spans_by_service
+from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, longest_chain, spans_by_service
 from tools.stack.supervisor import SERVICES, LocalStack, render
 
 DEPARTMENTS = {
@@ -45,7 +45,6 @@ DEPARTMENTS = {
 }
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 GRANT_BALANCE_DKK = "532281"  # what the grant had left after December 2025 (the 2026 minutes)
-SERVICE_NAMES = tuple(f"genomhub-{s}" for s in SERVICES)
 
 
 @dataclass(frozen=True)
@@ -153,18 +152,18 @@ def genomhub_command(args: list[str], env: Mapping[str, str]) -> str:
     return result.stdout
 
 
-def trace_services(stack: LocalStack, trace_id: str, timeout: float = 30.0) -> list[str]:
-    """The services of a trace's spans in start order, once all five have reported."""
+def trace_chain(stack: LocalStack, trace_id: str, timeout: float = 30.0) -> list[str]:
+    """The services along a trace's longest causal chain, once all five have reported."""
     assert stack.jaeger_state is not None
     deadline = time.monotonic() + timeout
-    services: list[str] = []
+    chain: list[str] = []
     while time.monotonic() < deadline:
         trace = fetch_trace(stack.jaeger_state, trace_id)
-        services = [service for service, _ in spans_by_service(trace)] if trace else []
-        if set(SERVICE_NAMES) <= set(services):
+        chain = longest_chain(spans_by_service(trace)) if trace else []
+        if set(SERVICES) <= set(chain):
             break
         time.sleep(1.0)
-    return services
+    return chain
 
 
 def ensure_jaeger(settings: Settings, say: Callable[[str], None]) -> None:
@@ -220,11 +219,8 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
             if stack.jaeger_state is None or trace_id is None:
                 say(f"  {region.value:<12} {sid}: trace {trace_id} (Jaeger not running)")
                 continue
-            services = trace_services(stack, trace_id)
             say(f"  {region.value:<12} {stack.jaeger_state.trace_url(trace_id)}")
-            say(
-                f"  {'':<12} spans from: {', '.join(dict.fromkeys(s.removeprefix('genomhub-') for s in services))}"
-            )
+            say(f"  {'':<12} {' -> '.join(trace_chain(stack, trace_id))}")
         say("\nstopping the stack")
 
 

@@ -11,23 +11,10 @@ from services.demo import DemoTokens, report_sample, simulate_sample, stack_env,
 from shared.events import Region
 from tests.e2e.conftest import stack_settings
 from tools.background import free_port
-from tools.jaeger.server import fetch_trace, spans_by_service
+from tools.jaeger.server import ancestry, fetch_trace, spans_by_service
 from tools.stack.supervisor import LocalStack
 
 CHAIN = ["billing", "indexer", "harmoniser", "validator", "receiver"]
-
-
-def ancestry(spans: list[tuple[str, dict[str, Any]]], span_id: str) -> list[str]:
-    """The services met walking from a span up to the trace's root, repeats folded."""
-    by_id = {span["spanId"]: (service.removeprefix("genomhub-"), span) for service, span in spans}
-    walk: list[str] = []
-    current: str | None = span_id
-    while current in by_id:
-        service, span = by_id[current]
-        if not walk or walk[-1] != service:
-            walk.append(service)
-        current = span.get("parentSpanId") or None
-    return walk
 
 
 def test_one_trace_holds_all_five_services_in_causal_order(tmp_path: Path, jaeger_binary: Path) -> None:

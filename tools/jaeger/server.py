@@ -125,3 +125,22 @@ def spans_by_service(trace: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         for scope in resource_spans.get("scopeSpans", []):
             found.extend((service, span) for span in scope.get("spans", []))
     return sorted(found, key=lambda item: int(item[1]["startTimeUnixNano"]))
+
+
+def ancestry(spans: list[tuple[str, dict[str, Any]]], span_id: str) -> list[str]:
+    """The services met walking from a span up to its trace's root, repeats folded."""
+    by_id = {span["spanId"]: (service.removeprefix("genomhub-"), span) for service, span in spans}
+    walk: list[str] = []
+    current: str | None = span_id
+    while current in by_id:
+        service, span = by_id[current]
+        if not walk or walk[-1] != service:
+            walk.append(service)
+        current = span.get("parentSpanId") or None
+    return walk
+
+
+def longest_chain(spans: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The longest causal chain of services in a trace, root first."""
+    chains = [ancestry(spans, span["spanId"]) for _, span in spans]
+    return list(reversed(max(chains, key=len))) if chains else []
