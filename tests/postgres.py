@@ -19,9 +19,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+
+from tools.background import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,14 +41,6 @@ def _bindir() -> Path:
     return found[-1].parent
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     """One PostgreSQL server for the length of a test session or a benchmark run."""
 
@@ -56,7 +51,7 @@ class PostgresServer:
         self.bindir = _bindir()
         self.folder = Path(tempfile.mkdtemp(prefix="genomhub-pg-"))
         self.data = self.folder / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user: str | None = "postgres" if os.geteuid() == 0 else None
 
     def _run(self, *args: str) -> None:
@@ -119,3 +114,16 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+def engine_urls(name: str) -> Any:
+    """A fixture giving an empty database called ``name``, once on SQLite, once on PostgreSQL."""
+
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path / f'{name}.sqlite'}"
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        return server.new_database(name)
+
+    return database_url
