@@ -320,22 +320,24 @@ class Catalogue:
 
     def _refresh_sample(self, conn: Connection, sample_id: str) -> None:
         s = t.submissions
-        outcomes = [
-            SubmissionOutcome(r.submission_id, aware(r.received_at), r.status)
-            for r in conn.execute(
-                select(s.c.submission_id, s.c.received_at, s.c.status).where(s.c.sample_id == sample_id)
-            )
-        ]
+        # One round trip: the sample's submissions, each with its file count (a round trip
+        # costs more than the rows on PostgreSQL, where ingest is bound by them).
+        nfiles = (
+            select(func.count())
+            .select_from(t.files)
+            .where(t.files.c.submission_id == s.c.submission_id)
+            .scalar_subquery()
+            .label("nfiles")
+        )
+        rows = conn.execute(select(s, nfiles).where(s.c.sample_id == sample_id)).all()
+        outcomes = [SubmissionOutcome(r.submission_id, aware(r.received_at), r.status) for r in rows]
         current = current_submission(outcomes)
         if current is None:
             conn.execute(delete(t.samples).where(t.samples.c.sample_id == sample_id))
             return
-        row = conn.execute(select(s).where(s.c.submission_id == current.submission_id)).one()
-        nfiles = conn.execute(
-            select(func.count()).select_from(t.files).where(t.files.c.submission_id == row.submission_id)
-        ).scalar_one()
+        row = next(r for r in rows if r.submission_id == current.submission_id)
         submissions = sum(1 for o in outcomes if o.status is not None)
-        conn.execute(self._statements.sample, sample_row(row._mapping, nfiles, submissions))
+        conn.execute(self._statements.sample, sample_row(row._mapping, row.nfiles, submissions))
 
     # -- reading ---------------------------------------------------------------------
     @contextmanager
