@@ -6,21 +6,26 @@ to a temporary name and is committed by a rename only once complete, so a crash 
 leaves a file that looks whole.
 
 Speed: md5 is the slowest step (about 0.7 GB/s a core; sha256 with SHA-NI is twice that),
-so it sets the floor. hashlib releases the GIL on large buffers, so each chunk's md5 runs in
-the calling thread while its sha256 and its write run in a helper thread, and an async
-source is read ahead by one chunk while the previous one is hashed (:func:`pump`). Chunks
-are a few MiB: large enough that per-call overhead vanishes, small enough that memory stays
-flat whatever the file's size.
+so it sets the floor. hashlib releases the GIL on large buffers, so md5, sha256 and the
+write each run in their own thread (a :class:`Lane`), fed in order through a short queue:
+md5 never waits for the disk (an occasional ``fdatasync``) nor for sha256, and the caller
+waits only when a lane is several chunks behind. An async source is read ahead by one chunk
+while the previous one is handed over (:func:`pump`). Chunks are a few MiB: large enough
+that per-call overhead vanishes, small enough that memory stays flat whatever the file's
+size (at most :data:`LANE_DEPTH` + 2 chunks are held).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import uuid
+import weakref
+from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -36,7 +41,8 @@ PARALLEL_MIN = 256 << 10
 SYNC_EVERY = 64 << 20
 """A local file being written is pushed to disk, and out of the page cache, every this many bytes."""
 
-_helpers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="digest")
+LANE_DEPTH = 3
+"""Chunks a lane may have queued before its feeder waits: bounds memory, absorbs a slow sync."""
 
 
 class SizeLimitExceeded(Exception):
@@ -68,34 +74,89 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+class Lane:
+    """One worker thread applying a function to chunks in the order they were fed.
+
+    :meth:`feed` returns at once unless :data:`LANE_DEPTH` chunks are already queued; a
+    failure in the worker is raised by the next :meth:`feed` or :meth:`drain`, so an error
+    (a full disk) is never lost. The thread ends when the lane is drained or forgotten.
+    """
+
+    def __init__(self, name: str, apply: Callable[[bytes], object]) -> None:
+        self._apply = apply
+        self._name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._queued: deque[Future[object]] = deque()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
+            weakref.finalize(self, self._pool.shutdown, wait=False)
+        return self._pool
+
+    def feed(self, chunk: bytes) -> None:
+        while self._queued and (self._queued[0].done() or len(self._queued) >= LANE_DEPTH):
+            self._queued.popleft().result()
+        self._queued.append(self._executor().submit(self._apply, chunk))
+
+    def drain(self) -> None:
+        """Wait until every chunk fed so far has been applied (re-raising its failure)."""
+        failure: BaseException | None = None
+        while self._queued:
+            try:
+                self._queued.popleft().result()
+            except BaseException as exc:  # wait for the rest all the same: no thread left busy
+                failure = failure or exc
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        if failure is not None:
+            raise failure
+
+
 class Digests:
-    """Size, sha256 and md5 of a stream, the two digests computed in parallel threads."""
+    """Size, sha256 and md5 of a stream, each digest computed in its own thread."""
 
     def __init__(self) -> None:
         self.size = 0
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False)
-
-    def _sha256_then(self, chunk: bytes, then: Callable[[bytes], object] | None) -> None:
-        self._sha256.update(chunk)
-        if then is not None:
-            then(chunk)
+        self._lanes = [Lane("md5", self._md5.update), Lane("sha256", self._sha256.update)]
+        self._then: Lane | None = None
+        self._then_fn: Callable[[bytes], object] | None = None
 
     def update(self, chunk: bytes, then: Callable[[bytes], object] | None = None) -> None:
-        """Hash ``chunk``; ``then(chunk)`` (e.g. a file write) runs beside the md5."""
+        """Hash ``chunk``, and feed it to ``then`` (e.g. a file write) in a third thread.
+
+        Returns before the work is done; :meth:`drain` (or :meth:`hexdigests`) waits for it.
+        ``then`` sees the chunks in order and must be the same callable on every call.
+        """
+        if then is not None and self._then_fn != then:  # bound methods are made anew per access
+            if self._then is not None:
+                self._then.drain()
+            self._then_fn, self._then = then, Lane("write", then)
         self.size += len(chunk)
-        if len(chunk) < PARALLEL_MIN:
-            self._sha256_then(chunk, then)
-            self._md5.update(chunk)
-            return
-        helper = _helpers.submit(self._sha256_then, chunk, then)
-        try:
-            self._md5.update(chunk)
-        finally:
-            helper.result()
+        for lane in self._lanes:
+            lane.feed(chunk)
+        if then is not None:
+            assert self._then is not None
+            self._then.feed(chunk)
+
+    def drain(self) -> None:
+        """Wait for every chunk to be hashed and handed to ``then``; raise the first failure."""
+        lanes = [*self._lanes, *([self._then] if self._then is not None else [])]
+        failure: BaseException | None = None
+        for lane in lanes:
+            try:
+                lane.drain()
+            except BaseException as exc:  # drain every lane before raising: no thread left busy
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def hexdigests(self) -> tuple[str, str]:
         """(sha256, md5) of everything so far."""
+        self.drain()
         return self._sha256.hexdigest(), self._md5.hexdigest()
 
 
@@ -152,7 +213,12 @@ class DigestingWriter:
             raise SizeLimitExceeded(f"more than {self._max_size} bytes")
         self._digests.update(chunk, self._out.write)
 
+    def drain(self) -> None:
+        """Wait until every chunk given to :meth:`write` is hashed and written."""
+        self._digests.drain()
+
     def sync(self) -> None:
+        self.drain()
         self._out.sync()
 
     def digests(self) -> tuple[str, str]:
@@ -180,6 +246,8 @@ class AtomicWrite:
 
     def abort(self) -> None:
         try:
+            with contextlib.suppress(Exception):  # the write is thrown away; its failure was told
+                self.writer.drain()
             self._handle.close()
         finally:
             if self.fs.exists(self.tmp):

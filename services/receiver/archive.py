@@ -120,6 +120,7 @@ class PartialUpload:
         if self._handle is not None:
             handle, self._handle = self._handle, None
             try:
+                self.digests.drain()  # every byte counted in ``size`` reaches the file first
                 self._out.sync()
             finally:
                 handle.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,11 +19,45 @@ def test_parallel_digests_match_hashlib() -> None:
     written: list[bytes] = []
     for i in range(0, len(DATA), 3 << 20):
         digests.update(DATA[i : i + (3 << 20)], written.append)
-    digests.update(b"tail", written.append)  # a small chunk takes the serial path
+    digests.update(b"tail", written.append)
     whole = DATA + b"tail"
     assert digests.size == len(whole)
     assert digests.hexdigests() == (hashlib.sha256(whole).hexdigest(), hashlib.md5(whole).hexdigest())
     assert b"".join(written) == whole
+
+
+class Sink:
+    """A file stand-in that notes which threads wrote to it, and can fail like a full disk."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.chunks: list[bytes] = []
+        self.threads: set[int] = set()
+        self.fail_at = fail_at
+
+    def write(self, chunk: bytes) -> None:
+        if self.fail_at is not None and len(self.chunks) == self.fail_at:
+            raise OSError(28, "No space left on device")
+        self.threads.add(threading.get_ident())
+        self.chunks.append(chunk)
+
+
+def test_writes_run_in_order_in_one_thread_off_the_caller() -> None:
+    sink = Sink()
+    digests = Digests()
+    for i in range(0, len(DATA), 1 << 20):
+        digests.update(DATA[i : i + (1 << 20)], sink.write)  # a new bound method every call
+    digests.drain()
+    assert b"".join(sink.chunks) == DATA
+    assert len(sink.threads) == 1 and threading.get_ident() not in sink.threads
+
+
+def test_a_failed_write_is_raised_not_lost() -> None:
+    sink = Sink(fail_at=2)
+    digests = Digests()
+    with pytest.raises(OSError, match="No space"):
+        for i in range(0, len(DATA), 1 << 20):
+            digests.update(DATA[i : i + (1 << 20)], sink.write)
+        digests.drain()
 
 
 async def pieces(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
