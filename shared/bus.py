@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,6 +47,8 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[Envelope[E]], Awaitable[None]]
 
 DLQ_HEADER_PREFIX = "genomhub_dlq_"
+DEAD_LETTER_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+EXIT_UNDELIVERABLE = 75  # EX_TEMPFAIL: restart me
 log = telemetry.get_logger(__name__)
 
 
@@ -134,8 +137,13 @@ class Service:
         topic = self.app.topic(topic_name(model))
 
         async def agent(stream: faust.StreamT[Any]) -> None:
-            async for event in stream.events():
+            # Manual acks: faust would ack a record even when the loop body raised or was
+            # cancelled, and the next commit would skip it. Only a record that was handled or
+            # dead-lettered is acknowledged; any other is delivered again after a restart.
+            assert isinstance(stream, faust.Stream)
+            async for event in stream.noack().events():
                 await self.deliver(model, handler, event.message)
+                event.ack()
 
         self.app.agent(topic, name=f"{self.name}.{model.event_name}")(agent)
 
@@ -175,25 +183,34 @@ class Service:
             LATENCY.labels(self.name, model.event_name).observe(time.perf_counter() - started)
 
     async def dead_letter(self, message: Any, headers: Headers, code: str, error: str) -> None:
+        """Copy the record to its DLQ; if even that keeps failing, stop the process.
+
+        A record must end handled or dead-lettered. When the broker cannot take the dead
+        letter (it is down), the process exits without acknowledging the record, so the
+        record is delivered again once the service is restarted and the broker is back.
+        """
         dlq = dlq_name(message.topic)
         log.warning("dead-lettered", topic=message.topic, offset=message.offset, code=code, error=error)
-        await self.app.producer.send_and_wait(
-            dlq,
-            message.key,
-            message.value,
-            None,
-            None,
-            dead_letter_headers(
-                headers,
-                service=self.name,
-                error=error,
-                code=code,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-            ),
+        letter = dead_letter_headers(
+            headers,
+            service=self.name,
+            error=error,
+            code=code,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
         )
-        DLQ_SENDS.labels(self.name, dlq).inc()
+        for pause in DEAD_LETTER_RETRIES:
+            try:
+                await self.app.producer.send_and_wait(dlq, message.key, message.value, None, None, letter)
+                DLQ_SENDS.labels(self.name, dlq).inc()
+                return
+            except Exception as exc:  # the broker is unreachable: wait, then try again
+                log.warning("dead letter not sent", topic=dlq, error=str(exc), retry_in=pause)
+                await asyncio.sleep(pause)
+        log.critical("dead letter could not be sent; exiting so the record is delivered again", topic=dlq)
+        telemetry.flush()
+        os._exit(EXIT_UNDELIVERABLE)
 
     # -- emitting --------------------------------------------------------------------
     async def emit(
@@ -225,8 +242,10 @@ class Service:
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.settings.bootstrap_servers(), request_timeout_ms=3000
         )
-        await admin.start()
-        await admin.close()
+        try:
+            await admin.start()
+        finally:
+            await admin.close()
 
     def run(self, extra_services: Sequence[Any] = ()) -> None:
         """Create the topics, then run the consumer and the HTTP server until stopped."""

@@ -238,8 +238,12 @@ class AtomicWrite:
         self.writer = DigestingWriter(self._handle, max_size)
 
     def commit(self) -> StoredObject:
-        self.writer.sync()  # durable before the rename makes it look complete
-        self._handle.close()
+        try:
+            self.writer.sync()  # durable before the rename makes it look complete
+            self._handle.close()
+        except BaseException:  # a late write failed: leave no temporary file behind
+            self.abort()
+            raise
         self.fs.mv(self.tmp, self.path)
         sha256, md5 = self.writer.digests()
         return StoredObject(self.url, self.writer.size, sha256, md5)

@@ -63,6 +63,12 @@ def build() -> Service:
         log.info("refund-calculated emitted", month=statement.month, event_id=statement.event_id)
 
     async def close_and_emit() -> None:
+        try:
+            await close_due_and_emit_pending()
+        except Exception:  # a timer that raises stops the whole service: log, retry next tick
+            log.exception("closing or emitting statements failed; trying again at the next tick")
+
+    async def close_due_and_emit_pending() -> None:
         now = datetime.now(UTC)
         if settings.billing_auto_close_days is not None:
             try:

@@ -93,14 +93,17 @@ class JobRunner:
         """Claim and run jobs until cancelled; cancelling stops the running pipelines too."""
         try:
             while True:
-                await self.emit_pending()
-                while len(self._running) < self.concurrency:
-                    job = await asyncio.to_thread(self.store.claim)
-                    if job is None:
-                        break
-                    task = asyncio.create_task(self._execute(job), name=f"harmonise {job.submission_id}")
-                    self._running[job.submission_id] = task
-                    task.add_done_callback(self._done_callback(job.submission_id))
+                try:
+                    await self.emit_pending()
+                    while len(self._running) < self.concurrency:
+                        job = await asyncio.to_thread(self.store.claim)
+                        if job is None:
+                            break
+                        task = asyncio.create_task(self._execute(job), name=f"harmonise {job.submission_id}")
+                        self._running[job.submission_id] = task
+                        task.add_done_callback(self._done_callback(job.submission_id))
+                except Exception:  # a passing store or broker failure must not stop the runner
+                    log.exception("job runner pass failed; trying again at the next poll")
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
@@ -159,7 +162,7 @@ class JobRunner:
                     outputs=len(outputs),
                     duration_s=provenance.duration_s,
                 )
-                shutil.rmtree(rundir, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, rundir, ignore_errors=True)
             except asyncio.CancelledError:
                 log.warning("job interrupted; it is relaunched when the harmoniser starts again")
                 raise
