@@ -41,15 +41,9 @@ from services.billing.accrual import accrual_of  # noqa: E402
 from services.billing.money import format_danish  # noqa: E402
 from services.billing.store import BillingStore  # noqa: E402
 from services.billing.tables import accruals  # noqa: E402
-from shared.events import AnalysisType, Indexed, Region, SampleStatus, Submission  # noqa: E402
+from shared.events import AnalysisType, Indexed, SampleStatus, Submission  # noqa: E402
+from shared.synthetic import DEPARTMENTS  # noqa: E402
 
-DEPARTMENTS = {
-    Region.HOVEDSTADEN: ["Rigshospitalet", "Herlev Hospital", "Hvidovre Hospital"],
-    Region.SJAELLAND: ["SUH Koege", "Holbaek Sygehus"],
-    Region.NORDJYLLAND: ["Aalborg UH"],
-    Region.MIDTJYLLAND: ["Aarhus UH", "MOMA", "Regionshospitalet Goedstrup"],
-    Region.SYDDANMARK: ["OUH", "Sygehus Lillebaelt Vejle", "Esbjerg Sygehus"],
-}
 REGIONS = list(DEPARTMENTS)
 REGION_WEIGHTS = [0.33, 0.15, 0.1, 0.22, 0.2]
 ANALYSES = (

@@ -49,15 +49,9 @@ from services.indexer.store import (  # noqa: E402
     submission_row,
 )
 from shared.events import Harmonised, Region, SampleStatus, Validated  # noqa: E402
+from shared.synthetic import DEPARTMENTS  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
 
-DEPARTMENTS = {
-    Region.HOVEDSTADEN: ["Rigshospitalet", "Herlev Hospital", "Hvidovre Hospital"],
-    Region.SJAELLAND: ["SUH Koege", "Holbaek Sygehus"],
-    Region.NORDJYLLAND: ["Aalborg UH"],
-    Region.MIDTJYLLAND: ["Aarhus UH", "MOMA", "Regionshospitalet Goedstrup"],
-    Region.SYDDANMARK: ["OUH", "Sygehus Lillebaelt Vejle", "Esbjerg Sygehus"],
-}
 REGION_WEIGHTS = [0.33, 0.15, 0.1, 0.22, 0.2]
 ANALYSES = (["WGS"] * 12) + (["WES"] * 5) + (["panel"] * 2) + ["long-read WGS"]
 OUTPUT_KINDS = ["cram", "crai", "vcf", "tbi", "gvcf", "gvcf.tbi", "multiqc", "mosdepth", "bcftools-stats"]

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 
@@ -29,21 +28,13 @@ from shared.auth import NATIONAL, new_token, token_hash
 from shared.bus import group_lag, read_records
 from shared.config import Settings, get_settings
 from shared.envelope import normalise_headers
-from shared.events import FileRole, Indexed, Region
-from shared.synthetic import simulate_paired_reads
+from shared.events import FileRole, Indexed, Region, month_of
+from shared.synthetic import DEPARTMENTS, simulate_paired_reads
 from shared.topics import consumer_group, topic_name
 from tools.background import free_port
 from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, longest_chain, spans_by_service
 from tools.stack.supervisor import SERVICES, LocalStack, render
 
-DEPARTMENTS = {
-    Region.HOVEDSTADEN: "Rigshospitalet",
-    Region.SJAELLAND: "SUH Koege",
-    Region.NORDJYLLAND: "Aalborg UH",
-    Region.MIDTJYLLAND: "Aarhus UH MOMA",
-    Region.SYDDANMARK: "OUH",
-}
-COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 GRANT_BALANCE_DKK = "532281"  # what the grant had left after December 2025 (the 2026 minutes)
 
 
@@ -82,7 +73,7 @@ async def report_sample(
 ) -> str:
     """Upload and seal one sample as its region would; returns the submission id."""
     files = [LocalFile(p, FileRole.RAW_READS) for p in reads]
-    plan = Plan(region.value, DEPARTMENTS[region], sample_id, patient_id, "WGS", "ILLUMINA", files)
+    plan = Plan(region.value, DEPARTMENTS[region][0], sample_id, patient_id, "WGS", "ILLUMINA", files)
     sealed = await Uploader(receiver_url, token, retries=8).upload(plan, None, checksum=True)
     return str(sealed["submission_id"])
 
@@ -205,7 +196,7 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
             say(f"{region.value}: reported {sample} as submission {sid}")
         outcomes = wait_until_accrued(stack, submissions, timeout=900, say=say)
         say("\n" + render(stack.status()) + "\n")
-        month = datetime.now(UTC).astimezone(COPENHAGEN).strftime("%Y-%m")
+        month = month_of(datetime.now(UTC))
         say(
             genomhub_command(
                 ["billing", "close", month, "--force", "--by", "genomhub demo"], national

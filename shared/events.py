@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -36,6 +38,20 @@ Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Md5 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Pseudonym = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
+COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+
+
+def month_of(moment: datetime) -> str:
+    """The month (``YYYY-MM``) of an aware instant on Copenhagen's calendar.
+
+    NGC counts a sample in the month it was received in Danish time: received at 23:30
+    UTC on 31 January (00:30 on 1 February in Copenhagen), it is February's. The catalogue
+    and the refund accounting must agree on this, so both ask here.
+    """
+    if moment.tzinfo is None:
+        raise ValueError("a moment of receipt must carry its time zone")
+    return moment.astimezone(COPENHAGEN).strftime("%Y-%m")
 
 
 class Region(StrEnum):
@@ -89,6 +105,10 @@ class Submission(Strict):
     analysis_type: AnalysisType
     platform: str = Field(min_length=1, max_length=64)
     received_at: AwareDatetime
+
+    @property
+    def received_month(self) -> str:
+        return month_of(self.received_at)
 
 
 class StoredFile(Strict):

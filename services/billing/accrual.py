@@ -13,7 +13,6 @@ from datetime import datetime
 from enum import StrEnum
 
 from services.billing.money import ge_to_micro
-from services.billing.months import month_of
 from shared.events import AnalysisType, Indexed, Region, SampleStatus
 
 
@@ -65,7 +64,7 @@ def accrual_of(event: Indexed, event_id: str) -> Accrual | None:
         department=sub.department,
         analysis_type=sub.analysis_type,
         received_at=sub.received_at,
-        received_month=month_of(sub.received_at),
+        received_month=sub.received_month,
         ge_micro=ge_to_micro(event.genome_equivalents),
         event_id=event_id,
     )

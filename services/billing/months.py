@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+from shared.events import COPENHAGEN, month_of
+
+__all__ = ["COPENHAGEN", "month_of"]
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -20,13 +21,6 @@ def parse_month(text: str) -> str:
     if not _MONTH.match(text):
         raise ValueError(f"{text!r} is not a month: write it YYYY-MM, e.g. 2026-01")
     return text
-
-
-def month_of(moment: datetime) -> str:
-    """The month of an aware instant, in Copenhagen."""
-    if moment.tzinfo is None:
-        raise ValueError("a moment of receipt must carry its time zone")
-    return moment.astimezone(COPENHAGEN).strftime("%Y-%m")
 
 
 def next_month(month: str) -> str:

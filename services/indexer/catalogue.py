@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo
 
 from shared.envelope import Envelope, Headers
 from shared.events import (
@@ -36,7 +35,6 @@ from shared.events import (
     Verdict,
 )
 
-COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 HARMONISED_ROLE = "harmonised"
 """File role of a harmonised output, beside the uploaded roles raw_reads and clinical_output."""
 INITIAL_TIER = "hot"
@@ -57,11 +55,6 @@ def trace_id_of(headers: Headers) -> str | None:
             if match and match.group(1) != "0" * 32:
                 return match.group(1)
     return None
-
-
-def month_of(moment: datetime) -> str:
-    """The month of receipt as NGC counts it: the calendar of Europe/Copenhagen."""
-    return moment.astimezone(COPENHAGEN).strftime("%Y-%m")
 
 
 def to_micro(ge: Decimal) -> int:
@@ -224,7 +217,7 @@ class SubmissionRecord:
 
     @property
     def received_month(self) -> str:
-        return month_of(self.submission.received_at)
+        return self.submission.received_month
 
     @property
     def indexed(self) -> bool:

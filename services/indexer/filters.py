@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.indexer.catalogue import COPENHAGEN
-from shared.events import AnalysisType, Region, SampleStatus
+from shared.events import COPENHAGEN, AnalysisType, Region, SampleStatus
 
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_LIMIT = 50

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
+from shared.events import COPENHAGEN
 from shared.topics import SUBSCRIPTIONS, consumer_group, topic_name
 
 Partition = tuple[str, int]
 
 #: Operators in Copenhagen write local times; an ISO time without an offset means theirs.
-LOCAL_ZONE = ZoneInfo("Europe/Copenhagen")
+LOCAL_ZONE = COPENHAGEN
 
 #: The event topics each service consumes (the registry's); the receiver takes uploads over HTTP.
 CONSUMES = SUBSCRIPTIONS

@@ -15,12 +15,11 @@ from services.indexer.catalogue import (
     fold,
     from_micro,
     internal_location,
-    month_of,
     to_micro,
     trace_id_of,
 )
 from services.indexer.filters import Cursor, InvalidQuery, SampleFilters, StatsFilters, parse_query
-from shared.events import SampleStatus, Verdict
+from shared.events import SampleStatus, Verdict, month_of
 from tests.unit.indexer.factories import T0, event, harmonised, submission, validated
 
 
