@@ -37,6 +37,17 @@ logger.apache.level = WARN
 """
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random uuid in URL-safe base64, never starting with ``-``.
+
+    The storage tool would read a leading ``-`` as an option (one id in 64); Kafka's own
+    ``Uuid.randomUuid`` skips those ids for the same reason.
+    """
+    while (cluster_id := urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
+
+
 class BrokerError(RuntimeError):
     pass
 
@@ -142,7 +153,7 @@ class LocalBroker:
     def _format(self, props: Path) -> None:
         if (self.dir / "data" / "meta.properties").exists():
             return
-        cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
             capture_output=True,
