@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     receiver_idle_timeout: float = Field(
         default=120.0, gt=0, description="Receiver: seconds without a byte before a PUT counts as cut off."
     )
+    receiver_max_uploads: int = Field(
+        default=8,
+        gt=0,
+        description="Receiver: file bodies received at once (16 MiB each); one more gets 503.",
+    )
     validator_port: int = Field(default=8481, description="Validator: probes and metrics.")
     harmonisation_policy: HarmonisationPolicy = Field(
         default=HarmonisationPolicy.HARMONISE_AND_STORE,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -36,16 +36,13 @@ from shared import telemetry
 from shared.auth import principal_of, require_region
 from shared.envelope import derive_id
 from shared.events import FileReceived, StoredFile
-from shared.storage import SizeLimitExceeded, StoredObject, copy_into, pump
+from shared.http import BodyInterrupted, BodyReaders, ReadersBusy
+from shared.storage import SizeLimitExceeded, StoredObject, copy_into
 
 log = telemetry.get_logger(__name__)
 
 Emit = Callable[[FileReceived, str], Awaitable[str]]
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-class Interrupted(Exception):
-    """The request body stopped before its end: the client went away or fell silent."""
 
 
 def error(status: int, title: str, headers: dict[str, str] | None = None, **extra: Any) -> web.HTTPException:
@@ -57,6 +54,7 @@ def error(status: int, title: str, headers: dict[str, str] | None = None, **extr
         409: web.HTTPConflict,
         411: web.HTTPLengthRequired,
         413: web.HTTPRequestEntityTooLarge,
+        415: web.HTTPUnsupportedMediaType,
         422: web.HTTPUnprocessableEntity,
         503: web.HTTPServiceUnavailable,
     }
@@ -96,6 +94,7 @@ class ReceiverApi:
         *,
         max_file_size: int,
         idle_timeout: float,
+        bodies: BodyReaders,
         inboxes: dict[str, str],
     ) -> None:
         self.store = store
@@ -104,6 +103,7 @@ class ReceiverApi:
         self.tracer = tracer
         self.max_file_size = max_file_size
         self.idle_timeout = idle_timeout
+        self.bodies = bodies
         self.inboxes = inboxes
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -153,24 +153,15 @@ class ReceiverApi:
             raise error(404, f"{name!r} is not declared in this submission")
         return declared
 
+    def _busy(self) -> web.HTTPException:
+        return error(
+            503, f"{self.bodies.limit} uploads are being received; try again", headers={"Retry-After": "30"}
+        )
+
     @staticmethod
     def _open(state: SubmissionState) -> None:
         if state.sealed_at is not None:
             raise error(409, "the submission is sealed; open a new one to send more")
-
-    async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
-        """The request body as it arrives; :class:`Interrupted` if it stops short."""
-        while True:
-            try:
-                async with asyncio.timeout(self.idle_timeout):
-                    piece = await request.content.readany()
-            except TimeoutError as exc:
-                raise Interrupted(f"no data for {self.idle_timeout:g} s") from exc
-            except Exception as exc:  # the peer reset, or the body ended before Content-Length
-                raise Interrupted(f"{type(exc).__name__}: {exc}") from exc
-            if not piece:
-                return
-            yield piece
 
     async def _settle(
         self, state: SubmissionState, declared: FileState, got: StoredObject
@@ -324,6 +315,10 @@ class ReceiverApi:
             raise error(
                 411, "Content-Length is required: it is how a cut-off upload is told from a whole one"
             )
+        if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise error(
+                415, "Content-Encoding is not accepted: send the file's bytes as they are (a .gz as it is)"
+            )
         try:
             place = placement(
                 request.headers.get("Upload-Offset"),
@@ -334,6 +329,8 @@ class ReceiverApi:
             raise error(400, str(exc)) from None
         if place.total > self.max_file_size:
             raise error(413, f"files larger than {self.max_file_size} bytes are not accepted")
+        if self.bodies.busy:
+            raise self._busy()
         lock = self._lock(state.submission_id, declared.name)
         if lock.locked():
             raise error(409, "this file is being uploaded by another request", headers={"Retry-After": "5"})
@@ -368,8 +365,10 @@ class ReceiverApi:
             ) from None
         expected = request.content_length or 0
         try:
-            await pump(self._body(request), upload.write)
-        except Interrupted as exc:
+            await self.bodies.take(request, upload.take, self.idle_timeout)
+        except ReadersBusy:
+            raise self._busy() from None
+        except BodyInterrupted as exc:
             await asyncio.shield(asyncio.to_thread(upload.close))
             log.warning("upload interrupted", name=declared.name, arrived=upload.size, reason=str(exc))
             raise error(
@@ -381,7 +380,7 @@ class ReceiverApi:
             raise error(413, f"files larger than {self.max_file_size} bytes are not accepted") from None
         finally:
             await asyncio.shield(asyncio.to_thread(upload.close))
-        if upload.size - offset != expected:  # the body ended cleanly but short: treat as cut off
+        if upload.size - offset != expected:  # never taken for a whole file, whatever the cause
             raise error(
                 400, "upload interrupted", headers={"Upload-Offset": str(upload.size)}, arrived=upload.size
             )

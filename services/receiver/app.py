@@ -18,6 +18,7 @@ from shared.auth import Tokens, bearer_auth
 from shared.bus import Service
 from shared.database import reachable
 from shared.events import FileReceived
+from shared.http import BodyReaders
 
 
 def build() -> Service:
@@ -36,6 +37,7 @@ def build() -> Service:
         service.tracer,
         max_file_size=settings.receiver_max_file_size,
         idle_timeout=settings.receiver_idle_timeout,
+        bodies=BodyReaders(settings.receiver_max_uploads),
         inboxes=dict(settings.receiver_inboxes),
     )
     service.web.middlewares.append(cast(Middleware, bearer_auth(Tokens(settings.tokens))))

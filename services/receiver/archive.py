@@ -8,8 +8,8 @@ Layout under ``GENOMHUB_STORE`` (any fsspec URL)::
 A file in transit lives only under ``.incoming``, so nothing in the archive proper ever looks
 complete before it is: it is moved into place once its last byte arrived and its digests
 checked. The partial object is itself the record of how much arrived: each PUT appends to
-it through fsspec's append mode (an O_APPEND file locally; on S3, s3fs starts a multipart
-upload whose first part is a server-side copy of the existing object), and it is committed
+it (locally a write at the offset where the file ends; on S3, s3fs's append mode starts a
+multipart upload whose first part is a server-side copy of the existing object), and it is committed
 when the request ends, even when the client went away mid-way, so a resumed PUT continues
 from what is there. A receiver that dies mid-PUT leaves the prefix it had written (locally)
 or the previous partial (S3: the unfinished multipart upload is never visible); either way
@@ -24,17 +24,8 @@ that cannot be appended to; a resume then has to start over (the error says so).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import IO
 
-from shared.storage import (
-    Digests,
-    SizeLimitExceeded,
-    StoredObject,
-    WriteBehind,
-    filesystem,
-    join,
-    read_chunks,
-)
+from shared.storage import Intake, ReadInto, Sink, StoredObject, filesystem, join, open_sink
 
 INCOMING = ".incoming"
 
@@ -90,44 +81,39 @@ class PartialUpload:
 
     def __init__(self, partial_url: str, offset: int, max_size: int) -> None:
         self.url = partial_url
-        self.max_size = max_size
         self.fs, self.path = filesystem(partial_url)
-        self.digests = Digests()
+        self.intake = Intake(max_size)
         have = arrived(partial_url)
         if offset != 0 and offset != have:
             raise OffsetMismatch(have)
         if offset:
-            for chunk in read_chunks(partial_url):
-                self.digests.update(chunk)
-            if self.digests.size != offset:  # the prefix changed under us: refuse, don't guess
-                raise OffsetMismatch(self.digests.size)
-        self.fs.makedirs(self.path.rsplit("/", 1)[0], exist_ok=True)
-        self._handle: IO[bytes] | None = self.fs.open(self.path, "ab" if offset else "wb")
-        self._out = WriteBehind(self._handle, start=offset)
+            with self.fs.open(self.path, "rb") as prefix:
+                self.intake.take(prefix.readinto)
+            if self.intake.size != offset:  # the prefix changed under us: refuse, don't guess
+                raise OffsetMismatch(self.intake.size)
+        self._sink: Sink | None = open_sink(self.fs, self.path, offset)
 
     @property
     def size(self) -> int:
-        return self.digests.size
+        return self.intake.size
 
-    def write(self, chunk: bytes) -> None:
-        if self.size + len(chunk) > self.max_size:
-            raise SizeLimitExceeded(f"more than {self.max_size} bytes")
-        assert self._handle is not None, "write after close"
-        self.digests.update(chunk, self._out.write)
+    def take(self, readinto: ReadInto) -> None:
+        """Append the source's bytes; what it delivered before failing is kept (see ``Intake``)."""
+        assert self._sink is not None, "take after close"
+        self.intake.take(readinto, self._sink)
 
     def close(self) -> None:
         """Make what arrived durable as the partial (also after an interrupted request)."""
-        if self._handle is not None:
-            handle, self._handle = self._handle, None
+        if self._sink is not None:
+            sink, self._sink = self._sink, None
             try:
-                self.digests.drain()  # every byte counted in ``size`` reaches the file first
-                self._out.sync()
+                sink.sync()
             finally:
-                handle.close()
+                sink.close()
 
     def result(self) -> StoredObject:
         """Size and digests of the whole file so far (call after :meth:`close`)."""
-        sha256, md5 = self.digests.hexdigests()
+        sha256, md5 = self.intake.hexdigests()
         return StoredObject(self.url, self.size, sha256, md5)
 
 

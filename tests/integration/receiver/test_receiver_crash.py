@@ -1,4 +1,5 @@
-"""A receiver killed mid-upload: nothing looks complete, nothing is emitted, the client resumes."""
+"""Uploads cut short, by a receiver killed mid-upload or a client gone away: the prefix is kept, nothing
+looks complete, nothing is emitted, and the client resumes."""
 
 from __future__ import annotations
 
@@ -100,3 +101,29 @@ def test_crash_during_upload_emits_nothing_and_the_client_resumes(
     assert hashlib.md5(data).hexdigest() in record.value.decode()
     assert not partial.exists()
     assert (store / "hovedstaden" / "S-CRASH" / sid / "R1.fastq.gz").read_bytes() == data
+
+
+def test_a_client_cut_off_mid_body_keeps_its_prefix_and_resumes(file_receiver: Receiver) -> None:
+    data = os.urandom(6_000_000)
+    created = file_receiver.call("POST", "/v1/submissions", json=metadata("S-CUT", ["R1.fastq.gz"]))
+    path = f"/v1/submissions/{created.json()['submission_id']}/files/R1.fastq.gz"
+    conn = http.client.HTTPConnection("127.0.0.1", file_receiver.port, timeout=60)
+    conn.putrequest("PUT", path)
+    conn.putheader("Authorization", f"Bearer {TOKENS['hovedstaden']}")
+    conn.putheader("Content-Length", str(len(data)))
+    conn.endheaders()
+    conn.send(data[:3_500_000])
+    conn.close()  # the uploader's network went away
+
+    wait_for(
+        lambda: file_receiver.call("HEAD", path).headers["Upload-Offset"] == "3500000",
+        what="the prefix to be kept",
+    )
+    rest = file_receiver.call("PUT", path, data=data[3_500_000:], headers={"Upload-Offset": "3500000"})
+    assert rest.status_code == 200, rest.text
+    assert rest.headers["Connection"] == "close"  # the body was read off the socket
+    assert (rest.json()["sha256"], rest.json()["md5"]) == (
+        hashlib.sha256(data).hexdigest(),
+        hashlib.md5(data).hexdigest(),
+    )
+    assert file_receiver.call("GET", "/healthz").status_code == 200

@@ -118,6 +118,8 @@ def test_size_limit_is_enforced_before_reading(file_receiver: Receiver) -> None:
     assert too_big.status_code == 413
     chunked = file_receiver.call("PUT", path, data=iter([b"a", b"b"]))  # no Content-Length
     assert chunked.status_code == 411
+    encoded = file_receiver.call("PUT", path, data=b"\x1f\x8b", headers={"Content-Encoding": "gzip"})
+    assert encoded.status_code == 415  # a .gz is sent as it is, never decoded on the way
     bad_sha = file_receiver.call(
         "POST",
         "/v1/submissions",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_resume_rebuilds_digests_over_the_whole_file(tmp_path: Path) -> None:
     layout = Layout(tmp_path.as_uri())
     partial = layout.partial("sub", "R1")
     first = PartialUpload(partial, 0, len(DATA))
-    first.write(DATA[:3_000_000])
+    first.take(io.BytesIO(DATA[:3_000_000]).readinto)
     first.close()  # the client went away: what arrived stays
     assert arrived(partial) == 3_000_000
 
@@ -35,7 +36,7 @@ def test_resume_rebuilds_digests_over_the_whole_file(tmp_path: Path) -> None:
     assert caught.value.arrived == 3_000_000
 
     second = PartialUpload(partial, 3_000_000, len(DATA))
-    second.write(DATA[3_000_000:])
+    second.take(io.BytesIO(DATA[3_000_000:]).readinto)
     second.close()
     result = second.result()
     assert (result.size, result.sha256, result.md5) == (
@@ -53,10 +54,10 @@ def test_resume_rebuilds_digests_over_the_whole_file(tmp_path: Path) -> None:
 def test_offset_zero_starts_over(tmp_path: Path) -> None:
     partial = Layout(tmp_path.as_uri()).partial("sub", "R1")
     upload = PartialUpload(partial, 0, 100)
-    upload.write(b"x" * 50)
+    upload.take(io.BytesIO(b"x" * 50).readinto)
     upload.close()
     again = PartialUpload(partial, 0, 100)
-    again.write(b"y" * 10)
+    again.take(io.BytesIO(b"y" * 10).readinto)
     again.close()
     assert arrived(partial) == 10
     assert again.result().sha256 == hashlib.sha256(b"y" * 10).hexdigest()
@@ -65,11 +66,11 @@ def test_offset_zero_starts_over(tmp_path: Path) -> None:
 def test_a_receiver_dying_mid_write_leaves_a_prefix(tmp_path: Path) -> None:
     partial = Layout(tmp_path.as_uri()).partial("sub", "R1")
     upload = PartialUpload(partial, 0, len(DATA))
-    upload.write(DATA[:5_000_000])  # never closed: the process is gone
+    upload.take(io.BytesIO(DATA[:5_000_000]).readinto)  # never closed: the process is gone
     have = arrived(partial)
     assert DATA.startswith(Path(partial[len("file://") :]).read_bytes()[:have])
     resumed = PartialUpload(partial, have, len(DATA))
-    resumed.write(DATA[have:])
+    resumed.take(io.BytesIO(DATA[have:]).readinto)
     resumed.close()
     assert resumed.result().md5 == hashlib.md5(DATA).hexdigest()
 
@@ -77,4 +78,4 @@ def test_a_receiver_dying_mid_write_leaves_a_prefix(tmp_path: Path) -> None:
 def test_size_limit(tmp_path: Path) -> None:
     upload = PartialUpload(Layout(tmp_path.as_uri()).partial("sub", "R1"), 0, 10)
     with pytest.raises(SizeLimitExceeded):
-        upload.write(b"z" * 11)
+        upload.take(io.BytesIO(b"z" * 11).readinto)
