@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from shared.storage import (
     RING,
     AtomicWrite,
     Intake,
+    Lane,
     LocalFile,
     ReadInto,
     SizeLimitExceeded,
@@ -155,3 +157,20 @@ def test_a_failed_copy_leaves_no_file_that_looks_complete(tmp_path: Path) -> Non
 def _file(path: Path, data: bytes) -> str:
     path.write_bytes(data)
     return path.as_uri()
+
+
+def test_lanes_off_the_critical_path_yield_the_cpu() -> None:
+    seen: dict[str, int] = {}
+
+    def note(name: str) -> Callable[[memoryview], object]:
+        return lambda _: seen.setdefault(name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    pace, yielding = Lane("md5", note("pace")), Lane("sha256", note("yielding"), yielding=True)
+    try:
+        pace.feed(memoryview(b"")).result()
+        yielding.feed(memoryview(b"")).result()
+    finally:
+        pace.close()
+        yielding.close()
+    assert seen == {"pace": mine, "yielding": min(mine + Lane.YIELDING_NICE, 19)}
