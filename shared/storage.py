@@ -106,10 +106,10 @@ class LocalFile:
     :class:`Intake` hands over chunks from page-aligned buffers that end on multiples of
     :data:`CHUNK` in the file, so all but a resumed upload's first chunk and a file's last are
     direct; those two go through the page cache (the flag is switched per write, which Linux
-    allows). A filesystem that refuses ``O_DIRECT`` (tmpfs) gets every write through the page
-    cache, where every :data:`SYNC_EVERY` bytes the file is ``fdatasync``-ed and dropped from
-    the cache, so a stream of tens of gigabytes neither evicts everything else nor leaves
-    gigabytes of dirty pages to a crash.
+    allows). A filesystem that refuses ``O_DIRECT`` (tmpfs before Linux 6.6) gets every write
+    through the page cache, where every :data:`SYNC_EVERY` bytes the file is ``fdatasync``-ed
+    and dropped from the cache, so a stream of tens of gigabytes neither evicts everything
+    else nor leaves gigabytes of dirty pages to a crash.
     """
 
     def __init__(self, path: str, offset: int = 0) -> None:
