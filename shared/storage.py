@@ -205,8 +205,8 @@ class Lane:
     A lane off the critical path is ``yielding``: its thread lowers its own priority (Linux
     ``nice`` is per thread; lowering it needs no privilege), so on a busy machine the md5
     lane, which sets the pace, is the last to wait for a core. A yielding lane still gets
-    every idle cycle. Measured with ``bench/upload.py``, five runs each: 0.80-0.91 of
-    ``md5sum`` without, 0.88-1.04 with.
+    every idle cycle. Measured with ``bench/upload.py``: 0.80-0.91 of ``md5sum`` without
+    (eight runs), 0.88-1.04 with (ten runs).
     """
 
     YIELDING_NICE = 10
