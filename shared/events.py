@@ -194,13 +194,29 @@ class Event(Strict):
         """The record key, which decides the partition and so the order events keep."""
 
 
+SAMPLE_KEY_SEPARATOR = "/"
+"""Between region and pseudonym in a sample's key: a Pseudonym never holds it, nor a Region."""
+
+
+def sample_key(region: Region, sample_id: str) -> str:
+    """A sample's one identity as text: ``<region>/<pseudonym>``, e.g. ``hovedstaden/S1``.
+
+    Pseudonyms are the regions' own, so two regions may use the same one for two people's
+    samples: only the pair names a sample. The separator cannot occur in either part, so the
+    key splits back into exactly one (region, pseudonym).
+    """
+    return f"{region.value}{SAMPLE_KEY_SEPARATOR}{sample_id}"
+
+
 class SubmissionEvent(Event):
-    """An event about one submission; keyed by sample, so a sample's events keep their order."""
+    """An event about one submission; keyed by its sample, so a sample's events keep their order."""
 
     submission: Submission
 
     def key(self) -> str:
-        return self.submission.sample_id
+        """The sample's key, ``<region>/<pseudonym>`` (:func:`sample_key`): a second region's
+        sample of the same pseudonym is another sample, on its own key."""
+        return sample_key(self.submission.region, self.submission.sample_id)
 
 
 class FileReceived(SubmissionEvent):

@@ -4,6 +4,9 @@ Every route needs a bearer token (``shared.auth``). A region's token is confined
 region: listing and statistics are filtered to it, and naming another region is refused
 (403). A single sample or submission of another region answers 404, as if absent, so that
 a region cannot probe which pseudonyms other regions hold.
+
+A sample is named by its region and its pseudonym (``/v1/samples/{region}/{sample_id}``):
+pseudonyms are the regions' own, so a pseudonym alone names no one sample.
 """
 
 from __future__ import annotations
@@ -79,9 +82,13 @@ def install(app: web.Application, catalogue: Catalogue, tokens: Tokens) -> None:
             _query(request, NoParameters)
         except InvalidQuery as exc:
             return _error(422, "invalid query", exc.problems)
-        sample_id = request.match_info["sample_id"]
-        found = await asyncio.to_thread(catalogue.sample, sample_id, _scope(request, None))
-        return _json(found) if found else _error(404, f"no sample {sample_id!r}")
+        named, sample_id = request.match_info["region"], request.match_info["sample_id"]
+        try:
+            region = Region(named)
+        except ValueError:
+            return _error(404, f"no region {named!r}; the regions are {', '.join(r.value for r in Region)}")
+        found = await asyncio.to_thread(catalogue.sample, region, sample_id, _scope(request, None))
+        return _json(found) if found else _error(404, f"no sample {sample_id!r} in {region.value}")
 
     async def get_submission(request: web.Request) -> web.Response:
         try:
@@ -104,7 +111,7 @@ def install(app: web.Application, catalogue: Catalogue, tokens: Tokens) -> None:
         return web.json_response(spec)
 
     app.router.add_get("/v1/samples", list_samples)
-    app.router.add_get("/v1/samples/{sample_id}", get_sample)
+    app.router.add_get("/v1/samples/{region}/{sample_id}", get_sample)
     app.router.add_get("/v1/submissions/{submission_id}", get_submission)
     app.router.add_get("/v1/stats", get_stats)
     app.router.add_get(OPENAPI_PATH, openapi)

@@ -34,26 +34,35 @@ class InvalidQuery(Exception):
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page ended: the (received_at, sample_id) of its last row, newest first."""
+    """Where a page ended: the (received_at, region, sample_id) of its last row, newest first.
+
+    The region is part of the position because it is part of the sample: two regions'
+    samples of one pseudonym received in the same instant are two rows, and a page boundary
+    between them must neither skip nor repeat one.
+    """
 
     received_at: datetime
+    region: Region
     sample_id: str
 
     def encode(self) -> str:
-        raw = json.dumps([self.received_at.astimezone(UTC).isoformat(), self.sample_id]).encode()
+        raw = json.dumps(
+            [self.received_at.astimezone(UTC).isoformat(), self.region.value, self.sample_id]
+        ).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            moment, sample_id = json.loads(raw)
+            moment, region, sample_id = json.loads(raw)
             parsed = datetime.fromisoformat(moment)
             if parsed.tzinfo is None or not isinstance(sample_id, str) or not sample_id:
                 raise ValueError("malformed")
+            where = Region(region)
         except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
             raise ValueError("not a cursor this catalogue issued") from exc
-        return cls(parsed.astimezone(UTC), sample_id)
+        return cls(parsed.astimezone(UTC), where, sample_id)
 
 
 class SampleFilters(BaseModel):

@@ -100,12 +100,16 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _json("SamplePage", "A page of samples."), **forbidden, **ERRORS},
                 }
             },
-            "/v1/samples/{sample_id}": {
+            "/v1/samples/{region}/{sample_id}": {
                 "get": {
                     "operationId": "getSample",
-                    "summary": "A sample with its files and submission history.",
+                    "summary": "A sample with its files and submission history. A sample is its region's: "
+                    "two regions may hold samples of the same pseudonym, and they are two samples.",
                     "parameters": [
-                        _param("sample_id", {"type": "string", "minLength": 1}, "Sample id.", "path")
+                        _param("region", _enum(Region), "The region that reported the sample.", "path"),
+                        _param(
+                            "sample_id", {"type": "string", "minLength": 1}, "The region's sample pseudonym.", "path"
+                        ),
                     ],
                     "responses": {"200": _json("SampleDetail", "The sample."), **not_found, **ERRORS},
                 }

@@ -2,7 +2,9 @@
 
 Writing an event is one transaction: keep the event (keyed by its id, so a duplicate is a
 no-op), fold the submission's events into its record (:mod:`services.indexer.catalogue`),
-upsert the submission and its files, and recompute the sample row. On PostgreSQL the
+upsert the submission and its files, and recompute the sample row. A sample is (region,
+sample pseudonym) throughout: two regions' samples of one pseudonym are two rows, each in
+its own region's view. On PostgreSQL the
 transaction first takes an advisory lock on the sample, so two writers of one sample
 (indexer replicas, or the two consumers of one process) cannot each fold without the
 other's event; on SQLite the first statement is a write, which serialises writers anyway.
@@ -60,7 +62,7 @@ from services.indexer.views import (
     TimelineEntry,
 )
 from shared.database import make_engine, upgrade
-from shared.events import Harmonised, Region, Validated
+from shared.events import Harmonised, Region, Validated, sample_key
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = "indexer"
@@ -174,6 +176,7 @@ def file_rows(record: SubmissionRecord) -> list[dict[str, Any]]:
             "submission_id": s.submission_id,
             "role": f.role,
             "name": f.name,
+            "region": s.region.value,
             "sample_id": s.sample_id,
             "kind": f.kind,
             "url": f.url,
@@ -203,9 +206,9 @@ def sample_row(submission: Mapping[Any, Any], files: int, submissions: int) -> d
         submission["platform"],
     )
     return {
+        "region": submission["region"],
         "sample_id": submission["sample_id"],
         "submission_id": submission["submission_id"],
-        "region": submission["region"],
         "department": submission["department"],
         "patient_id": submission["patient_id"],
         "analysis_type": submission["analysis_type"],
@@ -281,13 +284,15 @@ class Catalogue:
         self._hold()
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(submission.sample_id))))
+                key = sample_key(submission.region, submission.sample_id)
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
             inserted = conn.execute(self._statements.keep_event, event_row(event)).first()
             history = self._history(conn, submission.submission_id)
             record = fold(history)
             self._write_submission(conn, record)
-            for sample_id in sorted({e.submission.sample_id for e in history}):
-                self._refresh_sample(conn, sample_id)
+            # Every sample the submission was ever said to be of: one it left loses its row.
+            for region, sample_id in sorted({(e.submission.region, e.submission.sample_id) for e in history}):
+                self._refresh_sample(conn, region, sample_id)
         return Applied(record, new=inserted is not None)
 
     def _history(self, conn: Connection, submission_id: str) -> list[CatalogueEvent]:
@@ -318,7 +323,7 @@ class Catalogue:
         if files:
             conn.execute(self._statements.files, files)
 
-    def _refresh_sample(self, conn: Connection, sample_id: str) -> None:
+    def _refresh_sample(self, conn: Connection, region: Region, sample_id: str) -> None:
         s = t.submissions
         # One round trip: the sample's submissions, each with its file count (a round trip
         # costs more than the rows on PostgreSQL, where ingest is bound by them).
@@ -329,11 +334,13 @@ class Catalogue:
             .scalar_subquery()
             .label("nfiles")
         )
-        rows = conn.execute(select(s, nfiles).where(s.c.sample_id == sample_id)).all()
+        rows = conn.execute(
+            select(s, nfiles).where(s.c.region == region.value, s.c.sample_id == sample_id)
+        ).all()
         outcomes = [SubmissionOutcome(r.submission_id, aware(r.received_at), r.status) for r in rows]
         current = current_submission(outcomes)
         if current is None:
-            conn.execute(delete(t.samples).where(t.samples.c.sample_id == sample_id))
+            conn.execute(delete(t.samples).where(_is_sample(t.samples, region, sample_id)))
             return
         row = next(r for r in rows if r.submission_id == current.submission_id)
         submissions = sum(1 for o in outcomes if o.status is not None)
@@ -349,7 +356,11 @@ class Catalogue:
     def search(self, filters: SampleFilters, scope: Region | None = None) -> SamplePage:
         """A page of samples, newest received first; ``scope`` confines a region's caller."""
         c = t.samples.c
-        query = select(t.samples).order_by(c.received_at.desc(), c.sample_id.desc()).limit(filters.limit + 1)
+        query = (
+            select(t.samples)
+            .order_by(c.received_at.desc(), c.region.desc(), c.sample_id.desc())
+            .limit(filters.limit + 1)
+        )
         if scope is not None:
             query = query.where(c.region == scope.value)
         if filters.region is not None:
@@ -365,7 +376,8 @@ class Catalogue:
         after = filters.after
         if after is not None:
             query = query.where(
-                tuple_(c.received_at, c.sample_id) < tuple_(naive_utc(after.received_at), after.sample_id)
+                tuple_(c.received_at, c.region, c.sample_id)
+                < tuple_(naive_utc(after.received_at), after.region.value, after.sample_id)
             )
         with self._read() as conn:
             if filters.q:
@@ -375,7 +387,7 @@ class Catalogue:
         next_cursor = None
         if len(rows) > filters.limit:
             last = items[-1]
-            next_cursor = Cursor(last.received_at, last.sample_id).encode()
+            next_cursor = Cursor(last.received_at, last.region, last.sample_id).encode()
         return SamplePage(items=items, next_cursor=next_cursor, limit=filters.limit)
 
     def _matching(self, conn: Connection, term: str) -> ColumnElement[bool]:
@@ -397,10 +409,15 @@ class Catalogue:
             return walk
         return literal_column("catalogue_samples.rowid").in_(hits)
 
-    def sample(self, sample_id: str, scope: Region | None = None) -> SampleDetail | None:
+    def sample(self, region: Region, sample_id: str, scope: Region | None = None) -> SampleDetail | None:
+        """Region ``region``'s sample ``sample_id``; None when absent or outside ``scope``."""
+        if scope is not None and region is not scope:
+            return None
         with self._read() as conn:
-            row = conn.execute(select(t.samples).where(t.samples.c.sample_id == sample_id)).one_or_none()
-            if row is None or (scope is not None and row.region != scope.value):
+            row = conn.execute(
+                select(t.samples).where(_is_sample(t.samples, region, sample_id))
+            ).one_or_none()
+            if row is None:
                 return None
             sub = conn.execute(
                 select(t.submissions).where(t.submissions.c.submission_id == row.submission_id)
@@ -412,7 +429,7 @@ class Catalogue:
             ).all()
             history = conn.execute(
                 select(t.submissions.c.submission_id, t.submissions.c.received_at, t.submissions.c.status)
-                .where(t.submissions.c.sample_id == sample_id)
+                .where(_is_sample(t.submissions, region, sample_id))
                 .order_by(t.submissions.c.received_at.desc(), t.submissions.c.submission_id.desc())
             ).all()
         return SampleDetail(
@@ -532,6 +549,11 @@ class Catalogue:
                 rows = conn.execute(select(table).order_by(*key)).mappings().all()
                 out[table.name] = [{k: _plain(v) for k, v in row.items()} for row in rows]
         return out
+
+
+def _is_sample(table: Table, region: Region, sample_id: str) -> ColumnElement[bool]:
+    """The rows of ``table`` that are of one sample: its region and its pseudonym both."""
+    return (table.c.region == region.value) & (table.c.sample_id == sample_id)
 
 
 def _plain(value: Any) -> Any:

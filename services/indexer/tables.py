@@ -3,6 +3,9 @@
 Times are stored as naive UTC, so that comparisons and keyset cursors behave alike on both
 databases; genome equivalents as integer millionths (exact sums on SQLite too). Table names
 start with ``catalogue_`` because services may share one database.
+
+A sample is (region, sample pseudonym): pseudonyms are the regions' own, so every key,
+index and lookup of a sample holds both (migration 0003).
 """
 
 from __future__ import annotations
@@ -67,12 +70,13 @@ submissions = Table(
     Column("trace_id", String(32)),
     Column("first_event_at", DateTime(), nullable=False),
     Column("last_event_at", DateTime(), nullable=False),
-    Index("ix_catalogue_submissions_sample", "sample_id"),
+    Index("ix_catalogue_submissions_sample", "region", "sample_id"),
 )
 
 samples = Table(
     "catalogue_samples",
     metadata,
+    Column("region", String(32), primary_key=True),
     Column("sample_id", String(128), primary_key=True),
     Column(
         "submission_id",
@@ -81,7 +85,6 @@ samples = Table(
         nullable=False,
         comment="The submission the row shows: the newest received one with an outcome.",
     ),
-    Column("region", String(32), nullable=False),
     Column("department", String(128), nullable=False),
     Column("patient_id", String(128), nullable=False),
     Column("analysis_type", String(32), nullable=False),
@@ -96,10 +99,10 @@ samples = Table(
     Column("trace_id", String(32)),
     Column("updated_at", DateTime(), nullable=False, comment="Time of the newest event behind the row."),
     Column("search", Text, nullable=False, comment="Lowercased ids, pseudonyms, department, platform."),
-    Index("ix_catalogue_samples_received", "received_at", "sample_id"),
+    Index("ix_catalogue_samples_received", "received_at", "region", "sample_id"),
     Index("ix_catalogue_samples_region", "region", "received_at", "sample_id"),
-    Index("ix_catalogue_samples_status", "status", "received_at", "sample_id"),
-    Index("ix_catalogue_samples_analysis", "analysis_type", "received_at", "sample_id"),
+    Index("ix_catalogue_samples_status", "status", "received_at", "region", "sample_id"),
+    Index("ix_catalogue_samples_analysis", "analysis_type", "received_at", "region", "sample_id"),
     Index("ix_catalogue_samples_stats", "region", "received_month", "status", "ge_micro"),
 )
 
@@ -114,6 +117,7 @@ files = Table(
     ),
     Column("role", String(32), primary_key=True),
     Column("name", String(255), primary_key=True),
+    Column("region", String(32), nullable=False),
     Column("sample_id", String(128), nullable=False),
     Column("kind", String(64), nullable=False),
     Column("url", Text, nullable=False, comment="Internal location, without credentials."),
@@ -128,5 +132,5 @@ files = Table(
     Column("provenance", String(255)),
     Column("event_id", String(64), nullable=False),
     Column("trace_id", String(32)),
-    Index("ix_catalogue_files_sample", "sample_id"),
+    Index("ix_catalogue_files_sample", "region", "sample_id"),
 )

@@ -81,7 +81,7 @@ def api(catalogue: Catalogue) -> Iterator[Api]:
 
 
 def test_every_route_needs_a_token_but_the_document(api: Api) -> None:
-    for path in ("/v1/samples", "/v1/samples/S-0001", "/v1/submissions/sub-0001", "/v1/stats"):
+    for path in ("/v1/samples", "/v1/samples/hovedstaden/S-0001", "/v1/submissions/sub-0001", "/v1/stats"):
         status, body = api.get(path, holder=None)
         assert status == 401, path
         assert "bearer" in body["error"]
@@ -96,18 +96,41 @@ def test_national_operator_sees_all_and_a_region_its_own(api: Api) -> None:
     assert {s["sample_id"] for s in south["items"]} == {"S-0002", "S-0003"}
     status, body = api.get("/v1/samples?region=hovedstaden", holder="syddanmark")
     assert status == 403 and "syddanmark may not read hovedstaden" in body["error"]
-    assert api.get("/v1/samples/S-0001", holder="syddanmark")[0] == 404
+    assert api.get("/v1/samples/hovedstaden/S-0001", holder="syddanmark")[0] == 404
     assert api.get("/v1/submissions/sub-0001", holder="syddanmark")[0] == 404
-    status, sample = api.get("/v1/samples/S-0001", holder="hovedstaden")
-    assert status == 200 and sample["status"] == "harmonised"
+    status, sample = api.get("/v1/samples/hovedstaden/S-0001", holder="hovedstaden")
+    assert status == 200 and sample["status"] == "harmonised" and sample["region"] == "hovedstaden"
+    # A pseudonym names a sample only with its region: hovedstaden's S-0001 is not syddanmark's.
+    assert api.get("/v1/samples/syddanmark/S-0001", holder="syddanmark")[0] == 404
+    assert api.get("/v1/samples/syddanmark/S-0001")[0] == 404
     _, stats = api.get("/v1/stats", holder="syddanmark")
     assert {r["region"] for r in stats["rows"]} == {"syddanmark"} and stats["samples"] == 2
     _, national = api.get("/v1/stats?region=hovedstaden")
     assert national["samples"] == 1
 
 
+def test_two_regions_samples_of_one_pseudonym_are_each_their_regions(api: Api) -> None:
+    """syddanmark reports S-0001 too: hovedstaden keeps its own, each region sees its own."""
+    api.catalogue.apply(event(harmonised(submission(9, region="syddanmark", sample="S-0001")), 9))
+    for region in ("hovedstaden", "syddanmark"):
+        status, sample = api.get(f"/v1/samples/{region}/S-0001", holder=region)
+        assert status == 200 and sample["region"] == region, (region, sample)
+        _, own = api.get("/v1/samples", holder=region)
+        assert ("S-0001", region) in {(s["sample_id"], s["region"]) for s in own["items"]}
+    assert api.get("/v1/samples/hovedstaden/S-0001")[1]["submission_id"] == "sub-0001"
+    assert api.get("/v1/samples/syddanmark/S-0001")[1]["submission_id"] == "sub-0009"
+    _, everything = api.get("/v1/samples")
+    assert [(s["region"], s["sample_id"]) for s in everything["items"]].count(("hovedstaden", "S-0001")) == 1
+    assert len(everything["items"]) == 4
+
+
+def test_an_unknown_region_in_a_sample_path_is_404_naming_it(api: Api) -> None:
+    status, body = api.get("/v1/samples/atlantis/S-0001")
+    assert status == 404 and "atlantis" in body["error"]
+
+
 def test_rejections_are_visible_to_their_uploaders(api: Api) -> None:
-    status, sample = api.get("/v1/samples/S-0002", holder="syddanmark")
+    status, sample = api.get("/v1/samples/syddanmark/S-0002", holder="syddanmark")
     assert status == 200 and sample["status"] == "rejected" and sample["accepted"] is False
     problems = [p for f in sample["catalogue_files"] for p in f["problems"]]
     assert problems[0]["code"] == "fastq.truncated"
@@ -118,7 +141,7 @@ def test_rejections_are_visible_to_their_uploaders(api: Api) -> None:
 
 
 def test_metadata_only(api: Api) -> None:
-    for path in ("/v1/samples/S-0001", "/v1/samples", "/v1/submissions/sub-0001"):
+    for path in ("/v1/samples/hovedstaden/S-0001", "/v1/samples", "/v1/submissions/sub-0001"):
         _, body = api.get(path)
         text = json.dumps(body)
         assert "s3://" not in text and "secret" not in text and "Signature" not in text and "url" not in text
@@ -146,7 +169,11 @@ def test_bad_filters_are_422_naming_the_parameter(api: Api, query: str, paramete
 
 
 def test_unknown_parameters_are_refused_everywhere(api: Api) -> None:
-    for path in ("/v1/samples/S-0001?x=1", "/v1/submissions/sub-0001?x=1", "/v1/stats?month=2026-01"):
+    for path in (
+        "/v1/samples/hovedstaden/S-0001?x=1",
+        "/v1/submissions/sub-0001?x=1",
+        "/v1/stats?month=2026-01",
+    ):
         status, body = api.get(path)
         assert status == 422, path
         assert body["problems"][0]["message"] == "unknown parameter"

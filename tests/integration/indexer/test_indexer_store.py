@@ -52,7 +52,7 @@ def test_harmonised_sample_is_indexed_with_files_checksums_and_tier(catalogue: C
     sub = submission()
     applied = catalogue.apply(event(harmonised(sub), 5))
     assert applied.new
-    detail = catalogue.sample(sub.sample_id)
+    detail = catalogue.sample(sub.region, sub.sample_id)
     assert detail is not None
     assert detail.status is SampleStatus.HARMONISED
     assert detail.accepted
@@ -130,7 +130,7 @@ def test_a_harmonised_event_for_an_unseen_sample_is_indexed_and_completed_later(
     assert late is not None and late.status is SampleStatus.HARMONISED
     assert [t.type for t in late.timeline] == ["validated", "harmonised"]
     assert all(t.trace_id for t in late.timeline)
-    detail = catalogue.sample(sub.sample_id)
+    detail = catalogue.sample(sub.region, sub.sample_id)
     assert detail is not None and detail.raw_reads == 2000 and detail.reference_profile == "synthetic-v1"
 
 
@@ -138,7 +138,7 @@ def test_accepted_qc_alone_is_a_pending_submission_not_a_sample(catalogue: Catal
     sub = submission()
     applied = catalogue.apply(event(validated(sub, "accepted")))
     assert not applied.record.indexed
-    assert catalogue.sample(sub.sample_id) is None
+    assert catalogue.sample(sub.region, sub.sample_id) is None
     pending = catalogue.submission(sub.submission_id)
     assert pending is not None and pending.status is None and pending.verdict == "accepted"
 
@@ -149,7 +149,7 @@ def test_a_moved_tier_survives_reindexing(catalogue: Catalogue) -> None:
     with catalogue.engine.begin() as conn:
         conn.execute(update(tables.files).values(tier="tape"))
     catalogue.apply(e)
-    detail = catalogue.sample("S-0001")
+    detail = catalogue.sample(Region.HOVEDSTADEN, "S-0001")
     assert detail is not None and {f.tier for f in detail.catalogue_files} == {"tape"}
 
 
@@ -238,4 +238,4 @@ def test_timeline_lists_events_with_trace_ids(catalogue: Catalogue) -> None:
     assert detail.timeline[0].time == datetime(2026, 1, 31, 23, 30, 10, tzinfo=UTC)
     assert detail.status is SampleStatus.HARMONISED
     assert catalogue.submission(sub.submission_id, scope=Region.MIDTJYLLAND) is None
-    assert catalogue.sample(sub.sample_id, scope=Region.MIDTJYLLAND) is None
+    assert catalogue.sample(sub.region, sub.sample_id, scope=Region.MIDTJYLLAND) is None

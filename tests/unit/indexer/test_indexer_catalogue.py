@@ -19,7 +19,7 @@ from services.indexer.catalogue import (
     trace_id_of,
 )
 from services.indexer.filters import Cursor, InvalidQuery, SampleFilters, StatsFilters, parse_query
-from shared.events import SampleStatus, Verdict, month_of
+from shared.events import Region, SampleStatus, Verdict, month_of
 from tests.unit.indexer.factories import T0, event, harmonised, submission, validated
 
 
@@ -148,6 +148,6 @@ def test_day_bounds_are_copenhagen_days() -> None:
 
 
 def test_cursor_round_trip() -> None:
-    c = Cursor(T0, "S-0001")
+    c = Cursor(T0, Region.HOVEDSTADEN, "S-0001")
     assert Cursor.decode(c.encode()) == c
     assert parse_query(SampleFilters, {"cursor": c.encode()}, set()).after == c
