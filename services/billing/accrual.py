@@ -1,7 +1,8 @@
 """What an indexed event means for billing: one sample's genome equivalents, or nothing.
 
 A sample counts once, whatever files or outputs it has and however often its events are
-delivered: the accrual is keyed by sample id, and the store upserts it. Only samples that
+delivered: the accrual is keyed by the sample, (region, sample pseudonym), and the store
+upserts it; two regions' samples of one pseudonym are two samples. Only samples that
 passed QC (``accepted``) count. An event that says a sample was accepted and rejected at the
 same time is refused (so dead-lettered) rather than guessed at.
 """

@@ -44,7 +44,8 @@ def build() -> Service:
     async def on_indexed(envelope: Envelope[Indexed]) -> None:
         accrual = accrual_of(envelope.data, envelope.id)
         if accrual is None:
-            log.info("not billed: sample did not pass QC", sample_id=envelope.data.submission.sample_id)
+            sub = envelope.data.submission
+            log.info("not billed: sample did not pass QC", sample_id=sub.sample_id, region=sub.region.value)
             return
         outcome = await asyncio.to_thread(store.accrue, accrual)
         log.info(

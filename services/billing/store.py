@@ -73,9 +73,11 @@ class CloseResult:
 
 # The accrual path's statements, built once: it runs for every indexed event.
 _LAST_CLOSED = select(func.max(statements.c.month))
-_ACCRUAL_OF = select(accruals).where(accruals.c.sample_id == bindparam("key"))
+# A sample is its region's: the region and the pseudonym together find its accrual.
+_OF_SAMPLE = (accruals.c.region == bindparam("key_region")) & (accruals.c.sample_id == bindparam("key"))
+_ACCRUAL_OF = select(accruals).where(_OF_SAMPLE)
 _INSERT_ACCRUAL = insert(accruals)
-_UPDATE_ACCRUAL = update(accruals).where(accruals.c.sample_id == bindparam("key"))
+_UPDATE_ACCRUAL = update(accruals).where(_OF_SAMPLE)
 
 
 def _serialise_sqlite(engine: Engine) -> None:
@@ -150,14 +152,18 @@ class BillingStore:
         return None if month is None else str(month)
 
     def accrue(self, accrual: Accrual) -> Outcome:
-        """Upsert one sample's accrual, unless the sample is on a closed statement already."""
+        """Upsert one sample's accrual, unless the sample is on a closed statement already.
+
+        The sample is (region, pseudonym): another region's sample of the same pseudonym is
+        another accrual, never this one's update, nor a reason to freeze this one.
+        """
         with self.transaction() as conn:
             last_closed = self._last_closed(conn)
-            row = conn.execute(_ACCRUAL_OF, {"key": accrual.sample_id}).first()
+            sample = {"key_region": accrual.region.value, "key": accrual.sample_id}
+            row = conn.execute(_ACCRUAL_OF, sample).first()
             target = billed_month(accrual.received_month, last_closed)
             values = {
                 "submission_id": accrual.submission_id,
-                "region": accrual.region.value,
                 "department": accrual.department,
                 "analysis_type": accrual.analysis_type.value,
                 "received_at": accrual.received_at,
@@ -167,19 +173,22 @@ class BillingStore:
                 "event_id": accrual.event_id,
             }
             if row is None:
-                conn.execute(_INSERT_ACCRUAL, {"sample_id": accrual.sample_id, **values})
+                conn.execute(
+                    _INSERT_ACCRUAL,
+                    {"region": accrual.region.value, "sample_id": accrual.sample_id, **values},
+                )
                 return Outcome.ACCRUED
             if last_closed is not None and row.billed_month <= last_closed:
                 return Outcome.FROZEN
             current = {k: getattr(row, k) for k in values}
             if current == values:
                 return Outcome.UNCHANGED
-            conn.execute(_UPDATE_ACCRUAL, {"key": accrual.sample_id, **values})
+            conn.execute(_UPDATE_ACCRUAL, {**sample, **values})
             return Outcome.UPDATED
 
     def billed(self, month: str | None = None) -> list[BilledAccrual]:
-        """Every accrual (of one billed month), ordered by sample id."""
-        query = select(accruals).order_by(accruals.c.sample_id)
+        """Every accrual (of one billed month), ordered by sample: region, then pseudonym."""
+        query = select(accruals).order_by(accruals.c.region, accruals.c.sample_id)
         if month is not None:
             query = query.where(accruals.c.billed_month == month)
         with self.reading() as conn:

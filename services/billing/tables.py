@@ -3,6 +3,8 @@ statements (append-only: the migration installs triggers that refuse UPDATE and 
 
 Amounts are BIGINT øre and genome equivalents BIGINT micro-GE: exact on SQLite and
 PostgreSQL alike. Timestamps are ISO 8601 UTC text, so they keep their zone on SQLite too.
+An accrual is one sample's, and a sample is (region, sample pseudonym): two regions'
+samples of one pseudonym are two accruals, each billed to its own region (migration 0002).
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ metadata = MetaData()
 accruals = Table(
     "billing_accruals",
     metadata,
+    Column("region", String(16), primary_key=True),
     Column("sample_id", String(128), primary_key=True),
     Column("submission_id", String(64), nullable=False),
-    Column("region", String(16), nullable=False),
     Column("department", String(128), nullable=False),
     Column("analysis_type", String(32), nullable=False),
     Column("received_at", UtcTimestamp(), nullable=False),

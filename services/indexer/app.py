@@ -43,6 +43,7 @@ def build() -> Service:
         log.info(
             "indexed" if event.is_outcome else "kept on the timeline",
             sample_id=record.sample_id,
+            region=record.submission.region.value,
             status=record.status.value if record.status else None,
             new=applied.new,
         )

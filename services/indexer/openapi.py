@@ -108,7 +108,10 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         _param("region", _enum(Region), "The region that reported the sample.", "path"),
                         _param(
-                            "sample_id", {"type": "string", "minLength": 1}, "The region's sample pseudonym.", "path"
+                            "sample_id",
+                            {"type": "string", "minLength": 1},
+                            "The region's sample pseudonym.",
+                            "path",
                         ),
                     ],
                     "responses": {"200": _json("SampleDetail", "The sample."), **not_found, **ERRORS},

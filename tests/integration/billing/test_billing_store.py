@@ -6,12 +6,17 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import DatabaseError
 
+from services.billing import tables
 from services.billing.accrual import InconsistentEvent, Outcome, accrual_of
 from services.billing.money import MICRO
-from services.billing.store import BillingStore, CloseRefused, LedgerKind
+from services.billing.store import MIGRATIONS, BillingStore, CloseRefused, LedgerKind
+from shared.database import alembic_config, make_engine
 from shared.events import AnalysisType, Indexed, Region, SampleStatus
 from tests.unit.billing.billing_factories import indexed
 
@@ -185,3 +190,91 @@ def test_automatic_close_after_the_configured_days(store: BillingStore) -> None:
     assert [
         s.month for s in store.close_due(days=5, standard_rate_dkk=RATE, now=datetime(2026, 3, 9, tzinfo=UTC))
     ] == ["2026-02"]
+
+
+def test_two_regions_samples_of_one_pseudonym_are_two_accruals(store: BillingStore) -> None:
+    """Pseudonyms are the regions' own: each region's S1 is billed to that region, once."""
+    store.add_to_grant(1_000_000_00, by="finance", at=FEB)
+    assert accrue(store, indexed("S2"), "cap-s2") is Outcome.ACCRUED
+    assert accrue(store, indexed("S2", region=Region.MIDTJYLLAND, submission_id="mid-s2"), "mid-s2") is (
+        Outcome.ACCRUED
+    )
+    # syddanmark's S1 passes QC in January; hovedstaden's own S1 is rejected then.
+    south = indexed("S1", region=Region.SYDDANMARK, submission_id="south-s1")
+    assert accrue(store, south, "south-s1") is Outcome.ACCRUED
+    assert accrue(store, indexed("S1", accepted=False, submission_id="cap-s1-a"), "cap-s1-a") is (
+        Outcome.NOT_ACCEPTED
+    )
+    assert store.open_months() == [
+        ("2026-01", {Region.HOVEDSTADEN: MICRO, Region.MIDTJYLLAND: MICRO, Region.SYDDANMARK: MICRO})
+    ]
+    january = store.close("2026-01", standard_rate_dkk=RATE, now=FEB, by="finance").statement
+    assert {(r.region, r.samples) for r in january.regions} == {
+        (Region.HOVEDSTADEN, 1),
+        (Region.MIDTJYLLAND, 1),
+        (Region.SYDDANMARK, 1),
+    }
+    # hovedstaden resubmits its S1 in February and it passes: its own sample, billed, not frozen.
+    resubmitted = indexed(
+        "S1", ge="2", received_at=datetime(2026, 2, 3, tzinfo=UTC), submission_id="cap-s1-b"
+    )
+    assert accrue(store, resubmitted, "cap-s1-b") is Outcome.ACCRUED
+    # syddanmark's S1 stays on January's statement, and a replay of it is frozen there.
+    assert accrue(store, south, "south-s1") is Outcome.FROZEN
+    billed = {
+        (b.accrual.region, b.accrual.sample_id): (b.billed_month, b.accrual.ge_micro) for b in store.billed()
+    }
+    assert billed == {
+        (Region.HOVEDSTADEN, "S1"): ("2026-02", 2 * MICRO),
+        (Region.HOVEDSTADEN, "S2"): ("2026-01", MICRO),
+        (Region.MIDTJYLLAND, "S2"): ("2026-01", MICRO),
+        (Region.SYDDANMARK, "S1"): ("2026-01", MICRO),
+    }
+    february = store.close(
+        "2026-02", standard_rate_dkk=RATE, now=datetime(2026, 3, 2, tzinfo=UTC), by="finance"
+    ).statement
+    assert [(r.region, r.samples, r.ge_micro) for r in february.regions] == [
+        (Region.HOVEDSTADEN, 1, 2 * MICRO)
+    ]
+
+
+def test_the_upgrade_keeps_accruals_and_keys_them_by_region_and_pseudonym(billing_url: str) -> None:
+    """From the previous head (pseudonym-only key), with an accrual in it, to the new key."""
+    command.upgrade(alembic_config(billing_url, MIGRATIONS, "billing"), "0001_billing")
+    engine = make_engine(billing_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO billing_accruals (sample_id, submission_id, region, department, analysis_type, "
+                "received_at, received_month, billed_month, ge_micro, event_id) VALUES ('S1', 'sub-old', "
+                "'hovedstaden', 'Rigshospitalet', 'WGS', '2026-01-15T12:00:00+00:00', '2026-01', '2026-01', "
+                "1500000, 'old')"
+            )
+        )
+    engine.dispose()
+    store = BillingStore(billing_url)
+    try:
+        assert inspect(store.engine).get_pk_constraint("billing_accruals")["constrained_columns"] == [
+            "region",
+            "sample_id",
+        ]
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_billing"})
+            assert compare_metadata(context, tables.metadata) == []
+        (kept,) = store.billed()
+        assert (kept.accrual.region, kept.accrual.sample_id, kept.accrual.ge_micro) == (
+            Region.HOVEDSTADEN,
+            "S1",
+            1_500_000,
+        )
+        assert (kept.accrual.submission_id, kept.accrual.event_id, kept.billed_month) == (
+            "sub-old",
+            "old",
+            "2026-01",
+        )
+        assert kept.accrual.received_at == datetime(2026, 1, 15, 12, tzinfo=UTC)
+        assert accrue(store, indexed("S1", region=Region.SYDDANMARK), "south") is Outcome.ACCRUED
+        assert accrue(store, indexed("S1", ge="1.5", submission_id="sub-old"), "old") is Outcome.UNCHANGED
+        assert len(store.billed()) == 2
+    finally:
+        store.dispose()
