@@ -6,13 +6,24 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import update
+from sqlalchemy import MetaData, inspect, update
 
 from services.indexer import tables
+from services.indexer.catalogue import fold
 from services.indexer.filters import SampleFilters, parse_query
-from services.indexer.store import Catalogue
+from services.indexer.store import (
+    MIGRATIONS,
+    SERVICE,
+    Catalogue,
+    event_row,
+    file_rows,
+    sample_row,
+    submission_row,
+)
+from shared.database import alembic_config, make_engine
 from shared.events import Region, SampleStatus
 from tests.unit.indexer.factories import T0, event, harmonised, submission, validated
 
@@ -239,3 +250,91 @@ def test_timeline_lists_events_with_trace_ids(catalogue: Catalogue) -> None:
     assert detail.status is SampleStatus.HARMONISED
     assert catalogue.submission(sub.submission_id, scope=Region.MIDTJYLLAND) is None
     assert catalogue.sample(sub.region, sub.sample_id, scope=Region.MIDTJYLLAND) is None
+
+
+def test_two_regions_samples_of_one_pseudonym_are_two_samples(catalogue: Catalogue) -> None:
+    """Pseudonyms are the regions' own: syddanmark's S-1 does not take over hovedstaden's S-1."""
+    capital = submission(1, sample="S-1", region="hovedstaden", received_at=T0)
+    south = submission(2, sample="S-1", region="syddanmark", received_at=T0 + timedelta(days=1))
+    catalogue.apply(event(validated(capital, "rejected"), 0))
+    catalogue.apply(event(harmonised(south), 86400))
+    for region, shown in ((Region.HOVEDSTADEN, capital), (Region.SYDDANMARK, south)):
+        own = catalogue.search(filters(), scope=region).items
+        assert [(s.region, s.sample_id, s.submission_id) for s in own] == [
+            (region, "S-1", shown.submission_id)
+        ]
+        detail = catalogue.sample(region, "S-1", scope=region)
+        assert detail is not None and detail.submission_id == shown.submission_id
+        assert [h.submission_id for h in detail.history] == [shown.submission_id]
+    assert catalogue.sample(Region.HOVEDSTADEN, "S-1", scope=Region.SYDDANMARK) is None
+    assert catalogue.sample(Region.MIDTJYLLAND, "S-1") is None
+    assert len(catalogue.search(filters(q="s-1")).items) == 2
+    assert catalogue.stats().samples == 2
+
+    # hovedstaden resubmits its own S-1 and it is harmonised: its row, not syddanmark's.
+    again = submission(3, sample="S-1", region="hovedstaden", received_at=T0 + timedelta(days=2))
+    applied = catalogue.apply(event(harmonised(again), 2 * 86400))
+    assert applied.record.indexed
+    capital_row = catalogue.sample(Region.HOVEDSTADEN, "S-1")
+    south_row = catalogue.sample(Region.SYDDANMARK, "S-1")
+    assert capital_row is not None and south_row is not None
+    assert (capital_row.submission_id, capital_row.status, capital_row.submissions) == (
+        again.submission_id,
+        SampleStatus.HARMONISED,
+        2,
+    )
+    assert (south_row.submission_id, south_row.submissions) == (south.submission_id, 1)
+
+
+def test_a_page_boundary_between_two_regions_samples_of_one_pseudonym(catalogue: Catalogue) -> None:
+    for n, region in enumerate(("hovedstaden", "sjaelland", "syddanmark"), start=1):
+        catalogue.apply(event(harmonised(submission(n, sample="S-SAME", region=region)), n))
+    pages, cursor = [], None
+    while True:
+        page = catalogue.search(filters(limit="1", **({"cursor": cursor} if cursor else {})))
+        pages.extend((s.region.value, s.sample_id) for s in page.items)
+        if (cursor := page.next_cursor) is None:
+            break
+    assert pages == [("syddanmark", "S-SAME"), ("sjaelland", "S-SAME"), ("hovedstaden", "S-SAME")]
+
+
+def test_the_upgrade_from_0002_keeps_the_catalogue_and_keys_samples_by_region(catalogue_url: str) -> None:
+    """A catalogue written at the previous head (samples keyed by pseudonym) upgrades in place."""
+    command.upgrade(alembic_config(catalogue_url, MIGRATIONS, SERVICE), "0002")
+    sub = submission(1, sample="S-OLD", department="Herlev Hospital")
+    e = event(harmonised(sub), 5)
+    record = fold([e])
+    engine = make_engine(catalogue_url)
+    old = MetaData()
+    old.reflect(engine)
+    with engine.begin() as conn:
+        conn.execute(old.tables["catalogue_events"].insert(), event_row(e))
+        conn.execute(old.tables["catalogue_submissions"].insert(), submission_row(record))
+        conn.execute(
+            old.tables["catalogue_files"].insert(),
+            [{k: v for k, v in row.items() if k != "region"} for row in file_rows(record)],
+        )
+        conn.execute(
+            old.tables["catalogue_samples"].insert(), sample_row(submission_row(record), len(record.files), 1)
+        )
+    engine.dispose()
+
+    store = Catalogue(catalogue_url)
+    try:
+        store.migrate()
+        keys = inspect(store.engine).get_pk_constraint("catalogue_samples")["constrained_columns"]
+        assert keys == ["region", "sample_id"]
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_indexer"})
+            assert [d for d in compare_metadata(context, tables.metadata) if not _trigram_index(d)] == []
+        detail = store.sample(Region.HOVEDSTADEN, "S-OLD")
+        assert detail is not None and detail.files == 4 and len(detail.catalogue_files) == 4
+        assert {r["region"] for r in store.dump()["catalogue_files"]} == {"hovedstaden"}
+        # The rare-term index (SQLite's FTS5) was rebuilt over the re-keyed rows, and follows new ones.
+        assert [s.sample_id for s in store.search(filters(q="s-old")).items] == ["S-OLD"]
+        assert [s.sample_id for s in store.search(filters(q="herlev")).items] == ["S-OLD"]
+        store.apply(event(harmonised(submission(2, sample="S-OLD", region="sjaelland")), 6))
+        found = {(s.region.value, s.sample_id) for s in store.search(filters(q="s-old")).items}
+        assert found == {("hovedstaden", "S-OLD"), ("sjaelland", "S-OLD")}
+    finally:
+        store.close()
