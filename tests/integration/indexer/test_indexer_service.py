@@ -26,7 +26,7 @@ from shared import telemetry
 from shared.auth import token_hash
 from shared.bus import partitions_of, publish
 from shared.envelope import encode, normalise_headers
-from shared.events import Harmonised, Indexed, SubmissionEvent, Validated
+from shared.events import Harmonised, Indexed, SubmissionEvent, Validated, sample_key
 from shared.topics import consumer_group, dlq_name, topic_name
 from tests.support import ROOT, Process, free_port, genomhub, records, wait_for
 from tests.unit.indexer.factories import harmonised, submission, validated
@@ -168,7 +168,7 @@ def test_indexer_indexes_announces_dead_letters_and_replays_identically(
     }
     assert {t["type"] for t in third["timeline"]} == {"validated", "harmonised"}
 
-    keys = {s.sample_id.encode() for s in subs}
+    keys = {sample_key(s.region, s.sample_id).encode() for s in subs}
     announced = indexed_records(kafka_bootstrap, keys)
     first_ids = {dict(normalise_headers(r.headers))["ce_id"] for r in announced}
     assert len(first_ids) == 3, "one indexed event per outcome event (harmonised twice: one id)"
@@ -177,7 +177,8 @@ def test_indexer_indexes_announces_dead_letters_and_replays_identically(
         data = json.loads(record.value)
         sid = data["submission"]["submission_id"]
         assert h["traceparent"].decode().split("-")[1] == traces[sid], "the trace goes on through the indexer"
-        assert data["accepted"] is (record.key.decode() != subs[0].sample_id)
+        assert record.key.decode() == f"{data['submission']['region']}/{data['submission']['sample_id']}"
+        assert data["accepted"] is (record.key.decode() != sample_key(subs[0].region, subs[0].sample_id))
     dead = [
         r
         for r in records(kafka_bootstrap, dlq_name(topic_name(Validated)))
