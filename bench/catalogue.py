@@ -248,8 +248,8 @@ def searching(f: SampleFilters) -> Query:
     return lambda c: c.search(f)
 
 
-def fetching(sample_id: str) -> Query:
-    return lambda c: c.sample(sample_id)
+def fetching(region: Region, sample_id: str) -> Query:
+    return lambda c: c.sample(region, sample_id)
 
 
 def counting() -> Query:
@@ -266,7 +266,8 @@ def query_cases(synthetic: Synthetic, repeats: int) -> dict[str, list[Query]]:
         cases["region + month"].append(
             searching(filters(region=regions[i % 5], received_from=start, received_to=end))
         )
-        cases["sample by id"].append(fetching(f"S-B-{rng.randrange(synthetic.samples):07d}"))
+        fetched = synthetic.event(rng.randrange(synthetic.samples)).submission
+        cases["sample by id"].append(fetching(fetched.region, fetched.sample_id))
         cases["by status"].append(searching(filters(status=[s.value for s in SampleStatus][i % 3])))
         if i % 2:
             patient = synthetic.event(rng.randrange(synthetic.samples)).submission.patient_id

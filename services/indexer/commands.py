@@ -73,6 +73,25 @@ def search(as_json: bool, **options: str | int | None) -> None:
         click.echo(f"more: --cursor {page.next_cursor}", err=True)
 
 
+@catalogue.command("show")
+@click.argument("region", type=click.Choice([r.value for r in Region]))
+@click.argument("sample_id")
+def show(region: str, sample_id: str) -> None:
+    """One sample, with its files and submissions, as JSON: REGION's sample SAMPLE_ID.
+
+    A pseudonym is its region's: two regions may each hold a sample of the same pseudonym,
+    so a sample is named by both.
+    """
+    store = _catalogue()
+    try:
+        found = store.sample(Region(region), sample_id)
+    finally:
+        store.close()
+    if found is None:
+        raise click.ClickException(f"no sample {sample_id!r} in {region}")
+    click.echo(found.model_dump_json(indent=2))
+
+
 @catalogue.command("dump")
 def dump() -> None:
     """Every catalogue row as sorted JSON: two catalogues built from the same events compare equal."""

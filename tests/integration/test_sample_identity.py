@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import urllib.error
 import urllib.request
 import uuid
@@ -29,7 +31,7 @@ from shared.auth import token_hash
 from shared.bus import publish
 from shared.events import Event, Indexed, Region
 from shared.topics import topic_name
-from tests.support import Process, free_port, genomhub, records, wait_for
+from tests.support import ROOT, Process, free_port, genomhub, records, wait_for
 from tests.unit.indexer.factories import harmonised, submission, validated
 
 TOKENS = {"ngc": "identity-national", "hovedstaden": "identity-capital", "syddanmark": "identity-south"}
@@ -44,6 +46,12 @@ def http_get(port: int, path: str, holder: str) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        genomhub(*args), capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=120
+    )
 
 
 def accruals(url: str, run_id: str) -> dict[tuple[Region, str], str]:
@@ -156,3 +164,12 @@ def test_two_regions_samples_of_one_pseudonym_through_indexer_and_billing(
         if r.key == f"hovedstaden/{same}".encode()
     ]
     assert {s["region"] for s in announced} == {"hovedstaden"}
+
+    # The command line names a sample as the API does: by its region and its pseudonym.
+    for region, expected_submission in (("hovedstaden", capital_again), ("syddanmark", south_s)):
+        done = cli("catalogue", "show", region, same, env=env)
+        assert done.returncode == 0, done.stderr
+        detail = json.loads(done.stdout)
+        assert (detail["region"], detail["submission_id"]) == (region, expected_submission.submission_id)
+    missing = cli("catalogue", "show", "sjaelland", same, env=env)
+    assert missing.returncode != 0 and f"no sample {same!r} in sjaelland" in missing.stderr

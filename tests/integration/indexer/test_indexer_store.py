@@ -289,7 +289,8 @@ def test_two_regions_samples_of_one_pseudonym_are_two_samples(catalogue: Catalog
 def test_a_page_boundary_between_two_regions_samples_of_one_pseudonym(catalogue: Catalogue) -> None:
     for n, region in enumerate(("hovedstaden", "sjaelland", "syddanmark"), start=1):
         catalogue.apply(event(harmonised(submission(n, sample="S-SAME", region=region)), n))
-    pages, cursor = [], None
+    pages: list[tuple[str, str]] = []
+    cursor: str | None = None
     while True:
         page = catalogue.search(filters(limit="1", **({"cursor": cursor} if cursor else {})))
         pages.extend((s.region.value, s.sample_id) for s in page.items)
