@@ -51,12 +51,15 @@ def test_nothing_lost_or_counted_twice_under_crashes(tmp_path: Path) -> None:
         file_rows = db.execute(select(func.count()).select_from(files)).scalar_one()
         distinct_files = db.execute(
             select(func.count()).select_from(
-                select(files.c.sample_id, files.c.role, files.c.name).distinct().subquery()
+                select(files.c.region, files.c.sample_id, files.c.role, files.c.name).distinct().subquery()
             )
         ).scalar_one()
     billing = make_engine(settings.billing_database_url)
     with billing.connect() as db:
-        accrued = Counter(row.sample_id for row in db.execute(select(accruals.c.sample_id)))
+        # A sample is (region, pseudonym), in billing as in the catalogue.
+        accrued = Counter(
+            (row.region, row.sample_id) for row in db.execute(select(accruals.c.region, accruals.c.sample_id))
+        )
 
     accepted = {sid for sid, o in outcomes.items() if o.accepted}
     indexed_once = sum(1 for o in outcomes.values() if len(o.event_ids) == 1)
