@@ -278,3 +278,23 @@ def test_the_upgrade_keeps_accruals_and_keys_them_by_region_and_pseudonym(billin
         assert len(store.billed()) == 2
     finally:
         store.dispose()
+
+
+def test_the_downgrade_restores_the_pseudonym_key_while_pseudonyms_are_unique(billing_url: str) -> None:
+    store = BillingStore(billing_url)
+    assert accrue(store, indexed("S1", ge="1.2"), "e1") is Outcome.ACCRUED
+    store.dispose()
+    config = alembic_config(billing_url, MIGRATIONS, "billing")
+    command.downgrade(config, "0001_billing")
+    engine = make_engine(billing_url)
+    try:
+        assert inspect(engine).get_pk_constraint("billing_accruals")["constrained_columns"] == ["sample_id"]
+    finally:
+        engine.dispose()
+    again = BillingStore(billing_url)
+    try:
+        assert [(b.accrual.region, b.accrual.sample_id, b.accrual.ge_micro) for b in again.billed()] == [
+            (Region.HOVEDSTADEN, "S1", 1_200_000)
+        ]
+    finally:
+        again.dispose()

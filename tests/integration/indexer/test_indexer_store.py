@@ -339,3 +339,26 @@ def test_the_upgrade_from_0002_keeps_the_catalogue_and_keys_samples_by_region(ca
         assert found == {("hovedstaden", "S-OLD"), ("sjaelland", "S-OLD")}
     finally:
         store.close()
+
+
+def test_the_downgrade_to_0002_restores_the_pseudonym_key_while_pseudonyms_are_unique(
+    catalogue: Catalogue,
+) -> None:
+    catalogue.apply(event(harmonised(submission(1, sample="S-DOWN", department="Herlev Hospital")), 1))
+    config = alembic_config(catalogue.url, MIGRATIONS, SERVICE)
+    catalogue.close()
+    command.downgrade(config, "0002")
+    engine = make_engine(catalogue.url)
+    try:
+        assert inspect(engine).get_pk_constraint("catalogue_samples")["constrained_columns"] == ["sample_id"]
+        assert "region" not in {c["name"] for c in inspect(engine).get_columns("catalogue_files")}
+    finally:
+        engine.dispose()
+    command.upgrade(config, "head")
+    again = Catalogue(catalogue.url)
+    try:
+        detail = again.sample(Region.HOVEDSTADEN, "S-DOWN")
+        assert detail is not None and len(detail.catalogue_files) == 4
+        assert [s.sample_id for s in again.search(filters(q="herlev")).items] == ["S-DOWN"]
+    finally:
+        again.close()
