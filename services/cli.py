@@ -62,7 +62,7 @@ def _broker() -> LocalBroker:
     from tools.kafka.broker import LocalBroker
 
     settings = get_settings()
-    return LocalBroker(settings.state_dir, settings.cache)
+    return LocalBroker(settings.state_dir, settings.cache, settings.topic_partitions)
 
 
 @kafka.command("start")
@@ -91,11 +91,12 @@ def kafka_status() -> None:
 
     from tools.kafka.broker import answers_metadata
 
-    state = _broker().running()
+    broker = _broker()
+    state = broker.running()
     if state is None:
         click.echo("kafka not running")
         sys.exit(1)
-    answering = asyncio.run(answers_metadata(state.bootstrap))
+    answering = asyncio.run(answers_metadata(broker.access(state=state)))
     click.echo(f"kafka {'running' if answering else 'starting'} pid={state.pid} bootstrap={state.bootstrap}")
 
 
