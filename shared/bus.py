@@ -103,7 +103,15 @@ def dead_letter_headers(
 class Service:
     """One genomhub service process; ``app.py`` of each service builds one and wires it."""
 
-    def __init__(self, name: str, settings: Settings | None = None, http_port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings | None = None,
+        http_port: int | None = None,
+        principal: str | None = None,
+    ) -> None:
+        """``principal`` is whose credentials the process uses: the service's own (its name)
+        unless a test's probe, which is no registered service, says otherwise."""
         self.name = name
         self.settings = settings or get_settings()
         self.http_port = http_port if http_port is not None else self.settings.port_of(name)
@@ -114,7 +122,7 @@ class Service:
         datadir.parent.mkdir(parents=True, exist_ok=True)
         self.readiness: list[ReadinessCheck] = [self._broker_reachable]
         self.web = make_web(self.readiness, self._record_lag)
-        self.access = kafka_access(name, self.settings)
+        self.access = kafka_access(principal or name, self.settings)
         self.app = self.access.faust_app(
             consumer_group(name),
             key_serializer="raw",

@@ -93,7 +93,7 @@ REDRIVE_ID = "genomhub-dlq-redrive"
 
 ResourceType = Literal["topic", "group", "transactionalId", "cluster"]
 PatternType = Literal["literal", "prefix"]
-Operation = Literal["Read", "Write", "Describe", "Create"]
+Operation = Literal["Read", "Write", "Describe", "Create", "IdempotentWrite"]
 
 
 @dataclass(frozen=True, order=True)
@@ -110,6 +110,11 @@ def emitter_of(model: type[Event]) -> str:
     """The service whose principal writes ``model``'s topic."""
     (service,) = [s for s, models in EMITS.items() if model in models]
     return service
+
+
+IDEMPOTENT_PRODUCER = Grant("cluster", "kafka-cluster", "literal", ("IdempotentWrite",))
+"""Producers that write with ``enable_idempotence`` (the emitters, a month close, a redrive)
+need this on the cluster to get a producer id; it allows nothing else."""
 
 
 def kafka_user(principal: str) -> str:
@@ -131,6 +136,7 @@ def _service_grants(service: str) -> list[Grant]:
     ]
     grants += [Grant("topic", topic_name(m), "literal", ("Write", "Describe")) for m in EMITS[service]]
     grants.append(Grant("group", group, "literal", ("Read", "Describe")))
+    grants.append(IDEMPOTENT_PRODUCER)
     # faust's own internal topics (the partition assignor's leader topic, changelogs) are
     # named after the app id; the service creates and uses them, and only its own.
     grants.append(Grant("topic", f"{group}-", "prefix", ("Create", "Read", "Write", "Describe")))
@@ -148,13 +154,10 @@ def _operator_grants() -> list[Grant]:
         )
         for t in all_topics(1)
     ]
-    grants += [
-        Grant("group", consumer_group(s), "literal", ("Read", "Describe"))
-        for s in SUBSCRIPTIONS
-        if SUBSCRIPTIONS[s]
-    ]
+    grants += [Grant("group", consumer_group(s), "literal", ("Read", "Describe")) for s in SUBSCRIPTIONS]
     grants.append(Grant("group", REDRIVE_ID, "literal", ("Read", "Describe")))
     grants.append(Grant("transactionalId", REDRIVE_ID, "literal", ("Write", "Describe")))
+    grants.append(IDEMPOTENT_PRODUCER)
     return grants
 
 
@@ -165,7 +168,12 @@ def grants_of(principal: str) -> list[Grant]:
     if principal == OPERATOR:
         return sorted(_operator_grants())
     if principal == FINANCE:
-        return [Grant("topic", topic_name(RefundCalculated), "literal", ("Write", "Describe"))]
+        return sorted(
+            [
+                Grant("topic", topic_name(RefundCalculated), "literal", ("Write", "Describe")),
+                IDEMPOTENT_PRODUCER,
+            ]
+        )
     if principal in SUPER_USERS:
         return []
     raise ValueError(f"unknown principal {principal!r}; known: {', '.join(CLIENT_PRINCIPALS)}")

@@ -12,6 +12,8 @@ that changes, ends with exactly the registry's ACLs.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,7 +30,7 @@ from shared.topics import CLIENT_PRINCIPALS, Grant, grants_of, kafka_user
 
 RESOURCE_TYPES = {"topic": 2, "group": 3, "cluster": 4, "transactionalId": 5}
 PATTERN_TYPES = {"literal": 3, "prefix": 4}
-OPERATIONS = {"Read": 3, "Write": 4, "Create": 5, "Describe": 8}
+OPERATIONS = {"Read": 3, "Write": 4, "Create": 5, "Describe": 8, "IdempotentWrite": 12}
 ANY = 1
 ALLOW = 3
 CLUSTER_NAME = "kafka-cluster"
@@ -142,11 +144,20 @@ async def broker_acls(admin: KafkaAccess) -> set[Acl]:
     return found
 
 
-async def sync_acls(admin: KafkaAccess) -> tuple[set[Acl], set[Acl]]:
-    """Make the broker's ACLs of genomhub users exactly the registry's; returns (created, deleted)."""
+def genomhub_acls(acls: Iterable[Acl]) -> set[Acl]:
+    return {a for a in acls if a.principal.startswith(f"User:{kafka_user('')}")}
+
+
+async def sync_acls(admin: KafkaAccess, timeout: float = 30.0) -> tuple[set[Acl], set[Acl]]:
+    """Make the broker's ACLs of genomhub users exactly the registry's; returns (created, deleted).
+
+    Returns once the broker's authorizer applies them: a created ACL reaches it through the
+    metadata log a moment after CreateAcls answers, and a client started in that moment
+    would be refused.
+    """
     wanted = wanted_acls()
     existing = await broker_acls(admin)
-    ours = {a for a in existing if a.principal.startswith(f"User:{kafka_user('')}")}
+    ours = genomhub_acls(existing)
     missing, stale = wanted - existing, ours - wanted
     client = admin.client()
     await client.bootstrap()
@@ -161,4 +172,9 @@ async def sync_acls(admin: KafkaAccess) -> tuple[set[Acl], set[Acl]]:
                 _raise_for(code, message, "deleting ACLs")
     finally:
         await client.close()
+    deadline = time.monotonic() + timeout
+    while genomhub_acls(await broker_acls(admin)) != wanted:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the broker did not apply the ACLs within {timeout:.0f} s")
+        await asyncio.sleep(0.2)
     return missing, stale
