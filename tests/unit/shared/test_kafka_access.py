@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import stat
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from shared.bus import Service
 from shared.config import Settings
 from shared.events import EVENT_MODELS
 from shared.kafka import Credentials, KafkaAccessError, credentials_dir, kafka_access, write_credentials
@@ -22,6 +25,8 @@ from shared.topics import (
     grants_of,
     topic_name,
 )
+from tests.unit.indexer.factories import harmonised, submission
+from tools.kafka.broker import BrokerError, LocalBroker
 
 
 def settings(tmp_path: Path, **values: object) -> Settings:
@@ -122,3 +127,37 @@ def test_every_event_has_exactly_one_emitter_and_every_topic_a_reader() -> None:
         for grant in grants_of(principal):
             if grant.resource == "topic" and grant.pattern == "literal":
                 assert grant.name in registered, (principal, grant)
+
+
+ROOT = Path(__file__).resolve().parents[3]
+CONSTRUCTORS = re.compile(
+    r"\b(AIOKafkaProducer|AIOKafkaConsumer|AIOKafkaAdminClient|AIOKafkaClient|faust\.App)\("
+)
+
+
+def test_no_module_but_the_factory_constructs_a_kafka_client() -> None:
+    """Every client carries its principal's credentials because only shared/kafka.py makes one."""
+    makers = [
+        str(path.relative_to(ROOT))
+        for folder in ("shared", "services", "tools", "tests", "bench")
+        for path in (ROOT / folder).rglob("*.py")
+        if CONSTRUCTORS.search(path.read_text()) and path != ROOT / "shared" / "kafka.py"
+    ]
+    assert makers == []
+
+
+def test_a_service_emits_only_its_registered_events() -> None:
+    offline = Settings(
+        kafka_bootstrap="127.0.0.1:9", kafka_username="unused", kafka_password=SecretStr("unused")
+    )
+    service = Service("validator", offline)
+    with pytest.raises(ValueError, match="validator is not registered to emit harmonised"):
+        asyncio.run(service.emit(harmonised(submission()), event_id="x"))
+
+
+def test_a_broker_formatted_before_its_users_existed_is_refused(tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path, tmp_path / "cache")
+    (broker.dir / "data").mkdir(parents=True)
+    (broker.dir / "data" / "meta.properties").write_text("version=1\n")
+    with pytest.raises(BrokerError, match="has no credentials for admin, billing"):
+        broker._write_config(1, 2)
