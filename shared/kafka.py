@@ -73,9 +73,13 @@ def write_credentials(directory: Path, principal: str, credentials: Credentials)
 
 
 def read_credentials(directory: Path, principal: str) -> Credentials | None:
+    """``principal``'s stored credentials; refused if others than this user may read them
+    (as ssh refuses a private key), since then they prove nothing about who connects."""
     path = directory / f"{principal}.json"
     if not path.exists():
         return None
+    if path.stat().st_mode & 0o077:
+        raise KafkaAccessError(f"{path} is readable by other users: `chmod 600 {path}`, or start afresh")
     data = json.loads(path.read_text())
     return Credentials(str(data["username"]), str(data["password"]))
 

@@ -51,6 +51,9 @@ def test_each_principal_uses_the_password_the_local_broker_wrote_for_it(tmp_path
     assert "s3cret" not in repr(access)
     with pytest.raises(KafkaAccessError, match="no Kafka credentials for indexer"):
         kafka_access("indexer", settings(tmp_path))
+    path.chmod(0o640)
+    with pytest.raises(KafkaAccessError, match="readable by other users"):
+        kafka_access("validator", settings(tmp_path))
 
 
 def test_the_environment_names_the_user_in_a_cluster(tmp_path: Path) -> None:
