@@ -217,3 +217,35 @@ def test_users_and_acls_survive_a_restart_and_a_sync_repairs_drift(broker: Local
     asyncio.run(_send(broker.access("validator"), topic_name(SUBSCRIPTIONS["harmoniser"][0])))
     with pytest.raises(TopicAuthorizationFailedError):
         asyncio.run(_send(broker.access("validator"), topic_name(Harmonised)))
+
+
+def test_provision_is_idempotent_and_needs_the_admin(
+    broker: LocalBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from services.cli import main
+
+    state = broker.running()
+    assert state is not None
+    monkeypatch.setenv("GENOMHUB_HOME", str(broker.dir.parent))
+    monkeypatch.setenv("GENOMHUB_KAFKA_BOOTSTRAP", state.bootstrap)
+    get_settings.cache_clear()
+    try:
+        done = CliRunner().invoke(main, ["kafka", "provision"])
+        assert done.exit_code == 0, done.output
+        assert "topics created: none; ACLs created: 0, deleted: 0" in done.output
+        # a service's credentials cannot provision: the broker refuses the ACL requests
+        validator = broker.access("validator")
+        monkeypatch.setenv(
+            "GENOMHUB_KAFKA_USERNAME", validator.credentials.username if validator.credentials else ""
+        )
+        monkeypatch.setenv(
+            "GENOMHUB_KAFKA_PASSWORD", validator.credentials.password if validator.credentials else ""
+        )
+        get_settings.cache_clear()
+        refused = CliRunner().invoke(main, ["kafka", "provision"])
+        assert refused.exit_code == 1
+        assert "ClusterAuthorizationFailed" in refused.output
+    finally:
+        get_settings.cache_clear()

@@ -301,16 +301,30 @@ class LocalBroker:
         return state, time.monotonic() - started
 
     async def provision(self, admin: KafkaAccess) -> None:
-        """As the admin: the registered topics, and exactly the registry's ACLs."""
-        from shared.bus import ensure_topics
-        from tools.kafka.acls import sync_acls
-
-        await ensure_topics(admin, self.topic_partitions, 1)
-        await sync_acls(admin)
+        await provision(admin, self.topic_partitions, 1)
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL); False if none was running."""
         return self.process.stop(timeout)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    topics: list[str]
+    acls_created: int
+    acls_deleted: int
+
+
+async def provision(admin: KafkaAccess, partitions: int, replicas: int) -> Provisioned:
+    """As the admin: create the registered topics that are missing, and make the ACLs of
+    genomhub's users exactly the registry's grants. Idempotent; the local broker runs it at
+    every start, ``genomhub kafka provision`` on a broker run elsewhere."""
+    from shared.bus import ensure_topics
+    from tools.kafka.acls import sync_acls
+
+    topics = await ensure_topics(admin, partitions, replicas)
+    created, deleted = await sync_acls(admin)
+    return Provisioned(topics, len(created), len(deleted))
 
 
 async def answers_metadata(access: KafkaAccess) -> bool:
