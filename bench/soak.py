@@ -59,7 +59,7 @@ def one_run(count: int, rounds: int, seed: int, faults: bool) -> dict[str, objec
                 upload_all(receiver, tokens, plan, sent)
             outcomes = wait_until_accrued(stack, sent, timeout=3600, say=lambda _: None)
             dead = asyncio.run(
-                read_records(stack.bootstrap, [t.name for t in all_topics(1) if t.name.endswith(DLQ_SUFFIX)])
+                read_records(stack.operator, [t.name for t in all_topics(1) if t.name.endswith(DLQ_SUFFIX)])
             )
             restarts = {n: s.restarts for n, s in stack.supervisor.services.items()}  # type: ignore[union-attr]
         wall = time.monotonic() - started

@@ -62,7 +62,7 @@ def _broker() -> LocalBroker:
     from tools.kafka.broker import LocalBroker
 
     settings = get_settings()
-    return LocalBroker(settings.state_dir, settings.cache)
+    return LocalBroker(settings.state_dir, settings.cache, settings.topic_partitions)
 
 
 @kafka.command("start")
@@ -78,6 +78,33 @@ def kafka_start(port: int | None) -> None:
     click.echo(f"kafka running pid={state.pid} bootstrap={state.bootstrap} ready in {took:.1f} s")
 
 
+@kafka.command("provision")
+def kafka_provision() -> None:
+    """As the admin, create the registered topics and set exactly the registry's ACLs on
+    the configured broker (the local broker does this at every start)."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from shared.kafka import KafkaAccessError, kafka_access
+    from shared.topics import ADMIN
+    from tools.kafka.broker import provision
+
+    settings = get_settings()
+    try:
+        done = asyncio.run(
+            provision(kafka_access(ADMIN, settings), settings.topic_partitions, settings.topic_replicas)
+        )
+    except KafkaAccessError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KafkaError as exc:
+        raise click.ClickException(f"Kafka: {type(exc).__name__}: {exc}") from exc
+    click.echo(
+        f"topics created: {', '.join(done.topics) or 'none'}; "
+        f"ACLs created: {done.acls_created}, deleted: {done.acls_deleted}"
+    )
+
+
 @kafka.command("stop")
 def kafka_stop() -> None:
     """Stop the broker."""
@@ -91,11 +118,12 @@ def kafka_status() -> None:
 
     from tools.kafka.broker import answers_metadata
 
-    state = _broker().running()
+    broker = _broker()
+    state = broker.running()
     if state is None:
         click.echo("kafka not running")
         sys.exit(1)
-    answering = asyncio.run(answers_metadata(state.bootstrap))
+    answering = asyncio.run(answers_metadata(broker.access(state=state)))
     click.echo(f"kafka {'running' if answering else 'starting'} pid={state.pid} bootstrap={state.bootstrap}")
 
 

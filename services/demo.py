@@ -29,6 +29,7 @@ from shared.bus import group_lag, read_records
 from shared.config import Settings, get_settings
 from shared.envelope import normalise_headers
 from shared.events import FileRole, Indexed, Region, month_of
+from shared.kafka import KafkaAccess
 from shared.synthetic import DEPARTMENTS, simulate_paired_reads
 from shared.topics import consumer_group, topic_name
 from tools.background import free_port
@@ -88,10 +89,10 @@ class Outcome:
     status: str
 
 
-async def indexed_outcomes(bootstrap: str) -> dict[str, Outcome]:
+async def indexed_outcomes(access: KafkaAccess) -> dict[str, Outcome]:
     """Per submission id: the distinct indexed event ids, its trace and its verdict."""
     found: dict[str, tuple[set[str], str | None, bool, str]] = {}
-    for record in await read_records(bootstrap, [topic_name(Indexed)]):
+    for record in await read_records(access, [topic_name(Indexed)]):
         headers = dict(normalise_headers(record.headers))
         data = Indexed.model_validate_json(record.value)
         traceparent = headers.get("traceparent", b"").decode()
@@ -103,9 +104,9 @@ async def indexed_outcomes(bootstrap: str) -> dict[str, Outcome]:
     return {k: Outcome(frozenset(v[0]), v[1], v[2], str(v[3])) for k, v in found.items()}
 
 
-async def billing_caught_up(bootstrap: str) -> bool:
+async def billing_caught_up(access: KafkaAccess) -> bool:
     """Billing has consumed every indexed event there is."""
-    lag = await group_lag(bootstrap, consumer_group("billing"))
+    lag = await group_lag(access, consumer_group("billing"))
     indexed = [(c, e) for tp, (c, e) in lag.items() if tp.topic == topic_name(Indexed)]
     return bool(indexed) and all(c >= e for c, e in indexed)
 
@@ -121,12 +122,12 @@ def wait_until_accrued(
     while time.monotonic() < deadline:
         stack.supervisor.poll()
         try:
-            outcomes = asyncio.run(indexed_outcomes(stack.bootstrap))
+            outcomes = asyncio.run(indexed_outcomes(stack.operator))
             done = wanted & set(outcomes)
             for sid in sorted(done - seen):
                 say(f"indexed {sid}: {outcomes[sid].status}")
             seen |= done
-            if done == wanted and asyncio.run(billing_caught_up(stack.bootstrap)):
+            if done == wanted and asyncio.run(billing_caught_up(stack.operator)):
                 return {sid: outcomes[sid] for sid in wanted}
         except Exception as exc:  # the broker may be restarting; look again shortly
             say(f"waiting: {type(exc).__name__}: {exc}")

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -41,7 +41,8 @@ from shared.http import (
     ReadinessCheck,
     make_web,
 )
-from shared.topics import SUBSCRIPTIONS, all_topics, consumer_group, dlq_name, topic_name
+from shared.kafka import KafkaAccess, kafka_access
+from shared.topics import EMITS, SUBSCRIPTIONS, all_topics, consumer_group, dlq_name, topic_name
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Envelope[E]], Awaitable[None]]
@@ -49,22 +50,27 @@ Handler = Callable[[Envelope[E]], Awaitable[None]]
 DLQ_HEADER_PREFIX = "genomhub_dlq_"
 DEAD_LETTER_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 EXIT_UNDELIVERABLE = 75  # EX_TEMPFAIL: restart me
+TOPICS_WAIT_S = 120.0
 log = telemetry.get_logger(__name__)
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create every registered topic that does not exist yet; returns those it created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers())
+async def ensure_topics(admin_access: KafkaAccess, partitions: int, replicas: int) -> list[str]:
+    """Create every registered topic that does not exist yet; returns those it created.
+
+    An admin's step at stack start (the local broker runs it; in Kubernetes the Topic
+    Operator creates them from KafkaTopic resources): services may not create topics.
+    """
+    admin = admin_access.admin()
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(t.name, t.partitions, settings.topic_replicas, topic_configs=t.config)
-            for t in all_topics(settings.topic_partitions)
+            NewTopic(t.name, t.partitions, replicas, topic_configs=t.config)
+            for t in all_topics(partitions)
             if t.name not in existing
         ]
         if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
+            with contextlib.suppress(TopicAlreadyExistsError):  # another admin was first
                 await admin.create_topics(wanted)
         return [t.name for t in wanted]
     finally:
@@ -97,7 +103,15 @@ def dead_letter_headers(
 class Service:
     """One genomhub service process; ``app.py`` of each service builds one and wires it."""
 
-    def __init__(self, name: str, settings: Settings | None = None, http_port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings | None = None,
+        http_port: int | None = None,
+        principal: str | None = None,
+    ) -> None:
+        """``principal`` is whose credentials the process uses: the service's own (its name)
+        unless a test's probe, which is no registered service, says otherwise."""
         self.name = name
         self.settings = settings or get_settings()
         self.http_port = http_port if http_port is not None else self.settings.port_of(name)
@@ -108,9 +122,9 @@ class Service:
         datadir.parent.mkdir(parents=True, exist_ok=True)
         self.readiness: list[ReadinessCheck] = [self._broker_reachable]
         self.web = make_web(self.readiness, self._record_lag)
-        self.app = faust.App(
+        self.access = kafka_access(principal or name, self.settings)
+        self.app = self.access.faust_app(
             consumer_group(name),
-            broker=f"kafka://{self.settings.bootstrap_servers()}",
             key_serializer="raw",
             value_serializer="raw",
             web_enabled=False,
@@ -220,7 +234,10 @@ class Service:
 
         Its id is derived from ``cause`` (the event being handled), so a replay emits the
         same id again; an event that starts a chain (an upload) passes its own ``event_id``.
+        A service emits only what the registry says it emits: the broker refuses the rest.
         """
+        if type(event) not in EMITS.get(self.name, ()):
+            raise ValueError(f"{self.name} is not registered to emit {event.event_name} (shared/topics.py)")
         if event_id is None:
             if cause is None:
                 raise ValueError("an event needs a cause or an explicit id")
@@ -234,39 +251,75 @@ class Service:
 
     # -- running ---------------------------------------------------------------------
     async def _record_lag(self) -> None:
-        lag = await group_lag(self.settings.bootstrap_servers(), self.app.conf.id)
+        lag = await group_lag(self.access, self.app.conf.id)
         for tp, (committed, end) in lag.items():
             CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(end - committed, 0))
 
     async def _broker_reachable(self) -> None:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.settings.bootstrap_servers(), request_timeout_ms=3000
-        )
+        admin = self.access.admin(request_timeout_ms=3000)
         try:
             await admin.start()
         finally:
             await admin.close()
 
+    def topics(self) -> list[str]:
+        """The topics this service reads or writes: its subscriptions, their dead-letter
+        topics and what it emits."""
+        consumed = [topic_name(m) for m in SUBSCRIPTIONS.get(self.name, ())]
+        return sorted(
+            {*consumed, *map(dlq_name, consumed), *(topic_name(m) for m in EMITS.get(self.name, ()))}
+        )
+
     def run(self, extra_services: Sequence[Any] = ()) -> None:
-        """Create the topics, then run the consumer and the HTTP server until stopped."""
+        """Wait for the topics, then run the consumer and the HTTP server until stopped."""
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(ensure_topics(self.settings))
+        loop.run_until_complete(wait_for_topics(self.access, self.topics(), TOPICS_WAIT_S))
         http = HttpServer(self.web, self.settings.http_host, self.http_port)
         worker = faust.Worker(self.app, http, *extra_services, loop=loop, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()
 
 
-async def publish(events: Sequence[tuple[Event, str]], source: str, settings: Settings | None = None) -> None:
+async def wait_for_topics(access: KafkaAccess, topics: Sequence[str], timeout: float) -> None:
+    """Return once every one of ``topics`` exists; the admin creates them, not a service.
+
+    On a fresh local stack they exist before any service starts; in Kubernetes the Topic
+    Operator may still be creating them. A topic still missing after ``timeout`` is an error
+    (the process exits and its supervisor starts it again).
+    """
+    deadline = time.monotonic() + timeout
+    missing = list(topics)
+    while True:
+        admin = access.admin()
+        try:
+            await admin.start()
+            missing = sorted(set(topics) - set(await admin.list_topics()))
+        except Exception as exc:  # the broker is not reachable yet: wait and ask again
+            log.warning("waiting for the broker", error=str(exc))
+        finally:
+            await admin.close()
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"topics {', '.join(missing)} do not exist after {timeout:.0f} s: the admin creates them "
+                "at stack start (`genomhub kafka start`; in Kubernetes the Topic Operator)"
+            )
+        log.info("waiting for topics", missing=missing)
+        await asyncio.sleep(1.0)
+
+
+async def publish(
+    events: Sequence[tuple[Event, str]], source: str, settings: Settings | None = None, *, principal: str
+) -> None:
     """Emit events from a command rather than a running service (e.g. a month close).
 
-    Each item is an event with its id. Uses a plain aiokafka producer with the same
-    envelope and trace injection as :meth:`Service.emit`.
+    Each item is an event with its id. Uses a plain aiokafka producer with ``principal``'s
+    credentials (``finance`` for a month close) and the same envelope and trace injection
+    as :meth:`Service.emit`; the broker refuses a topic the principal may not write.
     """
     settings = settings or get_settings()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers(), acks="all", enable_idempotence=True
-    )
+    producer = kafka_access(principal, settings).producer(acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for event, event_id in events:
@@ -280,9 +333,9 @@ def new_event_id() -> str:
     return str(uuid.uuid4())
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+async def partitions_of(access: KafkaAccess, topic: str) -> list[TopicPartition]:
     """The partitions of ``topic``, as the cluster describes them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = access.admin()
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -291,11 +344,11 @@ async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
     return sorted(TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"])
 
 
-async def end_offsets(bootstrap: str, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+async def end_offsets(access: KafkaAccess, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
     """The next offset to be written on each partition (its high-water mark)."""
     if not partitions:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = access.consumer(enable_auto_commit=False)
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(list(partitions)))
@@ -303,15 +356,15 @@ async def end_offsets(bootstrap: str, partitions: Sequence[TopicPartition]) -> d
         await consumer.stop()
 
 
-async def group_lag(bootstrap: str, group: str) -> dict[TopicPartition, tuple[int, int]]:
+async def group_lag(access: KafkaAccess, group: str) -> dict[TopicPartition, tuple[int, int]]:
     """For each partition the group has committed on: (committed offset, end offset)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = access.admin()
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    ends = await end_offsets(bootstrap, list(committed))
+    ends = await end_offsets(access, list(committed))
     return {tp: (meta.offset, ends[tp]) for tp, meta in committed.items() if meta.offset >= 0}
 
 
@@ -319,7 +372,7 @@ class ReadTimeout(RuntimeError):
     """A topic could not be read to its end in the time allowed."""
 
 
-async def read_records(bootstrap: str, topics: Sequence[str], timeout: float = 30.0) -> list[Any]:
+async def read_records(access: KafkaAccess, topics: Sequence[str], timeout: float = 30.0) -> list[Any]:
     """Every record now on ``topics``, from the log start to the current end, without a group.
 
     For operators' tools and checks that look at a whole topic (dead letters, a demo's
@@ -327,14 +380,12 @@ async def read_records(bootstrap: str, topics: Sequence[str], timeout: float = 3
     """
     partitions: list[TopicPartition] = []
     for topic in topics:
-        partitions += await partitions_of(bootstrap, topic)
+        partitions += await partitions_of(access, topic)
     if not partitions:
         return []
     # "earliest" as the reset policy too: assign() starts a background reset that would
     # otherwise race the explicit seeks below and leave a partition at its end.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = access.consumer(enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         consumer.assign(partitions)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.events import HarmonisationPolicy
@@ -36,6 +36,25 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None,
         description="Kafka bootstrap servers. Unset: the address `genomhub kafka start` recorded.",
+    )
+    kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="SASL_PLAINTEXT",
+        description="How clients reach Kafka, always with SCRAM-SHA-512: `SASL_SSL` (TLS) in "
+        "Kubernetes; `SASL_PLAINTEXT` only to a broker on loopback (the local broker).",
+    )
+    kafka_username: str | None = Field(
+        default=None,
+        description="Kafka user of this process (the KafkaUser's name in Kubernetes). Unset: the "
+        "process's own principal, with the password the local broker wrote under <home>/kafka/credentials.",
+    )
+    kafka_password: SecretStr | None = Field(
+        default=None,
+        description="Password of `GENOMHUB_KAFKA_USERNAME` (in Kubernetes from the Secret Strimzi makes).",
+    )
+    kafka_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that verifies the brokers' TLS certificates under `SASL_SSL` (Strimzi's "
+        "cluster CA). Unset: the system's CAs.",
     )
     topic_partitions: int = Field(default=3, description="Partitions of each core topic.")
     topic_replicas: int = Field(default=1, description="Replication factor of each topic.")

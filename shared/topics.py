@@ -9,8 +9,9 @@ operator to look and redrive.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from shared.events import EVENT_MODELS, Event, FileReceived, Harmonised, Indexed, Validated
+from shared.events import EVENT_MODELS, Event, FileReceived, Harmonised, Indexed, RefundCalculated, Validated
 
 DLQ_SUFFIX = ".dlq"
 DLQ_RETENTION_MS = 90 * 24 * 3600 * 1000
@@ -59,3 +60,120 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
 def consumer_group(service: str) -> str:
     """The Kafka consumer group of a service (its faust app id)."""
     return f"genomhub-{service}"
+
+
+EMITS: dict[str, tuple[type[Event], ...]] = {
+    "receiver": (FileReceived,),
+    "validator": (Validated,),
+    "harmoniser": (Harmonised,),
+    "indexer": (Indexed,),
+    "billing": (RefundCalculated,),
+}
+"""Which events each service emits: the only topics its principal may write, beside the
+dead-letter topics of what it consumes."""
+
+# -- who may do what on the broker ----------------------------------------------------------
+#
+# One principal per service, one for the operators' tools (`genomhub replay`, `genomhub dlq`),
+# one for finance (`genomhub billing close` publishes refund-calculated) and the admin, who
+# creates the topics and the grants at stack start and is a super user. The broker's local
+# ACLs and the Strimzi KafkaUser resources are both made from GRANTS, so they cannot drift.
+
+OPERATOR = "operator"
+FINANCE = "finance"
+ADMIN = "admin"
+BROKER = "broker"
+"""The broker's own principal (inter-broker and controller traffic); never a client's."""
+
+SERVICE_PRINCIPALS: tuple[str, ...] = tuple(SUBSCRIPTIONS)
+CLIENT_PRINCIPALS: tuple[str, ...] = (*SERVICE_PRINCIPALS, OPERATOR, FINANCE, ADMIN)
+SUPER_USERS: tuple[str, ...] = (BROKER, ADMIN)
+REDRIVE_ID = "genomhub-dlq-redrive"
+"""Transactional id and ledger consumer group of `genomhub dlq redrive`."""
+
+ResourceType = Literal["topic", "group", "transactionalId", "cluster"]
+PatternType = Literal["literal", "prefix"]
+Operation = Literal["Read", "Write", "Describe", "Create", "IdempotentWrite"]
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One allow ACL: ``operations`` on the resource named (or prefixed) ``name``."""
+
+    resource: ResourceType
+    name: str
+    pattern: PatternType
+    operations: tuple[Operation, ...]
+
+
+def emitter_of(model: type[Event]) -> str:
+    """The service whose principal writes ``model``'s topic."""
+    (service,) = [s for s, models in EMITS.items() if model in models]
+    return service
+
+
+IDEMPOTENT_PRODUCER = Grant("cluster", "kafka-cluster", "literal", ("IdempotentWrite",))
+"""Producers that write with ``enable_idempotence`` (the emitters, a month close, a redrive)
+need this on the cluster to get a producer id; it allows nothing else."""
+
+
+def kafka_user(principal: str) -> str:
+    """The Kafka user (SCRAM name, Strimzi KafkaUser) of a genomhub principal."""
+    return f"genomhub-{principal}"
+
+
+def consumed_topics() -> list[str]:
+    """Every core topic some service consumes: the ones with dead letters and replays."""
+    return sorted({topic_name(m) for models in SUBSCRIPTIONS.values() for m in models})
+
+
+def _service_grants(service: str) -> list[Grant]:
+    group = consumer_group(service)
+    grants = [Grant("topic", topic_name(m), "literal", ("Read", "Describe")) for m in SUBSCRIPTIONS[service]]
+    grants += [
+        Grant("topic", dlq_name(topic_name(m)), "literal", ("Write", "Describe"))
+        for m in SUBSCRIPTIONS[service]
+    ]
+    grants += [Grant("topic", topic_name(m), "literal", ("Write", "Describe")) for m in EMITS[service]]
+    grants.append(Grant("group", group, "literal", ("Read", "Describe")))
+    grants.append(IDEMPOTENT_PRODUCER)
+    # faust's own internal topics (the partition assignor's leader topic, changelogs) are
+    # named after the app id; the service creates and uses them, and only its own.
+    grants.append(Grant("topic", f"{group}-", "prefix", ("Create", "Read", "Write", "Describe")))
+    return grants
+
+
+def _operator_grants() -> list[Grant]:
+    consumed = set(consumed_topics())
+    grants = [
+        Grant(
+            "topic",
+            t.name,
+            "literal",
+            ("Read", "Write", "Describe") if t.name in consumed else ("Read", "Describe"),
+        )
+        for t in all_topics(1)
+    ]
+    grants += [Grant("group", consumer_group(s), "literal", ("Read", "Describe")) for s in SUBSCRIPTIONS]
+    grants.append(Grant("group", REDRIVE_ID, "literal", ("Read", "Describe")))
+    grants.append(Grant("transactionalId", REDRIVE_ID, "literal", ("Write", "Describe")))
+    grants.append(IDEMPOTENT_PRODUCER)
+    return grants
+
+
+def grants_of(principal: str) -> list[Grant]:
+    """Everything ``principal`` may do; nothing else is allowed (super users may do all)."""
+    if principal in SUBSCRIPTIONS:
+        return sorted(_service_grants(principal))
+    if principal == OPERATOR:
+        return sorted(_operator_grants())
+    if principal == FINANCE:
+        return sorted(
+            [
+                Grant("topic", topic_name(RefundCalculated), "literal", ("Write", "Describe")),
+                IDEMPOTENT_PRODUCER,
+            ]
+        )
+    if principal in SUPER_USERS:
+        return []
+    raise ValueError(f"unknown principal {principal!r}; known: {', '.join(CLIENT_PRINCIPALS)}")

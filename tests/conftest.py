@@ -21,18 +21,15 @@ def genomhub_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(genomhub_home: Path) -> Iterator[str]:
-    """A real single-node KRaft broker on loopback, with the registered topics created."""
-    import asyncio
-
-    from shared.bus import ensure_topics
+    """A real single-node KRaft broker on loopback with authentication and ACLs on, the
+    registered topics created; tests reach it through ``tests.support.kafka``."""
     from tools.kafka.broker import LocalBroker
 
-    broker = LocalBroker(genomhub_home, get_settings().cache)
+    broker = LocalBroker(genomhub_home, get_settings().cache, get_settings().topic_partitions)
     state, took = broker.start()
     print(f"\nkafka broker ready at {state.bootstrap} in {took:.1f} s")
     os.environ["GENOMHUB_KAFKA_BOOTSTRAP"] = state.bootstrap
     get_settings.cache_clear()
-    asyncio.run(ensure_topics(get_settings()))
     try:
         yield state.bootstrap
     finally:

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.bus import read_records
+from shared.config import get_settings
+from shared.kafka import KafkaAccess, kafka_access
+from shared.topics import ADMIN
 from tools.background import free_port
 
 __all__ = ["free_port"]
@@ -80,9 +83,26 @@ def genomhub(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("genomhub")), *args]
 
 
+def kafka(principal: str = ADMIN, bootstrap: str | None = None) -> KafkaAccess:
+    """The one way tests reach a broker: as ``principal`` (a service, ``operator``,
+    ``finance`` or ``admin``), with the credentials the test session's local broker wrote at
+    format time, on that broker or the one at ``bootstrap``. ``kafka("validator").producer()``
+    is a client holding the validator's credentials, with exactly the validator's rights.
+    """
+    settings = get_settings()
+    if bootstrap is not None:
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    return kafka_access(principal, settings)
+
+
+def anonymous(bootstrap: str) -> KafkaAccess:
+    """A client with no credentials at all (no SASL), to show the broker refuses it."""
+    return KafkaAccess(bootstrap, "anonymous", None, "PLAINTEXT")
+
+
 def records(bootstrap: str, topic: str) -> list[Any]:
-    """Every record on ``topic`` from the beginning, read without a consumer group."""
-    return list(asyncio.run(read_records(bootstrap, [topic])))
+    """Every record on ``topic`` from the beginning, read as the admin without a consumer group."""
+    return list(asyncio.run(read_records(kafka(ADMIN, bootstrap), [topic])))
 
 
 def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.3, what: str = "condition") -> Any:

@@ -31,6 +31,7 @@ from services.billing.report import FORMATS, NoStatement, render
 from services.billing.store import BillingStore, CloseRefused, open_store
 from shared.config import get_settings
 from shared.events import Region
+from shared.topics import FINANCE
 
 SOURCE = f"/genomhub/{SERVICE}"
 
@@ -170,7 +171,9 @@ def close(month: str, force: bool, by: str) -> None:
     click.echo(("closed " if result.created else "already closed ") + _summary(statement))
     if not result.emitted:
         try:
-            asyncio.run(publish([(statement.event(), statement.event_id)], SOURCE, settings))
+            asyncio.run(
+                publish([(statement.event(), statement.event_id)], SOURCE, settings, principal=FINANCE)
+            )
         except Exception as exc:  # the statement stands; only its event is still to be sent
             raise click.ClickException(
                 f"the statement of {month} is closed and stored, but its refund-calculated event was not "

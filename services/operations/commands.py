@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
@@ -25,7 +25,8 @@ from services.operations.table import format_table
 from shared.bus import ReadTimeout, partitions_of, read_records
 from shared.config import Settings, get_settings
 from shared.envelope import normalise_headers
-from shared.topics import DLQ_SUFFIX, all_topics
+from shared.kafka import KafkaAccess, KafkaAccessError, kafka_access
+from shared.topics import DLQ_SUFFIX, OPERATOR, all_topics
 
 READ_TIMEOUT_S = 30.0
 
@@ -38,11 +39,16 @@ def _dlq_topics(settings: Settings) -> list[str]:
     return [t.name for t in all_topics(settings.topic_partitions) if t.name.endswith(DLQ_SUFFIX)]
 
 
+def _operator() -> KafkaAccess:
+    """The operators' tools reach the broker as the operator principal."""
+    return kafka_access(OPERATOR, get_settings())
+
+
 def _run(coro: Any) -> Any:
     """Run one command's coroutine; broker failures become a clear one-line error."""
     try:
         return asyncio.run(coro)
-    except (rp.ReplayError, dl.DlqError) as exc:
+    except (rp.ReplayError, dl.DlqError, KafkaAccessError) as exc:
         raise click.ClickException(str(exc)) from exc
     except KafkaError as exc:
         raise click.ClickException(f"Kafka: {type(exc).__name__}: {exc}") from exc
@@ -77,9 +83,9 @@ class ReplayFacts:
 
 
 async def _replay_facts(settings: Settings, service: str, target: rp.Target) -> ReplayFacts:
-    bootstrap = settings.bootstrap_servers()
+    access = kafka_access(OPERATOR, settings)
     group = rp.group_of(service)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = access.admin()
     await admin.start()
     try:
         state, members = await _group_members(admin, group)
@@ -90,11 +96,11 @@ async def _replay_facts(settings: Settings, service: str, target: rp.Target) -> 
     topics = rp.consumed_topics(service, [t for t, _ in committed], _event_topics(settings))
     partitions: list[TopicPartition] = []
     for topic in topics:
-        found = await partitions_of(bootstrap, topic)
+        found = await partitions_of(access, topic)
         if not found:
-            raise rp.ReplayError(f"topic {topic} does not exist on {bootstrap}")
+            raise rp.ReplayError(f"topic {topic} does not exist on {access.bootstrap}")
         partitions += found
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = access.consumer(enable_auto_commit=False)
     await consumer.start()
     try:
         earliest = await consumer.beginning_offsets(partitions)
@@ -121,7 +127,7 @@ async def _replay_facts(settings: Settings, service: str, target: rp.Target) -> 
 
 
 async def _commit_offsets(
-    bootstrap: str, group: str, offsets: dict[TopicPartition, int]
+    access: KafkaAccess, group: str, offsets: dict[TopicPartition, int]
 ) -> dict[TopicPartition, int]:
     """Commit ``offsets`` for ``group`` from outside it, and read them back.
 
@@ -129,7 +135,7 @@ async def _commit_offsets(
     group's id, assigned the partitions but never subscribed (so it never joins the group),
     commits them; the broker accepts such a commit only while the group has no members.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = access.consumer(group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(offsets))
@@ -141,7 +147,7 @@ async def _commit_offsets(
         ) from exc
     finally:
         await consumer.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = access.admin()
     await admin.start()
     try:
         back = await admin.list_consumer_group_offsets(group, partitions=list(offsets))
@@ -175,7 +181,7 @@ async def _replay(service: str, target: rp.Target, dry_run: bool) -> None:
     if not new:
         click.echo("nothing to commit")
         return
-    committed = await _commit_offsets(settings.bootstrap_servers(), facts.group, new)
+    committed = await _commit_offsets(kafka_access(OPERATOR, settings), facts.group, new)
     wrong = {tp: (o, committed.get(tp)) for tp, o in new.items() if committed.get(tp) != o}
     if wrong:
         raise rp.ReplayError(f"the broker holds other offsets than committed: {wrong}")
@@ -230,19 +236,19 @@ def replay(
 
 
 async def _read_letters(
-    bootstrap: str, topics: Sequence[str]
+    access: KafkaAccess, topics: Sequence[str]
 ) -> tuple[list[dl.DeadLetter], dict[tuple[str, int], int]]:
     """Every dead letter on ``topics`` up to their current end, and each partition's log start."""
     partitions: list[TopicPartition] = []
     for topic in topics:
-        partitions += await partitions_of(bootstrap, topic)
+        partitions += await partitions_of(access, topic)
     if not partitions:
         return [], {}
     try:
-        records = await read_records(bootstrap, topics, READ_TIMEOUT_S)
+        records = await read_records(access, topics, READ_TIMEOUT_S)
     except ReadTimeout as exc:
         raise dl.DlqError(str(exc)) from exc
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = access.consumer(enable_auto_commit=False)
     await consumer.start()
     try:
         starts = await consumer.beginning_offsets(partitions)
@@ -264,10 +270,12 @@ def _letter(record: Any) -> dl.DeadLetter:
     )
 
 
-async def _ledgers(bootstrap: str, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], dl.Ledger]:
+async def _ledgers(
+    access: KafkaAccess, partitions: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], dl.Ledger]:
     if not partitions:
         return {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = access.admin()
     await admin.start()
     try:
         found = await admin.list_consumer_group_offsets(
@@ -294,10 +302,10 @@ def _summary(
 
 async def _list(topic: str | None, pending_only: bool) -> None:
     settings = get_settings()
-    bootstrap = settings.bootstrap_servers()
+    access = _operator()
     topics = [dl.resolve_dlq_topic(topic, _dlq_topics(settings))] if topic else _dlq_topics(settings)
-    letters, _ = await _read_letters(bootstrap, topics)
-    ledgers = await _ledgers(bootstrap, sorted({(x.topic, x.partition) for x in letters}))
+    letters, _ = await _read_letters(access, topics)
+    ledgers = await _ledgers(access, sorted({(x.topic, x.partition) for x in letters}))
     click.echo(_summary(letters, ledgers, topics))
     if pending_only:
         letters = [
@@ -308,11 +316,11 @@ async def _list(topic: str | None, pending_only: bool) -> None:
 
 
 async def _show(letter_id: dl.LetterId) -> None:
-    bootstrap = get_settings().bootstrap_servers()
+    access = _operator()
     tp = TopicPartition(letter_id.topic, letter_id.partition)
-    if tp not in await partitions_of(bootstrap, letter_id.topic):
+    if tp not in await partitions_of(access, letter_id.topic):
         raise dl.DlqError(f"no such dead letter: {letter_id} (no such topic or partition)")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = access.consumer(enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([tp])
@@ -327,9 +335,7 @@ async def _show(letter_id: dl.LetterId) -> None:
     finally:
         await consumer.stop()
     letter = _letter(record)
-    ledger = (await _ledgers(bootstrap, [(tp.topic, tp.partition)])).get(
-        (tp.topic, tp.partition), dl.Ledger()
-    )
+    ledger = (await _ledgers(access, [(tp.topic, tp.partition)])).get((tp.topic, tp.partition), dl.Ledger())
     click.echo(dl.format_letter(letter))
     click.echo(f"state: {'redriven' if ledger.redriven(letter.offset) else 'pending'}")
 
@@ -339,14 +345,12 @@ async def _redrive(ids: Sequence[dl.LetterId], topics: Sequence[str]) -> None:
     transaction. Starting the transactional producer first fences any redrive still in
     flight and waits for its transaction to end, so the ledger read next is current: two
     operators redriving at once cannot both send the same dead letter."""
-    bootstrap = get_settings().bootstrap_servers()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, transactional_id=dl.REDRIVE_GROUP, enable_idempotence=True, acks="all"
-    )
+    access = _operator()
+    producer = access.producer(transactional_id=dl.REDRIVE_GROUP, enable_idempotence=True, acks="all")
     await producer.start()
     try:
-        letters, starts = await _read_letters(bootstrap, topics)
-        ledgers = await _ledgers(bootstrap, sorted(starts))
+        letters, starts = await _read_letters(access, topics)
+        ledgers = await _ledgers(access, sorted(starts))
         selection = dl.select(letters, ledgers, ids)
         for letter in selection.already:
             click.echo(f"already redriven, not sent again: {letter.id}")

@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 
 from shared.bus import DLQ_HEADER_PREFIX
 from shared.envelope import Headers
-from shared.topics import DLQ_SUFFIX, dlq_name
+from shared.topics import DLQ_SUFFIX, REDRIVE_ID, dlq_name
 
-REDRIVE_GROUP = "genomhub-dlq-redrive"
+REDRIVE_GROUP = REDRIVE_ID
 LEDGER_FORMAT = "redriven-v1:"
 
 

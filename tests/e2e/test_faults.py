@@ -40,7 +40,7 @@ def test_nothing_lost_or_counted_twice_under_crashes(tmp_path: Path) -> None:
         assert len(set(sent)) == SUBMISSIONS, "every upload was sealed"
         outcomes = wait_until_accrued(stack, sent, timeout=900)
         dead = asyncio.run(
-            read_records(stack.bootstrap, [t.name for t in all_topics(1) if t.name.endswith(DLQ_SUFFIX)])
+            read_records(stack.operator, [t.name for t in all_topics(1) if t.name.endswith(DLQ_SUFFIX)])
         )
         restarts = {name: s.restarts for name, s in stack.supervisor.services.items()}  # type: ignore[union-attr]
 

@@ -2,7 +2,9 @@
 
 It consumes file-received and appends each submission id to a file: a durable effect. With
 ``CRASH_MARKER`` present it deletes the marker and kills itself mid-way through the handler,
-before the effect, to show that an unacknowledged record is delivered again.
+before the effect, to show that an unacknowledged record is delivered again. It is no
+registered service and has no principal of its own: it reaches the broker as the admin, so
+each probe may have a consumer group of its own.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from shared.bus import Service
 from shared.envelope import Envelope
 from shared.events import FileReceived
 from shared.telemetry import current_trace_id
+from shared.topics import ADMIN
 
 
 def main(name: str, effects: Path, port: int) -> None:
-    service = Service(name, http_port=port)
+    service = Service(name, http_port=port, principal=ADMIN)
     crash_marker = effects.with_suffix(".crash")
 
     async def handle(envelope: Envelope[FileReceived]) -> None:

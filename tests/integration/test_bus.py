@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
 from shared import telemetry
@@ -16,7 +15,7 @@ from shared.bus import publish
 from shared.envelope import decode, encode, normalise_headers
 from shared.events import FileReceived
 from shared.topics import dlq_name, topic_name
-from tests.support import Process, free_port, python, records, wait_for
+from tests.support import Process, free_port, kafka, python, records, wait_for
 
 TOPIC = topic_name(FileReceived)
 
@@ -64,7 +63,7 @@ def lines(path: Path) -> list[str]:
 def test_envelope_round_trip_keeps_headers(kafka_bootstrap: str) -> None:
     sid = uuid.uuid4().hex
     event = make_event(sid)
-    asyncio.run(publish([(event, f"id-{sid}")], "/genomhub/test"))
+    asyncio.run(publish([(event, f"id-{sid}")], "/genomhub/test", principal="receiver"))
     found = [r for r in records(kafka_bootstrap, TOPIC) if r.key == event.key().encode()]
     assert len(found) == 1
     headers = normalise_headers(found[0].headers)
@@ -85,7 +84,7 @@ def test_trace_context_carries_across_produce_and_consume(kafka_bootstrap: str, 
     sid = uuid.uuid4().hex
     with telemetry.tracer("test").start_as_current_span("upload"):
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
-        asyncio.run(publish([(make_event(sid), f"id-{sid}")], "/genomhub/test"))
+        asyncio.run(publish([(make_event(sid), f"id-{sid}")], "/genomhub/test", principal="receiver"))
     proc.start()
     try:
         proc.wait_http(port)
@@ -98,7 +97,7 @@ def test_trace_context_carries_across_produce_and_consume(kafka_bootstrap: str, 
 
 
 async def send_raw(bootstrap: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = kafka("receiver", bootstrap).producer()
     await producer.start()
     try:
         await producer.send_and_wait(TOPIC, value, key=key, headers=headers)
@@ -157,7 +156,7 @@ def test_offset_is_committed_only_after_the_effect(kafka_bootstrap: str, tmp_pat
     proc, effects, _ = probe(tmp_path, "probe-crash")
     effects.with_suffix(".crash").touch()
     sid = uuid.uuid4().hex
-    asyncio.run(publish([(make_event(sid), f"id-{sid}")], "/genomhub/test"))
+    asyncio.run(publish([(make_event(sid), f"id-{sid}")], "/genomhub/test", principal="receiver"))
     proc.start()
     assert proc.wait_exit(90) == 17, proc.tail()
     assert not [x for x in lines(effects) if x.startswith(sid)]

@@ -20,7 +20,7 @@ def get(port: int, path: str) -> tuple[int, str]:
 def test_health_readiness_and_metrics(kafka_bootstrap: str, tmp_path: Path) -> None:
     proc, effects, port = probe(tmp_path, "probe-http")
     sid = uuid.uuid4().hex
-    asyncio.run(publish([(make_event(sid), f"id-{sid}")], "/genomhub/test"))
+    asyncio.run(publish([(make_event(sid), f"id-{sid}")], "/genomhub/test", principal="receiver"))
     proc.start()
     try:
         proc.wait_http(port)

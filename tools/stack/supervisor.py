@@ -22,7 +22,8 @@ from types import TracebackType
 
 from shared.bus import end_offsets, group_lag, partitions_of
 from shared.config import Settings
-from shared.topics import SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
+from shared.kafka import KafkaAccess, kafka_access
+from shared.topics import OPERATOR, SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
 from tools.jaeger.server import JaegerState, LocalJaeger
 from tools.kafka.broker import LocalBroker
 
@@ -123,17 +124,17 @@ class ServiceStatus:
     dead_letters: int
 
 
-async def _status(bootstrap: str, supervisor: Supervisor) -> list[ServiceStatus]:
+async def _status(access: KafkaAccess, supervisor: Supervisor) -> list[ServiceStatus]:
     rows = []
     for service in supervisor.services.values():
         lag: int | None = None
         dead = 0
         try:
-            committed = await group_lag(bootstrap, consumer_group(service.name))
+            committed = await group_lag(access, consumer_group(service.name))
             lag = sum(max(end - offset, 0) for offset, end in committed.values()) if committed else None
             for model in SUBSCRIPTIONS[service.name]:
                 dlq = dlq_name(topic_name(model))
-                ends = await end_offsets(bootstrap, await partitions_of(bootstrap, dlq))
+                ends = await end_offsets(access, await partitions_of(access, dlq))
                 dead += sum(ends.values())
         except Exception:  # the broker may be restarting: show what is known
             lag = None
@@ -169,12 +170,13 @@ class LocalStack:
         self.jaeger_ports = jaeger_ports
         self.extra_env = dict(env or {})
         self.say = say
-        self.broker = LocalBroker(settings.state_dir, settings.cache)
+        self.broker = LocalBroker(settings.state_dir, settings.cache, settings.topic_partitions)
         self.jaeger = LocalJaeger(settings.state_dir, settings.cache)
         self.started_broker = False
         self.started_jaeger = False
         self.jaeger_state: JaegerState | None = None
         self.bootstrap = ""
+        self._operator: KafkaAccess | None = None
         self.supervisor: Supervisor | None = None
         self.logs = settings.state_dir / "logs"
 
@@ -222,6 +224,16 @@ class LocalStack:
         self.supervisor = Supervisor(supervised, self.say)
         self.supervisor.start()
 
+    @property
+    def operator(self) -> KafkaAccess:
+        """How the stack's own checks (status, the demo's results) reach the broker: as the
+        operator, never as a service."""
+        if self._operator is None:
+            self._operator = kafka_access(
+                OPERATOR, self.settings.model_copy(update={"kafka_bootstrap": self.bootstrap})
+            )
+        return self._operator
+
     def wait_ready(self, timeout: float = 120.0) -> None:
         assert self.supervisor is not None
         deadline = time.monotonic() + timeout
@@ -235,7 +247,7 @@ class LocalStack:
 
     def status(self) -> list[ServiceStatus]:
         assert self.supervisor is not None
-        return asyncio.run(_status(self.bootstrap, self.supervisor))
+        return asyncio.run(_status(self.operator, self.supervisor))
 
     def stop(self) -> None:
         if self.supervisor is not None:

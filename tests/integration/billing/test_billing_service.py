@@ -19,7 +19,6 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.billing.refund import event_id_of, statement_id_of
@@ -29,7 +28,7 @@ from shared.bus import group_lag, partitions_of, publish
 from shared.envelope import decode, encode, normalise_headers
 from shared.events import Indexed, RefundCalculated, Region, SampleStatus
 from shared.topics import consumer_group, dlq_name, topic_name
-from tests.support import ROOT, Process, free_port, genomhub, records, wait_for
+from tests.support import ROOT, Process, free_port, genomhub, kafka, records, wait_for
 from tests.unit.billing.billing_factories import indexed
 
 TOKEN = "billing-test-national-token"
@@ -50,8 +49,8 @@ def caught_up(bootstrap: str) -> bool:
     """The billing group has committed every indexed record on every partition."""
 
     async def lag() -> bool:
-        parts = await partitions_of(bootstrap, topic_name(Indexed))
-        committed = await group_lag(bootstrap, consumer_group("billing"))
+        parts = await partitions_of(kafka(bootstrap=bootstrap), topic_name(Indexed))
+        committed = await group_lag(kafka(bootstrap=bootstrap), consumer_group("billing"))
         return all(tp in committed and committed[tp][0] == committed[tp][1] for tp in parts)
 
     try:
@@ -66,7 +65,7 @@ async def send_raw(bootstrap: str, event: Indexed, event_id: str) -> None:
     value = json.dumps(
         {**json.loads(event.model_dump_json()), "accepted": True, "status": SampleStatus.REJECTED.value}
     ).encode()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = kafka("indexer", bootstrap).producer()
     await producer.start()
     try:
         await producer.send_and_wait(topic_name(Indexed), value, key=event.key().encode(), headers=headers)
@@ -125,7 +124,7 @@ def test_billing_accrues_closes_and_replays_identically(kafka_bootstrap: str, tm
         ),
         (indexed(f"{run_id}-A1", received_at=APRIL, ge="1.5", region=Region.NORDJYLLAND), f"{run_id}-a1"),
     ]
-    asyncio.run(publish(march + others, "/genomhub/test"))
+    asyncio.run(publish(march + others, "/genomhub/test", principal="indexer"))
     bad = indexed(f"{run_id}-BAD", received_at=MARCH)
     asyncio.run(send_raw(kafka_bootstrap, bad, f"{run_id}-bad"))
 
@@ -171,7 +170,9 @@ def test_billing_accrues_closes_and_replays_identically(kafka_bootstrap: str, tm
         # a late March sample lands on April as an adjustment
         asyncio.run(
             publish(
-                [(indexed(f"{run_id}-LATE", received_at=MARCH, ge="3"), f"{run_id}-late")], "/genomhub/test"
+                [(indexed(f"{run_id}-LATE", received_at=MARCH, ge="3"), f"{run_id}-late")],
+                "/genomhub/test",
+                principal="indexer",
             )
         )
         wait_for(

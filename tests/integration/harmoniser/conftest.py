@@ -92,7 +92,7 @@ def send(events: list[tuple[Validated, str]]) -> str:
     telemetry.setup("test-upstream")
     with telemetry.tracer("test").start_as_current_span("validator emit"):
         trace_id = telemetry.current_trace_id()
-        asyncio.run(publish(events, "/genomhub/validator"))
+        asyncio.run(publish(events, "/genomhub/validator", principal="validator"))
     assert trace_id is not None
     return trace_id
 

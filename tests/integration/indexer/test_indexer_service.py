@@ -16,8 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -27,8 +25,8 @@ from shared.auth import token_hash
 from shared.bus import partitions_of, publish
 from shared.envelope import encode, normalise_headers
 from shared.events import Harmonised, Indexed, SubmissionEvent, Validated, sample_key
-from shared.topics import consumer_group, dlq_name, topic_name
-from tests.support import ROOT, Process, free_port, genomhub, records, wait_for
+from shared.topics import consumer_group, dlq_name, emitter_of, topic_name
+from tests.support import ROOT, Process, free_port, genomhub, kafka, records, wait_for
 from tests.unit.indexer.factories import harmonised, submission, validated
 
 TOKEN = "indexer-test-national-token"
@@ -38,12 +36,12 @@ CONSUMED = (topic_name(Validated), topic_name(Harmonised))
 
 async def _lag(bootstrap: str) -> int:
     """Records on the indexer's topics that its group has not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = kafka(bootstrap=bootstrap).admin()
+    consumer = kafka(bootstrap=bootstrap).consumer()
     await admin.start()
     await consumer.start()
     try:
-        parts = [tp for topic in CONSUMED for tp in await partitions_of(bootstrap, topic)]
+        parts = [tp for topic in CONSUMED for tp in await partitions_of(kafka(bootstrap=bootstrap), topic)]
         ends = await consumer.end_offsets(parts)
         committed = await admin.list_consumer_group_offsets(GROUP, partitions=parts)
         return sum(ends[tp] - max(committed[tp].offset, 0) if tp in committed else ends[tp] for tp in parts)
@@ -79,7 +77,7 @@ def http_get(port: int, path: str) -> Any:
 async def _send_raw(
     bootstrap: str, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = kafka("harmoniser" if topic == topic_name(Harmonised) else "validator", bootstrap).producer()
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key, headers=headers)
@@ -100,7 +98,9 @@ def traced_publish(items: list[tuple[SubmissionEvent, str]]) -> dict[str, str]:
             with tracer.start_as_current_span("upload") as root:
                 TRACES[sid] = trace.set_span_in_context(root)
         with tracer.start_as_current_span("upstream", context=TRACES[sid]):
-            asyncio.run(publish([(event, event_id)], "/genomhub/test-upstream"))
+            asyncio.run(
+                publish([(event, event_id)], "/genomhub/test-upstream", principal=emitter_of(type(event)))
+            )
     return {
         sid: format(trace.get_current_span(ctx).get_span_context().trace_id, "032x")
         for sid, ctx in TRACES.items()

@@ -1,4 +1,4 @@
-"""Consumer-group offsets set and read with plain aiokafka, to prepare and check what the
+"""Consumer-group offsets set and read as the admin, to prepare and check what the
 operators' tools do."""
 
 from __future__ import annotations
@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
 from shared.bus import partitions_of
+from tests.support import kafka
 
 Offsets = dict[tuple[str, int], int]
 
 
 async def _commit(bootstrap: str, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = kafka(bootstrap=bootstrap).consumer(group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         wanted = {TopicPartition(t, p): o for (t, p), o in offsets.items()}
@@ -26,7 +26,7 @@ async def _commit(bootstrap: str, group: str, offsets: Mapping[tuple[str, int], 
 
 
 async def _committed(bootstrap: str, group: str) -> Offsets:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka(bootstrap=bootstrap).admin()
     await admin.start()
     try:
         found = await admin.list_consumer_group_offsets(group)
@@ -36,8 +36,8 @@ async def _committed(bootstrap: str, group: str) -> Offsets:
 
 
 async def _bounds(bootstrap: str, topics: Sequence[str]) -> tuple[Offsets, Offsets]:
-    parts = [tp for t in topics for tp in await partitions_of(bootstrap, t)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [tp for t in topics for tp in await partitions_of(kafka(bootstrap=bootstrap), t)]
+    consumer = kafka(bootstrap=bootstrap).consumer(enable_auto_commit=False)
     await consumer.start()
     try:
         starts = await consumer.beginning_offsets(parts)

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Sequence
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner, Result
 
 from services.cli import main
@@ -19,7 +18,7 @@ from shared.events import FileReceived
 from shared.topics import DLQ_SUFFIX, all_topics, dlq_name, topic_name
 from tests.integration.operations.kafka_groups import Offsets, bounds, commit
 from tests.integration.test_bus import make_event
-from tests.support import records
+from tests.support import kafka, records
 
 TOPIC = topic_name(FileReceived)
 DLQ = dlq_name(TOPIC)
@@ -52,7 +51,7 @@ async def dead_letter(
         partition=partition,
         offset=40 + partition,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = kafka("validator", bootstrap).producer()
     await producer.start()
     try:
         meta = await producer.send_and_wait(DLQ, value, key=key, headers=headers)

@@ -24,7 +24,7 @@ from shared.events import FileReceived
 from shared.topics import topic_name
 from tests.integration.operations.kafka_groups import Offsets, bounds, committed
 from tests.integration.test_bus import make_event
-from tests.support import Process, free_port, genomhub, python, records, wait_for
+from tests.support import Process, free_port, genomhub, kafka, python, records, wait_for
 
 TOPIC = topic_name(FileReceived)
 GROUP = "genomhub-validator"
@@ -37,7 +37,9 @@ def cli(*args: str) -> Result:
 
 def publish_batch(count: int) -> list[str]:
     sids = [uuid.uuid4().hex for _ in range(count)]
-    asyncio.run(publish([(make_event(s), f"id-{s}") for s in sids], "/genomhub/test-replay"))
+    asyncio.run(
+        publish([(make_event(s), f"id-{s}") for s in sids], "/genomhub/test-replay", principal="receiver")
+    )
     return sids
 
 
@@ -113,10 +115,8 @@ def test_reset_named_partitions_to_offsets(kafka_bootstrap: str, park: Park) -> 
 
 
 def group_state(bootstrap: str) -> str:
-    from aiokafka.admin import AIOKafkaAdminClient
-
     async def describe() -> str:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = kafka("operator", bootstrap).admin()
         await admin.start()
         try:
             (response,) = await admin.describe_consumer_groups([GROUP])
@@ -159,7 +159,9 @@ def test_refuses_while_a_faust_worker_is_live_and_the_worker_replays_after(
         assert committed(kafka_bootstrap, GROUP) == ends
         # the second guard: a commit that slips past the check is rejected by the broker
         with pytest.raises(ReplayError, match="the broker rejected the new offsets"):
-            asyncio.run(_commit_offsets(kafka_bootstrap, GROUP, {TopicPartition(TOPIC, 0): 0}))
+            asyncio.run(
+                _commit_offsets(kafka("operator", kafka_bootstrap), GROUP, {TopicPartition(TOPIC, 0): 0})
+            )
         assert committed(kafka_bootstrap, GROUP) == ends
     finally:
         worker.stop()

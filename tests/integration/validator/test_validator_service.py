@@ -70,7 +70,7 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
         (received(good, [stored(r1, "raw_reads"), stored(r2, "raw_reads")]), f"fr-{good}"),
         (received(bad, [stored(truncated, "raw_reads"), stored(r2, "raw_reads")]), f"fr-{bad}"),
     ]
-    asyncio.run(publish(events, "/genomhub/test"))
+    asyncio.run(publish(events, "/genomhub/test", principal="receiver"))
 
     port = free_port()
     proc = Process(

@@ -33,6 +33,9 @@ def billing_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     monkeypatch.setenv("GENOMHUB_BILLING_URL", url)
     monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("GENOMHUB_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    # the service is built but never reaches a broker; it only needs to know whose it is
+    monkeypatch.setenv("GENOMHUB_KAFKA_USERNAME", "genomhub-billing")
+    monkeypatch.setenv("GENOMHUB_KAFKA_PASSWORD", "unused")
     monkeypatch.setenv(
         "GENOMHUB_TOKENS",
         json.dumps({token_hash("ngc-token"): "ngc", token_hash("south-token"): "syddanmark"}),

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from pydantic import SecretStr
 
 from shared.auth import Tokens
 from shared.bus import Service
@@ -82,8 +83,12 @@ def test_one_deployment_and_service_per_service(overlay: tuple[str, list[Obj]]) 
 def health_routes() -> dict[str, set[str]]:
     """The GET routes each real service's web application serves."""
     routes: dict[str, set[str]] = {}
+    # Building a service contacts no broker; it only needs to know one and its credentials.
+    offline = Settings(
+        kafka_bootstrap="127.0.0.1:9", kafka_username="unused", kafka_password=SecretStr("unused")
+    )
     for name in SERVICES:
-        service = Service(name)
+        service = Service(name, offline)
         routes[name] = {
             r.resource.canonical for r in service.web.router.routes() if r.method == "GET" and r.resource
         }
@@ -178,8 +183,9 @@ def test_bootstrap_and_tracing_point_at_real_services(overlay: tuple[str, list[O
     data = config(objects)
     kafka = one(objects, "Kafka", CLUSTER)
     (listener,) = kafka["spec"]["kafka"]["listeners"]
-    assert listener["type"] == "internal" and listener["tls"] is False
+    assert listener["type"] == "internal" and listener["tls"] is True
     assert data["GENOMHUB_KAFKA_BOOTSTRAP"] == f"{CLUSTER}-kafka-bootstrap:{listener['port']}"
+    assert data["GENOMHUB_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     endpoint = urlsplit(data["OTEL_EXPORTER_OTLP_ENDPOINT"])
     jaeger_service = one(objects, "Service", endpoint.hostname or "")
     assert endpoint.port in {p["port"] for p in jaeger_service["spec"]["ports"]}

@@ -1,0 +1,251 @@
+"""The broker lets each principal do what the registry grants and nothing else.
+
+Real broker, real credentials: the ones a local broker generated at format time. This
+module runs a broker of its own, since probing write rights writes records, which the
+session broker's other suites should not see. Anonymous clients and wrong passwords do not
+get in; a service's credentials write only its own topics and the dead-letter topics of
+what it consumes, read only its subscriptions, and use only its own consumer group; users
+and ACLs survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+)
+
+from shared.config import get_settings
+from shared.events import Harmonised
+from shared.kafka import Credentials, KafkaAccess
+from shared.topics import (
+    ADMIN,
+    CLIENT_PRINCIPALS,
+    EMITS,
+    FINANCE,
+    OPERATOR,
+    SUBSCRIPTIONS,
+    all_topics,
+    consumed_topics,
+    consumer_group,
+    dlq_name,
+    kafka_user,
+    topic_name,
+)
+from tests.support import anonymous
+from tools.kafka.acls import broker_acls, sync_acls, wanted_acls
+from tools.kafka.broker import LocalBroker
+
+TOPICS = [t.name for t in all_topics(1)]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    local = LocalBroker(tmp_path_factory.mktemp("auth-home"), get_settings().cache, topic_partitions=1)
+    local.start()
+    asyncio.run(_writable(local.access(ADMIN), TOPICS))  # one record on each topic, to be read
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="module")
+def bootstrap(broker: LocalBroker) -> str:
+    state = broker.running()
+    assert state is not None
+    return state.bootstrap
+
+
+async def _send(access: KafkaAccess, topic: str) -> None:
+    producer = access.producer(request_timeout_ms=10000)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b'{"probe": true}', key=b"auth-probe")
+    finally:
+        await producer.stop()
+
+
+async def _writable(access: KafkaAccess, topics: list[str]) -> set[str]:
+    """Which of ``topics`` the broker lets ``access`` write (one producer, one record each)."""
+    producer = access.producer(request_timeout_ms=10000)
+    await producer.start()
+    allowed = set()
+    try:
+        for topic in topics:
+            try:
+                await producer.send_and_wait(topic, b'{"probe": true}', key=b"auth-probe")
+                allowed.add(topic)
+            except TopicAuthorizationFailedError:
+                pass
+    finally:
+        await producer.stop()
+    return allowed
+
+
+async def _reads(access: KafkaAccess, topic: str, timeout: float) -> bool:
+    """Whether ``access`` gets the record the admin put on ``topic`` (no group)."""
+    consumer = access.consumer(enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                if any((await consumer.getmany(timeout_ms=500)).values()):
+                    return True
+            except TopicAuthorizationFailedError:
+                return False
+        return False
+    finally:
+        await consumer.stop()
+
+
+async def _readable(access: KafkaAccess, topics: list[str], timeout: float = 6.0) -> set[str]:
+    """Which of ``topics`` the broker lets ``access`` fetch from."""
+    found = await asyncio.gather(*(_reads(access, t, timeout) for t in topics))
+    return {t for t, ok in zip(topics, found, strict=True) if ok}
+
+
+async def _commit_as(access: KafkaAccess, group: str, topic: str) -> None:
+    consumer = access.consumer(group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.commit({tp: 0})
+    finally:
+        await consumer.stop()
+
+
+def test_the_validator_cannot_write_harmonised(broker: LocalBroker) -> None:
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(_send(broker.access("validator"), topic_name(Harmonised)))
+
+
+def test_an_anonymous_client_cannot_connect_or_produce(bootstrap: str) -> None:
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(asyncio.wait_for(_send(anonymous(bootstrap), topic_name(Harmonised)), 30))
+
+
+def test_a_wrong_password_is_refused(bootstrap: str, caplog: pytest.LogCaptureFixture) -> None:
+    wrong = KafkaAccess(bootstrap, "validator", Credentials(kafka_user("validator"), uuid.uuid4().hex))
+    with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(KafkaConnectionError):
+        asyncio.run(asyncio.wait_for(_send(wrong, topic_name(Harmonised)), 30))
+    assert "SaslAuthenticationFailed" in caplog.text
+    # A user that does not exist is refused the same way.
+    nobody = KafkaAccess(bootstrap, "validator", Credentials("genomhub-nobody", uuid.uuid4().hex))
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(asyncio.wait_for(_send(nobody, topic_name(Harmonised)), 30))
+
+
+@pytest.mark.parametrize("service", list(SUBSCRIPTIONS))
+def test_each_service_writes_and_reads_exactly_what_it_needs(broker: LocalBroker, service: str) -> None:
+    access = broker.access(service)
+    consumed = [topic_name(m) for m in SUBSCRIPTIONS[service]]
+    may_write = {topic_name(m) for m in EMITS[service]} | {dlq_name(t) for t in consumed}
+    assert asyncio.run(_writable(access, TOPICS)) == may_write
+    assert asyncio.run(_readable(access, TOPICS)) == set(consumed)
+
+
+@pytest.mark.parametrize("service", [s for s in SUBSCRIPTIONS if SUBSCRIPTIONS[s]])
+def test_each_service_uses_only_its_own_consumer_group(broker: LocalBroker, service: str) -> None:
+    access = broker.access(service)
+    topic = topic_name(SUBSCRIPTIONS[service][0])
+    # its own group: the real consumer's commit, at the log start, changes nothing of note
+    asyncio.run(_commit_as(access, f"{consumer_group(service)}", topic))
+    other = next(s for s in SUBSCRIPTIONS if s != service)
+    with pytest.raises(GroupAuthorizationFailedError):
+        asyncio.run(_commit_as(access, consumer_group(other), topic))
+
+
+def test_operators_and_finance_have_their_own_narrow_rights(broker: LocalBroker) -> None:
+    # finance publishes a month's refunds, and nothing else
+    assert asyncio.run(_writable(broker.access(FINANCE), TOPICS)) == {topic_name(*EMITS["billing"])}
+    assert asyncio.run(_readable(broker.access(FINANCE), TOPICS)) == set()
+    # the operators read everything (dead letters, replays) and write back only to the
+    # topics a dead letter can be redriven to
+    assert asyncio.run(_writable(broker.access(OPERATOR), TOPICS)) == set(consumed_topics())
+    assert asyncio.run(_readable(broker.access(OPERATOR), TOPICS)) == set(TOPICS)
+
+
+def test_the_broker_holds_exactly_the_registry_grants(broker: LocalBroker) -> None:
+    ours = {
+        a for a in asyncio.run(broker_acls(broker.access(ADMIN))) if a.principal.startswith("User:genomhub-")
+    }
+    assert ours == wanted_acls()
+    assert {a.principal for a in ours} == {f"User:{kafka_user(p)}" for p in CLIENT_PRINCIPALS if p != ADMIN}
+
+
+def test_users_and_acls_survive_a_restart_and_a_sync_repairs_drift(broker: LocalBroker) -> None:
+    admin = broker.access(ADMIN)
+    # an ACL the registry does not grant (as if left from an older registry) is removed,
+    # and a deleted grant comes back, on the next start
+    extra = next(iter(wanted_acls()))
+    stray = type(extra)(2, "genomhub.harmonised.v1", 3, "User:genomhub-validator", "*", 4, 3)
+    assert stray not in wanted_acls()
+    from tools.kafka.acls import _Create, _Delete
+
+    async def drift() -> None:
+        client = admin.client()
+        await client.bootstrap()
+        try:
+            await client.send(client.get_random_node(), _Create([stray]))
+            await client.send(client.get_random_node(), _Delete([extra]))
+        finally:
+            await client.close()
+
+    asyncio.run(drift())
+    ours = {a for a in asyncio.run(broker_acls(admin)) if a.principal.startswith("User:genomhub-")}
+    assert stray in ours and extra not in ours
+    broker.stop()
+    broker.start()
+    ours = {
+        a for a in asyncio.run(broker_acls(broker.access(ADMIN))) if a.principal.startswith("User:genomhub-")
+    }
+    assert ours == wanted_acls()
+    assert asyncio.run(sync_acls(broker.access(ADMIN))) == (set(), set())
+    # the same credentials still work, with the same rights
+    asyncio.run(_send(broker.access("validator"), topic_name(SUBSCRIPTIONS["harmoniser"][0])))
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(_send(broker.access("validator"), topic_name(Harmonised)))
+
+
+def test_provision_is_idempotent_and_needs_the_admin(
+    broker: LocalBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from services.cli import main
+
+    state = broker.running()
+    assert state is not None
+    monkeypatch.setenv("GENOMHUB_HOME", str(broker.dir.parent))
+    monkeypatch.setenv("GENOMHUB_KAFKA_BOOTSTRAP", state.bootstrap)
+    get_settings.cache_clear()
+    try:
+        done = CliRunner().invoke(main, ["kafka", "provision"])
+        assert done.exit_code == 0, done.output
+        assert "topics created: none; ACLs created: 0, deleted: 0" in done.output
+        # a service's credentials cannot provision: the broker refuses the ACL requests
+        validator = broker.access("validator")
+        monkeypatch.setenv(
+            "GENOMHUB_KAFKA_USERNAME", validator.credentials.username if validator.credentials else ""
+        )
+        monkeypatch.setenv(
+            "GENOMHUB_KAFKA_PASSWORD", validator.credentials.password if validator.credentials else ""
+        )
+        get_settings.cache_clear()
+        refused = CliRunner().invoke(main, ["kafka", "provision"])
+        assert refused.exit_code == 1
+        assert "ClusterAuthorizationFailed" in refused.output
+    finally:
+        get_settings.cache_clear()
