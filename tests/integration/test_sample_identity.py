@@ -30,12 +30,20 @@ from services.billing.store import BillingStore
 from shared.auth import token_hash
 from shared.bus import publish
 from shared.events import Event, Indexed, Region
-from shared.topics import topic_name
+from shared.topics import emitter_of, topic_name
 from tests.support import ROOT, Process, free_port, genomhub, records, wait_for
 from tests.unit.indexer.factories import harmonised, submission, validated
 
 TOKENS = {"ngc": "identity-national", "hovedstaden": "identity-capital", "syddanmark": "identity-south"}
 NOVEMBER = datetime(2026, 11, 10, 9, tzinfo=UTC)
+
+
+def publish_upstream(events: list[tuple[Event, str]]) -> None:
+    """Each event as the service that emits it would, in order: the broker refuses any other."""
+    for event, event_id in events:
+        asyncio.run(
+            publish([(event, event_id)], "/genomhub/test-upstream", principal=emitter_of(type(event)))
+        )
 
 
 def http_get(port: int, path: str, holder: str) -> tuple[int, Any]:
@@ -93,7 +101,7 @@ def test_two_regions_samples_of_one_pseudonym_through_indexer_and_billing(
         (harmonised(capital_t), f"{run_id}-h3"),
         (harmonised(south_t), f"{run_id}-h4"),
     ]
-    asyncio.run(publish(first, "/genomhub/test-upstream"))
+    publish_upstream(first)
 
     indexer_port, billing_port = free_port(), free_port()
     env = {
@@ -135,14 +143,11 @@ def test_two_regions_samples_of_one_pseudonym_through_indexer_and_billing(
 
         # hovedstaden resubmits its own S, and it passes: indexed and billed as hovedstaden's.
         capital_again = sub(5, same, "hovedstaden", days=2)
-        asyncio.run(
-            publish(
-                [
-                    (validated(capital_again, "accepted"), f"{run_id}-v5"),
-                    (harmonised(capital_again), f"{run_id}-h5"),
-                ],
-                "/genomhub/test-upstream",
-            )
+        publish_upstream(
+            [
+                (validated(capital_again, "accepted"), f"{run_id}-v5"),
+                (harmonised(capital_again), f"{run_id}-h5"),
+            ]
         )
         expected[("hovedstaden", same)] = "harmonised"
         wait_for(lambda: shown(indexer_port, run_id, "ngc") == expected, timeout=60, what="the resubmission")
