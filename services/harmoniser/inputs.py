@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import re
 from dataclasses import dataclass
+from enum import Enum
 
 import pysam
 
@@ -22,6 +23,78 @@ UBAM_NAME = re.compile(r"\.(?:u)?bam$")
 
 class InputError(Exception):
     """The raw reads cannot be arranged into lanes."""
+
+
+class Technology(Enum):
+    """What kind of reads a sequencing platform makes, which decides the pipeline and aligner."""
+
+    SHORT_READ = "short-read"
+    PACBIO = "PACBIO"
+    ONT = "ONT"
+
+    @property
+    def long_read(self) -> bool:
+        return self is not Technology.SHORT_READ
+
+
+# The SAM specification's @RG PL values, plus the names submitters write for the same
+# platforms, keyed by their letters and digits only (case, spaces, '-', '_' ignored).
+PLATFORM_TECHNOLOGY: dict[str, Technology] = {
+    **{
+        key: Technology.SHORT_READ
+        for key in (
+            "illumina",
+            "dnbseq",
+            "mgi",
+            "bgiseq",
+            "element",
+            "elementbiosciences",
+            "ultima",
+            "ultimagenomics",
+            "iontorrent",
+            "ls454",
+            "solid",
+            "singular",
+            "helicos",
+            "capillary",
+        )
+    },
+    **{key: Technology.PACBIO for key in ("pacbio", "pacificbiosciences", "pacbiohifi", "hifi")},
+    **{key: Technology.ONT for key in ("ont", "nanopore", "oxfordnanopore", "oxfordnanoporetechnologies")},
+}
+
+
+def platform_key(platform: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", platform.casefold())
+
+
+def sequencing_technology(platform: str) -> Technology:
+    """The one place that decides short read or long read (and which long read) from a platform.
+
+    A platform nobody has named is refused rather than taken for short reads: sending
+    nanopore reads to bwa, or Illumina reads to minimap2, makes a CRAM that looks right.
+    """
+    technology = PLATFORM_TECHNOLOGY.get(platform_key(platform))
+    if technology is None:
+        raise InputError(
+            f"unknown sequencing platform {platform!r}: expected one of the SAM @RG PL values "
+            "(ILLUMINA, DNBSEQ, ELEMENT, ULTIMA, PACBIO, ONT, ...)"
+        )
+    return technology
+
+
+def sam_platform(platform: str) -> str:
+    """The @RG PL value of a platform, however the submitter spelled it."""
+    technology = sequencing_technology(platform)
+    if technology.long_read:
+        return technology.value
+    key = platform_key(platform)
+    return {
+        "mgi": "DNBSEQ",
+        "bgiseq": "DNBSEQ",
+        "elementbiosciences": "ELEMENT",
+        "ultimagenomics": "ULTIMA",
+    }.get(key, key.upper())
 
 
 @dataclass(frozen=True)
@@ -37,15 +110,21 @@ class Lane:
     read_group_description: str = ""
 
     @property
+    def technology(self) -> Technology:
+        return sequencing_technology(self.platform)
+
+    @property
     def long_read(self) -> bool:
-        return self.bam is not None
+        """PacBio or ONT reads, whether in an unaligned BAM or a FASTQ; an Illumina uBAM is short."""
+        return self.technology.long_read
 
     @property
     def minimap2_preset(self) -> str:
         """map-ont for ONT, map-hifi for PacBio HiFi (CCS), map-pb for other PacBio reads."""
-        if self.platform == "ONT":
+        technology = self.technology
+        if technology is Technology.ONT:
             return "map-ont"
-        if self.platform == "PACBIO":
+        if technology is Technology.PACBIO:
             return "map-pb" if "READTYPE=SUBREAD" in self.read_group_description.upper() else "map-hifi"
         raise InputError(f"lane {self.lane}: no minimap2 preset for platform {self.platform!r}")
 
@@ -86,12 +165,14 @@ def ubam_read_group(url: str) -> tuple[str, str, str]:
     return str(group.get("PL", "")).upper(), str(group.get("DS", "")), str(group.get("ID", ""))
 
 
-def arrange_lanes(files: dict[str, str]) -> list[Lane]:
+def arrange_lanes(files: dict[str, str], platform: str = "ILLUMINA") -> list[Lane]:
     """Lanes from raw file names -> URLs: FASTQs paired by their R1/R2 names, uBAMs alone.
 
-    Lane names are the lane numbers of the reads when those are unique, else 1, 2, ...
-    (Sarek requires a lane per row, unique within a sample).
+    A FASTQ lane's platform is the submission's ``platform``; a uBAM's is its own @RG PL
+    (the submission's where PL is empty). Lane names are the lane numbers of the reads when
+    those are unique, else 1, 2, ... (Sarek requires a lane per row, unique within a sample).
     """
+    submitted = sam_platform(platform)
     pairs: dict[tuple[str, str], dict[str, str]] = {}
     bams: list[str] = []
     for name in sorted(files):
@@ -122,16 +203,17 @@ def arrange_lanes(files: dict[str, str]) -> list[Lane]:
                 fastq_1=files[mates["1"]],
                 fastq_2=files[mates["2"]] if "2" in mates else None,
                 flowcell=flowcell_from_read_name(header),
+                platform=submitted,
             )
         )
     for name in bams:
-        platform, description, group_id = ubam_read_group(files[name])
+        group_platform, description, group_id = ubam_read_group(files[name])
         lanes.append(
             Lane(
                 lane="",
                 bam=files[name],
                 flowcell=group_id or "NA",
-                platform=platform,
+                platform=sam_platform(group_platform) if group_platform else submitted,
                 read_group_description=description,
             )
         )

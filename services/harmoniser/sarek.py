@@ -5,6 +5,24 @@ the site's profile and an executor config (examples beside this module in ``next
 follows the run through Nextflow's trace file while it runs and through its exit status
 when it ends, and leaves the outputs in Sarek's layout for the shared collector. A relaunch
 after a harmoniser restart passes ``-resume``, so finished tasks come from Nextflow's cache.
+
+Sarek validates its parameters at start-up, so the command line keeps to the pinned
+release's schema; the names, enums and patterns it relies on are transcribed beside this
+module (``sarek_schema.json``, with the release and the files they come from) and a unit
+test holds every command line the backend can make to them. bcftools calling is Sarek's
+``mpileup`` tool. The references come from a local iGenomes copy (``--igenomes_base``):
+NGC's HPC is offline, and Sarek's default base is a public S3 bucket.
+
+Long reads do not go to Sarek. Its aligner enum (bwa-mem, bwa-mem2, dragmap, and Sentieon's
+bwa in 3.5) has no long-read aligner, and a ``bam`` row at ``--step mapping`` is taken for
+an unaligned short-read BAM, so PacBio or ONT reads would be mapped with bwa. Among nf-core's
+pipelines, nf-core/pacvar (released; PacBio HiFi BAMs, pbmm2 and DeepVariant, ``--workflow
+wgs``) is the one that takes a PacBio uBAM; none with a release takes an ONT uBAM for germline
+WGS (nf-core/nanoseq starts from FASTQ or FAST5 and is built around transcripts). Until the
+HPC runs such a pipeline, a long-read sample on this backend is refused before anything is
+written or launched, with an error that says so; the embedded ``local`` backend harmonises
+long reads with minimap2 and the platform's preset. Which reads are long is decided in one
+place, :func:`services.harmoniser.inputs.sequencing_technology`, from the platform.
 """
 
 from __future__ import annotations
@@ -12,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import json
 import re
 import shlex
 import time
@@ -54,6 +73,7 @@ SAMPLESHEET_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "bam": (re.compile(r"^\S+\.bam$"), "BAM file cannot contain spaces and must have extension '.bam'"),
 }
 REQUIRED = ("patient", "sample")
+ALIGNER = "bwa-mem"
 
 
 def samplesheet_rows(reads: SampleReads) -> list[dict[str, str]]:
@@ -111,6 +131,37 @@ def write_samplesheet(rows: list[dict[str, str]], path: Path) -> Path:
     return path
 
 
+SCHEMA_PATH = Path(__file__).with_name("sarek_schema.json")
+REMOTE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def sarek_schema() -> dict[str, object]:
+    """The transcribed parameter schema of the pinned release (see the file's ``$comment``)."""
+    schema: dict[str, object] = json.loads(SCHEMA_PATH.read_text())
+    return schema
+
+
+def offline_reference_base(value: str | Path | None) -> str:
+    """The local iGenomes copy Sarek reads its references from, as ``--igenomes_base`` takes it.
+
+    Refused when unset, relative or a URL: the HPC is offline, so a remote base (Sarek's
+    default is ``s3://ngi-igenomes/igenomes/``) fails at the first reference file.
+    """
+    text = "" if value is None else str(value).strip()
+    if not text:
+        raise ValueError(
+            "the sarek backend needs GENOMHUB_HARMONISER_SAREK_IGENOMES_BASE: the HPC is offline, "
+            "so Sarek must read its references from a local copy of iGenomes"
+        )
+    if REMOTE_PREFIX.match(text):
+        raise ValueError(f"GENOMHUB_HARMONISER_SAREK_IGENOMES_BASE is a URL ({text!r}); the HPC is offline")
+    if not text.startswith("/") or re.search(r"\s", text):
+        raise ValueError(
+            f"GENOMHUB_HARMONISER_SAREK_IGENOMES_BASE must be an absolute path without spaces, not {text!r}"
+        )
+    return text.rstrip("/") + "/"
+
+
 @dataclass(frozen=True)
 class SarekOptions:
     version: str
@@ -118,8 +169,35 @@ class SarekOptions:
     config: Path | None
     genome: str
     tools: str
+    igenomes_base: str
     nextflow: str = "nextflow"
     extra_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse at start-up what Sarek would refuse at every launch."""
+        object.__setattr__(self, "igenomes_base", offline_reference_base(self.igenomes_base))
+        properties: dict[str, dict[str, str]] = sarek_schema()["properties"]  # type: ignore[assignment]
+        if not self.tools or not re.search(properties["tools"]["pattern"], self.tools):
+            raise ValueError(
+                f"GENOMHUB_HARMONISER_SAREK_TOOLS {self.tools!r} is not a list of Sarek's tools "
+                "(bcftools calling is 'mpileup')"
+            )
+        if not self.genome.strip():
+            raise ValueError("GENOMHUB_HARMONISER_SAREK_GENOME is empty")
+
+
+class LongReadsRefused(PipelineFailed):
+    """PacBio or ONT reads given to the Sarek backend, which has no long-read path."""
+
+
+def refuse_long_reads(reads: SampleReads) -> None:
+    long = sorted({lane.technology.value for lane in reads.lanes if lane.long_read})
+    if long:
+        raise LongReadsRefused(
+            f"sample {reads.sample} has {' and '.join(long)} long reads, which nf-core/sarek cannot "
+            "harmonise (no long-read aligner; a bam row at --step mapping is taken for short reads); "
+            "harmonise them with the local backend (minimap2) until the HPC runs a long-read pipeline"
+        )
 
 
 def nextflow_command(
@@ -130,7 +208,6 @@ def nextflow_command(
     trace: Path,
     *,
     resume: bool,
-    long_read: bool,
 ) -> list[str]:
     """``nextflow run nf-core/sarek -r <version> -profile <site> --input ... --outdir ...``."""
     command = [
@@ -155,14 +232,56 @@ def nextflow_command(
         str(samplesheet),
         "--outdir",
         str(outdir),
+        "--step",
+        "mapping",
         "--genome",
         options.genome,
+        "--igenomes_base",
+        options.igenomes_base,
         "--tools",
         options.tools,
+        "--aligner",
+        ALIGNER,
     ]
-    if long_read:
-        command += ["--aligner", "minimap2"]
     return command + list(options.extra_args)
+
+
+def command_parameters(command: list[str]) -> tuple[dict[str, list[str]], dict[str, str | bool]]:
+    """Nextflow's own options and the pipeline's parameters of a ``nextflow run`` command line.
+
+    As Nextflow reads them: ``-name`` options before the parameters, ``--name value``
+    parameters, a ``--name`` followed by another option (or nothing) a boolean ``true``.
+    Arity of the options is the schema's ``x-nextflow-options``; an option it does not
+    name is an error, so a typo cannot pass for a parameter.
+    """
+    arity: dict[str, int] = sarek_schema()["x-nextflow-options"]  # type: ignore[assignment]
+    if command[1:3] != ["run", "nf-core/sarek"]:
+        raise ValueError(f"not a nextflow run of nf-core/sarek: {command[:3]}")
+    options: dict[str, list[str]] = {}
+    params: dict[str, str | bool] = {}
+    i = 3
+    while i < len(command):
+        token = command[i]
+        if token.startswith("--"):
+            name = token[2:]
+            if name in params:
+                raise ValueError(f"parameter --{name} given twice")
+            following = command[i + 1] if i + 1 < len(command) else None
+            if following is None or following.startswith("-"):
+                params[name] = True
+                i += 1
+            else:
+                params[name] = following
+                i += 2
+        elif token.startswith("-"):
+            if token not in arity:
+                raise ValueError(f"unknown Nextflow option {token}")
+            n = arity[token]
+            options[token] = command[i + 1 : i + 1 + n]
+            i += 1 + n
+        else:
+            raise ValueError(f"stray argument {token!r}")
+    return options, params
 
 
 class SarekBackend:
@@ -180,12 +299,14 @@ class SarekBackend:
             "profile": self.options.profile,
             "config": str(self.options.config) if self.options.config else None,
             "genome": self.options.genome,
+            "igenomes_base": self.options.igenomes_base,
             "tools": self.options.tools,
-            "aligner": "minimap2" if any(lane.long_read for lane in reads.lanes) else "bwa-mem",
+            "aligner": ALIGNER,
             "extra_args": list(self.options.extra_args),
         }
 
     async def run(self, reads: SampleReads, rundir: Path, resume: bool, on_process: ProcessHook) -> Path:
+        refuse_long_reads(reads)
         outdir = rundir / "results"
         samplesheet = write_samplesheet(samplesheet_rows(reads), rundir / "samplesheet.csv")
         trace = outdir / "pipeline_info" / f"execution_trace_{trace_timestamp()}.txt"
@@ -196,7 +317,6 @@ class SarekBackend:
             rundir / "work",
             trace,
             resume=resume,
-            long_read=any(lane.long_read for lane in reads.lanes),
         )
         console = rundir / "nextflow.log"
         script = " ".join(shlex.quote(c) for c in command)
