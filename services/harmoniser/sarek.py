@@ -11,7 +11,10 @@ release's schema; the names, enums and patterns it relies on are transcribed bes
 module (``sarek_schema.json``, with the release and the files they come from) and a unit
 test holds every command line the backend can make to them. bcftools calling is Sarek's
 ``mpileup`` tool. The references come from a local iGenomes copy (``--igenomes_base``):
-NGC's HPC is offline, and Sarek's default base is a public S3 bucket.
+NGC's HPC is offline, and Sarek's default base is a public S3 bucket; Nextflow runs with
+``NXF_OFFLINE=true``, so it neither pulls the pipeline nor fetches nf-core's institutional
+configs (the pinned release, its containers and the nf-schema plugin are put on the HPC
+beforehand).
 
 Long reads do not go to Sarek. Its aligner enum (bwa-mem, bwa-mem2, dragmap, and Sentieon's
 bwa in 3.5) has no long-read aligner, and a ``bam`` row at ``--step mapping`` is taken for
@@ -246,6 +249,18 @@ def nextflow_command(
     return command + list(options.extra_args)
 
 
+# Nextflow's switch for a machine without the internet: no pull or update check of the
+# pipeline (it must be pulled beforehand) and, in nf-core's template, no fetch of the
+# institutional configs from GitHub.
+OFFLINE_ENVIRONMENT = (("NXF_OFFLINE", "true"),)
+
+
+def launch_script(command: list[str]) -> str:
+    """The shell script that runs ``command`` with Nextflow told it is offline."""
+    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in OFFLINE_ENVIRONMENT)
+    return exports + " ".join(shlex.quote(c) for c in command)
+
+
 def command_parameters(command: list[str]) -> tuple[dict[str, list[str]], dict[str, str | bool]]:
     """Nextflow's own options and the pipeline's parameters of a ``nextflow run`` command line.
 
@@ -319,7 +334,7 @@ class SarekBackend:
             resume=resume,
         )
         console = rundir / "nextflow.log"
-        script = " ".join(shlex.quote(c) for c in command)
+        script = launch_script(command)
         run = asyncio.ensure_future(run_script(script, rundir, console, on_process, shell_options="set -eu"))
         started = time.monotonic()
         while not run.done():

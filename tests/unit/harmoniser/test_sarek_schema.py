@@ -19,6 +19,7 @@ from services.harmoniser.sarek import (
     SarekBackend,
     SarekOptions,
     command_parameters,
+    launch_script,
     nextflow_command,
     offline_reference_base,
     samplesheet_rows,
@@ -169,3 +170,13 @@ def test_a_short_read_ubam_goes_to_sarek_as_short_reads() -> None:
         SarekOptions("3.5.1", "singularity", None, "GATK.GRCh38", "mpileup", "/references/igenomes")
     )
     assert backend.parameters(SHORT_UBAM)["aligner"] == "bwa-mem"
+
+
+def test_nextflow_is_told_it_is_offline(tmp_path: Path) -> None:
+    options = SarekOptions("3.5.1", "singularity", None, "GATK.GRCh38", "mpileup", "/references/igenomes")
+    command = nextflow_command(
+        options, tmp_path / "s.csv", tmp_path / "o", tmp_path / "w", tmp_path / "t", resume=False
+    )
+    script = launch_script(command)
+    assert script.splitlines()[0] == "export NXF_OFFLINE=true"
+    assert script.splitlines()[1].startswith("nextflow run nf-core/sarek -r 3.5.1 ")
