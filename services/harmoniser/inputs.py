@@ -11,10 +11,10 @@ from __future__ import annotations
 import gzip
 import re
 from dataclasses import dataclass
-from enum import Enum
 
 import pysam
 
+from shared.platforms import Technology, UnknownPlatform, sam_platform, sequencing_technology
 from shared.storage import filesystem
 
 FASTQ_NAME = re.compile(r"^(?P<stem>.*?)(?P<mate>[._-](?:R)?[12])(?P<tail>(?:_\d{3})?\.f(?:ast)?q\.gz)$")
@@ -23,78 +23,6 @@ UBAM_NAME = re.compile(r"\.(?:u)?bam$")
 
 class InputError(Exception):
     """The raw reads cannot be arranged into lanes."""
-
-
-class Technology(Enum):
-    """What kind of reads a sequencing platform makes, which decides the pipeline and aligner."""
-
-    SHORT_READ = "short-read"
-    PACBIO = "PACBIO"
-    ONT = "ONT"
-
-    @property
-    def long_read(self) -> bool:
-        return self is not Technology.SHORT_READ
-
-
-# The SAM specification's @RG PL values, plus the names submitters write for the same
-# platforms, keyed by their letters and digits only (case, spaces, '-', '_' ignored).
-PLATFORM_TECHNOLOGY: dict[str, Technology] = {
-    **{
-        key: Technology.SHORT_READ
-        for key in (
-            "illumina",
-            "dnbseq",
-            "mgi",
-            "bgiseq",
-            "element",
-            "elementbiosciences",
-            "ultima",
-            "ultimagenomics",
-            "iontorrent",
-            "ls454",
-            "solid",
-            "singular",
-            "helicos",
-            "capillary",
-        )
-    },
-    **{key: Technology.PACBIO for key in ("pacbio", "pacificbiosciences", "pacbiohifi", "hifi")},
-    **{key: Technology.ONT for key in ("ont", "nanopore", "oxfordnanopore", "oxfordnanoporetechnologies")},
-}
-
-
-def platform_key(platform: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", platform.casefold())
-
-
-def sequencing_technology(platform: str) -> Technology:
-    """The one place that decides short read or long read (and which long read) from a platform.
-
-    A platform nobody has named is refused rather than taken for short reads: sending
-    nanopore reads to bwa, or Illumina reads to minimap2, makes a CRAM that looks right.
-    """
-    technology = PLATFORM_TECHNOLOGY.get(platform_key(platform))
-    if technology is None:
-        raise InputError(
-            f"unknown sequencing platform {platform!r}: expected one of the SAM @RG PL values "
-            "(ILLUMINA, DNBSEQ, ELEMENT, ULTIMA, PACBIO, ONT, ...)"
-        )
-    return technology
-
-
-def sam_platform(platform: str) -> str:
-    """The @RG PL value of a platform, however the submitter spelled it."""
-    technology = sequencing_technology(platform)
-    if technology.long_read:
-        return technology.value
-    key = platform_key(platform)
-    return {
-        "mgi": "DNBSEQ",
-        "bgiseq": "DNBSEQ",
-        "elementbiosciences": "ELEMENT",
-        "ultimagenomics": "ULTIMA",
-    }.get(key, key.upper())
 
 
 @dataclass(frozen=True)
@@ -111,7 +39,10 @@ class Lane:
 
     @property
     def technology(self) -> Technology:
-        return sequencing_technology(self.platform)
+        try:
+            return sequencing_technology(self.platform)
+        except UnknownPlatform as exc:
+            raise InputError(f"lane {self.lane}: {exc}") from exc
 
     @property
     def long_read(self) -> bool:
@@ -165,6 +96,16 @@ def ubam_read_group(url: str) -> tuple[str, str, str]:
     return str(group.get("PL", "")).upper(), str(group.get("DS", "")), str(group.get("ID", ""))
 
 
+def ubam_platform(name: str, group_platform: str, submitted: str) -> str:
+    """A uBAM's own @RG PL (the submission's platform where PL is empty), as a SAM PL value."""
+    if not group_platform:
+        return submitted
+    try:
+        return sam_platform(group_platform)
+    except UnknownPlatform as exc:
+        raise InputError(f"{name}: @RG PL: {exc}") from exc
+
+
 def arrange_lanes(files: dict[str, str], platform: str = "ILLUMINA") -> list[Lane]:
     """Lanes from raw file names -> URLs: FASTQs paired by their R1/R2 names, uBAMs alone.
 
@@ -172,7 +113,10 @@ def arrange_lanes(files: dict[str, str], platform: str = "ILLUMINA") -> list[Lan
     (the submission's where PL is empty). Lane names are the lane numbers of the reads when
     those are unique, else 1, 2, ... (Sarek requires a lane per row, unique within a sample).
     """
-    submitted = sam_platform(platform)
+    try:
+        submitted = sam_platform(platform)
+    except UnknownPlatform as exc:
+        raise InputError(f"the submission's platform: {exc}") from exc
     pairs: dict[tuple[str, str], dict[str, str]] = {}
     bams: list[str] = []
     for name in sorted(files):
@@ -213,7 +157,7 @@ def arrange_lanes(files: dict[str, str], platform: str = "ILLUMINA") -> list[Lan
                 lane="",
                 bam=files[name],
                 flowcell=group_id or "NA",
-                platform=sam_platform(group_platform) if group_platform else submitted,
+                platform=ubam_platform(name, group_platform, submitted),
                 read_group_description=description,
             )
         )

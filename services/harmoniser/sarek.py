@@ -25,7 +25,7 @@ WGS (nf-core/nanoseq starts from FASTQ or FAST5 and is built around transcripts)
 HPC runs such a pipeline, a long-read sample on this backend is refused before anything is
 written or launched, with an error that says so; the embedded ``local`` backend harmonises
 long reads with minimap2 and the platform's preset. Which reads are long is decided in one
-place, :func:`services.harmoniser.inputs.sequencing_technology`, from the platform.
+place, :func:`shared.platforms.sequencing_technology`, from the platform.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One place decides short or long reads from the platform, however the platform is spelled."""
+"""A lane is short or long read by its platform (the uBAM's @RG PL, else the submission's)."""
 
 from __future__ import annotations
 
@@ -6,69 +6,10 @@ from pathlib import Path
 
 import pysam
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from services.harmoniser.inputs import (
-    PLATFORM_TECHNOLOGY,
-    InputError,
-    Lane,
-    Technology,
-    arrange_lanes,
-    platform_key,
-    sam_platform,
-    sequencing_technology,
-)
+from services.harmoniser.inputs import InputError, Lane, arrange_lanes
 from services.harmoniser.local import align_command
 from services.harmoniser.reference import ReferenceIndex
-
-NAMES = {
-    "Illumina": Technology.SHORT_READ,
-    "ILLUMINA": Technology.SHORT_READ,
-    "MGI": Technology.SHORT_READ,
-    "DNBSEQ": Technology.SHORT_READ,
-    "Element Biosciences": Technology.SHORT_READ,
-    "Ultima": Technology.SHORT_READ,
-    "PacBio": Technology.PACBIO,
-    "PACBIO": Technology.PACBIO,
-    "Pacific Biosciences": Technology.PACBIO,
-    "PacBio HiFi": Technology.PACBIO,
-    "ONT": Technology.ONT,
-    "Oxford Nanopore": Technology.ONT,
-    "Oxford Nanopore Technologies": Technology.ONT,
-    "nanopore": Technology.ONT,
-}
-
-
-@st.composite
-def spellings(draw: st.DrawFn) -> tuple[str, Technology]:
-    """A known platform with its letters' case changed and separators put between them."""
-    name, technology = draw(st.sampled_from(sorted(NAMES.items())))
-    out = []
-    for char in name:
-        out.append(char.upper() if draw(st.booleans()) else char.lower())
-        out.append(draw(st.sampled_from(["", "", "", " ", "-", "_"])))
-    return draw(st.sampled_from(["", " "])) + "".join(out) + draw(
-        st.sampled_from(["", " ", "\t"])
-    ), technology
-
-
-@given(spellings())
-def test_a_platform_decides_the_same_however_it_is_spelled(spelled: tuple[str, Technology]) -> None:
-    platform, technology = spelled
-    assert sequencing_technology(platform) is technology
-    assert sequencing_technology(sam_platform(platform)) is technology
-    assert sam_platform(sam_platform(platform)) == sam_platform(platform)
-    assert technology.long_read == (sam_platform(platform) in ("PACBIO", "ONT"))
-
-
-@given(st.text(max_size=30))
-def test_a_platform_nobody_named_is_refused(platform: str) -> None:
-    if platform_key(platform) in PLATFORM_TECHNOLOGY:
-        assert sequencing_technology(platform) is PLATFORM_TECHNOLOGY[platform_key(platform)]
-    else:
-        with pytest.raises(InputError, match="unknown sequencing platform"):
-            sequencing_technology(platform)
 
 
 def test_a_lane_is_long_read_by_its_platform_not_by_having_a_bam() -> None:
@@ -115,3 +56,46 @@ def test_the_local_backend_maps_a_short_read_ubam_with_bwa_and_long_fastq_with_m
     assert "bwa mem" in short_command and " -p " in short_command and "minimap2" not in short_command
     long_command = align_command(reads, long, index, 2)
     assert long_command.startswith("minimap2 -ax map-ont") and long_command.endswith("/d/L1.fastq.gz")
+
+
+def test_an_unknown_platform_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="unknown sequencing platform"):
+        Lane("1", fastq_1="/d/S_R1.fastq.gz", platform="Sanger-ish").long_read  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("platform", "long_read"), [("Oxford Nanopore", True), ("NovaSeq 6000", False), ("PacBio Revio", True)]
+)
+def test_the_harmoniser_arranges_fastq_lanes_by_the_submissions_platform(
+    platform: str, long_read: bool, tmp_path: Path
+) -> None:
+    import gzip
+
+    from services.harmoniser.harmonise import Harmoniser
+    from services.harmoniser.local import LocalBackend
+    from shared.events import FileRole, HarmonisationPolicy
+    from tests.unit.harmoniser.factory import checked, validated
+
+    fastq = tmp_path / "L1.fastq.gz"
+    with gzip.open(fastq, "wt") as handle:
+        handle.write("@read1\nACGT\n+\nIIII\n")
+    event = validated(
+        "sub-1",
+        "L1",
+        [checked(fastq, FileRole.RAW_READS, "fastq")],
+        next(iter(HarmonisationPolicy)),
+        needs_harmonisation=True,
+    )
+    event = event.model_copy(
+        update={"submission": event.submission.model_copy(update={"platform": platform})}
+    )
+    harmoniser = Harmoniser(
+        LocalBackend(tmp_path / "ref.fa", tmp_path, 1, "3.5.1"),
+        store_url=tmp_path.as_uri(),
+        pipeline="p",
+        pipeline_version="1",
+        reference="r",
+        guideline_version="g",
+    )
+    [lane] = harmoniser.sample_reads(event).lanes
+    assert lane.long_read is long_read
