@@ -99,3 +99,43 @@ def test_the_harmoniser_arranges_fastq_lanes_by_the_submissions_platform(
     )
     [lane] = harmoniser.sample_reads(event).lanes
     assert lane.long_read is long_read
+
+
+def test_a_short_read_ubam_is_harmonised_with_bwa_as_pairs(
+    tmp_path: Path, reference: Path, harmoniser_cache: Path
+) -> None:
+    """An Illumina uBAM (what Picard's FastqToSam makes) is mapped by bwa as pairs, not by minimap2."""
+    import asyncio
+    import subprocess
+
+    from services.harmoniser.inputs import SampleReads
+    from services.harmoniser.layout import SampleLayout
+    from services.harmoniser.local import LocalBackend
+    from shared.synthetic import simulate_paired_reads
+
+    sim = simulate_paired_reads(reference, tmp_path, prefix="U1", coverage=12, snps=20, seed=5)
+    bam = tmp_path / "U1.unaligned.bam"
+    subprocess.run(
+        [
+            *("samtools", "import", "-1", str(sim.fastq_1), "-2", str(sim.fastq_2), "-o", str(bam)),
+            *("-r", "ID:HSYNTHDXX.1", "-r", "PL:ILLUMINA", "-r", "SM:U1"),
+        ],
+        check=True,
+    )
+    [lane] = arrange_lanes({bam.name: bam.as_uri()}, "ILLUMINA")
+    assert (lane.platform, lane.long_read) == ("ILLUMINA", False)
+    backend = LocalBackend(reference, harmoniser_cache, threads=2, sarek_version="3.5.1")
+    outdir = asyncio.run(
+        backend.run(SampleReads("P4", "U1", (lane,)), tmp_path / "run", False, lambda _p: None)
+    )
+    layout = SampleLayout("U1")
+    with pysam.AlignmentFile(str(outdir / layout.cram), "rc", reference_filename=str(reference)) as cram:
+        programs = [pg["ID"] for pg in cram.header.to_dict()["PG"]]
+        primary = [r for r in cram.fetch(until_eof=True) if not (r.is_secondary or r.is_supplementary)]
+    assert "bwa" in programs and "minimap2" not in programs
+    assert len(primary) == 2 * sim.pairs
+    assert sum(r.is_proper_pair for r in primary) >= 0.95 * len(primary)
+    with pysam.VariantFile(str(outdir / layout.vcf)) as vcf:
+        calls = {(r.chrom, r.pos, r.alts[0]) for r in vcf if r.alts}
+    hom = {(s.contig, s.pos, s.alt) for s in sim.snps if s.genotype == "1/1"}
+    assert hom <= calls, hom - calls
