@@ -19,10 +19,13 @@ beforehand).
 Long reads do not go to Sarek. Its aligner enum (bwa-mem, bwa-mem2, dragmap, and Sentieon's
 bwa in 3.5) has no long-read aligner, and a ``bam`` row at ``--step mapping`` is taken for
 an unaligned short-read BAM, so PacBio or ONT reads would be mapped with bwa. Among nf-core's
-pipelines, nf-core/pacvar (released; PacBio HiFi BAMs, pbmm2 and DeepVariant, ``--workflow
-wgs``) is the one that takes a PacBio uBAM; none with a release takes an ONT uBAM for germline
-WGS (nf-core/nanoseq starts from FASTQ or FAST5 and is built around transcripts). Until the
-HPC runs such a pipeline, a long-read sample on this backend is refused before anything is
+pipelines, nf-core/pacvar (releases 1.0 and 1.1; PacBio HiFi BAMs, a ``wgs`` and a
+``repeat`` workflow) is the one that takes a PacBio uBAM; none with a release takes an ONT
+uBAM for germline WGS (nf-core/nanoseq starts from FASTQ or FAST5 and is built around
+transcripts). genomic-medicine-sweden/nallo, built on nf-core's template, takes PacBio and
+ONT uBAMs alike, but its samplesheet wants a pedigree and a sex of 1 or 2 for every
+sample, which NGC's submissions do not carry. So the choice is pacvar for PacBio, and
+nothing yet for ONT; until the HPC runs them, a long-read sample on this backend is refused before anything is
 written or launched, with an error that says so; the embedded ``local`` backend harmonises
 long reads with minimap2 and the platform's preset. Which reads are long is decided in one
 place, :func:`shared.platforms.sequencing_technology`, from the platform.
