@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.harmoniser.inputs import Lane, SampleReads
 from services.harmoniser.sarek import (
@@ -136,6 +138,33 @@ def test_the_default_settings_make_a_backend_sarek_accepts() -> None:
 def test_the_reference_base_is_local(base: str | None, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         offline_reference_base(base)
+
+
+SEGMENT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Cc"), blacklist_characters="/"))
+
+
+@given(st.lists(SEGMENT.filter(bool), min_size=1, max_size=5), st.booleans())
+def test_an_absolute_local_path_is_taken_as_the_reference_base(segments: list[str], slash: bool) -> None:
+    path = "/" + "/".join(segments) + ("/" if slash else "")
+    base = offline_reference_base(path)
+    assert base == path.rstrip("/") + "/"
+    assert PARAMETERS.is_valid({"input": "/s.csv", "outdir": "/o", "step": "mapping", "igenomes_base": base})
+
+
+@given(st.text(max_size=40))
+def test_whatever_is_taken_as_the_reference_base_is_local(text: str) -> None:
+    try:
+        base = offline_reference_base(text)
+    except ValueError:
+        return
+    assert base.startswith("/") and base.endswith("/") and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", base)
+    assert not any(c.isspace() for c in base)
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs", "az", "http", "https", "ftp", "file"])
+def test_no_url_is_taken_as_the_reference_base(scheme: str) -> None:
+    with pytest.raises(ValueError, match="URL"):
+        offline_reference_base(f"{scheme}://host/igenomes/")
 
 
 def test_the_sarek_backend_needs_a_local_reference_base() -> None:
