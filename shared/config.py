@@ -167,7 +167,13 @@ class Settings(BaseSettings):
         default="GATK.GRCh38", description="Harmoniser: Sarek's `--genome` (sarek backend)."
     )
     harmoniser_sarek_tools: str = Field(
-        default="bcftools", description="Harmoniser: Sarek's `--tools` (comma-separated variant callers)."
+        default="mpileup",
+        description="Harmoniser: Sarek's `--tools` (comma-separated; bcftools calling is `mpileup`).",
+    )
+    harmoniser_sarek_igenomes_base: str = Field(
+        default="",
+        description="Harmoniser: local copy of iGenomes passed as Sarek's `--igenomes_base` (an absolute "
+        "path; the HPC is offline). Required by the sarek backend.",
     )
     harmoniser_nextflow: str = Field(default="nextflow", description="Harmoniser: the Nextflow launcher.")
     indexer_port: int = Field(default=8483, description="Indexer: catalogue API and probes.")

@@ -38,6 +38,7 @@ def make_harmoniser(settings: Settings) -> Harmoniser:
                 config=settings.harmoniser_sarek_config,
                 genome=settings.harmoniser_sarek_genome,
                 tools=settings.harmoniser_sarek_tools,
+                igenomes_base=settings.harmoniser_sarek_igenomes_base,
                 nextflow=settings.harmoniser_nextflow,
             )
         )

@@ -100,7 +100,7 @@ class Harmoniser:
         if missing:
             raise PipelineFailed(f"pipeline inputs not among the validated files: {sorted(missing)}")
         try:
-            lanes = arrange_lanes(files)
+            lanes = arrange_lanes(files, validated.submission.platform)
         except (InputError, OSError) as exc:
             raise PipelineFailed(f"cannot arrange the raw reads into lanes: {exc}") from exc
         return SampleReads(validated.submission.patient_id, validated.submission.sample_id, tuple(lanes))

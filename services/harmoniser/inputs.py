@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pysam
 
+from shared.platforms import Technology, UnknownPlatform, sam_platform, sequencing_technology
 from shared.storage import filesystem
 
 FASTQ_NAME = re.compile(r"^(?P<stem>.*?)(?P<mate>[._-](?:R)?[12])(?P<tail>(?:_\d{3})?\.f(?:ast)?q\.gz)$")
@@ -37,15 +38,24 @@ class Lane:
     read_group_description: str = ""
 
     @property
+    def technology(self) -> Technology:
+        try:
+            return sequencing_technology(self.platform)
+        except UnknownPlatform as exc:
+            raise InputError(f"lane {self.lane}: {exc}") from exc
+
+    @property
     def long_read(self) -> bool:
-        return self.bam is not None
+        """PacBio or ONT reads, whether in an unaligned BAM or a FASTQ; an Illumina uBAM is short."""
+        return self.technology.long_read
 
     @property
     def minimap2_preset(self) -> str:
         """map-ont for ONT, map-hifi for PacBio HiFi (CCS), map-pb for other PacBio reads."""
-        if self.platform == "ONT":
+        technology = self.technology
+        if technology is Technology.ONT:
             return "map-ont"
-        if self.platform == "PACBIO":
+        if technology is Technology.PACBIO:
             return "map-pb" if "READTYPE=SUBREAD" in self.read_group_description.upper() else "map-hifi"
         raise InputError(f"lane {self.lane}: no minimap2 preset for platform {self.platform!r}")
 
@@ -86,12 +96,27 @@ def ubam_read_group(url: str) -> tuple[str, str, str]:
     return str(group.get("PL", "")).upper(), str(group.get("DS", "")), str(group.get("ID", ""))
 
 
-def arrange_lanes(files: dict[str, str]) -> list[Lane]:
+def ubam_platform(name: str, group_platform: str, submitted: str) -> str:
+    """A uBAM's own @RG PL (the submission's platform where PL is empty), as a SAM PL value."""
+    if not group_platform:
+        return submitted
+    try:
+        return sam_platform(group_platform)
+    except UnknownPlatform as exc:
+        raise InputError(f"{name}: @RG PL: {exc}") from exc
+
+
+def arrange_lanes(files: dict[str, str], platform: str = "ILLUMINA") -> list[Lane]:
     """Lanes from raw file names -> URLs: FASTQs paired by their R1/R2 names, uBAMs alone.
 
-    Lane names are the lane numbers of the reads when those are unique, else 1, 2, ...
-    (Sarek requires a lane per row, unique within a sample).
+    A FASTQ lane's platform is the submission's ``platform``; a uBAM's is its own @RG PL
+    (the submission's where PL is empty). Lane names are the lane numbers of the reads when
+    those are unique, else 1, 2, ... (Sarek requires a lane per row, unique within a sample).
     """
+    try:
+        submitted = sam_platform(platform)
+    except UnknownPlatform as exc:
+        raise InputError(f"the submission's platform: {exc}") from exc
     pairs: dict[tuple[str, str], dict[str, str]] = {}
     bams: list[str] = []
     for name in sorted(files):
@@ -122,16 +147,17 @@ def arrange_lanes(files: dict[str, str]) -> list[Lane]:
                 fastq_1=files[mates["1"]],
                 fastq_2=files[mates["2"]] if "2" in mates else None,
                 flowcell=flowcell_from_read_name(header),
+                platform=submitted,
             )
         )
     for name in bams:
-        platform, description, group_id = ubam_read_group(files[name])
+        group_platform, description, group_id = ubam_read_group(files[name])
         lanes.append(
             Lane(
                 lane="",
                 bam=files[name],
                 flowcell=group_id or "NA",
-                platform=platform,
+                platform=ubam_platform(name, group_platform, submitted),
                 read_group_description=description,
             )
         )

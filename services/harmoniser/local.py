@@ -38,11 +38,16 @@ def align_command(reads: SampleReads, lane: Lane, index: ReferenceIndex, threads
     """The aligner's command for one lane, writing SAM to stdout."""
     group = read_group(reads, lane, str(index.fasta))
     if lane.long_read:
-        assert lane.bam is not None
         preset = lane.minimap2_preset
+        minimap2 = f"minimap2 -ax {preset} -y -t {threads} -R {_q(group)} {_q(index.minimap2(preset))}"
+        if lane.bam is not None:
+            return f"samtools fastq -T MM,ML {_q(lane.bam)} | {minimap2} -"
+        assert lane.fastq_1 is not None
+        return f"{minimap2} {_q(lane.fastq_1)}"
+    if lane.bam is not None:  # a short-read uBAM: its pairs, interleaved, as Sarek's mapping does
         return (
-            f"samtools fastq -T MM,ML {_q(lane.bam)} | "
-            f"minimap2 -ax {preset} -y -t {threads} -R {_q(group)} {_q(index.minimap2(preset))} -"
+            f"samtools collate -u -O {_q(lane.bam)} tmp/{_q(reads.sample)}.{_q(lane.lane)}.collate | "
+            f"samtools fastq - | bwa mem {BWA_MEM_ARGS} -p -t {threads} -R {_q(group)} {_q(index.bwa)} -"
         )
     assert lane.fastq_1 is not None
     mates = " ".join(_q(p) for p in (lane.fastq_1, lane.fastq_2) if p)

@@ -5,6 +5,30 @@ the site's profile and an executor config (examples beside this module in ``next
 follows the run through Nextflow's trace file while it runs and through its exit status
 when it ends, and leaves the outputs in Sarek's layout for the shared collector. A relaunch
 after a harmoniser restart passes ``-resume``, so finished tasks come from Nextflow's cache.
+
+Sarek validates its parameters at start-up, so the command line keeps to the pinned
+release's schema; the names, enums and patterns it relies on are transcribed beside this
+module (``sarek_schema.json``, with the release and the files they come from) and a unit
+test holds every command line the backend can make to them. bcftools calling is Sarek's
+``mpileup`` tool. The references come from a local iGenomes copy (``--igenomes_base``):
+NGC's HPC is offline, and Sarek's default base is a public S3 bucket; Nextflow runs with
+``NXF_OFFLINE=true``, so it neither pulls the pipeline nor fetches nf-core's institutional
+configs (the pinned release, its containers and the nf-schema plugin are put on the HPC
+beforehand).
+
+Long reads do not go to Sarek. Its aligner enum (bwa-mem, bwa-mem2, dragmap, and Sentieon's
+bwa in 3.5) has no long-read aligner, and a ``bam`` row at ``--step mapping`` is taken for
+an unaligned short-read BAM, so PacBio or ONT reads would be mapped with bwa. Among nf-core's
+pipelines, nf-core/pacvar (releases 1.0 and 1.1; PacBio HiFi BAMs, a ``wgs`` and a
+``repeat`` workflow) is the one that takes a PacBio uBAM; none with a release takes an ONT
+uBAM for germline WGS (nf-core/nanoseq starts from FASTQ or FAST5 and is built around
+transcripts). genomic-medicine-sweden/nallo, built on nf-core's template, takes PacBio and
+ONT uBAMs alike, but its samplesheet wants a pedigree and a sex of 1 or 2 for every
+sample, which NGC's submissions do not carry. So the choice is pacvar for PacBio, and
+nothing yet for ONT; until the HPC runs them, a long-read sample on this backend is refused before anything is
+written or launched, with an error that says so; the embedded ``local`` backend harmonises
+long reads with minimap2 and the platform's preset. Which reads are long is decided in one
+place, :func:`shared.platforms.sequencing_technology`, from the platform.
 """
 
 from __future__ import annotations
@@ -12,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import json
 import re
 import shlex
 import time
@@ -54,6 +79,7 @@ SAMPLESHEET_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "bam": (re.compile(r"^\S+\.bam$"), "BAM file cannot contain spaces and must have extension '.bam'"),
 }
 REQUIRED = ("patient", "sample")
+ALIGNER = "bwa-mem"
 
 
 def samplesheet_rows(reads: SampleReads) -> list[dict[str, str]]:
@@ -111,6 +137,37 @@ def write_samplesheet(rows: list[dict[str, str]], path: Path) -> Path:
     return path
 
 
+SCHEMA_PATH = Path(__file__).with_name("sarek_schema.json")
+REMOTE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def sarek_schema() -> dict[str, object]:
+    """The transcribed parameter schema of the pinned release (see the file's ``$comment``)."""
+    schema: dict[str, object] = json.loads(SCHEMA_PATH.read_text())
+    return schema
+
+
+def offline_reference_base(value: str | Path | None) -> str:
+    """The local iGenomes copy Sarek reads its references from, as ``--igenomes_base`` takes it.
+
+    Refused when unset, relative or a URL: the HPC is offline, so a remote base (Sarek's
+    default is ``s3://ngi-igenomes/igenomes/``) fails at the first reference file.
+    """
+    text = "" if value is None else str(value).strip()
+    if not text:
+        raise ValueError(
+            "the sarek backend needs GENOMHUB_HARMONISER_SAREK_IGENOMES_BASE: the HPC is offline, "
+            "so Sarek must read its references from a local copy of iGenomes"
+        )
+    if REMOTE_PREFIX.match(text):
+        raise ValueError(f"GENOMHUB_HARMONISER_SAREK_IGENOMES_BASE is a URL ({text!r}); the HPC is offline")
+    if not text.startswith("/") or re.search(r"\s", text):
+        raise ValueError(
+            f"GENOMHUB_HARMONISER_SAREK_IGENOMES_BASE must be an absolute path without spaces, not {text!r}"
+        )
+    return text.rstrip("/") + "/"
+
+
 @dataclass(frozen=True)
 class SarekOptions:
     version: str
@@ -118,8 +175,35 @@ class SarekOptions:
     config: Path | None
     genome: str
     tools: str
+    igenomes_base: str
     nextflow: str = "nextflow"
     extra_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse at start-up what Sarek would refuse at every launch."""
+        object.__setattr__(self, "igenomes_base", offline_reference_base(self.igenomes_base))
+        properties: dict[str, dict[str, str]] = sarek_schema()["properties"]  # type: ignore[assignment]
+        if not self.tools or not re.search(properties["tools"]["pattern"], self.tools):
+            raise ValueError(
+                f"GENOMHUB_HARMONISER_SAREK_TOOLS {self.tools!r} is not a list of Sarek's tools "
+                "(bcftools calling is 'mpileup')"
+            )
+        if not self.genome.strip():
+            raise ValueError("GENOMHUB_HARMONISER_SAREK_GENOME is empty")
+
+
+class LongReadsRefused(PipelineFailed):
+    """PacBio or ONT reads given to the Sarek backend, which has no long-read path."""
+
+
+def refuse_long_reads(reads: SampleReads) -> None:
+    long = sorted({lane.technology.value for lane in reads.lanes if lane.long_read})
+    if long:
+        raise LongReadsRefused(
+            f"sample {reads.sample} has {' and '.join(long)} long reads, which nf-core/sarek cannot "
+            "harmonise (no long-read aligner; a bam row at --step mapping is taken for short reads); "
+            "harmonise them with the local backend (minimap2) until the HPC runs a long-read pipeline"
+        )
 
 
 def nextflow_command(
@@ -130,7 +214,6 @@ def nextflow_command(
     trace: Path,
     *,
     resume: bool,
-    long_read: bool,
 ) -> list[str]:
     """``nextflow run nf-core/sarek -r <version> -profile <site> --input ... --outdir ...``."""
     command = [
@@ -155,14 +238,68 @@ def nextflow_command(
         str(samplesheet),
         "--outdir",
         str(outdir),
+        "--step",
+        "mapping",
         "--genome",
         options.genome,
+        "--igenomes_base",
+        options.igenomes_base,
         "--tools",
         options.tools,
+        "--aligner",
+        ALIGNER,
     ]
-    if long_read:
-        command += ["--aligner", "minimap2"]
     return command + list(options.extra_args)
+
+
+# Nextflow's switch for a machine without the internet: no pull or update check of the
+# pipeline (it must be pulled beforehand) and, in nf-core's template, no fetch of the
+# institutional configs from GitHub.
+OFFLINE_ENVIRONMENT = (("NXF_OFFLINE", "true"),)
+
+
+def launch_script(command: list[str]) -> str:
+    """The shell script that runs ``command`` with Nextflow told it is offline."""
+    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in OFFLINE_ENVIRONMENT)
+    return exports + " ".join(shlex.quote(c) for c in command)
+
+
+def command_parameters(command: list[str]) -> tuple[dict[str, list[str]], dict[str, str | bool]]:
+    """Nextflow's own options and the pipeline's parameters of a ``nextflow run`` command line.
+
+    As Nextflow reads them: ``-name`` options before the parameters, ``--name value``
+    parameters, a ``--name`` followed by another option (or nothing) a boolean ``true``.
+    Arity of the options is the schema's ``x-nextflow-options``; an option it does not
+    name is an error, so a typo cannot pass for a parameter.
+    """
+    arity: dict[str, int] = sarek_schema()["x-nextflow-options"]  # type: ignore[assignment]
+    if command[1:3] != ["run", "nf-core/sarek"]:
+        raise ValueError(f"not a nextflow run of nf-core/sarek: {command[:3]}")
+    options: dict[str, list[str]] = {}
+    params: dict[str, str | bool] = {}
+    i = 3
+    while i < len(command):
+        token = command[i]
+        if token.startswith("--"):
+            name = token[2:]
+            if name in params:
+                raise ValueError(f"parameter --{name} given twice")
+            following = command[i + 1] if i + 1 < len(command) else None
+            if following is None or following.startswith("-"):
+                params[name] = True
+                i += 1
+            else:
+                params[name] = following
+                i += 2
+        elif token.startswith("-"):
+            if token not in arity:
+                raise ValueError(f"unknown Nextflow option {token}")
+            n = arity[token]
+            options[token] = command[i + 1 : i + 1 + n]
+            i += 1 + n
+        else:
+            raise ValueError(f"stray argument {token!r}")
+    return options, params
 
 
 class SarekBackend:
@@ -180,12 +317,14 @@ class SarekBackend:
             "profile": self.options.profile,
             "config": str(self.options.config) if self.options.config else None,
             "genome": self.options.genome,
+            "igenomes_base": self.options.igenomes_base,
             "tools": self.options.tools,
-            "aligner": "minimap2" if any(lane.long_read for lane in reads.lanes) else "bwa-mem",
+            "aligner": ALIGNER,
             "extra_args": list(self.options.extra_args),
         }
 
     async def run(self, reads: SampleReads, rundir: Path, resume: bool, on_process: ProcessHook) -> Path:
+        refuse_long_reads(reads)
         outdir = rundir / "results"
         samplesheet = write_samplesheet(samplesheet_rows(reads), rundir / "samplesheet.csv")
         trace = outdir / "pipeline_info" / f"execution_trace_{trace_timestamp()}.txt"
@@ -196,10 +335,9 @@ class SarekBackend:
             rundir / "work",
             trace,
             resume=resume,
-            long_read=any(lane.long_read for lane in reads.lanes),
         )
         console = rundir / "nextflow.log"
-        script = " ".join(shlex.quote(c) for c in command)
+        script = launch_script(command)
         run = asyncio.ensure_future(run_script(script, rundir, console, on_process, shell_options="set -eu"))
         started = time.monotonic()
         while not run.done():

@@ -24,7 +24,8 @@ OPTIONS = SarekOptions(
     profile="singularity",
     config=Path("services/harmoniser/nextflow/slurm.config"),
     genome="GATK.GRCh38",
-    tools="bcftools",
+    tools="mpileup",
+    igenomes_base="/references/igenomes",
 )
 
 
@@ -90,22 +91,25 @@ def test_duplicate_lanes_are_refused() -> None:
 
 def test_nextflow_command_line(tmp_path: Path) -> None:
     sheet, out, work, trace = (tmp_path / n for n in ("samplesheet.csv", "results", "work", "trace.txt"))
-    command = nextflow_command(OPTIONS, sheet, out, work, trace, resume=False, long_read=False)
+    command = nextflow_command(OPTIONS, sheet, out, work, trace, resume=False)
     assert command[:7] == ["nextflow", "run", "nf-core/sarek", "-r", "3.5.1", "-profile", "singularity"]
     text = " ".join(command)
     for part in (
         f"--input {sheet}",
         f"--outdir {out}",
+        "--step mapping",
         "--genome GATK.GRCh38",
-        "--tools bcftools",
+        "--igenomes_base /references/igenomes/",
+        "--tools mpileup",
+        "--aligner bwa-mem",
         f"-with-trace {trace}",
         f"-work-dir {work}",
         "-c services/harmoniser/nextflow/slurm.config",
     ):
         assert part in text
-    assert "-resume" not in command and "--aligner" not in command
-    again = nextflow_command(OPTIONS, sheet, out, work, trace, resume=True, long_read=True)
-    assert "-resume" in again and again[again.index("--aligner") + 1] == "minimap2"
+    assert "-resume" not in command and "minimap2" not in command
+    again = nextflow_command(OPTIONS, sheet, out, work, trace, resume=True)
+    assert "-resume" in again
 
 
 def test_example_executor_configs_exist() -> None:
@@ -123,7 +127,13 @@ def test_a_run_that_cannot_start_fails_with_nextflows_exit_status_and_log(
 
     backend = SarekBackend(
         SarekOptions(
-            "3.5.1", "singularity", None, "GATK.GRCh38", "bcftools", nextflow="nextflow-not-installed"
+            "3.5.1",
+            "singularity",
+            None,
+            "GATK.GRCh38",
+            "mpileup",
+            "/references/igenomes",
+            nextflow="nextflow-not-installed",
         ),
         follow_interval=0.1,
     )
@@ -138,7 +148,13 @@ def test_the_service_builds_the_configured_backend() -> None:
     from services.harmoniser.app import make_harmoniser
     from shared.config import Settings
 
-    harmoniser = make_harmoniser(Settings(harmoniser_backend="sarek", harmoniser_sarek_version="3.5.1"))
+    harmoniser = make_harmoniser(
+        Settings(
+            harmoniser_backend="sarek",
+            harmoniser_sarek_version="3.5.1",
+            harmoniser_sarek_igenomes_base="/references/igenomes",
+        )
+    )
     assert (harmoniser.backend.name, harmoniser.pipeline, harmoniser.pipeline_version) == (
         "sarek",
         "nf-core/sarek",
