@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.receiver.identifiers import first_direct_identifier
+from shared.identifiers import first_direct_identifier
 from shared.events import AnalysisType, FileRole, Pseudonym, Region, Sha256
 
 MAX_NAME = 255
