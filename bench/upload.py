@@ -138,7 +138,9 @@ async def raw_put(base: str, path: Path, sample: str) -> tuple[float, dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-gb", type=float, default=2.0)
     parser.add_argument("--keep-file", action="store_true", help="keep the generated file in the cache")
     args = parser.parse_args()

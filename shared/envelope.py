@@ -5,6 +5,11 @@ the record value is the event's JSON data alone, so that any Kafka client in any
 can read the data without knowing CloudEvents. Ids are deterministic: a service derives its
 output's id from its input's id, so a replayed input yields the same output id and every
 downstream upsert converges instead of counting twice.
+
+Both ways through hold an event to its models' meaning checks (``shared/events.py``): a
+record that decodes to an impossible event is refused with the check's own code (which the
+bus puts on the dead letter), and :func:`encode` refuses to put an impossible event on the
+bus at all. Messages of refusals never quote the offending value: it may be a CPR number.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
-from shared.events import MODEL_BY_TYPE, Event, SubmissionEvent
+from shared.events import MODEL_BY_TYPE, REFUSAL_CODES, Event, SubmissionEvent
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -36,6 +41,45 @@ class UndecodableEvent(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+class RefusedEvent(UndecodableEvent):
+    """A well-formed event its consumer refuses before changing anything (e.g. a file outside
+    the archive it reads from); the bus dead-letters the record with ``code``."""
+
+
+class ImpossibleEvent(ValueError):
+    """An event a service was about to emit breaks the events' meaning checks; not sent."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def refusal(exc: ValidationError) -> tuple[str, str]:
+    """The code and message of a failed validation, without the input values.
+
+    The code is the first meaning check that failed (:data:`shared.events.REFUSAL_CODES`),
+    else ``schema``; the message names each failing field and rule, never its value.
+    """
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    codes = [str(e["type"]) for e in errors if e["type"] in REFUSAL_CODES]
+    message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in errors)
+    return (codes[0] if codes else "schema"), message
+
+
+def checked(event: E) -> E:
+    """``event`` if it passes its model's checks now; else :class:`ImpossibleEvent`.
+
+    A model validates when it is built, but ``model_copy(update=...)`` skips validation and
+    the time checks depend on the clock, so the way out checks again.
+    """
+    try:
+        type(event).model_validate_json(event.model_dump_json())
+    except ValidationError as exc:
+        code, message = refusal(exc)
+        raise ImpossibleEvent(code, f"refusing to emit {event.event_name}: {message}") from None
+    return event
 
 
 @dataclass(frozen=True)
@@ -66,7 +110,8 @@ def normalise_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes]
 def encode(
     event: Event, *, event_id: str, source: str, time: datetime | None = None
 ) -> tuple[Headers, bytes]:
-    """Headers and value of the record that carries ``event``."""
+    """Headers and value of the record that carries ``event``; an impossible one is refused."""
+    checked(event)
     subject = event.submission.submission_id if isinstance(event, SubmissionEvent) else event.key()
     moment = (time or datetime.now(UTC)).astimezone(UTC)
     headers: Headers = [
@@ -111,7 +156,8 @@ def decode(headers: Headers, value: bytes | None, expected: type[E]) -> Envelope
     try:
         data = expected.model_validate(payload)
     except ValidationError as exc:
-        raise UndecodableEvent("schema", f"data fails the {expected.event_name} schema: {exc}") from exc
+        code, message = refusal(exc)
+        raise UndecodableEvent(code, f"data fails the {expected.event_name} checks: {message}") from None
     try:
         time = datetime.fromisoformat(attrs.get("ce_time", "").replace("Z", "+00:00"))
     except ValueError as exc:
