@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 from pydantic import ValidationError
 
 from shared.events import MODEL_BY_TYPE, REFUSAL_CODES, Event, SubmissionEvent
+from shared.paths import PathEscape, inside
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -46,6 +47,23 @@ class UndecodableEvent(Exception):
 class RefusedEvent(UndecodableEvent):
     """A well-formed event its consumer refuses before changing anything (e.g. a file outside
     the archive it reads from); the bus dead-letters the record with ``code``."""
+
+
+OUTSIDE_ARCHIVE = "outside_archive"
+
+
+def require_archived(store_url: str, urls: Iterable[str]) -> None:
+    """Refuse (:class:`RefusedEvent`) an event that names a file outside the archive.
+
+    A service that reads the files an event names (the validator, the harmoniser) reads
+    with its own rights; a forged record naming ``file:///etc/shadow`` or another store
+    would have it read, process and archive that. Only files under ``store_url`` are read.
+    """
+    for url in urls:
+        try:
+            inside(store_url, url)
+        except PathEscape as exc:
+            raise RefusedEvent(OUTSIDE_ARCHIVE, f"a file of the event is not in the archive: {exc}") from None
 
 
 class ImpossibleEvent(ValueError):
