@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
-from shared.events import MODEL_BY_TYPE, REFUSAL_CODES, Event, SubmissionEvent
+from shared.events import DIRECT_IDENTIFIER, MODEL_BY_TYPE, REFUSAL_CODES, Event, SubmissionEvent
 from shared.paths import PathEscape, inside
 
 SPEC_VERSION = "1.0"
@@ -78,10 +78,11 @@ def refusal(exc: ValidationError) -> tuple[str, str]:
     """The code and message of a failed validation, without the input values.
 
     The code is the first meaning check that failed (:data:`shared.events.REFUSAL_CODES`),
-    else ``schema``; the message names each failing field and rule, never its value.
+    a CPR number before anything else, else ``schema``; the message names each failing field and rule, never its value.
     """
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
     codes = [str(e["type"]) for e in errors if e["type"] in REFUSAL_CODES]
+    codes.sort(key=lambda c: c != DIRECT_IDENTIFIER)  # a CPR number is named as such first
     message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in errors)
     return (codes[0] if codes else "schema"), message
 

@@ -189,8 +189,8 @@ Md5 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Pseudonym = Annotated[
     str,
     Field(min_length=1, max_length=128),
+    AfterValidator(_no_cpr),  # first: a CPR number is refused as such, whatever else is wrong
     AfterValidator(_segment),
-    AfterValidator(_no_cpr),
     WithJsonSchema(
         {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"}
     ),
