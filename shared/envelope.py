@@ -77,14 +77,18 @@ class ImpossibleEvent(ValueError):
 def refusal(exc: ValidationError) -> tuple[str, str]:
     """The code and message of a failed validation, without the input values.
 
-    The code is the first meaning check that failed (:data:`shared.events.REFUSAL_CODES`),
-    a CPR number before anything else, else ``schema``; the message names each failing field and rule, never its value.
+    A CPR number is named as such whatever else is wrong; a record that breaks the shape
+    otherwise is ``schema``; one that has the shape gets its first failed meaning check
+    (:data:`shared.events.REFUSAL_CODES`); the message names each failing field and rule, never its value.
     """
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
-    codes = [str(e["type"]) for e in errors if e["type"] in REFUSAL_CODES]
-    codes.sort(key=lambda c: c != DIRECT_IDENTIFIER)  # a CPR number is named as such first
+    types = [str(e["type"]) for e in errors]
     message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in errors)
-    return (codes[0] if codes else "schema"), message
+    if DIRECT_IDENTIFIER in types:  # a CPR number is named as such, whatever else is wrong
+        return DIRECT_IDENTIFIER, message
+    if all(t in REFUSAL_CODES for t in types):  # the shape holds, the meaning does not
+        return types[0], message
+    return "schema", message
 
 
 def checked(event: E) -> E:

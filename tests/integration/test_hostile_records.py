@@ -20,15 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 
 from services.billing.store import BillingStore
 from services.harmoniser.jobs import JobStore
 from services.indexer.store import Catalogue
+from shared.bus import partitions_of
 from shared.config import get_settings
 from shared.envelope import encode, normalise_headers
 from shared.events import Event, Harmonised, Indexed, Validated
-from shared.topics import dlq_name, topic_name
+from shared.topics import SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
 from tests.ids import issued_id
 from tests.support import Process, free_port, genomhub, records, wait_for
 from tests.unit.billing.billing_factories import indexed
@@ -53,6 +57,50 @@ async def write_as_compromised_service(
             await producer.send_and_wait(topic_name(model), value, key=key, headers=headers)
     finally:
         await producer.stop()
+
+
+async def _committed(bootstrap: str, service: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(consumer_group(service))
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def _commit(bootstrap: str, service: str, offsets: dict[TopicPartition, int]) -> None:
+    parts = [
+        tp for model in SUBSCRIPTIONS[service] for tp in await partitions_of(bootstrap, topic_name(model))
+    ]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=consumer_group(service), enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(parts)
+        await consumer.commit({tp: OffsetAndMetadata(offsets.get(tp, 0), "") for tp in parts})
+    finally:
+        await consumer.stop()
+
+
+class GroupPosition:
+    """A service's consumer group put back where it was, so the suites that share the broker
+    and compare a replay with a first run see the topics as if this suite had not run."""
+
+    def __init__(self, bootstrap: str, service: str) -> None:
+        self.bootstrap, self.service = bootstrap, service
+        self.before = asyncio.run(_committed(bootstrap, service))
+
+    def restore(self) -> None:
+        def put_back() -> bool:
+            try:
+                asyncio.run(_commit(self.bootstrap, self.service, self.before))
+            except KafkaError:  # the stopped service's membership has not expired yet
+                return False
+            return True
+
+        wait_for(put_back, timeout=60, what=f"the {self.service} group to take back its offsets")
 
 
 def send_hostile(bootstrap: str, template: Event, hostile: list[Hostile]) -> None:
@@ -115,6 +163,8 @@ def test_a_path_as_submission_id_or_a_file_outside_the_archive_reaches_no_folder
     ]
     send_hostile(kafka_bootstrap, accepted, hostile)
 
+    position = GroupPosition(kafka_bootstrap, "harmoniser")
+    request.addfinalizer(position.restore)
     port = free_port()
     proc = Process(
         genomhub("run", "harmoniser"), tmp_path / "harmoniser.log", {"GENOMHUB_HARMONISER_PORT": str(port)}
@@ -130,7 +180,9 @@ def test_a_path_as_submission_id_or_a_file_outside_the_archive_reaches_no_folder
     assert not (runs / sub.submission_id).exists()
 
 
-def test_impossible_events_never_reach_the_catalogue(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_impossible_events_never_reach_the_catalogue(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     run_id = uuid.uuid4().hex[:8]
     subs = [
         submission(n, sample=f"S-{run_id}-{n}").model_copy(
@@ -166,6 +218,8 @@ def test_impossible_events_never_reach_the_catalogue(kafka_bootstrap: str, tmp_p
     good = validated(subs[5], "rejected")
     send_hostile(kafka_bootstrap, good, [(f"{run_id}-good", data(good), "")])
 
+    position = GroupPosition(kafka_bootstrap, "indexer")
+    request.addfinalizer(position.restore)
     url = f"sqlite:///{tmp_path / 'catalogue.sqlite'}"
     port = free_port()
     env = {"GENOMHUB_CATALOGUE_URL": url, "GENOMHUB_INDEXER_PORT": str(port)}
@@ -188,7 +242,9 @@ def test_impossible_events_never_reach_the_catalogue(kafka_bootstrap: str, tmp_p
     assert "120385-1234" not in dump
 
 
-def test_impossible_events_are_never_billed(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_impossible_events_are_never_billed(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     run_id = uuid.uuid4().hex[:8]
     jan = datetime(2026, 1, 15, 12, tzinfo=UTC)
     template = indexed(f"{run_id}-T", received_at=jan)
@@ -209,6 +265,8 @@ def test_impossible_events_are_never_billed(kafka_bootstrap: str, tmp_path: Path
     good = indexed(f"{run_id}-GOOD", received_at=jan, ge="1.5")
     send_hostile(kafka_bootstrap, good, [(f"{run_id}-good", data(good), "")])
 
+    position = GroupPosition(kafka_bootstrap, "billing")
+    request.addfinalizer(position.restore)
     url = f"sqlite:///{tmp_path / 'billing.sqlite'}"
     port = free_port()
     env = {"GENOMHUB_BILLING_URL": url, "GENOMHUB_BILLING_PORT": str(port)}
