@@ -90,7 +90,16 @@ class GroupPosition:
 
     def __init__(self, bootstrap: str, service: str) -> None:
         self.bootstrap, self.service = bootstrap, service
-        self.before = asyncio.run(_committed(bootstrap, service))
+        self.before: dict[TopicPartition, int] = {}
+
+        def read() -> bool:
+            try:
+                self.before = asyncio.run(_committed(bootstrap, service))
+            except KafkaError:  # a new broker elects its group coordinator first
+                return False
+            return True
+
+        wait_for(read, timeout=60, what=f"the {service} group's offsets")
 
     def restore(self) -> None:
         def put_back() -> bool:
