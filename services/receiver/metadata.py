@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.events import AnalysisType, FileRole, Pseudonym, Region, Sha256
+from shared.events import AnalysisType, FileRole, Pseudonym, Region, Sha256, TypedText
 from shared.identifiers import first_direct_identifier
 from shared.paths import MAX_NAME
 from shared.paths import file_name_problem as file_name_problem  # the receiver API asks it here
@@ -51,11 +51,11 @@ class NewSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     region: Region
-    department: str = Field(min_length=1, max_length=128)
+    department: TypedText = Field(min_length=1, max_length=128)
     sample_id: Pseudonym
     patient_id: Pseudonym
     analysis_type: AnalysisType
-    platform: str = Field(default="ILLUMINA", min_length=1, max_length=64)
+    platform: TypedText = Field(default="ILLUMINA", min_length=1, max_length=64)
     files: list[DeclaredFile] = Field(min_length=1, max_length=1000)
 
 
