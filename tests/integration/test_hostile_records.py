@@ -3,9 +3,9 @@
 Each record carries proper CloudEvents headers and JSON that fits the event's shape, but is
 impossible (issue 12, items 2 and 3): a filesystem path as the submission id, a file outside
 the archive, a billion genome equivalents, a receipt in 1900 or in 9999, CPR-like ids. The
-real harmoniser, indexer and billing consume them; each must land in the topic's DLQ with its
-own code, and nothing may change: no folder removed, no job queued, no catalogue row, no
-accrual. A good record sent after the hostile ones shows that the consumer went on.
+real validator, harmoniser, indexer and billing consume them; each must land in the topic's DLQ with its
+own code, and nothing may change: no folder removed, no file read, no job queued, no
+catalogue row, no accrual. A good record sent after the hostile ones shows that the consumer went on.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from services.indexer.store import Catalogue
 from shared.bus import partitions_of
 from shared.config import get_settings
 from shared.envelope import encode, normalise_headers
-from shared.events import Event, Harmonised, Indexed, Validated
+from shared.events import Event, FileReceived, Harmonised, Indexed, Validated
 from shared.topics import SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
 from tests.ids import issued_id
 from tests.support import Process, free_port, genomhub, records, wait_for
@@ -305,3 +305,54 @@ def test_impossible_events_are_never_billed(
         "/var/lib/genomhub",
     }
     assert not [b for b in accruals if b.billed_month < "2019-01" or b.billed_month > "2026-12"]
+
+
+def test_the_validator_reads_no_file_outside_the_archive(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    template = FileReceived.model_validate(
+        {
+            "submission": submission(1, sample=f"S-{run_id}-V").model_copy(
+                update={"submission_id": issued_id(run_id + "v")}
+            ),
+            "files": [
+                {
+                    "name": "R1.fastq.gz",
+                    "role": "raw_reads",
+                    "url": f"{get_settings().store_url}/syddanmark/S-{run_id}-V/R1.fastq.gz",
+                    "size": 1,
+                    "sha256": "a" * 64,
+                    "md5": "b" * 32,
+                }
+            ],
+        }
+    )
+    outside = data(template)
+    outside["files"][0]["url"] = "file:///etc/passwd"
+    climbing = data(template)
+    climbing["files"][0]["url"] = f"{get_settings().store_url}/../../../../etc/passwd"
+    hostile: list[Hostile] = [
+        (f"{run_id}-passwd", outside, "outside_archive"),
+        (f"{run_id}-climb", climbing, "unsafe_id"),
+    ]
+    send_hostile(kafka_bootstrap, template, hostile)
+
+    position = GroupPosition(kafka_bootstrap, "validator")
+    request.addfinalizer(position.restore)
+    port = free_port()
+    proc = Process(
+        genomhub("run", "validator"), tmp_path / "validator.log", {"GENOMHUB_VALIDATOR_PORT": str(port)}
+    )
+    proc.start()
+    try:
+        proc.wait_http(port)
+        expect_dead_letters(kafka_bootstrap, FileReceived, hostile)
+    finally:
+        proc.stop()
+    subject = template.submission.submission_id.encode()
+    assert not [
+        r
+        for r in records(kafka_bootstrap, topic_name(Validated))
+        if dict(normalise_headers(r.headers)).get("ce_subject") == subject
+    ], "nothing was validated"
