@@ -18,6 +18,12 @@ segments (:mod:`shared.paths`); no identifier or typed field holds a CPR number
 (:mod:`shared.identifiers`); a sample's genome equivalents are bounded; a moment of receipt
 or a month lies within the service's life. Each refusal has its own error type, which
 becomes the dead letter's code (:data:`REFUSAL_CODES`), so an operator sees why at once.
+
+What NGC's services derive from a file's content (QC problems and metrics, a pipeline's log
+tail, provenance) is not held to the CPR guard: it is full of digit groups (read names,
+coordinates, timestamps) that would read as dates, and it names samples and files only by
+the fields that are checked. A statement id is derived from its month, so only its shape
+is checked.
 """
 
 from __future__ import annotations
