@@ -214,7 +214,7 @@ SubmissionId = Annotated[
 def new_submission_id() -> str:
     """A fresh :data:`SubmissionId`, as the receiver issues one for each new submission.
 
-    About one random id in a hundred has ten hex digits in a row that read as a CPR number;
+    About one random id in 860 has ten hex digits in a row that read as a CPR number;
     such an id is drawn again, so that every id in the system passes the one CPR guard.
     """
     while True:
