@@ -42,15 +42,32 @@ Hostile = tuple[str, dict[str, Any], str]
 """(event id, the record's JSON data, the dead-letter code it must get)."""
 
 
+def client_options(principal: str) -> dict[str, Any]:
+    """The connection options of ``principal``'s Kafka clients in this suite: nothing yet.
+
+    The one place to give the suite credentials once the broker authenticates: the
+    compromised service's (each hostile record is written with valid credentials for its
+    topic) and the operator's (who puts consumer groups back).
+    """
+    del principal
+    return {}
+
+
 async def write_as_compromised_service(
     bootstrap: str, model: type[Event], items: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
 ) -> None:
     """Produce raw records to ``model``'s topic, as a service that holds a producer would.
 
-    The one producer of this suite: where the broker requires credentials, this is where a
-    compromised service's credentials go.
+    The one producer of this suite, with the credentials of the service that writes the
+    topic (:func:`client_options`).
     """
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    upstream = {
+        FileReceived: "receiver",
+        Validated: "validator",
+        Harmonised: "harmoniser",
+        Indexed: "indexer",
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(upstream[model]))
     await producer.start()
     try:
         for key, value, headers in items:
@@ -60,7 +77,7 @@ async def write_as_compromised_service(
 
 
 async def _committed(bootstrap: str, service: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options("operator"))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(consumer_group(service))
@@ -74,7 +91,10 @@ async def _commit(bootstrap: str, service: str, offsets: dict[TopicPartition, in
         tp for model in SUBSCRIPTIONS[service] for tp in await partitions_of(bootstrap, topic_name(model))
     ]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=consumer_group(service), enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        group_id=consumer_group(service),
+        enable_auto_commit=False,
+        **client_options("operator"),
     )
     await consumer.start()
     try:
