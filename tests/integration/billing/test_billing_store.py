@@ -185,12 +185,3 @@ def test_automatic_close_after_the_configured_days(store: BillingStore) -> None:
     assert [
         s.month for s in store.close_due(days=5, standard_rate_dkk=RATE, now=datetime(2026, 3, 9, tzinfo=UTC))
     ] == ["2026-02"]
-
-
-@pytest.mark.parametrize(("month", "force"), [("1900-01", False), ("2018-12", False), ("2099-01", True)])
-def test_a_month_outside_the_service_s_life_cannot_be_closed(
-    store: BillingStore, month: str, force: bool
-) -> None:
-    with pytest.raises(CloseRefused, match="outside the service's life"):
-        store.close(month, standard_rate_dkk=RATE, now=FEB, by="finance", force=force)
-    assert store.statements() == []
