@@ -28,7 +28,6 @@ from shared.bus import partitions_of, publish
 from shared.envelope import encode, normalise_headers
 from shared.events import Harmonised, Indexed, SubmissionEvent, Validated
 from shared.topics import consumer_group, dlq_name, topic_name
-from tests.ids import issued_id
 from tests.support import ROOT, Process, free_port, genomhub, records, wait_for
 from tests.unit.indexer.factories import harmonised, submission, validated
 
@@ -122,6 +121,8 @@ def test_indexer_indexes_announces_dead_letters_and_replays_identically(
         submission(n, sample=f"S-{run_id}-{n}", received_at=t0 + timedelta(hours=n), region=region)
         for n, region in enumerate(["hovedstaden", "sjaelland", "syddanmark", "midtjylland"], start=1)
     ]
+    from tests.ids import issued_id
+
     subs = [s.model_copy(update={"submission_id": issued_id(f"{run_id}-{s.submission_id}")}) for s in subs]
     ids = {name: f"{run_id}-{name}" for name in ("rej", "acc3", "harm1", "fail2", "harm3", "acc4")}
     items: list[tuple[SubmissionEvent, str]] = [
