@@ -74,7 +74,7 @@ def events(n: int, seed: int = 2026) -> Iterator[list[tuple[Indexed, str]]]:
                 (
                     Indexed(
                         submission=Submission(
-                            submission_id=f"sub-{sample}",
+                            submission_id=f"{sample:032x}",  # the receiver's shape: 32 hex digits
                             region=region,
                             department=r.choice(DEPARTMENTS[region]),
                             sample_id=f"S{sample:08d}",

@@ -25,6 +25,7 @@ import random
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -96,11 +97,11 @@ class Synthetic:
         status = self.statuses[n % len(self.statuses)]
         sid = f"{prefix}-{n:07d}"
         submission = {
-            "submission_id": f"sub-{sid}",
+            "submission_id": f"{zlib.crc32(prefix.encode()):08x}{n:024x}",  # 32 hex digits
             "region": region.value,
             "department": rng.choice(DEPARTMENTS[region]),
             "sample_id": f"S-{sid}",
-            "patient_id": f"P-{rng.getrandbits(40):010x}",
+            "patient_id": f"P-{rng.getrandbits(40):013d}",  # an unbroken barcode-like run, never a CPR
             "analysis_type": rng.choice(ANALYSES),
             "platform": rng.choice(["ILLUMINA", "ILLUMINA", "MGI", "ONT"]),
             "received_at": received,

@@ -29,7 +29,16 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from shared import telemetry
 from shared.config import Settings, get_settings
-from shared.envelope import Envelope, Headers, UndecodableEvent, decode, derive_id, encode, normalise_headers
+from shared.envelope import (
+    Envelope,
+    Headers,
+    RefusedEvent,
+    UndecodableEvent,
+    decode,
+    derive_id,
+    encode,
+    normalise_headers,
+)
 from shared.events import Event
 from shared.http import (
     CONSUMER_LAG,
@@ -184,6 +193,11 @@ class Service:
             bound = telemetry.bind(submission_id=envelope.subject, event_id=envelope.id)
             try:
                 await handler(envelope)
+            except RefusedEvent as exc:  # the handler refused it before changing anything
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                EVENTS_FAILED.labels(self.name, model.event_name).inc()
+                await self.dead_letter(message, headers, exc.code, str(exc))
+                return
             except Exception as exc:  # any failure dead-letters the record; the loop goes on
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))

@@ -5,6 +5,11 @@ the record value is the event's JSON data alone, so that any Kafka client in any
 can read the data without knowing CloudEvents. Ids are deterministic: a service derives its
 output's id from its input's id, so a replayed input yields the same output id and every
 downstream upsert converges instead of counting twice.
+
+Both ways through hold an event to its models' meaning checks (``shared/events.py``): a
+record that decodes to an impossible event is refused with the check's own code (which the
+bus puts on the dead letter), and :func:`encode` refuses to put an impossible event on the
+bus at all. Messages of refusals never quote the offending value: it may be a CPR number.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
-from shared.events import MODEL_BY_TYPE, Event, SubmissionEvent
+from shared.events import DIRECT_IDENTIFIER, MODEL_BY_TYPE, REFUSAL_CODES, Event, SubmissionEvent
+from shared.paths import PathEscape, inside
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -36,6 +42,67 @@ class UndecodableEvent(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+class RefusedEvent(UndecodableEvent):
+    """A well-formed event its consumer refuses before changing anything (e.g. a file outside
+    the archive it reads from); the bus dead-letters the record with ``code``."""
+
+
+OUTSIDE_ARCHIVE = "outside_archive"
+
+
+def require_archived(store_url: str, urls: Iterable[str]) -> None:
+    """Refuse (:class:`RefusedEvent`) an event that names a file outside the archive.
+
+    A service that reads the files an event names (the validator, the harmoniser) reads
+    with its own rights; a forged record naming ``file:///etc/shadow`` or another store
+    would have it read, process and archive that. Only files under ``store_url`` are read.
+    """
+    for url in urls:
+        try:
+            inside(store_url, url)
+        except PathEscape as exc:
+            raise RefusedEvent(OUTSIDE_ARCHIVE, f"a file of the event is not in the archive: {exc}") from None
+
+
+class ImpossibleEvent(ValueError):
+    """An event a service was about to emit breaks the events' meaning checks; not sent."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def refusal(exc: ValidationError) -> tuple[str, str]:
+    """The code and message of a failed validation, without the input values.
+
+    A CPR number is named as such whatever else is wrong; a record that breaks the shape
+    otherwise is ``schema``; one that has the shape gets its first failed meaning check
+    (:data:`shared.events.REFUSAL_CODES`); the message names each failing field and rule, never its value.
+    """
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    types = [str(e["type"]) for e in errors]
+    message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in errors)
+    if DIRECT_IDENTIFIER in types:  # a CPR number is named as such, whatever else is wrong
+        return DIRECT_IDENTIFIER, message
+    if all(t in REFUSAL_CODES for t in types):  # the shape holds, the meaning does not
+        return types[0], message
+    return "schema", message
+
+
+def checked(event: E) -> E:
+    """``event`` if it passes its model's checks now; else :class:`ImpossibleEvent`.
+
+    A model validates when it is built, but ``model_copy(update=...)`` skips validation and
+    the time checks depend on the clock, so the way out checks again.
+    """
+    try:
+        type(event).model_validate_json(event.model_dump_json())
+    except ValidationError as exc:
+        code, message = refusal(exc)
+        raise ImpossibleEvent(code, f"refusing to emit {event.event_name}: {message}") from None
+    return event
 
 
 @dataclass(frozen=True)
@@ -66,7 +133,8 @@ def normalise_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes]
 def encode(
     event: Event, *, event_id: str, source: str, time: datetime | None = None
 ) -> tuple[Headers, bytes]:
-    """Headers and value of the record that carries ``event``."""
+    """Headers and value of the record that carries ``event``; an impossible one is refused."""
+    checked(event)
     subject = event.submission.submission_id if isinstance(event, SubmissionEvent) else event.key()
     moment = (time or datetime.now(UTC)).astimezone(UTC)
     headers: Headers = [
@@ -111,7 +179,8 @@ def decode(headers: Headers, value: bytes | None, expected: type[E]) -> Envelope
     try:
         data = expected.model_validate(payload)
     except ValidationError as exc:
-        raise UndecodableEvent("schema", f"data fails the {expected.event_name} schema: {exc}") from exc
+        code, message = refusal(exc)
+        raise UndecodableEvent(code, f"data fails the {expected.event_name} checks: {message}") from None
     try:
         time = datetime.fromisoformat(attrs.get("ce_time", "").replace("Z", "+00:00"))
     except ValueError as exc:

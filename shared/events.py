@@ -9,23 +9,174 @@ Every event carries the submission's context, so that no service needs another s
 database to act on an event, and a replay of one topic alone is enough to rebuild a stage.
 Amounts of money are integer øre; genome equivalents are Decimals (strings in JSON): neither
 is ever a float.
+
+A record that fits the schema can still be impossible, and a record on the bus may come from
+a producer that is not the service it claims to be. So the models hold the *meaning* too, in
+this one place that every consumer passes on decode and every producer on emit
+(``shared/envelope.py``): ids have the shape their issuer gives them and are plain path
+segments (:mod:`shared.paths`); no identifier or typed field holds a CPR number
+(:mod:`shared.identifiers`); a sample's genome equivalents are bounded; a moment of receipt
+or a month lies within the service's life. Each refusal has its own error type, which
+becomes the dead letter's code (:data:`REFUSAL_CODES`), so an operator sees why at once.
+
+What NGC's services derive from a file's content (QC problems and metrics, a pipeline's log
+tail, provenance) is not held to the CPR guard: it is full of digit groups (read names,
+coordinates, timestamps) that would read as dates, and it names samples and files only by
+the fields that are checked. A statement id is derived from its month, so only its shape
+is checked.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from abc import abstractmethod
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from shared.identifiers import contains_cpr
+from shared.paths import MAX_NAME, file_name_problem
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 TYPE_PREFIX = "dk.ngc.genomhub"
+
+COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+
+UNSAFE_ID = "unsafe_id"
+DIRECT_IDENTIFIER = "direct_identifier"
+IMPOSSIBLE_GENOME_EQUIVALENTS = "impossible_genome_equivalents"
+IMPOSSIBLE_TIME = "impossible_time"
+INCONSISTENT = "inconsistent_event"
+REFUSAL_CODES = frozenset(
+    {UNSAFE_ID, DIRECT_IDENTIFIER, IMPOSSIBLE_GENOME_EQUIVALENTS, IMPOSSIBLE_TIME, INCONSISTENT}
+)
+"""The error types of the meaning checks below: a refused record's dead letter carries one."""
+
+MAX_GENOME_EQUIVALENTS_PER_SAMPLE = Decimal(10)
+"""No real sample reaches 10 genome equivalents (930 Gb of raw bases under the bases rule).
+
+One genome equivalent is a 30x human genome (93 Gb). The deepest sequencing any clinical
+protocol orders stays far below the bound: a long-read WGS at 100x is about 3.3 GE, a
+tumour at 120x about 4 GE, and the analysis rule's weights are 1.0 at most. A value above it
+is an error or a forgery, and one such value would take every region's refund for the
+month (the rate is the balance divided by the month's total): a billion GE paid 0 DKK.
+"""
+
+SERVICE_EPOCH = datetime(2019, 1, 1, tzinfo=COPENHAGEN)
+"""The first moment NGC could have received a sample: the Danish National Genome Center was
+established by law in 2019. A receipt, a month or a close before it is impossible."""
+FIRST_MONTH = "2019-01"
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of this host's clock another host's may run; a moment later than that is in
+the future, and no sample is received and no month closed in the future."""
+
+
+def _refuse(code: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(code, message)
+
+
+def _no_cpr(value: str) -> str:
+    if contains_cpr(value):
+        # The value is never part of the message: it may be a CPR number.
+        raise _refuse(DIRECT_IDENTIFIER, "looks like a Danish CPR number; events carry pseudonyms only")
+    return value
+
+
+def _segment(value: str) -> str:
+    if not _SEGMENT.fullmatch(value):
+        raise _refuse(
+            UNSAFE_ID,
+            "must be a plain path segment: a letter or digit, then letters, digits, '.', '_' or '-'",
+        )
+    return value
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SUBMISSION_ID = re.compile(r"[0-9a-f]{32}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _submission_id(value: str) -> str:
+    if not _SUBMISSION_ID.fullmatch(value):
+        raise _refuse(UNSAFE_ID, "a submission id is 32 lower-case hex digits, as the receiver issues it")
+    return _no_cpr(value)
+
+
+def _statement_id(value: str) -> str:
+    if not _UUID.fullmatch(value):
+        raise _refuse(UNSAFE_ID, "a statement id is a lower-case UUID, as billing derives it")
+    return value
+
+
+def _file_name(value: str) -> str:
+    problem = file_name_problem(value)
+    if problem is not None:
+        raise _refuse(UNSAFE_ID, "file name " + problem)
+    return _no_cpr(value)
+
+
+def _relative_path(value: str) -> str:
+    for part in value.split("/"):
+        _file_name(part)
+    return value
+
+
+def _archive_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("file", "s3") or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        raise _refuse(UNSAFE_ID, "an archive URL is file:// or s3:// without control characters")
+    segments = parts.path.split("/")
+    if any(s in (".", "..") for s in segments):
+        raise _refuse(UNSAFE_ID, "an archive URL has no '.' or '..' segments")
+    for segment in segments:
+        _no_cpr(segment)
+    return value
+
+
+def _typed_text(value: str) -> str:
+    if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        raise _refuse(UNSAFE_ID, "control characters are not allowed")
+    return _no_cpr(value)
+
+
+def _within_service_life(moment: datetime) -> datetime:
+    if moment < SERVICE_EPOCH or moment > datetime.now(UTC) + CLOCK_SKEW:
+        raise _refuse(IMPOSSIBLE_TIME, "lies outside the service's life: before 2019 or in the future")
+    return moment
+
+
+def _month_within_service_life(month: str) -> str:
+    if month < FIRST_MONTH or month > month_of(datetime.now(UTC) + CLOCK_SKEW):
+        raise _refuse(IMPOSSIBLE_TIME, f"a month lies between {FIRST_MONTH} and the current month")
+    return month
+
+
+def _sample_genome_equivalents(value: Decimal) -> Decimal:
+    if value > MAX_GENOME_EQUIVALENTS_PER_SAMPLE:
+        raise _refuse(
+            IMPOSSIBLE_GENOME_EQUIVALENTS,
+            f"more than {MAX_GENOME_EQUIVALENTS_PER_SAMPLE} genome equivalents for one sample",
+        )
+    return value
+
 
 GenomeEquivalents = Annotated[
     Decimal,
@@ -33,13 +184,73 @@ GenomeEquivalents = Annotated[
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
 ]
 """Genome equivalents (genomækvivalenter): exact decimals, written as strings in JSON."""
+SampleGenomeEquivalents = Annotated[
+    GenomeEquivalents,
+    AfterValidator(_sample_genome_equivalents),
+]
+"""One sample's genome equivalents: at most :data:`MAX_GENOME_EQUIVALENTS_PER_SAMPLE`."""
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Md5 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-Pseudonym = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
-Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+Pseudonym = Annotated[
+    str,
+    Field(min_length=1, max_length=128),
+    AfterValidator(_no_cpr),  # first: a CPR number is refused as such, whatever else is wrong
+    AfterValidator(_segment),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"}
+    ),
+]
+"""A region's pseudonym of a sample or patient: one plain path segment (it names the sample's
+folder in the archive, so never ``.``, ``..`` or a leading dot or dash) and no CPR number."""
+SubmissionId = Annotated[
+    str,
+    AfterValidator(_submission_id),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9a-f]{32}$"}),
+]
+"""The receiver's id of a submission (``new_submission_id``): 32 lower-case hex digits."""
 
-COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+
+def new_submission_id() -> str:
+    """A fresh :data:`SubmissionId`, as the receiver issues one for each new submission.
+
+    About one random id in 860 has ten hex digits in a row that read as a CPR number;
+    such an id is drawn again, so that every id in the system passes the one CPR guard.
+    """
+    while True:
+        candidate = uuid.uuid4().hex
+        if not contains_cpr(candidate):
+            return candidate
+
+
+StatementId = Annotated[
+    str,
+    AfterValidator(_statement_id),
+    WithJsonSchema({"type": "string", "format": "uuid"}),
+]
+FileName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_NAME),
+    AfterValidator(_file_name),
+]
+"""A file's name: one path segment under its submission's folder (``file_name_problem``)."""
+OutputName = Annotated[
+    str,
+    Field(min_length=1, max_length=1024),
+    AfterValidator(_relative_path),
+]
+"""A harmonised output's path relative to its run's output folder: file-name segments."""
+ArchiveUrl = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_archive_url)]
+"""Where a file is in the archive; readers also check it lies under their own store."""
+TypedText = Annotated[str, AfterValidator(_typed_text)]
+"""Free text a person typed (a department, a platform): no control characters, no CPR number."""
+Moment = Annotated[AwareDatetime, AfterValidator(_within_service_life)]
+"""An aware instant within the service's life: not before 2019, not in the future."""
+Month = Annotated[
+    str,
+    Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+    AfterValidator(_month_within_service_life),
+]
 
 
 def month_of(moment: datetime) -> str:
@@ -97,14 +308,14 @@ class Strict(BaseModel):
 class Submission(Strict):
     """Who reported which sample, and when NGC received it; carried by every event."""
 
-    submission_id: str = Field(min_length=1, max_length=64)
+    submission_id: SubmissionId
     region: Region
-    department: str = Field(min_length=1, max_length=128)
+    department: TypedText = Field(min_length=1, max_length=128)
     sample_id: Pseudonym
     patient_id: Pseudonym
     analysis_type: AnalysisType
-    platform: str = Field(min_length=1, max_length=64)
-    received_at: AwareDatetime
+    platform: TypedText = Field(min_length=1, max_length=64)
+    received_at: Moment
 
     @property
     def received_month(self) -> str:
@@ -114,9 +325,9 @@ class Submission(Strict):
 class StoredFile(Strict):
     """A file as archived by the receiver: where it is and what its bytes hash to."""
 
-    name: str = Field(min_length=1, max_length=255)
+    name: FileName
     role: FileRole
-    url: str
+    url: ArchiveUrl
     size: int = Field(ge=0)
     sha256: Sha256
     md5: Md5
@@ -150,8 +361,8 @@ class HarmonisationDecision(Strict):
 
     policy: HarmonisationPolicy
     needs_harmonisation: bool
-    pipeline_inputs: list[str] = Field(default_factory=list, description="Names of raw files.")
-    passthrough: list[str] = Field(
+    pipeline_inputs: list[FileName] = Field(default_factory=list, description="Names of raw files.")
+    passthrough: list[FileName] = Field(
         default_factory=list, description="Names of conforming clinical files kept as harmonised."
     )
     reasons: list[str] = Field(default_factory=list)
@@ -160,9 +371,9 @@ class HarmonisationDecision(Strict):
 class OutputFile(Strict):
     """A harmonised output: Sarek's CRAM/VCF and their indexes, or passed-through clinical output."""
 
-    name: str
+    name: OutputName
     kind: str
-    url: str
+    url: ArchiveUrl
     size: int = Field(ge=0)
     sha256: Sha256
     provenance: str
@@ -229,7 +440,7 @@ class Validated(SubmissionEvent):
     verdict: Verdict
     files: list[CheckedFile] = Field(min_length=1)
     reference_profile: str
-    genome_equivalents: GenomeEquivalents
+    genome_equivalents: SampleGenomeEquivalents
     raw_bases: int = Field(ge=0)
     raw_reads: int = Field(ge=0)
     harmonisation: HarmonisationDecision
@@ -239,7 +450,7 @@ class Harmonised(SubmissionEvent):
     event_name: ClassVar[str] = "harmonised"
     status: Literal["succeeded", "failed"]
     files: list[CheckedFile] = Field(description="The validated input files, as QC saw them.")
-    genome_equivalents: GenomeEquivalents
+    genome_equivalents: SampleGenomeEquivalents
     raw_bases: int = Field(ge=0)
     outputs: list[OutputFile] = Field(default_factory=list)
     provenance: Provenance
@@ -257,7 +468,7 @@ class Indexed(SubmissionEvent):
     event_name: ClassVar[str] = "indexed"
     status: SampleStatus
     accepted: bool = Field(description="Passed QC: the sample counts toward the refund.")
-    genome_equivalents: GenomeEquivalents
+    genome_equivalents: SampleGenomeEquivalents
     files: int = Field(ge=0, description="Catalogue file rows of the sample.")
 
 
@@ -272,7 +483,7 @@ class RefundCalculated(Event):
 
     event_name: ClassVar[str] = "refund-calculated"
     month: Month
-    statement_id: str
+    statement_id: StatementId
     currency: Literal["DKK"] = "DKK"
     rate_dkk: int = Field(ge=0)
     total_genome_equivalents: GenomeEquivalents
@@ -280,7 +491,21 @@ class RefundCalculated(Event):
     balance_before_ore: int = Field(ge=0)
     balance_after_ore: int = Field(ge=0)
     regions: list[RegionRefund]
-    closed_at: AwareDatetime
+    closed_at: Moment
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> RefundCalculated:
+        """A statement is arithmetic: its totals are its regions' sums, its balance goes down by them."""
+        if (
+            sum((r.genome_equivalents for r in self.regions), Decimal(0)) != self.total_genome_equivalents
+            or sum(r.amount_ore for r in self.regions) != self.total_ore
+            or self.balance_before_ore - self.total_ore != self.balance_after_ore
+            or len({r.region for r in self.regions}) != len(self.regions)
+        ):
+            raise _refuse(INCONSISTENT, "the statement's totals, regions and balances do not add up")
+        if self.month > month_of(self.closed_at):
+            raise _refuse(INCONSISTENT, "a month cannot be closed before it began")
+        return self
 
     def key(self) -> str:
         return self.month

@@ -83,10 +83,6 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     return fs, path
 
 
-def join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
-
-
 class Sink(Protocol):
     """Where a stream's bytes are written, in order; ``position`` is the next byte's offset."""
 

@@ -27,7 +27,7 @@ from services.billing.refund import LineKey, MonthLine, Statement, close_month
 from services.billing.tables import accruals, emissions, grant_ledger, statements
 from shared.config import Settings
 from shared.database import make_engine, upgrade
-from shared.events import AnalysisType, Region
+from shared.events import FIRST_MONTH, AnalysisType, Region, month_of
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK_KEY = 0x6B696C6C  # the advisory lock of billing's writers on PostgreSQL
@@ -356,6 +356,11 @@ class BillingStore:
                     f"{month} has not ended yet (it ends at midnight Europe/Copenhagen on its last day); "
                     "samples may still arrive for it. Use --force to close it anyway: the forced close "
                     "is recorded in the grant ledger"
+                )
+            if month < FIRST_MONTH or month > month_of(now):
+                raise CloseRefused(
+                    f"{month} lies outside the service's life ({FIRST_MONTH} to the current month): "
+                    "no sample can have been received in it, and its statement would be impossible"
                 )
             earlier = (
                 conn.execute(

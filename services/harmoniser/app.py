@@ -20,7 +20,7 @@ from services.harmoniser.sarek import SarekBackend, SarekOptions
 from shared import telemetry
 from shared.bus import Service
 from shared.config import Settings, get_settings
-from shared.envelope import Envelope, derive_id
+from shared.envelope import Envelope, derive_id, require_archived
 from shared.events import Harmonised, Validated, Verdict
 
 log = telemetry.get_logger(__name__)
@@ -90,6 +90,10 @@ def build() -> Service:
         validated = envelope.data
         if validated.verdict != Verdict.ACCEPTED:
             return
+        require_archived(
+            settings.store_url,
+            [f.url for f in validated.files],
+        )
         job, created = await asyncio.to_thread(
             store.enqueue,
             validated.submission.submission_id,

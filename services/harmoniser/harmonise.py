@@ -18,7 +18,7 @@ from services.harmoniser.inputs import InputError, SampleReads, arrange_lanes
 from services.harmoniser.layout import CollectError, collect
 from services.harmoniser.steps import PipelineFailed, ProcessHook
 from shared.events import FileRole, Harmonised, OutputFile, Provenance, Validated
-from shared.storage import join
+from shared.paths import beneath
 
 PASSTHROUGH_PIPELINE = "clinical-output-passthrough"
 
@@ -124,7 +124,7 @@ class Harmoniser:
             )
         reads = await asyncio.to_thread(self.sample_reads, validated)
         outdir = await self.backend.run(reads, rundir, resume, on_process)
-        prefix = join(self.store_url, "harmonised", validated.submission.submission_id)
+        prefix = beneath(self.store_url, "harmonised", validated.submission.submission_id)
         try:
             made = await asyncio.to_thread(
                 collect, outdir, reads.sample, prefix, f"{self.pipeline} {self.pipeline_version}"

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.events import OutputFile
-from shared.storage import copy_into, join
+from shared.paths import beneath
+from shared.storage import copy_into
 
 
 class CollectError(Exception):
@@ -63,12 +64,12 @@ def find_outputs(outdir: Path, sample: str) -> list[Found]:
     """The sample's files under ``outdir``; the CRAM, VCF and their indexes are required."""
     layout = SampleLayout(sample)
     required = [(layout.cram, "cram"), (layout.crai, "crai"), (layout.vcf, "vcf"), (layout.tbi, "tbi")]
-    missing = [rel for rel, _ in required if not (outdir / rel).is_file()]
+    missing = [rel for rel, _ in required if not beneath(outdir, rel).is_file()]
     if missing:
         raise CollectError(f"the run did not produce {', '.join(missing)} under {outdir}")
     found = [Found(rel, kind) for rel, kind in required]
     for rel, kind in ((layout.recal_cram, "cram"), (layout.recal_cram + ".crai", "crai")):
-        if (outdir / rel).is_file():
+        if beneath(outdir, rel).is_file():
             found.append(Found(rel, kind))
     reports = outdir / "reports"
     if reports.is_dir():
@@ -91,7 +92,9 @@ def collect(outdir: Path, sample: str, archive_prefix: str, provenance: str) -> 
     """Copy the sample's outputs into ``archive_prefix`` (same relative layout) and describe them."""
     outputs = []
     for item in find_outputs(outdir, sample):
-        stored = copy_into((outdir / item.relative).resolve().as_uri(), join(archive_prefix, item.relative))
+        stored = copy_into(
+            beneath(outdir, item.relative).resolve().as_uri(), beneath(archive_prefix, item.relative)
+        )
         outputs.append(
             OutputFile(
                 name=item.relative,

@@ -23,6 +23,7 @@ from services.harmoniser.inputs import Lane, SampleReads, read_group
 from services.harmoniser.layout import SampleLayout
 from services.harmoniser.reference import ReferenceIndex, reference_index
 from services.harmoniser.steps import ProcessHook, Step, run_steps, trace_timestamp
+from shared.paths import beneath
 from shared.storage import local_path, read_chunks
 
 PIPELINE = "genomhub-local-germline"
@@ -139,7 +140,7 @@ def stage(url: str, folder: Path, name: str) -> str:
     if path is not None:
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
+    target = beneath(folder, name)
     with target.open("wb") as out:
         for chunk in read_chunks(url):
             out.write(chunk)

@@ -28,6 +28,7 @@ from services.harmoniser.jobs import Job, JobStore
 from services.harmoniser.steps import PipelineFailed, kill_group
 from shared import telemetry
 from shared.events import Harmonised, Validated
+from shared.paths import beneath
 
 log = telemetry.get_logger(__name__)
 Emit = Callable[[Job, Harmonised], Awaitable[None]]
@@ -65,7 +66,8 @@ class JobRunner:
         self._wake.set()
 
     def rundir(self, submission_id: str) -> Path:
-        return self.runs_dir / submission_id
+        """The job's run folder, which the runner creates and removes: only ever below ``runs_dir``."""
+        return beneath(self.runs_dir, submission_id)
 
     async def recover(self) -> list[str]:
         """Requeue the jobs a previous process left running; returns their submission ids."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,7 +34,7 @@ from services.receiver.state import FileState, SubmissionState, SubmissionStore
 from shared import telemetry
 from shared.auth import principal_of, require_region
 from shared.envelope import derive_id
-from shared.events import FileReceived, StoredFile
+from shared.events import FileReceived, StoredFile, new_submission_id
 from shared.http import BodyInterrupted, BodyReaders, ReadersBusy
 from shared.storage import SizeLimitExceeded, StoredObject, copy_into
 
@@ -225,7 +224,7 @@ class ReceiverApi:
             "receiver submission", context=upstream, kind=SpanKind.SERVER
         ) as span:
             state, created = await asyncio.to_thread(
-                self.store.create, uuid.uuid4().hex, meta, principal.name, key, traceparent_now()
+                self.store.create, new_submission_id(), meta, principal.name, key, traceparent_now()
             )
             span.set_attribute("genomhub.submission_id", state.submission_id)
             span.set_attribute("genomhub.sample_id", state.sample_id)

@@ -25,22 +25,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.storage import Intake, ReadInto, Sink, StoredObject, filesystem, join, open_sink
+from shared.paths import beneath
+from shared.storage import Intake, ReadInto, Sink, StoredObject, filesystem, open_sink
 
 INCOMING = ".incoming"
 
 
 @dataclass(frozen=True)
 class Layout:
-    """The URLs of a submission's files in the archive at ``store``."""
+    """The URLs of a submission's files in the archive at ``store``.
+
+    Every URL is built by :func:`shared.paths.beneath`, so no id or file name, however it got
+    past its own rules, can place a file outside the store or its region's folder.
+    """
 
     store: str
 
     def final(self, region: str, sample_id: str, submission_id: str, name: str) -> str:
-        return join(self.store, region, sample_id, submission_id, name)
+        return beneath(self.store, region, sample_id, submission_id, name)
 
     def partial(self, submission_id: str, name: str) -> str:
-        return join(self.store, INCOMING, submission_id, name)
+        return beneath(self.store, INCOMING, submission_id, name)
 
 
 class OffsetMismatch(Exception):

@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.receiver.identifiers import first_direct_identifier
-from shared.events import AnalysisType, FileRole, Pseudonym, Region, Sha256
-
-MAX_NAME = 255
+from shared.events import AnalysisType, FileRole, Pseudonym, Region, Sha256, TypedText
+from shared.identifiers import first_direct_identifier
+from shared.paths import MAX_NAME
+from shared.paths import file_name_problem as file_name_problem  # the receiver API asks it here
 
 
 @dataclass(frozen=True)
@@ -35,32 +35,6 @@ class MetadataError(Exception):
         return {"error": error, "code": self.code, "field": self.field, "message": self.message}
 
 
-def file_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a file name in the archive, or None if it can.
-
-    A name becomes one path segment under the submission's folder, on local disks and S3
-    alike, so it must not be able to climb out of it or hide: no separators, no ``.``/``..``,
-    no leading dot, no drive letters, no control or invisible format characters.
-    """
-    if not name:
-        return "must not be empty"
-    if len(name) > MAX_NAME:
-        return f"longer than {MAX_NAME} characters"
-    if name in (".", ".."):
-        return "path traversal is not allowed"
-    if "/" in name or "\\" in name:
-        return "path separators are not allowed (absolute paths and traversal included)"
-    if ":" in name:
-        return "':' is not allowed (drive letters, URL schemes)"
-    if name.startswith("."):
-        return "must not start with '.'"
-    if name != name.strip():
-        return "must not start or end with whitespace"
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
-        return "control characters are not allowed"
-    return None
-
-
 class DeclaredFile(BaseModel):
     """One file the submission will contain; its bytes arrive later by PUT or register."""
 
@@ -77,11 +51,11 @@ class NewSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     region: Region
-    department: str = Field(min_length=1, max_length=128)
+    department: TypedText = Field(min_length=1, max_length=128)
     sample_id: Pseudonym
     patient_id: Pseudonym
     analysis_type: AnalysisType
-    platform: str = Field(default="ILLUMINA", min_length=1, max_length=64)
+    platform: TypedText = Field(default="ILLUMINA", min_length=1, max_length=64)
     files: list[DeclaredFile] = Field(min_length=1, max_length=1000)
 
 

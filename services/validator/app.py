@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from services.validator.validation import InputFile, Outcome, validate, worker_pool
 from shared.bus import Service
 from shared.config import Settings
-from shared.envelope import Envelope
+from shared.envelope import Envelope, require_archived
 from shared.events import CheckedFile, FileReceived, StoredFile, Validated
 from shared.telemetry import get_logger
 
@@ -67,6 +67,7 @@ def build() -> Service:
 
     async def handle(envelope: Envelope[FileReceived]) -> None:
         received = envelope.data
+        require_archived(settings.store_url, [f.url for f in received.files])
         validated = await asyncio.to_thread(validate_received, received, settings, executor())
         await service.emit(validated, cause=envelope)
         log.info(

@@ -103,16 +103,16 @@ def test_billing_accrues_closes_and_replays_identically(kafka_bootstrap: str, tm
     }
     run("billing", "grant", "add", "532281", "--by", "finance", "--note", "NNF balance", env=env)
 
-    # 24 samples of 84 GE = 2,016 GE in March; one of them delivered twice, with two ids
+    # 252 samples of 8 GE = 2,016 GE in March (no real sample reaches 10 GE); one of them delivered twice, with two ids
     regions = list(Region)
     march = [
         (
             indexed(
-                f"{run_id}-M{i}", region=regions[i % 5], department=f"D{i % 2}", received_at=MARCH, ge="84"
+                f"{run_id}-M{i}", region=regions[i % 5], department=f"D{i % 2}", received_at=MARCH, ge="8"
             ),
             f"{run_id}-m{i}",
         )
-        for i in range(24)
+        for i in range(252)
     ]
     march.append((march[0][0], f"{run_id}-m0-again"))
     others = [
@@ -132,7 +132,7 @@ def test_billing_accrues_closes_and_replays_identically(kafka_bootstrap: str, tm
     service.start()
     try:
         service.wait_http(port, "/readyz", timeout=90)
-        expected = {f"{run_id}-M{i}": "2019-03" for i in range(24)} | {
+        expected = {f"{run_id}-M{i}": "2019-03" for i in range(252)} | {
             f"{run_id}-EDGE": "2019-04",
             f"{run_id}-A1": "2019-04",
         }

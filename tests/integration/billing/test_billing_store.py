@@ -18,6 +18,7 @@ from services.billing.money import MICRO
 from services.billing.store import MIGRATIONS, BillingStore, CloseRefused, LedgerKind
 from shared.database import alembic_config, make_engine
 from shared.events import AnalysisType, Indexed, Region, SampleStatus
+from tests.ids import issued_id
 from tests.unit.billing.billing_factories import indexed
 
 FEB = datetime(2026, 2, 10, tzinfo=UTC)
@@ -238,6 +239,9 @@ def test_two_regions_samples_of_one_pseudonym_are_two_accruals(store: BillingSto
     ]
 
 
+OLD_ID = issued_id("sub-old")
+
+
 def test_the_upgrade_keeps_accruals_and_keys_them_by_region_and_pseudonym(billing_url: str) -> None:
     """From the previous head (pseudonym-only key), with an accrual in it, to the new key."""
     command.upgrade(alembic_config(billing_url, MIGRATIONS, "billing"), "0001_billing")
@@ -246,7 +250,7 @@ def test_the_upgrade_keeps_accruals_and_keys_them_by_region_and_pseudonym(billin
         conn.execute(
             text(
                 "INSERT INTO billing_accruals (sample_id, submission_id, region, department, analysis_type, "
-                "received_at, received_month, billed_month, ge_micro, event_id) VALUES ('S1', 'sub-old', "
+                f"received_at, received_month, billed_month, ge_micro, event_id) VALUES ('S1', '{OLD_ID}', "
                 "'hovedstaden', 'Rigshospitalet', 'WGS', '2026-01-15T12:00:00+00:00', '2026-01', '2026-01', "
                 "1500000, 'old')"
             )
@@ -268,13 +272,13 @@ def test_the_upgrade_keeps_accruals_and_keys_them_by_region_and_pseudonym(billin
             1_500_000,
         )
         assert (kept.accrual.submission_id, kept.accrual.event_id, kept.billed_month) == (
-            "sub-old",
+            OLD_ID,
             "old",
             "2026-01",
         )
         assert kept.accrual.received_at == datetime(2026, 1, 15, 12, tzinfo=UTC)
         assert accrue(store, indexed("S1", region=Region.SYDDANMARK), "south") is Outcome.ACCRUED
-        assert accrue(store, indexed("S1", ge="1.5", submission_id="sub-old"), "old") is Outcome.UNCHANGED
+        assert accrue(store, indexed("S1", ge="1.5", submission_id=OLD_ID), "old") is Outcome.UNCHANGED
         assert len(store.billed()) == 2
     finally:
         store.dispose()

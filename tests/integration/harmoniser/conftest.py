@@ -38,7 +38,7 @@ class Inputs:
 @pytest.fixture(scope="session")
 def harmoniser_inputs(genomhub_home: Path) -> Inputs:
     reference = get_settings().reference()
-    inbox = genomhub_home / "harmoniser-inbox"
+    inbox = get_settings().state_dir / "store" / "harmoniser-inbox"  # read only inside the archive
     small = simulate_paired_reads(reference, inbox / "small", prefix="H1", coverage=2, snps=20, seed=5)
     big = simulate_paired_reads(reference, inbox / "big", prefix="H2", coverage=12, snps=20, seed=6)
     broken = simulate_paired_reads(reference, inbox / "broken", prefix="H3", coverage=0.5, snps=5, seed=7)

@@ -22,6 +22,7 @@ from services.indexer.openapi import document
 from services.indexer.store import Catalogue
 from shared.auth import Tokens, token_hash
 from shared.http import make_web
+from tests.ids import issued_id
 from tests.support import free_port
 from tests.unit.indexer.factories import event, harmonised, submission, validated
 
@@ -81,7 +82,12 @@ def api(catalogue: Catalogue) -> Iterator[Api]:
 
 
 def test_every_route_needs_a_token_but_the_document(api: Api) -> None:
-    for path in ("/v1/samples", "/v1/samples/hovedstaden/S-0001", "/v1/submissions/sub-0001", "/v1/stats"):
+    for path in (
+        "/v1/samples",
+        "/v1/samples/hovedstaden/S-0001",
+        f"/v1/submissions/{issued_id('sub-0001')}",
+        "/v1/stats",
+    ):
         status, body = api.get(path, holder=None)
         assert status == 401, path
         assert "bearer" in body["error"]
@@ -97,7 +103,7 @@ def test_national_operator_sees_all_and_a_region_its_own(api: Api) -> None:
     status, body = api.get("/v1/samples?region=hovedstaden", holder="syddanmark")
     assert status == 403 and "syddanmark may not read hovedstaden" in body["error"]
     assert api.get("/v1/samples/hovedstaden/S-0001", holder="syddanmark")[0] == 404
-    assert api.get("/v1/submissions/sub-0001", holder="syddanmark")[0] == 404
+    assert api.get(f"/v1/submissions/{issued_id('sub-0001')}", holder="syddanmark")[0] == 404
     status, sample = api.get("/v1/samples/hovedstaden/S-0001", holder="hovedstaden")
     assert status == 200 and sample["status"] == "harmonised" and sample["region"] == "hovedstaden"
     # A pseudonym names a sample only with its region: hovedstaden's S-0001 is not syddanmark's.
@@ -117,8 +123,8 @@ def test_two_regions_samples_of_one_pseudonym_are_each_their_regions(api: Api) -
         assert status == 200 and sample["region"] == region, (region, sample)
         _, own = api.get("/v1/samples", holder=region)
         assert ("S-0001", region) in {(s["sample_id"], s["region"]) for s in own["items"]}
-    assert api.get("/v1/samples/hovedstaden/S-0001")[1]["submission_id"] == "sub-0001"
-    assert api.get("/v1/samples/syddanmark/S-0001")[1]["submission_id"] == "sub-0009"
+    assert api.get("/v1/samples/hovedstaden/S-0001")[1]["submission_id"] == issued_id("sub-0001")
+    assert api.get("/v1/samples/syddanmark/S-0001")[1]["submission_id"] == issued_id("sub-0009")
     _, everything = api.get("/v1/samples")
     assert [(s["region"], s["sample_id"]) for s in everything["items"]].count(("hovedstaden", "S-0001")) == 1
     assert len(everything["items"]) == 4
@@ -134,14 +140,14 @@ def test_rejections_are_visible_to_their_uploaders(api: Api) -> None:
     assert status == 200 and sample["status"] == "rejected" and sample["accepted"] is False
     problems = [p for f in sample["catalogue_files"] for p in f["problems"]]
     assert problems[0]["code"] == "fastq.truncated"
-    status, sub = api.get("/v1/submissions/sub-0002", holder="syddanmark")
+    status, sub = api.get(f"/v1/submissions/{issued_id('sub-0002')}", holder="syddanmark")
     assert status == 200
     assert [(t["type"], t["summary"]) for t in sub["timeline"]] == [("validated", "QC rejected")]
     assert len(sub["timeline"][0]["trace_id"]) == 32
 
 
 def test_metadata_only(api: Api) -> None:
-    for path in ("/v1/samples/hovedstaden/S-0001", "/v1/samples", "/v1/submissions/sub-0001"):
+    for path in ("/v1/samples/hovedstaden/S-0001", "/v1/samples", f"/v1/submissions/{issued_id('sub-0001')}"):
         _, body = api.get(path)
         text = json.dumps(body)
         assert "s3://" not in text and "secret" not in text and "Signature" not in text and "url" not in text
@@ -171,7 +177,7 @@ def test_bad_filters_are_422_naming_the_parameter(api: Api, query: str, paramete
 def test_unknown_parameters_are_refused_everywhere(api: Api) -> None:
     for path in (
         "/v1/samples/hovedstaden/S-0001?x=1",
-        "/v1/submissions/sub-0001?x=1",
+        f"/v1/submissions/{issued_id('sub-0001')}?x=1",
         "/v1/stats?month=2026-01",
     ):
         status, body = api.get(path)

@@ -121,7 +121,9 @@ def test_indexer_indexes_announces_dead_letters_and_replays_identically(
         submission(n, sample=f"S-{run_id}-{n}", received_at=t0 + timedelta(hours=n), region=region)
         for n, region in enumerate(["hovedstaden", "sjaelland", "syddanmark", "midtjylland"], start=1)
     ]
-    subs = [s.model_copy(update={"submission_id": f"{run_id}-{s.submission_id}"}) for s in subs]
+    from tests.ids import issued_id
+
+    subs = [s.model_copy(update={"submission_id": issued_id(f"{run_id}-{s.submission_id}")}) for s in subs]
     ids = {name: f"{run_id}-{name}" for name in ("rej", "acc3", "harm1", "fail2", "harm3", "acc4")}
     items: list[tuple[SubmissionEvent, str]] = [
         (validated(subs[0], "rejected"), ids["rej"]),

@@ -25,6 +25,7 @@ from services.indexer.store import (
 )
 from shared.database import alembic_config, make_engine
 from shared.events import Region, SampleStatus
+from tests.ids import issued_id
 from tests.unit.indexer.factories import T0, event, harmonised, submission, validated
 
 
@@ -117,7 +118,11 @@ def test_out_of_order_delivery_converges(catalogue_url: str) -> None:
         store.close()
     assert all(d == dumps[0] for d in dumps)
     sample = dumps[0]["catalogue_samples"][0]
-    assert (sample["submission_id"], sample["status"], sample["submissions"]) == ("sub-0002", "harmonised", 2)
+    assert (sample["submission_id"], sample["status"], sample["submissions"]) == (
+        issued_id("sub-0002"),
+        "harmonised",
+        2,
+    )
 
 
 def _fresh_postgres(url: str, n: int) -> Catalogue:

@@ -74,7 +74,9 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
 
     port = free_port()
     proc = Process(
-        genomhub("run", "validator"), tmp_path / "validator.log", env={"GENOMHUB_VALIDATOR_PORT": str(port)}
+        genomhub("run", "validator"),
+        tmp_path / "validator.log",
+        env={"GENOMHUB_VALIDATOR_PORT": str(port), "GENOMHUB_STORE": tmp_path.as_uri()},
     )
     proc.start()
     try:

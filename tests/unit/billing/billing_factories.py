@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from shared.events import AnalysisType, Indexed, Region, SampleStatus, Submission
+from tests.ids import issued_id
 
 
 def indexed(
@@ -22,7 +23,7 @@ def indexed(
 ) -> Indexed:
     return Indexed(
         submission=Submission(
-            submission_id=submission_id or f"sub-{sample_id}",
+            submission_id=issued_id(submission_id or f"sub-{sample_id}"),
             region=region,
             department=department,
             sample_id=sample_id,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 from shared.events import CheckedFile, FileRole, HarmonisationDecision, HarmonisationPolicy, Validated
+from tests.ids import issued_id
 
 
 def checked(path: Path, role: FileRole, detected_type: str, conforms: bool | None = None) -> CheckedFile:
@@ -39,7 +41,10 @@ def validated(
     return Validated.model_validate(
         {
             "submission": {
-                "submission_id": submission_id,
+                # a label becomes an id of the receiver's shape; an issued id stays as it is
+                "submission_id": submission_id
+                if re.fullmatch("[0-9a-f]{32}", submission_id)
+                else issued_id(submission_id),
                 "region": "midtjylland",
                 "department": "Aarhus UH MOMA",
                 "sample_id": sample,

@@ -17,6 +17,7 @@ from services.harmoniser.local import LocalBackend
 from services.harmoniser.runner import JobRunner
 from shared.events import FileRole, HarmonisationPolicy, Harmonised, Validated
 from shared.synthetic import simulate_paired_reads
+from tests.ids import issued_id
 from tests.unit.harmoniser.factory import checked, validated
 
 
@@ -89,14 +90,16 @@ async def test_a_failing_run_is_retried_then_reported_failed_with_its_log(
     files = [checked(p, FileRole.RAW_READS, "fastq") for p in broken_pair(tmp_path / "in", reference)]
     enqueue(
         runner,
-        validated("sub-fail", "B1", files, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True),
+        validated(
+            issued_id("sub-fail"), "B1", files, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True
+        ),
     )
     await run_until(runner, emit, 1)
     [(_job, event)] = emit.events
     assert event.status == "failed" and event.attempts == 2 and event.outputs == []
     assert "MAPPING_MARKDUPLICATES (B1) exited with status" in event.log_tail
     assert "paired reads have different names" in event.log_tail  # bwa's own words
-    stored = runner.store.get("sub-fail")
+    stored = runner.store.get(issued_id("sub-fail"))
     assert stored is not None and stored.state == "failed" and stored.emitted and stored.attempts == 2
 
 
@@ -109,7 +112,7 @@ async def test_passthrough_only_registers_clinical_output_in_place(
     vcf.write_bytes(gzip.compress(b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"))
     files = [checked(vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True)]
     event = validated(
-        "sub-national",
+        issued_id("sub-national"),
         "N1",
         files,
         HarmonisationPolicy.NATIONAL,
@@ -137,7 +140,7 @@ async def test_restart_kills_the_orphan_and_relaunches_once(
     enqueue(
         runner,
         validated(
-            "sub-r",
+            issued_id("sub-r"),
             "R1",
             files,
             HarmonisationPolicy.NATIONAL,
@@ -147,13 +150,13 @@ async def test_restart_kills_the_orphan_and_relaunches_once(
     )
     claimed = runner.store.claim()
     assert claimed is not None and claimed.state == "running"
-    rundir = runner.rundir("sub-r")
+    rundir = runner.rundir(issued_id("sub-r"))
     rundir.mkdir(parents=True)
     orphan = subprocess.Popen(["sleep", "120"], cwd=rundir, start_new_session=True)
-    runner.store.set_pgid("sub-r", orphan.pid)
+    runner.store.set_pgid(issued_id("sub-r"), orphan.pid)
 
     restarted = make_runner(tmp_path, reference, harmoniser_cache, emit)  # a new process's runner
-    assert await restarted.recover() == ["sub-r"]
+    assert await restarted.recover() == [issued_id("sub-r")]
     assert orphan.wait(10) != 0
     assert not psutil.pid_exists(orphan.pid) or psutil.Process(orphan.pid).status() == psutil.STATUS_ZOMBIE
     await run_until(restarted, emit, 1)

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.indexer.catalogue import CatalogueEvent
 from shared.events import Harmonised, Submission, Validated
+from tests.ids import issued_id
 
 T0 = datetime(2026, 1, 31, 23, 30, tzinfo=UTC)  # 1 February 00:30 in Copenhagen
 
@@ -27,7 +28,7 @@ def submission(
     department: str = "Rigshospitalet",
 ) -> Submission:
     return Submission(
-        submission_id=f"sub-{n:04d}",
+        submission_id=issued_id(f"sub-{n:04d}"),
         region=region,
         department=department,
         sample_id=sample or f"S-{n:04d}",

@@ -137,3 +137,17 @@ def test_registration_payload() -> None:
     with pytest.raises(MetadataError) as caught:
         parse_registration({"files": [{"name": "R1", "url": "file:///inbox/sjaelland/R1"}]}, inbox)
     assert caught.value.field == "files[0].url"
+
+
+@pytest.mark.parametrize("field", ["department", "platform"])
+@pytest.mark.parametrize("value", ["Rigs\nhospitalet", "Rigs\x00hospitalet", "ILLUMINA\x1b[2J"])
+def test_typed_text_holds_no_control_characters(field: str, value: str) -> None:
+    error = refused(payload(**{field: value}))
+    assert (error.code, error.field) == ("invalid", field)
+
+
+@pytest.mark.parametrize("pseudonym", [".", "..", ".x", "-x", "_x"])
+@pytest.mark.parametrize("field", ["sample_id", "patient_id"])
+def test_a_pseudonym_is_one_plain_path_segment(field: str, pseudonym: str) -> None:
+    error = refused(payload(**{field: pseudonym}))
+    assert (error.code, error.field) == ("invalid", field)

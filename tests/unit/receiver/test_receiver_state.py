@@ -7,6 +7,7 @@ from pathlib import Path
 from services.receiver.metadata import parse_submission
 from services.receiver.state import SubmissionStore
 from shared.events import FileRole, StoredFile
+from tests.ids import issued_id
 
 META = parse_submission(
     {
@@ -67,15 +68,15 @@ def test_copy_in_sample_finds_identical_bytes_of_the_same_sample_only(tmp_path: 
 
 def test_seal_keeps_its_first_time_and_tracks_emission(tmp_path: Path) -> None:
     store = SubmissionStore(f"sqlite:///{tmp_path / 'r.db'}")
-    store.create("a", META, "syddanmark", None, None)
+    store.create(issued_id("a"), META, "syddanmark", None, None)
     for name in ("R1.fastq.gz", "x.cram"):
-        store.complete_file("a", stored(name))
-    first = store.seal("a", "event-1")
-    second = store.seal("a", "event-1")
+        store.complete_file(issued_id("a"), stored(name))
+    first = store.seal(issued_id("a"), "event-1")
+    second = store.seal(issued_id("a"), "event-1")
     assert first.sealed_at is not None and first.sealed_at == second.sealed_at
     assert first.sealed_at.tzinfo is not None
-    assert store.sealed_not_emitted() == ["a"]
-    store.mark_emitted("a")
+    assert store.sealed_not_emitted() == [issued_id("a")]
+    store.mark_emitted(issued_id("a"))
     assert store.sealed_not_emitted() == []
     submission = first.submission()
     assert submission.received_at == first.sealed_at

@@ -11,6 +11,7 @@ import pytest
 
 from shared.envelope import UndecodableEvent, decode, derive_id, encode
 from shared.events import EVENT_MODELS, Event, FileReceived, Indexed, render_schema
+from tests.ids import issued_id
 
 
 @pytest.mark.parametrize("model", EVENT_MODELS, ids=lambda m: m.event_name)
@@ -24,7 +25,7 @@ def test_checked_in_schema_matches_the_model(model: type[Event]) -> None:
 
 def submission() -> dict[str, object]:
     return {
-        "submission_id": "sub-1",
+        "submission_id": issued_id("sub-1"),
         "region": "syddanmark",
         "department": "OUH",
         "sample_id": "S-1",

@@ -9,11 +9,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared.events import SAMPLE_KEY_SEPARATOR, FileReceived, Region, Submission, sample_key
+from tests.ids import issued_id
 
 
 def submission(region: Region, sample_id: str) -> Submission:
     return Submission(
-        submission_id="sub-1",
+        submission_id=issued_id("sub-1"),
         region=region,
         department="OUH",
         sample_id=sample_id,

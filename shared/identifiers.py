@@ -1,0 +1,140 @@
+"""Danish CPR numbers: the direct identifier that must never reach the catalogue or billing.
+
+The one CPR guard of genomhub. The receiver asks it of everything a region types, and every
+consumer asks it again of every identifier and free-text field of every event it decodes
+(``shared/events.py``), because the catalogue may leave NGC and a producer on the bus is not
+necessarily the receiver.
+
+People do not type a CPR number the way the CPR office prints it. A spreadsheet turns the
+hyphen into an en dash or a minus sign, a word processor glues the two halves with a
+non-breaking space, a copy from a web page carries zero-width spaces or soft hyphens, and
+some write ``12-03-85-1234``, ``120385_1234``, ``12.03.85 1234`` or digits of another script
+(full-width, Arabic-Indic). So the text is first normalised: Unicode NFKC, every digit of any
+script read as its value, and invisible characters (format characters such as the zero-width
+space and the soft hyphen, combining marks) dropped, since a reader sees the digits on
+either side as one run. It is then cut into *digit groups*: runs of digits, where a visible
+separator (a space, a dash, any punctuation, a mathematical sign, a control character) ends
+a group but keeps the next one in the same *cluster*, and any other character (a letter, a
+symbol) ends the cluster.
+
+A CPR number is found where consecutive groups of one cluster have the shape people give
+one: ten digits, broken (if at all) only after the day, the month or the year, never inside
+the four serial digits; and where the six date digits are a real date in the century the seventh digit implies (the CPR office's rule): ``290200-4xxx``
+(29 February 2000) is one, ``290200-1xxx`` (1900 was no leap year) is not. The shape is what
+keeps timestamps apart: ``2026-12-01_20-15-30`` holds the ten digits ``1201201530``, a
+valid date read as DDMMYY, but in five pairs, which is how clocks are written, not CPR
+numbers.
+
+A digit run longer than ten with nothing inside it is a lab barcode, not a CPR number, and
+is left alone: candidates start and end on group boundaries, so an unbroken run never
+yields one. Separators end that exemption: ``0101901234-7`` and ``7 120385-1234`` hold a
+CPR number and a stray digit, because a barcode is never printed with a dash inside it.
+
+The value found is never echoed back or logged: only the field's name is reported.
+"""
+
+from __future__ import annotations
+
+import calendar
+import unicodedata
+from collections.abc import Iterable, Iterator
+
+CPR_DIGITS = 10
+
+_INVISIBLE_CATEGORIES = ("Cf", "M")
+"""Dropped before grouping: format characters (zero-width space and joiners, soft hyphen,
+BOM, word joiner) and combining marks, which a reader does not see between two digits."""
+_SEPARATOR_CATEGORIES = ("Z", "C", "P", "Sm", "Sk")
+"""Unicode categories that separate digit groups without ending a cluster: spaces (Z*),
+control characters (Cc), all punctuation (P*: dashes, underscore, dot, slash, brackets), and
+mathematical and modifier signs (Sm, Sk: the minus sign, ``+``, ``~``)."""
+TYPED_BREAKS = frozenset({2, 4, 6})
+"""Where people break a CPR number when they type it: after the day, the month, the year.
+``12-03-85-1234``, ``1203-851234`` and ``120385 1234`` all break there; never inside the
+serial digits, which is what a clock's ``12-01-20-15-30`` does."""
+
+
+def century(year2: int, seventh: int) -> int:
+    """The century of a CPR number's two-digit year, from its seventh digit."""
+    if seventh <= 3:
+        return 1900
+    if seventh in (4, 9):
+        return 2000 if year2 <= 36 else 1900
+    return 2000 if year2 <= 57 else 1800
+
+
+def is_cpr_date(day: int, month: int, year2: int, seventh: int) -> bool:
+    """Whether DDMMYY is a calendar date in the century the seventh digit implies."""
+    if not 1 <= month <= 12:
+        return False
+    year = century(year2, seventh) + year2
+    return 1 <= day <= calendar.monthrange(year, month)[1]
+
+
+def is_cpr(digits: str) -> bool:
+    """Whether ten ASCII digits are a CPR number: a real date, then four digits."""
+    if len(digits) != CPR_DIGITS or not digits.isascii() or not digits.isdigit():
+        return False
+    return is_cpr_date(int(digits[0:2]), int(digits[2:4]), int(digits[4:6]), int(digits[6]))
+
+
+def _separates(char: str) -> bool:
+    return unicodedata.category(char).startswith(_SEPARATOR_CATEGORIES)
+
+
+def _invisible(char: str) -> bool:
+    return unicodedata.category(char).startswith(_INVISIBLE_CATEGORIES)
+
+
+def digit_clusters(text: str) -> list[list[str]]:
+    """The text's digit groups (ASCII digits), clustered as described in the module docstring."""
+    clusters: list[list[str]] = []
+    cluster: list[str] = []
+    group: list[str] = []
+    for char in unicodedata.normalize("NFKC", text):
+        value = unicodedata.digit(char, None)
+        if value is not None:
+            group.append(str(value))
+            continue
+        if _invisible(char):
+            continue
+        if group:
+            cluster.append("".join(group))
+            group = []
+        if not _separates(char) and cluster:
+            clusters.append(cluster)
+            cluster = []
+    if group:
+        cluster.append("".join(group))
+    if cluster:
+        clusters.append(cluster)
+    return clusters
+
+
+def candidates(text: str) -> Iterator[str]:
+    """Every run of consecutive digit groups in ``text`` shaped like a typed CPR number:
+    ten digits in all, broken (if at all) only at :data:`TYPED_BREAKS`."""
+    for cluster in digit_clusters(text):
+        for start in range(len(cluster)):
+            digits = ""
+            for group in cluster[start:]:
+                if digits and len(digits) not in TYPED_BREAKS:
+                    break
+                digits += group
+                if len(digits) >= CPR_DIGITS:
+                    break
+            if len(digits) == CPR_DIGITS:
+                yield digits
+
+
+def contains_cpr(text: str) -> bool:
+    """Whether ``text`` holds something that looks like a Danish CPR number, however typed."""
+    return any(is_cpr(digits) for digits in candidates(text))
+
+
+def first_direct_identifier(fields: Iterable[tuple[str, str]]) -> str | None:
+    """The name of the first field whose value looks like a CPR number, if any."""
+    for name, value in fields:
+        if contains_cpr(value):
+            return name
+    return None

@@ -1,0 +1,353 @@
+"""Hostile records on the real topics: a compromised producer writes what no service would.
+
+Each record carries proper CloudEvents headers and JSON that fits the event's shape, but is
+impossible (issue 12, items 2 and 3): a filesystem path as the submission id, a file outside
+the archive, a billion genome equivalents, a receipt in 1900 or in 9999, CPR-like ids. The
+real validator, harmoniser, indexer and billing consume them; each must land in the topic's DLQ with its
+own code, and nothing may change: no folder removed, no file read, no job queued, no
+catalogue row, no accrual. A good record sent after the hostile ones shows that the consumer went on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from services.billing.store import BillingStore
+from services.harmoniser.jobs import JobStore
+from services.indexer.store import Catalogue
+from shared.bus import partitions_of
+from shared.config import get_settings
+from shared.envelope import encode, normalise_headers
+from shared.events import Event, FileReceived, Harmonised, Indexed, Validated
+from shared.topics import OPERATOR, SUBSCRIPTIONS, consumer_group, dlq_name, emitter_of, topic_name
+from tests.ids import issued_id
+from tests.support import Process, free_port, genomhub, kafka, records, wait_for
+from tests.unit.billing.billing_factories import indexed
+from tests.unit.indexer.factories import harmonised, submission, validated
+
+Hostile = tuple[str, dict[str, Any], str]
+"""(event id, the record's JSON data, the dead-letter code it must get)."""
+
+
+async def write_as_compromised_service(
+    bootstrap: str, model: type[Event], items: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
+) -> None:
+    """Produce raw records to ``model``'s topic with the credentials of the service that
+    writes it: a compromised service, which the broker's ACLs let through to that topic."""
+    producer = kafka(emitter_of(model), bootstrap).producer(acks="all")
+    await producer.start()
+    try:
+        for key, value, headers in items:
+            await producer.send_and_wait(topic_name(model), value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def _committed(bootstrap: str, service: str) -> dict[TopicPartition, int]:
+    admin = kafka(OPERATOR, bootstrap).admin()
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(consumer_group(service))
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def _commit(bootstrap: str, service: str, offsets: dict[TopicPartition, int]) -> None:
+    operator = kafka(OPERATOR, bootstrap)
+    parts = [
+        tp for model in SUBSCRIPTIONS[service] for tp in await partitions_of(operator, topic_name(model))
+    ]
+    consumer = operator.consumer(group_id=consumer_group(service), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(parts)
+        await consumer.commit({tp: OffsetAndMetadata(offsets.get(tp, 0), "") for tp in parts})
+    finally:
+        await consumer.stop()
+
+
+class GroupPosition:
+    """A service's consumer group put back where it was, so the suites that share the broker
+    and compare a replay with a first run see the topics as if this suite had not run."""
+
+    def __init__(self, bootstrap: str, service: str) -> None:
+        self.bootstrap, self.service = bootstrap, service
+        self.before: dict[TopicPartition, int] = {}
+
+        def read() -> bool:
+            try:
+                self.before = asyncio.run(_committed(bootstrap, service))
+            except KafkaError:  # a new broker elects its group coordinator first
+                return False
+            return True
+
+        wait_for(read, timeout=60, what=f"the {service} group's offsets")
+
+    def restore(self) -> None:
+        def put_back() -> bool:
+            try:
+                asyncio.run(_commit(self.bootstrap, self.service, self.before))
+            except KafkaError:  # the stopped service's membership has not expired yet
+                return False
+            return True
+
+        wait_for(put_back, timeout=60, what=f"the {self.service} group to take back its offsets")
+
+
+def send_hostile(bootstrap: str, template: Event, hostile: list[Hostile]) -> None:
+    """Each hostile payload under the headers of ``template``'s type, with its own event id."""
+    items = []
+    for event_id, data, _ in hostile:
+        headers, _ = encode(template, event_id=event_id, source="/genomhub/compromised")
+        key = str(data.get("submission", {}).get("sample_id", "hostile")).encode()
+        items.append((key, json.dumps(data).encode(), headers))
+    asyncio.run(write_as_compromised_service(bootstrap, type(template), items))
+
+
+def dead_letter_codes(bootstrap: str, model: type[Event], ids: set[str]) -> dict[str, str]:
+    found = {}
+    for record in records(bootstrap, dlq_name(topic_name(model))):
+        headers = dict(normalise_headers(record.headers))
+        event_id = headers.get("ce_id", b"").decode()
+        if event_id in ids:
+            found[event_id] = headers["genomhub_dlq_code"].decode()
+    return found
+
+
+def expect_dead_letters(bootstrap: str, model: type[Event], hostile: list[Hostile]) -> None:
+    wanted = {event_id: code for event_id, _, code in hostile}
+    found = wait_for(
+        lambda: (
+            codes if len(codes := dead_letter_codes(bootstrap, model, set(wanted))) == len(wanted) else None
+        ),
+        timeout=90,
+        what=f"{len(wanted)} dead letters on {dlq_name(topic_name(model))}",
+    )
+    assert found == wanted
+
+
+def data(event: Event, **submission: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(event.model_dump_json())
+    if "submission" in out:
+        out["submission"].update(submission)
+    return out
+
+
+def test_a_path_as_submission_id_or_a_file_outside_the_archive_reaches_no_folder(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    # Short enough for the old 64-character id rule: the old harmoniser queued it as a job.
+    victim = Path(tempfile.mkdtemp(prefix="victim-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(victim, ignore_errors=True))
+    (victim / "keep.txt").write_text("must survive")
+    runs = get_settings().state_dir / "harmoniser" / "runs"
+    sub = submission(1, sample=f"S-{run_id}-H").model_copy(update={"submission_id": issued_id(run_id + "h")})
+    accepted = validated(sub, "accepted")
+    escaped = data(accepted)
+    escaped["files"][0]["url"] = "file:///etc/passwd"
+    hostile: list[Hostile] = [
+        (f"{run_id}-abs", data(accepted, submission_id=str(victim)), "unsafe_id"),
+        (f"{run_id}-up", data(accepted, submission_id=f"../../../../{victim.relative_to('/')}"), "unsafe_id"),
+        (f"{run_id}-dotdot", data(accepted, sample_id=".."), "unsafe_id"),
+        (f"{run_id}-etc", escaped, "outside_archive"),
+    ]
+    send_hostile(kafka_bootstrap, accepted, hostile)
+
+    position = GroupPosition(kafka_bootstrap, "harmoniser")
+    request.addfinalizer(position.restore)
+    port = free_port()
+    proc = Process(
+        genomhub("run", "harmoniser"), tmp_path / "harmoniser.log", {"GENOMHUB_HARMONISER_PORT": str(port)}
+    )
+    proc.start()
+    try:
+        proc.wait_http(port)
+        expect_dead_letters(kafka_bootstrap, Validated, hostile)
+    finally:
+        proc.stop()
+    assert (victim / "keep.txt").read_text() == "must survive"
+    assert JobStore.under(get_settings().state_dir).get(sub.submission_id) is None, "no job was queued"
+    assert not (runs / sub.submission_id).exists()
+
+
+def test_impossible_events_never_reach_the_catalogue(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    subs = [
+        submission(n, sample=f"S-{run_id}-{n}").model_copy(
+            update={"submission_id": issued_id(f"{run_id}-{n}")}
+        )
+        for n in range(1, 7)
+    ]
+    billion = data(validated(subs[0], "rejected"))
+    billion["genome_equivalents"] = "1000000000"
+    hostile_validated: list[Hostile] = [
+        (f"{run_id}-ge", billion, "impossible_genome_equivalents"),
+        (
+            f"{run_id}-1900",
+            data(validated(subs[1], "rejected"), received_at="1900-01-15T10:00:00Z"),
+            "impossible_time",
+        ),
+        (
+            f"{run_id}-cpr",
+            data(validated(subs[2], "rejected"), patient_id="120385-1234"),
+            "direct_identifier",
+        ),
+    ]
+    hostile_harmonised: list[Hostile] = [
+        (f"{run_id}-9999", data(harmonised(subs[3]), received_at="9999-12-15T10:00:00Z"), "impossible_time"),
+        (
+            f"{run_id}-cprs",
+            data(harmonised(subs[4]), sample_id="S-12\u201303\u201385-1234"),
+            "direct_identifier",
+        ),
+    ]
+    send_hostile(kafka_bootstrap, validated(subs[0]), hostile_validated)
+    send_hostile(kafka_bootstrap, harmonised(subs[3]), hostile_harmonised)
+    good = validated(subs[5], "rejected")
+    send_hostile(kafka_bootstrap, good, [(f"{run_id}-good", data(good), "")])
+
+    position = GroupPosition(kafka_bootstrap, "indexer")
+    request.addfinalizer(position.restore)
+    url = f"sqlite:///{tmp_path / 'catalogue.sqlite'}"
+    port = free_port()
+    env = {"GENOMHUB_CATALOGUE_URL": url, "GENOMHUB_INDEXER_PORT": str(port)}
+    proc = Process(genomhub("run", "indexer"), tmp_path / "indexer.log", env)
+    proc.start()
+    try:
+        proc.wait_http(port, "/readyz", timeout=90)
+        expect_dead_letters(kafka_bootstrap, Validated, hostile_validated)
+        expect_dead_letters(kafka_bootstrap, Harmonised, hostile_harmonised)
+        catalogue = Catalogue(url)
+        try:
+            wait_for(lambda: subs[5].submission_id in json.dumps(catalogue.dump()), what="the good record")
+            dump = json.dumps(catalogue.dump())
+        finally:
+            catalogue.close()
+    finally:
+        proc.stop()
+    for sub in subs[:5]:
+        assert sub.submission_id not in dump and sub.sample_id not in dump
+    assert "120385-1234" not in dump
+
+
+def test_impossible_events_are_never_billed(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    jan = datetime(2026, 1, 15, 12, tzinfo=UTC)
+    template = indexed(f"{run_id}-T", received_at=jan)
+    hostile: list[Hostile] = [
+        (
+            f"{run_id}-ge",
+            {**data(template), "genome_equivalents": "1000000000"},
+            "impossible_genome_equivalents",
+        ),
+        (f"{run_id}-1900", data(template, received_at="1900-01-15T10:00:00Z"), "impossible_time"),
+        (f"{run_id}-9999", data(template, received_at="9999-12-15T10:00:00Z"), "impossible_time"),
+        (f"{run_id}-cprs", data(template, sample_id="0101901234"), "direct_identifier"),
+        (f"{run_id}-cprp", data(template, patient_id="P-01.01.90-1234"), "direct_identifier"),
+        (f"{run_id}-dept", data(template, department="Genetik 010190\u00a01234"), "direct_identifier"),
+        (f"{run_id}-sid", data(template, submission_id="/var/lib/genomhub"), "unsafe_id"),
+    ]
+    send_hostile(kafka_bootstrap, template, hostile)
+    good = indexed(f"{run_id}-GOOD", received_at=jan, ge="1.5")
+    send_hostile(kafka_bootstrap, good, [(f"{run_id}-good", data(good), "")])
+
+    position = GroupPosition(kafka_bootstrap, "billing")
+    request.addfinalizer(position.restore)
+    url = f"sqlite:///{tmp_path / 'billing.sqlite'}"
+    port = free_port()
+    env = {"GENOMHUB_BILLING_URL": url, "GENOMHUB_BILLING_PORT": str(port)}
+    proc = Process(genomhub("run", "billing"), tmp_path / "billing.log", env)
+    proc.start()
+    try:
+        proc.wait_http(port, "/readyz", timeout=90)
+        expect_dead_letters(kafka_bootstrap, Indexed, hostile)
+
+        def billed() -> list[Any]:
+            store = BillingStore(url, migrate=False)
+            try:
+                return store.billed()
+            finally:
+                store.dispose()
+
+        wait_for(
+            lambda: any(b.accrual.sample_id == good.submission.sample_id for b in billed()),
+            what="the good one",
+        )
+    finally:
+        proc.stop()
+    accruals = billed()
+    assert not {template.submission.sample_id, "0101901234"} & {b.accrual.sample_id for b in accruals}
+    assert not {b.accrual.submission_id for b in accruals} & {
+        template.submission.submission_id,
+        "/var/lib/genomhub",
+    }
+    assert not [b for b in accruals if b.billed_month < "2019-01" or b.billed_month > "2026-12"]
+
+
+def test_the_validator_reads_no_file_outside_the_archive(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    template = FileReceived.model_validate(
+        {
+            "submission": submission(1, sample=f"S-{run_id}-V").model_copy(
+                update={"submission_id": issued_id(run_id + "v")}
+            ),
+            "files": [
+                {
+                    "name": "R1.fastq.gz",
+                    "role": "raw_reads",
+                    "url": f"{get_settings().store_url}/syddanmark/S-{run_id}-V/R1.fastq.gz",
+                    "size": 1,
+                    "sha256": "a" * 64,
+                    "md5": "b" * 32,
+                }
+            ],
+        }
+    )
+    outside = data(template)
+    outside["files"][0]["url"] = "file:///etc/passwd"
+    climbing = data(template)
+    climbing["files"][0]["url"] = f"{get_settings().store_url}/../../../../etc/passwd"
+    hostile: list[Hostile] = [
+        (f"{run_id}-passwd", outside, "outside_archive"),
+        (f"{run_id}-climb", climbing, "unsafe_id"),
+    ]
+    send_hostile(kafka_bootstrap, template, hostile)
+
+    position = GroupPosition(kafka_bootstrap, "validator")
+    request.addfinalizer(position.restore)
+    port = free_port()
+    proc = Process(
+        genomhub("run", "validator"), tmp_path / "validator.log", {"GENOMHUB_VALIDATOR_PORT": str(port)}
+    )
+    proc.start()
+    try:
+        proc.wait_http(port)
+        expect_dead_letters(kafka_bootstrap, FileReceived, hostile)
+    finally:
+        proc.stop()
+    subject = template.submission.submission_id.encode()
+    assert not [
+        r
+        for r in records(kafka_bootstrap, topic_name(Validated))
+        if dict(normalise_headers(r.headers)).get("ce_subject") == subject
+    ], "nothing was validated"
