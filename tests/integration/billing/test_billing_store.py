@@ -240,6 +240,7 @@ def test_two_regions_samples_of_one_pseudonym_are_two_accruals(store: BillingSto
 
 
 OLD_ID = issued_id("sub-old")
+"""The id the billing factories issue for the label "sub-old"."""
 
 
 def test_the_upgrade_keeps_accruals_and_keys_them_by_region_and_pseudonym(billing_url: str) -> None:
@@ -278,7 +279,7 @@ def test_the_upgrade_keeps_accruals_and_keys_them_by_region_and_pseudonym(billin
         )
         assert kept.accrual.received_at == datetime(2026, 1, 15, 12, tzinfo=UTC)
         assert accrue(store, indexed("S1", region=Region.SYDDANMARK), "south") is Outcome.ACCRUED
-        assert accrue(store, indexed("S1", ge="1.5", submission_id=OLD_ID), "old") is Outcome.UNCHANGED
+        assert accrue(store, indexed("S1", ge="1.5", submission_id="sub-old"), "old") is Outcome.UNCHANGED
         assert len(store.billed()) == 2
     finally:
         store.dispose()
