@@ -52,6 +52,4 @@ def test_up_runs_every_service_shows_status_and_stops_cleanly(tmp_path: Path) ->
     assert not [p for p in pids if pid_alive(p)], "every service stopped with the stack"
     broker = tmp_path / "home" / "kafka" / "broker.json"
     assert broker.exists()
-    assert not pid_alive(int(json.loads(broker.read_text())["pid"])), (
-        "the broker it started stopped too"
-    )
+    assert not pid_alive(int(json.loads(broker.read_text())["pid"])), "the broker it started stopped too"
