@@ -118,6 +118,11 @@ def _add_trace_ids(
     return event_dict
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger on the current ``sys.stderr``, looked up per logger (none is cached)."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.processors.add_log_level,
@@ -148,7 +153,7 @@ def setup(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=PROCESSORS,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)

@@ -139,3 +139,40 @@ def assert_error_body(body: bytes | str, status: int) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(body)
     assert set(doc) == {"status", "error", "problems", "detail"}, doc
     return doc
+
+
+def serve_app(app: Any) -> Any:
+    """An aiohttp application on a real loopback socket, served as the services serve it
+    (``shared.http.ServiceRunner``) by its own event loop in a thread; yields its base URL."""
+    import threading
+    from contextlib import contextmanager
+
+    from shared.http import ServiceRunner
+
+    @contextmanager
+    def serving() -> Any:
+        port = free_port()
+        loop = asyncio.new_event_loop()
+        runner = ServiceRunner(app)
+        started = threading.Event()
+
+        def run() -> None:
+            from aiohttp import web
+
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+            started.set()
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        assert started.wait(10), "the application did not start"
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+
+    return serving()

@@ -9,7 +9,12 @@ Routes (every one behind the shared bearer-token middleware; a region acts only 
     HEAD /v1/submissions/{id}/files/{name}     Upload-Offset, Upload-Complete (?1 / ?0)
     PUT  /v1/submissions/{id}/files/{name}     the bytes; Upload-Offset or Content-Range resumes
     POST /v1/submissions/{id}/register         copy files from the region's inbox URL
-    POST /v1/submissions/{id}/seal             all files complete -> one file-received event
+    POST /v1/submissions/{id}/seal             all files complete -> one file-received event (a
+                                               later seal answers the same and emits nothing)
+    GET  /openapi.json                         the OpenAPI 3.1 document (public)
+
+Another region's submission is answered as an unknown one (404, the same body), and every
+error in the one body of ``shared.http``.
 
 Each submission is one trace: POST opens a span whose context is stored with the submission,
 and every PUT, register and seal continues it, so the event the seal emits carries the trace
@@ -29,6 +34,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from services.receiver import archive
 from services.receiver.archive import Layout, OffsetMismatch, PartialUpload
 from services.receiver.metadata import MetadataError, file_name_problem, parse_registration, parse_submission
+from services.receiver.openapi import document
 from services.receiver.ranges import BadRange, placement
 from services.receiver.state import (
     FileState,
@@ -47,6 +53,7 @@ log = telemetry.get_logger(__name__)
 
 Emit = Callable[[FileReceived, str], Awaitable[str]]
 NO_STORE = {"Cache-Control": "no-store"}
+OPENAPI_PATH = "/openapi.json"
 SEAL_LOCK = "/seal"
 """The lock name that serialises a submission's seals; a file name cannot contain '/'."""
 
@@ -120,6 +127,12 @@ class ReceiverApi:
         app.router.add_put("/v1/submissions/{id}/files/{name}", self.put)
         app.router.add_post("/v1/submissions/{id}/register", self.register)
         app.router.add_post("/v1/submissions/{id}/seal", self.seal)
+        spec = document()
+
+        async def openapi(_: web.Request) -> web.Response:
+            return web.json_response(spec)
+
+        app.router.add_get(OPENAPI_PATH, openapi)
 
     # -- helpers ---------------------------------------------------------------------
     async def _submission(self, request: web.Request) -> SubmissionState:
