@@ -28,16 +28,27 @@ def safe_cell(value: Any) -> Any:
 
 
 class SafeDictWriter:
-    """``csv.DictWriter`` whose every cell goes through :func:`safe_cell`."""
+    """``csv.DictWriter`` whose every cell goes through :func:`safe_cell`, and whose rows
+    stay rows: a row with a line break in a cell is written with every cell quoted.
+
+    Python's writer (3.11) quotes a cell only for the characters of its own line terminator,
+    so with ``"\n"`` a cell holding a bare CR went out unquoted and a spreadsheet read a new
+    row there: a department could forge a line of the statement.
+    """
 
     def __init__(self, handle: IO[str], fieldnames: Iterable[str], **options: Any) -> None:
-        self._writer = csv.DictWriter(handle, fieldnames=list(fieldnames), **options)
+        names = list(fieldnames)
+        self._fieldnames = names
+        self._writer = csv.DictWriter(handle, fieldnames=names, **options)
+        self._quoted = csv.DictWriter(handle, fieldnames=names, **{**options, "quoting": csv.QUOTE_ALL})
 
     def writeheader(self) -> None:
-        self._writer.writerow({name: safe_cell(name) for name in self._writer.fieldnames})
+        self.writerow({name: name for name in self._fieldnames})
 
     def writerow(self, row: Mapping[str, Any]) -> None:
-        self._writer.writerow({key: safe_cell(value) for key, value in row.items()})
+        cells = {key: safe_cell(value) for key, value in row.items()}
+        breaks = any(isinstance(v, str) and ("\r" in v or "\n" in v) for v in cells.values())
+        (self._quoted if breaks else self._writer).writerow(cells)
 
     def writerows(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
