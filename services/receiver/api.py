@@ -75,8 +75,7 @@ def error(
 
 def metadata_error(exc: MetadataError) -> web.HTTPException:
     """422 naming the refused field; never the value, which may be a CPR number."""
-    title = "direct identifier" if exc.code == "direct_identifier" else "invalid metadata"
-    return error(422, title, field=exc.field, message=exc.message, code=exc.code)
+    return error(422, exc.title, field=exc.field, message=exc.message, code=exc.code)
 
 
 def file_json(f: FileState, *, deduplicated: bool | None = None) -> dict[str, Any]:
