@@ -119,8 +119,12 @@ def _add_trace_ids(
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
-    """A logger on the current ``sys.stderr``, looked up per logger (none is cached)."""
-    return structlog.PrintLogger(sys.stderr)
+    """A logger on the process's own standard error (file descriptor 2).
+
+    ``sys.__stderr__`` rather than ``sys.stderr``: faust's worker replaces ``sys.stderr``
+    with a proxy into its own logging once it starts, and a test's capture replaces it too.
+    """
+    return structlog.PrintLogger(sys.__stderr__ or sys.stderr)
 
 
 PROCESSORS: list[Any] = [

@@ -24,6 +24,7 @@ the upload started.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -54,6 +55,8 @@ log = telemetry.get_logger(__name__)
 Emit = Callable[[FileReceived, str], Awaitable[str]]
 NO_STORE = {"Cache-Control": "no-store"}
 OPENAPI_PATH = "/openapi.json"
+ISSUED_ID = re.compile(r"[0-9a-f]{32}")
+"""The shape of the submission ids the receiver issues (``uuid.uuid4().hex``)."""
 SEAL_LOCK = "/seal"
 """The lock name that serialises a submission's seals; a file name cannot contain '/'."""
 
@@ -141,7 +144,14 @@ class ReceiverApi:
         same body): a 403 would tell a region which ids exist.
         """
         principal = principal_of(request)
-        state = await asyncio.to_thread(self.store.get, request.match_info["id"])
+        submission_id = request.match_info["id"]
+        # Ids are what create() issues (uuid4 hex); any other cannot exist and never reaches
+        # the database (PostgreSQL refuses a NUL in a string with an error, not a miss).
+        state = (
+            await asyncio.to_thread(self.store.get, submission_id)
+            if ISSUED_ID.fullmatch(submission_id)
+            else None
+        )
         if state is None or not principal.may_act_for(state.region):
             raise error(404, "no such submission")
         telemetry.bind(submission_id=state.submission_id)

@@ -148,3 +148,14 @@ def test_a_seal_is_done_once_even_when_seals_race(file_receiver: Receiver, kafka
     assert all(b == bodies[0] for b in bodies)
     assert len(events_of(kafka_bootstrap, sid)) == 1
     assert log_lines(file_receiver).count("seal repeated; nothing emitted") >= 10
+
+
+def test_ids_the_receiver_never_issues_are_unknown_like_any_other(file_receiver: Receiver) -> None:
+    unknown = file_receiver.call("GET", "/v1/submissions/" + "0" * 32)
+    assert unknown.status_code == 404
+    for sid in ("%00", "a%00b", "..%2F..", "%E2%80%8B", "A" * 32, "0" * 33, "x" * 5000):
+        for method, suffix in (("GET", ""), ("POST", "/seal"), ("HEAD", "/files/R1.fastq.gz")):
+            answer = file_receiver.call(method, f"/v1/submissions/{sid}{suffix}")
+            assert answer.status_code == 404, (sid, method, answer.status_code)
+            if method != "HEAD":
+                assert answer.content == unknown.content

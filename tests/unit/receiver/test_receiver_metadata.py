@@ -74,7 +74,9 @@ def test_cpr_numbers_are_direct_identifiers(changes: dict[str, Any], field: str)
     error = refused(payload(**changes))
     assert (error.code, error.field) == ("direct_identifier", field)
     assert error.title == "direct identifier"
-    assert all(v not in f"{error.title} {error}" for v in ("0101901234", "010190-1234", "2902004123", "310175-1234"))
+    assert all(
+        v not in f"{error.title} {error}" for v in ("0101901234", "010190-1234", "2902004123", "310175-1234")
+    )
 
 
 def test_ten_digits_without_a_valid_date_are_fine() -> None:

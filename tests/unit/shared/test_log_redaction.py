@@ -43,7 +43,7 @@ def test_a_cpr_goes_with_its_line_and_the_rest_stays(cpr: str) -> None:
     assert cpr not in redacted and "ValueError: bad" in redacted and "Traceback" in redacted
 
 
-def test_structlog_lines_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+def test_structlog_lines_are_redacted(capfd: pytest.CaptureFixture[str]) -> None:
     log = telemetry.get_logger("test")
     log.info(
         "request",
@@ -55,7 +55,7 @@ def test_structlog_lines_are_redacted(capsys: pytest.CaptureFixture[str]) -> Non
         raise ValueError(f"Authorization: Bearer s3cr3t-token for {CPRS[1]}")
     except ValueError:
         log.exception("failed")
-    out = capsys.readouterr().err
+    out = capfd.readouterr().err
     lines = [json.loads(line) for line in out.splitlines()]
     assert (
         lines[0]["authorization"] == telemetry.REDACTED
@@ -66,7 +66,7 @@ def test_structlog_lines_are_redacted(capsys: pytest.CaptureFixture[str]) -> Non
         assert secret not in out
 
 
-def test_stdlib_records_are_redacted_whoever_formats_them(capsys: pytest.CaptureFixture[str]) -> None:
+def test_stdlib_records_are_redacted_whoever_formats_them(capfd: pytest.CaptureFixture[str]) -> None:
     stream_logger = logging.getLogger("aiohttp.server.redaction-test")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
@@ -79,7 +79,7 @@ def test_stdlib_records_are_redacted_whoever_formats_them(capsys: pytest.Capture
             stream_logger.exception("Error handling request")
     finally:
         stream_logger.removeHandler(handler)
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "Error handling request" in err and "RuntimeError" in err
     for secret in ("tok-123456789", "tok-abcdefghij", CPRS[2]):
         assert secret not in err
