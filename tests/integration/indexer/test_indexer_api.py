@@ -188,8 +188,16 @@ def test_filters_that_made_500s_or_matched_a_prefix_are_422(api: Api, query: str
     assert [p["field"] for p in body["problems"]] == [parameter]
 
 
+def sample_path(sample_id: str, region: str = "hovedstaden") -> str:
+    """The path of one sample, from the document's ``getSample`` (whatever its parameters)."""
+    template = next(
+        p for p, ops in document()["paths"].items() if ops.get("get", {}).get("operationId") == "getSample"
+    )
+    return str(template).format(region=region, sample_id=sample_id)
+
+
 def test_ids_no_record_can_have_are_404_and_never_queried(api: Api) -> None:
-    for path in ("/v1/samples/S-0001%00", "/v1/samples/S-%00", "/v1/submissions/sub-0001%00x"):
+    for path in (sample_path("S-0001%00"), sample_path("S-%00"), "/v1/submissions/sub-0001%00x"):
         status, body = api.get(path)
         assert status == 404, (path, body)
         assert_error_body(json.dumps(body), 404)
@@ -197,7 +205,7 @@ def test_ids_no_record_can_have_are_404_and_never_queried(api: Api) -> None:
 
 def test_another_regions_record_and_an_absent_one_are_answered_alike(api: Api) -> None:
     for foreign, absent in (
-        ("/v1/samples/S-0001", "/v1/samples/S-9999"),
+        (sample_path("S-0001"), sample_path("S-9999")),
         ("/v1/submissions/sub-0001", "/v1/submissions/sub-9999"),
     ):
         assert api.get(foreign, holder="syddanmark") == api.get(absent, holder="syddanmark")
@@ -231,7 +239,7 @@ def test_aiohttps_own_answers_and_the_parser_are_the_one_body_and_quote_no_token
     assert_error_body(body, 404)
     status, _, body = raw_http(
         port,
-        f"GET /v1/samples/0703851234 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode(),
+        f"GET {sample_path('0703851234')} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode(),
     )
     assert status == 404 and b"0703851234" not in body
     logged = capfd.readouterr()
