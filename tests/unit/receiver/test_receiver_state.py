@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -115,4 +116,35 @@ def test_a_row_from_before_the_hash_still_answers_its_key(tmp_path: Path) -> Non
         == first
     )
     assert request_digest(META) != request_digest(META.model_copy(update={"department": "Vejle"}))
+    store.close()
+
+
+def test_a_database_at_0001_is_migrated_and_keeps_its_submissions(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import insert, inspect
+
+    from services.receiver.state import MIGRATIONS
+    from shared.database import alembic_config, make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url, MIGRATIONS, "receiver"), "0001")
+    engine = make_engine(url)
+    assert "request_sha256" not in {c["name"] for c in inspect(engine).get_columns("receiver_submissions")}
+    row = {
+        "submission_id": "old",
+        "region": "syddanmark",
+        "department": "OUH",
+        "sample_id": "S-7",
+        "patient_id": "P-7",
+        "analysis_type": "WES",
+        "platform": "ILLUMINA",
+        "created_at": datetime(2026, 11, 30, tzinfo=UTC),
+        "created_by": "syddanmark",
+        "idempotency_key": "key-before",
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(submissions).values(**row))
+    engine.dispose()
+    store = SubmissionStore(url)
+    assert store.create("new", META, "syddanmark", "key-before", None)[0].submission_id == "old"
     store.close()
