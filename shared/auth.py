@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from shared.events import Region
+from shared.http import http_error
 from shared.telemetry import get_logger
 
 NATIONAL = "ngc"
@@ -98,11 +99,7 @@ def bearer_auth(tokens: Tokens, public: Iterable[str] = ("/healthz", "/readyz", 
                 principal = tokens.authenticate(request.headers.get("Authorization"))
             except Unauthorized as exc:
                 status = 401
-                raise web.HTTPUnauthorized(
-                    text=f'{{"error": "{exc}"}}',
-                    content_type="application/json",
-                    headers={"WWW-Authenticate": "Bearer"},
-                ) from exc
+                raise http_error(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
             holder = principal.name
             request[PRINCIPAL_KEY] = principal
             response = await handler(request)
@@ -127,7 +124,7 @@ def bearer_auth(tokens: Tokens, public: Iterable[str] = ("/healthz", "/readyz", 
 def principal_of(request: web.Request) -> Principal:
     principal = request.get(PRINCIPAL_KEY)
     if not isinstance(principal, Principal):
-        raise web.HTTPUnauthorized()
+        raise http_error(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 
@@ -135,7 +132,5 @@ def require_region(request: web.Request, region: Region | str) -> Principal:
     """The caller, if it may act for ``region``; else 403."""
     principal = principal_of(request)
     if not principal.may_act_for(region):
-        raise web.HTTPForbidden(
-            text=f'{{"error": "{principal.name} may not act for {region}"}}', content_type="application/json"
-        )
+        raise http_error(403, f"{principal.name} may not act for {region}")
     return principal

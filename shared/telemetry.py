@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -21,7 +23,89 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from shared.identifiers import contains_cpr
+
 _configured: str | None = None
+
+REDACTED = "[redacted]"
+CPR_REDACTED = "[redacted: looks like a CPR number]"
+SECRET_KEYS = frozenset(
+    {"authorization", "cookie", "set-cookie", "token", "password", "secret", "proxy-authorization"}
+)
+"""Log fields whose value is a secret whatever it looks like."""
+_CREDENTIALS = re.compile(
+    r"(?i)\b(bearer|basic|digest)(\s+|%20|\\x20)[^\s\"',;]+"
+    r"|\b((?:proxy-)?authorization|(?:set-)?cookie)(\s*[:=]\s*|'\s*:\s*'|\"\s*:\s*\")[^\r\n\"']*"
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` without credentials (bearer and basic tokens, Authorization and Cookie
+    header values) and without any line that holds something CPR-like.
+
+    A line, not the digits alone, goes for a CPR: the guard decides whether a value looks
+    like a CPR number, not where its separators end, and a log line that lost its CPR can
+    still be read around it (a traceback keeps its other lines).
+    """
+    text = _CREDENTIALS.sub(lambda m: f"{m.group(1) or m.group(3)}{m.group(2) or m.group(4)}{REDACTED}", text)
+    if contains_cpr(text):
+        text = "\n".join(CPR_REDACTED if contains_cpr(line) else line for line in text.split("\n"))
+    return text
+
+
+def redact(value: Any, key: str | None = None) -> Any:
+    """``value`` with every string in it redacted (:func:`redact_text`); secret keys blanked."""
+    if key is not None and key.lower() in SECRET_KEYS:
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", errors="replace"))
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact(v) for v in value]
+    return value
+
+
+def _redact_event(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The structlog step every line passes last before rendering: see :func:`redact`."""
+    for key in list(event_dict):
+        event_dict[key] = redact(event_dict[key], key)
+    return event_dict
+
+
+_base_record_factory = logging.getLogRecordFactory()
+
+
+def _redacted_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Every stdlib log record (aiohttp, faust, aiokafka...), redacted as it is made.
+
+    A record factory rather than a handler or formatter: faust's worker replaces the root
+    handlers with its own when it starts, and a library may add any handler it likes; every
+    record, whoever formats it, is made here. The message is rendered and redacted, and so
+    is the traceback, which is then kept as the record's ``exc_text`` for every formatter.
+    """
+    record = _base_record_factory(*args, **kwargs)
+    try:
+        record.msg = redact_text(record.getMessage())
+    except Exception:  # a bad format string: keep what can be shown, redacted
+        record.msg = redact_text(str(record.msg))
+    record.args = None
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = redact_text("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+        record.exc_info = None
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    return record
+
+
+def redact_stdlib_logging() -> None:
+    """Install :func:`_redacted_record`; idempotent."""
+    if logging.getLogRecordFactory() is not _redacted_record:
+        logging.setLogRecordFactory(_redacted_record)
 
 
 def _add_trace_ids(
@@ -32,6 +116,27 @@ def _add_trace_ids(
         event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
         event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
     return event_dict
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger on the process's own standard error (file descriptor 2).
+
+    ``sys.__stderr__`` rather than ``sys.stderr``: faust's worker replaces ``sys.stderr``
+    with a proxy into its own logging once it starts, and a test's capture replaces it too.
+    """
+    return structlog.PrintLogger(sys.__stderr__ or sys.stderr)
+
+
+PROCESSORS: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    _add_trace_ids,
+    structlog.processors.format_exc_info,
+    _redact_event,
+    structlog.processors.JSONRenderer(sort_keys=True),
+]
+"""The one pipeline of every log line; redaction is the last step before rendering."""
 
 
 def setup(service: str, level: str = "INFO") -> None:
@@ -47,18 +152,12 @@ def setup(service: str, level: str = "INFO") -> None:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
 
+    redact_stdlib_logging()
     logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s", force=True)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _add_trace_ids,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=True),
-        ],
+        processors=PROCESSORS,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)

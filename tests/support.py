@@ -113,3 +113,86 @@ def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.3, what: s
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def raw_http(port: int, request: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as it is on a fresh socket; the status, headers and body of the answer.
+
+    For requests no HTTP client would send (a header of 10 kB, a control character in one).
+    """
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(request)
+        answer = b""
+        try:
+            while chunk := conn.recv(65536):
+                answer += chunk
+                head, sep, body = answer.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(v)
+                        for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")[1:])
+                        if k.strip().lower() == b"content-length"
+                    ),
+                    None,
+                )
+                if sep and length is not None and len(body) >= length:
+                    break
+        except TimeoutError:
+            pass
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, headers, body
+
+
+def assert_error_body(body: bytes | str, status: int) -> dict[str, Any]:
+    """``body`` is the one error body of every genomhub API (``shared.http.ErrorBody``)."""
+    import json
+
+    from shared.http import ErrorBody
+
+    parsed = ErrorBody.model_validate_json(body)
+    assert parsed.status == status, parsed
+    doc: dict[str, Any] = json.loads(body)
+    assert set(doc) == {"status", "error", "problems", "detail"}, doc
+    return doc
+
+
+def serve_app(app: Any) -> Any:
+    """An aiohttp application on a real loopback socket, served as the services serve it
+    (``shared.http.ServiceRunner``) by its own event loop in a thread; yields its base URL."""
+    import threading
+    from contextlib import contextmanager
+
+    from shared.http import ServiceRunner
+
+    @contextmanager
+    def serving() -> Any:
+        port = free_port()
+        loop = asyncio.new_event_loop()
+        runner = ServiceRunner(app)
+        started = threading.Event()
+
+        def run() -> None:
+            from aiohttp import web
+
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+            started.set()
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        assert started.wait(10), "the application did not start"
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+
+    return serving()

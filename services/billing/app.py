@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import cast
-
-from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from services.billing.accrual import accrual_of
-from services.billing.months import parse_month
+from services.billing.api import install
 from services.billing.refund import Statement
-from services.billing.report import FORMATS, MEDIA_TYPES, NoStatement, render
 from services.billing.store import AUTO_CLOSE_BY, CloseRefused, open_store
-from shared.auth import Tokens, bearer_auth, principal_of
+from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import get_settings
 from shared.database import reachable
@@ -39,7 +34,6 @@ def build() -> Service:
     service = Service("billing")
     store = open_store(settings)
     service.readiness.append(reachable(store.engine))
-    service.web.middlewares.append(cast(Middleware, bearer_auth(Tokens(settings.tokens))))
 
     async def on_indexed(envelope: Envelope[Indexed]) -> None:
         accrual = accrual_of(envelope.data, envelope.id)
@@ -90,30 +84,5 @@ def build() -> Service:
 
     service.app.timer(interval=TIMER_INTERVAL_S)(close_and_emit)
 
-    async def refunds(request: web.Request) -> web.Response:
-        principal = principal_of(request)
-        fmt = request.query.get("format", "json")
-        if fmt not in FORMATS:
-            raise web.HTTPBadRequest(reason=f"format must be one of {', '.join(FORMATS)}")
-        try:
-            month = parse_month(request.match_info["month"])
-        except ValueError as exc:
-            raise web.HTTPBadRequest(reason=str(exc)) from exc
-        try:
-            body = await asyncio.to_thread(render, store, month, fmt, principal.region)
-        except NoStatement as exc:
-            return web.json_response({"error": str(exc)}, status=404)
-        return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8")
-
-    async def statement_list(request: web.Request) -> web.Response:
-        principal = principal_of(request)
-        listed = [
-            {"month": s.month, "statement_id": s.statement_id, "rate_dkk": s.rate_dkk}
-            | ({"total_ore": s.total_ore} if principal.national else {})
-            for s in await asyncio.to_thread(store.statements)
-        ]
-        return web.json_response({"statements": listed})
-
-    service.web.router.add_get("/v1/refunds", statement_list)
-    service.web.router.add_get("/v1/refunds/{month}", refunds)
+    install(service.web, store, Tokens(settings.tokens))
     return service

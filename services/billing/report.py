@@ -8,7 +8,6 @@ own figures they would reveal the other regions' production. The national operat
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from services.billing.money import format_danish, format_ge_danish, micro_to_ge,
 from services.billing.refund import Statement
 from services.billing.store import BillingStore, LedgerEntry
 from shared.events import Region
+from shared.spreadsheet import SafeDictWriter
 
 FORMATS = ("csv", "json", "html")
 MEDIA_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html"}
@@ -82,10 +82,11 @@ def render_json(statement: Statement, region: Region | None) -> str:
 
 
 def render_csv(statement: Statement, region: Region | None) -> str:
-    """One row per line, per region and (national view) the total; amounts plain."""
+    """One row per line, per region and (national view) the total; amounts plain; text
+    cells that a spreadsheet would run as a formula quoted (``shared.spreadsheet``)."""
     doc = view(statement, region)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = SafeDictWriter(out, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     base = {"month": doc["month"], "statement_id": doc["statement_id"], "rate_dkk": doc["rate_dkk"]}
     for ln in doc["lines"]:
@@ -370,7 +371,9 @@ def render(store: BillingStore, month: str, fmt: str, region: Region | None) -> 
         raise ValueError(f"format {fmt!r}: choose one of {', '.join(FORMATS)}")
     statement = store.statement(month)
     if statement is None:
-        open_micro = dict(store.open_months()).get(month)
+        # Only the national operator hears what has accrued so far: it is the national total,
+        # which a region may not learn (with its own figures it reveals the others').
+        open_micro = dict(store.open_months()).get(month) if region is None else None
         so_far = (
             f"; {format_ge_danish(micro_to_ge(sum(open_micro.values())))} genome equivalents accrued so far"
             if open_micro

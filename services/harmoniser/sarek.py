@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import json
 import re
 import shlex
@@ -55,6 +54,7 @@ from services.harmoniser.steps import (
     trace_timestamp,
 )
 from shared import telemetry
+from shared.spreadsheet import SafeDictWriter, formula_risk
 
 log = telemetry.get_logger(__name__)
 
@@ -112,6 +112,10 @@ def samplesheet_problems(rows: list[dict[str, str]]) -> list[str]:
                 problems.append(f"line {n}: unknown column {column}")
             elif value and not SAMPLESHEET_RULES[column][0].match(value):
                 problems.append(f"line {n}: {SAMPLESHEET_RULES[column][1]} ({value!r})")
+            elif formula_risk(value):
+                # Not quoted as in a finance file: Sarek must see the id as it is. Refused,
+                # since a spreadsheet would run it and a tool may take a leading '-' as an option.
+                problems.append(f"line {n}: {column} must not start with = + - @, a tab or CR")
         if not row.get("lane"):
             problems.append(f"line {n}: lane is required for --step mapping")
         if bool(row.get("fastq_1")) == bool(row.get("bam")):
@@ -131,7 +135,7 @@ def write_samplesheet(rows: list[dict[str, str]], path: Path) -> Path:
         raise PipelineFailed("the samplesheet breaks Sarek's rules: " + "; ".join(problems))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SAMPLESHEET_COLUMNS, lineterminator="\n")
+        writer = SafeDictWriter(handle, SAMPLESHEET_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     return path

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict
 from services.indexer.filters import InvalidQuery, SampleFilters, StatsFilters, parse_query
 from services.indexer.openapi import document
 from services.indexer.store import Catalogue
-from services.indexer.views import ErrorBody, ProblemDetail
 from shared.auth import Tokens, bearer_auth, principal_of
 from shared.events import Region
+from shared.http import FieldProblem, error_response, http_error
 
 M = TypeVar("M", bound=BaseModel)
 OPENAPI_PATH = "/openapi.json"
@@ -38,8 +38,19 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 
 def _error(status: int, error: str, problems: list[dict[str, str]] | None = None) -> web.Response:
-    body = ErrorBody(error=error, problems=[ProblemDetail(**p) for p in problems or []])
-    return _json(body, status)
+    """The shared error body; a refused query parameter is a problem's ``field``."""
+    listed = [FieldProblem(field=p["parameter"], message=p["message"]) for p in problems or []]
+    return error_response(status, error, problems=listed)
+
+
+def _path_id(request: web.Request, name: str) -> str | None:
+    """The id in the path, or None if no record can have it (control characters, NUL):
+    answered 404 like any id not found, and never handed to the database, where PostgreSQL
+    refuses NUL and SQLite would match on the part before it."""
+    value = request.match_info[name]
+    if not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return None
+    return value
 
 
 def _query(request: web.Request, model: type[M]) -> M:
@@ -53,10 +64,7 @@ def _scope(request: web.Request, named: Region | None) -> Region | None:
     principal = principal_of(request)
     own = principal.region
     if own is not None and named is not None and named != own:
-        raise web.HTTPForbidden(
-            text=ErrorBody(error=f"{principal.name} may not read {named.value}").model_dump_json(),
-            content_type="application/json",
-        )
+        raise http_error(403, f"{principal.name} may not read {named.value}")
     return own
 
 
@@ -82,22 +90,28 @@ def install(app: web.Application, catalogue: Catalogue, tokens: Tokens) -> None:
             _query(request, NoParameters)
         except InvalidQuery as exc:
             return _error(422, "invalid query", exc.problems)
-        named, sample_id = request.match_info["region"], request.match_info["sample_id"]
+        sample_id = _path_id(request, "sample_id")
         try:
-            region = Region(named)
+            region = Region(request.match_info["region"])
         except ValueError:
-            return _error(404, f"no region {named!r}; the regions are {', '.join(r.value for r in Region)}")
-        found = await asyncio.to_thread(catalogue.sample, region, sample_id, _scope(request, None))
-        return _json(found) if found else _error(404, f"no sample {sample_id!r} in {region.value}")
+            region = None
+        scope = _scope(request, None)
+        found = (
+            await asyncio.to_thread(catalogue.sample, region, sample_id, scope)
+            if region is not None and sample_id
+            else None
+        )
+        return _json(found) if found else _error(404, "no such sample")
 
     async def get_submission(request: web.Request) -> web.Response:
         try:
             _query(request, NoParameters)
         except InvalidQuery as exc:
             return _error(422, "invalid query", exc.problems)
-        submission_id = request.match_info["submission_id"]
-        found = await asyncio.to_thread(catalogue.submission, submission_id, _scope(request, None))
-        return _json(found) if found else _error(404, f"no submission {submission_id!r}")
+        submission_id = _path_id(request, "submission_id")
+        scope = _scope(request, None)
+        found = await asyncio.to_thread(catalogue.submission, submission_id, scope) if submission_id else None
+        return _json(found) if found else _error(404, "no such submission")
 
     async def get_stats(request: web.Request) -> web.Response:
         try:

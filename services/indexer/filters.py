@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,6 +23,10 @@ from shared.events import COPENHAGEN, AnalysisType, Region, SampleStatus
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+"""The receipt days a filter may name: far beyond any sample, and far from ``date``'s own
+ends, where the Copenhagen-to-UTC conversion of a day would overflow."""
 
 
 class InvalidQuery(Exception):
@@ -57,12 +62,18 @@ class Cursor:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             moment, region, sample_id = json.loads(raw)
             parsed = datetime.fromisoformat(moment)
-            if parsed.tzinfo is None or not isinstance(sample_id, str) or not sample_id:
+            if (
+                parsed.tzinfo is None
+                or not isinstance(sample_id, str)
+                or not sample_id
+                or any(unicodedata.category(c) in ("Cc", "Cs") for c in sample_id)
+            ):
                 raise ValueError("malformed")
             where = Region(region)
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+            moment_utc = parsed.astimezone(UTC)
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
             raise ValueError("not a cursor this catalogue issued") from exc
-        return cls(parsed.astimezone(UTC), where, sample_id)
+        return cls(moment_utc, where, sample_id)
 
 
 class SampleFilters(BaseModel):
@@ -95,6 +106,22 @@ class SampleFilters(BaseModel):
         # Only YYYY-MM-DD: a bare number or a datetime would be read as something else.
         if isinstance(value, str) and (len(value) != 10 or value[4] != "-" or value[7] != "-"):
             raise ValueError("expected a date YYYY-MM-DD")
+        return value
+
+    @field_validator("received_from", "received_to")
+    @classmethod
+    def _within_range(cls, value: date | None) -> date | None:
+        if value is not None and not FIRST_DAY <= value <= LAST_DAY:
+            raise ValueError(f"must be between {FIRST_DAY} and {LAST_DAY}")
+        return value
+
+    @field_validator("q")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        # A NUL ends the string in SQLite's LIKE (the prefix matched) and PostgreSQL refuses
+        # it; no catalogue value holds a control character, so none can be searched for.
+        if value is not None and any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+            raise ValueError("must not contain control characters")
         return value
 
     @field_validator("cursor")

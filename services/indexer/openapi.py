@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from services.indexer.filters import MAX_LIMIT
-from services.indexer.views import ErrorBody, SampleDetail, SamplePage, Stats, SubmissionDetail
+from services.indexer.filters import FIRST_DAY, LAST_DAY, MAX_LIMIT
+from services.indexer.views import SampleDetail, SamplePage, Stats, SubmissionDetail
 from shared.events import AnalysisType, Region, SampleStatus
+from shared.http import ErrorBody
 
 REF = "#/components/schemas/{model}"
 
@@ -61,12 +62,12 @@ def document() -> dict[str, Any]:
         _param(
             "received_from",
             {"type": "string", "format": "date"},
-            "First day of receipt, inclusive (Europe/Copenhagen).",
+            f"First day of receipt, inclusive (Europe/Copenhagen); {FIRST_DAY} to {LAST_DAY}.",
         ),
         _param(
             "received_to",
             {"type": "string", "format": "date"},
-            "Last day of receipt, inclusive (Europe/Copenhagen); not before received_from.",
+            f"Last day of receipt, inclusive (Europe/Copenhagen); not before received_from; {FIRST_DAY} to {LAST_DAY}.",
         ),
         _param(
             "q",

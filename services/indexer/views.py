@@ -127,13 +127,3 @@ class Stats(View):
     rows: list[StatsRow]
     samples: int
     genome_equivalents: GenomeEquivalents
-
-
-class ProblemDetail(View):
-    parameter: str
-    message: str
-
-
-class ErrorBody(View):
-    error: str
-    problems: list[ProblemDetail] = Field(default_factory=list)

@@ -9,7 +9,12 @@ Routes (every one behind the shared bearer-token middleware; a region acts only 
     HEAD /v1/submissions/{id}/files/{name}     Upload-Offset, Upload-Complete (?1 / ?0)
     PUT  /v1/submissions/{id}/files/{name}     the bytes; Upload-Offset or Content-Range resumes
     POST /v1/submissions/{id}/register         copy files from the region's inbox URL
-    POST /v1/submissions/{id}/seal             all files complete -> one file-received event
+    POST /v1/submissions/{id}/seal             all files complete -> one file-received event (a
+                                               later seal answers the same and emits nothing)
+    GET  /openapi.json                         the OpenAPI 3.1 document (public)
+
+Another region's submission is answered as an unknown one (404, the same body), and every
+error in the one body of ``shared.http``.
 
 Each submission is one trace: POST opens a span whose context is stored with the submission,
 and every PUT, register and seal continues it, so the event the seal emits carries the trace
@@ -19,7 +24,7 @@ the upload started.
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,40 +34,50 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from services.receiver import archive
 from services.receiver.archive import Layout, OffsetMismatch, PartialUpload
 from services.receiver.metadata import MetadataError, file_name_problem, parse_registration, parse_submission
+from services.receiver.openapi import document
 from services.receiver.ranges import BadRange, placement
-from services.receiver.state import FileState, SubmissionState, SubmissionStore
+from services.receiver.state import (
+    FileState,
+    IdempotencyKeyReused,
+    SubmissionState,
+    SubmissionStore,
+)
 from shared import telemetry
 from shared.auth import principal_of, require_region
 from shared.envelope import derive_id
 from shared.events import FileReceived, StoredFile, new_submission_id
-from shared.http import BodyInterrupted, BodyReaders, ReadersBusy
+from shared.http import BodyInterrupted, BodyReaders, FieldProblem, ReadersBusy, http_error, json_body
 from shared.storage import SizeLimitExceeded, StoredObject, copy_into
 
 log = telemetry.get_logger(__name__)
 
 Emit = Callable[[FileReceived, str], Awaitable[str]]
 NO_STORE = {"Cache-Control": "no-store"}
+OPENAPI_PATH = "/openapi.json"
+ISSUED_ID = re.compile(r"[0-9a-f]{32}")
+"""The shape of the submission ids the receiver issues (``uuid.uuid4().hex``)."""
+SEAL_LOCK = "/seal"
+"""The lock name that serialises a submission's seals; a file name cannot contain '/'."""
 
 
-def error(status: int, title: str, headers: dict[str, str] | None = None, **extra: Any) -> web.HTTPException:
-    """An aiohttp HTTP exception with a JSON body ``{"error": title, ...}``."""
-    body = json.dumps({"error": title, **extra})
-    classes: dict[int, type[web.HTTPException]] = {
-        400: web.HTTPBadRequest,
-        404: web.HTTPNotFound,
-        409: web.HTTPConflict,
-        411: web.HTTPLengthRequired,
-        413: web.HTTPRequestEntityTooLarge,
-        415: web.HTTPUnsupportedMediaType,
-        422: web.HTTPUnprocessableEntity,
-        503: web.HTTPServiceUnavailable,
-    }
-    cls = classes[status]
-    if cls is web.HTTPRequestEntityTooLarge:
-        return web.HTTPRequestEntityTooLarge(
-            max_size=0, actual_size=0, text=body, content_type="application/json", headers=headers
-        )
-    return cls(text=body, content_type="application/json", headers=headers)
+def error(
+    status: int,
+    title: str,
+    headers: dict[str, str] | None = None,
+    field: str | None = None,
+    message: str | None = None,
+    code: str = "invalid",
+    **detail: Any,
+) -> web.HTTPException:
+    """The shared error answer (:func:`shared.http.http_error`): a refused ``field`` becomes
+    its one problem, any other keyword a fact of its ``detail``."""
+    problems = [FieldProblem(field=field, code=code, message=message or title)] if field is not None else None
+    return http_error(status, title, problems=problems, detail=detail or None, headers=headers)
+
+
+def metadata_error(exc: MetadataError) -> web.HTTPException:
+    """422 naming the refused field; never the value, which may be a CPR number."""
+    return error(422, exc.title, field=exc.field, message=exc.message, code=exc.code)
 
 
 def file_json(f: FileState, *, deduplicated: bool | None = None) -> dict[str, Any]:
@@ -113,15 +128,31 @@ class ReceiverApi:
         app.router.add_put("/v1/submissions/{id}/files/{name}", self.put)
         app.router.add_post("/v1/submissions/{id}/register", self.register)
         app.router.add_post("/v1/submissions/{id}/seal", self.seal)
+        spec = document()
+
+        async def openapi(_: web.Request) -> web.Response:
+            return web.json_response(spec)
+
+        app.router.add_get(OPENAPI_PATH, openapi)
 
     # -- helpers ---------------------------------------------------------------------
     async def _submission(self, request: web.Request) -> SubmissionState:
-        """The submission named in the path, if the caller may act for its region."""
-        principal_of(request)
-        state = await asyncio.to_thread(self.store.get, request.match_info["id"])
-        if state is None:
+        """The submission named in the path, if the caller may act for its region.
+
+        Another region's submission is answered exactly as one that does not exist (404, the
+        same body): a 403 would tell a region which ids exist.
+        """
+        principal = principal_of(request)
+        submission_id = request.match_info["id"]
+        # Ids are what create() issues (uuid4 hex); any other cannot exist and never reaches
+        # the database (PostgreSQL refuses a NUL in a string with an error, not a miss).
+        state = (
+            await asyncio.to_thread(self.store.get, submission_id)
+            if ISSUED_ID.fullmatch(submission_id)
+            else None
+        )
+        if state is None or not principal.may_act_for(state.region):
             raise error(404, "no such submission")
-        require_region(request, state.region)
         telemetry.bind(submission_id=state.submission_id)
         return state
 
@@ -149,7 +180,7 @@ class ReceiverApi:
             raise error(422, "invalid file name", field="name", message=problem)
         declared = state.file(name)
         if declared is None:
-            raise error(404, f"{name!r} is not declared in this submission")
+            raise error(404, "no such file in this submission", field="name", message="not declared")
         return declared
 
     def _busy(self) -> web.HTTPException:
@@ -205,27 +236,33 @@ class ReceiverApi:
     # -- handlers --------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
         principal = principal_of(request)
-        try:
-            payload = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise error(400, "the body is not JSON") from exc
+        payload = await json_body(request)
         try:
             meta = parse_submission(payload)
         except MetadataError as exc:
-            raise web.HTTPUnprocessableEntity(
-                text=json.dumps(exc.as_json()), content_type="application/json"
-            ) from None
+            raise metadata_error(exc) from None
         require_region(request, meta.region)
         key = request.headers.get("Idempotency-Key")
         if key is not None and not 1 <= len(key) <= 128:
-            raise error(400, "Idempotency-Key must be 1 to 128 characters")
+            raise error(
+                400, "invalid Idempotency-Key", field="Idempotency-Key", message="must be 1 to 128 characters"
+            )
         upstream = telemetry.extract([(k.lower(), v.encode()) for k, v in request.headers.items()])
         with self.tracer.start_as_current_span(
             "receiver submission", context=upstream, kind=SpanKind.SERVER
         ) as span:
-            state, created = await asyncio.to_thread(
-                self.store.create, new_submission_id(), meta, principal.name, key, traceparent_now()
-            )
+            try:
+                state, created = await asyncio.to_thread(
+                    self.store.create, new_submission_id(), meta, principal.name, key, traceparent_now()
+                )
+            except IdempotencyKeyReused:
+                raise error(
+                    422,
+                    "Idempotency-Key reused with another body",
+                    field="Idempotency-Key",
+                    code="idempotency_key_reused",
+                    message="this key opened a submission with other metadata; use a new key for new metadata",
+                ) from None
             span.set_attribute("genomhub.submission_id", state.submission_id)
             span.set_attribute("genomhub.sample_id", state.sample_id)
             linked = await self._link_known_files(state) if created else []
@@ -325,7 +362,7 @@ class ReceiverApi:
                 request.content_length,
             )
         except BadRange as exc:
-            raise error(400, str(exc)) from None
+            raise error(400, "invalid range", field="Upload-Offset/Content-Range", message=str(exc)) from None
         if place.total > self.max_file_size:
             raise error(413, f"files larger than {self.max_file_size} bytes are not accepted")
         if self.bodies.busy:
@@ -398,16 +435,11 @@ class ReceiverApi:
     async def register(self, request: web.Request) -> web.Response:
         state = await self._submission(request)
         self._open(state)
-        try:
-            payload = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise error(400, "the body is not JSON") from exc
+        payload = await json_body(request)
         try:
             pairs = parse_registration(payload, self.inboxes.get(state.region))
         except MetadataError as exc:
-            raise web.HTTPUnprocessableEntity(
-                text=json.dumps(exc.as_json()), content_type="application/json"
-            ) from None
+            raise metadata_error(exc) from None
         for i, (name, _) in enumerate(pairs):
             if state.file(name) is None:
                 raise error(422, "invalid registration", field=f"files[{i}].name", message="not declared")
@@ -442,25 +474,37 @@ class ReceiverApi:
         return web.json_response({"submission_id": state.submission_id, "files": results})
 
     async def seal(self, request: web.Request) -> web.Response:
+        """Seal once: the first seal emits file-received; every later one answers the same and
+        emits nothing (``genomhub replay`` is what re-drives processing). Only a seal whose
+        event never reached the broker sends it again."""
         state = await self._submission(request)
-        missing = [f.name for f in state.files if not f.complete]
-        if missing:
-            arrived = {}
-            for name in missing:
-                arrived[name] = await asyncio.to_thread(
-                    archive.arrived, self.layout.partial(state.submission_id, name)
-                )
-            raise error(409, "files are missing or incomplete", missing=missing, arrived=arrived)
-        with self._span("receiver seal", state) as span:
-            event_id = derive_id(state.submission_id, "receiver", FileReceived.ce_type())
-            sealed = await asyncio.to_thread(self.store.seal, state.submission_id, event_id)
-            try:
-                await self.publish(sealed)
-            except Exception as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                log.exception("file-received not emitted", submission_id=state.submission_id)
-                raise error(503, "sealed, but the event could not be sent; seal again") from None
+        async with self._lock(state.submission_id, SEAL_LOCK):
+            state = await self._reload(state)
+            if state.sealed_at is not None and state.emitted_at is not None:
+                log.info("seal repeated; nothing emitted", submission_id=state.submission_id)
+                return self._sealed(state)
+            missing = [f.name for f in state.files if not f.complete]
+            if missing:
+                arrived = {}
+                for name in missing:
+                    arrived[name] = await asyncio.to_thread(
+                        archive.arrived, self.layout.partial(state.submission_id, name)
+                    )
+                raise error(409, "files are missing or incomplete", missing=missing, arrived=arrived)
+            with self._span("receiver seal", state) as span:
+                event_id = derive_id(state.submission_id, "receiver", FileReceived.ce_type())
+                sealed = await asyncio.to_thread(self.store.seal, state.submission_id, event_id)
+                try:
+                    await self.publish(sealed)
+                except Exception as exc:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    log.exception("file-received not emitted", submission_id=state.submission_id)
+                    raise error(503, "sealed, but the event could not be sent; seal again") from None
+            return self._sealed(sealed)
+
+    @staticmethod
+    def _sealed(sealed: SubmissionState) -> web.Response:
         assert sealed.sealed_at is not None
         return web.json_response(
             {

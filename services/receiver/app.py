@@ -11,7 +11,7 @@ from typing import cast
 
 from aiohttp.typedefs import Middleware
 
-from services.receiver.api import ReceiverApi
+from services.receiver.api import OPENAPI_PATH, ReceiverApi
 from services.receiver.archive import Layout
 from services.receiver.state import SubmissionStore
 from shared.auth import Tokens, bearer_auth
@@ -40,7 +40,12 @@ def build() -> Service:
         bodies=BodyReaders(settings.receiver_max_uploads),
         inboxes=dict(settings.receiver_inboxes),
     )
-    service.web.middlewares.append(cast(Middleware, bearer_auth(Tokens(settings.tokens))))
+    service.web.middlewares.append(
+        cast(
+            Middleware,
+            bearer_auth(Tokens(settings.tokens), ("/healthz", "/readyz", "/metrics", OPENAPI_PATH)),
+        )
+    )
     api.add_routes(service.web)
     service.app.task(api.resend_unsent)
     return service

@@ -30,9 +30,10 @@ class MetadataError(Exception):
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
 
-    def as_json(self) -> dict[str, str]:
-        error = "direct identifier" if self.code == "direct_identifier" else "invalid metadata"
-        return {"error": error, "code": self.code, "field": self.field, "message": self.message}
+    @property
+    def title(self) -> str:
+        """The error's title in the API's one error body (``shared.http.ErrorBody``)."""
+        return "direct identifier" if self.code == "direct_identifier" else "invalid metadata"
 
 
 class DeclaredFile(BaseModel):

@@ -14,6 +14,8 @@ Methods are synchronous; the API calls them through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +58,7 @@ submissions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(32), nullable=False),
     Column("idempotency_key", String(128), nullable=True),
+    Column("request_sha256", String(64), nullable=True),
     Column("traceparent", String(128), nullable=True),
     Column("sealed_at", DateTime(timezone=True), nullable=True),
     Column("event_id", String(64), nullable=True),
@@ -83,6 +86,20 @@ files = Table(
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Index("ix_receiver_files_sha256", "sha256"),
 )
+
+
+class IdempotencyKeyReused(Exception):
+    """An idempotency key already opened a submission with other metadata."""
+
+
+def request_digest(meta: NewSubmission) -> str:
+    """sha256 of the submission's canonical metadata (sorted keys, defaults filled in).
+
+    What the key stands for is the metadata, not its spelling: the same fields in another
+    order or with other whitespace are the same request; any changed value is another.
+    """
+    canonical = json.dumps(meta.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -174,9 +191,13 @@ class SubmissionStore:
         idempotency_key: str | None,
         traceparent: str | None,
     ) -> tuple[SubmissionState, bool]:
-        """Insert a submission; with a known idempotency key, the one made before (and False)."""
+        """Insert a submission; with a known idempotency key, the one made before (and False).
+
+        :class:`IdempotencyKeyReused` if that key opened a submission with other metadata.
+        """
+        digest = request_digest(meta)
         if idempotency_key is not None:
-            earlier = self._by_key(created_by, idempotency_key)
+            earlier = self._by_key(created_by, idempotency_key, digest)
             if earlier is not None:
                 return earlier, False
         row = {
@@ -190,6 +211,7 @@ class SubmissionStore:
             "created_at": datetime.now(UTC),
             "created_by": created_by,
             "idempotency_key": idempotency_key,
+            "request_sha256": digest,
             "traceparent": traceparent,
         }
         try:
@@ -210,7 +232,7 @@ class SubmissionStore:
         except IntegrityError:
             if idempotency_key is None:
                 raise
-            earlier = self._by_key(created_by, idempotency_key)  # a concurrent twin won
+            earlier = self._by_key(created_by, idempotency_key, digest)  # a concurrent twin won
             if earlier is None:
                 raise
             return earlier, False
@@ -218,14 +240,23 @@ class SubmissionStore:
         assert state is not None
         return state, True
 
-    def _by_key(self, created_by: str, key: str) -> SubmissionState | None:
+    def _by_key(self, created_by: str, key: str, digest: str) -> SubmissionState | None:
+        """The submission ``key`` opened, if the metadata hashes to ``digest``.
+
+        A row from before the hash was kept (``request_sha256`` null) is taken as matching:
+        what it was opened with cannot be told any more.
+        """
         with self.engine.connect() as conn:
             found = conn.execute(
-                select(submissions.c.submission_id).where(
+                select(submissions.c.submission_id, submissions.c.request_sha256).where(
                     and_(submissions.c.created_by == created_by, submissions.c.idempotency_key == key)
                 )
-            ).scalar_one_or_none()
-        return None if found is None else self.get(found)
+            ).first()
+        if found is None:
+            return None
+        if found.request_sha256 is not None and found.request_sha256 != digest:
+            raise IdempotencyKeyReused(key)
+        return self.get(found.submission_id)
 
     def get(self, submission_id: str) -> SubmissionState | None:
         with self.engine.connect() as conn:

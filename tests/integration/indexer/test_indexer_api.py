@@ -3,9 +3,7 @@ OpenAPI document checked against the running server with schemathesis."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,16 +12,16 @@ from typing import Any
 
 import pytest
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, settings
 
 from services.indexer.api import install
 from services.indexer.openapi import document
 from services.indexer.store import Catalogue
+from shared import telemetry
 from shared.auth import Tokens, token_hash
 from shared.http import make_web
 from tests.ids import issued_id
-from tests.support import free_port
+from tests.support import assert_error_body, raw_http, serve_app
 from tests.unit.indexer.factories import event, harmonised, submission, validated
 
 TOKENS = {"ngc": "national-operator-token", "hovedstaden": "capital-token", "syddanmark": "south-token"}
@@ -49,27 +47,8 @@ def serve(catalogue: Catalogue) -> Iterator[str]:
     """The API on a real socket, its own event loop in a thread, as in the service."""
     app = make_web([])
     install(app, catalogue, Tokens({token_hash(v): k for k, v in TOKENS.items()}))
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(10)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    with serve_app(app) as base:
+        yield base
 
 
 @pytest.fixture
@@ -171,7 +150,7 @@ def test_metadata_only(api: Api) -> None:
 def test_bad_filters_are_422_naming_the_parameter(api: Api, query: str, parameter: str) -> None:
     status, body = api.get(f"/v1/samples?{query}")
     assert status == 422, body
-    assert parameter in [p["parameter"] for p in body["problems"]]
+    assert parameter in [p["field"] for p in body["problems"]]
 
 
 def test_unknown_parameters_are_refused_everywhere(api: Api) -> None:
@@ -197,9 +176,10 @@ def test_pages_follow_the_cursor(api: Api) -> None:
 schema = schemathesis.openapi.from_dict(document())
 
 
+@pytest.mark.parametrize("holder", ["ngc", "syddanmark"])
 @schema.parametrize()
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_api_conforms_to_its_openapi_document(case: Any, api: Api) -> None:
+def test_api_conforms_to_its_openapi_document(case: Any, holder: str, api: Api) -> None:
     """Generated requests (valid and invalid) get documented statuses and conforming bodies.
 
     ``positive_data_acceptance`` is left out because two rules cannot be put in OpenAPI: a
@@ -210,7 +190,7 @@ def test_api_conforms_to_its_openapi_document(case: Any, api: Api) -> None:
 
     case.call_and_validate(
         base_url=api.base,
-        headers={"Authorization": f"Bearer {TOKENS['ngc']}"},
+        headers={"Authorization": f"Bearer {TOKENS[holder]}"},
         excluded_checks=[positive_data_acceptance],
     )
 
@@ -218,3 +198,88 @@ def test_api_conforms_to_its_openapi_document(case: Any, api: Api) -> None:
 def test_served_document_is_the_one_tested(api: Api) -> None:
     _, served = api.get("/openapi.json", holder=None)
     assert served == json.loads(json.dumps(document()))
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("received_from=0001-01-01", "received_from"),
+        ("received_to=9999-12-31", "received_to"),
+        ("received_from=1899-12-31", "received_from"),
+        ("received_to=3000-01-01", "received_to"),
+        ("q=S-%00x", "q"),
+        ("q=%00%00", "q"),
+        ("q=S-0%0A", "q"),
+        ("cursor=WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzA1OjAwIiwgIngiXQ", "cursor"),  # year 1 at +05:00
+        ("cursor=WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgIlMtXHUwMDAwIl0", "cursor"),  # a NUL in the id
+    ],
+)
+def test_filters_that_made_500s_or_matched_a_prefix_are_422(api: Api, query: str, parameter: str) -> None:
+    status, body = api.get(f"/v1/samples?{query}")
+    assert status == 422, body
+    assert_error_body(json.dumps(body), 422)
+    assert [p["field"] for p in body["problems"]] == [parameter]
+
+
+def sample_path(sample_id: str, region: str = "hovedstaden") -> str:
+    """The path of one sample, from the document's ``getSample`` (whatever its parameters)."""
+    template = next(
+        p for p, ops in document()["paths"].items() if ops.get("get", {}).get("operationId") == "getSample"
+    )
+    return str(template).format(region=region, sample_id=sample_id)
+
+
+def test_ids_no_record_can_have_are_404_and_never_queried(api: Api) -> None:
+    for path in (
+        sample_path("S-0001%00"),
+        sample_path("S-%00"),
+        f"/v1/submissions/{issued_id('sub-0001')}%00x",
+    ):
+        status, body = api.get(path)
+        assert status == 404, (path, body)
+        assert_error_body(json.dumps(body), 404)
+
+
+def test_another_regions_record_and_an_absent_one_are_answered_alike(api: Api) -> None:
+    for foreign, absent in (
+        (sample_path("S-0001"), sample_path("S-9999")),
+        (f"/v1/submissions/{issued_id('sub-0001')}", f"/v1/submissions/{issued_id('sub-9999')}"),
+    ):
+        assert api.get(foreign, holder="syddanmark") == api.get(absent, holder="syddanmark")
+
+
+def test_aiohttps_own_answers_and_the_parser_are_the_one_body_and_quote_no_token(
+    api: Api, capfd: pytest.CaptureFixture[str]
+) -> None:
+    telemetry.setup("indexer-test")
+    port = int(api.base.rsplit(":", 1)[1])
+    token = TOKENS["hovedstaden"]
+    for request in (
+        f"GET /v1/samples HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}{'A' * 9000}\r\n\r\n".encode(),
+        f"GET /v1/samples HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\x7f\x01\r\n\r\n".encode(),
+        f"GET /v1/samples HTTP/1.1\r\nHost: a\r\nCookie: session={token}\x01\r\n\r\n".encode(),
+        b"GET /v1/samples HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+    ):
+        status, headers, body = raw_http(port, request)
+        assert status == 400 and headers["content-type"].startswith("application/json"), body
+        assert_error_body(body, 400)
+        assert token.encode() not in body
+    status, _, body = raw_http(
+        port, f"DELETE /v1/samples HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    assert status == 405
+    assert_error_body(body, 405)
+    status, _, body = raw_http(
+        port, f"GET /v2/nothing HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    assert status == 404
+    assert_error_body(body, 404)
+    status, _, body = raw_http(
+        port,
+        f"GET {sample_path('0703851234')} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode(),
+    )
+    assert status == 404 and b"0703851234" not in body
+    logged = capfd.readouterr()
+    text = logged.out + logged.err
+    assert "malformed request refused" in text and '"http request"' in text
+    assert token not in text and "0703851234" not in text

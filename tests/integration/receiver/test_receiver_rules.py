@@ -42,10 +42,10 @@ def test_authentication_matrix(file_receiver: Receiver) -> None:
     for method, path, kwargs in routes(sid):
         assert file_receiver.call(method, path, holder=None, **kwargs).status_code == 401, (method, path)
         assert file_receiver.call(method, path, holder=None, headers=bad, **kwargs).status_code == 401
-        assert file_receiver.call(method, path, holder="sjaelland", **kwargs).status_code == 403, (
-            method,
-            path,
-        )
+        foreign_route = file_receiver.call(method, path, holder="sjaelland", **kwargs)
+        unknown_route = file_receiver.call(method, path.replace(sid, "0" * 32), holder="sjaelland", **kwargs)
+        assert foreign_route.status_code == unknown_route.status_code == 404, (method, path)
+        assert foreign_route.content == unknown_route.content, (method, path)
     assert file_receiver.call("GET", f"/v1/submissions/{sid}", holder="ngc").status_code == 200
     assert file_receiver.call("POST", "/v1/submissions", holder="ngc", json=body).status_code == 201
     assert file_receiver.call("GET", "/v1/submissions/no-such-id").status_code == 404
@@ -55,7 +55,13 @@ def test_authentication_matrix(file_receiver: Receiver) -> None:
         json.loads(line[line.index("{") :]) for line in log.splitlines() if '"http request"' in line
     ]
     outcomes = {(r["holder"], r["status"]) for r in requests_logged}
-    assert {("-", 401), ("sjaelland", 403), ("hovedstaden", 201), ("ngc", 200)} <= outcomes
+    assert {
+        ("-", 401),
+        ("sjaelland", 403),
+        ("sjaelland", 404),
+        ("hovedstaden", 201),
+        ("ngc", 200),
+    } <= outcomes
     assert all(token not in log for token in TOKENS.values())
 
 
@@ -85,7 +91,8 @@ def test_bad_metadata_gets_422_naming_the_field(
         "POST", "/v1/submissions", json=metadata("S-BAD", ["R1.fastq.gz"]) | changes
     )
     assert response.status_code == 422, response.text
-    assert (response.json()["error"], response.json()["field"]) == (error, field)
+    body = response.json()
+    assert (body["status"], body["error"], [p["field"] for p in body["problems"]]) == (422, error, [field])
     for value in changes.values():
         if isinstance(value, str) and error == "direct identifier":
             assert value not in response.text
@@ -130,3 +137,4 @@ def test_size_limit_is_enforced_before_reading(file_receiver: Receiver) -> None:
         "PUT", f"/v1/submissions/{bad_sha.json()['submission_id']}/files/R1.fastq.gz", data=b"abc"
     )
     assert mismatch.status_code == 422 and mismatch.json()["error"] == "sha256 mismatch"
+    assert mismatch.json()["problems"][0]["field"] == "sha256"

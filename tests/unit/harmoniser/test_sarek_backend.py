@@ -66,6 +66,10 @@ def test_samplesheet_rows_for_lanes_and_long_reads() -> None:
         ({"fastq_1": "/d/S1_R1.fastq"}, "must have extension '.fq.gz' or '.fastq.gz'"),
         ({"lane": ""}, "lane is required"),
         ({"bam": "/d/S1.bam"}, "either fastq_1 (and fastq_2) or bam"),
+        ({"sample": "=HYPERLINK(1)"}, "sample must not start with = + - @"),
+        ({"patient": "-P1"}, "patient must not start with = + - @"),
+        ({"sample": "+S1"}, "sample must not start with = + - @"),
+        ({"patient": "@P1"}, "patient must not start with = + - @"),
     ],
 )
 def test_samplesheet_rule_breaks_are_named(change: dict[str, str], problem: str, tmp_path: Path) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from sqlalchemy import update
+
 from services.receiver.metadata import parse_submission
-from services.receiver.state import SubmissionStore
+from services.receiver.state import IdempotencyKeyReused, SubmissionStore, request_digest, submissions
 from shared.events import FileRole, StoredFile
 from tests.ids import issued_id
 
@@ -81,3 +86,66 @@ def test_seal_keeps_its_first_time_and_tracks_emission(tmp_path: Path) -> None:
     submission = first.submission()
     assert submission.received_at == first.sealed_at
     assert [f.stored().name for f in first.files] == ["R1.fastq.gz", "x.cram"]
+
+
+def test_an_idempotency_key_reused_with_other_metadata_is_refused(tmp_path: Path) -> None:
+    store = SubmissionStore(f"sqlite:///{tmp_path / 'r.db'}")
+    first, _ = store.create("a", META, "syddanmark", "key-1", None)
+    same = parse_submission(json.loads(json.dumps(META.model_dump(mode="json"), indent=2)))
+    assert store.create("b", same, "syddanmark", "key-1", None) == (first, False)
+    for other in (
+        META.model_copy(update={"department": "Vejle"}),
+        META.model_copy(update={"files": META.files[:1]}),
+        META.model_copy(update={"files": list(reversed(META.files))}),
+    ):
+        with pytest.raises(IdempotencyKeyReused):
+            store.create("c", other, "syddanmark", "key-1", None)
+    assert store.get("c") is None
+    assert store.create("d", META.model_copy(update={"department": "Vejle"}), "ngc", "key-1", None)[1]
+    store.close()
+
+
+def test_a_row_from_before_the_hash_still_answers_its_key(tmp_path: Path) -> None:
+    """Migration 0002 adds the hash; rows opened before it have none and keep their replay."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = SubmissionStore(url)
+    first, _ = store.create("a", META, "syddanmark", "key-old", None)
+    with store.engine.begin() as conn:
+        conn.execute(update(submissions).values(request_sha256=None))
+    assert (
+        store.create("b", META.model_copy(update={"department": "Vejle"}), "syddanmark", "key-old", None)[0]
+        == first
+    )
+    assert request_digest(META) != request_digest(META.model_copy(update={"department": "Vejle"}))
+    store.close()
+
+
+def test_a_database_at_0001_is_migrated_and_keeps_its_submissions(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import insert, inspect
+
+    from services.receiver.state import MIGRATIONS
+    from shared.database import alembic_config, make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url, MIGRATIONS, "receiver"), "0001")
+    engine = make_engine(url)
+    assert "request_sha256" not in {c["name"] for c in inspect(engine).get_columns("receiver_submissions")}
+    row = {
+        "submission_id": "old",
+        "region": "syddanmark",
+        "department": "OUH",
+        "sample_id": "S-7",
+        "patient_id": "P-7",
+        "analysis_type": "WES",
+        "platform": "ILLUMINA",
+        "created_at": datetime(2026, 11, 30, tzinfo=UTC),
+        "created_by": "syddanmark",
+        "idempotency_key": "key-before",
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(submissions).values(**row))
+    engine.dispose()
+    store = SubmissionStore(url)
+    assert store.create("new", META, "syddanmark", "key-before", None)[0].submission_id == "old"
+    store.close()

@@ -1,0 +1,85 @@
+"""Logs are redacted in one place (``shared.telemetry``): structlog lines and stdlib records
+alike never carry a bearer token, an Authorization or Cookie header, or a CPR number."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared import telemetry
+
+tokens = st.text(
+    alphabet=st.characters(codec="ascii", categories=("L", "N")) | st.sampled_from("-._~+/="), min_size=8
+)
+CPRS = ["0703851234", "070385-1234", "290200-4321"]
+
+
+@pytest.fixture(autouse=True)
+def configured() -> None:
+    telemetry.setup("redaction-test")
+
+
+@given(tokens, st.sampled_from(["Bearer", "bearer", "BEARER", "Basic"]))
+def test_no_credential_survives_redaction(token: str, scheme: str) -> None:
+    for text in (
+        f"Authorization: {scheme} {token}",
+        f"b'{scheme} {token}'",
+        f"headers={{'Authorization': '{scheme} {token}'}}",
+        f'{{"authorization": "{scheme} {token}"}}',
+        f"Cookie: session={token}; other=1",
+        f"cookie={token}",
+    ):
+        assert token not in telemetry.redact_text(text), text
+
+
+@pytest.mark.parametrize("cpr", CPRS)
+def test_a_cpr_goes_with_its_line_and_the_rest_stays(cpr: str) -> None:
+    text = f"Traceback (most recent call last):\n  path=/v1/submissions/x/files/{cpr}_R1.fastq.gz\nValueError: bad"
+    redacted = telemetry.redact_text(text)
+    assert cpr not in redacted and "ValueError: bad" in redacted and "Traceback" in redacted
+
+
+def test_structlog_lines_are_redacted(capfd: pytest.CaptureFixture[str]) -> None:
+    log = telemetry.get_logger("test")
+    log.info(
+        "request",
+        path=f"/v1/samples/{CPRS[0]}",
+        authorization="Bearer abcdefgh123",
+        headers={"Cookie": "a=b"},
+    )
+    try:
+        raise ValueError(f"Authorization: Bearer s3cr3t-token for {CPRS[1]}")
+    except ValueError:
+        log.exception("failed")
+    out = capfd.readouterr().err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert (
+        lines[0]["authorization"] == telemetry.REDACTED
+        and lines[0]["headers"]["Cookie"] == telemetry.REDACTED
+    )
+    assert "ValueError" in lines[1]["exception"]
+    for secret in (CPRS[0], CPRS[1], "abcdefgh123", "s3cr3t-token"):
+        assert secret not in out
+
+
+def test_stdlib_records_are_redacted_whoever_formats_them(capfd: pytest.CaptureFixture[str]) -> None:
+    stream_logger = logging.getLogger("aiohttp.server.redaction-test")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    stream_logger.addHandler(handler)
+    try:
+        stream_logger.warning("header %s refused for %s", "Authorization: Bearer tok-123456789", CPRS[2])
+        try:
+            raise RuntimeError("Got more than 8190 bytes when reading: b'Bearer tok-abcdefghij...'")
+        except RuntimeError:
+            stream_logger.exception("Error handling request")
+    finally:
+        stream_logger.removeHandler(handler)
+    err = capfd.readouterr().err
+    assert "Error handling request" in err and "RuntimeError" in err
+    for secret in ("tok-123456789", "tok-abcdefghij", CPRS[2]):
+        assert secret not in err
