@@ -40,6 +40,7 @@ from shared.http import (
     HttpServer,
     ReadinessCheck,
     make_web,
+    tls_context,
 )
 from shared.topics import SUBSCRIPTIONS, all_topics, consumer_group, dlq_name, topic_name
 
@@ -252,7 +253,13 @@ class Service:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         loop.run_until_complete(ensure_topics(self.settings))
-        http = HttpServer(self.web, self.settings.http_host, self.http_port)
+        http = HttpServer(
+            self.web,
+            self.settings.http_host,
+            self.http_port,
+            tls=tls_context(self.settings.http_tls_cert, self.settings.http_tls_key),
+            head_timeout=self.settings.http_head_timeout,
+        )
         worker = faust.Worker(self.app, http, *extra_services, loop=loop, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()
 

@@ -36,7 +36,7 @@ from shared import telemetry
 from shared.auth import principal_of, require_region
 from shared.envelope import derive_id
 from shared.events import FileReceived, StoredFile
-from shared.http import BodyInterrupted, BodyReaders, ReadersBusy
+from shared.http import BodyInterrupted, BodyReaders, Pace, ReadersBusy
 from shared.storage import SizeLimitExceeded, StoredObject, copy_into
 
 log = telemetry.get_logger(__name__)
@@ -93,7 +93,7 @@ class ReceiverApi:
         tracer: Tracer,
         *,
         max_file_size: int,
-        idle_timeout: float,
+        pace: Pace,
         bodies: BodyReaders,
         inboxes: dict[str, str],
     ) -> None:
@@ -102,7 +102,7 @@ class ReceiverApi:
         self.emit = emit
         self.tracer = tracer
         self.max_file_size = max_file_size
-        self.idle_timeout = idle_timeout
+        self.pace = pace
         self.bodies = bodies
         self.inboxes = inboxes
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -153,10 +153,9 @@ class ReceiverApi:
             raise error(404, f"{name!r} is not declared in this submission")
         return declared
 
-    def _busy(self) -> web.HTTPException:
-        return error(
-            503, f"{self.bodies.limit} uploads are being received; try again", headers={"Retry-After": "30"}
-        )
+    @staticmethod
+    def _busy(reason: str) -> web.HTTPException:
+        return error(503, f"{reason}; try again", headers={"Retry-After": "30"})
 
     @staticmethod
     def _open(state: SubmissionState) -> None:
@@ -329,8 +328,9 @@ class ReceiverApi:
             raise error(400, str(exc)) from None
         if place.total > self.max_file_size:
             raise error(413, f"files larger than {self.max_file_size} bytes are not accepted")
-        if self.bodies.busy:
-            raise self._busy()
+        refusal = self.bodies.busy_for(state.region)
+        if refusal is not None:
+            raise self._busy(refusal)
         lock = self._lock(state.submission_id, declared.name)
         if lock.locked():
             raise error(409, "this file is being uploaded by another request", headers={"Retry-After": "5"})
@@ -365,9 +365,9 @@ class ReceiverApi:
             ) from None
         expected = request.content_length or 0
         try:
-            await self.bodies.take(request, upload.take, self.idle_timeout)
-        except ReadersBusy:
-            raise self._busy() from None
+            await self.bodies.take(request, upload.take, self.pace, holder=state.region)
+        except ReadersBusy as exc:
+            raise self._busy(str(exc)) from None
         except BodyInterrupted as exc:
             await asyncio.shield(asyncio.to_thread(upload.close))
             log.warning("upload interrupted", name=declared.name, arrived=upload.size, reason=str(exc))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from shared.http import BodyInterrupted, BodyReaders, ReadersBusy, SocketBody, make_web
+from shared.http import BodyInterrupted, BodyReaders, Pace, ReadersBusy, SocketBody, make_web
 from shared.storage import Intake
 
 DATA = os.urandom(3_000_000)
@@ -57,7 +57,7 @@ async def server() -> AsyncIterator[tuple[int, Seen]]:
         try:
             if not readers.busy:
                 seen.task = asyncio.current_task()
-            await readers.take(request, consume, idle_timeout=1.0)
+            await readers.take(request, consume, Pace(idle_timeout=1.0))
         except ReadersBusy:
             return web.json_response({"busy": True}, status=503)
         except BodyInterrupted as exc:
@@ -205,7 +205,7 @@ def test_socket_body_reads_the_buffered_bytes_first_and_stops_at_the_length() ->
     near, far = socket.socketpair()
     try:
         far.sendall(b"world!!")
-        body = SocketBody(near.fileno(), b"hello ", 5, idle_timeout=1)
+        body = SocketBody(near.fileno(), b"hello ", 5, Pace(idle_timeout=1))
         out = bytearray(100)
         got = body.readinto(memoryview(out))
         got += body.readinto(memoryview(out)[got:])
