@@ -37,7 +37,7 @@ from shared.auth import principal_of, require_region
 from shared.envelope import derive_id
 from shared.events import FileReceived, StoredFile
 from shared.http import BodyInterrupted, BodyReaders, Pace, ReadersBusy
-from shared.storage import SizeLimitExceeded, StoredObject, copy_into
+from shared.storage import OutsideRoot, SizeLimitExceeded, StoredObject, copy_into
 
 log = telemetry.get_logger(__name__)
 
@@ -403,12 +403,14 @@ class ReceiverApi:
             payload = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise error(400, "the body is not JSON") from exc
+        inbox = self.inboxes.get(state.region)
         try:
-            pairs = parse_registration(payload, self.inboxes.get(state.region))
+            pairs = parse_registration(payload, inbox)
         except MetadataError as exc:
             raise web.HTTPUnprocessableEntity(
                 text=json.dumps(exc.as_json()), content_type="application/json"
             ) from None
+        assert inbox is not None  # parse_registration refuses a region without one
         for i, (name, _) in enumerate(pairs):
             if state.file(name) is None:
                 raise error(422, "invalid registration", field=f"files[{i}].name", message="not declared")
@@ -426,8 +428,14 @@ class ReceiverApi:
                     assert declared is not None
                     partial_url = self.layout.partial(state.submission_id, name)
                     try:
-                        got = await asyncio.to_thread(copy_into, url, partial_url, self.max_file_size)
-                    except FileNotFoundError:
+                        got = await asyncio.to_thread(
+                            copy_into, url, partial_url, self.max_file_size, inside=inbox
+                        )
+                    except OutsideRoot as exc:
+                        raise error(
+                            422, "invalid registration", field=f"files[{i}].url", message=str(exc)
+                        ) from None
+                    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                         raise error(
                             422,
                             "invalid registration",

@@ -107,9 +107,15 @@ def _receiver(tmp: Path, name: str, store: str, inbox: str, extra: dict[str, str
 @pytest.fixture(scope="session")
 def file_receiver(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
     tmp = tmp_path_factory.mktemp("receiver-file")
-    inbox = tmp / "inbox" / "hovedstaden"
+    inbox, neighbour = tmp / "inbox" / "hovedstaden", tmp / "inbox" / "sjaelland"
     inbox.mkdir(parents=True)
-    receiver = _receiver(tmp, "receiver-file", (tmp / "store").as_uri(), inbox.as_uri(), {})
+    neighbour.mkdir()
+    inboxes = {
+        "GENOMHUB_RECEIVER_INBOXES": json.dumps(
+            {"hovedstaden": inbox.as_uri(), "sjaelland": neighbour.as_uri()}
+        )
+    }
+    receiver = _receiver(tmp, "receiver-file", (tmp / "store").as_uri(), inbox.as_uri(), inboxes)
     receiver.start()
     try:
         yield receiver
