@@ -510,8 +510,10 @@ class BodyReaders:
             if not self._held[holder]:
                 del self._held[holder]
             body.close()
+            # The body is dealt with: aiohttp must not wait for its rest (it would linger 10 s
+            # reading it after an interrupted one), and the connection closes after the answer.
+            request.content.feed_eof()
             if not tls:
-                request.content.feed_eof()  # the body is dealt with: aiohttp must not wait for it
                 transport.pause_reading()  # feed_eof resumes reading; the rest is never read
 
 
