@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     http_head_timeout: float = Field(
         default=30.0,
         gt=0,
-        description="Seconds a connection has to deliver a complete request head (from its opening, "
-        "or from a kept-alive request's first byte); then it is closed.",
+        description="Seconds a connection has to deliver a whole request, head and body (from its "
+        "opening, or from a kept-alive request's first byte); then it is closed. An upload's body has "
+        "its own limits instead (`GENOMHUB_RECEIVER_IDLE_TIMEOUT`, `GENOMHUB_RECEIVER_MIN_RATE`).",
     )
     receiver_port: int = Field(default=8480, description="Receiver: upload API and probes.")
     receiver_db: str = Field(

@@ -96,56 +96,77 @@ def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
 
 
 class HeadTimedHandler(RequestHandler):
-    """aiohttp's connection handler with a deadline on the request head.
+    """aiohttp's connection handler with a deadline on each request's head and small body.
 
-    aiohttp (3.14) bounds an idle connection only by its keep-alive timeout, counted from the
-    connection or from the last response, and any byte postpones nothing but also ends
-    nothing: a client that sends a header line a minute keeps its connection, and a few
-    hundred such clients hold the server's sockets. Here a connection must deliver a complete
-    request head within ``head_timeout`` seconds of being opened, and on a kept-alive
-    connection within ``head_timeout`` of the next request's first byte; else it is closed.
-    Bodies are not covered: they have their own idle and rate rules (:class:`Pace`).
+    aiohttp (3.14) bounds a connection only by its keep-alive timeout, counted from the
+    connection or from the last response, and not at all while a request is incomplete: a
+    client that sends a header line a minute keeps its connection, and a few hundred such
+    clients hold the server's sockets. Here a request must arrive whole, head and body,
+    within ``head_timeout`` seconds of the connection's opening or, on a kept-alive
+    connection, of its first byte; else the connection is closed. A body taken by
+    :class:`BodyReaders` (an upload, hours long) leaves this deadline for its own idle and
+    rate rules (:class:`Pace`) at the moment it is taken (:meth:`body_taken`).
     """
 
     def __init__(self, manager: web.Server, *, head_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._head_timeout = head_timeout
-        self._head_deadline: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._body: Any = None  # the payload of the newest request, until it is complete
 
     def _waiting_for_head(self) -> bool:
         return self._waiter is not None and not self._waiter.done() and not self._messages
 
-    def _arm_head_deadline(self) -> None:
-        if self._head_deadline is None:
-            self._head_deadline = self._loop.call_later(self._head_timeout, self._head_overdue)
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self._loop.call_later(self._head_timeout, self._overdue)
 
-    def _disarm_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
-    def _head_overdue(self) -> None:
-        self._head_deadline = None
-        if self._messages or self._current_request is not None or self.transport is None:
-            return  # the head arrived in time; its handler runs
-        log.warning("request head not complete in time; connection closed", seconds=self._head_timeout)
+    def _overdue(self) -> None:
+        self._deadline = None
+        if self.transport is None:
+            return
+        what = "request head" if self._body is None else "request body"
+        log.warning(f"{what} not complete in time; connection closed", seconds=self._head_timeout)
         self.force_close()
+
+    def body_taken(self) -> None:
+        """The newest request's body is read by a body reader, under its own :class:`Pace`."""
+        self._body = None
+        self._disarm()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._arm_head_deadline()
+        self._arm()
 
     def data_received(self, data: bytes) -> None:
-        idle = self._waiting_for_head()
+        between_requests = self._waiting_for_head() and self._body is None
+        queued = len(self._messages)
         super().data_received(data)
-        if self._messages or not self._waiting_for_head():
-            self._disarm_head_deadline()  # a whole head arrived (or a handler is reading a body)
-        elif idle and data:
-            self._arm_head_deadline()
+        if len(self._messages) > queued:  # these bytes completed a head
+            self._body = self._messages[-1][1]
+        if self._body is not None:
+            if self._body.is_eof():  # ... and its body: the request is whole
+                self._body = None
+                self._disarm()
+        elif between_requests and data:
+            self._arm()  # the first bytes of a kept-alive connection's next request
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm_head_deadline()
+        self._disarm()
+        self._body = None
         super().connection_lost(exc)
+
+
+def body_taken(request: web.Request) -> None:
+    """Tell the connection that ``request``'s body now has a reader with its own deadlines."""
+    protocol = request.protocol
+    if isinstance(protocol, HeadTimedHandler):
+        protocol.body_taken()
 
 
 class HeadTimedServer(web.Server):
@@ -485,6 +506,7 @@ class BodyReaders:
         except Exception as exc:  # the connection was lost before the handler ran
             raise BodyInterrupted(f"{type(exc).__name__}: {exc}") from exc
         request[BODY_TAKEN] = True
+        body_taken(request)
         body: SocketBody | StreamBody
         if tls:
             head = bytes(buffered[:length])

@@ -219,3 +219,43 @@ def test_a_silent_connection_and_a_slow_second_head_are_closed(receivers: dict[s
 
     # A prompt client on the same server is served as before.
     assert receiver.call("GET", "/healthz", holder=None).status_code == 200
+
+
+def test_a_trickled_small_body_is_closed_like_a_slow_head(receivers: dict[str, Receiver]) -> None:
+    receiver = receivers["pace"]
+    body = b'{"region": "hovedstaden", "department": "Rigshospitalet"' + b" " * 200 + b"}"
+    head = (
+        f"POST /v1/submissions HTTP/1.1\r\nHost: receiver\r\nAuthorization: Bearer {TOKENS['hovedstaden']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    conn = socket.create_connection(("127.0.0.1", receiver.port))
+    started = time.monotonic()
+    conn.sendall(head)
+    try:
+        for byte in body:  # one byte every 0.25 s: the body is never finished
+            if select.select([conn], [], [], 0.25)[0]:
+                break
+            conn.sendall(bytes([byte]))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert closed_within(conn, 10) is not None, "the trickling POST stayed open"
+    conn.close()
+    assert time.monotonic() - started <= HEAD_TIMEOUT + 3
+
+
+def test_an_upload_longer_than_the_head_timeout_is_not_cut_off(receivers: dict[str, Receiver]) -> None:
+    """The head deadline ends where the upload's own limits begin: a steady PUT may take long."""
+    receiver = receivers["pace"]
+    data = os.urandom(800_000)
+    sid = open_submission(receiver, "S-STEADY", ["R1.fastq.gz"], "hovedstaden")
+    conn = socket.create_connection(("127.0.0.1", receiver.port))
+    started = time.monotonic()
+    conn.sendall(put_head(sid, "R1.fastq.gz", len(data), "hovedstaden"))
+    for at in range(0, len(data), 50_000):  # 50 kB every 0.1 s: 500 kB/s for 1.6 s ...
+        conn.sendall(data[at : at + 50_000])
+        time.sleep(0.1 if at < 400_000 else 0.3)  # ... then 170 kB/s, past the head timeout
+    answer = answer_of(conn, 10)
+    conn.close()
+    assert time.monotonic() - started > HEAD_TIMEOUT
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert hashlib.sha256(data).hexdigest().encode() in answer
