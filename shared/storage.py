@@ -382,7 +382,8 @@ def open_inside(url: str, root: str) -> Readable:
     unless that real location is under the root's real location. The check is repeated on
     the opened descriptor itself (``/proc/self/fd``), so a link swapped in between the check
     and the open is caught too; only regular files are read (a FIFO or a device is refused,
-    and opened without blocking). An object store has no links: the key, normalised, must
+    and opened without blocking), and only with one name: a hard link into another region's
+    inbox has no real location to check, so a file with several names is refused. An object store has no links: the key, normalised, must
     be under the root's prefix and equal to what was asked for.
     """
     fs, path = filesystem(url)
@@ -403,8 +404,11 @@ def open_inside(url: str, root: str) -> Readable:
         opened = os.readlink(f"/proc/self/fd/{fd}")
         if not _inside(opened, real_root):
             raise OutsideRoot("resolves outside the region's inbox (a symlink or '..')")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
             raise OutsideRoot("is not a regular file")
+        if status.st_nlink > 1:  # a hard link has no "real" location: any of its names is one
+            raise OutsideRoot("has other hard links (it may be another folder's file); copy it in instead")
         os.set_blocking(fd, True)
         return open(fd, "rb", buffering=0, closefd=True)
     except BaseException:

@@ -42,6 +42,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (mine / "up").symlink_to("..", target_is_directory=True)
     (mine / "to-own").symlink_to(mine / "run" / "R1.fastq.gz")  # a link that stays inside
     os.mkfifo(mine / "fifo")
+    os.link(theirs / "R2.fastq.gz", mine / "hard-theirs")  # a second name of another region's file
     yield top
 
 
@@ -62,6 +63,7 @@ def test_a_real_file_in_the_inbox_is_read(tree: Path) -> None:
         ("up/sjaelland/R2.fastq.gz", "outside"),
         ("run/../../secret", "outside"),
         ("fifo", "not a regular file"),
+        ("hard-theirs", "other hard links"),
         ("run", "not a regular file"),
     ],
 )
@@ -113,7 +115,7 @@ def test_another_filesystem_is_refused(tree: Path) -> None:
 SEGMENTS = st.sampled_from(
     [
         *("run", "R1.fastq.gz", "..", ".", "", "to-passwd", "to-theirs", "theirs-dir", "etc-dir", "up"),
-        *("to-own", "sjaelland", "hovedstaden", "secret", "passwd", "R2.fastq.gz", "fifo"),
+        *("to-own", "sjaelland", "hovedstaden", "secret", "passwd", "R2.fastq.gz", "fifo", "hard-theirs"),
     ]
 )
 
