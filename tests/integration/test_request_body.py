@@ -328,3 +328,14 @@ def test_the_rate_is_judged_only_over_time_spent_waiting_for_the_client() -> Non
         keeper.waited(5.0, 10)  # this window: 20 bytes in 10 s, a fast start does not pay for it
     unlimited = PaceKeeper(Pace(idle_timeout=60))
     unlimited.waited(1e6, 1)
+
+
+async def test_a_tls_client_that_goes_away_leaves_what_it_sent(tls_server: TlsServer) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", tls_server.port, ssl=tls_server.client)
+    writer.write(request_head(len(DATA)) + DATA[:1_234_567])
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.transport.abort()
+    assert await asyncio.to_thread(tls_server.seen.worker_done.wait, 10)
+    assert tls_server.seen.worker_failure is not None
+    assert tls_server.seen.size == 1_234_567
