@@ -270,6 +270,8 @@ class Uploader:
             async with session.put(path, data=body, headers=put_headers) as r:
                 if r.status == 409 and "Upload-Offset" in r.headers:
                     raise Retryable("offset moved on the server")
+                if r.status == 400 and "Upload-Offset" in r.headers:  # too slow or silent: resume
+                    raise Retryable(f"the server cut the upload off at byte {r.headers['Upload-Offset']}")
                 if r.status == 409 and "Retry-After" in r.headers:
                     raise Retryable("the file is busy on the server")
                 result = await self._check(r, f"PUT {local.name}")

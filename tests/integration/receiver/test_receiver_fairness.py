@@ -7,15 +7,20 @@ hostile or broken client would send it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
 import os
 import select
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from services.receiver.client import LocalFile, Plan, Progress, Uploader
+from shared.events import FileRole
 from tests.integration.receiver.conftest import TOKENS, Receiver, _receiver, metadata
 
 PER_REGION = 2
@@ -259,3 +264,40 @@ def test_an_upload_longer_than_the_head_timeout_is_not_cut_off(receivers: dict[s
     assert time.monotonic() - started > HEAD_TIMEOUT
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert hashlib.sha256(data).hexdigest().encode() in answer
+
+
+class CrawlingOnce(Uploader):
+    """An uploader whose first PUT crawls after 100 kB (a link that degrades), then recovers."""
+
+    crawled = False
+
+    async def _read(self, path: Path, offset: int, progress: Progress) -> AsyncIterator[bytes]:  # type: ignore[override]
+        data = path.read_bytes()[offset:]
+        if not self.crawled:
+            self.crawled = True
+            yield data[:100_000]
+            for i in range(100_000, len(data)):
+                await asyncio.sleep(0.2)
+                yield data[i : i + 1]
+            return
+        yield data
+
+
+def test_genomhub_upload_resumes_after_being_cut_off_for_crawling(
+    receivers: dict[str, Receiver], tmp_path: Path
+) -> None:
+    receiver = receivers["pace"]
+    reads = tmp_path / "R1.fastq.gz"
+    reads.write_bytes(os.urandom(400_000))
+    said = io.StringIO()
+    uploader = CrawlingOnce(receiver.url, TOKENS["hovedstaden"], backoff=0.1, stream=said)
+    plan = Plan(
+        "hovedstaden", "Rigshospitalet", "S-RESUMED", "P-RESUMED", "WGS", "ILLUMINA",
+        [LocalFile(reads, FileRole.RAW_READS)],
+    )  # fmt: skip
+    sealed = asyncio.run(uploader.upload(plan))
+    assert uploader.crawled
+    assert "the server cut the upload off at byte" in said.getvalue()
+    assert "resuming at byte" in said.getvalue()
+    (stored,) = sealed["files"]
+    assert stored["sha256"] == hashlib.sha256(reads.read_bytes()).hexdigest()
