@@ -49,6 +49,7 @@ from shared.http import (
     HttpServer,
     ReadinessCheck,
     make_web,
+    tls_context,
 )
 from shared.kafka import KafkaAccess, kafka_access
 from shared.topics import EMITS, SUBSCRIPTIONS, all_topics, consumer_group, dlq_name, topic_name
@@ -289,7 +290,13 @@ class Service:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         loop.run_until_complete(wait_for_topics(self.access, self.topics(), TOPICS_WAIT_S))
-        http = HttpServer(self.web, self.settings.http_host, self.http_port)
+        http = HttpServer(
+            self.web,
+            self.settings.http_host,
+            self.http_port,
+            tls=tls_context(self.settings.http_tls_cert, self.settings.http_tls_key),
+            head_timeout=self.settings.http_head_timeout,
+        )
         worker = faust.Worker(self.app, http, *extra_services, loop=loop, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()
 

@@ -79,6 +79,21 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
     http_host: str = Field(default="127.0.0.1", description="Interface the HTTP servers bind.")
+    http_tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain every HTTP server serves TLS with (with `GENOMHUB_HTTP_TLS_KEY`; "
+        "in Kubernetes a mounted Secret). Unset: plain HTTP, for loopback and a TLS proxy in front.",
+    )
+    http_tls_key: Path | None = Field(
+        default=None, description="PEM private key of `GENOMHUB_HTTP_TLS_CERT`."
+    )
+    http_head_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a connection has to deliver a whole request, head and body (from its "
+        "opening, or from a kept-alive request's first byte); then it is closed. An upload's body has "
+        "its own limits instead (`GENOMHUB_RECEIVER_IDLE_TIMEOUT`, `GENOMHUB_RECEIVER_MIN_RATE`).",
+    )
     receiver_port: int = Field(default=8480, description="Receiver: upload API and probes.")
     receiver_db: str = Field(
         default="",
@@ -95,9 +110,32 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="Receiver: seconds without a byte before a PUT counts as cut off."
     )
     receiver_max_uploads: int = Field(
-        default=8,
+        default=10,
         gt=0,
         description="Receiver: file bodies received at once (16 MiB each); one more gets 503.",
+    )
+    receiver_max_uploads_per_region: int = Field(
+        default=2,
+        gt=0,
+        description="Receiver: file bodies of one region received at once; one more gets 503. "
+        "Five regions times this, at most `GENOMHUB_RECEIVER_MAX_UPLOADS`, keeps every region a slot.",
+    )
+    receiver_min_rate: float = Field(
+        default=131072.0,
+        ge=0,
+        description="Receiver: bytes a second a PUT must keep up while the receiver waits for it, "
+        "judged every `GENOMHUB_RECEIVER_MIN_RATE_GRACE` seconds of waiting; slower is cut off "
+        "(its prefix kept for resume). 0: no minimum.",
+    )
+    receiver_min_rate_grace: float = Field(
+        default=60.0,
+        gt=0,
+        description="Receiver: seconds of waiting for a PUT's bytes over which its rate is judged.",
+    )
+    upload_ca_bundle: Path | None = Field(
+        default=None,
+        description="`genomhub upload`: PEM CA bundle the receiver's certificate is verified against "
+        "(NGC's own CA). Unset: the system's CA store.",
     )
     validator_port: int = Field(default=8481, description="Validator: probes and metrics.")
     harmonisation_policy: HarmonisationPolicy = Field(

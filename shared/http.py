@@ -14,10 +14,14 @@ import json
 import os
 import select
 import socket
+import ssl
 import time
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -206,68 +210,6 @@ async def json_errors(
         raise http_error(500, "internal error; the service has logged it") from None
 
 
-class GuardedRequestHandler(RequestHandler):
-    """aiohttp's connection handler, answering requests its parser refused in the one error body.
-
-    aiohttp's own answer to a request line or header it cannot parse (a header longer than
-    8190 bytes, a control character in a header) is a text page that quotes the offending
-    bytes, an ``Authorization`` header included, and its log line carries the same bytes in
-    the exception. Here the answer names the kind of fault only, and the log line too.
-    """
-
-    def handle_error(
-        self,
-        request: Any,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if isinstance(exc, LineTooLong):
-            title = "a request line or header is too long"
-        elif isinstance(exc, BadHttpMethod):
-            title = "not an HTTP request"
-        elif status == 500:
-            title = "internal error; the service has logged it"
-        else:
-            title = f"the request could not be parsed: {HTTPStatus(status).phrase.lower()}"
-        if status == 500 and exc is not None:
-            log.error("request failed", exc_info=exc)
-        else:
-            log.warning("malformed request refused", status=status, fault=type(exc).__name__ if exc else None)
-        if request.writer.output_size > 0:
-            raise ConnectionError("a response was already sent; the connection is dropped")
-        response = error_response(status, title)
-        response.force_close()
-        return response
-
-
-class GuardedServer(web.Server):
-    r"""aiohttp's low-level server whose connections are :class:`GuardedRequestHandler`\ s."""
-
-    def __call__(self) -> RequestHandler:
-        return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class ServiceRunner(web.AppRunner):
-    """The runner of a service's application: :class:`GuardedServer` under it.
-
-    aiohttp has no setting for the class of its connection handler, so the server the
-    application makes is rebuilt with the same handler, request factory and arguments.
-    """
-
-    def __init__(self, app: web.Application) -> None:
-        super().__init__(app, access_log=None)
-
-    async def _make_server(self) -> web.Server:
-        made = await super()._make_server()
-        return GuardedServer(
-            made.request_handler,
-            request_factory=made.request_factory,
-            handler_cancellation=made.handler_cancellation,
-            **made._kwargs,
-        )
-
-
 def make_web(readiness: list[ReadinessCheck], before_scrape: ReadinessCheck | None = None) -> web.Application:
     """The application with /healthz, /readyz and /metrics; services add their routes to it.
 
@@ -304,20 +246,209 @@ def make_web(readiness: list[ReadinessCheck], before_scrape: ReadinessCheck | No
     return app
 
 
-class HttpServer(ModeService):
-    """Serves an aiohttp application for as long as the service's worker runs."""
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The server side of TLS from a PEM certificate chain and its key; None when neither is set.
 
-    def __init__(self, web_app: web.Application, host: str, port: int) -> None:
+    Either both or neither: a certificate without its key (or the reverse) is a mistake in
+    the deployment, and serving plain HTTP instead would hide it.
+    """
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ValueError(
+            "TLS needs both a certificate and its key (GENOMHUB_HTTP_TLS_CERT, GENOMHUB_HTTP_TLS_KEY)"
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class ServiceRequestHandler(RequestHandler):
+    """aiohttp's connection handler, with a deadline on each request's head and small body,
+    and requests its parser refused answered in the one error body.
+
+    aiohttp (3.14) bounds a connection only by its keep-alive timeout, counted from the
+    connection or from the last response, and not at all while a request is incomplete: a
+    client that sends a header line a minute keeps its connection, and a few hundred such
+    clients hold the server's sockets. Here a request must arrive whole, head and body,
+    within ``head_timeout`` seconds of the connection's opening or, on a kept-alive
+    connection, of its first byte; else the connection is closed. A body taken by
+    :class:`BodyReaders` (an upload, hours long) leaves this deadline for its own idle and
+    rate rules (:class:`Pace`) at the moment it is taken (:meth:`body_taken`).
+
+    aiohttp's own answer to a request line or header it cannot parse (a header longer than
+    8190 bytes, a control character in a header) is a text page that quotes the offending
+    bytes, an ``Authorization`` header included, and its log line carries the same bytes in
+    the exception. Here the answer names the kind of fault only, and the log line too.
+    """
+
+    def __init__(self, manager: web.Server, *, head_timeout: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._head_timeout = head_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+        self._body: Any = None  # the payload of the newest request, until it is complete
+
+    def _waiting_for_head(self) -> bool:
+        return self._waiter is not None and not self._waiter.done() and not self._messages
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self._loop.call_later(self._head_timeout, self._overdue)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _overdue(self) -> None:
+        self._deadline = None
+        if self.transport is None:
+            return
+        what = "request head" if self._body is None else "request body"
+        log.warning(f"{what} not complete in time; connection closed", seconds=self._head_timeout)
+        self.force_close()
+
+    def body_taken(self) -> None:
+        """The newest request's body is read by a body reader, under its own :class:`Pace`."""
+        self._body = None
+        self._disarm()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        between_requests = self._waiting_for_head() and self._body is None
+        queued = len(self._messages)
+        super().data_received(data)
+        if len(self._messages) > queued:  # these bytes completed a head
+            self._body = self._messages[-1][1]
+        if self._body is not None:
+            if self._body.is_eof():  # ... and its body: the request is whole
+                self._body = None
+                self._disarm()
+        elif between_requests and data:
+            self._arm()  # the first bytes of a kept-alive connection's next request
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        self._body = None
+        super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, LineTooLong):
+            title = "a request line or header is too long"
+        elif isinstance(exc, BadHttpMethod):
+            title = "not an HTTP request"
+        elif status == 500:
+            title = "internal error; the service has logged it"
+        else:
+            title = f"the request could not be parsed: {HTTPStatus(status).phrase.lower()}"
+        if status == 500 and exc is not None:
+            log.error("request failed", exc_info=exc)
+        else:
+            log.warning("malformed request refused", status=status, fault=type(exc).__name__ if exc else None)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already sent; the connection is dropped")
+        response = error_response(status, title)
+        response.force_close()
+        return response
+
+
+def body_taken(request: web.Request) -> None:
+    """Tell the connection that ``request``'s body now has a reader with its own deadlines."""
+    protocol = request.protocol
+    if isinstance(protocol, ServiceRequestHandler):
+        protocol.body_taken()
+
+
+class ServiceServer(web.Server):
+    r"""aiohttp's low-level server whose connections are :class:`ServiceRequestHandler`\ s."""
+
+    def __init__(self, plain: web.Server, head_timeout: float) -> None:
+        super().__init__(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            **plain._kwargs,
+        )
+        self.head_timeout = head_timeout
+
+    def __call__(self) -> RequestHandler:
+        return ServiceRequestHandler(self, loop=self._loop, head_timeout=self.head_timeout, **self._kwargs)
+
+
+class ServiceRunner(web.AppRunner):
+    """The runner of a service's application: :class:`ServiceServer` under it.
+
+    aiohttp has no setting for the class of its connection handler, so the server the
+    application makes is rebuilt with the same handler, request factory and arguments.
+    """
+
+    def __init__(self, app: web.Application, head_timeout: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(app, **{"access_log": None, **kwargs})
+        self.head_timeout = head_timeout
+
+    async def _make_server(self) -> web.Server:
+        return ServiceServer(await super()._make_server(), self.head_timeout)
+
+
+async def serve(
+    web_app: web.Application,
+    host: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+    head_timeout: float = 30.0,
+) -> tuple[web.AppRunner, int]:
+    """Serve ``web_app`` on ``host:port`` (0: any free port); the runner and the bound port.
+
+    With ``tls`` the server speaks only HTTPS (asyncio bounds the handshake itself, 60 s; the
+    head's deadline starts once it is done).
+    """
+    runner = ServiceRunner(web_app, head_timeout, keepalive_timeout=75.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
+    await site.start()
+    return runner, site.port
+
+
+class HttpServer(ModeService):
+    """Serves an aiohttp application for as long as the service's worker runs.
+
+    Every service's HTTP side is this one server: TLS when a certificate and key are set
+    (:func:`tls_context`), and slow request heads cut off (:class:`ServiceRequestHandler`).
+    """
+
+    def __init__(
+        self,
+        web_app: web.Application,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        head_timeout: float = 30.0,
+    ) -> None:
         super().__init__()
         self.web_app = web_app
         self.host = host
         self.port = port
+        self.tls = tls
+        self.head_timeout = head_timeout
         self._runner: web.AppRunner | None = None
 
     async def on_start(self) -> None:
-        self._runner = ServiceRunner(self.web_app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        self._runner, _ = await serve(
+            self.web_app, self.host, self.port, tls=self.tls, head_timeout=self.head_timeout
+        )
 
     async def on_stop(self) -> None:
         if self._runner is not None:
@@ -325,7 +456,46 @@ class HttpServer(ModeService):
 
 
 class BodyInterrupted(Exception):
-    """The request body stopped before its end: the client went away or fell silent."""
+    """The request body stopped before its end: the client went away, fell silent or crawled."""
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How slowly a body may arrive before the server stops waiting for it.
+
+    ``idle_timeout``: seconds without a byte. ``min_rate``: bytes a second the client must
+    keep up, judged over each ``grace`` seconds that the reader spends waiting for the
+    client (0: no minimum). Only time spent waiting counts: when the server itself is the
+    slow side (a busy disk), the kernel's buffer is full, every read returns at once, and
+    the client is not blamed. Without a rate, a client that sends a byte just before each
+    idle timeout holds its upload slot for ever: that is how eight trickles held every slot.
+    """
+
+    idle_timeout: float
+    min_rate: float = 0.0
+    grace: float = 60.0
+
+
+class PaceKeeper:
+    """One body's account of :class:`Pace`: call :meth:`waited` after every wait for bytes."""
+
+    def __init__(self, pace: Pace) -> None:
+        self.pace = pace
+        self._waited = 0.0
+        self._bytes = 0
+
+    def waited(self, seconds: float, got: int) -> None:
+        """Account ``seconds`` of waiting that brought ``got`` bytes; raise if the client crawls."""
+        self._waited += seconds
+        self._bytes += got
+        if self.pace.min_rate <= 0 or self._waited < self.pace.grace:
+            return
+        rate = self._bytes / self._waited
+        if rate < self.pace.min_rate:
+            raise BodyInterrupted(
+                f"slower than {self.pace.min_rate:g} bytes/s ({rate:.0f} over {self._waited:.0f} s)"
+            )
+        self._waited, self._bytes = 0.0, 0  # a new window: a fast start does not pay for a crawl
 
 
 class SocketBody:
@@ -339,14 +509,14 @@ class SocketBody:
     POLL_SECONDS = 0.5
     """How often a silent reader looks at :meth:`stop` and at its idle deadline."""
 
-    def __init__(self, fileno: int, buffered: bytes, left: int, idle_timeout: float) -> None:
+    def __init__(self, fileno: int, buffered: bytes, left: int, pace: Pace | float) -> None:
         self._socket = socket.socket(fileno=os.dup(fileno))
         self._socket.setblocking(False)  # as the loop had it: the descriptor's mode is shared
         self._poll = select.poll()
         self._poll.register(self._socket.fileno(), select.POLLIN)
         self._buffered = memoryview(buffered)
         self._left = left
-        self._idle_timeout = idle_timeout
+        self._pace = PaceKeeper(pace if isinstance(pace, Pace) else Pace(idle_timeout=pace))
         self._stopped = False
 
     def readinto(self, view: memoryview) -> int:
@@ -359,16 +529,21 @@ class SocketBody:
         if not self._left:
             return 0
         view = view[: self._left]
-        deadline = time.monotonic() + self._idle_timeout
+        idle_timeout = self._pace.pace.idle_timeout
+        started = time.monotonic()
+        deadline = started + idle_timeout
         while True:
             if self._stopped:
                 raise BodyInterrupted("the server is stopping")
             try:
                 got = self._socket.recv_into(view)
             except BlockingIOError:
-                idle = deadline - time.monotonic()
+                now = time.monotonic()
+                idle = deadline - now
                 if idle <= 0:
-                    raise BodyInterrupted(f"no data for {self._idle_timeout:g} s") from None
+                    raise BodyInterrupted(f"no data for {idle_timeout:g} s") from None
+                self._pace.waited(now - started, 0)
+                started = now
                 self._poll.poll(1000 * min(idle, self.POLL_SECONDS))
                 continue
             except OSError as exc:  # the peer reset the connection
@@ -376,6 +551,7 @@ class SocketBody:
             if not got:
                 raise BodyInterrupted(f"the connection closed {self._left} bytes before the end")
             self._left -= got
+            self._pace.waited(time.monotonic() - started, got)
             return got
 
     def stop(self) -> None:
@@ -386,64 +562,164 @@ class SocketBody:
         self._socket.close()
 
 
+class StreamBody:
+    """The rest of a request body over TLS, read by the loop from aiohttp's stream for a worker.
+
+    A TLS connection's bytes cannot be taken off the socket (they are encrypted, and the
+    TLS state is the loop's), so here the loop decrypts and the worker asks it for each
+    piece. The same :class:`Pace` applies; the cost is aiohttp's copies on the loop, which
+    :class:`SocketBody` exists to avoid, so a plain-TCP service behind a TLS proxy is still
+    the faster way to take uploads.
+    """
+
+    POLL_SECONDS = 0.5
+
+    def __init__(
+        self, content: Any, loop: asyncio.AbstractEventLoop, buffered: bytes, left: int, pace: Pace
+    ) -> None:
+        self._content = content
+        self._loop = loop
+        self._piece = memoryview(buffered)
+        self._left = left
+        self._pace = PaceKeeper(pace)
+        self._pending: Any = None
+        self._stopped = False
+
+    def readinto(self, view: memoryview) -> int:
+        if not self._piece:
+            if not self._left:
+                return 0
+            self._piece = memoryview(self._next())
+        n = min(len(view), len(self._piece))
+        view[:n] = self._piece[:n]
+        self._piece = self._piece[n:]
+        return n
+
+    def _next(self) -> bytes:
+        idle_timeout = self._pace.pace.idle_timeout
+        started = time.monotonic()
+        deadline = started + idle_timeout
+        while True:
+            if self._stopped:
+                raise BodyInterrupted("the server is stopping")
+            if self._pending is None:
+                self._pending = asyncio.run_coroutine_threadsafe(self._content.readany(), self._loop)
+            now = time.monotonic()
+            if now >= deadline:
+                raise BodyInterrupted(f"no data for {idle_timeout:g} s")
+            try:
+                piece: bytes = self._pending.result(timeout=min(deadline - now, self.POLL_SECONDS))
+            except TimeoutError:
+                now = time.monotonic()
+                self._pace.waited(now - started, 0)
+                started = now
+                continue
+            except Exception as exc:  # the connection was lost or reset
+                self._pending = None
+                raise BodyInterrupted(f"{type(exc).__name__}: {exc}") from exc
+            self._pending = None
+            if not piece:
+                raise BodyInterrupted(f"the connection closed {self._left} bytes before the end")
+            piece = piece[: self._left]  # never more than Content-Length promised
+            self._left -= len(piece)
+            self._pace.waited(time.monotonic() - started, len(piece))
+            return piece
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._pending is not None:
+            self._pending.cancel()
+
+    def close(self) -> None:
+        self.stop()
+
+
 class ReadersBusy(Exception):
-    """Every body reader is taken; the client should come back later (503, Retry-After)."""
+    """Every body reader is taken, or every one its holder may have; come back later (503)."""
 
 
 class BodyReaders:
-    """Worker threads that read request bodies off their sockets, at most ``limit`` at once.
+    """Worker threads that read request bodies, at most ``limit`` at once and ``per_holder`` each.
 
     A pool of their own, not the loop's default executor: a body holds its worker for as long
     as the upload lasts (hours on a slow link), and the default pool's few threads also serve
     every database call and the readiness probe, which must never wait behind uploads.
+
+    ``per_holder`` is what keeps one region from starving the others: its uploads, however
+    slow, take at most that many of the ``limit`` readers (with five regions, ``per_holder``
+    × 5 ≤ ``limit`` leaves every region its share).
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_holder: int | None = None) -> None:
         self.limit = limit
+        self.per_holder = min(per_holder or limit, limit)
         self._active = 0
+        self._held: Tally[str] = Tally()
         self._pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="body")
 
     @property
     def busy(self) -> bool:
         return self._active >= self.limit
 
+    def busy_for(self, holder: str) -> str | None:
+        """Why a body of ``holder`` cannot be taken now, or None if it can."""
+        if self._held[holder] >= self.per_holder:
+            return f"{self.per_holder} uploads of {holder} are being received"
+        if self.busy:
+            return f"{self.limit} uploads are being received"
+        return None
+
     async def take(
-        self, request: web.Request, consume: Callable[[Callable[[memoryview], int]], T], idle_timeout: float
+        self,
+        request: web.Request,
+        consume: Callable[[Callable[[memoryview], int]], T],
+        pace: Pace | float,
+        holder: str = "",
     ) -> T:
-        """Run ``consume(readinto)`` in a worker over the request's body, read off the socket.
+        """Run ``consume(readinto)`` in a worker over the request's body.
 
         Why not aiohttp's own reading: it receives the body on the event loop in pieces of up
         to 256 KiB, copies each again in the parser and once more to join them, about 0.7
-        CPU-seconds a GB in the one thread that also serves every other request. Here the
-        worker receives straight into the caller's buffers (``consume`` is typically an
-        ``Intake``), about 0.2 CPU-seconds a GB off the loop, which is what lets an upload
-        run at close to md5's rate on two cores. The price is the connection: the loop
-        stops reading it, so it is closed after the response (:func:`close_after_taken_body`).
+        CPU-seconds a GB in the one thread that also serves every other request. Here, on
+        plain TCP, the worker receives straight into the caller's buffers (``consume`` is
+        typically an ``Intake``), about 0.2 CPU-seconds a GB off the loop, which is what lets
+        an upload run at close to md5's rate on two cores. The price is the connection: the
+        loop stops reading it, so it is closed after the response
+        (:func:`close_after_taken_body`). Over TLS the loop must decrypt, so the worker is fed
+        from aiohttp's stream instead (:class:`StreamBody`), with the same ``pace``.
 
-        Needs ``Content-Length`` (the caller refuses a request without it) and plain TCP,
-        which is what the services serve; TLS ends in front of them.
+        Needs ``Content-Length`` (the caller refuses a request without it). ``holder`` is whose
+        upload it is, counted against ``per_holder``.
         """
+        pace = pace if isinstance(pace, Pace) else Pace(idle_timeout=pace)
         length = request.content_length
         if length is None:
             raise ValueError("a body is taken only with a Content-Length")
-        if self.busy:
-            raise ReadersBusy(f"{self.limit} uploads are being received")
+        refusal = self.busy_for(holder)
+        if refusal is not None:
+            raise ReadersBusy(refusal)
         transport = request.transport
         raw = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or raw is None:
             raise BodyInterrupted("the connection closed before the body")
-        if transport.get_extra_info("sslcontext") is not None:
-            raise RuntimeError("bodies are read off plain TCP only; TLS ends in front of the service")
+        tls = transport.get_extra_info("sslcontext") is not None
         buffered = bytearray()
         try:
             while piece := request.content.read_nowait():  # what aiohttp has already received
                 buffered += piece
         except Exception as exc:  # the connection was lost before the handler ran
             raise BodyInterrupted(f"{type(exc).__name__}: {exc}") from exc
-        transport.pause_reading()  # from here on the socket's bytes are the worker's alone
         request[BODY_TAKEN] = True
-        body = SocketBody(raw.fileno(), bytes(buffered), length - len(buffered), idle_timeout)
+        body_taken(request)
+        body: SocketBody | StreamBody
+        if tls:
+            head = bytes(buffered[:length])
+            body = StreamBody(request.content, asyncio.get_running_loop(), head, length - len(head), pace)
+        else:
+            transport.pause_reading()  # from here on the socket's bytes are the worker's alone
+            body = SocketBody(raw.fileno(), bytes(buffered), length - len(buffered), pace)
         self._active += 1
+        self._held[holder] += 1
         work = functools.partial(contextvars.copy_context().run, consume, body.readinto)
         worker = asyncio.get_running_loop().run_in_executor(self._pool, work)
         try:
@@ -456,9 +732,15 @@ class BodyReaders:
             raise
         finally:
             self._active -= 1
+            self._held[holder] -= 1
+            if not self._held[holder]:
+                del self._held[holder]
             body.close()
-            request.content.feed_eof()  # the body is dealt with: aiohttp must not wait for it
-            transport.pause_reading()  # feed_eof resumes reading; the rest is never read
+            # The body is dealt with: aiohttp must not wait for its rest (it would linger 10 s
+            # reading it after an interrupted one), and the connection closes after the answer.
+            request.content.feed_eof()
+            if not tls:
+                transport.pause_reading()  # feed_eof resumes reading; the rest is never read
 
 
 @web.middleware

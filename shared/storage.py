@@ -27,6 +27,8 @@ import fcntl
 import hashlib
 import mmap
 import os
+import posixpath
+import stat
 import threading
 import uuid
 import weakref
@@ -60,6 +62,18 @@ ReadInto = Callable[[memoryview], int]
 
 class SizeLimitExceeded(Exception):
     """The stream is longer than it was allowed to be."""
+
+
+class Readable(Protocol):
+    """A file opened for reading, as :func:`open_inside` hands it over."""
+
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class OutsideRoot(Exception):
+    """A file named under a root folder is really somewhere else (a symlink, ``..``), or not a file."""
 
 
 @dataclass(frozen=True)
@@ -352,10 +366,66 @@ class AtomicWrite:
                 self.fs.rm(self.tmp)
 
 
-def copy_into(src_url: str, dst_url: str, max_size: int | None = None) -> StoredObject:
-    """Stream a file from an inbox (any fsspec URL) into the archive, hashing on the way."""
-    fs, path = filesystem(src_url)
-    with fs.open(path, "rb") as source:
+def _inside(path: str, root: str) -> bool:
+    return path != root and os.path.commonpath([path, root]) == root
+
+
+def open_inside(url: str, root: str) -> Readable:
+    """``url`` opened for reading, if the file it really is lies under the folder ``root``.
+
+    Both are fsspec URLs of one filesystem. A local name is resolved as the kernel resolves
+    it, every symlink of the way followed (the root's own included), and the file is refused
+    unless that real location is under the root's real location. The check is repeated on
+    the opened descriptor itself (``/proc/self/fd``), so a link swapped in between the check
+    and the open is caught too; only regular files are read (a FIFO or a device is refused,
+    and opened without blocking), and only with one name: a hard link into another region's
+    inbox has no real location to check, so a file with several names is refused. An object store has no links: the key, normalised, must
+    be under the root's prefix and equal to what was asked for.
+    """
+    fs, path = filesystem(url)
+    root_fs, root_path = filesystem(root)
+    if type(fs) is not type(root_fs):
+        raise OutsideRoot("is not on the inbox's filesystem")
+    if not isinstance(fs, LocalFileSystem):
+        key, prefix = posixpath.normpath(path), posixpath.normpath(root_path.rstrip("/"))
+        if key != path or not key.startswith(prefix + "/"):
+            raise OutsideRoot("does not name an object under the inbox's prefix")
+        handle: Readable = fs.open(path, "rb")
+        return handle
+    real_root = os.path.realpath(root_path)
+    if not _inside(os.path.realpath(path), real_root):
+        raise OutsideRoot("resolves outside the region's inbox (a symlink or '..')")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+        if not _inside(opened, real_root):
+            raise OutsideRoot("resolves outside the region's inbox (a symlink or '..')")
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise OutsideRoot("is not a regular file")
+        if status.st_nlink > 1:  # a hard link has no "real" location: any of its names is one
+            raise OutsideRoot("has other hard links (it may be another folder's file); copy it in instead")
+        os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=0, closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def copy_into(
+    src_url: str, dst_url: str, max_size: int | None = None, *, inside: str | None = None
+) -> StoredObject:
+    """Stream a file from an inbox (any fsspec URL) into the archive, hashing on the way.
+
+    With ``inside`` (the inbox's URL) the source must really be in that folder
+    (:func:`open_inside`), else :class:`OutsideRoot`.
+    """
+    if inside is not None:
+        opened = open_inside(src_url, inside)
+    else:
+        fs, path = filesystem(src_url)
+        opened = fs.open(path, "rb")
+    with contextlib.closing(opened) as source:
         write = AtomicWrite(dst_url, max_size)
         try:
             write.take(source.readinto)

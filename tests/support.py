@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -40,14 +41,20 @@ class Process:
         )
         return self
 
-    def wait_http(self, port: int, path: str = "/healthz", timeout: float = 60) -> None:
+    def wait_http(
+        self, port: int, path: str = "/healthz", timeout: float = 60, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Wait until the process answers 200 on ``path`` (over HTTPS, verified, with ``tls``)."""
+        scheme = "https" if tls is not None else "http"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"{self.args} exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
+                with urllib.request.urlopen(
+                    f"{scheme}://127.0.0.1:{port}{path}", timeout=1, context=tls
+                ) as r:
                     if r.status == 200:
                         return
             except OSError:

@@ -46,8 +46,8 @@ from shared import telemetry
 from shared.auth import principal_of, require_region
 from shared.envelope import derive_id
 from shared.events import FileReceived, StoredFile, new_submission_id
-from shared.http import BodyInterrupted, BodyReaders, FieldProblem, ReadersBusy, http_error, json_body
-from shared.storage import SizeLimitExceeded, StoredObject, copy_into
+from shared.http import BodyInterrupted, BodyReaders, FieldProblem, Pace, ReadersBusy, http_error, json_body
+from shared.storage import OutsideRoot, SizeLimitExceeded, StoredObject, copy_into
 
 log = telemetry.get_logger(__name__)
 
@@ -107,7 +107,7 @@ class ReceiverApi:
         tracer: Tracer,
         *,
         max_file_size: int,
-        idle_timeout: float,
+        pace: Pace,
         bodies: BodyReaders,
         inboxes: dict[str, str],
     ) -> None:
@@ -116,7 +116,7 @@ class ReceiverApi:
         self.emit = emit
         self.tracer = tracer
         self.max_file_size = max_file_size
-        self.idle_timeout = idle_timeout
+        self.pace = pace
         self.bodies = bodies
         self.inboxes = inboxes
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -183,10 +183,9 @@ class ReceiverApi:
             raise error(404, "no such file in this submission", field="name", message="not declared")
         return declared
 
-    def _busy(self) -> web.HTTPException:
-        return error(
-            503, f"{self.bodies.limit} uploads are being received; try again", headers={"Retry-After": "30"}
-        )
+    @staticmethod
+    def _busy(reason: str) -> web.HTTPException:
+        return error(503, f"{reason}; try again", headers={"Retry-After": "30"})
 
     @staticmethod
     def _open(state: SubmissionState) -> None:
@@ -365,8 +364,9 @@ class ReceiverApi:
             raise error(400, "invalid range", field="Upload-Offset/Content-Range", message=str(exc)) from None
         if place.total > self.max_file_size:
             raise error(413, f"files larger than {self.max_file_size} bytes are not accepted")
-        if self.bodies.busy:
-            raise self._busy()
+        refusal = self.bodies.busy_for(state.region)
+        if refusal is not None:
+            raise self._busy(refusal)
         lock = self._lock(state.submission_id, declared.name)
         if lock.locked():
             raise error(409, "this file is being uploaded by another request", headers={"Retry-After": "5"})
@@ -401,9 +401,9 @@ class ReceiverApi:
             ) from None
         expected = request.content_length or 0
         try:
-            await self.bodies.take(request, upload.take, self.idle_timeout)
-        except ReadersBusy:
-            raise self._busy() from None
+            await self.bodies.take(request, upload.take, self.pace, holder=state.region)
+        except ReadersBusy as exc:
+            raise self._busy(str(exc)) from None
         except BodyInterrupted as exc:
             await asyncio.shield(asyncio.to_thread(upload.close))
             log.warning("upload interrupted", name=declared.name, arrived=upload.size, reason=str(exc))
@@ -436,10 +436,12 @@ class ReceiverApi:
         state = await self._submission(request)
         self._open(state)
         payload = await json_body(request)
+        inbox = self.inboxes.get(state.region)
         try:
-            pairs = parse_registration(payload, self.inboxes.get(state.region))
+            pairs = parse_registration(payload, inbox)
         except MetadataError as exc:
             raise metadata_error(exc) from None
+        assert inbox is not None  # parse_registration refuses a region without one
         for i, (name, _) in enumerate(pairs):
             if state.file(name) is None:
                 raise error(422, "invalid registration", field=f"files[{i}].name", message="not declared")
@@ -457,8 +459,14 @@ class ReceiverApi:
                     assert declared is not None
                     partial_url = self.layout.partial(state.submission_id, name)
                     try:
-                        got = await asyncio.to_thread(copy_into, url, partial_url, self.max_file_size)
-                    except FileNotFoundError:
+                        got = await asyncio.to_thread(
+                            copy_into, url, partial_url, self.max_file_size, inside=inbox
+                        )
+                    except OutsideRoot as exc:
+                        raise error(
+                            422, "invalid registration", field=f"files[{i}].url", message=str(exc)
+                        ) from None
+                    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                         raise error(
                             422,
                             "invalid registration",

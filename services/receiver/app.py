@@ -18,7 +18,7 @@ from shared.auth import Tokens, bearer_auth
 from shared.bus import Service
 from shared.database import reachable
 from shared.events import FileReceived
-from shared.http import BodyReaders
+from shared.http import BodyReaders, Pace
 
 
 def build() -> Service:
@@ -36,8 +36,12 @@ def build() -> Service:
         emit,
         service.tracer,
         max_file_size=settings.receiver_max_file_size,
-        idle_timeout=settings.receiver_idle_timeout,
-        bodies=BodyReaders(settings.receiver_max_uploads),
+        pace=Pace(
+            idle_timeout=settings.receiver_idle_timeout,
+            min_rate=settings.receiver_min_rate,
+            grace=settings.receiver_min_rate_grace,
+        ),
+        bodies=BodyReaders(settings.receiver_max_uploads, settings.receiver_max_uploads_per_region),
         inboxes=dict(settings.receiver_inboxes),
     )
     service.web.middlewares.append(

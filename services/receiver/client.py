@@ -6,12 +6,20 @@ file starts with a ``HEAD`` that says how much already arrived and the ``PUT`` s
 the rest (``Upload-Offset``), and seal is idempotent on the server. Network errors, 5xx and
 "busy" answers are retried with exponential backoff; any other 4xx is the caller's mistake
 and stops the upload with the server's message.
+
+Genome files and the region's token travel only over TLS, with the server's certificate
+verified (the system's CA store, or NGC's own CA with ``ca_bundle``); plain ``http://`` is
+for a receiver on this machine's loopback only (the embedded stack), never across a network.
+A certificate that does not verify is not retried: it is a wrong CA bundle or the wrong
+server, and retrying would only hide that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
+import ssl
 import sys
 import time
 import uuid
@@ -19,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
@@ -36,6 +44,38 @@ class UploadError(Exception):
 
 class Retryable(Exception):
     """A transient failure: the same request may succeed later."""
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` is this machine's loopback (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_security(base_url: str, ca_bundle: Path | None = None) -> ssl.SSLContext | None:
+    """How to reach ``base_url``: a verifying TLS context for https, None for loopback http.
+
+    Refuses (:class:`UploadError`) plain http to any other host and any other scheme: a
+    bearer token and genome files must not cross a network in the clear.
+    """
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if parts.scheme == "http":
+        if loopback(host):
+            return None
+        raise UploadError(
+            f"refusing plain http:// to {host or base_url!r}: tokens and genome files travel only over "
+            "https:// (plain http is for a receiver on this machine's loopback)"
+        )
+    if parts.scheme != "https" or not host:
+        raise UploadError(f"the receiver URL must be https://HOST[:PORT], not {base_url!r}")
+    context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle is not None else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 @dataclass(frozen=True)
@@ -136,6 +176,8 @@ class Uploader:
     retries: int = 8
     backoff: float = 0.5
     stream: IO[str] = field(default_factory=lambda: sys.stderr)
+    ca_bundle: Path | None = None
+    """PEM CA bundle the server's certificate must chain to; None: the system's CA store."""
 
     def _say(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -146,6 +188,12 @@ class Uploader:
         for n in range(self.retries + 1):
             try:
                 return await attempt()
+            except aiohttp.ClientConnectorCertificateError as exc:
+                bundle = f"the CA bundle {self.ca_bundle}" if self.ca_bundle else "the system's CA store"
+                raise UploadError(
+                    f"{what}: the server's TLS certificate was not verified against {bundle}: "
+                    f"{exc.certificate_error}. Is this NGC's receiver, and is --ca-bundle NGC's CA?"
+                ) from exc
             except (aiohttp.ClientError, TimeoutError, Retryable) as exc:
                 if n == self.retries:
                     raise UploadError(f"{what}: gave up after {self.retries} retries: {exc}") from exc
@@ -170,10 +218,14 @@ class Uploader:
         self, plan: Plan, submission_id: str | None = None, checksum: bool = True
     ) -> dict[str, Any]:
         """Report ``plan``; returns the seal's answer (submission id, event id, files)."""
+        tls = transport_security(self.base_url, self.ca_bundle)  # refused before any file is read
         digests = {f.name: await asyncio.to_thread(sha256_of, f.path) for f in plan.files} if checksum else {}
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=300)
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with aiohttp.ClientSession(self.base_url, headers=headers, timeout=timeout) as session:
+        connector = aiohttp.TCPConnector(ssl=tls if tls is not None else False)
+        async with aiohttp.ClientSession(
+            self.base_url, headers=headers, timeout=timeout, connector=connector
+        ) as session:
             if submission_id is None:
                 submission_id = await self._create(session, plan.metadata(digests))
                 self._say(f"submission {submission_id} opened")
@@ -218,6 +270,8 @@ class Uploader:
             async with session.put(path, data=body, headers=put_headers) as r:
                 if r.status == 409 and "Upload-Offset" in r.headers:
                     raise Retryable("offset moved on the server")
+                if r.status == 400 and "Upload-Offset" in r.headers:  # too slow or silent: resume
+                    raise Retryable(f"the server cut the upload off at byte {r.headers['Upload-Offset']}")
                 if r.status == 409 and "Retry-After" in r.headers:
                     raise Retryable("the file is busy on the server")
                 result = await self._check(r, f"PUT {local.name}")

@@ -26,9 +26,21 @@ from shared.events import AnalysisType, FileRole, Region
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Clinical pipeline output (CRAM, VCF); repeat for each.",
 )
-@click.option("--url", default=None, help="Receiver base URL [default: http://127.0.0.1:<receiver port>].")
+@click.option(
+    "--url",
+    default=None,
+    help="Receiver base URL, https:// (plain http:// only to loopback) "
+    "[default: http://127.0.0.1:<receiver port>].",
+)
 @click.option(
     "--token-env", default="GENOMHUB_UPLOAD_TOKEN", show_default=True, help="Env var with the token."
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM CA bundle to verify the receiver with (NGC's own CA) [default: GENOMHUB_UPLOAD_CA_BUNDLE, "
+    "else the system's CA store].",
 )
 @click.option("--submission", default=None, help="Continue this submission (after an interrupted run).")
 @click.option("--retries", default=8, show_default=True, help="Retries of each step on network errors.")
@@ -49,6 +61,7 @@ def upload(
     clinical: tuple[Path, ...],
     url: str | None,
     token_env: str,
+    ca_bundle: Path | None,
     submission: str | None,
     retries: int,
     checksum: bool,
@@ -70,8 +83,9 @@ def upload(
     if len(set(names)) != len(names):
         raise click.UsageError("two files share a name; the archive keeps files by name")
     plan = Plan(region, department, sample_id, patient_id, analysis, platform, files)
-    base = url or f"http://127.0.0.1:{get_settings().receiver_port}"
-    uploader = Uploader(base, token, retries=retries)
+    settings = get_settings()
+    base = url or f"http://127.0.0.1:{settings.receiver_port}"
+    uploader = Uploader(base, token, retries=retries, ca_bundle=ca_bundle or settings.upload_ca_bundle)
     try:
         sealed = asyncio.run(uploader.upload(plan, submission, checksum=checksum))
     except UploadError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +41,17 @@ class Receiver:
     store: str
     inbox: str
     process: Process | None = None
+    ca: Path | None = None
+    """The CA of the certificate the receiver serves TLS with; None: plain HTTP on loopback."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> Receiver:
         self.process = Process(genomhub("run", "receiver"), self.log, self.env).start()
-        self.process.wait_http(self.port, timeout=90)
+        tls = ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
+        self.process.wait_http(self.port, timeout=90, tls=tls)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -64,7 +68,8 @@ class Receiver:
         headers = dict(kwargs.pop("headers", {}))
         if holder is not None:
             headers["Authorization"] = f"Bearer {TOKENS[holder]}"
-        return requests.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
+        verify = str(self.ca) if self.ca else True
+        return requests.request(method, self.url + path, headers=headers, timeout=60, verify=verify, **kwargs)
 
     def cli_env(self, holder: str = "hovedstaden") -> dict[str, str]:
         return {**self.env, "GENOMHUB_UPLOAD_TOKEN": TOKENS[holder]}
@@ -107,9 +112,15 @@ def _receiver(tmp: Path, name: str, store: str, inbox: str, extra: dict[str, str
 @pytest.fixture(scope="session")
 def file_receiver(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
     tmp = tmp_path_factory.mktemp("receiver-file")
-    inbox = tmp / "inbox" / "hovedstaden"
+    inbox, neighbour = tmp / "inbox" / "hovedstaden", tmp / "inbox" / "sjaelland"
     inbox.mkdir(parents=True)
-    receiver = _receiver(tmp, "receiver-file", (tmp / "store").as_uri(), inbox.as_uri(), {})
+    neighbour.mkdir()
+    inboxes = {
+        "GENOMHUB_RECEIVER_INBOXES": json.dumps(
+            {"hovedstaden": inbox.as_uri(), "sjaelland": neighbour.as_uri()}
+        )
+    }
+    receiver = _receiver(tmp, "receiver-file", (tmp / "store").as_uri(), inbox.as_uri(), inboxes)
     receiver.start()
     try:
         yield receiver

@@ -476,8 +476,7 @@ def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(
     assert settings.harmoniser_sarek_config is not None
     assert claims[writable_volume(harmoniser, settings.harmoniser_sarek_config)] == "genomhub-sarek-work"
     types = {s["metadata"]["name"]: s["spec"]["type"] for s in of_kind(prod, "Service")}
-    assert types.pop("receiver") == "LoadBalancer"
-    assert set(types.values()) == {"ClusterIP"}
+    assert set(types.values()) == {"ClusterIP"}  # the receiver is reached through its Ingress
     (pool,) = of_kind(prod, "KafkaNodePool")
     assert pool["spec"]["replicas"] == 3
 
@@ -495,3 +494,57 @@ def test_prod_secrets_come_only_from_the_operator(tmp_path: Any) -> None:
     values = dict(line.split("=", 1) for line in template if line and not line.startswith("#"))
     assert set(secret(render(K8S / "overlays" / "dev"))) <= set(values)
     assert all("<" in value for value in values.values()), "the template must hold placeholders only"
+
+
+def test_prod_exposes_the_receiver_only_through_tls(prod: list[Obj], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The regions reach the receiver only by an Ingress that ends TLS with a cert-manager
+    certificate, re-encrypts to the pods (which serve TLS themselves, with a certificate the
+    controller verifies), and no NetworkPolicy admits anything else from outside on 8480."""
+    port = setting_default("receiver_port")
+    (ingress,) = of_kind(prod, "Ingress")
+    (tls,) = ingress["spec"]["tls"]
+    certificates = {c["spec"]["secretName"]: c for c in of_kind(prod, "Certificate")}
+    public = certificates[tls["secretName"]]
+    assert set(tls["hosts"]) == set(public["spec"]["dnsNames"])
+    assert public["spec"]["issuerRef"]["kind"] in ("ClusterIssuer", "Issuer")
+    for rule in ingress["spec"]["rules"]:
+        assert rule["host"] in tls["hosts"]
+        for path in rule["http"]["paths"]:
+            assert path["backend"]["service"]["name"] == "receiver"
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    assert notes["nginx.ingress.kubernetes.io/proxy-ssl-verify"] == "on"
+    assert notes["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"  # streamed, not spooled
+
+    # The pods serve TLS with the certificate whose CA the controller verifies them against.
+    receiver = one(prod, "Deployment", "receiver")
+    settings = settings_of(environment(prod, receiver), monkeypatch)
+    assert settings.http_tls_cert is not None and settings.http_tls_key is not None
+    (container,) = pod_spec(receiver)["containers"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    mount = mounts[str(settings.http_tls_cert.parent)]
+    assert mount.get("readOnly") and settings.http_tls_key.parent == settings.http_tls_cert.parent
+    (volume,) = [v for v in pod_spec(receiver)["volumes"] if v["name"] == mount["name"]]
+    internal = certificates[volume["secret"]["secretName"]]
+    assert (
+        notes["nginx.ingress.kubernetes.io/proxy-ssl-secret"] == f"genomhub/{volume['secret']['secretName']}"
+    )
+    assert notes["nginx.ingress.kubernetes.io/proxy-ssl-name"] in internal["spec"]["dnsNames"]
+    for probe in (container["livenessProbe"], container["readinessProbe"]):
+        assert probe["httpGet"]["scheme"] == "HTTPS"
+
+    # From outside the namespace, 8480 admits the ingress controller's namespace and nothing else.
+    for policy in of_kind(prod, "NetworkPolicy"):
+        if not selects(policy["spec"]["podSelector"], receiver["spec"]["template"]["metadata"]["labels"]):
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            if rule.get("ports") and not any(p.get("port") == port for p in rule["ports"]):
+                continue
+            assert rule.get("from"), f"{policy['metadata']['name']} admits 8480 from anywhere"
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer
+                if "namespaceSelector" in peer:
+                    assert peer["namespaceSelector"] == {
+                        "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+                    }

@@ -1,0 +1,81 @@
+"""`register` reads only files really inside the region's own inbox: links and climbs refused."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.receiver.conftest import Receiver, metadata
+
+
+def inboxes(receiver: Receiver) -> tuple[Path, Path]:
+    """The hovedstaden inbox the receiver reads for the test's region, and sjaelland's beside it."""
+    mine = Path(receiver.inbox[len("file://") :])
+    return mine, mine.parent / "sjaelland"
+
+
+def open_submission(receiver: Receiver, sample: str) -> str:
+    created = receiver.call("POST", "/v1/submissions", json=metadata(sample, ["R2.fastq.gz"]))
+    assert created.status_code == 201, created.text
+    return str(created.json()["submission_id"])
+
+
+def register(receiver: Receiver, sid: str, url: str) -> tuple[int, dict[str, Any]]:
+    answer = receiver.call(
+        "POST", f"/v1/submissions/{sid}/register", json={"files": [{"name": "R2.fastq.gz", "url": url}]}
+    )
+    return answer.status_code, answer.json()
+
+
+@pytest.mark.parametrize(
+    ("link", "target"),
+    [
+        ("passwd.fastq.gz", "/etc/passwd"),
+        ("neighbour.fastq.gz", "{theirs}/R2.fastq.gz"),
+        ("etc/passwd", "/etc"),  # a linked directory: the file's name looks innocent
+        ("theirs/R2.fastq.gz", "{theirs}"),
+    ],
+)
+def test_a_link_out_of_the_inbox_is_refused(file_receiver: Receiver, link: str, target: str) -> None:
+    mine, theirs = inboxes(file_receiver)
+    (theirs / "R2.fastq.gz").write_bytes(b"sjaelland's reads")
+    first = link.split("/")[0]
+    linked = mine / first
+    if not linked.is_symlink():
+        linked.symlink_to(target.format(theirs=theirs), target_is_directory="/" in link)
+    sid = open_submission(file_receiver, f"S-LINK-{abs(hash(link)) % 10000}")
+    status, body = register(file_receiver, sid, f"{file_receiver.inbox}/{link}")
+    assert status == 422, body
+    assert body["field"] == "files[0].url"
+    assert "outside the region's inbox" in str(body["message"])
+    shown = file_receiver.call("GET", f"/v1/submissions/{sid}").json()
+    assert shown["files"][0]["complete"] is False and shown["files"][0]["arrived"] == 0
+    assert file_receiver.call("POST", f"/v1/submissions/{sid}/seal").status_code == 409
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ["../sjaelland/R2.fastq.gz", "run/../../sjaelland/R2.fastq.gz", "%2e%2e/sjaelland/R2.fastq.gz"],
+)
+def test_a_climb_out_of_the_inbox_is_refused(file_receiver: Receiver, tail: str) -> None:
+    _, theirs = inboxes(file_receiver)
+    (theirs / "R2.fastq.gz").write_bytes(b"sjaelland's reads")
+    sid = open_submission(file_receiver, "S-CLIMB")
+    status, body = register(file_receiver, sid, f"{file_receiver.inbox}/{tail}")
+    assert status == 422, body
+    assert body["field"] == "files[0].url"
+
+
+def test_a_real_file_in_the_inbox_still_registers(file_receiver: Receiver) -> None:
+    mine, _ = inboxes(file_receiver)
+    (mine / "run-9").mkdir(exist_ok=True)
+    data = b"hovedstaden's own reads" * 1000
+    (mine / "run-9" / "R2.fastq.gz").write_bytes(data)
+    sid = open_submission(file_receiver, "S-REAL")
+    status, body = register(file_receiver, sid, f"{file_receiver.inbox}/run-9/R2.fastq.gz")
+    assert status == 200, body
+    (registered,) = body["files"]
+    assert registered["sha256"] == hashlib.sha256(data).hexdigest()
