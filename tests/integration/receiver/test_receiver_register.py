@@ -49,8 +49,8 @@ def test_a_link_out_of_the_inbox_is_refused(file_receiver: Receiver, link: str, 
     sid = open_submission(file_receiver, f"S-LINK-{abs(hash(link)) % 10000}")
     status, body = register(file_receiver, sid, f"{file_receiver.inbox}/{link}")
     assert status == 422, body
-    assert body["field"] == "files[0].url"
-    assert "outside the region's inbox" in str(body["message"])
+    assert [p["field"] for p in body["problems"]] == ["files[0].url"]
+    assert "outside the region's inbox" in body["problems"][0]["message"]
     shown = file_receiver.call("GET", f"/v1/submissions/{sid}").json()
     assert shown["files"][0]["complete"] is False and shown["files"][0]["arrived"] == 0
     assert file_receiver.call("POST", f"/v1/submissions/{sid}/seal").status_code == 409
@@ -66,7 +66,7 @@ def test_a_climb_out_of_the_inbox_is_refused(file_receiver: Receiver, tail: str)
     sid = open_submission(file_receiver, "S-CLIMB")
     status, body = register(file_receiver, sid, f"{file_receiver.inbox}/{tail}")
     assert status == 422, body
-    assert body["field"] == "files[0].url"
+    assert [p["field"] for p in body["problems"]] == ["files[0].url"]
 
 
 def test_a_real_file_in_the_inbox_still_registers(file_receiver: Receiver) -> None:
