@@ -90,17 +90,16 @@ def install(app: web.Application, catalogue: Catalogue, tokens: Tokens) -> None:
             _query(request, NoParameters)
         except InvalidQuery as exc:
             return _error(422, "invalid query", exc.problems)
-        sample_id = _path_id(request, "sample_id")
         try:
             region = Region(request.match_info["region"])
         except ValueError:
-            region = None
+            # The regions are public, so naming them tells nothing; the path's own text is
+            # never quoted back (it may be a CPR number).
+            regions = ", ".join(r.value for r in Region)
+            return _error(404, "no such region", [{"parameter": "region", "message": f"one of {regions}"}])
+        sample_id = _path_id(request, "sample_id")
         scope = _scope(request, None)
-        found = (
-            await asyncio.to_thread(catalogue.sample, region, sample_id, scope)
-            if region is not None and sample_id
-            else None
-        )
+        found = await asyncio.to_thread(catalogue.sample, region, sample_id, scope) if sample_id else None
         return _json(found) if found else _error(404, "no such sample")
 
     async def get_submission(request: web.Request) -> web.Response:

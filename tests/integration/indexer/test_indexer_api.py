@@ -109,9 +109,12 @@ def test_two_regions_samples_of_one_pseudonym_are_each_their_regions(api: Api) -
     assert len(everything["items"]) == 4
 
 
-def test_an_unknown_region_in_a_sample_path_is_404_naming_it(api: Api) -> None:
+def test_an_unknown_region_in_a_sample_path_is_404_naming_the_regions(api: Api) -> None:
     status, body = api.get("/v1/samples/atlantis/S-0001")
-    assert status == 404 and "atlantis" in body["error"]
+    assert status == 404 and body["error"] == "no such region", body
+    (problem,) = body["problems"]
+    assert problem["field"] == "region" and "hovedstaden" in problem["message"]
+    assert "atlantis" not in json.dumps(body)
 
 
 def test_rejections_are_visible_to_their_uploaders(api: Api) -> None:
