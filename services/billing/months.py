@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from shared.events import COPENHAGEN, month_of
 
 __all__ = ["COPENHAGEN", "month_of"]
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # not \d, which takes any script's digits
 
 
 def parse_month(text: str) -> str:
     """``text`` if it is a month ``YYYY-MM``, else a ValueError saying so."""
-    if not _MONTH.match(text):
+    if not _MONTH.fullmatch(text):  # not match with $: that lets "2026-01\n" through
         raise ValueError(f"{text!r} is not a month: write it YYYY-MM, e.g. 2026-01")
     return text
 

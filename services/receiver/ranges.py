@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_RANGE = re.compile(r"^bytes (\d+)-(\d+|\*)/(\d+|\*)$")
+# ASCII digits only: \d and str.isdigit() also take "²", which int() then refuses (a 500), and
+# "٣", which int() reads as 3.
+_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+|\*)/([0-9]+|\*)")
+_OFFSET = re.compile(r"[0-9]+")
 
 
 class BadRange(ValueError):
@@ -35,11 +38,11 @@ def placement(upload_offset: str | None, content_range: str | None, content_leng
     offset: int | None = None
     total: int | None = None
     if upload_offset is not None:
-        if not upload_offset.strip().isdigit():
+        if not _OFFSET.fullmatch(upload_offset.strip()):
             raise BadRange("Upload-Offset must be a non-negative integer")
         offset = int(upload_offset)
     if content_range is not None:
-        match = _RANGE.match(content_range.strip())
+        match = _RANGE.fullmatch(content_range.strip())
         if match is None:
             raise BadRange("Content-Range must look like 'bytes N-M/T', 'bytes N-*/*' or 'bytes N-M/*'")
         start = int(match.group(1))

@@ -91,8 +91,9 @@ def test_month_of_receipt_is_copenhagen_time() -> None:
 def test_month_arithmetic() -> None:
     assert next_month("2026-12") == "2027-01"
     assert next_month("2026-01") == "2026-02"
-    with pytest.raises(ValueError, match="YYYY-MM"):
-        parse_month("2026-13")
+    for wrong in ("2026-13", "2026-01\n", "2026-01 ", " 2026-01", "2026-1", "２０２６-01"):
+        with pytest.raises(ValueError, match="YYYY-MM"):
+            parse_month(wrong)
     assert not has_ended("2026-01", datetime(2026, 1, 31, 22, 59, tzinfo=UTC))
     assert has_ended("2026-01", datetime(2026, 1, 31, 23, 0, tzinfo=UTC))
     assert not auto_close_due("2026-01", datetime(2026, 2, 4, 22, 59, tzinfo=UTC), 4)

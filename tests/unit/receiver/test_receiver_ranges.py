@@ -48,3 +48,20 @@ def test_a_piece_that_does_not_end_the_file() -> None:
 def test_contradictions_are_refused(offset: str | None, header: str | None, length: int) -> None:
     with pytest.raises(BadRange):
         placement(offset, header, length)
+
+
+@pytest.mark.parametrize(
+    ("offset", "header"),
+    [
+        ("²", None),
+        ("٣", None),
+        ("1²", None),
+        (None, "bytes ²-*/*"),
+        (None, "bytes 0-9/1٣"),
+        (None, "bytes 0-9/10\n"),
+    ],
+)
+def test_only_ascii_digits_are_offsets(offset: str | None, header: str | None) -> None:
+    """Latin-1 headers can carry "²", which ``str.isdigit`` takes and ``int`` refuses."""
+    with pytest.raises(BadRange):
+        placement(offset, header, 10)
