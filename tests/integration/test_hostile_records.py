@@ -15,6 +15,8 @@ import json
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,32 @@ class GroupPosition:
         wait_for(put_back, timeout=60, what=f"the {self.service} group to take back its offsets")
 
 
+@contextmanager
+def consuming(
+    service: str,
+    bootstrap: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    env: dict[str, str] | None = None,
+    ready: str = "/healthz",
+    timeout: float = 60,
+) -> Iterator[None]:
+    """The real ``service`` consuming with its own group until the block ends, once it answers
+    on ``ready``; the group is put back when the test ends (``GroupPosition``), so the hostile
+    records leave the suites that share the broker as they found it."""
+    position = GroupPosition(bootstrap, service)
+    request.addfinalizer(position.restore)
+    port = free_port()
+    env = {**(env or {}), f"GENOMHUB_{service.upper()}_PORT": str(port)}
+    proc = Process(genomhub("run", service), tmp_path / f"{service}.log", env)
+    proc.start()
+    try:
+        proc.wait_http(port, ready, timeout)
+        yield
+    finally:
+        proc.stop()
+
+
 def send_hostile(bootstrap: str, template: Event, hostile: list[Hostile]) -> None:
     """Each hostile payload under the headers of ``template``'s type, with its own event id."""
     items = []
@@ -167,18 +195,8 @@ def test_a_path_as_submission_id_or_a_file_outside_the_archive_reaches_no_folder
     ]
     send_hostile(kafka_bootstrap, accepted, hostile)
 
-    position = GroupPosition(kafka_bootstrap, "harmoniser")
-    request.addfinalizer(position.restore)
-    port = free_port()
-    proc = Process(
-        genomhub("run", "harmoniser"), tmp_path / "harmoniser.log", {"GENOMHUB_HARMONISER_PORT": str(port)}
-    )
-    proc.start()
-    try:
-        proc.wait_http(port)
+    with consuming("harmoniser", kafka_bootstrap, tmp_path, request):
         expect_dead_letters(kafka_bootstrap, Validated, hostile)
-    finally:
-        proc.stop()
     assert (victim / "keep.txt").read_text() == "must survive"
     assert JobStore.under(get_settings().state_dir).get(sub.submission_id) is None, "no job was queued"
     assert not (runs / sub.submission_id).exists()
@@ -222,15 +240,9 @@ def test_impossible_events_never_reach_the_catalogue(
     good = validated(subs[5], "rejected")
     send_hostile(kafka_bootstrap, good, [(f"{run_id}-good", data(good), "")])
 
-    position = GroupPosition(kafka_bootstrap, "indexer")
-    request.addfinalizer(position.restore)
     url = f"sqlite:///{tmp_path / 'catalogue.sqlite'}"
-    port = free_port()
-    env = {"GENOMHUB_CATALOGUE_URL": url, "GENOMHUB_INDEXER_PORT": str(port)}
-    proc = Process(genomhub("run", "indexer"), tmp_path / "indexer.log", env)
-    proc.start()
-    try:
-        proc.wait_http(port, "/readyz", timeout=90)
+    env = {"GENOMHUB_CATALOGUE_URL": url}
+    with consuming("indexer", kafka_bootstrap, tmp_path, request, env, "/readyz", timeout=90):
         expect_dead_letters(kafka_bootstrap, Validated, hostile_validated)
         expect_dead_letters(kafka_bootstrap, Harmonised, hostile_harmonised)
         catalogue = Catalogue(url)
@@ -239,8 +251,6 @@ def test_impossible_events_never_reach_the_catalogue(
             dump = json.dumps(catalogue.dump())
         finally:
             catalogue.close()
-    finally:
-        proc.stop()
     for sub in subs[:5]:
         assert sub.submission_id not in dump and sub.sample_id not in dump
     assert "120385-1234" not in dump
@@ -269,30 +279,22 @@ def test_impossible_events_are_never_billed(
     good = indexed(f"{run_id}-GOOD", received_at=jan, ge="1.5")
     send_hostile(kafka_bootstrap, good, [(f"{run_id}-good", data(good), "")])
 
-    position = GroupPosition(kafka_bootstrap, "billing")
-    request.addfinalizer(position.restore)
     url = f"sqlite:///{tmp_path / 'billing.sqlite'}"
-    port = free_port()
-    env = {"GENOMHUB_BILLING_URL": url, "GENOMHUB_BILLING_PORT": str(port)}
-    proc = Process(genomhub("run", "billing"), tmp_path / "billing.log", env)
-    proc.start()
-    try:
-        proc.wait_http(port, "/readyz", timeout=90)
+
+    def billed() -> list[Any]:
+        store = BillingStore(url, migrate=False)
+        try:
+            return store.billed()
+        finally:
+            store.dispose()
+
+    env = {"GENOMHUB_BILLING_URL": url}
+    with consuming("billing", kafka_bootstrap, tmp_path, request, env, "/readyz", timeout=90):
         expect_dead_letters(kafka_bootstrap, Indexed, hostile)
-
-        def billed() -> list[Any]:
-            store = BillingStore(url, migrate=False)
-            try:
-                return store.billed()
-            finally:
-                store.dispose()
-
         wait_for(
             lambda: any(b.accrual.sample_id == good.submission.sample_id for b in billed()),
             what="the good one",
         )
-    finally:
-        proc.stop()
     accruals = billed()
     assert not {template.submission.sample_id, "0101901234"} & {b.accrual.sample_id for b in accruals}
     assert not {b.accrual.submission_id for b in accruals} & {
@@ -333,18 +335,8 @@ def test_the_validator_reads_no_file_outside_the_archive(
     ]
     send_hostile(kafka_bootstrap, template, hostile)
 
-    position = GroupPosition(kafka_bootstrap, "validator")
-    request.addfinalizer(position.restore)
-    port = free_port()
-    proc = Process(
-        genomhub("run", "validator"), tmp_path / "validator.log", {"GENOMHUB_VALIDATOR_PORT": str(port)}
-    )
-    proc.start()
-    try:
-        proc.wait_http(port)
+    with consuming("validator", kafka_bootstrap, tmp_path, request):
         expect_dead_letters(kafka_bootstrap, FileReceived, hostile)
-    finally:
-        proc.stop()
     subject = template.submission.submission_id.encode()
     assert not [
         r
