@@ -70,27 +70,26 @@ def wanted_acls() -> set[Acl]:
     return {acl for p in CLIENT_PRINCIPALS for acl in acls_of(p, grants_of(p))}
 
 
+Binding = tuple[int, str, int, str, str, int, int]
+
+
+def bindings(acls: Iterable[Acl]) -> list[Binding]:
+    """``acls`` in the wire order of both CreateAcls' creations and DeleteAcls' filters (v1),
+    sorted so a request is the same for the same set."""
+    return [
+        (a.resource_type, a.resource_name, a.pattern_type, a.principal, a.host, a.operation, a.permission)
+        for a in sorted(acls)
+    ]
+
+
 class _Create(Request[CreateAclsRequest_v1]):  # type: ignore[misc]
     API_KEY = 30
 
     def __init__(self, acls: Iterable[Acl]) -> None:
-        self.acls = sorted(acls)
+        self.bindings = bindings(acls)
 
     def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
-        return request_struct_class(
-            [
-                (
-                    a.resource_type,
-                    a.resource_name,
-                    a.pattern_type,
-                    a.principal,
-                    a.host,
-                    a.operation,
-                    a.permission,
-                )
-                for a in self.acls
-            ]
-        )
+        return request_struct_class(self.bindings)
 
 
 class _DescribeAll(Request[DescribeAclsRequest_v1]):  # type: ignore[misc]
@@ -101,26 +100,15 @@ class _DescribeAll(Request[DescribeAclsRequest_v1]):  # type: ignore[misc]
 
 
 class _Delete(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
+    """Deletes exactly ``acls``: each binding is a filter that matches only itself."""
+
     API_KEY = 31
 
     def __init__(self, acls: Iterable[Acl]) -> None:
-        self.acls = sorted(acls)
+        self.bindings = bindings(acls)
 
     def build(self, request_struct_class: type[DeleteAclsRequest_v1]) -> DeleteAclsRequest_v1:
-        return request_struct_class(
-            [
-                (
-                    a.resource_type,
-                    a.resource_name,
-                    a.pattern_type,
-                    a.principal,
-                    a.host,
-                    a.operation,
-                    a.permission,
-                )
-                for a in self.acls
-            ]
-        )
+        return request_struct_class(self.bindings)
 
 
 def _raise_for(code: int, message: str | None, what: str) -> None:
