@@ -186,18 +186,23 @@ def closed_within(conn: socket.socket, timeout: float) -> float | None:
     return time.monotonic() - started
 
 
-def test_a_connection_trickling_its_request_head_is_closed(receivers: dict[str, Receiver]) -> None:
-    receiver = receivers["pace"]
-    conn = socket.create_connection(("127.0.0.1", receiver.port))
-    started = time.monotonic()
-    head = b"GET /healthz HTTP/1.1\r\nHost: receiver\r\nX-Slow: " + b"a" * 100
+def trickle(conn: socket.socket, data: bytes) -> None:
+    """Send ``data`` one byte every 0.25 s, stopping once the server answers or hangs up."""
     try:
-        for byte in head:  # one byte every 0.25 s: the head is never finished
+        for byte in data:
             if select.select([conn], [], [], 0.25)[0]:
                 break
             conn.sendall(bytes([byte]))
     except (BrokenPipeError, ConnectionResetError):
         pass
+
+
+def test_a_connection_trickling_its_request_head_is_closed(receivers: dict[str, Receiver]) -> None:
+    receiver = receivers["pace"]
+    conn = socket.create_connection(("127.0.0.1", receiver.port))
+    started = time.monotonic()
+    head = b"GET /healthz HTTP/1.1\r\nHost: receiver\r\nX-Slow: " + b"a" * 100
+    trickle(conn, head)  # the head is never finished
     waited = closed_within(conn, 10)
     conn.close()
     assert waited is not None, "the trickling connection stayed open"
@@ -236,13 +241,7 @@ def test_a_trickled_small_body_is_closed_like_a_slow_head(receivers: dict[str, R
     conn = socket.create_connection(("127.0.0.1", receiver.port))
     started = time.monotonic()
     conn.sendall(head)
-    try:
-        for byte in body:  # one byte every 0.25 s: the body is never finished
-            if select.select([conn], [], [], 0.25)[0]:
-                break
-            conn.sendall(bytes([byte]))
-    except (BrokenPipeError, ConnectionResetError):
-        pass
+    trickle(conn, body)  # the body is never finished
     assert closed_within(conn, 10) is not None, "the trickling POST stayed open"
     conn.close()
     assert time.monotonic() - started <= HEAD_TIMEOUT + 3
