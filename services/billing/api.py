@@ -22,6 +22,7 @@ from services.billing.report import FORMATS, MEDIA_TYPES, NoStatement, render
 from services.billing.store import BillingStore
 from shared.auth import Tokens, bearer_auth, principal_of
 from shared.http import ErrorBody, FieldProblem, http_error
+from shared.openapi import parameter
 
 OPENAPI_PATH = "/openapi.json"
 QUERY = frozenset({"format"})
@@ -150,20 +151,17 @@ def document() -> dict[str, Any]:
                     "operationId": "getStatement",
                     "summary": "A closed month's statement as the token may read it.",
                     "parameters": [
-                        {
-                            "name": "month",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
-                            "description": "The month, YYYY-MM.",
-                        },
-                        {
-                            "name": "format",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string", "enum": list(FORMATS), "default": "json"},
-                            "description": "JSON and CSV with plain numbers, HTML with Danish amounts and charts.",
-                        },
+                        parameter(
+                            "month",
+                            {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+                            "The month, YYYY-MM.",
+                            "path",
+                        ),
+                        parameter(
+                            "format",
+                            {"type": "string", "enum": list(FORMATS), "default": "json"},
+                            "JSON and CSV with plain numbers, HTML with Danish amounts and charts.",
+                        ),
                     ],
                     "responses": {
                         "200": {

@@ -16,22 +16,13 @@ from services.indexer.filters import FIRST_DAY, LAST_DAY, MAX_LIMIT
 from services.indexer.views import SampleDetail, SamplePage, Stats, SubmissionDetail
 from shared.events import AnalysisType, Region, SampleStatus
 from shared.http import ErrorBody
+from shared.openapi import parameter
 
 REF = "#/components/schemas/{model}"
 
 
 def _enum(values: type[StrEnum]) -> dict[str, Any]:
     return {"type": "string", "enum": [v.value for v in values]}
-
-
-def _param(name: str, schema: dict[str, Any], description: str, where: str = "query") -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": where,
-        "required": where == "path",
-        "schema": schema,
-        "description": description,
-    }
 
 
 def _json(ref: str, description: str) -> dict[str, Any]:
@@ -52,30 +43,32 @@ def document() -> dict[str, Any]:
         [(m, "serialization") for m in (SamplePage, SampleDetail, SubmissionDetail, Stats, ErrorBody)],
         ref_template=REF,
     )
-    region = _param(
+    region = parameter(
         "region", _enum(Region), "Only this region's samples; a region's token may name only its own."
     )
     sample_filters = [
         region,
-        _param("analysis", _enum(AnalysisType), "Analysis type."),
-        _param("status", _enum(SampleStatus), "Outcome of the sample's newest submission."),
-        _param(
+        parameter("analysis", _enum(AnalysisType), "Analysis type."),
+        parameter("status", _enum(SampleStatus), "Outcome of the sample's newest submission."),
+        parameter(
             "received_from",
             {"type": "string", "format": "date"},
             f"First day of receipt, inclusive (Europe/Copenhagen); {FIRST_DAY} to {LAST_DAY}.",
         ),
-        _param(
+        parameter(
             "received_to",
             {"type": "string", "format": "date"},
             f"Last day of receipt, inclusive (Europe/Copenhagen); not before received_from; {FIRST_DAY} to {LAST_DAY}.",
         ),
-        _param(
+        parameter(
             "q",
             {"type": "string", "minLength": 2, "maxLength": 100},
             "Case-insensitive substring of sample id, patient pseudonym, submission id, department, platform.",
         ),
-        _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50}, "Page size."),
-        _param(
+        parameter(
+            "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50}, "Page size."
+        ),
+        parameter(
             "cursor",
             {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
             "The `next_cursor` of the previous page (opaque).",
@@ -107,8 +100,8 @@ def document() -> dict[str, Any]:
                     "summary": "A sample with its files and submission history. A sample is its region's: "
                     "two regions may hold samples of the same pseudonym, and they are two samples.",
                     "parameters": [
-                        _param("region", _enum(Region), "The region that reported the sample.", "path"),
-                        _param(
+                        parameter("region", _enum(Region), "The region that reported the sample.", "path"),
+                        parameter(
                             "sample_id",
                             {"type": "string", "minLength": 1},
                             "The region's sample pseudonym.",
@@ -123,7 +116,9 @@ def document() -> dict[str, Any]:
                     "operationId": "getSubmission",
                     "summary": "A submission and its timeline of events, with their trace ids.",
                     "parameters": [
-                        _param("submission_id", {"type": "string", "minLength": 1}, "Submission id.", "path")
+                        parameter(
+                            "submission_id", {"type": "string", "minLength": 1}, "Submission id.", "path"
+                        )
                     ],
                     "responses": {"200": _json("SubmissionDetail", "The submission."), **not_found, **ERRORS},
                 }

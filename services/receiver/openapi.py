@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from services.receiver.metadata import NewSubmission
 from shared.http import ErrorBody
+from shared.openapi import parameter
 
 REF = "#/components/schemas/{model}"
 TITLES = {
@@ -108,20 +109,8 @@ _REGISTRATION = {
         }
     },
 }
-_ID = {
-    "name": "id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "Submission id.",
-}
-_NAME = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "File name.",
-}
+_ID = parameter("id", {"type": "string"}, "Submission id.", "path")
+_NAME = parameter("name", {"type": "string"}, "File name.", "path")
 
 
 def document() -> dict[str, Any]:
