@@ -16,13 +16,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from services.billing.accrual import accrual_of
 from services.billing.api import OPENAPI_PATH, document, install
@@ -30,6 +23,7 @@ from services.billing.store import BillingStore
 from shared.auth import Tokens, token_hash
 from shared.events import Region
 from shared.http import make_web
+from tests.conformance import AS_DOCUMENTED, call_and_validate, generated
 from tests.support import assert_error_body, raw_http, serve_app
 from tests.unit.billing.billing_factories import indexed
 
@@ -144,18 +138,9 @@ schema = schemathesis.openapi.from_dict(document())
 
 @pytest.mark.parametrize("holder", ["ngc", "syddanmark"])
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@generated(max_examples=15)
 def test_billing_conforms_to_its_openapi_document(case: Any, holder: str, api: Api) -> None:
-    case.call_and_validate(
-        base_url=api.base,
-        headers={"Authorization": f"Bearer {TOKENS[holder]}"},
-        checks=[
-            not_a_server_error,
-            status_code_conformance,
-            content_type_conformance,
-            response_schema_conformance,
-        ],
-    )
+    call_and_validate(case, api.base, TOKENS[holder], checks=AS_DOCUMENTED)
 
 
 def test_the_served_document_is_the_one_tested(api: Api) -> None:

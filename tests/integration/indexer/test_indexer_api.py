@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
 
 from services.indexer.api import install
 from services.indexer.openapi import document
@@ -20,6 +19,7 @@ from services.indexer.store import Catalogue
 from shared import telemetry
 from shared.auth import Tokens, token_hash
 from shared.http import make_web
+from tests.conformance import call_and_validate, generated
 from tests.ids import issued_id
 from tests.support import assert_error_body, raw_http, serve_app
 from tests.unit.indexer.factories import event, harmonised, submission, validated
@@ -181,7 +181,7 @@ schema = schemathesis.openapi.from_dict(document())
 
 @pytest.mark.parametrize("holder", ["ngc", "syddanmark"])
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@generated(max_examples=12)
 def test_api_conforms_to_its_openapi_document(case: Any, holder: str, api: Api) -> None:
     """Generated requests (valid and invalid) get documented statuses and conforming bodies.
 
@@ -191,11 +191,7 @@ def test_api_conforms_to_its_openapi_document(case: Any, holder: str, api: Api) 
     """
     from schemathesis.checks import positive_data_acceptance
 
-    case.call_and_validate(
-        base_url=api.base,
-        headers={"Authorization": f"Bearer {TOKENS[holder]}"},
-        excluded_checks=[positive_data_acceptance],
-    )
+    call_and_validate(case, api.base, TOKENS[holder], excluded_checks=[positive_data_acceptance])
 
 
 def test_served_document_is_the_one_tested(api: Api) -> None:

@@ -12,15 +12,9 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from services.receiver.openapi import document
+from tests.conformance import AS_DOCUMENTED, call_and_validate, generated
 from tests.integration.receiver.conftest import TOKENS, Receiver
 
 schema = schemathesis.openapi.from_dict(document())
@@ -28,18 +22,9 @@ schema = schemathesis.openapi.from_dict(document())
 
 @pytest.mark.parametrize("holder", ["hovedstaden", "ngc"])
 @schema.parametrize()
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@generated(max_examples=8)
 def test_receiver_conforms_to_its_openapi_document(case: Any, holder: str, file_receiver: Receiver) -> None:
-    case.call_and_validate(
-        base_url=file_receiver.url,
-        headers={"Authorization": f"Bearer {TOKENS[holder]}"},
-        checks=[
-            not_a_server_error,
-            status_code_conformance,
-            content_type_conformance,
-            response_schema_conformance,
-        ],
-    )
+    call_and_validate(case, file_receiver.url, TOKENS[holder], checks=AS_DOCUMENTED)
 
 
 def test_the_served_document_is_the_one_tested(file_receiver: Receiver) -> None:
