@@ -19,8 +19,6 @@ import asyncio
 import json
 import os
 import subprocess
-import urllib.error
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +30,7 @@ from shared.bus import publish
 from shared.events import Event, Indexed, Region
 from shared.topics import emitter_of, topic_name
 from tests.ids import issued_id
-from tests.support import ROOT, Process, free_port, genomhub, records, wait_for
+from tests.support import ROOT, Process, free_port, genomhub, get_json, records, wait_for
 from tests.unit.indexer.factories import harmonised, submission, validated
 
 TOKENS = {"ngc": "identity-national", "hovedstaden": "identity-capital", "syddanmark": "identity-south"}
@@ -48,13 +46,7 @@ def publish_upstream(events: list[tuple[Event, str]]) -> None:
 
 
 def http_get(port: int, path: str, holder: str) -> tuple[int, Any]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    request.add_header("Authorization", f"Bearer {TOKENS[holder]}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    return get_json(f"http://127.0.0.1:{port}{path}", TOKENS[holder])
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

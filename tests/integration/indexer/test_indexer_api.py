@@ -4,8 +4,6 @@ OpenAPI document checked against the running server with schemathesis."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +19,7 @@ from shared.auth import Tokens, token_hash
 from shared.http import make_web
 from tests.conformance import call_and_validate, generated
 from tests.ids import issued_id
-from tests.support import assert_error_body, raw_http, serve_app
+from tests.support import assert_error_body, get_json, raw_http, serve_app
 from tests.unit.indexer.factories import event, harmonised, submission, validated
 
 TOKENS = {"ngc": "national-operator-token", "hovedstaden": "capital-token", "syddanmark": "south-token"}
@@ -33,14 +31,7 @@ class Api:
     catalogue: Catalogue
 
     def get(self, path: str, holder: str | None = "ngc") -> tuple[int, Any]:
-        request = urllib.request.Request(self.base + path)
-        if holder is not None:
-            request.add_header("Authorization", f"Bearer {TOKENS[holder]}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+        return get_json(self.base + path, None if holder is None else TOKENS[holder])
 
 
 def serve(catalogue: Catalogue) -> Iterator[str]:
