@@ -183,7 +183,7 @@ class Service:
             },
         ) as span:
             try:
-                envelope = decode(headers, message.value, model)
+                envelope = decode(headers, message.value, model, message.key)
             except UndecodableEvent as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 await self.dead_letter(message, headers, exc.code, str(exc))
