@@ -53,7 +53,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from shared.identifiers import contains_cpr
-from shared.paths import MAX_NAME, file_name_problem
+from shared.paths import MAX_NAME, file_name_problem, hidden_characters
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 TYPE_PREFIX = "dk.ngc.genomhub"
@@ -111,6 +111,7 @@ def _segment(value: str) -> str:
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SUBMISSION_ID = re.compile(r"[0-9a-f]{32}")
+_PATH_ESCAPE = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -127,10 +128,11 @@ def _statement_id(value: str) -> str:
 
 
 def _file_name(value: str) -> str:
+    _no_cpr(value)  # first: a CPR number is refused as such, whatever else is wrong
     problem = file_name_problem(value)
     if problem is not None:
         raise _refuse(UNSAFE_ID, "file name " + problem)
-    return _no_cpr(value)
+    return value
 
 
 def _relative_path(value: str) -> str:
@@ -141,20 +143,29 @@ def _relative_path(value: str) -> str:
 
 def _archive_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("file", "s3") or any(ord(c) < 0x20 or c == "\x7f" for c in value):
-        raise _refuse(UNSAFE_ID, "an archive URL is file:// or s3:// without control characters")
     segments = parts.path.split("/")
+    # First, segment by segment: a CPR number is refused as such, whatever else is wrong.
+    for segment in (parts.netloc, *segments, parts.query, parts.fragment):
+        _no_cpr(segment)
+    if parts.scheme not in ("file", "s3") or hidden_characters(value):
+        raise _refuse(UNSAFE_ID, "an archive URL is file:// or s3:// without control characters")
+    if _PATH_ESCAPE.search(parts.path):
+        # The archive builds its paths from names without '%' (``file_name_problem``);
+        # %2e%2e is '..' and %2f is '/' to whatever unquotes the URL. (A query, such as a
+        # signature, is allowed: the catalogue keeps only the location.)
+        raise _refuse(UNSAFE_ID, "an archive URL's path has no escaped '.', '/' or '\\'")
     if any(s in (".", "..") for s in segments):
         raise _refuse(UNSAFE_ID, "an archive URL has no '.' or '..' segments")
-    for segment in segments:
-        _no_cpr(segment)
     return value
 
 
 def _typed_text(value: str) -> str:
-    if any(ord(c) < 0x20 or c == "\x7f" for c in value):
-        raise _refuse(UNSAFE_ID, "control characters are not allowed")
-    return _no_cpr(value)
+    _no_cpr(value)  # first: a CPR number is refused as such, whatever else is wrong
+    if hidden_characters(value):
+        raise _refuse(
+            UNSAFE_ID, "control, format (e.g. bidirectional) and invisible characters are not allowed"
+        )
+    return value
 
 
 def _within_service_life(moment: datetime) -> datetime:
