@@ -15,12 +15,13 @@ bus at all. Messages of refusals never quote the offending value: it may be a CP
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -200,6 +201,36 @@ def encode(
 _UNKEYED = b"\x00not given"
 
 
+def _not_a_number(constant: str) -> float:
+    raise UndecodableEvent("not_json", f"value holds {constant}, which JSON does not have")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 reads as infinity
+        raise UndecodableEvent("not_json", "value holds a number too large for a float")
+    return number
+
+
+def _json(value: bytes) -> Any:
+    """The record's value parsed as JSON (RFC 8259), or :class:`UndecodableEvent`.
+
+    Python's parser takes more than JSON and fails in more ways than it says: it reads
+    ``NaN``, ``Infinity`` and ``1e999`` as infinity (which would pass a ``ge=0`` bound and reach the catalogue),
+    raises ``ValueError`` on an integer of more than 4300 digits and ``RecursionError`` on
+    deep nesting. Either escaped the bus's handling and stopped the consumer, on the same
+    record again at every restart; now each is a dead letter like any other non-JSON value.
+    """
+    try:
+        return json.loads(value, parse_constant=_not_a_number, parse_float=_finite)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UndecodableEvent("not_json", f"value is not JSON: {exc}") from exc
+    except RecursionError:
+        raise UndecodableEvent("not_json", "value is nested too deeply to read") from None
+    except ValueError:
+        raise UndecodableEvent("not_json", "value holds a number too long to read") from None
+
+
 def decode(
     headers: Headers, value: bytes | None, expected: type[E], record_key: bytes | None = _UNKEYED
 ) -> Envelope[E]:
@@ -235,10 +266,7 @@ def decode(
         raise UndecodableEvent("content_type", f"content-type is not {CONTENT_TYPE}")
     if value is None:
         raise UndecodableEvent("empty_value", "record has no value")
-    try:
-        payload = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UndecodableEvent("not_json", f"value is not JSON: {exc}") from exc
+    payload = _json(value)
     try:
         data = expected.model_validate(payload)
     except ValidationError as exc:

@@ -89,6 +89,15 @@ CLOCK_SKEW = timedelta(minutes=5)
 the future, and no sample is received and no month closed in the future."""
 
 
+MAX_COUNT = 2**63 - 1
+"""The largest size, count or amount an event may carry: what a SQL BIGINT holds, where the
+catalogue and billing store them. Python's integers have no bound, so a record with a
+20-digit size fitted the schema and failed in the store instead of being refused."""
+
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+"""A size in bytes, a number of bases, reads or files, an amount of øre or kroner."""
+
+
 def _refuse(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(code, message)
 
@@ -339,7 +348,7 @@ class StoredFile(Strict):
     name: FileName
     role: FileRole
     url: ArchiveUrl
-    size: int = Field(ge=0)
+    size: Count
     sha256: Sha256
     md5: Md5
 
@@ -385,7 +394,7 @@ class OutputFile(Strict):
     name: OutputName
     kind: str
     url: ArchiveUrl
-    size: int = Field(ge=0)
+    size: Count
     sha256: Sha256
     provenance: str
 
@@ -452,8 +461,8 @@ class Validated(SubmissionEvent):
     files: list[CheckedFile] = Field(min_length=1)
     reference_profile: str
     genome_equivalents: SampleGenomeEquivalents
-    raw_bases: int = Field(ge=0)
-    raw_reads: int = Field(ge=0)
+    raw_bases: Count
+    raw_reads: Count
     harmonisation: HarmonisationDecision
 
 
@@ -462,10 +471,10 @@ class Harmonised(SubmissionEvent):
     status: Literal["succeeded", "failed"]
     files: list[CheckedFile] = Field(description="The validated input files, as QC saw them.")
     genome_equivalents: SampleGenomeEquivalents
-    raw_bases: int = Field(ge=0)
+    raw_bases: Count
     outputs: list[OutputFile] = Field(default_factory=list)
     provenance: Provenance
-    attempts: int = Field(ge=1)
+    attempts: int = Field(ge=1, le=MAX_COUNT)
     log_tail: str = ""
 
 
@@ -480,13 +489,13 @@ class Indexed(SubmissionEvent):
     status: SampleStatus
     accepted: bool = Field(description="Passed QC: the sample counts toward the refund.")
     genome_equivalents: SampleGenomeEquivalents
-    files: int = Field(ge=0, description="Catalogue file rows of the sample.")
+    files: Count = Field(description="Catalogue file rows of the sample.")
 
 
 class RegionRefund(Strict):
     region: Region
     genome_equivalents: GenomeEquivalents
-    amount_ore: int = Field(ge=0)
+    amount_ore: Count
 
 
 class RefundCalculated(Event):
@@ -496,11 +505,11 @@ class RefundCalculated(Event):
     month: Month
     statement_id: StatementId
     currency: Literal["DKK"] = "DKK"
-    rate_dkk: int = Field(ge=0)
+    rate_dkk: Count
     total_genome_equivalents: GenomeEquivalents
-    total_ore: int = Field(ge=0)
-    balance_before_ore: int = Field(ge=0)
-    balance_after_ore: int = Field(ge=0)
+    total_ore: Count
+    balance_before_ore: Count
+    balance_after_ore: Count
     regions: list[RegionRefund]
     closed_at: Moment
 

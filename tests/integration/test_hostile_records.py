@@ -358,7 +358,8 @@ def test_forged_headers_and_keys_are_never_billed(
 ) -> None:
     """What travels beside the data is forged: a key naming another region's sample, a CPR
     number as the event id or the source, a subject naming another submission, a time in
-    1900 or in the future. Each is dead-lettered with its code and billed nothing."""
+    1900 or in the future; or the value is one Python's JSON parser chokes on. Each is
+    dead-lettered with its code, billed nothing, and the consumer goes on."""
     run_id = uuid.uuid4().hex[:8]
     jan = datetime(2026, 1, 15, 12, tzinfo=UTC)
     victim = indexed(f"S-{run_id}-X", region=Region.HOVEDSTADEN, received_at=jan)
@@ -366,7 +367,7 @@ def test_forged_headers_and_keys_are_never_billed(
     value = forged.model_dump_json().encode()
     cases: list[tuple[str, bytes, dict[str, bytes], str]] = [
         (f"{run_id}-key", victim.key().encode(), {}, "inconsistent_event"),
-        ("e-120385-1234", forged.key().encode(), {}, "direct_identifier"),
+        (f"{run_id}x120385-1234", forged.key().encode(), {}, "direct_identifier"),
         (
             f"{run_id}-src",
             forged.key().encode(),
@@ -386,6 +387,12 @@ def test_forged_headers_and_keys_are_never_billed(
     for event_id, key, replace, _ in cases:
         headers, _ = encode(forged, event_id=event_id, source="/genomhub/compromised")
         items.append((key, value, [(k, replace.get(k, v)) for k, v in headers]))
+    # Values Python's JSON parser failed on past the bus's handling, stopping the consumer.
+    poison = {f"{run_id}-digits": b'{"files": ' + b"1" * 5000 + b"}", f"{run_id}-deep": b"[" * 100_000}
+    for event_id, raw in poison.items():
+        headers, _ = encode(forged, event_id=event_id, source="/genomhub/compromised")
+        items.append((forged.key().encode(), raw, headers))
+        cases.append((event_id, b"", {}, "not_json"))
     asyncio.run(write_as_compromised_service(kafka_bootstrap, Indexed, items))
     good = indexed(f"S-{run_id}-GOOD", received_at=jan, ge="1.5")
     send_hostile(kafka_bootstrap, good, [(f"{run_id}-good", data(good), "")])
