@@ -22,8 +22,9 @@ becomes the dead letter's code (:data:`REFUSAL_CODES`), so an operator sees why 
 What NGC's services derive from a file's content (QC problems and metrics, a pipeline's log
 tail, provenance) is not held to the CPR guard: it is full of digit groups (read names,
 coordinates, timestamps) that would read as dates, and it names samples and files only by
-the fields that are checked. A statement id is derived from its month, so only its shape
-is checked.
+the fields that are checked. The words of NGC's own vocabulary among them (a file's detected
+type, an output's kind, the reference profile) are checked, since they hold no digit groups.
+A statement id is derived from its month, so only its shape is checked.
 """
 
 from __future__ import annotations
@@ -264,6 +265,10 @@ ArchiveUrl = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator
 """Where a file is in the archive; readers also check it lies under their own store."""
 TypedText = Annotated[str, AfterValidator(_typed_text)]
 """Free text a person typed (a department, a platform): no control characters, no CPR number."""
+Label = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_typed_text)]
+"""A word of NGC's own vocabulary that the catalogue stores and shows (a file's detected
+type, an output's kind, a reference profile): short, and held to the typed-text rule, since
+a compromised producer could put anything there."""
 Moment = Annotated[AwareDatetime, AfterValidator(_within_service_life)]
 """An aware instant within the service's life: not before 2019, not in the future."""
 Month = Annotated[
@@ -367,7 +372,7 @@ class Problem(Strict):
 class CheckedFile(StoredFile):
     """A file after QC: its type as read from its content, its metrics and its problems."""
 
-    detected_type: str
+    detected_type: Label
     metrics: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
     problems: list[Problem] = Field(default_factory=list)
     conforms: bool | None = Field(
@@ -392,7 +397,7 @@ class OutputFile(Strict):
     """A harmonised output: Sarek's CRAM/VCF and their indexes, or passed-through clinical output."""
 
     name: OutputName
-    kind: str
+    kind: Label
     url: ArchiveUrl
     size: Count
     sha256: Sha256
@@ -459,7 +464,7 @@ class Validated(SubmissionEvent):
     event_name: ClassVar[str] = "validated"
     verdict: Verdict
     files: list[CheckedFile] = Field(min_length=1)
-    reference_profile: str
+    reference_profile: Label
     genome_equivalents: SampleGenomeEquivalents
     raw_bases: Count
     raw_reads: Count

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from shared.events import ArchiveUrl, TypedText
+from shared.events import ArchiveUrl, Label, TypedText
 from shared.paths import file_name_problem, hidden_characters
 
 HIDDEN = [
@@ -101,3 +101,11 @@ def test_a_name_with_any_hidden_character_is_refused(text: str) -> None:
         assert file_name_problem(text) is not None
     elif file_name_problem(text) is None:
         assert not hidden_characters(text) and not {"?", "#", "%", "/", "\\", ":"} & set(text)
+
+
+@pytest.mark.parametrize("value", ["120385-1234", "cram 12.03.85 1234"])
+def test_a_cpr_number_in_a_vocabulary_word_of_an_event_is_refused(value: str) -> None:
+    """A file's detected type, an output's kind and the reference profile reach the
+    catalogue as they come; a compromised validator or harmoniser chooses them."""
+    assert refusal(TypeAdapter(Label), value) == "direct_identifier"
+    assert refusal(TypeAdapter(Label), "x" * 129) == "string_too_long"
