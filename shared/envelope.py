@@ -37,7 +37,7 @@ from shared.events import (
     Event,
     SubmissionEvent,
 )
-from shared.identifiers import contains_cpr
+from shared.identifiers import contains_cpr, first_direct_identifier, json_texts, shown
 from shared.paths import PathEscape, inside
 
 SPEC_VERSION = "1.0"
@@ -100,7 +100,7 @@ def refusal(exc: ValidationError) -> tuple[str, str]:
     """
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
     types = [str(e["type"]) for e in errors]
-    message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in errors)
+    message = "; ".join(f"{'.'.join(shown(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in errors)
     if DIRECT_IDENTIFIER in types:  # a CPR number is named as such, whatever else is wrong
         return DIRECT_IDENTIFIER, message
     if all(t in REFUSAL_CODES for t in types):  # the shape holds, the meaning does not
@@ -267,6 +267,11 @@ def decode(
     if value is None:
         raise UndecodableEvent("empty_value", "record has no value")
     payload = _json(value)
+    # A field's name is no place for a CPR number either, and unlike a value it would be
+    # part of the refusal's location.
+    found = first_direct_identifier(json_texts(payload, keys_only=True))
+    if found is not None:
+        raise UndecodableEvent(DIRECT_IDENTIFIER, f"a field name in {found} looks like a Danish CPR number")
     try:
         data = expected.model_validate(payload)
     except ValidationError as exc:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import calendar
 import unicodedata
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 CPR_DIGITS = 10
 
@@ -138,3 +139,39 @@ def first_direct_identifier(fields: Iterable[tuple[str, str]]) -> str | None:
         if contains_cpr(value):
             return name
     return None
+
+
+def json_texts(
+    value: Any, *, keys_only: bool = False, digests: frozenset[str] = frozenset()
+) -> Iterator[tuple[str, str]]:
+    """Every string in a parsed JSON value, the names of its fields included, each with where
+    it is (``files[0].name``; a field's name is reported at the object that holds it).
+
+    A CPR number can be sent as a field's name or inside a value of the wrong type as well as
+    where it belongs, and a refusal that names the field must not then quote it. Walks
+    without recursion, so no nesting depth makes it fail. The values of fields named in
+    ``digests`` are left out: a SHA-256 in hex holds a CPR-shaped run of ten digits about
+    once in 430, and nobody types a checksum.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in reversed(list(item.items())):
+                name = str(key)
+                yield (path or "body"), name
+                if name in digests and isinstance(child, str):
+                    continue
+                stack.append((f"{path}.{name}" if path else name, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+        elif isinstance(item, str) and not keys_only:
+            yield path or "body", item
+
+
+def shown(part: str | int) -> str:
+    """A part of a field's location fit to print: a field name that reads as a CPR number is
+    replaced, since locations are echoed in error bodies, dead letters and logs."""
+    if isinstance(part, str) and contains_cpr(part):
+        return "<a field name that looks like a CPR number>"
+    return str(part)

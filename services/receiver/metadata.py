@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.events import AnalysisType, FileRole, Pseudonym, Region, Sha256, TypedText
-from shared.identifiers import first_direct_identifier
+from shared.identifiers import first_direct_identifier, json_texts, shown
 from shared.paths import MAX_NAME
 from shared.paths import file_name_problem as file_name_problem  # the receiver API asks it here
 
@@ -62,7 +62,7 @@ class NewSubmission(BaseModel):
 def field_path(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        path += f"[{part}]" if isinstance(part, int) else (f".{shown(part)}" if path else shown(part))
     return path
 
 
@@ -70,16 +70,10 @@ def parse_submission(payload: Any) -> NewSubmission:
     """The submission in ``payload``, or :class:`MetadataError` naming the first bad field."""
     if not isinstance(payload, dict):
         raise MetadataError("invalid", "body", "expected a JSON object")
-    # Direct identifiers first, on the raw strings: a CPR number must be refused as such even
-    # when the field would also fail another rule (a pseudonym pattern, a length).
-    raw: list[tuple[str, str]] = [(k, v) for k, v in payload.items() if isinstance(v, str)]
-    files = payload.get("files")
-    if isinstance(files, list):
-        raw += [
-            (f"files[{i}].name", f["name"])
-            for i, f in enumerate(files)
-            if isinstance(f, dict) and isinstance(f.get("name"), str)
-        ]
+    # Direct identifiers first, on every string of the body, field names included: a CPR
+    # number must be refused as such even when the field would also fail another rule (a
+    # pseudonym pattern, a length, a type, an unknown field).
+    raw = json_texts(payload, digests=frozenset({"sha256"}))
     found = first_direct_identifier(raw)
     if found is not None:
         raise MetadataError(

@@ -9,6 +9,7 @@ producer chooses all of them.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -145,3 +146,11 @@ def test_any_event_id_holding_a_cpr_number_is_refused(before: str, cpr: str, aft
     with pytest.raises(UndecodableEvent) as caught:
         decode(headers, value, Indexed)
     assert caught.value.code == "direct_identifier"
+
+
+@pytest.mark.parametrize("where", ["top", "submission"])
+def test_a_cpr_number_as_a_field_s_name_is_refused_as_such_and_never_quoted(where: str) -> None:
+    headers, value = record()
+    data = json.loads(value)
+    (data if where == "top" else data["submission"])[CPR] = 1
+    assert refusal(headers, json.dumps(data).encode()).code == "direct_identifier"
