@@ -31,6 +31,7 @@ from shared.auth import token_hash
 from shared.bus import publish
 from shared.events import Event, Indexed, Region
 from shared.topics import emitter_of, topic_name
+from tests.ids import issued_id
 from tests.support import ROOT, Process, free_port, genomhub, records, wait_for
 from tests.unit.indexer.factories import harmonised, submission, validated
 
@@ -90,7 +91,7 @@ def test_two_regions_samples_of_one_pseudonym_through_indexer_and_billing(
 
     def sub(n: int, sample: str, region: str, days: int = 0) -> Any:
         made = submission(n, sample=sample, region=region, received_at=NOVEMBER + timedelta(days=days))
-        return made.model_copy(update={"submission_id": f"{run_id}-{n}"})
+        return made.model_copy(update={"submission_id": issued_id(f"{run_id}-{n}")})
 
     capital_s, south_s = sub(1, same, "hovedstaden"), sub(2, same, "syddanmark")
     capital_t, south_t = sub(3, other, "hovedstaden"), sub(4, other, "syddanmark")
