@@ -245,7 +245,8 @@ def decode(
             try:
                 attrs[key] = raw.decode()
             except UnicodeDecodeError as exc:
-                raise UndecodableEvent("bad_header", f"header {key} is not UTF-8") from exc
+                name = key if key in (*REQUIRED, "ce_time", "ce_subject", "content-type") else "ce_*"
+                raise UndecodableEvent("bad_header", f"header {name} is not UTF-8") from exc
     missing = [k for k in REQUIRED if k not in attrs]
     if missing:
         raise UndecodableEvent("missing_header", f"missing CloudEvents headers {missing}")
