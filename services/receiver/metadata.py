@@ -121,6 +121,11 @@ def parse_registration(payload: Any, inbox: str | None) -> list[tuple[str, str]]
         raise MetadataError("invalid", "region", "no inbox is configured for this region")
     if not isinstance(payload, dict) or not isinstance(payload.get("files"), list) or not payload["files"]:
         raise MetadataError("invalid", "files", "expected {'files': [{'name': ..., 'url': ...}, ...]}")
+    found = first_direct_identifier(json_texts(payload))  # an inbox path names no patient either
+    if found is not None:
+        raise MetadataError(
+            "direct_identifier", found, "looks like a Danish CPR number; name files by pseudonym"
+        )
     pairs: list[tuple[str, str]] = []
     for i, item in enumerate(payload["files"]):
         if not isinstance(item, dict) or set(item) != {"name", "url"}:

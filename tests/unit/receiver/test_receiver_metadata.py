@@ -176,3 +176,14 @@ def test_a_declared_checksum_is_no_cpr_number_whatever_its_digits() -> None:
     digest = "ab" + "1203851234" + "c" * 52  # ten digits in a row that read as a date
     files = [{"name": "a.fq", "role": "raw_reads", "sha256": digest}]
     assert parse_submission(payload(files=files)).files[0].sha256 == digest
+
+
+@pytest.mark.parametrize("cpr", CPR_SHAPES)
+@pytest.mark.parametrize("field", ["name", "url"])
+def test_a_cpr_number_in_a_registered_file_is_refused_as_such(field: str, cpr: str) -> None:
+    inbox = "file:///inbox/hovedstaden"
+    item = {"name": "R1.fastq.gz", "url": f"{inbox}/R1.fastq.gz"}
+    item[field] = f"{cpr}.fastq.gz" if field == "name" else f"{inbox}/{cpr}/R1.fastq.gz"
+    with pytest.raises(MetadataError) as caught:
+        parse_registration({"files": [item]}, inbox)
+    assert caught.value.code == "direct_identifier" and caught.value.field == f"files[0].{field}"
