@@ -13,9 +13,9 @@ some write ``12-03-85-1234``, ``120385_1234``, ``12.03.85 1234`` or digits of an
 script read as its value, and invisible characters (format characters such as the zero-width
 space and the soft hyphen, combining marks) dropped, since a reader sees the digits on
 either side as one run. It is then cut into *digit groups*: runs of digits, where a visible
-separator (a space, a dash, any punctuation, a mathematical sign, a control character) ends
+separator (a space, a dash, any punctuation, a sign or symbol, a control character) ends
 a group but keeps the next one in the same *cluster*, and any other character (a letter, a
-symbol) ends the cluster.
+currency sign) ends the cluster.
 
 A CPR number is found where consecutive groups of one cluster have the shape people give
 one: ten digits, broken (if at all) only after the day, the month or the year, never inside
@@ -45,10 +45,15 @@ CPR_DIGITS = 10
 _INVISIBLE_CATEGORIES = ("Cf", "M")
 """Dropped before grouping: format characters (zero-width space and joiners, soft hyphen,
 BOM, word joiner) and combining marks, which a reader does not see between two digits."""
-_SEPARATOR_CATEGORIES = ("Z", "C", "P", "Sm", "Sk")
+_SEPARATOR_CATEGORIES = ("Z", "C", "P", "Sm", "Sk", "So")
 """Unicode categories that separate digit groups without ending a cluster: spaces (Z*),
-control characters (Cc), all punctuation (P*: dashes, underscore, dot, slash, brackets), and
-mathematical and modifier signs (Sm, Sk: the minus sign, ``+``, ``~``)."""
+control characters (Cc), all punctuation (P*: dashes, underscore, dot, slash, brackets),
+mathematical, modifier and other signs (Sm, Sk, So: the minus sign, ``+``, ``~``, the
+box-drawing line ``─`` and ``°`` that some fonts and keyboards offer for a dash)."""
+DASH_LETTERS = frozenset("\u30fc\uff70\u2e3b")
+"""Characters Unicode files as letters that are typed as dashes: the Japanese prolonged sound
+mark, full and half width, which an input method in full-width mode writes for ``-``
+(``１２０３８５ー１２３４``). They separate like punctuation."""
 TYPED_BREAKS = frozenset({2, 4, 6})
 """Where people break a CPR number when they type it: after the day, the month, the year.
 ``12-03-85-1234``, ``1203-851234`` and ``120385 1234`` all break there; never inside the
@@ -80,7 +85,7 @@ def is_cpr(digits: str) -> bool:
 
 
 def _separates(char: str) -> bool:
-    return unicodedata.category(char).startswith(_SEPARATOR_CATEGORIES)
+    return char in DASH_LETTERS or unicodedata.category(char).startswith(_SEPARATOR_CATEGORIES)
 
 
 def _invisible(char: str) -> bool:

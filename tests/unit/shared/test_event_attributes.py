@@ -158,4 +158,4 @@ def test_a_cpr_number_as_a_field_s_name_is_refused_as_such_and_never_quoted(wher
 
 def test_a_header_s_name_chosen_by_the_producer_is_not_quoted() -> None:
     headers, value = record()
-    assert refusal(headers + [(f"ce_{CPR}", b"\xff")], value).code == "bad_header"
+    assert refusal([*headers, (f"ce_{CPR}", b"\xff")], value).code == "bad_header"
