@@ -184,10 +184,15 @@ class Service:
             },
         ) as span:
             try:
-                envelope = decode(headers, message.value, model)
+                envelope = decode(headers, message.value, model, message.key)
             except UndecodableEvent as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 await self.dead_letter(message, headers, exc.code, str(exc))
+                return
+            except Exception as exc:  # decode says what is wrong; if it ever fails otherwise,
+                # the record is still dead-lettered rather than stop the consumer on it
+                log.exception("decoding failed", topic=message.topic, offset=message.offset)
+                await self.dead_letter(message, headers, "undecodable", type(exc).__name__)
                 return
             span.set_attribute("genomhub.submission_id", envelope.subject)
             span.set_attribute("cloudevents.event_id", envelope.id)

@@ -15,21 +15,38 @@ bus at all. Messages of refusals never quote the offending value: it may be a CP
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from shared.events import DIRECT_IDENTIFIER, MODEL_BY_TYPE, REFUSAL_CODES, Event, SubmissionEvent
+from shared.events import (
+    CLOCK_SKEW,
+    DIRECT_IDENTIFIER,
+    IMPOSSIBLE_TIME,
+    INCONSISTENT,
+    MODEL_BY_TYPE,
+    REFUSAL_CODES,
+    SERVICE_EPOCH,
+    UNSAFE_ID,
+    Event,
+    SubmissionEvent,
+)
+from shared.identifiers import contains_cpr, first_direct_identifier, json_texts, shown
 from shared.paths import PathEscape, inside
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 ID_NAMESPACE = uuid.UUID("6f1c8d52-5f0e-4a51-9a57-0a3c3e5b1f0d")
 REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+MAX_ATTRIBUTE = 200
+_EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+_SOURCE = re.compile(r"/[A-Za-z0-9._/-]*")
 
 E = TypeVar("E", bound=Event)
 
@@ -83,7 +100,7 @@ def refusal(exc: ValidationError) -> tuple[str, str]:
     """
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
     types = [str(e["type"]) for e in errors]
-    message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in errors)
+    message = "; ".join(f"{'.'.join(shown(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in errors)
     if DIRECT_IDENTIFIER in types:  # a CPR number is named as such, whatever else is wrong
         return DIRECT_IDENTIFIER, message
     if all(t in REFUSAL_CODES for t in types):  # the shape holds, the meaning does not
@@ -130,12 +147,44 @@ def normalise_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes]
     return [(str(k), bytes(v) if v is not None else b"") for k, v in items]
 
 
+def subject_of(event: Event) -> str:
+    """The CloudEvents subject of ``event``: its submission's id, or the key of an event about
+    no one submission (a statement's month)."""
+    return event.submission.submission_id if isinstance(event, SubmissionEvent) else event.key()
+
+
+def record_keys(event: Event) -> frozenset[bytes]:
+    """The record keys that may carry ``event``: its own (:meth:`Event.key`), and for a
+    submission's event also the bare pseudonym, the key of records written before samples
+    were keyed by region, which a replay from the log's start still reads. Neither names
+    another sample than the data does."""
+    keys = {event.key()}
+    if isinstance(event, SubmissionEvent):
+        keys.add(event.submission.sample_id)
+    return frozenset(k.encode() for k in keys)
+
+
+def _attribute(name: str, value: str, shape: re.Pattern[str], rule: str) -> None:
+    """Refuse a CloudEvents attribute that is not of the shape genomhub's producers write.
+
+    The id and the source are stored as they come (the catalogue's timeline, billing's
+    accruals) and end in logs and traces, so they are held to the ids' rules: a short plain
+    token without a CPR number. The message never quotes the value.
+    """
+    if any(contains_cpr(part) for part in value.split("/")):
+        raise UndecodableEvent(DIRECT_IDENTIFIER, f"header {name} looks like it holds a Danish CPR number")
+    if len(value) > MAX_ATTRIBUTE or not shape.fullmatch(value):
+        raise UndecodableEvent(
+            UNSAFE_ID, f"header {name} is not {rule} of at most {MAX_ATTRIBUTE} characters"
+        )
+
+
 def encode(
     event: Event, *, event_id: str, source: str, time: datetime | None = None
 ) -> tuple[Headers, bytes]:
     """Headers and value of the record that carries ``event``; an impossible one is refused."""
     checked(event)
-    subject = event.submission.submission_id if isinstance(event, SubmissionEvent) else event.key()
+    subject = subject_of(event)
     moment = (time or datetime.now(UTC)).astimezone(UTC)
     headers: Headers = [
         ("ce_specversion", SPEC_VERSION.encode()),
@@ -149,33 +198,81 @@ def encode(
     return headers, event.model_dump_json().encode()
 
 
-def decode(headers: Headers, value: bytes | None, expected: type[E]) -> Envelope[E]:
-    """The event in a record, or :class:`UndecodableEvent` saying precisely what is wrong."""
+_UNKEYED = b"\x00not given"
+
+
+def _not_a_number(constant: str) -> float:
+    raise UndecodableEvent("not_json", f"value holds {constant}, which JSON does not have")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 reads as infinity
+        raise UndecodableEvent("not_json", "value holds a number too large for a float")
+    return number
+
+
+def _json(value: bytes) -> Any:
+    """The record's value parsed as JSON (RFC 8259), or :class:`UndecodableEvent`.
+
+    Python's parser takes more than JSON and fails in more ways than it says: it reads
+    ``NaN``, ``Infinity`` and ``1e999`` as infinity (which would pass a ``ge=0`` bound and reach the catalogue),
+    raises ``ValueError`` on an integer of more than 4300 digits and ``RecursionError`` on
+    deep nesting. Either escaped the bus's handling and stopped the consumer, on the same
+    record again at every restart; now each is a dead letter like any other non-JSON value.
+    """
+    try:
+        return json.loads(value, parse_constant=_not_a_number, parse_float=_finite)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UndecodableEvent("not_json", f"value is not JSON: {exc}") from exc
+    except RecursionError:
+        raise UndecodableEvent("not_json", "value is nested too deeply to read") from None
+    except ValueError:
+        raise UndecodableEvent("not_json", "value holds a number too long to read") from None
+
+
+def decode(
+    headers: Headers, value: bytes | None, expected: type[E], record_key: bytes | None = _UNKEYED
+) -> Envelope[E]:
+    """The event in a record, or :class:`UndecodableEvent` saying precisely what is wrong.
+
+    ``record_key`` is the record's key, which the bus passes: it must be the data's own
+    (:func:`record_keys`); tools that read a record's value alone leave it out.
+    """
     attrs: dict[str, str] = {}
     for key, raw in headers:
         if key.startswith("ce_") or key == "content-type":
             try:
                 attrs[key] = raw.decode()
             except UnicodeDecodeError as exc:
-                raise UndecodableEvent("bad_header", f"header {key} is not UTF-8") from exc
+                name = key if key in (*REQUIRED, "ce_time", "ce_subject", "content-type") else "ce_*"
+                raise UndecodableEvent("bad_header", f"header {name} is not UTF-8") from exc
     missing = [k for k in REQUIRED if k not in attrs]
     if missing:
         raise UndecodableEvent("missing_header", f"missing CloudEvents headers {missing}")
+    _attribute(
+        "ce_id", attrs["ce_id"], _EVENT_ID, "a letter or digit, then letters, digits, '.', '_', ':' or '-'"
+    )
+    _attribute("ce_source", attrs["ce_source"], _SOURCE, "a path of letters, digits, '.', '_' and '-'")
+    # No header's value is quoted below: a hostile producer chooses it, and it would reach
+    # the dead letter's reason and the log.
     if attrs["ce_specversion"] != SPEC_VERSION:
-        raise UndecodableEvent("spec_version", f"ce_specversion {attrs['ce_specversion']!r}")
+        raise UndecodableEvent("spec_version", f"ce_specversion is not {SPEC_VERSION}")
     ce_type = attrs["ce_type"]
     if ce_type not in MODEL_BY_TYPE:
-        raise UndecodableEvent("unknown_type", f"unknown ce_type {ce_type!r}")
+        raise UndecodableEvent("unknown_type", "ce_type is no genomhub event type")
     if ce_type != expected.ce_type():
         raise UndecodableEvent("unexpected_type", f"ce_type {ce_type!r} on a topic of {expected.ce_type()!r}")
     if attrs.get("content-type", CONTENT_TYPE).split(";")[0].strip() != CONTENT_TYPE:
-        raise UndecodableEvent("content_type", f"content-type {attrs['content-type']!r}")
+        raise UndecodableEvent("content_type", f"content-type is not {CONTENT_TYPE}")
     if value is None:
         raise UndecodableEvent("empty_value", "record has no value")
-    try:
-        payload = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UndecodableEvent("not_json", f"value is not JSON: {exc}") from exc
+    payload = _json(value)
+    # A field's name is no place for a CPR number either, and unlike a value it would be
+    # part of the refusal's location.
+    found = first_direct_identifier(json_texts(payload, keys_only=True))
+    if found is not None:
+        raise UndecodableEvent(DIRECT_IDENTIFIER, f"a field name in {found} looks like a Danish CPR number")
     try:
         data = expected.model_validate(payload)
     except ValidationError as exc:
@@ -183,14 +280,27 @@ def decode(headers: Headers, value: bytes | None, expected: type[E]) -> Envelope
         raise UndecodableEvent(code, f"data fails the {expected.event_name} checks: {message}") from None
     try:
         time = datetime.fromisoformat(attrs.get("ce_time", "").replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise UndecodableEvent("bad_time", f"ce_time {attrs.get('ce_time')!r}") from exc
+    except ValueError:
+        raise UndecodableEvent("bad_time", "ce_time is not an ISO 8601 instant") from None
+    if time.tzinfo is None:
+        raise UndecodableEvent("bad_time", "ce_time carries no time zone")
+    if time < SERVICE_EPOCH or time > datetime.now(UTC) + CLOCK_SKEW:
+        raise UndecodableEvent(
+            IMPOSSIBLE_TIME, "ce_time lies outside the service's life: before 2019 or in the future"
+        )
+    # The headers and the key travel beside the data and are read without it (the partition,
+    # traces, logs, the timeline's order): they must say what the data says.
+    subject = subject_of(data)
+    if attrs.get("ce_subject", subject) != subject:
+        raise UndecodableEvent(INCONSISTENT, "ce_subject names another submission than the data")
+    if record_key is not _UNKEYED and record_key not in record_keys(data):
+        raise UndecodableEvent(INCONSISTENT, "the record's key names another sample than its data")
     return Envelope(
         id=attrs["ce_id"],
         source=attrs["ce_source"],
         type=ce_type,
         time=time,
-        subject=attrs.get("ce_subject", ""),
+        subject=subject,
         data=data,
         headers=headers,
     )

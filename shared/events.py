@@ -22,8 +22,9 @@ becomes the dead letter's code (:data:`REFUSAL_CODES`), so an operator sees why 
 What NGC's services derive from a file's content (QC problems and metrics, a pipeline's log
 tail, provenance) is not held to the CPR guard: it is full of digit groups (read names,
 coordinates, timestamps) that would read as dates, and it names samples and files only by
-the fields that are checked. A statement id is derived from its month, so only its shape
-is checked.
+the fields that are checked. The words of NGC's own vocabulary among them (a file's detected
+type, an output's kind, the reference profile) are checked, since they hold no digit groups.
+A statement id is derived from its month, so only its shape is checked.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from shared.identifiers import contains_cpr
-from shared.paths import MAX_NAME, file_name_problem
+from shared.paths import MAX_NAME, file_name_problem, hidden_characters
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 TYPE_PREFIX = "dk.ngc.genomhub"
@@ -89,6 +90,15 @@ CLOCK_SKEW = timedelta(minutes=5)
 the future, and no sample is received and no month closed in the future."""
 
 
+MAX_COUNT = 2**63 - 1
+"""The largest size, count or amount an event may carry: what a SQL BIGINT holds, where the
+catalogue and billing store them. Python's integers have no bound, so a record with a
+20-digit size fitted the schema and failed in the store instead of being refused."""
+
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+"""A size in bytes, a number of bases, reads or files, an amount of øre or kroner."""
+
+
 def _refuse(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(code, message)
 
@@ -111,6 +121,7 @@ def _segment(value: str) -> str:
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SUBMISSION_ID = re.compile(r"[0-9a-f]{32}")
+_PATH_ESCAPE = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -127,10 +138,11 @@ def _statement_id(value: str) -> str:
 
 
 def _file_name(value: str) -> str:
+    _no_cpr(value)  # first: a CPR number is refused as such, whatever else is wrong
     problem = file_name_problem(value)
     if problem is not None:
         raise _refuse(UNSAFE_ID, "file name " + problem)
-    return _no_cpr(value)
+    return value
 
 
 def _relative_path(value: str) -> str:
@@ -141,20 +153,29 @@ def _relative_path(value: str) -> str:
 
 def _archive_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("file", "s3") or any(ord(c) < 0x20 or c == "\x7f" for c in value):
-        raise _refuse(UNSAFE_ID, "an archive URL is file:// or s3:// without control characters")
     segments = parts.path.split("/")
+    # First, segment by segment: a CPR number is refused as such, whatever else is wrong.
+    for segment in (parts.netloc, *segments, parts.query, parts.fragment):
+        _no_cpr(segment)
+    if parts.scheme not in ("file", "s3") or hidden_characters(value):
+        raise _refuse(UNSAFE_ID, "an archive URL is file:// or s3:// without control characters")
+    if _PATH_ESCAPE.search(parts.path):
+        # The archive builds its paths from names without '%' (``file_name_problem``);
+        # %2e%2e is '..' and %2f is '/' to whatever unquotes the URL. (A query, such as a
+        # signature, is allowed: the catalogue keeps only the location.)
+        raise _refuse(UNSAFE_ID, "an archive URL's path has no escaped '.', '/' or '\\'")
     if any(s in (".", "..") for s in segments):
         raise _refuse(UNSAFE_ID, "an archive URL has no '.' or '..' segments")
-    for segment in segments:
-        _no_cpr(segment)
     return value
 
 
 def _typed_text(value: str) -> str:
-    if any(ord(c) < 0x20 or c == "\x7f" for c in value):
-        raise _refuse(UNSAFE_ID, "control characters are not allowed")
-    return _no_cpr(value)
+    _no_cpr(value)  # first: a CPR number is refused as such, whatever else is wrong
+    if hidden_characters(value):
+        raise _refuse(
+            UNSAFE_ID, "control, format (e.g. bidirectional) and invisible characters are not allowed"
+        )
+    return value
 
 
 def _within_service_life(moment: datetime) -> datetime:
@@ -244,6 +265,10 @@ ArchiveUrl = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator
 """Where a file is in the archive; readers also check it lies under their own store."""
 TypedText = Annotated[str, AfterValidator(_typed_text)]
 """Free text a person typed (a department, a platform): no control characters, no CPR number."""
+Label = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_typed_text)]
+"""A word of NGC's own vocabulary that the catalogue stores and shows (a file's detected
+type, an output's kind, a reference profile): short, and held to the typed-text rule, since
+a compromised producer could put anything there."""
 Moment = Annotated[AwareDatetime, AfterValidator(_within_service_life)]
 """An aware instant within the service's life: not before 2019, not in the future."""
 Month = Annotated[
@@ -328,7 +353,7 @@ class StoredFile(Strict):
     name: FileName
     role: FileRole
     url: ArchiveUrl
-    size: int = Field(ge=0)
+    size: Count
     sha256: Sha256
     md5: Md5
 
@@ -347,7 +372,7 @@ class Problem(Strict):
 class CheckedFile(StoredFile):
     """A file after QC: its type as read from its content, its metrics and its problems."""
 
-    detected_type: str
+    detected_type: Label
     metrics: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
     problems: list[Problem] = Field(default_factory=list)
     conforms: bool | None = Field(
@@ -372,9 +397,9 @@ class OutputFile(Strict):
     """A harmonised output: Sarek's CRAM/VCF and their indexes, or passed-through clinical output."""
 
     name: OutputName
-    kind: str
+    kind: Label
     url: ArchiveUrl
-    size: int = Field(ge=0)
+    size: Count
     sha256: Sha256
     provenance: str
 
@@ -439,10 +464,10 @@ class Validated(SubmissionEvent):
     event_name: ClassVar[str] = "validated"
     verdict: Verdict
     files: list[CheckedFile] = Field(min_length=1)
-    reference_profile: str
+    reference_profile: Label
     genome_equivalents: SampleGenomeEquivalents
-    raw_bases: int = Field(ge=0)
-    raw_reads: int = Field(ge=0)
+    raw_bases: Count
+    raw_reads: Count
     harmonisation: HarmonisationDecision
 
 
@@ -451,10 +476,10 @@ class Harmonised(SubmissionEvent):
     status: Literal["succeeded", "failed"]
     files: list[CheckedFile] = Field(description="The validated input files, as QC saw them.")
     genome_equivalents: SampleGenomeEquivalents
-    raw_bases: int = Field(ge=0)
+    raw_bases: Count
     outputs: list[OutputFile] = Field(default_factory=list)
     provenance: Provenance
-    attempts: int = Field(ge=1)
+    attempts: int = Field(ge=1, le=MAX_COUNT)
     log_tail: str = ""
 
 
@@ -469,13 +494,13 @@ class Indexed(SubmissionEvent):
     status: SampleStatus
     accepted: bool = Field(description="Passed QC: the sample counts toward the refund.")
     genome_equivalents: SampleGenomeEquivalents
-    files: int = Field(ge=0, description="Catalogue file rows of the sample.")
+    files: Count = Field(description="Catalogue file rows of the sample.")
 
 
 class RegionRefund(Strict):
     region: Region
     genome_equivalents: GenomeEquivalents
-    amount_ore: int = Field(ge=0)
+    amount_ore: Count
 
 
 class RefundCalculated(Event):
@@ -485,11 +510,11 @@ class RefundCalculated(Event):
     month: Month
     statement_id: StatementId
     currency: Literal["DKK"] = "DKK"
-    rate_dkk: int = Field(ge=0)
+    rate_dkk: Count
     total_genome_equivalents: GenomeEquivalents
-    total_ore: int = Field(ge=0)
-    balance_before_ore: int = Field(ge=0)
-    balance_after_ore: int = Field(ge=0)
+    total_ore: Count
+    balance_before_ore: Count
+    balance_after_ore: Count
     regions: list[RegionRefund]
     closed_at: Moment
 

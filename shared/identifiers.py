@@ -13,9 +13,9 @@ some write ``12-03-85-1234``, ``120385_1234``, ``12.03.85 1234`` or digits of an
 script read as its value, and invisible characters (format characters such as the zero-width
 space and the soft hyphen, combining marks) dropped, since a reader sees the digits on
 either side as one run. It is then cut into *digit groups*: runs of digits, where a visible
-separator (a space, a dash, any punctuation, a mathematical sign, a control character) ends
+separator (a space, a dash, any punctuation, a sign or symbol, a control character) ends
 a group but keeps the next one in the same *cluster*, and any other character (a letter, a
-symbol) ends the cluster.
+currency sign) ends the cluster.
 
 A CPR number is found where consecutive groups of one cluster have the shape people give
 one: ten digits, broken (if at all) only after the day, the month or the year, never inside
@@ -38,16 +38,22 @@ from __future__ import annotations
 import calendar
 import unicodedata
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 CPR_DIGITS = 10
 
 _INVISIBLE_CATEGORIES = ("Cf", "M")
 """Dropped before grouping: format characters (zero-width space and joiners, soft hyphen,
 BOM, word joiner) and combining marks, which a reader does not see between two digits."""
-_SEPARATOR_CATEGORIES = ("Z", "C", "P", "Sm", "Sk")
+_SEPARATOR_CATEGORIES = ("Z", "C", "P", "Sm", "Sk", "So")
 """Unicode categories that separate digit groups without ending a cluster: spaces (Z*),
-control characters (Cc), all punctuation (P*: dashes, underscore, dot, slash, brackets), and
-mathematical and modifier signs (Sm, Sk: the minus sign, ``+``, ``~``)."""
+control characters (Cc), all punctuation (P*: dashes, underscore, dot, slash, brackets),
+mathematical, modifier and other signs (Sm, Sk, So: the minus sign, ``+``, ``~``, the
+box-drawing line ``─`` and ``°`` that some fonts and keyboards offer for a dash)."""
+DASH_LETTERS = frozenset("\u30fc\uff70\u2e3b")
+"""Characters Unicode files as letters that are typed as dashes: the Japanese prolonged sound
+mark, full and half width, which an input method in full-width mode writes for ``-``
+(``１２０３８５ー１２３４``). They separate like punctuation."""
 TYPED_BREAKS = frozenset({2, 4, 6})
 """Where people break a CPR number when they type it: after the day, the month, the year.
 ``12-03-85-1234``, ``1203-851234`` and ``120385 1234`` all break there; never inside the
@@ -79,7 +85,7 @@ def is_cpr(digits: str) -> bool:
 
 
 def _separates(char: str) -> bool:
-    return unicodedata.category(char).startswith(_SEPARATOR_CATEGORIES)
+    return char in DASH_LETTERS or unicodedata.category(char).startswith(_SEPARATOR_CATEGORIES)
 
 
 def _invisible(char: str) -> bool:
@@ -138,3 +144,39 @@ def first_direct_identifier(fields: Iterable[tuple[str, str]]) -> str | None:
         if contains_cpr(value):
             return name
     return None
+
+
+def json_texts(
+    value: Any, *, keys_only: bool = False, digests: frozenset[str] = frozenset()
+) -> Iterator[tuple[str, str]]:
+    """Every string in a parsed JSON value, the names of its fields included, each with where
+    it is (``files[0].name``; a field's name is reported at the object that holds it).
+
+    A CPR number can be sent as a field's name or inside a value of the wrong type as well as
+    where it belongs, and a refusal that names the field must not then quote it. Walks
+    without recursion, so no nesting depth makes it fail. The values of fields named in
+    ``digests`` are left out: a SHA-256 in hex holds a CPR-shaped run of ten digits about
+    once in 430, and nobody types a checksum.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in reversed(list(item.items())):
+                name = str(key)
+                yield (path or "body"), name
+                if name in digests and isinstance(child, str):
+                    continue
+                stack.append((f"{path}.{name}" if path else name, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+        elif isinstance(item, str) and not keys_only:
+            yield path or "body", item
+
+
+def shown(part: str | int) -> str:
+    """A part of a field's location fit to print: a field name that reads as a CPR number is
+    replaced, since locations are echoed in error bodies, dead letters and logs."""
+    if isinstance(part, str) and contains_cpr(part):
+        return "<a field name that looks like a CPR number>"
+    return str(part)

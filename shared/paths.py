@@ -26,6 +26,23 @@ MAX_NAME = 255
 """The longest file name, in characters: what local filesystems and S3 keys both take."""
 
 
+def hidden_characters(text: str) -> bool:
+    """Whether ``text`` holds a character a reader does not see as itself: a control
+    character (C0 and C1: the terminal's escape introducer U+009B among them), a format
+    character (bidirectional overrides such as U+202E, which shows ``exe.gpj`` as
+    ``jpg.exe``; zero-width spaces; the BOM), a private-use, surrogate or unassigned code
+    point, or a line or paragraph separator. Names and typed text hold none of them."""
+    return any(
+        unicodedata.category(c).startswith("C") or unicodedata.category(c) in ("Zl", "Zp") for c in text
+    )
+
+
+URL_SIGNIFICANT = frozenset("?#%")
+"""Characters that end or re-read the path of the archive URL a name becomes: ``?`` starts
+a query and ``#`` a fragment (so a reader of the URL sees another file), ``%`` starts an
+escape (``%2e%2e`` is ``..`` to whatever unquotes it)."""
+
+
 def file_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a file name in the archive, or None if it can.
 
@@ -38,18 +55,24 @@ def file_name_problem(name: str) -> str | None:
         return "must not be empty"
     if len(name) > MAX_NAME:
         return f"longer than {MAX_NAME} characters"
-    if name in (".", ".."):
-        return "path traversal is not allowed"
-    if "/" in name or "\\" in name:
-        return "path separators are not allowed (absolute paths and traversal included)"
-    if ":" in name:
-        return "':' is not allowed (drive letters, URL schemes)"
-    if name.startswith("."):
-        return "must not start with '.'"
-    if name != name.strip():
-        return "must not start or end with whitespace"
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+    if hidden_characters(name):
         return "control characters are not allowed"
+    # A name is held to the rules as it is written and as it reads once compatibility
+    # characters are folded (NFKC): a full-width solidus or full stop is '/' or '.' to
+    # anything downstream that normalises it.
+    for form in dict.fromkeys((name, unicodedata.normalize("NFKC", name))):
+        if form in (".", ".."):
+            return "path traversal is not allowed"
+        if "/" in form or "\\" in form:
+            return "path separators are not allowed (absolute paths and traversal included)"
+        if ":" in form:
+            return "':' is not allowed (drive letters, URL schemes)"
+        if URL_SIGNIFICANT & set(form):
+            return "'?', '#' and '%' are not allowed (they change the meaning of the file's URL)"
+        if form.startswith("."):
+            return "must not start with '.'"
+        if form != form.strip():
+            return "must not start or end with whitespace"
     return None
 
 

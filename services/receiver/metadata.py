@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.events import AnalysisType, FileRole, Pseudonym, Region, Sha256, TypedText
-from shared.identifiers import first_direct_identifier
+from shared.identifiers import first_direct_identifier, json_texts, shown
 from shared.paths import MAX_NAME
 from shared.paths import file_name_problem as file_name_problem  # the receiver API asks it here
 
@@ -63,7 +63,7 @@ class NewSubmission(BaseModel):
 def field_path(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        path += f"[{part}]" if isinstance(part, int) else (f".{shown(part)}" if path else shown(part))
     return path
 
 
@@ -71,16 +71,10 @@ def parse_submission(payload: Any) -> NewSubmission:
     """The submission in ``payload``, or :class:`MetadataError` naming the first bad field."""
     if not isinstance(payload, dict):
         raise MetadataError("invalid", "body", "expected a JSON object")
-    # Direct identifiers first, on the raw strings: a CPR number must be refused as such even
-    # when the field would also fail another rule (a pseudonym pattern, a length).
-    raw: list[tuple[str, str]] = [(k, v) for k, v in payload.items() if isinstance(v, str)]
-    files = payload.get("files")
-    if isinstance(files, list):
-        raw += [
-            (f"files[{i}].name", f["name"])
-            for i, f in enumerate(files)
-            if isinstance(f, dict) and isinstance(f.get("name"), str)
-        ]
+    # Direct identifiers first, on every string of the body, field names included: a CPR
+    # number must be refused as such even when the field would also fail another rule (a
+    # pseudonym pattern, a length, a type, an unknown field).
+    raw = json_texts(payload, digests=frozenset({"sha256"}))
     found = first_direct_identifier(raw)
     if found is not None:
         raise MetadataError(
@@ -128,6 +122,11 @@ def parse_registration(payload: Any, inbox: str | None) -> list[tuple[str, str]]
         raise MetadataError("invalid", "region", "no inbox is configured for this region")
     if not isinstance(payload, dict) or not isinstance(payload.get("files"), list) or not payload["files"]:
         raise MetadataError("invalid", "files", "expected {'files': [{'name': ..., 'url': ...}, ...]}")
+    found = first_direct_identifier(json_texts(payload))  # an inbox path names no patient either
+    if found is not None:
+        raise MetadataError(
+            "direct_identifier", found, "looks like a Danish CPR number; name files by pseudonym"
+        )
     pairs: list[tuple[str, str]] = []
     for i, item in enumerate(payload["files"]):
         if not isinstance(item, dict) or set(item) != {"name", "url"}:

@@ -31,6 +31,7 @@ from shared.events import (
     HarmonisationDecision,
     Verdict,
 )
+from shared.identifiers import contains_cpr
 
 T = TypeVar("T")
 
@@ -244,9 +245,25 @@ def _mates(r1: FileOutcome, r2: FileOutcome, executor: Executor) -> None:
 
 
 def _samples(outcomes: list[FileOutcome]) -> None:
-    """A germline VCF holds one sample, named as the CRAM's @RG SM when both are reported."""
-    crams = [o for o in outcomes if category(o.findings) == "alignment"]
+    """A germline VCF holds one sample, named as the CRAM's @RG SM when both are reported.
+
+    A sample name in a file's header (a VCF's column, an @RG SM) is metadata a lab typed,
+    and labs type CPR numbers there. Such a file names its patient: it is an error, reported
+    without the name, and no other problem quotes it, since problems reach the catalogue.
+    """
     for o in outcomes:
+        if any(contains_cpr(name) for name in o.findings.samples):
+            o.findings.problems.append(
+                problem(
+                    "header.direct_identifier",
+                    "a sample name in the file's header reads as a Danish CPR number; "
+                    "files name samples by pseudonym",
+                    "#CHROM" if o.findings.detected_type == kinds.VCF else "@RG SM",
+                )
+            )
+    named = [o for o in outcomes if not any(contains_cpr(name) for name in o.findings.samples)]
+    crams = [o for o in named if category(o.findings) == "alignment"]
+    for o in named:
         if o.findings.detected_type != kinds.VCF or o.findings.variants is None:
             continue
         samples = o.findings.samples

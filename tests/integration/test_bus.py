@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from opentelemetry import trace
 from shared import telemetry
 from shared.bus import publish
 from shared.envelope import decode, encode, normalise_headers
-from shared.events import FileReceived
+from shared.events import FileReceived, new_submission_id
 from shared.topics import dlq_name, topic_name
 from tests.support import Process, free_port, kafka, python, records, wait_for
 
@@ -61,7 +60,7 @@ def lines(path: Path) -> list[str]:
 
 
 def test_envelope_round_trip_keeps_headers(kafka_bootstrap: str) -> None:
-    sid = uuid.uuid4().hex
+    sid = new_submission_id()
     event = make_event(sid)
     asyncio.run(publish([(event, f"id-{sid}")], "/genomhub/test", principal="receiver"))
     found = [r for r in records(kafka_bootstrap, TOPIC) if r.key == event.key().encode()]
@@ -81,7 +80,7 @@ def test_envelope_round_trip_keeps_headers(kafka_bootstrap: str) -> None:
 def test_trace_context_carries_across_produce_and_consume(kafka_bootstrap: str, tmp_path: Path) -> None:
     telemetry.setup("test")
     proc, effects, port = probe(tmp_path, "probe-trace")
-    sid = uuid.uuid4().hex
+    sid = new_submission_id()
     with telemetry.tracer("test").start_as_current_span("upload"):
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
         asyncio.run(publish([(make_event(sid), f"id-{sid}")], "/genomhub/test", principal="receiver"))
@@ -108,7 +107,7 @@ async def send_raw(bootstrap: str, key: bytes, value: bytes, headers: list[tuple
 def test_malformed_messages_go_to_the_dlq_and_the_consumer_goes_on(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    sid = uuid.uuid4().hex
+    sid = new_submission_id()
     good = make_event(sid)
     key = good.key().encode()
     headers, value = encode(good, event_id=f"id-{sid}", source="/genomhub/test")
@@ -155,7 +154,7 @@ def test_malformed_messages_go_to_the_dlq_and_the_consumer_goes_on(
 def test_offset_is_committed_only_after_the_effect(kafka_bootstrap: str, tmp_path: Path) -> None:
     proc, effects, _ = probe(tmp_path, "probe-crash")
     effects.with_suffix(".crash").touch()
-    sid = uuid.uuid4().hex
+    sid = new_submission_id()
     asyncio.run(publish([(make_event(sid), f"id-{sid}")], "/genomhub/test", principal="receiver"))
     proc.start()
     assert proc.wait_exit(90) == 17, proc.tail()

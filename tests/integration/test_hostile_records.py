@@ -32,7 +32,7 @@ from services.indexer.store import Catalogue
 from shared.bus import partitions_of
 from shared.config import get_settings
 from shared.envelope import encode, normalise_headers
-from shared.events import Event, FileReceived, Harmonised, Indexed, Validated
+from shared.events import Event, FileReceived, Harmonised, Indexed, Region, Validated
 from shared.topics import OPERATOR, SUBSCRIPTIONS, consumer_group, dlq_name, emitter_of, topic_name
 from tests.ids import issued_id
 from tests.support import Process, free_port, genomhub, kafka, records, wait_for
@@ -343,3 +343,75 @@ def test_the_validator_reads_no_file_outside_the_archive(
         for r in records(kafka_bootstrap, topic_name(Validated))
         if dict(normalise_headers(r.headers)).get("ce_subject") == subject
     ], "nothing was validated"
+
+
+def test_forged_headers_and_keys_are_never_billed(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What travels beside the data is forged: a key naming another region's sample, a CPR
+    number as the event id or the source, a subject naming another submission, a time in
+    1900 or in the future; or the value is one Python's JSON parser chokes on. Each is
+    dead-lettered with its code, billed nothing, and the consumer goes on."""
+    run_id = uuid.uuid4().hex[:8]
+    jan = datetime(2026, 1, 15, 12, tzinfo=UTC)
+    victim = indexed(f"S-{run_id}-X", region=Region.HOVEDSTADEN, received_at=jan)
+    forged = indexed(f"S-{run_id}-X", region=Region.SYDDANMARK, received_at=jan, submission_id=run_id + "f")
+    value = forged.model_dump_json().encode()
+    cases: list[tuple[str, bytes, dict[str, bytes], str]] = [
+        (f"{run_id}-key", victim.key().encode(), {}, "inconsistent_event"),
+        (f"{run_id}x120385-1234", forged.key().encode(), {}, "direct_identifier"),
+        (
+            f"{run_id}-src",
+            forged.key().encode(),
+            {"ce_source": b"/genomhub/120385-1234"},
+            "direct_identifier",
+        ),
+        (
+            f"{run_id}-subj",
+            forged.key().encode(),
+            {"ce_subject": victim.submission.submission_id.encode()},
+            "inconsistent_event",
+        ),
+        (f"{run_id}-1900", forged.key().encode(), {"ce_time": b"1900-01-01T00:00:00Z"}, "impossible_time"),
+        (f"{run_id}-9999", forged.key().encode(), {"ce_time": b"9999-12-31T00:00:00Z"}, "impossible_time"),
+    ]
+    items = []
+    for event_id, key, replace, _ in cases:
+        headers, _ = encode(forged, event_id=event_id, source="/genomhub/compromised")
+        items.append((key, value, [(k, replace.get(k, v)) for k, v in headers]))
+    # Values Python's JSON parser failed on past the bus's handling, stopping the consumer.
+    poison = {f"{run_id}-digits": b'{"files": ' + b"1" * 5000 + b"}", f"{run_id}-deep": b"[" * 100_000}
+    for event_id, raw in poison.items():
+        headers, _ = encode(forged, event_id=event_id, source="/genomhub/compromised")
+        items.append((forged.key().encode(), raw, headers))
+        cases.append((event_id, b"", {}, "not_json"))
+    asyncio.run(write_as_compromised_service(kafka_bootstrap, Indexed, items))
+    good = indexed(f"S-{run_id}-GOOD", received_at=jan, ge="1.5")
+    send_hostile(kafka_bootstrap, good, [(f"{run_id}-good", data(good), "")])
+
+    position = GroupPosition(kafka_bootstrap, "billing")
+    request.addfinalizer(position.restore)
+    url = f"sqlite:///{tmp_path / 'billing.sqlite'}"
+    port = free_port()
+    env = {"GENOMHUB_BILLING_URL": url, "GENOMHUB_BILLING_PORT": str(port)}
+    proc = Process(genomhub("run", "billing"), tmp_path / "billing.log", env)
+    proc.start()
+    try:
+        proc.wait_http(port, "/readyz", timeout=90)
+        expect_dead_letters(kafka_bootstrap, Indexed, [(i, {}, code) for i, _, _, code in cases])
+
+        def billed() -> list[Any]:
+            store = BillingStore(url, migrate=False)
+            try:
+                return store.billed()
+            finally:
+                store.dispose()
+
+        wait_for(
+            lambda: any(b.accrual.sample_id == good.submission.sample_id for b in billed()),
+            what="the good one",
+        )
+    finally:
+        proc.stop()
+    assert forged.submission.sample_id not in {b.accrual.sample_id for b in billed()}
+    assert "120385" not in (tmp_path / "billing.log").read_text()

@@ -249,3 +249,60 @@ def test_provision_is_idempotent_and_needs_the_admin(
         assert "ClusterAuthorizationFailed" in refused.output
     finally:
         get_settings.cache_clear()
+
+
+async def _admin_rights(access: KafkaAccess, service: str) -> dict[str, bool]:
+    """Which administrative acts the broker lets ``access`` do: each True is a hole."""
+    from aiokafka.admin import NewTopic
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from tools.kafka.acls import _Create
+
+    other = next(s for s in SUBSCRIPTIONS if s != service)
+    emitted = topic_name(EMITS[service][0])
+    done: dict[str, bool] = {}
+    admin = access.admin(request_timeout_ms=10000)
+    await admin.start()
+    try:
+        for what, name in (
+            ("create a stray topic", f"stray-{service}"),
+            ("create a core-like topic", "genomhub.stray.v1"),
+            ("create in another service's faust prefix", f"{consumer_group(other)}-stray"),
+        ):
+            response = await admin.create_topics([NewTopic(name, 1, 1)])
+            done[what] = all(error == 0 for _, error, *_ in response.topic_errors)
+        response = await admin.delete_topics([emitted])
+        done["delete its own output topic"] = all(error == 0 for _, error, *_ in response.topic_error_codes)
+        try:
+            described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, emitted)])
+            done["describe a topic's configs"] = all(r[0] == 0 for d in described for r in d.resources)
+        except Exception:  # an authorization error raised rather than returned
+            done["describe a topic's configs"] = False
+    finally:
+        await admin.close()
+    grant = type(next(iter(wanted_acls())))(2, emitted, 3, f"User:{kafka_user(other)}", "*", 4, 3)
+    client = access.client()
+    await client.bootstrap()
+    try:
+        created = await client.send(client.get_random_node(), _Create([grant]))
+        done["grant another principal a write"] = all(code == 0 for code, _ in created.creation_responses)
+    finally:
+        await client.close()
+    producer = access.producer(transactional_id=f"stray-{service}", request_timeout_ms=10000)
+    try:
+        await producer.start()
+        done["use a transactional id"] = True
+    except Exception:  # TransactionalIdAuthorizationFailed
+        done["use a transactional id"] = False
+    finally:
+        await producer.stop()
+    return done
+
+
+@pytest.mark.parametrize("service", list(SUBSCRIPTIONS))
+def test_a_service_cannot_administer_the_bus(broker: LocalBroker, service: str) -> None:
+    """A compromised service creates, deletes or re-grants nothing, reads no configuration
+    and opens no transaction: its rights are its topics and its group, nothing more."""
+    rights = asyncio.run(_admin_rights(broker.access(service), service))
+    assert not [what for what, allowed in rights.items() if allowed], rights
+    assert topic_name(EMITS[service][0]) in asyncio.run(_writable(broker.access(service), TOPICS))

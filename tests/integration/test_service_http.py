@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-import uuid
 from pathlib import Path
 
 from shared.bus import publish
+from shared.events import new_submission_id
 from tests.integration.test_bus import make_event, probe
 from tests.support import wait_for
 
@@ -19,7 +19,7 @@ def get(port: int, path: str) -> tuple[int, str]:
 
 def test_health_readiness_and_metrics(kafka_bootstrap: str, tmp_path: Path) -> None:
     proc, effects, port = probe(tmp_path, "probe-http")
-    sid = uuid.uuid4().hex
+    sid = new_submission_id()
     asyncio.run(publish([(make_event(sid), f"id-{sid}")], "/genomhub/test", principal="receiver"))
     proc.start()
     try:

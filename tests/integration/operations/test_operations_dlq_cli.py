@@ -4,7 +4,6 @@ source topic with its original key, value and headers, and only once."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -14,7 +13,7 @@ from services.cli import main
 from services.operations.dlq import REDRIVE_GROUP
 from shared.bus import dead_letter_headers
 from shared.envelope import Headers, encode, normalise_headers
-from shared.events import FileReceived
+from shared.events import FileReceived, new_submission_id
 from shared.topics import DLQ_SUFFIX, all_topics, dlq_name, topic_name
 from tests.integration.operations.kafka_groups import Offsets, bounds, commit
 from tests.integration.test_bus import make_event
@@ -69,7 +68,7 @@ def on_source(bootstrap: str, key: bytes) -> list[tuple[int, bytes, Headers]]:
 
 
 def test_list_show_and_redrive_once(kafka_bootstrap: str, own_letters_only: None) -> None:
-    sid = uuid.uuid4().hex
+    sid = new_submission_id()
     event = make_event(sid)
     headers, value = encode(event, event_id=f"id-{sid}", source="/genomhub/receiver")
     original = [*headers, ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from services.cli import main
 from services.operations.commands import _commit_offsets
 from services.operations.replay import ReplayError
 from shared.bus import publish
-from shared.events import FileReceived
+from shared.events import FileReceived, new_submission_id
 from shared.topics import topic_name
 from tests.integration.operations.kafka_groups import Offsets, bounds, committed
 from tests.integration.test_bus import make_event
@@ -36,7 +35,7 @@ def cli(*args: str) -> Result:
 
 
 def publish_batch(count: int) -> list[str]:
-    sids = [uuid.uuid4().hex for _ in range(count)]
+    sids = [new_submission_id() for _ in range(count)]
     asyncio.run(
         publish([(make_event(s), f"id-{s}") for s in sids], "/genomhub/test-replay", principal="receiver")
     )

@@ -152,3 +152,39 @@ def test_typed_text_holds_no_control_characters(field: str, value: str) -> None:
 def test_a_pseudonym_is_one_plain_path_segment(field: str, pseudonym: str) -> None:
     error = refused(payload(**{field: pseudonym}))
     assert (error.code, error.field) == ("invalid", field)
+
+
+CPR_SHAPES = ["120385-1234", "1203851234", "12.03.85 1234"]
+
+
+@pytest.mark.parametrize("cpr", CPR_SHAPES)
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda cpr: payload(**{cpr: "x"}),  # as a field's name
+        lambda cpr: payload(files=[{"name": "a.fq", "role": "raw_reads", cpr: 1}]),
+        lambda cpr: payload(sample_id=[cpr]),  # inside a value of the wrong type
+        lambda cpr: payload(department={"name": cpr}),
+    ],
+)
+def test_a_cpr_number_anywhere_in_the_body_is_refused_as_such_and_never_echoed(where: Any, cpr: str) -> None:
+    error = refused(where(cpr))
+    assert error.code == "direct_identifier"
+    assert "1234" not in f"{error.title} {error.field} {error.message}" and "85" not in error.field
+
+
+def test_a_declared_checksum_is_no_cpr_number_whatever_its_digits() -> None:
+    digest = "ab" + "1203851234" + "c" * 52  # ten digits in a row that read as a date
+    files = [{"name": "a.fq", "role": "raw_reads", "sha256": digest}]
+    assert parse_submission(payload(files=files)).files[0].sha256 == digest
+
+
+@pytest.mark.parametrize("cpr", CPR_SHAPES)
+@pytest.mark.parametrize("field", ["name", "url"])
+def test_a_cpr_number_in_a_registered_file_is_refused_as_such(field: str, cpr: str) -> None:
+    inbox = "file:///inbox/hovedstaden"
+    item = {"name": "R1.fastq.gz", "url": f"{inbox}/R1.fastq.gz"}
+    item[field] = f"{cpr}.fastq.gz" if field == "name" else f"{inbox}/{cpr}/R1.fastq.gz"
+    with pytest.raises(MetadataError) as caught:
+        parse_registration({"files": [item]}, inbox)
+    assert caught.value.code == "direct_identifier" and caught.value.field == f"files[0].{field}"

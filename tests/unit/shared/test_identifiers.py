@@ -119,6 +119,7 @@ and two mathematical digit sets: each script's digits follow its zero."""
 SEPARATORS = (
     "-", "\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", " ", "  ", "\u00a0", "\u202f",
     "\u2009", "\t", "_", ".", "/", ", ", "\u200b", "\u00ad", "\u2060", "\ufeff", " - ",
+    "\u30fc", "\uff70", "\u2500", "\u00b0", "\u00a6", "\u3000",
 )  # fmt: skip
 INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u00ad", "\u2060", "\ufeff", "\u0301")
 

@@ -234,3 +234,14 @@ def test_cli_json_and_exit_code(files: dict[str, Path], tmp_path: Path) -> None:
     bad = subprocess.run([exe, "validate", str(empty)], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "REJECTED" in bad.stdout and "file.empty" in bad.stdout
+
+
+def test_a_cpr_number_as_a_file_s_sample_name_is_an_error_and_never_quoted(files: dict[str, Path]) -> None:
+    """Labs name samples by CPR number in VCF columns and @RG SM; the problems reach the
+    catalogue, which may leave NGC, so the name is reported as such and never quoted."""
+    cpr_vcf = corpus.write_vcf(files["dir"], "cpr.vcf.gz", corpus.vcf_text(sample="120385-1234"))
+    outcome = run([(files["r1"], RAW), (files["r2"], RAW), (files["cram"], CLINICAL), (cpr_vcf, CLINICAL)])
+    assert "header.direct_identifier" in problems(outcome, cpr_vcf.name)
+    assert outcome.verdict is Verdict.REJECTED
+    text = json.dumps([p.model_dump() for o in outcome.files for p in o.findings.problems])
+    assert "120385" not in text
