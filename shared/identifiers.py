@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import calendar
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 CPR_DIGITS = 10
@@ -136,6 +136,22 @@ def candidates(text: str) -> Iterator[str]:
 def contains_cpr(text: str) -> bool:
     """Whether ``text`` holds something that looks like a Danish CPR number, however typed."""
     return any(is_cpr(digits) for digits in candidates(text))
+
+
+def minted_free_of_cpr(draw: Callable[[int], str]) -> str:
+    """The first of ``draw(0)``, ``draw(1)``, ... that the CPR guard lets through.
+
+    Every id genomhub mints (submission ids, event ids, statement ids) is random or hashed
+    hex, and hex reads as a CPR number now and then: ``ab120385-1234-...`` is a UUID and also
+    ``120385-1234``. The guard checks ids on the bus as it checks everything else, so an id
+    the system mints must never be one it would refuse; about one UUID in a few hundred is
+    drawn again. A derived id stays deterministic: ``draw`` takes the attempt's number, and
+    attempt 0 is the id the derivation always gave, so replays converge as before.
+    """
+    attempt = 0
+    while contains_cpr(candidate := draw(attempt)):
+        attempt += 1
+    return candidate
 
 
 def first_direct_identifier(fields: Iterable[tuple[str, str]]) -> str | None:

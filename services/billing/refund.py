@@ -30,6 +30,7 @@ from typing import Any
 from services.billing.money import MICRO, ORE_PER_KRONE, ge_to_micro, micro_to_ge
 from shared.envelope import derive_id
 from shared.events import AnalysisType, RefundCalculated, Region, RegionRefund
+from shared.identifiers import minted_free_of_cpr
 
 SERVICE = "billing"
 STATEMENT_NAMESPACE = uuid.UUID("0b6f7a8e-2f61-4f43-9d1e-4b8f0c6a5e27")
@@ -37,7 +38,8 @@ STATEMENT_NAMESPACE = uuid.UUID("0b6f7a8e-2f61-4f43-9d1e-4b8f0c6a5e27")
 
 def statement_id_of(month: str) -> str:
     """A month has one statement ever, so its id is derived from the month alone."""
-    return str(uuid.uuid5(STATEMENT_NAMESPACE, f"statement|{month}"))
+    name = f"statement|{month}"
+    return minted_free_of_cpr(lambda n: str(uuid.uuid5(STATEMENT_NAMESPACE, f"{name}|{n}" if n else name)))
 
 
 def event_id_of(statement_id: str) -> str:

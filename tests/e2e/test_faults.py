@@ -70,7 +70,7 @@ def test_nothing_lost_or_counted_twice_under_crashes(tmp_path: Path) -> None:
         f"{sum(1 for c in accrued.values() if c > 1)}\n"
         f"catalogue rows: submissions {submission_rows}, samples {sample_rows}, files {file_rows} "
         f"({distinct_files} distinct)\n"
-        f"dead letters {len(dead)}"
+        f"dead letters {len(dead)}: {[(r.topic, dict(r.headers).get('genomhub_dlq_error')) for r in dead]}"
     )
     assert all(faults[s] >= 1 for s in SERVICES) and faults["broker"] == 1
     assert all(restarts[s] >= 1 for s in SERVICES), restarts
