@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from services.harmoniser.jobs import JobStore
+from shared.bus import new_event_id
 from shared.config import get_settings
 from shared.envelope import derive_id
 from shared.events import FileRole, HarmonisationPolicy, Harmonised
@@ -64,8 +65,8 @@ def test_the_four_policies_end_to_end(
         needs_harmonisation=True,
         accepted=False,
     )
-    ids = {policy: str(uuid.uuid4()) for policy in cases}
-    trace_id = send([(rejected, str(uuid.uuid4())), *((event, ids[p]) for p, event in cases.items())])
+    ids = {policy: new_event_id() for policy in cases}
+    trace_id = send([(rejected, new_event_id()), *((event, ids[p]) for p, event in cases.items())])
 
     found = {
         policy: wait_for(
@@ -135,7 +136,7 @@ def test_a_failing_run_is_retried_then_reported_failed(
     event = validated(
         f"{run}-f", f"S{run}F", fastq, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True
     )
-    send([(event, str(uuid.uuid4()))])
+    send([(event, new_event_id())])
     [(_, out, _)] = wait_for(lambda: harmonised(kafka_bootstrap, event.submission.submission_id), timeout=120)
     assert out.status == "failed" and out.attempts == 2 and out.outputs == []
     assert "exited with status" in out.log_tail and "paired reads have different names" in out.log_tail

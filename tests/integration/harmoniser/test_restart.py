@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from services.harmoniser.jobs import JobStore
+from shared.bus import new_event_id
 from shared.config import get_settings
 from shared.events import FileRole, HarmonisationPolicy
 from tests.integration.harmoniser.conftest import Inputs, harmonised, send, start_harmoniser
@@ -27,7 +28,7 @@ def test_killed_mid_job_the_job_finishes_exactly_once_after_restart(
 
     first, _ = start_harmoniser(tmp_path / "first.log")
     try:
-        send([(event, str(uuid.uuid4()))])
+        send([(event, new_event_id())])
         running = wait_for(
             lambda: (lambda j: j if j is not None and j.state == "running" and j.pgid else None)(
                 store.get(sid)

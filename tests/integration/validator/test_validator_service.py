@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.bus import publish
 from shared.config import get_settings
 from shared.envelope import decode, derive_id, normalise_headers
-from shared.events import FileReceived, Validated
+from shared.events import FileReceived, Validated, new_submission_id
 from shared.topics import topic_name
 from tests.support import Process, free_port, genomhub, records, wait_for
 from tests.unit.validator import corpus
@@ -65,7 +64,7 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
     r1, r2 = corpus.fastq_pair(tmp_path, n=2000)
     truncated = tmp_path / "cut_R1.fastq.gz"
     truncated.write_bytes(r1.read_bytes()[:-300])
-    good, bad = uuid.uuid4().hex, uuid.uuid4().hex
+    good, bad = new_submission_id(), new_submission_id()
     events = [
         (received(good, [stored(r1, "raw_reads"), stored(r2, "raw_reads")]), f"fr-{good}"),
         (received(bad, [stored(truncated, "raw_reads"), stored(r2, "raw_reads")]), f"fr-{bad}"),
