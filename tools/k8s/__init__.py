@@ -1,1 +1,1 @@
-"""Kubernetes support: the KafkaTopic generator and the kustomize renderer the tests use."""
+"""Kubernetes support: the KafkaTopic and KafkaUser generators behind ``k8s/base/kafka/``."""

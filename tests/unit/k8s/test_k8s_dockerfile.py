@@ -7,8 +7,7 @@ import re
 import subprocess
 import tomllib
 
-from tests.unit.k8s.k8s_objects import K8S, ROOT, SERVICES
-from tools.k8s.kustomize import render
+from tests.unit.k8s.k8s_objects import K8S, ROOT, SERVICES, render
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -16,8 +16,17 @@ from pydantic import SecretStr
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import Settings
-from tests.unit.k8s.k8s_objects import K8S, ROOT, SERVICES, Obj, of_kind, one, prod_tree
-from tools.k8s.kustomize import render
+from tests.unit.k8s.k8s_objects import (
+    K8S,
+    ROOT,
+    SERVICES,
+    KustomizeError,
+    Obj,
+    of_kind,
+    one,
+    prod_tree,
+    render,
+)
 from tools.k8s.topics import CLUSTER, default_partitions
 
 # What the Secret carries: the bearer tokens' hashes and the database URLs of the services
@@ -484,7 +493,7 @@ def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(
 def test_prod_secrets_come_only_from_the_operator(tmp_path: Any) -> None:
     tree = prod_tree(tmp_path)
     (tree / "overlays" / "prod" / "secrets.env").unlink()
-    with pytest.raises(FileNotFoundError, match=r"secrets\.env"):
+    with pytest.raises(KustomizeError, match=r"secrets\.env"):
         render(tree / "overlays" / "prod")
     ignored = subprocess.run(
         ["git", "check-ignore", "-q", str(K8S / "overlays" / "prod" / "secrets.env")], cwd=ROOT, check=False
