@@ -30,6 +30,8 @@ from typing import IO, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import rich.progress
+from rich.console import Console
 
 from shared.events import FileRole
 from shared.storage import CHUNK
@@ -117,26 +119,34 @@ class Plan:
 
 
 class Progress:
-    """A progress bar on a terminal; on anything else, a plain line every tenth of the way."""
+    """An upload's progress: rich's bar on a terminal; on anything else (a log, CI), a plain
+    line every tenth of the way, which a redrawn bar would garble."""
 
     def __init__(self, name: str, total: int, stream: IO[str], start: int = 0) -> None:
         self.name = name
         self.total = total
         self.stream = stream
         self.done = start
-        self.tty = stream.isatty()
         self.started = time.monotonic()
         self.start = start
-        self._last_draw = 0.0
         self._last_tenth = start * 10 // total if total else 10
+        self._bar: rich.progress.Progress | None = None
+        if stream.isatty():
+            self._bar = rich.progress.Progress(
+                rich.progress.TextColumn("{task.description}"),
+                rich.progress.BarColumn(),
+                rich.progress.DownloadColumn(),
+                rich.progress.TransferSpeedColumn(),
+                rich.progress.TimeRemainingColumn(),
+                console=Console(file=stream),
+            )
+            self._task = self._bar.add_task(name, total=total, completed=start)
+            self._bar.start()
 
     def advance(self, n: int) -> None:
         self.done += n
-        if self.tty:
-            now = time.monotonic()
-            if now - self._last_draw >= 0.1 or self.done >= self.total:
-                self._last_draw = now
-                self._draw()
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
         elif self.total:
             tenth = self.done * 10 // self.total
             if tenth > self._last_tenth:
@@ -144,19 +154,17 @@ class Progress:
                 self.stream.write(f"{self.name}: {self._figures()}\n")
                 self.stream.flush()
 
+    def close(self) -> None:
+        """Stops the bar's redrawing, after the last byte or when the attempt fails."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
     def _figures(self) -> str:
         pct = 100 * self.done / self.total if self.total else 100.0
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = (self.done - self.start) / elapsed / 1e6
         return f"{pct:5.1f}% {self.done / 1e9:.2f}/{self.total / 1e9:.2f} GB {rate:.0f} MB/s"
-
-    def _draw(self) -> None:
-        width = 30
-        filled = width * self.done // self.total if self.total else width
-        self.stream.write(f"\r{self.name} [{'#' * filled}{'.' * (width - filled)}] {self._figures()}")
-        if self.done >= self.total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def sha256_of(path: Path) -> str:
@@ -283,11 +291,14 @@ class Uploader:
     @staticmethod
     async def _read(path: Path, offset: int, progress: Progress) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            while chunk := await loop.run_in_executor(None, handle.read, CHUNK):
-                yield chunk
-                progress.advance(len(chunk))
+        try:
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                while chunk := await loop.run_in_executor(None, handle.read, CHUNK):
+                    yield chunk
+                    progress.advance(len(chunk))
+        finally:
+            progress.close()
 
     async def _seal(self, session: aiohttp.ClientSession, submission_id: str) -> dict[str, Any]:
         async def attempt() -> dict[str, Any]:

@@ -9,6 +9,7 @@ SIGTERM and waits, so consumers leave their groups cleanly.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -19,6 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from rich import box
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
 from shared.bus import end_offsets, group_lag, partitions_of
 from shared.config import Settings
@@ -142,14 +148,25 @@ async def _status(access: KafkaAccess, supervisor: Supervisor) -> list[ServiceSt
     return rows
 
 
-def render(rows: list[ServiceStatus]) -> str:
-    lines = [f"{'service':<11} {'pid':>7} {'ready':<5} {'restarts':>8} {'lag':>6} {'dlq':>5}"]
+def status_table(rows: list[ServiceStatus]) -> Table:
+    """One row a service: is it up, how often it was restarted, and how far it is behind."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("service")
+    for numeric in ("pid", "ready", "restarts", "lag", "dlq"):
+        table.add_column(numeric, justify="left" if numeric == "ready" else "right")
     for r in rows:
         lag = "-" if r.lag is None else str(r.lag)
-        lines.append(
-            f"{r.name:<11} {r.pid or '-':>7} {'yes' if r.ready else 'no':<5} {r.restarts:>8} {lag:>6} {r.dead_letters:>5}"
+        table.add_row(
+            r.name, str(r.pid or "-"), "yes" if r.ready else "no", str(r.restarts), lag, str(r.dead_letters)
         )
-    return "\n".join(lines)
+    return table
+
+
+def render(rows: list[ServiceStatus]) -> str:
+    """The status table as plain text, for logs and the demo's output."""
+    console = Console(file=io.StringIO(), record=True, width=100, color_system=None)
+    console.print(status_table(rows))
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()).strip("\n")
 
 
 class LocalStack:
@@ -258,17 +275,22 @@ class LocalStack:
             self.broker.stop()
 
     def watch(self, interval: float = 2.0) -> None:
-        """Keep the services alive and show their status until interrupted."""
+        """Keep the services alive and show their status until interrupted: redrawn in place
+        on a terminal, and printed again only when it changes anywhere else (a log)."""
         assert self.supervisor is not None
-        tty = sys.stdout.isatty()
-        last = ""
-        while True:
-            self.supervisor.poll()
-            table = render(self.status())
-            if tty:
-                sys.stdout.write("\x1b[H\x1b[J" + table + "\n\nCtrl-C stops the stack.\n")
-                sys.stdout.flush()
-            elif table != last:
-                print(table, flush=True)
-            last = table
-            time.sleep(interval)
+        if not sys.stdout.isatty():
+            last = ""
+            while True:
+                self.supervisor.poll()
+                table = render(self.status())
+                if table != last:
+                    print(table, flush=True)
+                last = table
+                time.sleep(interval)
+        with Live(console=Console(), auto_refresh=False) as live:
+            while True:
+                self.supervisor.poll()
+                shown = status_table(self.status())
+                shown.caption = "Ctrl-C stops the stack."
+                live.update(shown, refresh=True)
+                time.sleep(interval)
