@@ -17,9 +17,7 @@ if TYPE_CHECKING:
 
 import services
 from shared.config import get_settings
-
-SERVICES = ("receiver", "validator", "harmoniser", "indexer", "billing")
-
+from shared.topics import SERVICES
 
 # Each service's own commands, imported only when called: a short command (e.g. a region's
 # `genomhub validate`) should not pay for importing every service.

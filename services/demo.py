@@ -31,10 +31,10 @@ from shared.envelope import normalise_headers
 from shared.events import FileRole, Indexed, Region, month_of
 from shared.kafka import KafkaAccess
 from shared.synthetic import DEPARTMENTS, simulate_paired_reads
-from shared.topics import consumer_group, topic_name
+from shared.topics import SERVICES, consumer_group, topic_name
 from tools.background import free_port
 from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, longest_chain, spans_by_service
-from tools.stack.supervisor import SERVICES, LocalStack, render
+from tools.stack.supervisor import LocalStack, render
 
 GRANT_BALANCE_DKK = "532281"  # what the grant had left after December 2025 (the 2026 minutes)
 

@@ -85,8 +85,9 @@ ADMIN = "admin"
 BROKER = "broker"
 """The broker's own principal (inter-broker and controller traffic); never a client's."""
 
-SERVICE_PRINCIPALS: tuple[str, ...] = tuple(SUBSCRIPTIONS)
-CLIENT_PRINCIPALS: tuple[str, ...] = (*SERVICE_PRINCIPALS, OPERATOR, FINANCE, ADMIN)
+SERVICES: tuple[str, ...] = tuple(SUBSCRIPTIONS)
+"""Every genomhub service, in the order a submission passes them; each is also a principal."""
+CLIENT_PRINCIPALS: tuple[str, ...] = (*SERVICES, OPERATOR, FINANCE, ADMIN)
 SUPER_USERS: tuple[str, ...] = (BROKER, ADMIN)
 REDRIVE_ID = "genomhub-dlq-redrive"
 """Transactional id and ledger consumer group of `genomhub dlq redrive`."""

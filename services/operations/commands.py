@@ -26,7 +26,7 @@ from shared.bus import ReadTimeout, partitions_of, read_records
 from shared.config import Settings, get_settings
 from shared.envelope import normalise_headers
 from shared.kafka import KafkaAccess, KafkaAccessError, kafka_access
-from shared.topics import DLQ_SUFFIX, OPERATOR, all_topics
+from shared.topics import DLQ_SUFFIX, OPERATOR, SERVICES, all_topics, consumer_group
 
 READ_TIMEOUT_S = 30.0
 
@@ -84,7 +84,7 @@ class ReplayFacts:
 
 async def _replay_facts(settings: Settings, service: str, target: rp.Target) -> ReplayFacts:
     access = kafka_access(OPERATOR, settings)
-    group = rp.group_of(service)
+    group = consumer_group(service)
     admin = access.admin()
     await admin.start()
     try:
@@ -189,7 +189,7 @@ async def _replay(service: str, target: rp.Target, dry_run: bool) -> None:
 
 
 @click.command("replay")
-@click.option("--service", required=True, type=click.Choice(list(rp.CONSUMES)), help="The service to replay.")
+@click.option("--service", required=True, type=click.Choice(SERVICES), help="The service to replay.")
 @click.option("--to-earliest", is_flag=True, help="Restart at the oldest retained record.")
 @click.option("--to-time", metavar="ISO-TIME", help="Restart at the first record at or after this time.")
 @click.option(

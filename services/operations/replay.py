@@ -14,22 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.events import COPENHAGEN
-from shared.topics import SUBSCRIPTIONS, consumer_group, topic_name
+from shared.topics import SUBSCRIPTIONS, topic_name
 
 Partition = tuple[str, int]
 
 #: Operators in Copenhagen write local times; an ISO time without an offset means theirs.
 LOCAL_ZONE = COPENHAGEN
 
-#: The event topics each service consumes (the registry's); the receiver takes uploads over HTTP.
-CONSUMES = SUBSCRIPTIONS
-
 
 class ReplayError(ValueError):
     """A replay that cannot be planned as asked; the message tells the operator why."""
-
-
-group_of = consumer_group
 
 
 def consumed_topics(service: str, committed_topics: Sequence[str], event_topics: Sequence[str]) -> list[str]:
@@ -39,9 +33,9 @@ def consumed_topics(service: str, committed_topics: Sequence[str], event_topics:
     topic it has consumed besides (e.g. after a change of wiring). Faust's internal topics
     (the assignor's leader topic) are not event topics and are left alone.
     """
-    if service not in CONSUMES:
-        raise ReplayError(f"unknown service {service!r}; one of {', '.join(CONSUMES)}")
-    topics = {topic_name(m) for m in CONSUMES[service]}
+    if service not in SUBSCRIPTIONS:
+        raise ReplayError(f"unknown service {service!r}; one of {', '.join(SUBSCRIPTIONS)}")
+    topics = {topic_name(m) for m in SUBSCRIPTIONS[service]}
     topics |= {t for t in committed_topics if t in set(event_topics)}
     if not topics:
         raise ReplayError(

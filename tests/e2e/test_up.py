@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from shared.topics import SERVICES
 from tools.background import free_port, pid_alive
-from tools.stack.supervisor import SERVICES
 
 
 def test_up_runs_every_service_shows_status_and_stops_cleanly(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from services.demo import DemoTokens, report_sample, simulate_sample
 from shared.config import Settings
 from shared.events import Region
-from tools.stack.supervisor import SERVICES, LocalStack
+from shared.topics import SERVICES
+from tools.stack.supervisor import LocalStack
 
 
 def reads_for(settings: Settings, work: Path, count: int) -> list[tuple[Region, str, list[Path]]]:

