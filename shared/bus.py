@@ -1,11 +1,11 @@
 """The event bus: how a service consumes, emits and dead-letters CloudEvents on Kafka.
 
-A :class:`Service` is one process: a faust app whose agents hand decoded events to plain
-async handlers, an HTTP server for probes and the service's API, and one way to emit.
+A :class:`Service` is one process: a consume loop that hands decoded events to plain async
+handlers, an HTTP server for probes and the service's API, and one way to emit.
 
-Delivery is at-least-once. Faust acknowledges a record only when the handler returned, and
-a handler returns only after its effect and any event it emitted are durable (emits wait
-for the broker's acknowledgement), so an offset is never committed ahead of its effect. A
+Delivery is at-least-once. An offset is committed only when the handler returned, and a
+handler returns only after its effect and any event it emitted are durable (emits wait for
+the broker's acknowledgement), so an offset is never committed ahead of its effect. A
 record that cannot be decoded, or whose handler raises, is copied with its original headers
 and the reason to the topic's dead-letter topic, and the consumer goes on with the next.
 """
@@ -15,16 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import faust
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from shared import telemetry
@@ -46,9 +46,9 @@ from shared.http import (
     EVENTS_FAILED,
     EVENTS_PROCESSED,
     LATENCY,
-    HttpServer,
     ReadinessCheck,
     make_web,
+    serve,
     tls_context,
 )
 from shared.identifiers import minted_free_of_cpr
@@ -57,11 +57,14 @@ from shared.topics import EMITS, SUBSCRIPTIONS, all_topics, consumer_group, dlq_
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Envelope[E]], Awaitable[None]]
+Work = Callable[[], Coroutine[Any, Any, None]]
 
 DLQ_HEADER_PREFIX = "genomhub_dlq_"
 DEAD_LETTER_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 EXIT_UNDELIVERABLE = 75  # EX_TEMPFAIL: restart me
 TOPICS_WAIT_S = 120.0
+COMMIT_INTERVAL_S = 1.0
+MAX_HANDLING_S = 1000
 log = telemetry.get_logger(__name__)
 
 
@@ -112,7 +115,15 @@ def dead_letter_headers(
 
 
 class Service:
-    """One genomhub service process; ``app.py`` of each service builds one and wires it."""
+    """One genomhub service process; ``app.py`` of each service builds one and wires it.
+
+    The process runs, on one event loop: a consumer of the service's subscriptions (one
+    aiokafka consumer in the service's group; each record is handed to its handler in turn,
+    partition order kept), one idempotent producer for what it emits and dead-letters, its
+    HTTP server (probes, metrics, the service's API), and the background work ``app.py``
+    registers with :meth:`task` and :meth:`timer`. Work that fails stops the process with
+    a non-zero status, so that its supervisor (Kubernetes, ``genomhub up``) starts it again.
+    """
 
     def __init__(
         self,
@@ -127,30 +138,15 @@ class Service:
         self.settings = settings or get_settings()
         self.http_port = http_port if http_port is not None else self.settings.port_of(name)
         self.source = f"/genomhub/{name}"
+        self.group = consumer_group(name)
         telemetry.setup(name, self.settings.log_level)
         self.tracer = telemetry.tracer(f"genomhub.{name}")
-        datadir = self.settings.state_dir / "faust" / name
-        datadir.parent.mkdir(parents=True, exist_ok=True)
         self.readiness: list[ReadinessCheck] = [self._broker_reachable]
         self.web = make_web(self.readiness, self._record_lag)
         self.access = kafka_access(principal or name, self.settings)
-        self.app = self.access.faust_app(
-            consumer_group(name),
-            key_serializer="raw",
-            value_serializer="raw",
-            web_enabled=False,
-            store="memory://",
-            datadir=str(datadir),
-            consumer_auto_offset_reset="earliest",
-            broker_commit_interval=1.0,
-            # A killed member holds its partitions until its session expires; keep that short
-            # so a restarted service resumes within seconds, not a minute.
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=2.0,
-            producer_acks=-1,
-            topic_partitions=self.settings.topic_partitions,
-            topic_replication_factor=self.settings.topic_replicas,
-        )
+        self._handlers: dict[str, tuple[type[Event], Handler[Any]]] = {}
+        self._background: list[Work] = []
+        self._producer: AIOKafkaProducer | None = None
 
     # -- consuming -------------------------------------------------------------------
     def on(self, model: type[E], handler: Handler[E]) -> None:
@@ -159,18 +155,10 @@ class Service:
             raise ValueError(
                 f"{self.name} is not registered to consume {model.event_name} (shared/topics.py)"
             )
-        topic = self.app.topic(topic_name(model))
-
-        async def agent(stream: faust.StreamT[Any]) -> None:
-            # Manual acks: faust would ack a record even when the loop body raised or was
-            # cancelled, and the next commit would skip it. Only a record that was handled or
-            # dead-lettered is acknowledged; any other is delivered again after a restart.
-            assert isinstance(stream, faust.Stream)
-            async for event in stream.noack().events():
-                await self.deliver(model, handler, event.message)
-                event.ack()
-
-        self.app.agent(topic, name=f"{self.name}.{model.event_name}")(agent)
+        topic = topic_name(model)
+        if topic in self._handlers:
+            raise ValueError(f"{self.name} already has a handler for {model.event_name}")
+        self._handlers[topic] = (model, handler)
 
     async def deliver(self, model: type[E], handler: Handler[E], message: Any) -> None:
         headers = normalise_headers(message.headers)
@@ -217,6 +205,26 @@ class Service:
             EVENTS_PROCESSED.labels(self.name, model.event_name).inc()
             LATENCY.labels(self.name, model.event_name).observe(time.perf_counter() - started)
 
+    async def consume(self, done: _Handled) -> None:
+        """Hand every record of the subscriptions to its handler, for as long as the process runs.
+
+        A record's offset is committed only once its handler returned (its effect durable,
+        anything it emitted acknowledged) or it was dead-lettered, so an offset is never
+        committed ahead of its effect. Commits are batched (at most ``COMMIT_INTERVAL_S``
+        apart, and at the end of every fetch): a crash before one delivers the last few
+        handled records again, which every handler takes as a no-op.
+        """
+        while True:
+            batches = await done.consumer.getmany(timeout_ms=1000)
+            for partition, records in batches.items():
+                model, handler = self._handlers[partition.topic]
+                for record in records:
+                    await self.deliver(model, handler, record)
+                    done.mark(partition, record.offset + 1)
+                    if done.due():
+                        await done.commit()
+            await done.commit()
+
     async def dead_letter(self, message: Any, headers: Headers, code: str, error: str) -> None:
         """Copy the record to its DLQ; if even that keeps failing, stop the process.
 
@@ -237,7 +245,7 @@ class Service:
         )
         for pause in DEAD_LETTER_RETRIES:
             try:
-                await self.app.producer.send_and_wait(dlq, message.key, message.value, None, None, letter)
+                await self.producer.send_and_wait(dlq, message.value, key=message.key, headers=letter)
                 DLQ_SENDS.labels(self.name, dlq).inc()
                 return
             except Exception as exc:  # the broker is unreachable: wait, then try again
@@ -248,6 +256,13 @@ class Service:
         os._exit(EXIT_UNDELIVERABLE)
 
     # -- emitting --------------------------------------------------------------------
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The process's one producer; it exists while :meth:`run` runs."""
+        if self._producer is None:
+            raise RuntimeError(f"{self.name} is not running: nothing can be emitted yet")
+        return self._producer
+
     async def emit(
         self, event: Event, *, cause: Envelope[Any] | None = None, event_id: str | None = None
     ) -> str:
@@ -267,12 +282,34 @@ class Service:
             f"{self.name} emit {event.event_name}", kind=SpanKind.PRODUCER
         ):
             key, value, headers = _record(event, event_id, self.source)
-            await self.app.producer.send_and_wait(topic_name(type(event)), key, value, None, None, headers)
+            await self.producer.send_and_wait(topic_name(type(event)), value, key=key, headers=headers)
         return event_id
+
+    # -- background work -------------------------------------------------------------
+    def task(self, work: Work) -> Work:
+        """Run ``work`` beside the consumer once the process has started (the receiver's
+        resending of unsent events, the harmoniser's job runner)."""
+        self._background.append(work)
+        return work
+
+    def timer(self, interval: float) -> Callable[[Work], Work]:
+        """Run the decorated work every ``interval`` seconds, the first time one interval
+        after the start (billing's month close)."""
+
+        def register(work: Work) -> Work:
+            async def every() -> None:
+                while True:
+                    await asyncio.sleep(interval)
+                    await work()
+
+            self._background.append(every)
+            return work
+
+        return register
 
     # -- running ---------------------------------------------------------------------
     async def _record_lag(self) -> None:
-        lag = await group_lag(self.access, self.app.conf.id)
+        lag = await group_lag(self.access, self.group)
         for tp, (committed, end) in lag.items():
             CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(end - committed, 0))
 
@@ -291,20 +328,133 @@ class Service:
             {*consumed, *map(dlq_name, consumed), *(topic_name(m) for m in EMITS.get(self.name, ()))}
         )
 
-    def run(self, extra_services: Sequence[Any] = ()) -> None:
-        """Wait for the topics, then run the consumer and the HTTP server until stopped."""
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(wait_for_topics(self.access, self.topics(), TOPICS_WAIT_S))
-        http = HttpServer(
-            self.web,
-            self.settings.http_host,
-            self.http_port,
-            tls=tls_context(self.settings.http_tls_cert, self.settings.http_tls_key),
-            head_timeout=self.settings.http_head_timeout,
+    def run(self) -> None:
+        """Wait for the topics, then consume, serve HTTP and run the background work until
+        SIGTERM or SIGINT; exits non-zero when any of it failed."""
+        with contextlib.suppress(KeyboardInterrupt):
+            failed = asyncio.run(self._run())
+            if failed:
+                raise SystemExit(1)
+
+    async def _run(self) -> bool:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await wait_for_topics(self.access, self.topics(), TOPICS_WAIT_S)
+        producer = self.access.producer(acks="all", enable_idempotence=True)
+        await producer.start()
+        self._producer = producer
+        handled = self._subscribe() if self._handlers else None
+        runner = None
+        work: list[asyncio.Task[None]] = []
+        try:
+            runner, _ = await serve(
+                self.web,
+                self.settings.http_host,
+                self.http_port,
+                tls=tls_context(self.settings.http_tls_cert, self.settings.http_tls_key),
+                head_timeout=self.settings.http_head_timeout,
+            )
+            if handled is not None:
+                await handled.consumer.start()
+                work.append(asyncio.create_task(self.consume(handled), name=f"{self.name} consumer"))
+            work += [asyncio.create_task(w(), name=f"{self.name} {w.__name__}") for w in self._background]
+            return await until_stopped_or_failed(stopping, work)
+        finally:
+            for task in work:
+                task.cancel()
+            await asyncio.gather(*work, return_exceptions=True)
+            if handled is not None:
+                await handled.commit()
+                await handled.consumer.stop()
+            if runner is not None:
+                await runner.cleanup()
+            await producer.stop()
+            self._producer = None
+            telemetry.flush()
+
+    def _subscribe(self) -> _Handled:
+        """The service's consumer, subscribed to what it handles, with what it has handled."""
+        consumer = self.access.consumer(
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # A killed member holds its partitions until its session expires; keep that short
+            # so a restarted service resumes within seconds, not a minute.
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+            # A handler may take long (a whole genome's QC): the group waits this long for it.
+            max_poll_interval_ms=MAX_HANDLING_S * 1000,
+            rebalance_timeout_ms=60_000,
+            # A dead letter redriven in an aborted transaction is never delivered.
+            isolation_level="read_committed",
         )
-        worker = faust.Worker(self.app, http, *extra_services, loop=loop, loglevel="WARNING", quiet=True)
-        worker.execute_from_commandline()
+        handled = _Handled(consumer)
+        consumer.subscribe(sorted(self._handlers), listener=_CommitOnRevoke(handled))
+        return handled
+
+
+async def until_stopped_or_failed(stopping: asyncio.Event, work: Sequence[asyncio.Task[None]]) -> bool:
+    """Wait for a signal to stop, or for any work to fail (True). Work that is done is
+    done (the receiver's resending at start); the consumer and the timers never are."""
+    stop = asyncio.create_task(stopping.wait())
+    running: set[asyncio.Task[Any]] = {stop, *work}
+    try:
+        while True:
+            finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished - {stop}:
+                if task.cancelled() or task.exception() is not None:
+                    error = "cancelled" if task.cancelled() else repr(task.exception())
+                    log.critical("stopping: work failed", work=task.get_name(), error=error)
+                    return True
+                log.info("work done", work=task.get_name())
+            if stop in finished:
+                return False
+    finally:
+        stop.cancel()
+
+
+class _Handled:
+    """The next offset of each partition whose records are handled, not yet committed."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+        self.pending: dict[TopicPartition, int] = {}
+        self.last = time.monotonic()
+
+    def mark(self, partition: TopicPartition, next_offset: int) -> None:
+        self.pending[partition] = next_offset
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= COMMIT_INTERVAL_S
+
+    async def commit(self) -> None:
+        self.last = time.monotonic()
+        owned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in self.pending.items() if tp in owned}
+        self.pending.clear()
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:  # the group moved on; the new owner delivers them again
+            log.warning("offsets not committed after a rebalance", error=str(exc))
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """At a rebalance, commits what was handled of the partitions being taken away, so their
+    next owner starts after it rather than delivering it again."""
+
+    def __init__(self, handled: _Handled) -> None:
+        self.handled = handled
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.handled.commit()
+        log.info("partitions revoked", partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("partitions assigned", partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
 
 async def wait_for_topics(access: KafkaAccess, topics: Sequence[str], timeout: float) -> None:

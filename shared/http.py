@@ -1,7 +1,7 @@
 """Each service's HTTP side: health, readiness, Prometheus metrics, and its own API routes.
 
 One aiohttp application per service process, run beside the Kafka consumer in the same
-event loop. Faust's own web server is switched off, so there is one HTTP stack to learn.
+event loop: one HTTP stack to learn.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
 from aiohttp.web_protocol import RequestHandler
-from mode import Service as ModeService
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -419,40 +418,6 @@ async def serve(
     site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
     return runner, site.port
-
-
-class HttpServer(ModeService):
-    """Serves an aiohttp application for as long as the service's worker runs.
-
-    Every service's HTTP side is this one server: TLS when a certificate and key are set
-    (:func:`tls_context`), and slow request heads cut off (:class:`ServiceRequestHandler`).
-    """
-
-    def __init__(
-        self,
-        web_app: web.Application,
-        host: str,
-        port: int,
-        *,
-        tls: ssl.SSLContext | None = None,
-        head_timeout: float = 30.0,
-    ) -> None:
-        super().__init__()
-        self.web_app = web_app
-        self.host = host
-        self.port = port
-        self.tls = tls
-        self.head_timeout = head_timeout
-        self._runner: web.AppRunner | None = None
-
-    async def on_start(self) -> None:
-        self._runner, _ = await serve(
-            self.web_app, self.host, self.port, tls=self.tls, head_timeout=self.head_timeout
-        )
-
-    async def on_stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 class BodyInterrupted(Exception):

@@ -1,7 +1,7 @@
 """The one place genomhub makes Kafka clients, so that none reaches the broker without
 its principal's credentials.
 
-Every admin client, consumer, producer and faust app is built from a :class:`KafkaAccess`:
+Every admin client, consumer and producer is built from a :class:`KafkaAccess`:
 the broker's address, the principal (a service, ``operator``, ``finance`` or ``admin``:
 :data:`shared.topics.CLIENT_PRINCIPALS`), its SCRAM-SHA-512 credentials and the transport.
 The broker decides what each principal may do (:func:`shared.topics.grants_of`); a client
@@ -25,7 +25,7 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -34,9 +34,6 @@ from aiokafka.helpers import create_ssl_context
 
 from shared.config import Settings, get_settings
 from shared.topics import CLIENT_PRINCIPALS, kafka_user
-
-if TYPE_CHECKING:
-    import faust
 
 SASL_MECHANISM = "SCRAM-SHA-512"
 CREDENTIALS_DIR = "credentials"
@@ -151,21 +148,6 @@ class KafkaAccess:
     def client(self, **options: Any) -> AIOKafkaClient:
         """The low-level client, for requests the admin client has no method for (ACLs)."""
         return AIOKafkaClient(**self.client_options(), **options)
-
-    def faust_app(self, app_id: str, **conf: Any) -> faust.App:
-        """A faust app that reaches the broker as this principal."""
-        import faust
-
-        credentials = None
-        if self.credentials is not None:
-            credentials = faust.SASLCredentials(
-                username=self.credentials.username,
-                password=self.credentials.password,
-                mechanism=SASL_MECHANISM,
-                ssl_context=self.ssl_context(),
-            )
-        broker = ";".join(f"kafka://{server.strip()}" for server in self.bootstrap.split(","))
-        return faust.App(app_id, broker=broker, broker_credentials=credentials, **conf)
 
 
 def kafka_access(principal: str, settings: Settings | None = None) -> KafkaAccess:

@@ -81,12 +81,12 @@ _base_record_factory = logging.getLogRecordFactory()
 
 
 def _redacted_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
-    """Every stdlib log record (aiohttp, faust, aiokafka...), redacted as it is made.
+    """Every stdlib log record (aiohttp, aiokafka, alembic...), redacted as it is made.
 
-    A record factory rather than a handler or formatter: faust's worker replaces the root
-    handlers with its own when it starts, and a library may add any handler it likes; every
-    record, whoever formats it, is made here. The message is rendered and redacted, and so
-    is the traceback, which is then kept as the record's ``exc_text`` for every formatter.
+    A record factory rather than a handler or formatter: a library may replace the root
+    handlers or add any handler it likes, but every record, whoever formats it, is made
+    here. The message is rendered and redacted, and so is the traceback, which is then kept
+    as the record's ``exc_text`` for every formatter.
     """
     record = _base_record_factory(*args, **kwargs)
     try:
@@ -121,8 +121,8 @@ def _add_trace_ids(
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     """A logger on the process's own standard error (file descriptor 2).
 
-    ``sys.__stderr__`` rather than ``sys.stderr``: faust's worker replaces ``sys.stderr``
-    with a proxy into its own logging once it starts, and a test's capture replaces it too.
+    ``sys.__stderr__`` rather than ``sys.stderr``: a test's capture replaces ``sys.stderr``,
+    and so may a library.
     """
     return structlog.PrintLogger(sys.__stderr__ or sys.stderr)
 

@@ -58,7 +58,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
 
 
 def consumer_group(service: str) -> str:
-    """The Kafka consumer group of a service (its faust app id)."""
+    """The Kafka consumer group of a service: its consumer's, whose committed offsets replays move."""
     return f"genomhub-{service}"
 
 
@@ -138,9 +138,6 @@ def _service_grants(service: str) -> list[Grant]:
     grants += [Grant("topic", topic_name(m), "literal", ("Write", "Describe")) for m in EMITS[service]]
     grants.append(Grant("group", group, "literal", ("Read", "Describe")))
     grants.append(IDEMPOTENT_PRODUCER)
-    # faust's own internal topics (the partition assignor's leader topic, changelogs) are
-    # named after the app id; the service creates and uses them, and only its own.
-    grants.append(Grant("topic", f"{group}-", "prefix", ("Create", "Read", "Write", "Describe")))
     return grants
 
 

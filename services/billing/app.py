@@ -82,7 +82,7 @@ def build() -> Service:
             if statement.closed_by == AUTO_CLOSE_BY or statement.closed_at <= now - EMIT_GRACE:
                 await emit(statement)
 
-    service.app.timer(interval=TIMER_INTERVAL_S)(close_and_emit)
+    service.timer(TIMER_INTERVAL_S)(close_and_emit)
 
     install(service.web, store, Tokens(settings.tokens))
     return service

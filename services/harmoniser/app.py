@@ -120,5 +120,5 @@ def build() -> Service:
 
     service.on(Validated, on_validated)
     service.readiness.append(jobs_ready)
-    service.app.task(run_jobs)
+    service.task(run_jobs)
     return service

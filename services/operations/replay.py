@@ -30,8 +30,9 @@ def consumed_topics(service: str, committed_topics: Sequence[str], event_topics:
     """The topics a replay of ``service`` resets.
 
     The static map says what the code consumes; the group's committed offsets add any event
-    topic it has consumed besides (e.g. after a change of wiring). Faust's internal topics
-    (the assignor's leader topic) are not event topics and are left alone.
+    topic it has consumed besides (e.g. after a change of wiring). Any other topic the group
+    has offsets on (the internal topics of an older consumer library) is no event topic and
+    is left alone.
     """
     if service not in SUBSCRIPTIONS:
         raise ReplayError(f"unknown service {service!r}; one of {', '.join(SUBSCRIPTIONS)}")
@@ -50,8 +51,8 @@ def live_members_refusal(group: str, state: str, members: Sequence[tuple[str, st
 
     A running consumer would overwrite the new offsets with its next commit, and the broker
     rejects an outside commit to a group with members anyway; so a replay needs the service
-    stopped. ``members`` are (client id, host) pairs; faust workers show up as ordinary
-    members of a classic group in state Stable (or rebalancing while they join).
+    stopped. ``members`` are (client id, host) pairs; a service's consumer shows up as an
+    ordinary member of a classic group in state Stable (or rebalancing while it joins).
     """
     if not members and state in ("Empty", "Dead", ""):
         return None

@@ -51,5 +51,5 @@ def build() -> Service:
         )
     )
     api.add_routes(service.web)
-    service.app.task(api.resend_unsent)
+    service.task(api.resend_unsent)
     return service

@@ -1,5 +1,5 @@
 """``genomhub replay`` against the real broker: dry run, resets, and the refusal while a
-faust worker of the service's group is alive."""
+consumer of the service's group is alive."""
 
 from __future__ import annotations
 
@@ -127,13 +127,13 @@ def group_state(bootstrap: str) -> str:
 
 
 def validator_worker(tmp_path: Path, effects: Path) -> tuple[Process, int]:
-    """The probe service as a faust worker of the validator's group (it consumes file-received)."""
+    """The probe service as a consumer in the validator's group (it consumes file-received)."""
     port = free_port()
     args = python("tests/integration/probe_service.py", "validator", str(effects), str(port))
     return Process(args, tmp_path / "validator.log").start(), port
 
 
-def test_refuses_while_a_faust_worker_is_live_and_the_worker_replays_after(
+def test_refuses_while_a_consumer_is_live_and_the_consumer_replays_after(
     kafka_bootstrap: str, park: Park, tmp_path: Path
 ) -> None:
     moment = datetime.now(UTC)

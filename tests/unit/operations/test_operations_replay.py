@@ -32,7 +32,7 @@ EARLIEST = {(FR, 0): 0, (FR, 1): 5, (FR, 2): 0}
 LATEST = {(FR, 0): 10, (FR, 1): 20, (FR, 2): 0}
 
 
-def test_group_is_the_faust_app_id() -> None:
+def test_group_is_the_service_s_consumer_group() -> None:
     assert consumer_group("validator") == "genomhub-validator"
 
 
@@ -52,9 +52,9 @@ def test_receiver_has_nothing_to_replay() -> None:
 def test_refusal_while_members_are_live() -> None:
     assert live_members_refusal("g", "Empty", []) is None
     assert live_members_refusal("g", "Dead", []) is None
-    refusal = live_members_refusal("genomhub-validator", "Stable", [("faust-0.15.3", "/127.0.0.1")])
+    refusal = live_members_refusal("genomhub-validator", "Stable", [("aiokafka-0.14.0", "/127.0.0.1")])
     assert refusal is not None
-    assert "1 live member" in refusal and "faust-0.15.3 at /127.0.0.1" in refusal
+    assert "1 live member" in refusal and "aiokafka-0.14.0 at /127.0.0.1" in refusal
     assert "stop the service" in refusal
     # a group between members (rebalancing) is not safe either
     assert live_members_refusal("g", "PreparingRebalance", []) is not None

@@ -114,8 +114,7 @@ def test_a_service_writes_only_what_it_emits_and_its_dead_letters() -> None:
         assert read == consumed
         groups = {g.name for g in grants if g.resource == "group"}
         assert groups == {consumer_group(service)}
-        prefixes = {g.name for g in grants if g.pattern == "prefix"}
-        assert prefixes == {f"{consumer_group(service)}-"}  # faust's internal topics, its own only
+        assert not [g for g in grants if g.pattern == "prefix"], "a service creates no topics of its own"
         assert not {g.name for g in grants if g.resource == "transactionalId"}
 
 
@@ -133,9 +132,7 @@ def test_every_event_has_exactly_one_emitter_and_every_topic_a_reader() -> None:
 
 
 ROOT = Path(__file__).resolve().parents[3]
-CONSTRUCTORS = re.compile(
-    r"\b(AIOKafkaProducer|AIOKafkaConsumer|AIOKafkaAdminClient|AIOKafkaClient|faust\.App)\("
-)
+CONSTRUCTORS = re.compile(r"\b(AIOKafkaProducer|AIOKafkaConsumer|AIOKafkaAdminClient|AIOKafkaClient)\(")
 
 
 def test_no_module_but_the_factory_constructs_a_kafka_client() -> None:
