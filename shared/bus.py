@@ -219,6 +219,8 @@ class Service:
             for partition, records in batches.items():
                 model, handler = self._handlers[partition.topic]
                 for record in records:
+                    if partition not in done.consumer.assignment():
+                        break  # a rebalance took the partition away: its next owner goes on
                     await self.deliver(model, handler, record)
                     done.mark(partition, record.offset + 1)
                     if done.due():
