@@ -40,19 +40,18 @@ from shared.envelope import (
     normalise_headers,
 )
 from shared.events import Event
-from shared.http import (
+from shared.http import HttpServer, ReadinessCheck, make_web, tls_context
+from shared.identifiers import minted_free_of_cpr
+from shared.kafka import KafkaAccess, kafka_access
+from shared.metrics import (
     CONSUMER_LAG,
     DLQ_SENDS,
+    EVENTS_EMITTED,
     EVENTS_FAILED,
     EVENTS_PROCESSED,
     LATENCY,
-    HttpServer,
-    ReadinessCheck,
-    make_web,
-    tls_context,
+    prepare_service,
 )
-from shared.identifiers import minted_free_of_cpr
-from shared.kafka import KafkaAccess, kafka_access
 from shared.topics import EMITS, SUBSCRIPTIONS, all_topics, consumer_group, dlq_name, topic_name
 
 E = TypeVar("E", bound=Event)
@@ -133,6 +132,7 @@ class Service:
         datadir.parent.mkdir(parents=True, exist_ok=True)
         self.readiness: list[ReadinessCheck] = [self._broker_reachable]
         self.web = make_web(self.readiness, self._record_lag)
+        prepare_service(name)
         self.access = kafka_access(principal or name, self.settings)
         self.app = self.access.faust_app(
             consumer_group(name),
@@ -268,6 +268,7 @@ class Service:
         ):
             key, value, headers = _record(event, event_id, self.source)
             await self.app.producer.send_and_wait(topic_name(type(event)), key, value, None, None, headers)
+        EVENTS_EMITTED.labels(self.name, event.event_name).inc()
         return event_id
 
     # -- running ---------------------------------------------------------------------
