@@ -34,7 +34,10 @@ def scrape(receiver: Receiver) -> tuple[str, Series]:
 
 
 def requests_of(series: Series, operation: str, outcome: RequestOutcome) -> float:
-    key = ("genomhub_receiver_requests_total", frozenset({("operation", operation), ("outcome", outcome.value)}))
+    key = (
+        "genomhub_receiver_requests_total",
+        frozenset({("operation", operation), ("outcome", outcome.value)}),
+    )
     return series[key]
 
 

@@ -68,10 +68,16 @@ def test_every_service_series_exists_before_anything_happened() -> None:
             }
         for model in EMITS.get(service, ()):
             expected.add(
-                ("genomhub_events_emitted_total", frozenset({("service", service), ("event", model.event_name)}))
+                (
+                    "genomhub_events_emitted_total",
+                    frozenset({("service", service), ("event", model.event_name)}),
+                )
             )
     assert expected - found == set()
-    assert ("genomhub_events_emitted_total", frozenset({("service", "receiver"), ("event", "file-received")})) in found
+    assert (
+        "genomhub_events_emitted_total",
+        frozenset({("service", "receiver"), ("event", "file-received")}),
+    ) in found
 
 
 def test_every_receiver_series_exists_before_any_request() -> None:
@@ -151,5 +157,7 @@ def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
         pytest.skip("promtool is not installed (go install github.com/prometheus/prometheus/cmd/promtool)")
     rules = tmp_path / "genomhub.rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": alert_groups()}))
-    checked = subprocess.run([tool, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
+    checked = subprocess.run(
+        [tool, "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
