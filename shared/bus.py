@@ -40,19 +40,18 @@ from shared.envelope import (
     normalise_headers,
 )
 from shared.events import Event
-from shared.http import (
+from shared.http import ReadinessCheck, make_web, serve, tls_context
+from shared.identifiers import minted_free_of_cpr
+from shared.kafka import KafkaAccess, kafka_access
+from shared.metrics import (
     CONSUMER_LAG,
     DLQ_SENDS,
+    EVENTS_EMITTED,
     EVENTS_FAILED,
     EVENTS_PROCESSED,
     LATENCY,
-    ReadinessCheck,
-    make_web,
-    serve,
-    tls_context,
+    prepare_service,
 )
-from shared.identifiers import minted_free_of_cpr
-from shared.kafka import KafkaAccess, kafka_access
 from shared.topics import EMITS, SUBSCRIPTIONS, all_topics, consumer_group, dlq_name, topic_name
 
 E = TypeVar("E", bound=Event)
@@ -143,6 +142,7 @@ class Service:
         self.tracer = telemetry.tracer(f"genomhub.{name}")
         self.readiness: list[ReadinessCheck] = [self._broker_reachable]
         self.web = make_web(self.readiness, self._record_lag)
+        prepare_service(name)
         self.access = kafka_access(principal or name, self.settings)
         self._handlers: dict[str, tuple[type[Event], Handler[Any]]] = {}
         self._background: list[Work] = []
@@ -285,6 +285,7 @@ class Service:
         ):
             key, value, headers = _record(event, event_id, self.source)
             await self.producer.send_and_wait(topic_name(type(event)), value, key=key, headers=headers)
+        EVENTS_EMITTED.labels(self.name, event.event_name).inc()
         return event_id
 
     # -- background work -------------------------------------------------------------

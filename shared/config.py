@@ -193,6 +193,10 @@ class Settings(BaseSettings):
     harmoniser_sarek_version: str = Field(
         default="3.5.1", description="Harmoniser: the pinned nf-core/sarek release (`nextflow run -r`)."
     )
+    harmoniser_pacvar_version: str = Field(
+        default="1.0.1",
+        description="Harmoniser: the pinned nf-core/pacvar release that the sarek backend runs for PacBio samples.",
+    )
     harmoniser_sarek_profile: str = Field(
         default="singularity", description="Harmoniser: Nextflow `-profile` of the site (sarek backend)."
     )

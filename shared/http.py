@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
 from aiohttp.web_protocol import RequestHandler
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.telemetry import get_logger
@@ -36,12 +36,6 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 T = TypeVar("T")
 log = get_logger(__name__)
 BODY_TAKEN = web.RequestKey("body_taken", bool)
-
-EVENTS_PROCESSED = Counter("genomhub_events_processed", "Events handled successfully", ["service", "event"])
-EVENTS_FAILED = Counter("genomhub_events_failed", "Events whose handling failed", ["service", "event"])
-DLQ_SENDS = Counter("genomhub_dlq_sends", "Records sent to a dead-letter topic", ["service", "topic"])
-LATENCY = Histogram("genomhub_processing_seconds", "Time to handle one event", ["service", "event"])
-CONSUMER_LAG = Gauge("genomhub_consumer_lag", "Records not yet consumed", ["service", "topic", "partition"])
 
 
 class FieldProblem(BaseModel):

@@ -40,7 +40,8 @@ def make_harmoniser(settings: Settings) -> Harmoniser:
                 tools=settings.harmoniser_sarek_tools,
                 igenomes_base=settings.harmoniser_sarek_igenomes_base,
                 nextflow=settings.harmoniser_nextflow,
-            )
+            ),
+            settings.harmoniser_pacvar_version,
         )
         pipeline, pipeline_version, reference = (
             "nf-core/sarek",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from services.harmoniser.inputs import InputError, SampleReads, arrange_lanes
-from services.harmoniser.layout import CollectError, collect
+from services.harmoniser.layout import CollectError, OutputLayout, collect
 from services.harmoniser.steps import PipelineFailed, ProcessHook
 from shared.events import FileRole, Harmonised, OutputFile, Provenance, Validated
 from shared.paths import beneath
@@ -27,6 +27,14 @@ class Backend(Protocol):
     name: str
 
     def parameters(self, reads: SampleReads) -> dict[str, object]: ...
+
+    def layout(self, reads: SampleReads) -> OutputLayout:
+        """Where the run publishes the sample's files."""
+        ...
+
+    def pipeline(self, reads: SampleReads) -> tuple[str, str] | None:
+        """(pipeline, release) that harmonises ``reads``, when not the harmoniser's configured one."""
+        ...
 
     async def run(self, reads: SampleReads, rundir: Path, resume: bool, on_process: ProcessHook) -> Path: ...
 
@@ -125,16 +133,22 @@ class Harmoniser:
         reads = await asyncio.to_thread(self.sample_reads, validated)
         outdir = await self.backend.run(reads, rundir, resume, on_process)
         prefix = beneath(self.store_url, "harmonised", validated.submission.submission_id)
+        pipeline, pipeline_version = self.backend.pipeline(reads) or (self.pipeline, self.pipeline_version)
         try:
             made = await asyncio.to_thread(
-                collect, outdir, reads.sample, prefix, f"{self.pipeline} {self.pipeline_version}"
+                collect,
+                outdir,
+                reads.sample,
+                prefix,
+                f"{pipeline} {pipeline_version}",
+                self.backend.layout(reads),
             )
         except CollectError as exc:
             raise PipelineFailed(str(exc)) from exc
         parameters = {"policy": validated.harmonisation.policy.value, **self.backend.parameters(reads)}
         return made + kept, Provenance(
-            pipeline=self.pipeline,
-            pipeline_version=self.pipeline_version,
+            pipeline=pipeline,
+            pipeline_version=pipeline_version,
             reference=self.reference,
             parameters=parameters,
             duration_s=round(time.monotonic() - started, 3),

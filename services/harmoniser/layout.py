@@ -2,13 +2,16 @@
 
 The local backend writes exactly the folders Sarek publishes, so the same collector takes a
 sample's CRAM, VCF, their indexes, the reports and the pipeline information from either
-backend's ``--outdir`` and copies them into the archive, hashing on the way.
+backend's ``--outdir`` and copies them into the archive, hashing on the way. A PacBio sample
+run by nf-core/pacvar has that pipeline's layout (``services.harmoniser.pacvar.PacvarLayout``),
+read by the same collector.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from shared.events import OutputFile
 from shared.paths import beneath
@@ -17,6 +20,23 @@ from shared.storage import copy_into
 
 class CollectError(Exception):
     """The run's output directory lacks what the pipeline must produce."""
+
+
+class OutputLayout(Protocol):
+    """Where a pipeline publishes one sample's files, relative to its ``--outdir``."""
+
+    @property
+    def reports(self) -> str:
+        """The folder of per-sample reports ('' when the pipeline has none)."""
+        ...
+
+    def required(self) -> list[tuple[str, str]]:
+        """(path, kind) the run must have produced."""
+        ...
+
+    def optional(self) -> list[tuple[str, str]]:
+        """(path, kind) kept when the run produced them."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,14 @@ class SampleLayout:
     def bcftools_stats(self) -> str:
         return f"reports/bcftools/{self.sample}/{self.sample}.bcftools.bcftools_stats.txt"
 
+    reports = "reports"
+
+    def required(self) -> list[tuple[str, str]]:
+        return [(self.cram, "cram"), (self.crai, "crai"), (self.vcf, "vcf"), (self.tbi, "tbi")]
+
+    def optional(self) -> list[tuple[str, str]]:
+        return [(self.recal_cram, "cram"), (self.recal_cram + ".crai", "crai")]
+
 
 @dataclass(frozen=True)
 class Found:
@@ -60,19 +88,21 @@ class Found:
     kind: str
 
 
-def find_outputs(outdir: Path, sample: str) -> list[Found]:
-    """The sample's files under ``outdir``; the CRAM, VCF and their indexes are required."""
-    layout = SampleLayout(sample)
-    required = [(layout.cram, "cram"), (layout.crai, "crai"), (layout.vcf, "vcf"), (layout.tbi, "tbi")]
+def find_outputs(outdir: Path, sample: str, layout: OutputLayout | None = None) -> list[Found]:
+    """The sample's files under ``outdir`` in ``layout`` (Sarek's unless given): its required
+    files (alignments, variants and their indexes), those optional ones that exist, its
+    reports and the run's pipeline information."""
+    layout = layout or SampleLayout(sample)
+    required = layout.required()
     missing = [rel for rel, _ in required if not beneath(outdir, rel).is_file()]
     if missing:
         raise CollectError(f"the run did not produce {', '.join(missing)} under {outdir}")
     found = [Found(rel, kind) for rel, kind in required]
-    for rel, kind in ((layout.recal_cram, "cram"), (layout.recal_cram + ".crai", "crai")):
+    for rel, kind in layout.optional():
         if beneath(outdir, rel).is_file():
             found.append(Found(rel, kind))
-    reports = outdir / "reports"
-    if reports.is_dir():
+    reports = beneath(outdir, layout.reports) if layout.reports else None
+    if reports is not None and reports.is_dir():
         found.extend(
             Found(p.relative_to(outdir).as_posix(), "report")
             for p in sorted(reports.rglob("*"))
@@ -88,10 +118,12 @@ def find_outputs(outdir: Path, sample: str) -> list[Found]:
     return found
 
 
-def collect(outdir: Path, sample: str, archive_prefix: str, provenance: str) -> list[OutputFile]:
+def collect(
+    outdir: Path, sample: str, archive_prefix: str, provenance: str, layout: OutputLayout | None = None
+) -> list[OutputFile]:
     """Copy the sample's outputs into ``archive_prefix`` (same relative layout) and describe them."""
     outputs = []
-    for item in find_outputs(outdir, sample):
+    for item in find_outputs(outdir, sample, layout):
         stored = copy_into(
             beneath(outdir, item.relative).resolve().as_uri(), beneath(archive_prefix, item.relative)
         )

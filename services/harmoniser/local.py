@@ -201,6 +201,14 @@ class LocalBackend:
             "software": tool_versions(),
         }
 
+    def layout(self, reads: SampleReads) -> SampleLayout:
+        """Sarek's folders, which the local steps write."""
+        return SampleLayout(reads.sample)
+
+    def pipeline(self, reads: SampleReads) -> None:
+        """Always the configured one (genomhub's own germline path)."""
+        del reads
+
     async def run(self, reads: SampleReads, rundir: Path, resume: bool, on_process: ProcessHook) -> Path:
         """Run the steps afresh (a relaunch starts clean); returns the output directory."""
         del resume  # the local steps are short; a relaunch redoes them from the start

@@ -16,19 +16,12 @@ NGC's HPC is offline, and Sarek's default base is a public S3 bucket; Nextflow r
 configs (the pinned release, its containers and the nf-schema plugin are put on the HPC
 beforehand).
 
-Long reads do not go to Sarek. Its aligner enum (bwa-mem, bwa-mem2, dragmap, and Sentieon's
-bwa in 3.5) has no long-read aligner, and a ``bam`` row at ``--step mapping`` is taken for
-an unaligned short-read BAM, so PacBio or ONT reads would be mapped with bwa. Among nf-core's
-pipelines, nf-core/pacvar (releases 1.0 and 1.1; PacBio HiFi BAMs, a ``wgs`` and a
-``repeat`` workflow) is the one that takes a PacBio uBAM; none with a release takes an ONT
-uBAM for germline WGS (nf-core/nanoseq starts from FASTQ or FAST5 and is built around
-transcripts). genomic-medicine-sweden/nallo, built on nf-core's template, takes PacBio and
-ONT uBAMs alike, but its samplesheet wants a pedigree and a sex of 1 or 2 for every
-sample, which NGC's submissions do not carry. So the choice is pacvar for PacBio, and
-nothing yet for ONT; until the HPC runs them, a long-read sample on this backend is refused before anything is
-written or launched, with an error that says so; the embedded ``local`` backend harmonises
-long reads with minimap2 and the platform's preset. Which reads are long is decided in one
-place, :func:`shared.platforms.sequencing_technology`, from the platform.
+Long reads do not go to Sarek: its aligner enum has no long-read aligner, and a ``bam`` row
+at ``--step mapping`` is taken for an unaligned short-read BAM. Which pipeline a sample goes
+to is decided in one place, :func:`services.harmoniser.pipelines.hpc_pipeline`, from the
+platform: PacBio samples are run by nf-core/pacvar on the same site and reference base
+(``services.harmoniser.pacvar``), ONT samples are refused on the HPC before anything is
+written or launched (the embedded ``local`` backend takes them, with minimap2).
 """
 
 from __future__ import annotations
@@ -42,7 +35,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.harmoniser import pacvar
 from services.harmoniser.inputs import SampleReads
+from services.harmoniser.layout import OutputLayout, SampleLayout
+from services.harmoniser.pipelines import HpcPipeline, hpc_pipeline
 from services.harmoniser.steps import (
     PipelineFailed,
     ProcessHook,
@@ -196,20 +192,6 @@ class SarekOptions:
             raise ValueError("GENOMHUB_HARMONISER_SAREK_GENOME is empty")
 
 
-class LongReadsRefused(PipelineFailed):
-    """PacBio or ONT reads given to the Sarek backend, which has no long-read path."""
-
-
-def refuse_long_reads(reads: SampleReads) -> None:
-    long = sorted({lane.technology.value for lane in reads.lanes if lane.long_read})
-    if long:
-        raise LongReadsRefused(
-            f"sample {reads.sample} has {' and '.join(long)} long reads, which nf-core/sarek cannot "
-            "harmonise (no long-read aligner; a bam row at --step mapping is taken for short reads); "
-            "harmonise them with the local backend (minimap2) until the HPC runs a long-read pipeline"
-        )
-
-
 def nextflow_command(
     options: SarekOptions,
     samplesheet: Path,
@@ -268,17 +250,21 @@ def launch_script(command: list[str]) -> str:
     return exports + " ".join(shlex.quote(c) for c in command)
 
 
-def command_parameters(command: list[str]) -> tuple[dict[str, list[str]], dict[str, str | bool]]:
+def command_parameters(
+    command: list[str], schema: dict[str, object] | None = None
+) -> tuple[dict[str, list[str]], dict[str, str | bool]]:
     """Nextflow's own options and the pipeline's parameters of a ``nextflow run`` command line.
 
     As Nextflow reads them: ``-name`` options before the parameters, ``--name value``
     parameters, a ``--name`` followed by another option (or nothing) a boolean ``true``.
-    Arity of the options is the schema's ``x-nextflow-options``; an option it does not
-    name is an error, so a typo cannot pass for a parameter.
+    Arity of the options is the schema's ``x-nextflow-options`` (Sarek's unless ``schema``
+    is given); an option it does not name is an error, so a typo cannot pass for a parameter.
     """
-    arity: dict[str, int] = sarek_schema()["x-nextflow-options"]  # type: ignore[assignment]
-    if command[1:3] != ["run", "nf-core/sarek"]:
-        raise ValueError(f"not a nextflow run of nf-core/sarek: {command[:3]}")
+    schema = schema or sarek_schema()
+    arity: dict[str, int] = schema["x-nextflow-options"]  # type: ignore[assignment]
+    pipeline = schema["x-pipeline"]
+    if command[1:3] != ["run", pipeline]:
+        raise ValueError(f"not a nextflow run of {pipeline}: {command[:3]}")
     options: dict[str, list[str]] = {}
     params: dict[str, str | bool] = {}
     i = 3
@@ -307,15 +293,46 @@ def command_parameters(command: list[str]) -> tuple[dict[str, list[str]], dict[s
 
 
 class SarekBackend:
-    """Runs nf-core/sarek through Nextflow; the run folder keeps Nextflow's work dir for -resume."""
+    """Runs nf-core/sarek (nf-core/pacvar for PacBio samples) through Nextflow on the HPC; the run
+    folder keeps Nextflow's work dir for -resume."""
 
     name = "sarek"
 
-    def __init__(self, options: SarekOptions, follow_interval: float = 30.0) -> None:
+    def __init__(self, options: SarekOptions, pacvar_version: str, follow_interval: float = 30.0) -> None:
         self.options = options
+        self.pacvar = pacvar.PacvarRun(
+            version=pacvar_version,
+            profile=options.profile,
+            config=options.config,
+            genome=options.genome,
+            igenomes_base=options.igenomes_base,
+            nextflow=options.nextflow,
+        )
         self.follow_interval = follow_interval
 
+    def layout(self, reads: SampleReads) -> OutputLayout:
+        if hpc_pipeline(reads) is HpcPipeline.PACVAR:
+            return pacvar.PacvarLayout(reads.sample)
+        return SampleLayout(reads.sample)
+
+    def pipeline(self, reads: SampleReads) -> tuple[str, str]:
+        if hpc_pipeline(reads) is HpcPipeline.PACVAR:
+            return HpcPipeline.PACVAR.value, self.pacvar.version
+        return HpcPipeline.SAREK.value, self.options.version
+
     def parameters(self, reads: SampleReads) -> dict[str, object]:
+        if hpc_pipeline(reads) is HpcPipeline.PACVAR:
+            return {
+                "backend": self.name,
+                "pipeline": HpcPipeline.PACVAR.value,
+                "profile": self.pacvar.profile,
+                "config": str(self.pacvar.config) if self.pacvar.config else None,
+                "genome": self.pacvar.genome,
+                "igenomes_base": self.pacvar.igenomes_base,
+                "workflow": pacvar.WORKFLOW,
+                "snv_caller": pacvar.SNV_CALLER,
+                "aligner": pacvar.ALIGNER,
+            }
         return {
             "backend": self.name,
             "profile": self.options.profile,
@@ -327,19 +344,23 @@ class SarekBackend:
             "extra_args": list(self.options.extra_args),
         }
 
+    def command(self, reads: SampleReads, rundir: Path, trace: Path, *, resume: bool) -> list[str]:
+        """Write the samplesheet of the pipeline that takes ``reads`` and return its command line;
+        refused (:class:`LongReadsRefused`) before anything is written when none takes them."""
+        pipeline = hpc_pipeline(reads)
+        outdir, samplesheet = rundir / "results", rundir / "samplesheet.csv"
+        if pipeline is HpcPipeline.PACVAR:
+            pacvar.write_samplesheet(pacvar.samplesheet_rows(reads), samplesheet)
+            return pacvar.nextflow_command(
+                self.pacvar, samplesheet, outdir, rundir / "work", trace, resume=resume
+            )
+        write_samplesheet(samplesheet_rows(reads), samplesheet)
+        return nextflow_command(self.options, samplesheet, outdir, rundir / "work", trace, resume=resume)
+
     async def run(self, reads: SampleReads, rundir: Path, resume: bool, on_process: ProcessHook) -> Path:
-        refuse_long_reads(reads)
         outdir = rundir / "results"
-        samplesheet = write_samplesheet(samplesheet_rows(reads), rundir / "samplesheet.csv")
         trace = outdir / "pipeline_info" / f"execution_trace_{trace_timestamp()}.txt"
-        command = nextflow_command(
-            self.options,
-            samplesheet,
-            outdir,
-            rundir / "work",
-            trace,
-            resume=resume,
-        )
+        command = self.command(reads, rundir, trace, resume=resume)
         console = rundir / "nextflow.log"
         script = launch_script(command)
         run = asyncio.ensure_future(run_script(script, rundir, console, on_process, shell_options="set -eu"))
@@ -348,7 +369,7 @@ class SarekBackend:
             await asyncio.wait({run}, timeout=self.follow_interval)
             summary = trace_summary(parse_trace(trace))
             log.info(
-                "sarek progress",
+                "nextflow progress",
                 sample=reads.sample,
                 tasks=summary,
                 elapsed_s=round(time.monotonic() - started),
@@ -363,5 +384,5 @@ class SarekBackend:
                 tail(console),
             )
         with contextlib.suppress(Exception):
-            log.info("sarek finished", sample=reads.sample, tasks=trace_summary(records))
+            log.info("nextflow finished", sample=reads.sample, tasks=trace_summary(records))
         return outdir

@@ -19,6 +19,10 @@ error in the one body of ``shared.http``.
 Each submission is one trace: POST opens a span whose context is stored with the submission,
 and every PUT, register and seal continues it, so the event the seal emits carries the trace
 the upload started.
+
+Every answer of these routes is counted by operation (the route's name) and outcome
+(``shared.metrics.RequestOutcome``) in ``genomhub_receiver_requests_total``, a 401 from the
+token check included; the bytes taken in and the bodies being read are counted too.
 """
 
 from __future__ import annotations
@@ -47,6 +51,14 @@ from shared.auth import principal_of, require_region
 from shared.envelope import derive_id
 from shared.events import FileReceived, StoredFile, new_submission_id
 from shared.http import BodyInterrupted, BodyReaders, FieldProblem, Pace, ReadersBusy, http_error, json_body
+from shared.metrics import (
+    RECEIVER_RECEIVED_BYTES,
+    RECEIVER_REQUESTS,
+    RECEIVER_UPLOADS_IN_FLIGHT,
+    RequestOutcome,
+    prepare_receiver,
+    request_outcome,
+)
 from shared.storage import OutsideRoot, SizeLimitExceeded, StoredObject, copy_into
 
 log = telemetry.get_logger(__name__)
@@ -58,6 +70,31 @@ ISSUED_ID = re.compile(r"[0-9a-f]{32}")
 """The shape of the submission ids the receiver issues (``uuid.uuid4().hex``)."""
 SEAL_LOCK = "/seal"
 """The lock name that serialises a submission's seals; a file name cannot contain '/'."""
+OPERATIONS = ("create", "show", "head", "put", "register", "seal")
+"""The API's routes by name, as ``genomhub_receiver_requests_total`` labels them."""
+OUTCOME = web.RequestKey("receiver_outcome", RequestOutcome)
+"""A handler's own word on how its request ended, where the status alone does not say."""
+
+
+@web.middleware
+async def count_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Count each answer of the API's routes by operation and outcome; other paths are not."""
+    operation = request.match_info.route.name
+    if operation not in OPERATIONS:
+        return await handler(request)
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        outcome = request.get(OUTCOME) or request_outcome(status)
+        RECEIVER_REQUESTS.labels(operation, outcome.value).inc()
 
 
 def error(
@@ -122,12 +159,18 @@ class ReceiverApi:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/v1/submissions", self.create)
-        app.router.add_get("/v1/submissions/{id}", self.show, allow_head=False)
-        app.router.add_route("HEAD", "/v1/submissions/{id}/files/{name}", self.head)
-        app.router.add_put("/v1/submissions/{id}/files/{name}", self.put)
-        app.router.add_post("/v1/submissions/{id}/register", self.register)
-        app.router.add_post("/v1/submissions/{id}/seal", self.seal)
+        """The API's routes, named as :data:`OPERATIONS`, and their counters created at 0.
+
+        :func:`count_requests` must be among the application's middlewares, ahead of the
+        token check, for the counters to count.
+        """
+        app.router.add_post("/v1/submissions", self.create, name="create")
+        app.router.add_get("/v1/submissions/{id}", self.show, allow_head=False, name="show")
+        app.router.add_route("HEAD", "/v1/submissions/{id}/files/{name}", self.head, name="head")
+        app.router.add_put("/v1/submissions/{id}/files/{name}", self.put, name="put")
+        app.router.add_post("/v1/submissions/{id}/register", self.register, name="register")
+        app.router.add_post("/v1/submissions/{id}/seal", self.seal, name="seal")
+        prepare_receiver(OPERATIONS)
         spec = document()
 
         async def openapi(_: web.Request) -> web.Response:
@@ -401,11 +444,14 @@ class ReceiverApi:
             ) from None
         expected = request.content_length or 0
         try:
-            await self.bodies.take(request, upload.take, self.pace, holder=state.region)
+            with RECEIVER_UPLOADS_IN_FLIGHT.labels(state.region).track_inprogress():
+                await self.bodies.take(request, upload.take, self.pace, holder=state.region)
         except ReadersBusy as exc:
             raise self._busy(str(exc)) from None
         except BodyInterrupted as exc:
             await asyncio.shield(asyncio.to_thread(upload.close))
+            RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.size - offset)
+            request[OUTCOME] = RequestOutcome.INTERRUPTED
             log.warning("upload interrupted", name=declared.name, arrived=upload.size, reason=str(exc))
             raise error(
                 400, "upload interrupted", headers={"Upload-Offset": str(upload.size)}, arrived=upload.size
@@ -416,7 +462,9 @@ class ReceiverApi:
             raise error(413, f"files larger than {self.max_file_size} bytes are not accepted") from None
         finally:
             await asyncio.shield(asyncio.to_thread(upload.close))
+        RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.size - offset)
         if upload.size - offset != expected:  # never taken for a whole file, whatever the cause
+            request[OUTCOME] = RequestOutcome.INTERRUPTED
             raise error(
                 400, "upload interrupted", headers={"Upload-Offset": str(upload.size)}, arrived=upload.size
             )
@@ -477,6 +525,7 @@ class ReceiverApi:
                         raise error(
                             413, f"files larger than {self.max_file_size} bytes are not accepted"
                         ) from None
+                    RECEIVER_RECEIVED_BYTES.labels(state.region, "register").inc(got.size)
                     done, deduplicated = await self._settle(current, declared, got)
                     results.append(file_json(done, deduplicated=deduplicated))
         return web.json_response({"submission_id": state.submission_id, "files": results})

@@ -11,7 +11,7 @@ from typing import cast
 
 from aiohttp.typedefs import Middleware
 
-from services.receiver.api import OPENAPI_PATH, ReceiverApi
+from services.receiver.api import OPENAPI_PATH, ReceiverApi, count_requests
 from services.receiver.archive import Layout
 from services.receiver.state import SubmissionStore
 from shared.auth import Tokens, bearer_auth
@@ -44,6 +44,7 @@ def build() -> Service:
         bodies=BodyReaders(settings.receiver_max_uploads, settings.receiver_max_uploads_per_region),
         inboxes=dict(settings.receiver_inboxes),
     )
+    service.web.middlewares.append(cast(Middleware, count_requests))  # ahead of auth: 401s count too
     service.web.middlewares.append(
         cast(
             Middleware,

@@ -31,11 +31,11 @@ def test_health_readiness_and_metrics(kafka_bootstrap: str, tmp_path: Path) -> N
 
         def scraped() -> str | None:
             text = get(port, "/metrics")[1]
-            return text if "genomhub_consumer_lag{" in text else None
+            return text if "genomhub_consumer_lag_records{" in text else None
 
         metrics = wait_for(scraped, timeout=30, what="a lag gauge (the group's first commit)")
         assert 'genomhub_events_processed_total{event="file-received",service="probe-http"}' in metrics
         assert "genomhub_processing_seconds_bucket" in metrics
-        assert 'genomhub_consumer_lag{partition="' in metrics
+        assert 'genomhub_consumer_lag_records{partition="' in metrics
     finally:
         proc.stop()

@@ -139,6 +139,7 @@ def test_a_run_that_cannot_start_fails_with_nextflows_exit_status_and_log(
             "/references/igenomes",
             nextflow="nextflow-not-installed",
         ),
+        "1.0.1",
         follow_interval=0.1,
     )
     with pytest.raises(PipelineFailed) as failed:

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.harmoniser.inputs import Lane, SampleReads
+from services.harmoniser.pipelines import LongReadsRefused
 from services.harmoniser.sarek import (
-    LongReadsRefused,
     SarekBackend,
     SarekOptions,
     command_parameters,
@@ -179,15 +179,26 @@ def test_the_sarek_backend_needs_a_local_reference_base() -> None:
     assert harmoniser.backend.options.igenomes_base == "/sarek-work/igenomes/"
 
 
-@pytest.mark.parametrize("platform", ["ONT", "PACBIO"])
-def test_long_reads_are_refused_before_anything_is_written(platform: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "lanes",
+    [
+        (Lane("1", bam="/d/L1.bam", platform="ONT"),),
+        (Lane("1", "/d/L1.fastq.gz", platform="PACBIO"),),
+        (Lane("1", bam="/d/L1a.bam", platform="PACBIO"), Lane("2", bam="/d/L1b.bam", platform="PACBIO")),
+        (Lane("1", bam="/d/L1.bam", platform="PACBIO"), Lane("2", "/d/L1_R1.fastq.gz", "/d/L1_R2.fastq.gz")),
+    ],
+    ids=["ont", "pacbio-fastq", "two-pacbio-bams", "mixed"],
+)
+def test_reads_no_hpc_pipeline_takes_are_refused_before_anything_is_written(
+    lanes: tuple[Lane, ...], tmp_path: Path
+) -> None:
     import asyncio
 
-    reads = SampleReads("P3", "L1", (Lane("1", bam="/d/L1.bam", platform=platform),))
+    reads = SampleReads("P3", "L1", lanes)
     backend = SarekBackend(
-        SarekOptions("3.5.1", "singularity", None, "GATK.GRCh38", "mpileup", "/references/igenomes")
+        SarekOptions("3.5.1", "singularity", None, "GATK.GRCh38", "mpileup", "/references/igenomes"), "1.0.1"
     )
-    with pytest.raises(LongReadsRefused, match=f"{platform} long reads"):
+    with pytest.raises(LongReadsRefused, match="sample L1"):
         asyncio.run(backend.run(reads, tmp_path / "run", False, lambda _pgid: None))
     assert not (tmp_path / "run").exists()
 
@@ -196,7 +207,7 @@ def test_a_short_read_ubam_goes_to_sarek_as_short_reads() -> None:
     [lane] = SHORT_UBAM.lanes
     assert not lane.long_read
     backend = SarekBackend(
-        SarekOptions("3.5.1", "singularity", None, "GATK.GRCh38", "mpileup", "/references/igenomes")
+        SarekOptions("3.5.1", "singularity", None, "GATK.GRCh38", "mpileup", "/references/igenomes"), "1.0.1"
     )
     assert backend.parameters(SHORT_UBAM)["aligner"] == "bwa-mem"
 
