@@ -102,3 +102,16 @@ def local_moment(moment: datetime) -> str:
     """
     local = moment.astimezone(COPENHAGEN)
     return f"{local.day}. {MONTH_NAMES[local.month - 1]} {local.year} kl. {local:%H.%M} ({local.tzname()})"
+
+
+SYSTEM_NOTES = {"from the settings": "fra indstillingerne (GENOMHUB_BILLING_OPENING_BALANCE_DKK)"}
+"""Notes billing writes itself, in Danish; a note finance typed is shown as typed."""
+CLOSE_KINDS = frozenset({"month-close", "forced-close"})
+
+
+def ledger_note(kind: str, note: str) -> str:
+    """A ledger entry's note for the page. A close's note is billing's own sentence, and the
+    entry's kind and month say it already (and the statement has the rate), so it is left out."""
+    if kind in CLOSE_KINDS:
+        return ""
+    return SYSTEM_NOTES.get(note, note)

@@ -106,6 +106,11 @@ def format_decimal_danish(value: Decimal, places: int) -> str:
     return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
 
 
+def format_integer_danish(count: int) -> str:
+    """A count with thousands points, ``2.016``."""
+    return format_decimal_danish(Decimal(count), 0)
+
+
 def format_ge_danish(ge: Decimal, places: int = 2) -> str:
     """Genome equivalents with a decimal comma and thousands points, e.g. ``2.016,00``."""
     return format_decimal_danish(ge, places)

@@ -21,6 +21,7 @@ from services.billing.charts import MonthGe, balance_chart, ge_chart
 from services.billing.danish import (
     analysis_name,
     ledger_kind_name,
+    ledger_note,
     local_date,
     local_moment,
     month_name,
@@ -31,6 +32,7 @@ from services.billing.money import (
     format_danish,
     format_ge_danish,
     format_ge_exact,
+    format_integer_danish,
     ge_places,
     micro_to_ge,
     ore_to_dkk,
@@ -139,7 +141,7 @@ _STYLE = (
     "table{border-collapse:collapse;margin:1em 0;width:100%}"
     "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
     "th{background:#f0f0f0}.n{text-align:right}td.n{font-variant-numeric:tabular-nums;white-space:nowrap}"
-    "tfoot td{font-weight:bold}caption{text-align:left;font-weight:bold;padding:4px 0}"
+    "tfoot td{font-weight:bold}tr.group th{background:#e4ebf3;text-align:left}caption{text-align:left;font-weight:bold;padding:4px 0}"
     "table.facts{width:auto}table.facts th{font-weight:normal}"
     "figure{margin:1em 0}svg{display:block;max-width:100%;height:auto}"
     "@media print{@page{size:A4;margin:15mm 12mm}"
@@ -182,7 +184,7 @@ def _facts(doc: dict[str, Any], region: Region | None, ge: Callable[[str], str])
     if region is None:
         parts += [
             _fact("Standardsats", format_danish(doc["standard_rate_dkk"] * ORE_PER_KRONE), True),
-            _fact("Prøver", str(doc["samples"]), True),
+            _fact("Prøver", format_integer_danish(doc["samples"]), True),
             _fact("Genomækvivalenter i alt", ge(doc["total_genome_equivalents"]), True),
             _fact("Bevillingens saldo før", format_danish(doc["balance_before_ore"]), True),
             _fact("Refusion i alt", format_danish(doc["total_ore"]), True),
@@ -221,7 +223,7 @@ def _regions_table(doc: dict[str, Any], region: Region | None, ge: Callable[[str
             _row(
                 [
                     (region_name(r["region"]), False),
-                    (str(r["samples"]), True),
+                    (format_integer_danish(r["samples"]), True),
                     (ge(r["genome_equivalents"]), True),
                     (format_danish(r["amount_ore"]), True),
                 ]
@@ -231,7 +233,7 @@ def _regions_table(doc: dict[str, Any], region: Region | None, ge: Callable[[str
     if region is None:
         total = [
             ("I alt", False),
-            (str(doc["samples"]), True),
+            (format_integer_danish(doc["samples"]), True),
             (ge(doc["total_genome_equivalents"]), True),
             (format_danish(doc["total_ore"]), True),
         ]
@@ -241,37 +243,41 @@ def _regions_table(doc: dict[str, Any], region: Region | None, ge: Callable[[str
 
 
 def _lines_table(doc: dict[str, Any], ge: Callable[[str], str]) -> list[str]:
-    parts = [
-        "<table><caption>Pr. region, afdeling og analysetype</caption>",
-        _head(
-            [
-                ("Region", False),
-                ("Afdeling", False),
-                ("Analyse", False),
-                ("Modtaget", False),
-                ("Prøver", True),
-                (GE_HEADER, True),
-                ("Refusion", True),
-            ]
-        ),
-        "<tbody>",
+    """The lines grouped by region, a row group each under its region's name: the region is
+    said once, which leaves the columns room on an A4 page."""
+    columns = [
+        ("Afdeling", False),
+        ("Analyse", False),
+        ("Modtaget", False),
+        ("Prøver", True),
+        (GE_HEADER, True),
+        ("Refusion", True),
     ]
+    parts = ["<table><caption>Pr. region, afdeling og analysetype</caption>", _head(columns)]
+    by_region: dict[str, list[dict[str, Any]]] = {}
     for ln in doc["lines"]:
-        received = month_name(ln["received_month"]) + (" (efterregulering)" if ln["adjustment"] else "")
+        by_region.setdefault(ln["region"], []).append(ln)
+    for region, lines in by_region.items():
         parts.append(
-            _row(
-                [
-                    (region_name(ln["region"]), False),
-                    (ln["department"], False),
-                    (analysis_name(ln["analysis_type"]), False),
-                    (received, False),
-                    (str(ln["samples"]), True),
-                    (ge(ln["genome_equivalents"]), True),
-                    (format_danish(ln["amount_ore"]), True),
-                ]
-            )
+            f"<tbody><tr class=group><th colspan={len(columns)} scope=rowgroup>"
+            f"{escape(region_name(region))}</th></tr>"
         )
-    parts.append("</tbody></table>")
+        for ln in lines:
+            received = month_name(ln["received_month"]) + (" (efterregulering)" if ln["adjustment"] else "")
+            parts.append(
+                _row(
+                    [
+                        (ln["department"], False),
+                        (analysis_name(ln["analysis_type"]), False),
+                        (received, False),
+                        (format_integer_danish(ln["samples"]), True),
+                        (ge(ln["genome_equivalents"]), True),
+                        (format_danish(ln["amount_ore"]), True),
+                    ]
+                )
+            )
+        parts.append("</tbody>")
+    parts.append("</table>")
     return parts
 
 
@@ -300,7 +306,7 @@ def _ledger_table(ledger: Sequence[LedgerEntry]) -> list[str]:
                     (("+" if e.amount_ore > 0 else "") + format_danish(e.amount_ore), True),
                     (format_danish(e.balance_after_ore), True),
                     (e.recorded_by, False),
-                    (e.note, False),
+                    (ledger_note(e.kind, e.note), False),
                 ]
             )
         )
