@@ -1,9 +1,11 @@
 """``genomhub demo``: the whole pipeline on the embedded defaults, on this machine.
 
 It brings a fresh local stack up (its own broker, Jaeger when it can be built, the five
-services), reports one simulated sample per region through the uploader client, waits until
-each is indexed and accrued, closes the month, prints the refund statement and each
-submission's trace, and shuts the stack down. Every run starts from an empty state folder,
+services) with one genome equivalent per WGS (the `analysis` rule), writes January 2026 from
+the minutes into billing's store while the broker starts (a balance-limited month: 264 kr.
+per GE), reports one simulated sample per region through the uploader client, waits until
+each is indexed and accrued, closes the month, prints the refund statement, writes both
+months' statement pages and prints each submission's trace, and shuts the stack down. Every run starts from an empty state folder,
 so it shows the same thing each time. The end-to-end and fault tests drive the stack with
 these same functions.
 """
