@@ -1,9 +1,11 @@
 """``genomhub demo``: the whole pipeline on the embedded defaults, on this machine.
 
 It brings a fresh local stack up (its own broker, Jaeger when it can be built, the five
-services), reports one simulated sample per region through the uploader client, waits until
-each is indexed and accrued, closes the month, prints the refund statement and each
-submission's trace, and shuts the stack down. Every run starts from an empty state folder,
+services) with one genome equivalent per WGS (the `analysis` rule), writes January 2026 from
+the minutes into billing's store while the broker starts (a balance-limited month: 264 kr.
+per GE), reports one simulated sample per region through the uploader client, waits until
+each is indexed and accrued, closes the month, prints the refund statement, writes both
+months' statement pages and prints each submission's trace, and shuts the stack down. Every run starts from an empty state folder,
 so it shows the same thing each time. The end-to-end and fault tests drive the stack with
 these same functions.
 """
@@ -16,19 +18,27 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 
+from services.billing.accrual import Accrual
+from services.billing.money import MICRO, format_danish, format_ge_exact, micro_to_ge
+from services.billing.refund import Statement, allocate
+from services.billing.report import render as render_statement
+from services.billing.store import BillingStore, open_store
 from services.receiver.client import LocalFile, Plan, Uploader
 from shared.auth import NATIONAL, new_token, token_hash
 from shared.bus import group_lag, read_records
 from shared.config import Settings, get_settings
 from shared.envelope import normalise_headers
-from shared.events import FileRole, Indexed, Region, month_of
+from shared.events import COPENHAGEN, AnalysisType, FileRole, Indexed, Region, month_of
+from shared.identifiers import minted_free_of_cpr
 from shared.kafka import KafkaAccess
 from shared.synthetic import DEPARTMENTS, simulate_paired_reads
 from shared.topics import SERVICES, consumer_group, topic_name
@@ -36,7 +46,30 @@ from tools.background import free_port
 from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, longest_chain, spans_by_service
 from tools.stack.supervisor import LocalStack, render
 
-GRANT_BALANCE_DKK = "532281"  # what the grant had left after December 2025 (the 2026 minutes)
+MINUTES_MONTH = "2026-01"
+MINUTES_GE = 2016
+"""January 2026 as the 2026 minutes give it: 2,016 genome equivalents reported in total."""
+MINUTES_BALANCE_ORE = 532_281_00
+"""What the grant had left after December 2025 (the minutes): January is balance-limited."""
+MINUTES_OPENED = datetime(2026, 1, 1, 8, tzinfo=COPENHAGEN)
+MINUTES_SETTLED = datetime(2026, 2, 17, 10, tzinfo=COPENHAGEN)  # the working group's meeting day
+REGION_SHARES = {
+    Region.HOVEDSTADEN: 33,
+    Region.SJAELLAND: 15,
+    Region.NORDJYLLAND: 10,
+    Region.MIDTJYLLAND: 22,
+    Region.SYDDANMARK: 20,
+}
+"""How the demo spreads January's 2,016 genomes over the regions (the minutes give the total
+only); within a region they go round its departments."""
+TOP_UP_DKK = "10000"
+"""The demo's top-up after January, so the demo's own month is paid at the standard rate."""
+MINUTES_IDS = uuid.UUID("5d1c2f0e-7a43-4e0b-9a57-3c2b8f1e6d24")
+"""Namespace of the minutes month's sample submissions and events: the same every run."""
+DEMO_GE_SETTINGS = {"GENOMHUB_GE_RULE": "analysis"}
+"""One genome equivalent per WGS sample: the demo's samples are tiny (a few hundred kilobases
+of the synthetic genome), so under the `bases` rule each would be 0.000043 GE and the
+statement øre. Finance counts a WGS as one genome."""
 
 
 @dataclass(frozen=True)
@@ -168,52 +201,134 @@ def ensure_jaeger(settings: Settings, say: Callable[[str], None]) -> None:
             say(f"Jaeger could not be built, the demo runs without traces: {exc}")
 
 
+def minutes_submission_id(sample: str) -> str:
+    """A submission id of the receiver's shape (32 hex digits), the same every run."""
+
+    def draw(attempt: int) -> str:
+        return uuid.uuid5(MINUTES_IDS, f"{sample}|{attempt}").hex
+
+    return minted_free_of_cpr(draw)
+
+
+def minutes_accruals() -> Iterator[Accrual]:
+    """January 2026's 2,016 WGS samples, one genome equivalent each, received over the month."""
+    counts = allocate(MINUTES_GE, list(REGION_SHARES.values()))
+    n = 0
+    for region, count in zip(REGION_SHARES, counts, strict=True):
+        departments = DEPARTMENTS[region]
+        for i in range(count):
+            received = MINUTES_OPENED + timedelta(minutes=21 * n)  # 2,016 x 21 min: within January
+            sample = f"JAN26-{region.value[:3].upper()}-{i + 1:04d}"
+            yield Accrual(
+                sample_id=sample,
+                submission_id=minutes_submission_id(sample),
+                region=region,
+                department=departments[i % len(departments)],
+                analysis_type=AnalysisType.WGS,
+                received_at=received,
+                received_month=month_of(received),
+                ge_micro=MICRO,
+                event_id=str(uuid.uuid5(MINUTES_IDS, f"event|{sample}")),
+            )
+            n += 1
+
+
+def record_minutes_month(store: BillingStore, standard_rate_dkk: int) -> Statement:
+    """January 2026 as the minutes record it, written to billing's own store through its own
+    accrual and close: the grant's 532.281 kr., 2,016 GE, closed at 264 kr. per GE.
+
+    The demo's stack cannot report 2,016 genomes in a minute, so this month is history
+    loaded into the store, not traffic; the running billing service then emits its
+    refund-calculated event like any other statement's."""
+    store.add_to_grant(
+        MINUTES_BALANCE_ORE, by="genomhub demo", at=MINUTES_OPENED, note="saldo efter referatet fra 2026"
+    )
+    for accrual in minutes_accruals():
+        store.accrue(accrual)
+    closed = store.close(
+        MINUTES_MONTH, standard_rate_dkk=standard_rate_dkk, now=MINUTES_SETTLED, by="genomhub demo"
+    )
+    return closed.statement
+
+
 def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     ensure_jaeger(settings, say)
     tokens = DemoTokens.make()
-    env = stack_env(tokens)
+    env = {**stack_env(tokens), **DEMO_GE_SETTINGS}
     national = {"GENOMHUB_HOME": str(settings.state_dir), **env}
-    with LocalStack(settings, env=env, say=say) as stack:
-        stack.wait_ready()
-        national["GENOMHUB_KAFKA_BOOTSTRAP"] = stack.bootstrap
-        say(
-            genomhub_command(
-                ["billing", "grant", "add", GRANT_BALANCE_DKK, "--note", "demo: balance from the minutes"],
-                national,
-            ).strip()
-        )
-        receiver = f"http://127.0.0.1:{env['GENOMHUB_RECEIVER_PORT']}"
-        fasta = settings.reference()
-        submissions: dict[str, Region] = {}
-        for seed, region in enumerate(Region, start=1):
-            sample = f"DEMO-{region.value.upper()}-S1"
-            reads = simulate_sample(fasta, settings.state_dir / "samples", sample, seed)
-            sid = asyncio.run(
-                report_sample(
-                    receiver, tokens.by_holder[region.value], region, sample, f"DEMO-P{seed}", reads
-                )
+    # January 2026 goes into billing's store while the broker starts (the store is migrated
+    # first, here, so the billing service finds it ready whenever it opens it).
+    store = open_store(settings)
+    with ThreadPoolExecutor(1) as pool:
+        january = pool.submit(record_minutes_month, store, settings.billing_standard_rate_dkk)
+        with LocalStack(settings, env=env, say=say) as stack:
+            stack.wait_ready()
+            statement = january.result()
+            say(
+                f"{MINUTES_MONTH} from the minutes: {statement.samples} WGS samples, "
+                f"{format_ge_exact(micro_to_ge(statement.total_ge_micro))} GE against "
+                f"{format_danish(statement.balance_before_ore)}: {statement.rate_dkk} DKK per GE "
+                f"(standard {statement.standard_rate_dkk}), {format_danish(statement.total_ore)} paid, "
+                f"{format_danish(statement.balance_after_ore)} left"
             )
-            submissions[sid] = region
-            say(f"{region.value}: reported {sample} as submission {sid}")
-        outcomes = wait_until_accrued(stack, submissions, timeout=900, say=say)
-        say("\n" + render(stack.status()) + "\n")
-        month = month_of(datetime.now(UTC))
-        say(
-            genomhub_command(
-                ["billing", "close", month, "--force", "--by", "genomhub demo"], national
-            ).strip()
+            run_demo_month(settings, store, stack, tokens, env, national, say)
+
+
+def write_statement_pages(store: BillingStore, months: Iterable[str], folder: Path) -> list[Path]:
+    """Each month's statement page as the national operator reads it, in ``folder``."""
+    pages = []
+    for month in months:
+        page = folder / f"statement-{month}.html"
+        page.write_text(render_statement(store, month, "html", None), encoding="utf-8")
+        pages.append(page)
+    return pages
+
+
+def run_demo_month(
+    settings: Settings,
+    store: BillingStore,
+    stack: LocalStack,
+    tokens: DemoTokens,
+    env: Mapping[str, str],
+    national: dict[str, str],
+    say: Callable[[str], None],
+) -> None:
+    """The demo's own month: one sample per region through all five stages, then closed."""
+    national["GENOMHUB_KAFKA_BOOTSTRAP"] = stack.bootstrap
+    say(
+        genomhub_command(
+            ["billing", "grant", "add", TOP_UP_DKK, "--note", "demo: tilskud efter januar"],
+            national,
+        ).strip()
+    )
+    receiver = f"http://127.0.0.1:{env['GENOMHUB_RECEIVER_PORT']}"
+    fasta = settings.reference()
+    submissions: dict[str, Region] = {}
+    for seed, region in enumerate(Region, start=1):
+        sample = f"DEMO-{region.value.upper()}-S1"
+        reads = simulate_sample(fasta, settings.state_dir / "samples", sample, seed)
+        sid = asyncio.run(
+            report_sample(receiver, tokens.by_holder[region.value], region, sample, f"DEMO-P{seed}", reads)
         )
-        say(f"\nrefund statement {month} (CSV, amounts in DKK):")
-        say(genomhub_command(["refunds", "--month", month, "--format", "csv"], national).rstrip())
-        say("\ntraces (Jaeger query API):")
-        for sid, region in submissions.items():
-            trace_id = outcomes[sid].trace_id
-            if stack.jaeger_state is None or trace_id is None:
-                say(f"  {region.value:<12} {sid}: trace {trace_id} (Jaeger not running)")
-                continue
-            say(f"  {region.value:<12} {stack.jaeger_state.trace_url(trace_id)}")
-            say(f"  {'':<12} {' -> '.join(trace_chain(stack, trace_id))}")
-        say("\nstopping the stack")
+        submissions[sid] = region
+        say(f"{region.value}: reported {sample} as submission {sid}")
+    outcomes = wait_until_accrued(stack, submissions, timeout=900, say=say)
+    say("\n" + render(stack.status()) + "\n")
+    month = month_of(datetime.now(UTC))
+    say(genomhub_command(["billing", "close", month, "--force", "--by", "genomhub demo"], national).strip())
+    say(f"\nrefund statement {month} (CSV, amounts in DKK):")
+    say(genomhub_command(["refunds", "--month", month, "--format", "csv"], national).rstrip())
+    pages = write_statement_pages(store, [MINUTES_MONTH, month], settings.state_dir)
+    say("\nstatement pages (Danish, for screen and A4): " + "  ".join(p.as_uri() for p in pages))
+    say("\ntraces (Jaeger query API):")
+    for sid, region in submissions.items():
+        trace_id = outcomes[sid].trace_id
+        if stack.jaeger_state is None or trace_id is None:
+            say(f"  {region.value:<12} {sid}: trace {trace_id} (Jaeger not running)")
+            continue
+        say(f"  {region.value:<12} {stack.jaeger_state.trace_url(trace_id)}")
+        say(f"  {'':<12} {' -> '.join(trace_chain(stack, trace_id))}")
+    say("\nstopping the stack")
 
 
 @click.command("demo")

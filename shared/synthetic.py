@@ -20,13 +20,14 @@ from shared.events import Region
 SYNTHETIC_NAME = "synthetic-v1"
 
 # Reporting departments of each region (from the 2026 minutes and the regions' hospitals),
-# for the demo and the benchmarks' synthetic submissions.
+# for the demo and the benchmarks' synthetic submissions. Spelt as the hospitals spell
+# themselves, æ, ø and å included: they travel unchanged to finance's statement.
 DEPARTMENTS: dict[Region, tuple[str, ...]] = {
     Region.HOVEDSTADEN: ("Rigshospitalet", "Herlev Hospital", "Hvidovre Hospital"),
-    Region.SJAELLAND: ("SUH Koege", "Holbaek Sygehus"),
+    Region.SJAELLAND: ("SUH Køge", "Holbæk Sygehus"),
     Region.NORDJYLLAND: ("Aalborg UH",),
-    Region.MIDTJYLLAND: ("Aarhus UH", "MOMA", "Regionshospitalet Goedstrup"),
-    Region.SYDDANMARK: ("OUH", "Sygehus Lillebaelt Vejle", "Esbjerg Sygehus"),
+    Region.MIDTJYLLAND: ("Aarhus UH", "MOMA", "Regionshospitalet Gødstrup"),
+    Region.SYDDANMARK: ("OUH", "Sygehus Lillebælt Vejle", "Esbjerg Sygehus"),
 }
 SYNTHETIC_CONTIGS = (("chr1", 600_000), ("chr2", 400_000))
 SEED = 20260217  # the working group's meeting day

@@ -20,8 +20,9 @@ import click
 from services.billing.money import (
     MoneyError,
     format_danish,
-    format_ge_danish,
+    format_ge_exact,
     ge_to_micro,
+    micro_to_ge,
     ore_to_dkk,
     parse_dkk,
 )
@@ -136,7 +137,7 @@ def grant_show(as_json: bool) -> None:
 
 def _summary(statement: Statement) -> str:
     return (
-        f"{statement.month}: {format_ge_danish(Decimal(statement.total_ge_micro) / 10**6)} GE at "
+        f"{statement.month}: {format_ge_exact(micro_to_ge(statement.total_ge_micro))} GE at "
         f"{statement.rate_dkk} DKK = {format_danish(statement.total_ore)}; balance "
         f"{format_danish(statement.balance_before_ore)} -> {format_danish(statement.balance_after_ore)}; "
         f"statement {statement.statement_id}, event {statement.event_id}"

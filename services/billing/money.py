@@ -10,6 +10,7 @@ conversion rate would be a fact billing cannot explain afterwards.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CURRENCY = "DKK"
@@ -98,8 +99,42 @@ def format_danish(ore: int) -> str:
     return f"{sign}{grouped},{rest:02d} kr."
 
 
+def format_decimal_danish(value: Decimal, places: int) -> str:
+    """A number as Danish is written: thousands points and a decimal comma, ``2.016,00``."""
+    quantum = Decimal(1).scaleb(-places)
+    text = f"{value.quantize(quantum, rounding=ROUND_HALF_UP):,.{places}f}"
+    return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
+def format_integer_danish(count: int) -> str:
+    """A count with thousands points, ``2.016``."""
+    return format_decimal_danish(Decimal(count), 0)
+
+
 def format_ge_danish(ge: Decimal, places: int = 2) -> str:
     """Genome equivalents with a decimal comma and thousands points, e.g. ``2.016,00``."""
-    quantum = Decimal(1).scaleb(-places)
-    text = f"{ge.quantize(quantum, rounding=ROUND_HALF_UP):,.{places}f}"
-    return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+    return format_decimal_danish(ge, places)
+
+
+GE_PLACES = 6
+"""Decimals of a genome equivalent as the events carry it: every GE is exact at 6."""
+
+
+def ge_places(values: Iterable[Decimal], fewest: int = 2) -> int:
+    """The fewest decimals (at least ``fewest``, at most 6) that write every value exactly.
+
+    One precision for a whole statement keeps its columns aligned, and writing every value
+    exactly means a line that is paid never reads 0,00 genome equivalents (a sample of
+    0.000043 GE under the `bases` rule) and the lines visibly add up to their region.
+    """
+    places = fewest
+    for value in values:
+        while places < GE_PLACES and value != value.quantize(Decimal(1).scaleb(-places)):
+            places += 1
+    return places
+
+
+def format_ge_exact(ge: Decimal) -> str:
+    """One amount of genome equivalents, written with the decimals it needs (at least two):
+    ``2.016,00``, ``0,000215``. For a sentence; a table takes one precision (``ge_places``)."""
+    return format_ge_danish(ge, ge_places([ge]))

@@ -1,5 +1,6 @@
-"""Finance's view of a statement: CSV and JSON (plain numbers) and HTML (Danish amounts and
-server-drawn SVG charts, readable with JavaScript off and in a mail client).
+"""Finance's view of a statement: CSV and JSON (plain numbers, the events' own values) and
+HTML (a Danish page for screen and A4 paper, with server-drawn SVG charts, readable with
+JavaScript off and in a mail client).
 
 A region sees its own lines only: the rate, its region's refund and its departments. The
 national totals and the grant balance are left out of its view, because together with its
@@ -10,13 +11,32 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from html import escape
 from typing import Any
 
-from services.billing.money import format_danish, format_ge_danish, micro_to_ge, ore_to_dkk
+from services.billing.charts import MonthGe, balance_chart, ge_chart
+from services.billing.danish import (
+    analysis_name,
+    ledger_kind_name,
+    ledger_note,
+    local_date,
+    local_moment,
+    month_name,
+    region_name,
+)
+from services.billing.money import (
+    ORE_PER_KRONE,
+    format_danish,
+    format_ge_danish,
+    format_ge_exact,
+    format_integer_danish,
+    ge_places,
+    micro_to_ge,
+    ore_to_dkk,
+)
 from services.billing.refund import Statement
 from services.billing.store import BillingStore, LedgerEntry
 from shared.events import Region
@@ -24,13 +44,6 @@ from shared.spreadsheet import SafeDictWriter
 
 FORMATS = ("csv", "json", "html")
 MEDIA_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html"}
-REGION_COLOURS = {
-    Region.HOVEDSTADEN: "#1f4e79",
-    Region.SJAELLAND: "#2e8b57",
-    Region.NORDJYLLAND: "#c0504d",
-    Region.MIDTJYLLAND: "#e69f00",
-    Region.SYDDANMARK: "#7b5ea7",
-}
 CSV_COLUMNS = (
     "level",
     "month",
@@ -48,15 +61,6 @@ CSV_COLUMNS = (
     "balance_before_dkk",
     "balance_after_dkk",
 )
-
-
-@dataclass(frozen=True)
-class MonthGe:
-    """Genome equivalents of one month per region, closed or still open."""
-
-    month: str
-    closed: bool
-    region_micro: dict[Region, int]
 
 
 def view(statement: Statement, region: Region | None) -> dict[str, Any]:
@@ -129,139 +133,185 @@ def render_csv(statement: Statement, region: Region | None) -> str:
     return out.getvalue()
 
 
-# -- charts ------------------------------------------------------------------------------
-def _svg(width: int, height: int, title: str, body: Sequence[str]) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
-        f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
-    )
-
-
-def _nice_ceiling(value: Decimal) -> Decimal:
-    """A round axis maximum at or above ``value`` (1, 2 or 5 times a power of ten)."""
-    if value <= 0:
-        return Decimal(1)
-    power = Decimal(10) ** (len(str(int(value))) - 1)
-    for step in (1, 2, 5, 10):
-        if value <= step * power:
-            return step * power
-    return 10 * power
-
-
-def ge_chart(months: Sequence[MonthGe], regions: Sequence[Region]) -> str:
-    """Grouped bars: genome equivalents per region, per month; open months drawn hatched."""
-    width, height, left, bottom, top = 760, 300, 70, 50, 20
-    plot_w, plot_h = width - left - 150, height - bottom - top
-    peak = max((micro_to_ge(m.region_micro.get(r, 0)) for m in months for r in regions), default=Decimal(0))
-    ceiling = _nice_ceiling(peak)
-    body = [
-        "<defs><pattern id='open' width='6' height='6' patternUnits='userSpaceOnUse' "
-        "patternTransform='rotate(45)'><rect width='3' height='6' fill='#ffffff' opacity='0.6'/></pattern></defs>"
-    ]
-    for i in range(5):
-        value = ceiling * i / 4
-        y = top + plot_h - plot_h * i / 4
-        body.append(f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' stroke='#dddddd'/>")
-        body.append(
-            f"<text x='{left - 6}' y='{y + 4:.1f}' font-size='11' text-anchor='end'>"
-            f"{escape(format_ge_danish(value, 0))}</text>"
-        )
-    slot = plot_w / max(len(months), 1)
-    bar = slot * 0.8 / max(len(regions), 1)
-    for mi, month in enumerate(months):
-        x0 = left + mi * slot + slot * 0.1
-        for ri, region in enumerate(regions):
-            ge = micro_to_ge(month.region_micro.get(region, 0))
-            h = float(plot_h * ge / ceiling)
-            x, y = x0 + ri * bar, top + plot_h - h
-            label = f"{month.month} {region.value}: {format_ge_danish(ge)} GE" + (
-                "" if month.closed else " (open)"
-            )
-            body.append(
-                f"<rect x='{x:.1f}' y='{y:.1f}' width='{bar:.1f}' height='{h:.1f}' "
-                f"fill='{REGION_COLOURS[region]}'><title>{escape(label)}</title></rect>"
-            )
-            if not month.closed:
-                body.append(
-                    f"<rect x='{x:.1f}' y='{y:.1f}' width='{bar:.1f}' height='{h:.1f}' fill='url(#open)'/>"
-                )
-        body.append(
-            f"<text x='{x0 + slot * 0.4:.1f}' y='{top + plot_h + 16}' font-size='11' text-anchor='middle'>"
-            f"{escape(month.month)}{'' if month.closed else ' (open)'}</text>"
-        )
-    body.append(
-        f"<line x1='{left}' y1='{top + plot_h}' x2='{left + plot_w}' y2='{top + plot_h}' stroke='#333333'/>"
-    )
-    for ri, region in enumerate(regions):
-        y = top + ri * 18
-        body.append(
-            f"<rect x='{left + plot_w + 16}' y='{y}' width='12' height='12' fill='{REGION_COLOURS[region]}'/>"
-        )
-        body.append(
-            f"<text x='{left + plot_w + 34}' y='{y + 10}' font-size='12'>{escape(region.value)}</text>"
-        )
-    body.append(
-        f"<text x='{left}' y='{height - 8}' font-size='11'>genome equivalents per region and month "
-        "of billing; hatched: not closed yet</text>"
-    )
-    return _svg(width, height, "Genome equivalents per region per month", body)
-
-
-def balance_chart(entries: Sequence[LedgerEntry]) -> str:
-    """A step line of the grant balance after each ledger entry, in DKK."""
-    width, height, left, bottom, top = 760, 300, 110, 100, 20
-    plot_w, plot_h = width - left - 30, height - bottom - top
-    peak = max((Decimal(e.balance_after_ore) / 100 for e in entries), default=Decimal(0))
-    ceiling = _nice_ceiling(peak)
-    body: list[str] = []
-    for i in range(5):
-        ore = int(ceiling * 100 * i / 4)
-        y = top + plot_h - plot_h * i / 4
-        body.append(f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' stroke='#dddddd'/>")
-        body.append(
-            f"<text x='{left - 6}' y='{y + 4:.1f}' font-size='11' text-anchor='end'>{escape(format_danish(ore))}</text>"
-        )
-    step = plot_w / max(len(entries), 1)
-    points: list[tuple[float, float]] = []
-    for i, entry in enumerate(entries):
-        y = top + plot_h - float(plot_h * Decimal(entry.balance_after_ore) / (ceiling * 100))
-        x = left + i * step
-        if points:
-            points.append((x, points[-1][1]))
-        points.append((x, y))
-        points.append((x + step, y))
-        label = (
-            f"{entry.recorded_at:%Y-%m-%d} {entry.kind}{' ' + entry.month if entry.month else ''}: "
-            f"{format_danish(entry.balance_after_ore)}"
-        )
-        body.append(
-            f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='#1f4e79'><title>{escape(label)}</title></circle>"
-        )
-        body.append(
-            f"<text x='{x + 2:.1f}' y='{top + plot_h + 14}' font-size='10' "
-            f"transform='rotate(30 {x + 2:.1f} {top + plot_h + 14})'>"
-            f"{escape(f'{entry.recorded_at:%Y-%m-%d}')} {escape(entry.month or entry.kind)}</text>"
-        )
-    if points:
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-        body.insert(0, f"<polyline points='{path}' fill='none' stroke='#1f4e79' stroke-width='2'/>")
-    body.append(
-        f"<line x1='{left}' y1='{top + plot_h}' x2='{left + plot_w}' y2='{top + plot_h}' stroke='#333333'/>"
-    )
-    return _svg(width, height, "Grant balance after each ledger entry", body)
-
-
 # -- the page ----------------------------------------------------------------------------
 _STYLE = (
-    "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-    "th,td{border:1px solid #ccc;padding:4px 8px}td.n{text-align:right;font-variant-numeric:tabular-nums}"
-    "th{background:#f0f0f0}caption{text-align:left;font-weight:bold;padding:4px 0}"
+    "body{font-family:sans-serif;margin:2em auto;max-width:62em;padding:0 1em;color:#222;line-height:1.35}"
+    "h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em}"
+    ".sub,.note{color:#555}.note{font-size:.9em}"
+    "table{border-collapse:collapse;margin:1em 0;width:100%}"
+    "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
+    "th{background:#f0f0f0}.n{text-align:right}td.n{font-variant-numeric:tabular-nums;white-space:nowrap}"
+    "tfoot td{font-weight:bold}tr.group th{background:#e4ebf3;text-align:left}caption{text-align:left;font-weight:bold;padding:4px 0}"
+    "table.facts{width:auto}table.facts th{font-weight:normal}"
+    "figure{margin:1em 0}svg{display:block;max-width:100%;height:auto}"
+    "@media print{@page{size:A4;margin:15mm 12mm}"
+    "body{margin:0;max-width:none;padding:0;font-size:9.5pt}"
+    "th{-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+    "h2{break-after:avoid}tr,figure{break-inside:avoid}thead{display:table-header-group}}"
 )
+GE_HEADER = "Genom&shy;ækvivalenter"
+"""A soft hyphen lets the one long word of a column head break on a narrow A4 column."""
+
+
+def _cell(text: str, numeric: bool) -> str:
+    return f"<td{' class=n' if numeric else ''}>{escape(text)}</td>"
 
 
 def _row(cells: Sequence[tuple[str, bool]]) -> str:
-    return "<tr>" + "".join(f"<td{' class=n' if num else ''}>{escape(c)}</td>" for c, num in cells) + "</tr>"
+    return "<tr>" + "".join(_cell(c, num) for c, num in cells) + "</tr>"
+
+
+def _fact(label: str, value: str, numeric: bool = False) -> str:
+    return f"<tr><th scope=row>{escape(label)}</th>{_cell(value, numeric)}</tr>"
+
+
+def _head(columns: Sequence[tuple[str, bool]]) -> str:
+    """Column heads; the names are the page's own markup (``GE_HEADER``), never data."""
+    return (
+        "<thead><tr>"
+        + "".join(f"<th{' class=n' if n else ''}>{c}</th>" for c, n in columns)
+        + "</tr></thead>"
+    )
+
+
+def _facts(doc: dict[str, Any], region: Region | None, ge: Callable[[str], str]) -> list[str]:
+    rate = format_danish(doc["rate_dkk"] * ORE_PER_KRONE)
+    parts = ["<table class=facts><caption>Opgørelse</caption>"]
+    parts.append(_fact("Opgørelsesmåned", month_name(doc["month"])))
+    if region is not None:
+        parts.append(_fact("Region", region_name(region)))
+    parts.append(_fact("Sats pr. genomækvivalent", rate, True))
+    if region is None:
+        parts += [
+            _fact("Standardsats", format_danish(doc["standard_rate_dkk"] * ORE_PER_KRONE), True),
+            _fact("Prøver", format_integer_danish(doc["samples"]), True),
+            _fact("Genomækvivalenter i alt", ge(doc["total_genome_equivalents"]), True),
+            _fact("Bevillingens saldo før", format_danish(doc["balance_before_ore"]), True),
+            _fact("Refusion i alt", format_danish(doc["total_ore"]), True),
+            _fact("Bevillingens saldo efter", format_danish(doc["balance_after_ore"]), True),
+        ]
+    closed = local_moment(datetime.fromisoformat(doc["closed_at"]))
+    parts.append(_fact("Lukket", closed + (f" af {doc['closed_by']}" if region is None else "")))
+    parts.append(_fact("Opgørelsens id", doc["statement_id"]))
+    parts.append("</table>")
+    if region is None:
+        notes = []
+        if doc["rate_dkk"] < doc["standard_rate_dkk"]:
+            notes.append(
+                "Satsen er begrænset af bevillingens saldo: saldoen rakte ikke til standardsatsen "
+                "for månedens genomækvivalenter, så satsen er saldoen delt med genomækvivalenterne, "
+                "rundet ned til hele kroner."
+            )
+        if doc["rate_stepped_down"]:
+            notes.append(
+                "Satsen er sat én krone ned, fordi afrundingen ellers ville have overtrukket bevillingen."
+            )
+        if doc["forced"]:
+            notes.append("Måneden er lukket før dens udgang (tvungen lukning).")
+        parts += [f"<p class=note>{escape(n)}</p>" for n in notes]
+    return parts
+
+
+def _regions_table(doc: dict[str, Any], region: Region | None, ge: Callable[[str], str]) -> list[str]:
+    parts = [
+        "<table><caption>Pr. region</caption>",
+        _head([("Region", False), ("Prøver", True), (GE_HEADER, True), ("Refusion", True)]),
+        "<tbody>",
+    ]
+    for r in doc["regions"]:
+        parts.append(
+            _row(
+                [
+                    (region_name(r["region"]), False),
+                    (format_integer_danish(r["samples"]), True),
+                    (ge(r["genome_equivalents"]), True),
+                    (format_danish(r["amount_ore"]), True),
+                ]
+            )
+        )
+    parts.append("</tbody>")
+    if region is None:
+        total = [
+            ("I alt", False),
+            (format_integer_danish(doc["samples"]), True),
+            (ge(doc["total_genome_equivalents"]), True),
+            (format_danish(doc["total_ore"]), True),
+        ]
+        parts.append("<tfoot>" + _row(total) + "</tfoot>")
+    parts.append("</table>")
+    return parts
+
+
+def _lines_table(doc: dict[str, Any], ge: Callable[[str], str]) -> list[str]:
+    """The lines grouped by region, a row group each under its region's name: the region is
+    said once, which leaves the columns room on an A4 page."""
+    columns = [
+        ("Afdeling", False),
+        ("Analyse", False),
+        ("Modtaget", False),
+        ("Prøver", True),
+        (GE_HEADER, True),
+        ("Refusion", True),
+    ]
+    parts = ["<table><caption>Pr. region, afdeling og analysetype</caption>", _head(columns)]
+    by_region: dict[str, list[dict[str, Any]]] = {}
+    for ln in doc["lines"]:
+        by_region.setdefault(ln["region"], []).append(ln)
+    for region, lines in by_region.items():
+        parts.append(
+            f"<tbody><tr class=group><th colspan={len(columns)} scope=rowgroup>"
+            f"{escape(region_name(region))}</th></tr>"
+        )
+        for ln in lines:
+            received = month_name(ln["received_month"]) + (" (efterregulering)" if ln["adjustment"] else "")
+            parts.append(
+                _row(
+                    [
+                        (ln["department"], False),
+                        (analysis_name(ln["analysis_type"]), False),
+                        (received, False),
+                        (format_integer_danish(ln["samples"]), True),
+                        (ge(ln["genome_equivalents"]), True),
+                        (format_danish(ln["amount_ore"]), True),
+                    ]
+                )
+            )
+        parts.append("</tbody>")
+    parts.append("</table>")
+    return parts
+
+
+def _ledger_table(ledger: Sequence[LedgerEntry]) -> list[str]:
+    parts = [
+        "<table><caption>Posteringer på bevillingen</caption>",
+        _head(
+            [
+                ("Dato", False),
+                ("Postering", False),
+                ("Beløb", True),
+                ("Saldo efter", True),
+                ("Bogført af", False),
+                ("Note", False),
+            ]
+        ),
+        "<tbody>",
+    ]
+    for e in ledger:
+        what = ledger_kind_name(e.kind) + (f" {month_name(e.month)}" if e.month else "")
+        parts.append(
+            _row(
+                [
+                    (local_date(e.recorded_at), False),
+                    (what, False),
+                    (("+" if e.amount_ore > 0 else "") + format_danish(e.amount_ore), True),
+                    (format_danish(e.balance_after_ore), True),
+                    (e.recorded_by, False),
+                    (ledger_note(e.kind, e.note), False),
+                ]
+            )
+        )
+    parts.append("</tbody></table>")
+    return parts
 
 
 def render_html(
@@ -270,85 +320,47 @@ def render_html(
     months: Sequence[MonthGe],
     ledger: Sequence[LedgerEntry],
 ) -> str:
-    """The statement page. ``months`` and ``ledger`` feed the charts (ledger: national only)."""
+    """The statement page in Danish, for screen and A4 paper. ``months`` and ``ledger`` feed
+    the charts (ledger: national only).
+
+    Genome equivalents are written with one precision for the whole page, the fewest
+    decimals that write every one of them exactly (``ge_places``): a month of whole
+    genomes reads 2.016,00, a month of small samples 0,000043, never 0,00 beside money paid.
+    """
     doc = view(statement, region)
     regions = [region] if region is not None else list(Region)
-    title = f"NNF refund statement {doc['month']}" + (f" - {region.value}" if region else "")
+    values = [doc.get("total_genome_equivalents", "0")]
+    values += [r["genome_equivalents"] for r in doc["regions"]]
+    values += [ln["genome_equivalents"] for ln in doc["lines"]]
+    places = ge_places(Decimal(v) for v in values)
+
+    def ge(value: str) -> str:
+        return format_ge_danish(Decimal(value), places)
+
+    title = f"Refusionsopgørelse for {month_name(doc['month'])}" + (
+        f" – {region_name(region)}" if region else ""
+    )
     parts = [
-        f"<!DOCTYPE html><html lang='da'><head><meta charset='utf-8'><title>{escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>",
-        "<table><caption>Statement</caption>",
-        _row([("Statement", False), (doc["statement_id"], False)]),
-        _row([("Rate per genome equivalent", False), (format_danish(doc["rate_dkk"] * 100), True)]),
+        "<!DOCTYPE html><html lang='da'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        "<p class=sub>Novo Nordisk Fondens bevilling til Nationalt Genom Center: refusion pr. "
+        "genomækvivalent til regionerne</p>",
     ]
+    parts += _facts(doc, region, ge)
+    parts += _regions_table(doc, region, ge)
+    parts += _lines_table(doc, ge)
+    parts.append("<h2>Genomækvivalenter pr. region og måned</h2>")
+    parts.append(f"<figure>{ge_chart(months, regions)}</figure>")
     if region is None:
-        parts += [
-            _row([("Standard rate", False), (format_danish(doc["standard_rate_dkk"] * 100), True)]),
-            _row(
-                [
-                    ("Genome equivalents", False),
-                    (format_ge_danish(Decimal(doc["total_genome_equivalents"])), True),
-                ]
-            ),
-            _row([("Balance before", False), (format_danish(doc["balance_before_ore"]), True)]),
-            _row([("Refund total", False), (format_danish(doc["total_ore"]), True)]),
-            _row([("Balance after", False), (format_danish(doc["balance_after_ore"]), True)]),
-            _row([("Closed", False), (f"{doc['closed_at']} by {doc['closed_by']}", False)]),
-        ]
-        if doc["forced"]:
-            parts.append(_row([("Forced close", False), ("closed before the month ended", False)]))
-        if doc["rate_stepped_down"]:
-            parts.append(
-                _row(
-                    [
-                        ("Rate", False),
-                        ("stepped down one krone: rounding would have overdrawn the grant", False),
-                    ]
-                )
-            )
-    parts.append("</table>")
+        parts.append("<h2>Bevillingens saldo over tid</h2>")
+        parts.append(f"<figure>{balance_chart(ledger)}</figure>")
+        parts += _ledger_table(ledger)
     parts.append(
-        "<table><caption>Per region</caption><tr><th>Region</th><th>Samples</th>"
-        "<th>Genome equivalents</th><th>Refund</th></tr>"
+        f"<p class=note>Beløb i danske kroner. Tidspunkter i dansk tid (Europe/Copenhagen). "
+        f"Genomækvivalenter med {places} decimaler.</p>"
     )
-    for r in doc["regions"]:
-        parts.append(
-            _row(
-                [
-                    (r["region"], False),
-                    (str(r["samples"]), True),
-                    (format_ge_danish(Decimal(r["genome_equivalents"])), True),
-                    (format_danish(r["amount_ore"]), True),
-                ]
-            )
-        )
-    parts.append("</table>")
-    parts.append(
-        "<table><caption>Per region, department and analysis type</caption><tr><th>Region</th>"
-        "<th>Department</th><th>Analysis</th><th>Received</th><th>Samples</th>"
-        "<th>Genome equivalents</th><th>Refund</th></tr>"
-    )
-    for ln in doc["lines"]:
-        received = ln["received_month"] + (" (adjustment)" if ln["adjustment"] else "")
-        parts.append(
-            _row(
-                [
-                    (ln["region"], False),
-                    (ln["department"], False),
-                    (ln["analysis_type"], False),
-                    (received, False),
-                    (str(ln["samples"]), True),
-                    (format_ge_danish(Decimal(ln["genome_equivalents"])), True),
-                    (format_danish(ln["amount_ore"]), True),
-                ]
-            )
-        )
-    parts.append("</table>")
-    parts.append("<h2>Genome equivalents per region per month</h2>")
-    parts.append(ge_chart(months, regions))
-    if region is None:
-        parts.append("<h2>Grant balance over time</h2>")
-        parts.append(balance_chart(ledger))
     parts.append("</body></html>\n")
     return "".join(parts)
 
@@ -375,7 +387,7 @@ def render(store: BillingStore, month: str, fmt: str, region: Region | None) -> 
         # which a region may not learn (with its own figures it reveals the others').
         open_micro = dict(store.open_months()).get(month) if region is None else None
         so_far = (
-            f"; {format_ge_danish(micro_to_ge(sum(open_micro.values())))} genome equivalents accrued so far"
+            f"; {format_ge_exact(micro_to_ge(sum(open_micro.values())))} genome equivalents accrued so far"
             if open_micro
             else ""
         )

@@ -184,7 +184,7 @@ def test_billing_accrues_closes_and_replays_identically(kafka_bootstrap: str, tm
         request.add_header("Authorization", f"Bearer {TOKEN}")
         with urllib.request.urlopen(request, timeout=10) as response:
             page = response.read().decode()
-        assert "532.224,00 kr." in page and "<svg" in page and "2019-04 (open)" in page
+        assert "532.224,00 kr." in page and "<svg" in page and "apr. 2019 (åben)" in page
     finally:
         service.stop()
     before = snapshot(url)

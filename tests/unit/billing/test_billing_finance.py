@@ -99,11 +99,11 @@ def test_html_has_danish_amounts_and_server_side_charts(closed_january: BillingS
     assert len(charts) == 2
     for chart in charts:  # well-formed SVG, drawn on the server
         assert ElementTree.fromstring(chart).tag == "{http://www.w3.org/2000/svg}svg"
-    assert "Genome equivalents per region per month" in page and "Grant balance over time" in page
-    assert "2026-02 (open)" in page  # the open month is charted from its accruals
-    assert re.search(r"<title>2026-01 hovedstaden: 1\.000,00 GE</title>", page)
+    assert "Genomækvivalenter pr. region og måned" in page and "Bevillingens saldo over tid" in page
+    assert "feb. 2026 (åben)" in page  # the open month is charted from its accruals
+    assert re.search(r"<title>januar 2026, Region Hovedstaden: 1\.000,000000 genomækvivalenter</title>", page)
     regional = render(closed_january, "2026-01", "html", Region.HOVEDSTADEN)
-    assert regional.count("<svg") == 1 and "syddanmark" not in regional and "533.281,01" not in regional
+    assert regional.count("<svg") == 1 and "Syddanmark" not in regional and "533.281,01" not in regional
 
 
 def test_refunds_command(closed_january: BillingStore, tmp_path: Path) -> None:
