@@ -150,6 +150,13 @@ class Service:
             producer_acks=-1,
             topic_partitions=self.settings.topic_partitions,
             topic_replication_factor=self.settings.topic_replicas,
+            # The registry names every topic on the broker and the admin creates them all.
+            # faust would declare topics of its own: the leader-election topic
+            # `<app id>-__assignor-__leader` (used only by `on_leader` timers and agents,
+            # which no service has; billing's timer is safe on every replica, since the
+            # store serialises closes) and changelogs of tables (none). Neither is made.
+            topic_disable_leader=True,
+            topic_allow_declare=False,
         )
 
     # -- consuming -------------------------------------------------------------------

@@ -28,6 +28,12 @@ class Topic:
         return {"retention.ms": str(self.retention_ms), "cleanup.policy": "delete"}
 
 
+KAFKA_INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+"""The broker's own topics: committed offsets, and the transaction log of a redrive (which
+commits its ledger in a transaction). Kafka makes and keeps them; genomhub makes no other
+topic than its registered ones (:func:`all_topics`), and faust makes none of its own."""
+
+
 def topic_name(model: type[Event]) -> str:
     """``genomhub.<event>.v1``: a version bump of an event means a new topic."""
     return f"genomhub.{model.event_name}.v1"
@@ -137,9 +143,8 @@ def _service_grants(service: str) -> list[Grant]:
     grants += [Grant("topic", topic_name(m), "literal", ("Write", "Describe")) for m in EMITS[service]]
     grants.append(Grant("group", group, "literal", ("Read", "Describe")))
     grants.append(IDEMPOTENT_PRODUCER)
-    # faust's own internal topics (the partition assignor's leader topic, changelogs) are
-    # named after the app id; the service creates and uses them, and only its own.
-    grants.append(Grant("topic", f"{group}-", "prefix", ("Create", "Read", "Write", "Describe")))
+    # No topic of faust's own: a service declares none (``shared.bus``), so it needs no
+    # prefix of its own to create them in, and the registry names all there is.
     return grants
 
 

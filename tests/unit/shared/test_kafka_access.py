@@ -114,8 +114,8 @@ def test_a_service_writes_only_what_it_emits_and_its_dead_letters() -> None:
         assert read == consumed
         groups = {g.name for g in grants if g.resource == "group"}
         assert groups == {consumer_group(service)}
-        prefixes = {g.name for g in grants if g.pattern == "prefix"}
-        assert prefixes == {f"{consumer_group(service)}-"}  # faust's internal topics, its own only
+        # faust declares no topic of its own, so a service reaches no topic by a prefix
+        assert not [g for g in grants if g.pattern == "prefix"]
         assert not {g.name for g in grants if g.resource == "transactionalId"}
 
 
