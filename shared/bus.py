@@ -310,6 +310,10 @@ class Service:
             tls=tls_context(self.settings.http_tls_cert, self.settings.http_tls_key),
             head_timeout=self.settings.http_head_timeout,
         )
+        # A service that consumes nothing (the receiver) runs faust's producer and its tasks
+        # alone: with no topic to subscribe to (and no leader topic of faust's own), faust's
+        # consumer would crash the worker.
+        self.app.producer_only = not self.app.agents
         worker = faust.Worker(self.app, http, *extra_services, loop=loop, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()
 

@@ -5,6 +5,7 @@ broker holds the registered topics and Kafka's own, and no topic a service made 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from shared.config import get_settings
@@ -54,6 +55,14 @@ def test_nothing_is_on_the_broker_that_the_registry_does_not_name(
                 timeout=90,
                 what=f"{group} to be joined",
             )
+        # Every service is still running: one that consumes nothing (the receiver) had only
+        # faust's leader topic to subscribe to, and crashed on subscribing to nothing.
+        time.sleep(5)
+        assert [
+            s
+            for s, p in zip(SUBSCRIPTIONS, processes, strict=True)
+            if p.proc is None or p.proc.poll() is not None
+        ] == []
         registered = {t.name for t in all_topics(get_settings().topic_partitions)}
         found = asyncio.run(_broker_topics(kafka_bootstrap))
     finally:
