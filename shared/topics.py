@@ -143,8 +143,6 @@ def _service_grants(service: str) -> list[Grant]:
     grants += [Grant("topic", topic_name(m), "literal", ("Write", "Describe")) for m in EMITS[service]]
     grants.append(Grant("group", group, "literal", ("Read", "Describe")))
     grants.append(IDEMPOTENT_PRODUCER)
-    # No topic of faust's own: a service declares none (``shared.bus``), so it needs no
-    # prefix of its own to create them in, and the registry names all there is.
     return grants
 
 

@@ -267,8 +267,8 @@ async def _admin_rights(access: KafkaAccess, service: str) -> dict[str, bool]:
         for what, name in (
             ("create a stray topic", f"stray-{service}"),
             ("create a core-like topic", "genomhub.stray.v1"),
-            ("create in another service's faust prefix", f"{consumer_group(other)}-stray"),
-            ("create faust's leader topic", f"{consumer_group(service)}-__assignor-__leader"),
+            ("create a topic in its own group's name", f"{consumer_group(service)}-stray"),
+            ("create a topic in another service's group's name", f"{consumer_group(other)}-stray"),
         ):
             response = await admin.create_topics([NewTopic(name, 1, 1)])
             done[what] = all(error == 0 for _, error, *_ in response.topic_errors)
