@@ -44,6 +44,8 @@ SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 ID_NAMESPACE = uuid.UUID("6f1c8d52-5f0e-4a51-9a57-0a3c3e5b1f0d")
 REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+WRITTEN = (*REQUIRED, "ce_time", "ce_subject", "ce_dataschema", "content-type")
+"""Every header :func:`encode` writes; a refusal names only these, never a producer's own."""
 MAX_ATTRIBUTE = 200
 _EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 _SOURCE = re.compile(r"/[A-Za-z0-9._/-]*")
@@ -195,6 +197,7 @@ def encode(
         ("ce_type", event.ce_type().encode()),
         ("ce_time", moment.isoformat().replace("+00:00", "Z").encode()),
         ("ce_subject", subject.encode()),
+        ("ce_dataschema", event.schema_uri().encode()),
         ("content-type", CONTENT_TYPE.encode()),
     ]
     return headers, event.model_dump_json().encode()
@@ -247,7 +250,7 @@ def decode(
             try:
                 attrs[key] = raw.decode()
             except UnicodeDecodeError as exc:
-                name = key if key in (*REQUIRED, "ce_time", "ce_subject", "content-type") else "ce_*"
+                name = key if key in WRITTEN else "ce_*"
                 raise UndecodableEvent("bad_header", f"header {name} is not UTF-8") from exc
     missing = [k for k in REQUIRED if k not in attrs]
     if missing:
@@ -265,6 +268,11 @@ def decode(
         raise UndecodableEvent("unknown_type", "ce_type is no genomhub event type")
     if ce_type != expected.ce_type():
         raise UndecodableEvent("unexpected_type", f"ce_type {ce_type!r} on a topic of {expected.ce_type()!r}")
+    # The schema a record names is how a reader without genomhub's models checks its data:
+    # it must be its type's. Records written before every record named one carry none, and
+    # the log keeps them forever for replays, so an absent one is its type's by default.
+    if attrs.get("ce_dataschema", expected.schema_uri()) != expected.schema_uri():
+        raise UndecodableEvent(INCONSISTENT, f"ce_dataschema is not the schema of {ce_type}")
     if attrs.get("content-type", CONTENT_TYPE).split(";")[0].strip() != CONTENT_TYPE:
         raise UndecodableEvent("content_type", f"content-type is not {CONTENT_TYPE}")
     if value is None:

@@ -58,6 +58,8 @@ from shared.paths import MAX_NAME, file_name_problem, hidden_characters
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 TYPE_PREFIX = "dk.ngc.genomhub"
+SCHEMA_BASE = "https://genomhub.ngc.dk/schemas"
+"""Where an event's JSON Schema is named: its ``$id`` and its records' ``ce_dataschema``."""
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 
@@ -422,6 +424,12 @@ class Event(Strict):
     def schema_path(cls) -> Path:
         return SCHEMA_DIR / f"{cls.event_name}.v1.json"
 
+    @classmethod
+    def schema_uri(cls) -> str:
+        """The URI of the data's JSON Schema: the schema's ``$id`` and every record's
+        ``ce_dataschema``, so a reader finds the schema from the record alone."""
+        return f"{SCHEMA_BASE}/{cls.schema_path().name}"
+
     @abstractmethod
     def key(self) -> str:
         """The record key, which decides the partition and so the order events keep."""
@@ -547,7 +555,7 @@ MODEL_BY_TYPE: dict[str, type[Event]] = {m.ce_type(): m for m in EVENT_MODELS}
 def render_schema(model: type[Event]) -> str:
     """The JSON Schema of an event's data, as checked in under ``shared/schemas/``."""
     schema = model.model_json_schema(mode="serialization")
-    schema["$id"] = f"https://genomhub.ngc.dk/schemas/{model.event_name}.v1.json"
+    schema["$id"] = model.schema_uri()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["x-cloudevents-type"] = model.ce_type()
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -13,7 +13,8 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -207,3 +208,47 @@ def bind(**values: str) -> Any:
 
 def unbind(tokens: Any) -> None:
     structlog.contextvars.reset_contextvars(**tokens)
+
+
+LINKS_PER_SPAN = 128
+"""The OpenTelemetry SDK keeps at most 128 links on a span (its default ``max_links``)."""
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, to keep with what it caused: a later
+    trace can then link back to it (:func:`linked_root`)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def links_to(traceparents: Iterable[str]) -> list[trace.Link]:
+    """A span link to each valid ``traceparent``; an unreadable one is left out."""
+    links = []
+    for parent in traceparents:
+        context = trace.get_current_span(propagate.extract({"traceparent": parent})).get_span_context()
+        if context.is_valid:
+            links.append(trace.Link(context))
+    return links
+
+
+@contextmanager
+def linked_root(
+    tracer_: trace.Tracer, name: str, traceparents: Sequence[str], attributes: Mapping[str, str] | None = None
+) -> Iterator[trace.Span]:
+    """A new trace (a root span, whatever is current) linked to each of ``traceparents``:
+    an act that gathers many earlier ones (a month close paying its accruals) is its own
+    trace, and leads back to each of theirs.
+
+    The root holds the first :data:`LINKS_PER_SPAN` links, and one child span each further
+    batch, so that no link is dropped by the SDK's limit.
+    """
+    links = links_to(traceparents)
+    head, rest = links[:LINKS_PER_SPAN], links[LINKS_PER_SPAN:]
+    with tracer_.start_as_current_span(
+        name, context=Context(), links=head, attributes={**(attributes or {}), "genomhub.links": len(links)}
+    ) as root:
+        for start in range(0, len(rest), LINKS_PER_SPAN):
+            batch = rest[start : start + LINKS_PER_SPAN]
+            tracer_.start_span(f"{name} (links {LINKS_PER_SPAN + start + 1}-)", links=batch).end()
+        yield root

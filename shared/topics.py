@@ -28,6 +28,12 @@ class Topic:
         return {"retention.ms": str(self.retention_ms), "cleanup.policy": "delete"}
 
 
+KAFKA_INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+"""The broker's own topics: committed offsets, and the transaction log of a redrive (which
+commits its ledger in a transaction). Kafka makes and keeps them; genomhub makes no other
+topic than its registered ones (:func:`all_topics`), and faust makes none of its own."""
+
+
 def topic_name(model: type[Event]) -> str:
     """``genomhub.<event>.v1``: a version bump of an event means a new topic."""
     return f"genomhub.{model.event_name}.v1"

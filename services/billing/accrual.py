@@ -34,6 +34,10 @@ class Accrual:
     received_month: str
     ge_micro: int
     event_id: str
+    trace_parent: str | None = None
+    """The W3C traceparent of billing's handling of the event, in the submission's trace:
+    the month close that pays the accrual links to it, so a refund leads back to the
+    submissions. None for accruals from before it was kept."""
 
 
 class Outcome(StrEnum):
@@ -49,7 +53,7 @@ class Outcome(StrEnum):
     """The sample did not pass QC and does not count."""
 
 
-def accrual_of(event: Indexed, event_id: str) -> Accrual | None:
+def accrual_of(event: Indexed, event_id: str, trace_parent: str | None = None) -> Accrual | None:
     """The accrual an indexed event asks for; None when the sample does not count."""
     if event.accepted and event.status is SampleStatus.REJECTED:
         raise InconsistentEvent(
@@ -68,4 +72,5 @@ def accrual_of(event: Indexed, event_id: str) -> Accrual | None:
         received_month=sub.received_month,
         ge_micro=ge_to_micro(event.genome_equivalents),
         event_id=event_id,
+        trace_parent=trace_parent,
     )

@@ -8,12 +8,17 @@ Only wiring lives here: the rules are in ``accrual``, ``months``, ``refund`` and
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+
+from opentelemetry import trace
 
 from services.billing.accrual import accrual_of
 from services.billing.api import install
 from services.billing.refund import Statement
-from services.billing.store import AUTO_CLOSE_BY, CloseRefused, open_store
+from services.billing.store import AUTO_CLOSE_BY, BillingStore, CloseRefused, open_store
+from shared import telemetry
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import get_settings
@@ -29,6 +34,20 @@ EMIT_GRACE = timedelta(minutes=5)
 log = get_logger(__name__)
 
 
+@contextmanager
+def close_trace(tracer: trace.Tracer, store: BillingStore, statement: Statement) -> Iterator[trace.Span]:
+    """The trace of a month close's statement, which its refund-calculated event carries: a
+    trace of its own (it pays many submissions, each with its own trace), linked to the
+    trace context of every accrual it pays, so Jaeger leads from the refund back to them."""
+    with telemetry.linked_root(
+        tracer,
+        f"billing close {statement.month}",
+        store.trace_parents(statement.month),
+        {"genomhub.month": statement.month, "genomhub.statement_id": statement.statement_id},
+    ) as span:
+        yield span
+
+
 def build() -> Service:
     settings = get_settings()
     service = Service("billing")
@@ -36,7 +55,7 @@ def build() -> Service:
     service.readiness.append(reachable(store.engine))
 
     async def on_indexed(envelope: Envelope[Indexed]) -> None:
-        accrual = accrual_of(envelope.data, envelope.id)
+        accrual = accrual_of(envelope.data, envelope.id, telemetry.current_traceparent())
         if accrual is None:
             sub = envelope.data.submission
             log.info("not billed: sample did not pass QC", sample_id=sub.sample_id, region=sub.region.value)
@@ -53,7 +72,8 @@ def build() -> Service:
     service.on(Indexed, on_indexed)
 
     async def emit(statement: Statement) -> None:
-        await service.emit(statement.event(), event_id=statement.event_id)
+        with close_trace(service.tracer, store, statement):
+            await service.emit(statement.event(), event_id=statement.event_id)
         await asyncio.to_thread(store.mark_emitted, statement, datetime.now(UTC))
         log.info("refund-calculated emitted", month=statement.month, event_id=statement.event_id)
 

@@ -154,6 +154,8 @@ def close(month: str, force: bool, by: str) -> None:
     Closing a closed month again prints the same statement and sends nothing new, unless
     its event was never acknowledged by the broker; then it is sent again with the same id.
     """
+    from services.billing.app import close_trace
+    from shared import telemetry
     from shared.bus import publish
 
     settings = get_settings()
@@ -171,16 +173,20 @@ def close(month: str, force: bool, by: str) -> None:
     statement = result.statement
     click.echo(("closed " if result.created else "already closed ") + _summary(statement))
     if not result.emitted:
+        telemetry.setup(SERVICE, settings.log_level)
         try:
-            asyncio.run(
-                publish([(statement.event(), statement.event_id)], SOURCE, settings, principal=FINANCE)
-            )
+            with close_trace(telemetry.tracer(f"genomhub.{SERVICE}"), store, statement):
+                asyncio.run(
+                    publish([(statement.event(), statement.event_id)], SOURCE, settings, principal=FINANCE)
+                )
         except Exception as exc:  # the statement stands; only its event is still to be sent
             raise click.ClickException(
                 f"the statement of {month} is closed and stored, but its refund-calculated event was not "
                 f"acknowledged ({type(exc).__name__}: {exc}). The running billing service sends it within "
                 f"minutes, or run this command again: it sends the same event, with the same id"
             ) from exc
+        finally:
+            telemetry.flush()
         store.mark_emitted(statement, datetime.now(UTC))
         click.echo(f"refund-calculated {statement.event_id} emitted")
 

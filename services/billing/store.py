@@ -172,10 +172,13 @@ class BillingStore:
                 "ge_micro": accrual.ge_micro,
                 "event_id": accrual.event_id,
             }
+            # The trace context is where the accrual was seen, not what it is: a redelivery,
+            # seen again in another span, leaves the accrual unchanged.
+            traced = {**values, "trace_parent": accrual.trace_parent}
             if row is None:
                 conn.execute(
                     _INSERT_ACCRUAL,
-                    {"region": accrual.region.value, "sample_id": accrual.sample_id, **values},
+                    {"region": accrual.region.value, "sample_id": accrual.sample_id, **traced},
                 )
                 return Outcome.ACCRUED
             if last_closed is not None and row.billed_month <= last_closed:
@@ -183,7 +186,7 @@ class BillingStore:
             current = {k: getattr(row, k) for k in values}
             if current == values:
                 return Outcome.UNCHANGED
-            conn.execute(_UPDATE_ACCRUAL, {**sample, **values})
+            conn.execute(_UPDATE_ACCRUAL, {**sample, **traced})
             return Outcome.UPDATED
 
     def billed(self, month: str | None = None) -> list[BilledAccrual]:
@@ -205,11 +208,24 @@ class BillingStore:
                     received_month=r.received_month,
                     ge_micro=r.ge_micro,
                     event_id=r.event_id,
+                    trace_parent=r.trace_parent,
                 ),
                 r.billed_month,
             )
             for r in rows
         ]
+
+    def trace_parents(self, month: str) -> list[str]:
+        """The trace contexts of the accruals billed on ``month``, by sample: what its close
+        links to. Accruals from before trace contexts were kept have none."""
+        query = (
+            select(accruals.c.trace_parent)
+            .where(accruals.c.billed_month == month)
+            .where(accruals.c.trace_parent.is_not(None))
+            .order_by(accruals.c.region, accruals.c.sample_id)
+        )
+        with self.reading() as conn:
+            return [str(t) for t in conn.execute(query).scalars().all()]
 
     @staticmethod
     def _month_lines(conn: Connection, month: str) -> list[MonthLine]:

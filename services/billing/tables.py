@@ -59,6 +59,7 @@ accruals = Table(
     Column("billed_month", String(7), nullable=False, index=True),
     Column("ge_micro", BigInteger, nullable=False),
     Column("event_id", String(64), nullable=False),
+    Column("trace_parent", String(64)),  # migration 0003: the month close links to it
 )
 
 grant_ledger = Table(

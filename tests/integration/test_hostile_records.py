@@ -349,7 +349,8 @@ def test_forged_headers_and_keys_are_never_billed(
     kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """What travels beside the data is forged: a key naming another region's sample, a CPR
-    number as the event id or the source, a subject naming another submission, a time in
+    number as the event id or the source, a subject naming another submission, a schema of
+    another type (``ce_dataschema``), a time in
     1900 or in the future; or the value is one Python's JSON parser chokes on. Each is
     dead-lettered with its code, billed nothing, and the consumer goes on."""
     run_id = uuid.uuid4().hex[:8]
@@ -370,6 +371,12 @@ def test_forged_headers_and_keys_are_never_billed(
             f"{run_id}-subj",
             forged.key().encode(),
             {"ce_subject": victim.submission.submission_id.encode()},
+            "inconsistent_event",
+        ),
+        (
+            f"{run_id}-schema",
+            forged.key().encode(),
+            {"ce_dataschema": Validated.schema_uri().encode()},
             "inconsistent_event",
         ),
         (f"{run_id}-1900", forged.key().encode(), {"ce_time": b"1900-01-01T00:00:00Z"}, "impossible_time"),

@@ -85,6 +85,13 @@ class LocalJaeger:
             "--set", f"extensions.jaeger_query.http.endpoint=127.0.0.1:{query}",
             "--set", "extensions.jaeger_query.grpc.endpoint=127.0.0.1:0",
             "--set", "extensions.jaeger_query.enable_tracing=false",
+            # Only OTLP in and the query API out: the all-in-one's other receivers (Jaeger,
+            # Zipkin), extensions (health check, zpages, expvar, remote sampling) and its own
+            # metrics bind fixed ports, so a second Jaeger on the machine (a test's beside a
+            # stack's) would exit.
+            "--set", "service.telemetry.metrics.level=none",
+            "--set", "service.pipelines.traces.receivers=[otlp]",
+            "--set", "service.extensions=[jaeger_storage,jaeger_query]",
         ]  # fmt: skip
         proc = self.process.launch(args, otlp_http=otlp_http, otlp_grpc=otlp_grpc, query=query)
         state = JaegerState(proc.pid, otlp_http, otlp_grpc, query)

@@ -303,3 +303,59 @@ def test_the_downgrade_restores_the_pseudonym_key_while_pseudonyms_are_unique(bi
         ]
     finally:
         again.dispose()
+
+
+def traced(store: BillingStore, event: Indexed, event_id: str, trace_parent: str) -> Outcome:
+    accrual = accrual_of(event, event_id, trace_parent)
+    assert accrual is not None
+    return store.accrue(accrual)
+
+
+def test_a_month_s_accruals_keep_the_trace_context_its_close_links_to(store: BillingStore) -> None:
+    """Each accrual keeps where billing saw it, in its submission's trace; a redelivery seen
+    in another span changes nothing, a later event about the sample takes its own context."""
+    first, again, later = (f"00-{n:032x}-{n:016x}-01" for n in (1, 2, 3))
+    assert traced(store, indexed("T1", received_at=FEB), "e1", first) is Outcome.ACCRUED
+    assert (
+        traced(store, indexed("T2", received_at=FEB, region=Region.SYDDANMARK), "e2", later)
+        is Outcome.ACCRUED
+    )
+    assert traced(store, indexed("T1", received_at=FEB), "e1", again) is Outcome.UNCHANGED
+    assert store.trace_parents("2026-02") == [first, later]
+    assert traced(store, indexed("T1", received_at=FEB, ge="2"), "e3", again) is Outcome.UPDATED
+    assert store.trace_parents("2026-02") == [again, later]
+    assert store.trace_parents("2026-03") == []
+    assert accrue(store, indexed("T3", received_at=FEB)) is Outcome.ACCRUED  # no trace context
+    assert len(store.trace_parents("2026-02")) == 2
+    assert {b.accrual.sample_id: b.accrual.trace_parent for b in store.billed("2026-02")}["T3"] is None
+
+
+def test_the_upgrade_to_trace_contexts_keeps_accruals_without_one(billing_url: str) -> None:
+    command.upgrade(alembic_config(billing_url, MIGRATIONS, "billing"), "0002_billing")
+    engine = make_engine(billing_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO billing_accruals (sample_id, submission_id, region, department, analysis_type, "
+                f"received_at, received_month, billed_month, ge_micro, event_id) VALUES ('S1', '{OLD_ID}', "
+                "'hovedstaden', 'Rigshospitalet', 'WGS', '2026-01-15T12:00:00+00:00', '2026-01', '2026-01', "
+                "1500000, 'old')"
+            )
+        )
+    engine.dispose()
+    store = BillingStore(billing_url)
+    try:
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_billing"})
+            assert compare_metadata(context, tables.metadata) == []
+        ((kept, month),) = [(b.accrual, b.billed_month) for b in store.billed()]
+        assert (kept.sample_id, kept.trace_parent, month) == ("S1", None, "2026-01")
+        assert store.trace_parents("2026-01") == []
+    finally:
+        store.dispose()
+    command.downgrade(alembic_config(billing_url, MIGRATIONS, "billing"), "0002_billing")
+    engine = make_engine(billing_url)
+    try:
+        assert "trace_parent" not in {c["name"] for c in inspect(engine).get_columns("billing_accruals")}
+    finally:
+        engine.dispose()

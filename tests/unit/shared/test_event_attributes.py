@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.envelope import Headers, UndecodableEvent, decode, encode
-from shared.events import Indexed, Region, sample_key
+from shared.events import EVENT_MODELS, Event, Indexed, Region, sample_key
 from tests.ids import issued_id
 from tests.unit.shared.test_event_meaning import indexed_payload
 
@@ -160,3 +160,40 @@ def test_a_cpr_number_as_a_field_s_name_is_refused_as_such_and_never_quoted(wher
 def test_a_header_s_name_chosen_by_the_producer_is_not_quoted() -> None:
     headers, value = record()
     assert refusal([*headers, (f"ce_{CPR}", b"\xff")], value).code == "bad_header"
+
+
+@pytest.mark.parametrize("model", EVENT_MODELS, ids=lambda m: m.event_name)
+def test_a_type_s_schema_uri_is_its_checked_in_schema_s_id(model: type[Event]) -> None:
+    assert json.loads(model.schema_path().read_text())["$id"] == model.schema_uri()
+
+
+def test_every_record_names_its_data_s_schema() -> None:
+    """``ce_dataschema``: a reader without genomhub's models finds the schema to check by."""
+    headers, _ = encode(good(), event_id="e-1", source="/genomhub/indexer")
+    assert dict(headers)["ce_dataschema"] == Indexed.schema_uri().encode()
+
+
+@pytest.mark.parametrize("other", [m for m in EVENT_MODELS if m is not Indexed], ids=lambda m: m.event_name)
+def test_a_record_naming_another_type_s_schema_is_inconsistent(other: type[Event]) -> None:
+    headers, value = record(ce_dataschema=other.schema_uri().encode())
+    assert refusal(headers, value).code == "inconsistent_event"
+
+
+@given(st.text(max_size=80).filter(lambda s: s != Indexed.schema_uri()))
+def test_no_schema_but_the_type_s_own_decodes(schema: str) -> None:
+    headers, value = record(ce_dataschema=schema.encode())
+    assert refusal(headers, value).code == "inconsistent_event"
+
+
+def test_a_record_from_before_the_schema_header_still_decodes() -> None:
+    """The log keeps every record forever and a replay reads from its start: records written
+    before ``ce_dataschema`` was carried have none, and are their type's."""
+    headers, value = record()
+    old = [(k, v) for k, v in headers if k != "ce_dataschema"]
+    assert decode(old, value, Indexed).data == good()
+
+
+def test_a_non_utf8_schema_header_is_named() -> None:
+    headers, value = record(ce_dataschema=b"\xff")
+    error = refusal(headers, value)
+    assert error.code == "bad_header" and "ce_dataschema" in str(error)
