@@ -31,7 +31,7 @@ class Topic:
 KAFKA_INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 """The broker's own topics: committed offsets, and the transaction log of a redrive (which
 commits its ledger in a transaction). Kafka makes and keeps them; genomhub makes no other
-topic than its registered ones (:func:`all_topics`), and faust makes none of its own."""
+topic than its registered ones (:func:`all_topics`)."""
 
 
 def topic_name(model: type[Event]) -> str:

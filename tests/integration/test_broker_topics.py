@@ -1,6 +1,6 @@
 """The topic registry names everything on the broker: after all five services ran, the
 broker holds the registered topics and Kafka's own, and no topic a service made itself
-(faust's leader-election topic ``genomhub-<service>-__assignor-__leader`` was one)."""
+(the consumer library the services once ran made ``genomhub-<service>-__assignor-__leader``)."""
 
 from __future__ import annotations
 
@@ -47,16 +47,15 @@ def test_nothing_is_on_the_broker_that_the_registry_does_not_name(
             proc = Process(genomhub("run", service), tmp_path / f"{service}.log", env).start()
             processes.append(proc)
             proc.wait_http(port, "/healthz", timeout=90)
-        # A consuming service has joined its group once its faust app started: past the
-        # point where faust declared its own topics.
+        # A consuming service has joined its group: past the point where a consumer library
+        # would declare topics of its own.
         for group in [consumer_group(s) for s, models in SUBSCRIPTIONS.items() if models]:
             wait_for(
                 lambda group=group: asyncio.run(_members(kafka_bootstrap, group)) > 0,
                 timeout=90,
                 what=f"{group} to be joined",
             )
-        # Every service is still running: one that consumes nothing (the receiver) had only
-        # faust's leader topic to subscribe to, and crashed on subscribing to nothing.
+        # Every service is still running, the receiver too, which consumes nothing.
         time.sleep(5)
         assert [
             s
