@@ -408,9 +408,7 @@ class Catalogue(Store):
                 for f in file_rows
             ],
             history=[
-                SubmissionRef(
-                    submission_id=h.submission_id, received_at=h.received_at, status=h.status
-                )
+                SubmissionRef(submission_id=h.submission_id, received_at=h.received_at, status=h.status)
                 for h in history
             ],
         )

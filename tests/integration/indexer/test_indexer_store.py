@@ -369,7 +369,9 @@ def test_the_downgrade_to_0002_restores_the_pseudonym_key_while_pseudonyms_are_u
         again.close()
 
 
-def test_the_upgrade_from_0003_reads_the_naive_utc_times_as_the_instants_they_were(catalogue_url: str) -> None:
+def test_the_upgrade_from_0003_reads_the_naive_utc_times_as_the_instants_they_were(
+    catalogue_url: str,
+) -> None:
     """A catalogue whose times were written as naive UTC keeps every instant through 0004.
 
     On PostgreSQL the database's zone is set to Copenhagen first: a conversion that read the
@@ -383,7 +385,8 @@ def test_the_upgrade_from_0003_reads_the_naive_utc_times_as_the_instants_they_we
 
     def naive(row: dict[str, object]) -> dict[str, object]:
         return {
-            k: v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v for k, v in row.items()
+            k: v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v
+            for k, v in row.items()
         }
 
     engine = make_engine(catalogue_url)

@@ -39,7 +39,8 @@ def _retype(zoned: bool) -> None:
     target = "timestamp with time zone" if zoned else "timestamp without time zone"
     for table, columns in TIMES.items():
         changes = ", ".join(
-            f'ALTER COLUMN "{column}" TYPE {target} USING "{column}" AT TIME ZONE \'UTC\'' for column in columns
+            f'ALTER COLUMN "{column}" TYPE {target} USING "{column}" AT TIME ZONE \'UTC\''
+            for column in columns
         )
         op.execute(f'ALTER TABLE "{table}" {changes}')
 
