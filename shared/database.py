@@ -222,29 +222,30 @@ class Store:
                 self._keeper = keeper
 
     @contextmanager
-    def writing(self, lock: int | str | None = None) -> Iterator[Connection]:
-        """One serialised read-write transaction; on PostgreSQL under the advisory ``lock``."""
+    def _transaction(self, writing: bool) -> Iterator[Connection]:
+        """A transaction: on the one held connection, under its lock, or on one from the pool."""
         if self._connection is not None:
             with self._lock, self._connection.begin():
                 yield self._connection
             return
         self._keep_wal()
         with self.engine.connect() as conn:
-            conn.execution_options(**{_WRITING: True})
+            conn.execution_options(**{_WRITING: writing})
             with conn.begin():
-                if lock is not None and self.dialect == "postgresql":
-                    conn.execute(_advisory_lock(lock))
                 yield conn
 
     @contextmanager
+    def writing(self, lock: int | str | None = None) -> Iterator[Connection]:
+        """One serialised read-write transaction; on PostgreSQL under the advisory ``lock``."""
+        with self._transaction(writing=True) as conn:
+            if lock is not None and self.dialect == "postgresql":
+                conn.execute(_advisory_lock(lock))
+            yield conn
+
+    @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A connection to read through (on SQLite, one snapshot until it is closed)."""
-        if self._connection is not None:
-            with self._lock, self._connection.begin():
-                yield self._connection
-            return
-        self._keep_wal()
-        with self.engine.connect() as conn:
+        """A transaction to read in: on SQLite one snapshot, and no write lock taken."""
+        with self._transaction(writing=False) as conn:
             yield conn
 
     def readiness(self) -> Callable[[], Awaitable[None]]:
