@@ -190,8 +190,9 @@ class Store:
         self.url = url
         if migrate:
             self.migrate()
-        sqlite_file = url.startswith("sqlite") and ":memory:" not in url and url.split("///", 1)[-1] != ""
-        one_connection = one_connection and sqlite_file
+        sqlite = url.startswith("sqlite")
+        sqlite_file = sqlite and ":memory:" not in url and url.split("///", 1)[-1] != ""
+        one_connection = one_connection and sqlite
         extra: dict[str, Any] = {"connect_args": {"check_same_thread": False}} if one_connection else {}
         self.engine = make_engine(url, **extra)
         self.dialect = self.engine.dialect.name
