@@ -253,7 +253,9 @@ class Store:
         """The service's readiness check of this store: the database answers."""
         return reachable(self.engine)
 
-    def close(self) -> None:
+    def dispose(self) -> None:
+        """Close the held connection and the pool (named so that no domain verb is taken:
+        billing closes months)."""
         with self._lock:
             if self._connection is not None:
                 self._connection.close()

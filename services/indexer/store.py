@@ -233,6 +233,9 @@ class Catalogue(Store):
         super().__init__(url)
         self._statements = _Statements.of(self.dialect)
 
+    def close(self) -> None:
+        self.dispose()
+
     # -- writing ---------------------------------------------------------------------
     def apply(self, event: CatalogueEvent) -> Applied:
         """Index ``event`` durably; the same event again, or late, converges to the same rows."""

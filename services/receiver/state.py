@@ -177,6 +177,9 @@ class SubmissionStore(Store):
     def __init__(self, url: str) -> None:
         super().__init__(url, migrate=True)
 
+    def close(self) -> None:
+        self.dispose()
+
     def create(
         self,
         submission_id: str,

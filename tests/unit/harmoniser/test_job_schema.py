@@ -40,12 +40,12 @@ def test_a_new_queue_is_migrated_to_the_declared_schema_and_reopens_harmlessly(t
     store = JobStore.under(tmp_path)
     assert _version(store) == "0001" and _schema_differences(store) == []
     store.enqueue("s1", "c1", "e1", "{}", [])
-    store.close()
+    store.dispose()
     again = JobStore.under(tmp_path)
     try:
         assert _version(again) == "0001" and [j.submission_id for j in again.all()] == ["s1"]
     finally:
-        again.close()
+        again.dispose()
 
 
 def test_a_queue_made_by_create_all_is_adopted_with_its_jobs(tmp_path: Path) -> None:
@@ -98,4 +98,4 @@ def test_a_queue_made_by_create_all_is_adopted_with_its_jobs(tmp_path: Path) -> 
         claimed = store.claim()
         assert claimed is not None and claimed.submission_id == "s-old" and claimed.attempts == 1
     finally:
-        store.close()
+        store.dispose()

@@ -79,7 +79,7 @@ def test_a_writing_transaction_holds_the_write_lock_from_its_start(
         other.execute("ROLLBACK")
     finally:
         other.close()
-        store.close()
+        store.dispose()
 
 
 def test_a_reader_does_not_hold_the_write_lock(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_a_reader_does_not_hold_the_write_lock(tmp_path: Path) -> None:
             other.execute("ROLLBACK")
     finally:
         other.close()
-        store.close()
+        store.dispose()
 
 
 def test_the_store_keeps_the_wal_between_transactions(tmp_path: Path) -> None:
@@ -109,5 +109,5 @@ def test_the_store_keeps_the_wal_between_transactions(tmp_path: Path) -> None:
         store.engine.pool.dispose()
         assert (tmp_path / "store.sqlite-wal").exists()
     finally:
-        store.close()
+        store.dispose()
     assert not (tmp_path / "store.sqlite-wal").exists()  # the last connection closed: checkpointed
