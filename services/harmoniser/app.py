@@ -112,14 +112,11 @@ def build() -> Service:
         else:
             log.info("job already queued", state=job.state)
 
-    async def jobs_ready() -> None:
-        await asyncio.to_thread(store.counts)
-
     async def run_jobs() -> None:
         await runner.recover()
         await runner.run()
 
     service.on(Validated, on_validated)
-    service.readiness.append(jobs_ready)
+    service.readiness.append(store.readiness())
     service.task(run_jobs)
     return service

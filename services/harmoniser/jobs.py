@@ -1,6 +1,7 @@
 """The harmoniser's job table: what is queued, running and finished survives a restart.
 
-One row per submission (the natural key), in SQLite under the state folder. A replayed
+One row per submission (the natural key), in SQLite under the state folder, its schema in
+Alembic migrations (``services/harmoniser/migrations``) applied when the store opens. A replayed
 validated event finds the row and changes nothing; a finished job keeps the harmonised event
 it produced, so a replay re-emits exactly that event instead of running Sarek again. The
 event is stored before it is sent and marked sent after the broker acknowledged it, so a
@@ -19,7 +20,6 @@ from typing import Any, Literal
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Float,
     Integer,
     MetaData,
@@ -30,10 +30,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from shared.database import make_engine
+from shared.database import Store, UtcDateTime
 
 State = Literal["queued", "running", "succeeded", "failed"]
 FINISHED: tuple[State, ...] = ("succeeded", "failed")
@@ -54,8 +54,8 @@ jobs = Table(
     Column("log_tail", Text, nullable=False, default=""),
     Column("pgid", Integer),
     Column("not_before", Float, nullable=False, default=0.0),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 
@@ -102,24 +102,39 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class JobStore:
-    """Synchronous and small: callers on the event loop go through ``asyncio.to_thread``."""
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def queue_url(state_dir: Path) -> str:
+    """Where the job queue lives: beside the run folders, on the harmoniser's own volume."""
+    return f"sqlite:///{state_dir / 'harmoniser' / 'jobs.sqlite'}"
+
+
+class JobStore(Store):
+    """Synchronous and small: callers on the event loop go through ``asyncio.to_thread``.
+
+    Migrated when it opens (the harmoniser's start): the queue is a file on the harmoniser's
+    own volume, which no migration Job elsewhere can reach. Its writes need no advisory lock:
+    a job is claimed by a conditional update, taken only if it is still queued.
+    """
+
+    SERVICE = "harmoniser"
+    MIGRATIONS = MIGRATIONS
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = make_engine(url)
-        metadata.create_all(self.engine)
+        super().__init__(url, migrate=True)
 
     @classmethod
     def under(cls, state_dir: Path) -> JobStore:
-        return cls(f"sqlite:///{state_dir / 'harmoniser' / 'jobs.sqlite'}")
+        return cls(queue_url(state_dir))
 
     def get(self, submission_id: str) -> Job | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(jobs).where(jobs.c.submission_id == submission_id)).mappings().first()
         return Job.of(row) if row else None
 
     def all(self) -> list[Job]:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = conn.execute(select(jobs).order_by(jobs.c.created_at)).mappings().all()
         return [Job.of(r) for r in rows]
 
@@ -135,7 +150,7 @@ class JobStore:
         now = _now()
         headers = json.dumps([(k, v.decode(errors="replace")) for k, v in trace_headers])
         try:
-            with self.engine.begin() as conn:
+            with self.writing() as conn:
                 conn.execute(
                     insert(jobs).values(
                         submission_id=submission_id,
@@ -161,7 +176,7 @@ class JobStore:
 
     def claim(self) -> Job | None:
         """Take the oldest queued job that is due: it becomes running, with one more attempt."""
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             row = (
                 conn.execute(
                     select(jobs)
@@ -184,7 +199,7 @@ class JobStore:
         return self.get(row["submission_id"])
 
     def _set(self, submission_id: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             conn.execute(
                 update(jobs).where(jobs.c.submission_id == submission_id).values(updated_at=_now(), **values)
             )
@@ -203,7 +218,7 @@ class JobStore:
         self._set(submission_id, emitted=True)
 
     def unemitted(self) -> list[Job]:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = (
                 conn.execute(select(jobs).where(jobs.c.state.in_(FINISHED), jobs.c.emitted.is_(False)))
                 .mappings()
@@ -213,7 +228,7 @@ class JobStore:
 
     def interrupted(self) -> list[Job]:
         """Jobs left running by a previous process: after a restart none can really be running."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = conn.execute(select(jobs).where(jobs.c.state == "running")).mappings().all()
         return [Job.of(r) for r in rows]
 

@@ -30,11 +30,7 @@ def build() -> Service:
     catalogue = Catalogue(settings.catalogue_database_url)
     catalogue.migrate()
     install(service.web, catalogue, Tokens(settings.tokens))
-
-    async def catalogue_reachable() -> None:
-        await asyncio.to_thread(catalogue.ping)
-
-    service.readiness.append(catalogue_reachable)
+    service.readiness.append(catalogue.readiness())
 
     async def index(envelope: Envelope[Validated] | Envelope[Harmonised]) -> None:
         event = CatalogueEvent.from_envelope(envelope)

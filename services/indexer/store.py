@@ -4,28 +4,25 @@ Writing an event is one transaction: keep the event (keyed by its id, so a dupli
 no-op), fold the submission's events into its record (:mod:`services.indexer.catalogue`),
 upsert the submission and its files, and recompute the sample row. A sample is (region,
 sample pseudonym) throughout: two regions' samples of one pseudonym are two rows, each in
-its own region's view. On PostgreSQL the
-transaction first takes an advisory lock on the sample, so two writers of one sample
-(indexer replicas, or the two consumers of one process) cannot each fold without the
-other's event; on SQLite the first statement is a write, which serialises writers anyway.
+its own region's view. The transaction is the store base's serialised one
+(:class:`shared.database.Store`), locked on the sample: two writers of one sample (indexer
+replicas, or the two consumers of one process) cannot each fold without the other's event,
+while writers of other samples go on in parallel on PostgreSQL.
 
 Everything here is synchronous SQLAlchemy Core; the service calls it off the event loop.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
     Table,
     column,
     delete,
@@ -61,7 +58,7 @@ from services.indexer.views import (
     SubmissionRef,
     TimelineEntry,
 )
-from shared.database import make_engine, upgrade
+from shared.database import Store
 from shared.events import Harmonised, Region, Validated, sample_key
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -71,14 +68,6 @@ SAMPLES_FTS = table("catalogue_samples_fts", column("rowid"), column("search"))
 RARE_TERM = 1000
 """Below this many matches a text search is answered from the trigram index (SQLite)."""
 _MODELS: dict[str, type[CatalogueData]] = {m.event_name: m for m in (Validated, Harmonised)}
-
-
-def naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -131,7 +120,7 @@ def event_row(event: CatalogueEvent) -> dict[str, Any]:
         "sample_id": s.sample_id,
         "region": s.region.value,
         "type": event.type,
-        "time": naive_utc(event.time),
+        "time": event.time,
         "source": event.source,
         "trace_id": event.trace_id,
         "summary": event.summary,
@@ -149,7 +138,7 @@ def submission_row(record: SubmissionRecord) -> dict[str, Any]:
         "patient_id": s.patient_id,
         "analysis_type": s.analysis_type.value,
         "platform": s.platform,
-        "received_at": naive_utc(s.received_at),
+        "received_at": s.received_at,
         "received_month": record.received_month,
         "verdict": record.verdict.value if record.verdict else None,
         "status": record.status.value if record.status else None,
@@ -164,8 +153,8 @@ def submission_row(record: SubmissionRecord) -> dict[str, Any]:
         "reference": record.reference,
         "attempts": record.attempts,
         "trace_id": record.trace_id,
-        "first_event_at": naive_utc(record.first_event_at),
-        "last_event_at": naive_utc(record.last_event_at),
+        "first_event_at": record.first_event_at,
+        "last_event_at": record.last_event_at,
     }
 
 
@@ -234,58 +223,24 @@ class Applied:
     new: bool
 
 
-class Catalogue:
-    """The catalogue at ``url`` (SQLite or PostgreSQL)."""
+class Catalogue(Store):
+    """The catalogue at ``url`` (SQLite or PostgreSQL); the service migrates it at start."""
 
-    def __init__(self, url: str, engine: Engine | None = None) -> None:
-        self.url = url
-        self.engine = engine or make_engine(url)
-        self._statements = _Statements.of(self.engine.dialect.name)
-        self._keeper: Any = None
-        self._keeper_lock = threading.Lock()
+    SERVICE = SERVICE
+    MIGRATIONS = MIGRATIONS
 
-    def _hold(self) -> None:
-        """Keep one SQLite connection open, with the database read, for the catalogue's life.
-
-        The shared SQLite engine opens a connection per use. When the last connection to a
-        WAL database closes, SQLite checkpoints and deletes the WAL: ~10-20 ms on every
-        transaction. A connection held open (after the schema exists, and having read it)
-        keeps the WAL; SQLite then checkpoints on its own, every 1000 pages.
-        """
-        if self._keeper is not None or self.engine.dialect.name != "sqlite" or ":memory:" in self.url:
-            return
-        with self._keeper_lock:
-            if self._keeper is None:
-                keeper = self.engine.raw_connection()
-                cursor = keeper.cursor()
-                cursor.execute("SELECT count(*) FROM sqlite_master")
-                cursor.fetchall()
-                cursor.close()
-                self._keeper = keeper
-
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration; run at service start and by the CLI."""
-        upgrade(self.url, MIGRATIONS, SERVICE)
-
-    def ping(self) -> None:
-        with self.engine.connect() as conn:
-            conn.execute(select(func.count()).select_from(t.events).limit(1))
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._statements = _Statements.of(self.dialect)
 
     def close(self) -> None:
-        if self._keeper is not None:
-            self._keeper.close()
-            self._keeper = None
-        self.engine.dispose()
+        self.dispose()
 
     # -- writing ---------------------------------------------------------------------
     def apply(self, event: CatalogueEvent) -> Applied:
         """Index ``event`` durably; the same event again, or late, converges to the same rows."""
         submission = event.submission
-        self._hold()
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                key = sample_key(submission.region, submission.sample_id)
-                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+        with self.writing(lock=sample_key(submission.region, submission.sample_id)) as conn:
             inserted = conn.execute(self._statements.keep_event, event_row(event)).first()
             history = self._history(conn, submission.submission_id)
             record = fold(history)
@@ -309,7 +264,7 @@ class Catalogue:
         return [
             CatalogueEvent(
                 id=r.event_id,
-                time=aware(r.time),
+                time=r.time,
                 source=r.source,
                 trace_id=r.trace_id,
                 data=_MODELS[r.type].model_validate_json(r.data),
@@ -337,7 +292,7 @@ class Catalogue:
         rows = conn.execute(
             select(s, nfiles).where(s.c.region == region.value, s.c.sample_id == sample_id)
         ).all()
-        outcomes = [SubmissionOutcome(r.submission_id, aware(r.received_at), r.status) for r in rows]
+        outcomes = [SubmissionOutcome(r.submission_id, r.received_at, r.status) for r in rows]
         current = current_submission(outcomes)
         if current is None:
             conn.execute(delete(t.samples).where(_is_sample(t.samples, region, sample_id)))
@@ -347,12 +302,6 @@ class Catalogue:
         conn.execute(self._statements.sample, sample_row(row._mapping, row.nfiles, submissions))
 
     # -- reading ---------------------------------------------------------------------
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        self._hold()
-        with self.engine.connect() as conn:
-            yield conn
-
     def search(self, filters: SampleFilters, scope: Region | None = None) -> SamplePage:
         """A page of samples, newest received first; ``scope`` confines a region's caller."""
         c = t.samples.c
@@ -370,16 +319,16 @@ class Catalogue:
         if filters.status is not None:
             query = query.where(c.status == filters.status.value)
         if filters.received_since is not None:
-            query = query.where(c.received_at >= naive_utc(filters.received_since))
+            query = query.where(c.received_at >= filters.received_since)
         if filters.received_before is not None:
-            query = query.where(c.received_at < naive_utc(filters.received_before))
+            query = query.where(c.received_at < filters.received_before)
         after = filters.after
         if after is not None:
             query = query.where(
                 tuple_(c.received_at, c.region, c.sample_id)
-                < tuple_(naive_utc(after.received_at), after.region.value, after.sample_id)
+                < (after.received_at, after.region.value, after.sample_id)
             )
-        with self._read() as conn:
+        with self.reading() as conn:
             if filters.q:
                 query = query.where(self._matching(conn, filters.q.lower()))
             rows = conn.execute(query).all()
@@ -413,7 +362,7 @@ class Catalogue:
         """Region ``region``'s sample ``sample_id``; None when absent or outside ``scope``."""
         if scope is not None and region is not scope:
             return None
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(t.samples).where(_is_sample(t.samples, region, sample_id))
             ).one_or_none()
@@ -462,15 +411,13 @@ class Catalogue:
                 for f in file_rows
             ],
             history=[
-                SubmissionRef(
-                    submission_id=h.submission_id, received_at=aware(h.received_at), status=h.status
-                )
+                SubmissionRef(submission_id=h.submission_id, received_at=h.received_at, status=h.status)
                 for h in history
             ],
         )
 
     def submission(self, submission_id: str, scope: Region | None = None) -> SubmissionDetail | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             sub = conn.execute(
                 select(t.submissions).where(t.submissions.c.submission_id == submission_id)
             ).one_or_none()
@@ -489,7 +436,7 @@ class Catalogue:
             patient_id=sub.patient_id,
             analysis_type=sub.analysis_type,
             platform=sub.platform,
-            received_at=aware(sub.received_at),
+            received_at=sub.received_at,
             received_month=sub.received_month,
             verdict=sub.verdict,
             status=sub.status,
@@ -500,7 +447,7 @@ class Catalogue:
                 TimelineEntry(
                     event_id=e.event_id,
                     type=e.type,
-                    time=aware(e.time),
+                    time=e.time,
                     source=e.source,
                     trace_id=e.trace_id,
                     summary=e.summary,
@@ -519,7 +466,7 @@ class Catalogue:
         )
         if scope is not None:
             query = query.where(c.region == scope.value)
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(query).all()
         out = [
             StatsRow(
@@ -543,7 +490,7 @@ class Catalogue:
         Two catalogues built from the same events dump identically: the replay check.
         """
         out: dict[str, list[dict[str, Any]]] = {}
-        with self._read() as conn:
+        with self.reading() as conn:
             for table in (t.events, t.submissions, t.samples, t.files):
                 key = [c for c in table.primary_key.columns]
                 rows = conn.execute(select(table).order_by(*key)).mappings().all()
@@ -558,7 +505,7 @@ def _is_sample(table: Table, region: Region, sample_id: str) -> ColumnElement[bo
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return aware(value).isoformat()
+        return value.isoformat()
     return value
 
 
@@ -571,7 +518,7 @@ def _summary(row: Any) -> SampleSummary:
         patient_id=row.patient_id,
         analysis_type=row.analysis_type,
         platform=row.platform,
-        received_at=aware(row.received_at),
+        received_at=row.received_at,
         received_month=row.received_month,
         status=row.status,
         accepted=row.accepted,
@@ -579,5 +526,5 @@ def _summary(row: Any) -> SampleSummary:
         files=row.files,
         submissions=row.submissions,
         trace_id=row.trace_id,
-        updated_at=aware(row.updated_at),
+        updated_at=row.updated_at,
     )

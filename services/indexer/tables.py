@@ -1,7 +1,8 @@
 """The catalogue's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
 
-Times are stored as naive UTC, so that comparisons and keyset cursors behave alike on both
-databases; genome equivalents as integer millionths (exact sums on SQLite too). Table names
+Times are :class:`shared.database.UtcDateTime` (UTC with its zone: ``timestamptz`` on
+PostgreSQL, migration 0004), so that comparisons and keyset cursors behave alike on both
+databases and every time read back is aware; genome equivalents as integer millionths (exact sums on SQLite too). Table names
 start with ``catalogue_`` because services may share one database.
 
 A sample is (region, sample pseudonym): pseudonyms are the regions' own, so every key,
@@ -15,7 +16,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +24,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
+
+from shared.database import UtcDateTime
 
 metadata = MetaData()
 
@@ -35,7 +37,7 @@ events = Table(
     Column("sample_id", String(128), nullable=False),
     Column("region", String(32), nullable=False),
     Column("type", String(32), nullable=False),
-    Column("time", DateTime(), nullable=False),
+    Column("time", UtcDateTime(), nullable=False),
     Column("source", String(255), nullable=False),
     Column("trace_id", String(32)),
     Column("summary", String(255), nullable=False),
@@ -53,7 +55,7 @@ submissions = Table(
     Column("patient_id", String(128), nullable=False),
     Column("analysis_type", String(32), nullable=False),
     Column("platform", String(64), nullable=False),
-    Column("received_at", DateTime(), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
     Column("received_month", String(7), nullable=False),
     Column("verdict", String(16)),
     Column("status", String(32)),
@@ -68,8 +70,8 @@ submissions = Table(
     Column("reference", String(128)),
     Column("attempts", Integer),
     Column("trace_id", String(32)),
-    Column("first_event_at", DateTime(), nullable=False),
-    Column("last_event_at", DateTime(), nullable=False),
+    Column("first_event_at", UtcDateTime(), nullable=False),
+    Column("last_event_at", UtcDateTime(), nullable=False),
     Index("ix_catalogue_submissions_sample", "region", "sample_id"),
 )
 
@@ -89,7 +91,7 @@ samples = Table(
     Column("patient_id", String(128), nullable=False),
     Column("analysis_type", String(32), nullable=False),
     Column("platform", String(64), nullable=False),
-    Column("received_at", DateTime(), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
     Column("received_month", String(7), nullable=False),
     Column("status", String(32), nullable=False),
     Column("accepted", Boolean, nullable=False),
@@ -97,7 +99,7 @@ samples = Table(
     Column("files", Integer, nullable=False),
     Column("submissions", Integer, nullable=False),
     Column("trace_id", String(32)),
-    Column("updated_at", DateTime(), nullable=False, comment="Time of the newest event behind the row."),
+    Column("updated_at", UtcDateTime(), nullable=False, comment="Time of the newest event behind the row."),
     Column("search", Text, nullable=False, comment="Lowercased ids, pseudonyms, department, platform."),
     Index("ix_catalogue_samples_received", "received_at", "region", "sample_id"),
     Index("ix_catalogue_samples_region", "region", "received_at", "sample_id"),

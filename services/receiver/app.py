@@ -16,7 +16,6 @@ from services.receiver.archive import Layout
 from services.receiver.state import SubmissionStore
 from shared.auth import Tokens, bearer_auth
 from shared.bus import Service
-from shared.database import reachable
 from shared.events import FileReceived
 from shared.http import BodyReaders, Pace
 
@@ -25,7 +24,7 @@ def build() -> Service:
     service = Service("receiver")
     settings = service.settings
     store = SubmissionStore(settings.receiver_database_url)
-    service.readiness.append(reachable(store.engine))
+    service.readiness.append(store.readiness())
 
     async def emit(event: FileReceived, event_id: str) -> str:
         return await service.emit(event, event_id=event_id)

@@ -1,6 +1,6 @@
 """The receiver's durable state: submissions, their declared files, and what has arrived.
 
-Kept relationally (SQLite embedded, PostgreSQL in production, through ``shared.database``)
+Kept relationally (SQLite embedded, PostgreSQL in production, on ``shared.database.Store``)
 rather than as JSON beside the files, because the receiver needs what a file store cannot
 give cheaply: a transaction around "this file is complete" and "the submission is sealed",
 a unique idempotency key, and an indexed lookup of a sample's files by sha256 (so that a
@@ -23,8 +23,6 @@ from pathlib import Path
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
-    Engine,
     ForeignKey,
     Index,
     MetaData,
@@ -38,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from services.receiver.metadata import NewSubmission
-from shared.database import make_engine, upgrade
+from shared.database import Store, UtcDateTime
 from shared.events import FileRole, StoredFile, Submission
 from shared.storage import StoredObject
 
@@ -55,14 +53,14 @@ submissions = Table(
     Column("patient_id", String(128), nullable=False),
     Column("analysis_type", String(32), nullable=False),
     Column("platform", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Column("created_by", String(32), nullable=False),
     Column("idempotency_key", String(128), nullable=True),
     Column("request_sha256", String(64), nullable=True),
     Column("traceparent", String(128), nullable=True),
-    Column("sealed_at", DateTime(timezone=True), nullable=True),
+    Column("sealed_at", UtcDateTime(), nullable=True),
     Column("event_id", String(64), nullable=True),
-    Column("emitted_at", DateTime(timezone=True), nullable=True),
+    Column("emitted_at", UtcDateTime(), nullable=True),
     Index("ix_receiver_submissions_key", "created_by", "idempotency_key", unique=True),
     Index("ix_receiver_submissions_sample", "region", "sample_id"),
 )
@@ -83,7 +81,7 @@ files = Table(
     Column("size", BigInteger, nullable=True),
     Column("sha256", String(64), nullable=True),
     Column("md5", String(32), nullable=True),
-    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("completed_at", UtcDateTime(), nullable=True),
     Index("ix_receiver_files_sha256", "sha256"),
 )
 
@@ -100,13 +98,6 @@ def request_digest(meta: NewSubmission) -> str:
     """
     canonical = json.dumps(meta.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they were stored as UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 @dataclass(frozen=True)
@@ -173,15 +164,21 @@ class SubmissionState:
         )
 
 
-class SubmissionStore:
-    """Submissions in a SQLAlchemy database, migrated by Alembic on open."""
+class SubmissionStore(Store):
+    """Submissions in a SQLAlchemy database, migrated by Alembic on open (the receiver's start).
+
+    Its writes need no advisory lock on PostgreSQL: the idempotency key's unique index and
+    the conditional seal keep concurrent replicas apart.
+    """
+
+    SERVICE = "receiver"
+    MIGRATIONS = MIGRATIONS
 
     def __init__(self, url: str) -> None:
-        upgrade(url, MIGRATIONS, "receiver")
-        self.engine: Engine = make_engine(url)
+        super().__init__(url, migrate=True)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.dispose()
 
     def create(
         self,
@@ -215,7 +212,7 @@ class SubmissionStore:
             "traceparent": traceparent,
         }
         try:
-            with self.engine.begin() as conn:
+            with self.writing() as conn:
                 conn.execute(insert(submissions).values(**row))
                 conn.execute(
                     insert(files),
@@ -246,7 +243,7 @@ class SubmissionStore:
         A row from before the hash was kept (``request_sha256`` null) is taken as matching:
         what it was opened with cannot be told any more.
         """
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             found = conn.execute(
                 select(submissions.c.submission_id, submissions.c.request_sha256).where(
                     and_(submissions.c.created_by == created_by, submissions.c.idempotency_key == key)
@@ -259,7 +256,7 @@ class SubmissionStore:
         return self.get(found.submission_id)
 
     def get(self, submission_id: str) -> SubmissionState | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             sub = (
                 conn.execute(select(submissions).where(submissions.c.submission_id == submission_id))
                 .mappings()
@@ -282,11 +279,11 @@ class SubmissionStore:
             patient_id=sub["patient_id"],
             analysis_type=sub["analysis_type"],
             platform=sub["platform"],
-            created_at=_aware(sub["created_at"]) or datetime.now(UTC),
+            created_at=sub["created_at"],
             traceparent=sub["traceparent"],
-            sealed_at=_aware(sub["sealed_at"]),
+            sealed_at=sub["sealed_at"],
             event_id=sub["event_id"],
-            emitted_at=_aware(sub["emitted_at"]),
+            emitted_at=sub["emitted_at"],
             files=tuple(
                 FileState(
                     name=r["name"],
@@ -303,7 +300,7 @@ class SubmissionStore:
 
     def copy_in_sample(self, region: str, sample_id: str, sha256: str) -> StoredObject | None:
         """A file of this sample already archived with these exact bytes, if there is one."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(files.c.url, files.c.size, files.c.sha256, files.c.md5)
                 .join(submissions, submissions.c.submission_id == files.c.submission_id)
@@ -322,7 +319,7 @@ class SubmissionStore:
 
     def complete_file(self, submission_id: str, stored: StoredFile) -> None:
         """Record that ``stored`` has arrived whole (idempotent for the same bytes)."""
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             conn.execute(
                 update(files)
                 .where(and_(files.c.submission_id == submission_id, files.c.name == stored.name))
@@ -337,7 +334,7 @@ class SubmissionStore:
 
     def seal(self, submission_id: str, event_id: str) -> SubmissionState:
         """Seal once: the first seal's time is the submission's receipt time for good."""
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             conn.execute(
                 update(submissions)
                 .where(and_(submissions.c.submission_id == submission_id, submissions.c.sealed_at.is_(None)))
@@ -348,7 +345,7 @@ class SubmissionStore:
         return state
 
     def mark_emitted(self, submission_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             conn.execute(
                 update(submissions)
                 .where(submissions.c.submission_id == submission_id)
@@ -357,7 +354,7 @@ class SubmissionStore:
 
     def sealed_not_emitted(self) -> list[str]:
         """Submissions sealed whose event may not have reached the broker (a crash in between)."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return list(
                 conn.execute(
                     select(submissions.c.submission_id).where(

@@ -367,3 +367,84 @@ def test_the_downgrade_to_0002_restores_the_pseudonym_key_while_pseudonyms_are_u
         assert [s.sample_id for s in again.search(filters(q="herlev")).items] == ["S-DOWN"]
     finally:
         again.close()
+
+
+def test_the_upgrade_from_0003_reads_the_naive_utc_times_as_the_instants_they_were(
+    catalogue_url: str,
+) -> None:
+    """A catalogue whose times were written as naive UTC keeps every instant through 0004.
+
+    On PostgreSQL the database's zone is set to Copenhagen first: a conversion that read the
+    stored values in the session's zone would move every time by an hour or two.
+    """
+    command.upgrade(alembic_config(catalogue_url, MIGRATIONS, SERVICE), "0003")
+    received = datetime(2026, 3, 31, 22, 30, tzinfo=UTC)  # 1 April in Copenhagen
+    sub = submission(1, sample="S-NAIVE", received_at=received)
+    e = event(harmonised(sub), 90)
+    record = fold([e])
+
+    def naive(row: dict[str, object]) -> dict[str, object]:
+        return {
+            k: v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v
+            for k, v in row.items()
+        }
+
+    engine = make_engine(catalogue_url)
+    old = MetaData()
+    old.reflect(engine)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            database = catalogue_url.rpartition("/")[2]
+            conn.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET timezone TO 'Europe/Copenhagen'")
+        conn.execute(old.tables["catalogue_events"].insert(), naive(event_row(e)))
+        conn.execute(old.tables["catalogue_submissions"].insert(), naive(submission_row(record)))
+        conn.execute(old.tables["catalogue_files"].insert(), file_rows(record))
+        conn.execute(
+            old.tables["catalogue_samples"].insert(),
+            naive(sample_row(submission_row(record), len(record.files), 1)),
+        )
+    engine.dispose()
+
+    store = Catalogue(catalogue_url)
+    try:
+        store.migrate()
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_indexer"})
+            assert [d for d in compare_metadata(context, tables.metadata) if not _trigram_index(d)] == []
+        detail = store.submission(sub.submission_id)
+        assert detail is not None and detail.received_at == received
+        assert [t.time for t in detail.timeline] == [e.time]
+        [summary] = store.search(filters()).items
+        assert (summary.received_at, summary.updated_at) == (received, e.time)
+        assert summary.received_at.utcoffset() == timedelta(0)
+        # The range filters and the cursor compare instants: the sample falls in April.
+        assert [s.sample_id for s in store.search(filters(received_from="2026-04-01")).items] == ["S-NAIVE"]
+        assert store.search(filters(received_to="2026-03-31")).items == []
+        dumped = store.dump()["catalogue_events"][0]["time"]
+        assert dumped == e.time.astimezone(UTC).isoformat()
+    finally:
+        store.close()
+
+
+def test_the_downgrade_to_0003_gives_back_naive_utc(catalogue: Catalogue) -> None:
+    received = datetime(2026, 3, 31, 22, 30, tzinfo=UTC)
+    catalogue.apply(event(harmonised(submission(1, sample="S-BACK", received_at=received)), 1))
+    config = alembic_config(catalogue.url, MIGRATIONS, SERVICE)
+    catalogue.close()
+    command.downgrade(config, "0003")
+    engine = make_engine(catalogue.url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT received_at FROM catalogue_samples").scalar_one()
+        if isinstance(stored, str):  # SQLite hands back its text
+            stored = datetime.fromisoformat(stored)
+        assert stored == received.replace(tzinfo=None)
+    finally:
+        engine.dispose()
+    command.upgrade(config, "head")
+    again = Catalogue(catalogue.url)
+    try:
+        [summary] = again.search(filters()).items
+        assert summary.received_at == received
+    finally:
+        again.close()
