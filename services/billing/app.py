@@ -22,7 +22,6 @@ from shared import telemetry
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import get_settings
-from shared.database import reachable
 from shared.envelope import Envelope
 from shared.events import Indexed
 from shared.telemetry import get_logger
@@ -52,7 +51,7 @@ def build() -> Service:
     settings = get_settings()
     service = Service("billing")
     store = open_store(settings)
-    service.readiness.append(reachable(store.engine))
+    service.readiness.append(store.readiness())
 
     async def on_indexed(envelope: Envelope[Indexed]) -> None:
         accrual = accrual_of(envelope.data, envelope.id, telemetry.current_traceparent())

@@ -10,15 +10,13 @@ the next open month, never on both or neither.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, event, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from services.billing.accrual import Accrual, Outcome
 from services.billing.money import dkk_to_ore
@@ -26,7 +24,7 @@ from services.billing.months import auto_close_due, billed_month, has_ended
 from services.billing.refund import LineKey, MonthLine, Statement, close_month
 from services.billing.tables import accruals, emissions, grant_ledger, statements
 from shared.config import Settings
-from shared.database import make_engine, upgrade
+from shared.database import Store
 from shared.events import FIRST_MONTH, AnalysisType, Region, month_of
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -80,69 +78,25 @@ _INSERT_ACCRUAL = insert(accruals)
 _UPDATE_ACCRUAL = update(accruals).where(_OF_SAMPLE)
 
 
-def _serialise_sqlite(engine: Engine) -> None:
-    """Make every SQLite transaction ``BEGIN IMMEDIATE`` (SQLAlchemy's documented recipe)."""
-
-    @event.listens_for(engine, "connect")
-    def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-class BillingStore:
+class BillingStore(Store):
     """Billing's state at one database URL.
 
     On SQLite the store keeps one connection for the life of the process, used by one
-    thread at a time under a lock: SQLite has one writer anyway, and a held connection
-    never pays for opening or for the checkpoint that closing a WAL database's last
-    connection costs. PostgreSQL uses the engine's pool.
+    thread at a time under a lock (the base's ``one_connection``): SQLite has one writer
+    anyway, and an accrual and a month close must never interleave. PostgreSQL uses the
+    engine's pool, every writer under one advisory lock for the whole ledger.
     """
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
-        if migrate:
-            upgrade(url, MIGRATIONS, "billing")
-        self.url = url
-        sqlite = url.startswith("sqlite")
-        self.engine = (
-            make_engine(url, connect_args={"check_same_thread": False}) if sqlite else make_engine(url)
-        )
-        self.dialect = self.engine.dialect.name
-        self._lock = threading.RLock()
-        self._connection: Connection | None = None
-        if sqlite:
-            _serialise_sqlite(self.engine)
-            self._connection = self.engine.connect()
+    SERVICE = "billing"
+    MIGRATIONS = MIGRATIONS
 
-    def dispose(self) -> None:
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-        self.engine.dispose()
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        super().__init__(url, migrate=migrate, one_connection=True)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One serialised read-write transaction."""
-        if self._connection is not None:
-            with self._lock, self._connection.begin():
-                yield self._connection
-            return
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-            yield conn
-
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A read-only transaction (it still begins IMMEDIATE on SQLite: one snapshot)."""
-        if self._connection is not None:
-            with self._lock, self._connection.begin():
-                yield self._connection
-            return
-        with self.engine.connect() as conn:
+        """One read-write transaction, serialised against every other billing writer."""
+        with self.writing(lock=LOCK_KEY) as conn:
             yield conn
 
     # -- accrual ---------------------------------------------------------------------
