@@ -48,6 +48,8 @@ class FileFindings:
     read_number: int | None = None
     first_name: str = ""
     headers_digest: str = ""
+    sequences_digest: str = ""
+    """Digest of the first records' sequences: the same in two files only if they hold the same reads."""
     samples: list[str] = field(default_factory=list)
     alignment: AlignmentReport | None = None
     variants: VariantReport | None = None
@@ -139,6 +141,7 @@ def _fastq(found: FileFindings, url: str) -> None:
     found.read_number = report.read_number
     found.first_name = report.first_name
     found.headers_digest = report.headers_digest
+    found.sequences_digest = report.sequences_digest
 
 
 def _spring(found: FileFindings, url: str, executable: Path | None) -> None:
