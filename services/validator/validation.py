@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 from services.validator import sniff as kinds
@@ -104,11 +105,16 @@ def validate(
     analysis_type: AnalysisType,
     executor: Executor,
     profile_name: str | None = None,
+    reference_fasta: Path | None = None,
 ) -> Outcome:
+    """``profile_name`` defaults to the configured profile; ``reference_fasta`` (which decodes
+    CRAMs) to the one :func:`~services.validator.references.decoding_reference` chooses."""
     profile_name = profile_name or settings.reference_profile
     sniffed = [kinds.sniff(head(f.url)).kind for f in files]
     need_bases = not any(k in (kinds.FASTQ, kinds.SPRING, kinds.TAR) for k in sniffed)
-    futures = [executor.submit(check_file, f.name, f.url, profile_name, need_bases) for f in files]
+    futures = [
+        executor.submit(check_file, f.name, f.url, profile_name, need_bases, reference_fasta) for f in files
+    ]
     findings = [future.result() for future in futures]
     outcomes = [
         FileOutcome(f, found, f.role or _role_of(found)) for f, found in zip(files, findings, strict=True)
