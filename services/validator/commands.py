@@ -75,7 +75,7 @@ def report_text(outcome: Outcome) -> str:
     type=click.Choice(["GRCh38", SYNTHETIC_NAME]),
     default="GRCh38",
     show_default=True,
-    help=f"The build NGC requires: GRCh38 (the embedded demo and the tests use {SYNTHETIC_NAME}).",
+    help=f"The build the files must be made against: GRCh38, as NGC requires ({SYNTHETIC_NAME}: the project's synthetic reference, for the tests).",
 )
 @click.option(
     "--reference",
