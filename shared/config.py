@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     )
     reference_fasta: Path | None = Field(
         default=None,
-        description="FASTA of the reference genome. Unset: the synthetic reference in the cache.",
+        description="FASTA of the reference genome, which reads are aligned to and CRAMs decoded against "
+        "(`genomhub validate --reference` overrides it). Unset: the synthetic reference in the cache, "
+        "which never decodes a GRCh38 CRAM (the validator then reports `cram.reference_required`).",
     )
     reference_profile: str = Field(
         default="synthetic-v1",

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import pysam
 
+from shared.fastq_files import FASTQ_NAME
 from shared.platforms import Technology, UnknownPlatform, sam_platform, sequencing_technology
 from shared.storage import filesystem
 
-FASTQ_NAME = re.compile(r"^(?P<stem>.*?)(?P<mate>[._-](?:R)?[12])(?P<tail>(?:_\d{3})?\.f(?:ast)?q\.gz)$")
 UBAM_NAME = re.compile(r"\.(?:u)?bam$")
 
 

@@ -148,12 +148,20 @@ static inline Quality quality(const unsigned char *q, Py_ssize_t n) {
 }
 
 static inline int name_number(const unsigned char *h, Py_ssize_t hlen, Py_ssize_t *name_length) {
-    /* The read name (after '@', before the first space, without a /1 or /2 suffix) and its
-     * read number: 1 or 2 from the suffix or from a Casava comment "1:N:..."; 0 if none. */
+    /* The read name (after '@', before the comment, without a /1 or /2 suffix) and its read
+     * number: 1 or 2 from the suffix or from a Casava comment "1:N:..."; 0 if none. The
+     * comment starts at the first space or TAB: `samtools fastq -T` puts its tags after a
+     * TAB, Casava after a space. The space is looked for first with memchr (the usual
+     * separator), a TAB only in the part before it. */
     const unsigned char *name = h + 1;
     Py_ssize_t rest = hlen - 1;
     const unsigned char *space = memchr(name, ' ', (size_t)rest);
     Py_ssize_t n = space ? space - name : rest;
+    const unsigned char *tab = memchr(name, '\t', (size_t)n);
+    if (tab) {
+        space = tab;
+        n = tab - name;
+    }
     int number = 0;
     if (n >= 2 && name[n - 2] == '/' && (name[n - 1] == '1' || name[n - 1] == '2')) {
         number = name[n - 1] - '0';
@@ -256,10 +264,10 @@ static PyStructSequence_Field block_fields[] = {
     {"q30_bases", "quality characters from '?' (Q30 in Phred+33) to '~'"},
     {"low_quality", "a quality character in '!'..':' was seen (rules out Phred+64)"},
     {"high_quality", "a quality character in 'K'..'~' was seen"},
-    {"read1", "records whose name carries read number 1 (/1 or Casava ' 1:')"},
+    {"read1", "records whose name carries read number 1 (/1, or a Casava comment '1:...')"},
     {"read2", "records whose name carries read number 2"},
     {"unnumbered", "records whose name carries no read number"},
-    {"names", "each record's read name (no '@', comment or /1 /2), each ending in a newline"},
+    {"names", "each record's read name (no '@', /1 /2, or comment after a space or TAB), each ending in a newline"},
     {"fault", "problem code of the fatal fault that stopped the scan, or None"},
     {"fault_record", "index in this block of the record with the fault, or None"},
     {"sequence_length", "for fastq.length_mismatch: the sequence's length"},

@@ -16,7 +16,7 @@ from services.validator import sniff as kinds
 from services.validator.alignments import AlignmentReport, check_alignment
 from services.validator.fastq import check_fastq
 from services.validator.problems import problem
-from services.validator.references import Identification, profile
+from services.validator.references import Identification, decoding_reference, profile, reference_needed
 from services.validator.sources import as_local_path, head
 from services.validator.spring import decompress, read_params
 from services.validator.variants import VariantReport, check_vcf
@@ -48,6 +48,8 @@ class FileFindings:
     read_number: int | None = None
     first_name: str = ""
     headers_digest: str = ""
+    sequences_digest: str = ""
+    """Digest of the first records' sequences: the same in two files only if they hold the same reads."""
     samples: list[str] = field(default_factory=list)
     alignment: AlignmentReport | None = None
     variants: VariantReport | None = None
@@ -62,10 +64,12 @@ def expected_type_from_name(name: str) -> str | None:
     return None
 
 
-def check_file(name: str, url: str, profile_name: str, need_bases: bool = False) -> FileFindings:
+def check_file(
+    name: str, url: str, profile_name: str, need_bases: bool = False, reference_fasta: Path | None = None
+) -> FileFindings:
     settings = get_settings()
     expected = profile(profile_name, settings)
-    reference = settings.reference()
+    reference = decoding_reference(profile_name, settings, reference_fasta)
     sniffed = kinds.sniff(head(url))
     found = FileFindings(name, sniffed.kind, sniffed.compression)
     kind = sniffed.kind
@@ -73,6 +77,8 @@ def check_file(name: str, url: str, profile_name: str, need_bases: bool = False)
         found.problems.append(problem("file.empty", "the file is empty (0 bytes)"))
     elif kind == kinds.FASTQ:
         _fastq(found, url)
+    elif kind == kinds.CRAM and reference is None:
+        found.problems.append(problem("cram.reference_required", reference_needed(profile_name)))
     elif kind in (kinds.BAM, kinds.CRAM):
         with as_local_path(url, f".{kind}") as path:
             report = check_alignment(path, kind, expected, reference, need_bases)
@@ -139,6 +145,7 @@ def _fastq(found: FileFindings, url: str) -> None:
     found.read_number = report.read_number
     found.first_name = report.first_name
     found.headers_digest = report.headers_digest
+    found.sequences_digest = report.sequences_digest
 
 
 def _spring(found: FileFindings, url: str, executable: Path | None) -> None:

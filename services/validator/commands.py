@@ -8,10 +8,14 @@ from pathlib import Path
 
 import click
 
+from services.validator.references import decoding_reference, reference_needed
+from services.validator.sniff import CRAM, sniff
+from services.validator.sources import head
 from services.validator.validation import InProcess, Outcome, validate, worker_pool
 from services.validator.validation import InputFile as Input
 from shared.config import get_settings
 from shared.events import AnalysisType, Verdict
+from shared.synthetic import SYNTHETIC_NAME
 
 
 def report_json(outcome: Outcome) -> str:
@@ -66,7 +70,19 @@ def report_text(outcome: Outcome) -> str:
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
-    "--reference-profile", "profile", default=None, help="GRCh38 or synthetic-v1 (default: configured)."
+    "--reference-profile",
+    "profile",
+    type=click.Choice(["GRCh38", SYNTHETIC_NAME]),
+    default="GRCh38",
+    show_default=True,
+    help=f"The build the files must be made against: GRCh38, as NGC requires ({SYNTHETIC_NAME}: the project's synthetic reference, for the tests).",
+)
+@click.option(
+    "--reference",
+    "reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="FASTA (with .fai) that CRAMs were made against, to decode them. Default: GENOMHUB_REFERENCE_FASTA.",
 )
 @click.option(
     "--analysis-type",
@@ -75,9 +91,22 @@ def report_text(outcome: Outcome) -> str:
     show_default=True,
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate_command(files: tuple[Path, ...], profile: str | None, analysis_type: str, as_json: bool) -> None:
-    """Check FILES as the validator would, before uploading them; exit 1 if they would be rejected."""
+def validate_command(
+    files: tuple[Path, ...], profile: str, reference: Path | None, analysis_type: str, as_json: bool
+) -> None:
+    """Check FILES as the validator would, before uploading them; exit 1 if they would be rejected.
+
+    The files are held to GRCh38, the build NGC requires, unless --reference-profile says
+    otherwise. A CRAM is decoded against the FASTA it was made against, so checking one
+    needs that FASTA (--reference or GENOMHUB_REFERENCE_FASTA); without it the command
+    says so and checks nothing.
+    """
     settings = get_settings()
+    reference = decoding_reference(profile, settings, reference.resolve() if reference else None)
+    if reference is None:
+        crams = [p.name for p in files if sniff(head(p.resolve().as_uri())).kind == CRAM]
+        if crams:
+            raise click.UsageError(f"{', '.join(crams)}: {reference_needed(profile)}")
     inputs = [Input(p.name, p.resolve().as_uri()) for p in files]
     executor = (
         worker_pool(min(settings.validator_workers, len(inputs)), fork=True)
@@ -85,7 +114,7 @@ def validate_command(files: tuple[Path, ...], profile: str | None, analysis_type
         else InProcess()
     )
     try:
-        outcome = validate(inputs, settings, AnalysisType(analysis_type), executor, profile)
+        outcome = validate(inputs, settings, AnalysisType(analysis_type), executor, profile, reference)
     finally:
         executor.shutdown()
     click.echo(report_json(outcome) if as_json else report_text(outcome))

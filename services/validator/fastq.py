@@ -12,7 +12,7 @@ truncation, CRC errors and trailing garbage are caught, and with bounded output 
 so that memory stays flat whatever the file.
 
 Read names of the two mates are compared through a digest of each file's normalised names
-(no ``@``, comment or ``/1`` ``/2``): R1 and R2 run in separate processes, and only when
+(no ``@``, no ``/1`` ``/2``, no comment after the first space or TAB): R1 and R2 run in separate processes, and only when
 the digests differ are the two files walked side by side to find the first mismatched name.
 """
 
@@ -42,6 +42,9 @@ STITCH = 1 << 12
 takes the slow way: the whole chunk behind it)."""
 
 BASES = b"ACGTNacgtn"
+FINGERPRINT_RECORDS = 256
+"""Records whose sequences make a file's fingerprint: two mates never agree on all of them,
+one file given twice always does."""
 
 
 DecompressError = cast(type[Exception], isal_zlib.error)
@@ -152,8 +155,10 @@ class FastqReport:
     q30_bases: int = 0
     compression: str = "none"
     read_number: int | None = None
+    """1 or 2 when every record's name carries that read number; None otherwise."""
     first_name: str = ""
     headers_digest: str = ""
+    sequences_digest: str = ""
     problems: list[Problem] = field(default_factory=list)
 
     def metrics(self) -> dict[str, int | float | str | bool | None]:
@@ -193,6 +198,8 @@ class FastqScanner:
     def __init__(self) -> None:
         self.report = FastqReport()
         self._headers = hashlib.sha1(usedforsecurity=False)
+        self._sequences = hashlib.sha1(usedforsecurity=False)
+        self._fingerprinted = 0
         self._read1 = self._read2 = self._unnumbered = 0
         self._seen_low = False
         self._seen_high = False
@@ -218,17 +225,22 @@ class FastqScanner:
         offset = 0
         if self._pending:
             carried = len(self._pending)
-            block = scan(self._pending + chunk[:STITCH])
+            stitched = self._pending + chunk[:STITCH]
+            block = scan(stitched)
             if block.consumed < carried:  # a record longer than the stitch (or a fault in it)
                 data = self._pending + chunk
                 block = scan(data)
+                self._fingerprint(data, block.consumed)
                 self._pending = data[block.consumed :]
                 return [self._fold(block)]
+            self._fingerprint(stitched, block.consumed)
             names.append(self._fold(block))
             if self.broken:
                 return names
             offset = block.consumed - carried
-        block = scan(memoryview(chunk)[offset:])
+        view = memoryview(chunk)[offset:]
+        block = scan(view)
+        self._fingerprint(view, block.consumed)
         self._pending = chunk[offset + block.consumed :]
         names.append(self._fold(block))
         return names
@@ -241,6 +253,7 @@ class FastqScanner:
         if not data.endswith(b"\n"):
             data += b"\n"
         block = scan(data)
+        self._fingerprint(data, block.consumed)
         names = self._fold(block)
         lines = data.count(b"\n", block.consumed)
         if lines and not self.broken:
@@ -250,6 +263,17 @@ class FastqScanner:
                 _location(self.report.reads),
             )
         return names
+
+    def _fingerprint(self, data: bytes | memoryview, consumed: int) -> None:
+        """Add the sequences of the first records to the file's fingerprint (whole records only:
+        ``consumed`` ends at one); after :data:`FINGERPRINT_RECORDS` it costs nothing."""
+        wanted = FINGERPRINT_RECORDS - self._fingerprinted
+        if wanted <= 0 or not consumed:
+            return
+        sequences = bytes(data[:consumed]).split(b"\n", 4 * wanted)[1 : 4 * wanted : 4]
+        for sequence in sequences:
+            self._sequences.update(sequence + b"\n")
+        self._fingerprinted += len(sequences)
 
     def _fold(self, block: Block) -> bytes:
         report = self.report
@@ -344,6 +368,7 @@ class FastqScanner:
         if not self._unnumbered and bool(self._read1) != bool(self._read2):
             report.read_number = 1 if self._read1 else 2
         report.headers_digest = self._headers.hexdigest()
+        report.sequences_digest = self._sequences.hexdigest() if self._fingerprinted else ""
         return report
 
 

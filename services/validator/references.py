@@ -93,6 +93,32 @@ def profile(name: str, settings: Settings) -> Profile:
     raise ValueError(f"unknown reference profile {name!r}: GRCh38 or {SYNTHETIC_NAME}")
 
 
+def decoding_reference(profile_name: str, settings: Settings, given: Path | None = None) -> Path | None:
+    """The FASTA that CRAMs made against ``profile_name`` are decoded with, or None if none is known.
+
+    A CRAM stores reads as differences from its reference, so it is decoded only against the
+    sequences it was made against: the FASTA given (``genomhub validate --reference``), else
+    the configured one (``GENOMHUB_REFERENCE_FASTA``), else, for the synthetic profile only,
+    the synthetic reference in the cache. A GRCh38 CRAM is never decoded against the
+    synthetic FASTA: without a GRCh38 FASTA there is none, and the caller says so.
+    """
+    if given is not None:
+        return given
+    if settings.reference_fasta is not None:
+        return settings.reference_fasta
+    if profile_name == SYNTHETIC_NAME:
+        return settings.reference()
+    return None
+
+
+def reference_needed(profile_name: str) -> str:
+    """What to give so that a CRAM made against ``profile_name`` can be decoded, in plain words."""
+    return (
+        f"a CRAM is decoded against the FASTA of the reference it was made against ({profile_name}, "
+        "with its .fai index): give it with --reference FASTA or set GENOMHUB_REFERENCE_FASTA"
+    )
+
+
 def _matches(contigs: list[Contig], known: Profile) -> tuple[int, int]:
     """How many of ``known``'s contigs appear by length in ``contigs``; and of how many."""
     lengths = {c.length for c in contigs}

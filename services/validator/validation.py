@@ -14,14 +14,15 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 from services.validator import sniff as kinds
 from services.validator.checks import FileFindings, check_file
-from services.validator.fastq import first_name_mismatch
 from services.validator.genome_equivalents import genome_equivalents
 from services.validator.guidelines import GuidelineSet, alignment_reasons, variant_reasons
 from services.validator.harmonisation_policy import Candidate, Category, decide
+from services.validator.pairs import MateFile, check_pairs
 from services.validator.problems import has_errors, problem
 from services.validator.sources import head
 from shared.config import Settings
@@ -104,11 +105,16 @@ def validate(
     analysis_type: AnalysisType,
     executor: Executor,
     profile_name: str | None = None,
+    reference_fasta: Path | None = None,
 ) -> Outcome:
+    """``profile_name`` defaults to the configured profile; ``reference_fasta`` (which decodes
+    CRAMs) to the one :func:`~services.validator.references.decoding_reference` chooses."""
     profile_name = profile_name or settings.reference_profile
     sniffed = [kinds.sniff(head(f.url)).kind for f in files]
     need_bases = not any(k in (kinds.FASTQ, kinds.SPRING, kinds.TAR) for k in sniffed)
-    futures = [executor.submit(check_file, f.name, f.url, profile_name, need_bases) for f in files]
+    futures = [
+        executor.submit(check_file, f.name, f.url, profile_name, need_bases, reference_fasta) for f in files
+    ]
     findings = [future.result() for future in futures]
     outcomes = [
         FileOutcome(f, found, f.role or _role_of(found)) for f, found in zip(files, findings, strict=True)
@@ -166,82 +172,9 @@ def _roles(outcomes: list[FileOutcome]) -> None:
 
 
 def _pairs(outcomes: list[FileOutcome], executor: Executor) -> None:
-    """Mates: equal read counts, the same names, read 1 beside read 2 (never R1 twice)."""
+    """Mates, held to each other by :mod:`services.validator.pairs`."""
     fastqs = [o for o in outcomes if o.findings.detected_type == kinds.FASTQ and o.findings.reads]
-    if not fastqs:
-        return
-    by_number: dict[int | None, list[FileOutcome]] = {1: [], 2: [], None: []}
-    for o in fastqs:
-        by_number[o.findings.read_number].append(o)
-    firsts: dict[str, list[FileOutcome]] = {}
-    for o in by_number[1]:
-        firsts.setdefault(o.findings.first_name, []).append(o)
-    for group in firsts.values():
-        for twin in group[1:]:
-            twin.findings.problems.append(
-                problem(
-                    "pair.duplicate_read1",
-                    f"read 1 of the same reads as {group[0].file.name}: R1 uploaded twice",
-                    "record 1",
-                )
-            )
-    r1s = [group[0] for group in firsts.values()]
-    r2s = list(by_number[2])
-    pairs: list[tuple[FileOutcome, FileOutcome]] = []
-    for r1 in list(r1s):
-        mate = next((r2 for r2 in r2s if r2.findings.first_name == r1.findings.first_name), None)
-        if mate is not None:
-            pairs.append((r1, mate))
-            r1s.remove(r1)
-            r2s.remove(mate)
-    for r1, r2 in zip(sorted(r1s, key=_name), sorted(r2s, key=_name), strict=False):
-        pairs.append((r1, r2))
-    paired = {id(o) for pair in pairs for o in pair}
-    for o in r1s + r2s:
-        if id(o) not in paired:
-            o.findings.problems.append(
-                problem("pair.missing_mate", f"read {o.findings.read_number} file without its mate")
-            )
-    unnumbered = by_number[None]
-    seen: dict[str, FileOutcome] = {}
-    for o in unnumbered:
-        other = seen.get(o.findings.first_name)
-        if other is None:
-            seen[o.findings.first_name] = o
-            continue
-        if o.file.sha256 and o.file.sha256 == other.file.sha256:
-            o.findings.problems.append(problem("pair.duplicate_file", f"the same bytes as {other.file.name}"))
-        else:
-            pairs.append((other, o))
-    for r1, r2 in pairs:
-        _mates(r1, r2, executor)
-
-
-def _name(o: FileOutcome) -> str:
-    return o.file.name
-
-
-def _mates(r1: FileOutcome, r2: FileOutcome, executor: Executor) -> None:
-    a, b = r1.findings, r2.findings
-    if a.reads != b.reads:
-        b.problems.append(
-            problem(
-                "pair.read_count_mismatch",
-                f"{a.reads} reads in {r1.file.name} but {b.reads} in {r2.file.name}",
-            )
-        )
-    if a.headers_digest == b.headers_digest:
-        return
-    mismatch = executor.submit(first_name_mismatch, r1.file.url, r2.file.url).result()
-    if mismatch is not None:
-        index, left, right = mismatch
-        b.problems.append(
-            problem(
-                "pair.name_mismatch",
-                f"mates do not match: {left!r} in {r1.file.name}, {right!r} in {r2.file.name}",
-                f"record {index + 1}",
-            )
-        )
+    check_pairs([MateFile(o.file.name, o.file.url, o.findings, o.file.sha256) for o in fastqs], executor)
 
 
 def _samples(outcomes: list[FileOutcome]) -> None:

@@ -41,7 +41,9 @@ def location(record: int) -> str:
 
 
 def split_name(header: bytes) -> tuple[bytes, int | None]:
-    name, _, comment = header[1:].partition(b" ")
+    """The name before the first space or TAB (Casava's separator, and samtools fastq -T's)."""
+    ends = [i for i in (header.find(b" "), header.find(b"\t")) if i > 0]
+    name, comment = (header[1 : min(ends)], header[min(ends) + 1 :]) if ends else (header[1:], b"")
     if name.endswith((b"/1", b"/2")):
         return name[:-2], name[-1] - 48
     if comment[:2] in (b"1:", b"2:"):
@@ -132,14 +134,21 @@ SEQUENCE = "ACGTNacgtn" + "X."
 
 @st.composite
 def records(draw: st.DrawFn) -> bytes:
-    name = draw(st.sampled_from(["r1", "A00:8:HX:1:1101:10:20", "x/3", "a b", ""]))
-    style = draw(st.sampled_from(["casava", "slash", "plain", "casava2", "slash2"]))
+    name = draw(st.sampled_from(["r1", "A00:8:HX:1:1101:10:20", "x/3", "a b", "a\tb", ""]))
+    style = draw(
+        st.sampled_from(
+            ["casava", "slash", "plain", "casava2", "slash2", "samtools_tags", "slash_tags", "casava_tab"]
+        )
+    )
     header = {
         "casava": f"@{name} 1:N:0:ACGT",
         "casava2": f"@{name} 2:N:0:ACGT",
         "slash": f"@{name}/1",
         "slash2": f"@{name}/2",
         "plain": f"@{name}",
+        "samtools_tags": f"@{name}\tRG:Z:g1\tBC:Z:ACGT",
+        "slash_tags": f"@{name}/2\tRG:Z:g1 x",
+        "casava_tab": f"@{name}\t1:N:0:ACGT",
     }[style]
     length = draw(st.one_of(st.integers(0, 40), st.integers(100, 300)))
     seq = draw(st.text(st.sampled_from(SEQUENCE[:10]), min_size=length, max_size=length))
