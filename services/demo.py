@@ -28,7 +28,7 @@ from pathlib import Path
 import click
 
 from services.billing.accrual import Accrual
-from services.billing.money import MICRO, format_danish, format_ge_exact, micro_to_ge
+from services.billing.money import format_danish, format_ge_exact
 from services.billing.refund import Statement, allocate
 from services.billing.report import render as render_statement
 from services.billing.store import BillingStore, open_store
@@ -37,7 +37,7 @@ from shared.auth import NATIONAL, new_token, token_hash
 from shared.bus import group_lag, read_records
 from shared.config import Settings, get_settings
 from shared.envelope import normalise_headers
-from shared.events import COPENHAGEN, AnalysisType, FileRole, Indexed, Region, month_of
+from shared.events import COPENHAGEN, MICRO_GE, AnalysisType, FileRole, Indexed, Region, micro_to_ge, month_of
 from shared.identifiers import minted_free_of_cpr
 from shared.kafka import KafkaAccess
 from shared.synthetic import DEPARTMENTS, simulate_paired_reads
@@ -227,7 +227,7 @@ def minutes_accruals() -> Iterator[Accrual]:
                 analysis_type=AnalysisType.WGS,
                 received_at=received,
                 received_month=month_of(received),
-                ge_micro=MICRO,
+                ge_micro=MICRO_GE,
                 event_id=str(uuid.uuid5(MINUTES_IDS, f"event|{sample}")),
             )
             n += 1

@@ -34,7 +34,7 @@ import re
 import uuid
 from abc import abstractmethod
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -212,6 +212,30 @@ SampleGenomeEquivalents = Annotated[
     AfterValidator(_sample_genome_equivalents),
 ]
 """One sample's genome equivalents: at most :data:`MAX_GENOME_EQUIVALENTS_PER_SAMPLE`."""
+
+MICRO_GE = 10**6
+"""Micro genome equivalents a genome equivalent: the events' 6 decimal places. Every store
+keeps genome equivalents as integer micro-GE, so their sums are exact on SQLite and
+PostgreSQL alike and the catalogue and billing count the same."""
+
+
+def ge_to_micro(ge: Decimal) -> int:
+    """Integer micro-GE of genome equivalents; more than 6 decimals is refused, never rounded,
+    so no store can hold a different number than the event said."""
+    try:
+        micro = ge * MICRO_GE
+        exact = micro == micro.to_integral_value()
+    except InvalidOperation as exc:
+        raise ValueError(f"genome equivalents {ge!r} are not a number") from exc
+    if not exact:
+        raise ValueError(f"genome equivalents {ge} have more than 6 decimals")
+    return int(micro)
+
+
+def micro_to_ge(micro: int) -> Decimal:
+    """The genome equivalents of integer micro-GE, always with 6 decimals."""
+    return (Decimal(micro) / MICRO_GE).quantize(Decimal("0.000001"))
+
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Md5 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]

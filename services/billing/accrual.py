@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from services.billing.money import ge_to_micro
-from shared.events import AnalysisType, Indexed, Region, SampleStatus
+from shared.events import AnalysisType, Indexed, Region, SampleStatus, ge_to_micro
 
 
 class InconsistentEvent(ValueError):

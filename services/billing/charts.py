@@ -23,9 +23,9 @@ from services.billing.danish import (
     month_name,
     region_name,
 )
-from services.billing.money import GE_PLACES, MICRO, ORE_PER_KRONE, format_danish, format_decimal_danish
+from services.billing.money import GE_PLACES, ORE_PER_KRONE, format_danish, format_decimal_danish
 from services.billing.store import LedgerEntry
-from shared.events import Region
+from shared.events import MICRO_GE, Region
 
 REGION_COLOURS = {
     Region.HOVEDSTADEN: "#1f4e79",
@@ -111,7 +111,7 @@ def _svg(width: int, height: int, title: str, body: Sequence[str]) -> str:
 
 
 def ge_label(micro: int, places: int) -> str:
-    return format_decimal_danish(Decimal(micro) / MICRO, places)
+    return format_decimal_danish(Decimal(micro) / MICRO_GE, places)
 
 
 def ge_chart(months: Sequence[MonthGe], regions: Sequence[Region]) -> str:
@@ -119,7 +119,7 @@ def ge_chart(months: Sequence[MonthGe], regions: Sequence[Region]) -> str:
     width, height, left, bottom, top, legend = 760, 320, 90, 60, 20, 170
     plot_w, plot_h = width - left - legend, height - bottom - top
     peak = max((m.region_micro.get(r, 0) for m in months for r in regions), default=0)
-    axis = nice_axis(peak, empty_top=MICRO)
+    axis = nice_axis(peak, empty_top=MICRO_GE)
     places = places_for(axis.step, GE_PLACES)
     body = [
         "<defs><pattern id='open' width='6' height='6' patternUnits='userSpaceOnUse' "

@@ -17,21 +17,13 @@ from pathlib import Path
 
 import click
 
-from services.billing.money import (
-    MoneyError,
-    format_danish,
-    format_ge_exact,
-    ge_to_micro,
-    micro_to_ge,
-    ore_to_dkk,
-    parse_dkk,
-)
+from services.billing.money import MoneyError, format_danish, format_ge_exact, ore_to_dkk, parse_dkk
 from services.billing.months import parse_month
 from services.billing.refund import SERVICE, Statement, forecast
 from services.billing.report import FORMATS, NoStatement, render
 from services.billing.store import BillingStore, CloseRefused, open_store
 from shared.config import get_settings
-from shared.events import Region
+from shared.events import Region, ge_to_micro, micro_to_ge
 from shared.topics import FINANCE
 
 SOURCE = f"/genomhub/{SERVICE}"

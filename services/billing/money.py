@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 
 CURRENCY = "DKK"
 ORE_PER_KRONE = 100
-MICRO = 10**6
-"""Micro genome equivalents per genome equivalent: the events' 6 decimal places."""
 
 
 class MoneyError(ValueError):
@@ -67,23 +65,6 @@ def dkk_to_ore(amount: Decimal, *, original: str | None = None) -> int:
     if ore != ore.to_integral_value():
         raise MoneyError(f"amount {shown!r} has more than two decimals: DKK are counted in whole øre")
     return int(ore)
-
-
-def ge_to_micro(ge: Decimal) -> int:
-    """Integer micro-GE of a genome-equivalent Decimal with at most 6 decimals."""
-    try:
-        micro = ge * MICRO
-        exact = micro == micro.to_integral_value()
-    except InvalidOperation as exc:
-        raise ValueError(f"genome equivalents {ge!r} are not a number") from exc
-    if not exact:
-        raise ValueError(f"genome equivalents {ge} have more than 6 decimals")
-    return int(micro)
-
-
-def micro_to_ge(micro: int) -> Decimal:
-    """The Decimal GE of integer micro-GE, always written with 6 decimals."""
-    return (Decimal(micro) / MICRO).quantize(Decimal("0.000001"))
 
 
 def ore_to_dkk(ore: int) -> Decimal:

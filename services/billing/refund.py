@@ -27,9 +27,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.billing.money import MICRO, ORE_PER_KRONE, ge_to_micro, micro_to_ge
+from services.billing.money import ORE_PER_KRONE
 from shared.envelope import derive_id
-from shared.events import AnalysisType, RefundCalculated, Region, RegionRefund
+from shared.events import (
+    MICRO_GE,
+    AnalysisType,
+    RefundCalculated,
+    Region,
+    RegionRefund,
+    ge_to_micro,
+    micro_to_ge,
+)
 from shared.identifiers import minted_free_of_cpr
 
 SERVICE = "billing"
@@ -55,13 +63,13 @@ def rate_for(balance_ore: int, total_micro: int, standard_rate_dkk: int) -> int:
     if total_micro == 0:
         return standard_rate_dkk
     # balance_dkk / ge = (balance_ore / 100) / (micro / 1e6) = balance_ore * 1e4 / micro
-    return min(standard_rate_dkk, balance_ore * (MICRO // ORE_PER_KRONE) // total_micro)
+    return min(standard_rate_dkk, balance_ore * (MICRO_GE // ORE_PER_KRONE) // total_micro)
 
 
 def refund_ore(rate_dkk: int, ge_micro: int) -> int:
     """rate x GE in øre, rounded half-up (exact integer arithmetic)."""
     exact_times_micro = rate_dkk * ORE_PER_KRONE * ge_micro  # øre x 1e6
-    return (2 * exact_times_micro + MICRO) // (2 * MICRO)
+    return (2 * exact_times_micro + MICRO_GE) // (2 * MICRO_GE)
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,11 @@ from services.billing.money import (
     format_ge_exact,
     format_integer_danish,
     ge_places,
-    micro_to_ge,
     ore_to_dkk,
 )
 from services.billing.refund import Statement
 from services.billing.store import BillingStore, LedgerEntry
-from shared.events import Region
+from shared.events import Region, micro_to_ge
 from shared.spreadsheet import SafeDictWriter
 
 FORMATS = ("csv", "json", "html")

@@ -39,8 +39,6 @@ HARMONISED_ROLE = "harmonised"
 """File role of a harmonised output, beside the uploaded roles raw_reads and clinical_output."""
 INITIAL_TIER = "hot"
 """Every file starts on the hot tier; a later tiering process moves it to warm or tape."""
-GE_SCALE = 10**6
-"""Genome equivalents are kept as integer millionths: exact sums on SQLite and PostgreSQL alike."""
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
@@ -55,14 +53,6 @@ def trace_id_of(headers: Headers) -> str | None:
             if match and match.group(1) != "0" * 32:
                 return match.group(1)
     return None
-
-
-def to_micro(ge: Decimal) -> int:
-    return int((ge * GE_SCALE).to_integral_value())
-
-
-def from_micro(micro: int) -> Decimal:
-    return (Decimal(micro) / GE_SCALE).quantize(Decimal("0.000001"))
 
 
 def internal_location(url: str) -> str:

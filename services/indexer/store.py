@@ -43,8 +43,6 @@ from services.indexer.catalogue import (
     SubmissionRecord,
     current_submission,
     fold,
-    from_micro,
-    to_micro,
 )
 from services.indexer.filters import Cursor, SampleFilters
 from services.indexer.views import (
@@ -59,7 +57,7 @@ from services.indexer.views import (
     TimelineEntry,
 )
 from shared.database import Store
-from shared.events import Harmonised, Region, Validated, sample_key
+from shared.events import Harmonised, Region, Validated, ge_to_micro, micro_to_ge, sample_key
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = "indexer"
@@ -143,7 +141,7 @@ def submission_row(record: SubmissionRecord) -> dict[str, Any]:
         "verdict": record.verdict.value if record.verdict else None,
         "status": record.status.value if record.status else None,
         "accepted": record.accepted,
-        "ge_micro": to_micro(record.genome_equivalents) if record.genome_equivalents is not None else None,
+        "ge_micro": ge_to_micro(record.genome_equivalents) if record.genome_equivalents is not None else None,
         "raw_bases": record.raw_bases,
         "raw_reads": record.raw_reads,
         "reference_profile": record.reference_profile,
@@ -441,7 +439,7 @@ class Catalogue(Store):
             verdict=sub.verdict,
             status=sub.status,
             accepted=sub.accepted,
-            genome_equivalents=from_micro(sub.ge_micro) if sub.ge_micro is not None else None,
+            genome_equivalents=micro_to_ge(sub.ge_micro) if sub.ge_micro is not None else None,
             trace_id=sub.trace_id,
             timeline=[
                 TimelineEntry(
@@ -474,14 +472,14 @@ class Catalogue(Store):
                 month=r[1],
                 status=r[2],
                 samples=int(r[3]),
-                genome_equivalents=from_micro(int(r[4] or 0)),
+                genome_equivalents=micro_to_ge(int(r[4] or 0)),
             )
             for r in rows
         ]
         return Stats(
             rows=out,
             samples=sum(r.samples for r in out),
-            genome_equivalents=from_micro(sum(int(r[4] or 0) for r in rows)),
+            genome_equivalents=micro_to_ge(sum(int(r[4] or 0) for r in rows)),
         )
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
@@ -522,7 +520,7 @@ def _summary(row: Any) -> SampleSummary:
         received_month=row.received_month,
         status=row.status,
         accepted=row.accepted,
-        genome_equivalents=from_micro(row.ge_micro),
+        genome_equivalents=micro_to_ge(row.ge_micro),
         files=row.files,
         submissions=row.submissions,
         trace_id=row.trace_id,

@@ -14,10 +14,9 @@ from sqlalchemy.exc import DatabaseError
 
 from services.billing import tables
 from services.billing.accrual import InconsistentEvent, Outcome, accrual_of
-from services.billing.money import MICRO
 from services.billing.store import MIGRATIONS, BillingStore, CloseRefused, LedgerKind
 from shared.database import alembic_config, make_engine
-from shared.events import AnalysisType, Indexed, Region, SampleStatus
+from shared.events import MICRO_GE, AnalysisType, Indexed, Region, SampleStatus
 from tests.ids import issued_id
 from tests.unit.billing.billing_factories import indexed
 
@@ -177,7 +176,7 @@ def test_accruals_and_a_close_never_interleave(store: BillingStore) -> None:
     january = {b.accrual.sample_id for b in store.billed("2026-01")}
     february = {b.accrual.sample_id for b in store.billed("2026-02")}
     assert len(january) + len(february) == 180 and not january & february
-    assert statement.samples == len(january) and statement.total_ge_micro == len(january) * MICRO
+    assert statement.samples == len(january) and statement.total_ge_micro == len(january) * MICRO_GE
 
 
 def test_automatic_close_after_the_configured_days(store: BillingStore) -> None:
@@ -207,7 +206,7 @@ def test_two_regions_samples_of_one_pseudonym_are_two_accruals(store: BillingSto
         Outcome.NOT_ACCEPTED
     )
     assert store.open_months() == [
-        ("2026-01", {Region.HOVEDSTADEN: MICRO, Region.MIDTJYLLAND: MICRO, Region.SYDDANMARK: MICRO})
+        ("2026-01", {Region.HOVEDSTADEN: MICRO_GE, Region.MIDTJYLLAND: MICRO_GE, Region.SYDDANMARK: MICRO_GE})
     ]
     january = store.close("2026-01", standard_rate_dkk=RATE, now=FEB, by="finance").statement
     assert {(r.region, r.samples) for r in january.regions} == {
@@ -226,16 +225,16 @@ def test_two_regions_samples_of_one_pseudonym_are_two_accruals(store: BillingSto
         (b.accrual.region, b.accrual.sample_id): (b.billed_month, b.accrual.ge_micro) for b in store.billed()
     }
     assert billed == {
-        (Region.HOVEDSTADEN, "S1"): ("2026-02", 2 * MICRO),
-        (Region.HOVEDSTADEN, "S2"): ("2026-01", MICRO),
-        (Region.MIDTJYLLAND, "S2"): ("2026-01", MICRO),
-        (Region.SYDDANMARK, "S1"): ("2026-01", MICRO),
+        (Region.HOVEDSTADEN, "S1"): ("2026-02", 2 * MICRO_GE),
+        (Region.HOVEDSTADEN, "S2"): ("2026-01", MICRO_GE),
+        (Region.MIDTJYLLAND, "S2"): ("2026-01", MICRO_GE),
+        (Region.SYDDANMARK, "S1"): ("2026-01", MICRO_GE),
     }
     february = store.close(
         "2026-02", standard_rate_dkk=RATE, now=datetime(2026, 3, 2, tzinfo=UTC), by="finance"
     ).statement
     assert [(r.region, r.samples, r.ge_micro) for r in february.regions] == [
-        (Region.HOVEDSTADEN, 1, 2 * MICRO)
+        (Region.HOVEDSTADEN, 1, 2 * MICRO_GE)
     ]
 
 

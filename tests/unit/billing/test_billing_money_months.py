@@ -13,11 +13,10 @@ from services.billing.money import (
     dkk_to_ore,
     format_danish,
     format_ge_danish,
-    ge_to_micro,
-    micro_to_ge,
     parse_dkk,
 )
 from services.billing.months import auto_close_due, billed_month, has_ended, month_of, next_month, parse_month
+from shared.events import ge_to_micro, micro_to_ge
 
 
 @pytest.mark.parametrize(

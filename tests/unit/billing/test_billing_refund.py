@@ -9,7 +9,6 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.billing.money import MICRO
 from services.billing.refund import (
     LineKey,
     MonthLine,
@@ -24,7 +23,7 @@ from services.billing.refund import (
 )
 from services.cli import main
 from shared.envelope import derive_id
-from shared.events import AnalysisType, RefundCalculated, Region
+from shared.events import MICRO_GE, AnalysisType, RefundCalculated, Region
 
 CLOSED_AT = datetime(2026, 2, 3, 9, tzinfo=UTC)
 JANUARY_BALANCE_ORE = 532_281_00
@@ -45,8 +44,8 @@ def january_lines() -> list[MonthLine]:
     }
     lines = []
     for region, ge in split.items():
-        lines.append(line(region, (ge - 100) * MICRO, "A"))
-        lines.append(line(region, 100 * MICRO, "B"))
+        lines.append(line(region, (ge - 100) * MICRO_GE, "A"))
+        lines.append(line(region, 100 * MICRO_GE, "B"))
     return lines
 
 
@@ -54,7 +53,7 @@ def test_january_2026_from_the_minutes() -> None:
     statement = close_month(
         "2026-01", january_lines(), JANUARY_BALANCE_ORE, 300, closed_at=CLOSED_AT, closed_by="finance"
     )
-    assert statement.total_ge_micro == 2016 * MICRO
+    assert statement.total_ge_micro == 2016 * MICRO_GE
     assert statement.rate_dkk == 264
     assert statement.total_ore == 532_224_00
     assert statement.balance_after_ore == 57_00
@@ -86,8 +85,8 @@ def test_forecast_refuses_a_foreign_balance_and_bad_ge() -> None:
 
 
 def test_standard_rate_caps_the_rate() -> None:
-    assert rate_for(10**12, 10 * MICRO, 300) == 300
-    assert forecast(10 * MICRO, 10**12, 300).total_ore == 3000_00
+    assert rate_for(10**12, 10 * MICRO_GE, 300) == 300
+    assert forecast(10 * MICRO_GE, 10**12, 300).total_ore == 3000_00
 
 
 def test_half_up_rounding_per_region() -> None:
@@ -102,7 +101,7 @@ def test_rate_steps_down_when_rounding_would_overdraw() -> None:
         line(Region.SJAELLAND, 335_000),
         line(Region.SYDDANMARK, 330_000),
     ]
-    assert rate_for(100, MICRO, 5) == 1
+    assert rate_for(100, MICRO_GE, 5) == 1
     statement = close_month("2026-01", lines, 100, 5, closed_at=CLOSED_AT, closed_by="t")
     # at 1 DKK the regions would round to 34 + 34 + 33 = 101 øre, one more than the grant holds
     assert statement.rate_dkk == 0 and statement.rate_stepped_down
@@ -118,8 +117,8 @@ def test_adjustment_lines_are_marked() -> None:
     statement = close_month(
         "2026-02",
         [
-            line(Region.HOVEDSTADEN, MICRO, received="2026-02"),
-            line(Region.HOVEDSTADEN, MICRO, received="2026-01"),
+            line(Region.HOVEDSTADEN, MICRO_GE, received="2026-02"),
+            line(Region.HOVEDSTADEN, MICRO_GE, received="2026-01"),
         ],
         10**9,
         300,
@@ -154,7 +153,7 @@ def test_allocate_by_largest_remainder() -> None:
 
 # -- properties -------------------------------------------------------------------------
 regions = st.sampled_from(list(Region))
-ge_micro = st.one_of(st.integers(0, 10_000 * MICRO), st.integers(0, 3 * MICRO))
+ge_micro = st.one_of(st.integers(0, 10_000 * MICRO_GE), st.integers(0, 3 * MICRO_GE))
 month_lines = st.lists(
     st.tuples(regions, st.sampled_from(["A", "B", "C"]), st.sampled_from(list(AnalysisType)), ge_micro),
     max_size=25,
@@ -183,7 +182,9 @@ def test_close_properties(lines: list[MonthLine], balance: int, standard: int) -
     # region amounts follow the stated rounding rule and sum to the total
     for r in s.regions:
         assert r.amount_ore == refund_ore(s.rate_dkk, r.ge_micro)
-        assert (r.amount_ore * MICRO * 2 - s.rate_dkk * 100 * r.ge_micro * 2) in range(-MICRO, MICRO + 1)
+        assert (r.amount_ore * MICRO_GE * 2 - s.rate_dkk * 100 * r.ge_micro * 2) in range(
+            -MICRO_GE, MICRO_GE + 1
+        )
         assert sum(ln.amount_ore for ln in s.lines if ln.key.region == r.region) == r.amount_ore
     assert sum(r.amount_ore for r in s.regions) == s.total_ore
     assert sum(r.ge_micro for r in s.regions) == s.total_ge_micro == total_micro
@@ -215,9 +216,9 @@ def tight_months(draw: st.DrawFn) -> tuple[list[MonthLine], int, int]:
     """Months whose balance is within a few øre of rate x GE: where half-up rounding per
     region could overdraw the grant, the case random balances almost never reach."""
     chosen = draw(st.lists(regions, min_size=1, max_size=5, unique=True))
-    lines = [line(r, draw(st.integers(1, 50 * MICRO))) for r in chosen]
+    lines = [line(r, draw(st.integers(1, 50 * MICRO_GE))) for r in chosen]
     rate = draw(st.integers(1, 400))
-    exact_floor = rate * 100 * sum(ln.ge_micro for ln in lines) // MICRO
+    exact_floor = rate * 100 * sum(ln.ge_micro for ln in lines) // MICRO_GE
     balance = exact_floor + draw(st.integers(0, 3))
     return lines, balance, draw(st.integers(rate, rate + 50))
 

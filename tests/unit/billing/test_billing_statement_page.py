@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from services.billing.accrual import accrual_of
 from services.billing.charts import MonthGe, balance_chart, ge_chart, kroner_label, nice_axis, places_for
 from services.billing.danish import local_moment, month_name, region_name
-from services.billing.money import MICRO, format_ge_danish, format_ge_exact, ge_places, micro_to_ge
+from services.billing.money import format_ge_danish, format_ge_exact, ge_places
 from services.billing.report import render
 from services.billing.store import BillingStore, LedgerEntry
-from shared.events import Region
+from shared.events import MICRO_GE, Region, micro_to_ge
 from tests.unit.billing.billing_factories import indexed
 
 UNITS = st.integers(min_value=1, max_value=10**15)
@@ -25,7 +25,7 @@ UNITS = st.integers(min_value=1, max_value=10**15)
 
 @given(UNITS)
 def test_an_axis_is_nice_and_covers_its_peak(peak: int) -> None:
-    axis = nice_axis(peak, empty_top=MICRO)
+    axis = nice_axis(peak, empty_top=MICRO_GE)
     ticks = axis.ticks
     assert ticks[0] == 0 and ticks[-1] == axis.top >= peak
     assert 2 <= len(ticks) <= 6 and len(set(ticks)) == len(ticks)
@@ -37,12 +37,12 @@ def test_an_axis_is_nice_and_covers_its_peak(peak: int) -> None:
 
 @given(UNITS)
 def test_axis_labels_are_distinct_and_exact(peak: int) -> None:
-    axis = nice_axis(peak, empty_top=MICRO)
+    axis = nice_axis(peak, empty_top=MICRO_GE)
     places = places_for(axis.step, 6)
     labels = [format_ge_danish(micro_to_ge(t), places) for t in axis.ticks]
     assert len(set(labels)) == len(labels)
     for tick, label in zip(axis.ticks, labels, strict=True):
-        assert Decimal(label.replace(".", "").replace(",", ".")) * MICRO == tick
+        assert Decimal(label.replace(".", "").replace(",", ".")) * MICRO_GE == tick
     kroner = [kroner_label(t, places_for(axis.step, 2)) for t in axis.ticks]
     assert len(set(kroner)) == len(kroner)
 
@@ -94,7 +94,7 @@ def test_balance_chart_labels_each_day_once() -> None:
 
 def test_month_labels_that_would_overlap_are_thinned() -> None:
     months = [
-        MonthGe(f"{2024 + i // 12}-{i % 12 + 1:02d}", True, {Region.SJAELLAND: MICRO}) for i in range(36)
+        MonthGe(f"{2024 + i // 12}-{i % 12 + 1:02d}", True, {Region.SJAELLAND: MICRO_GE}) for i in range(36)
     ]
     svg = ge_chart(months, [Region.SJAELLAND])
     xs = [float(x) for x in re.findall(r"class='x-tick' x='([\d.]+)'", svg)]

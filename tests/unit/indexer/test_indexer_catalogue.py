@@ -13,13 +13,11 @@ from services.indexer.catalogue import (
     SubmissionOutcome,
     current_submission,
     fold,
-    from_micro,
     internal_location,
-    to_micro,
     trace_id_of,
 )
 from services.indexer.filters import Cursor, InvalidQuery, SampleFilters, StatsFilters, parse_query
-from shared.events import Region, SampleStatus, Verdict, month_of
+from shared.events import Region, SampleStatus, Verdict, ge_to_micro, micro_to_ge, month_of
 from tests.unit.indexer.factories import T0, event, harmonised, submission, validated
 
 
@@ -112,7 +110,7 @@ def test_month_is_copenhagen_calendar_and_ge_is_exact() -> None:
     assert month_of(T0) == "2026-02"
     assert month_of(datetime(2026, 6, 30, 21, 59, tzinfo=UTC)) == "2026-06"
     assert month_of(datetime(2026, 6, 30, 22, 0, tzinfo=UTC)) == "2026-07"
-    assert from_micro(to_micro(Decimal("2016.000001"))) == Decimal("2016.000001")
+    assert micro_to_ge(ge_to_micro(Decimal("2016.000001"))) == Decimal("2016.000001")
 
 
 def test_trace_id_comes_from_traceparent() -> None:
