@@ -81,7 +81,7 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
     said.drop(UNDECLARED_CONTIG)
     report.problems += as_problems(said, "vcf")
     if report.header_read:
-        report.problems += scan_records(path, compression, report)
+        report.problems += scan_records(path, report)
     contigs = report.contig_lengths
     report.metrics.update(
         {
@@ -98,6 +98,27 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
 
 UNDECLARED_CONTIG = re.compile(r"Contig .* is not defined in the header|Missing headers may cause")
 """htslib's warnings that :func:`scan_records` reports as ``vcf.undeclared_contig``."""
+
+
+CONTIG_LINE = re.compile(rb"^##contig=<(.*)>\s*$")
+CONTIG_ID = re.compile(rb"(?:^|,)ID=([^,>]+)")
+CONTIG_LENGTH = re.compile(rb"(?:^|,)length=(\d+)")
+
+
+def declared_contigs(path: Path) -> list[Contig]:
+    """The ``##contig`` lines of the header text, in order (a length of 0 where none is given)."""
+    contigs: list[Contig] = []
+    for line in _text_lines(path):
+        if not line.startswith(b"##"):
+            break
+        match = CONTIG_LINE.match(line)
+        if match is None:
+            continue
+        name = CONTIG_ID.search(match.group(1))
+        length = CONTIG_LENGTH.search(match.group(1))
+        if name is not None:
+            contigs.append(Contig(name.group(1).decode(), int(length.group(1)) if length else 0))
+    return contigs
 
 
 def _with_htslib_reason(problems: list[Problem], said: Captured) -> None:
@@ -133,10 +154,9 @@ def _read_with_htslib(path: Path, expected: Profile, report: VariantReport) -> i
             report.problems.append(
                 problem("vcf.bad_version", f"fileformat {report.version!r} is not VCF 4.x", "line 1")
             )
-        contigs = [
-            Contig(str(name), int(c.length) if c.length is not None else 0)
-            for name, c in header.contigs.items()
-        ]
+        # As written: htslib adds to its header the contigs an index names and those records
+        # use, so pysam's list would declare what the file does not.
+        contigs = declared_contigs(path)
         report.contig_lengths = {c.name: c.length for c in contigs}
         lacking = [c.name for c in contigs if c.length <= 0]
         if not contigs:
@@ -212,9 +232,18 @@ class RecordFaults:
         ]
 
 
-def _text_lines(path: Path, compression: str) -> Iterator[bytes]:
-    handle: IO[bytes] = igzip.open(path, "rb") if compression != "none" else path.open("rb")
-    with handle:
+def _text_stream(path: Path) -> IO[bytes]:
+    """The VCF's text, decompressed if it is (BGZF is gzip to a reader that does not seek)."""
+    with path.open("rb") as probe:
+        compressed = probe.read(2) == b"\x1f\x8b"
+    if not compressed:
+        return path.open("rb")
+    stream: IO[bytes] = igzip.open(path, "rb")  # type: ignore[no-untyped-call]
+    return stream
+
+
+def _text_lines(path: Path) -> Iterator[bytes]:
+    with _text_stream(path) as handle:
         yield from handle
 
 
@@ -230,75 +259,87 @@ def _allowed_genotype(gt: bytes, alleles: int) -> bool:
     return all(int(index) < alleles for index in ALLELE_INDEX.findall(gt))
 
 
-def scan_records(path: Path, compression: str, report: VariantReport) -> list[Problem]:
+def scan_records(path: Path, report: VariantReport) -> list[Problem]:
     """Every record against the header: contig declared, position within the contig's
     length (0 and length+1 mark telomeres), REF and ALT alleles of VCF's alphabet, one
     column per sample the header names, and GT of allele indexes the record has."""
-    lengths = {name.encode(): length for name, length in report.contig_lengths.items()}
+    # Per contig: the last allowed position, and its number of digits; a position with
+    # fewer digits is within it without being converted (most of them, in a large file).
+    limits = {
+        name.encode(): (length + 1, len(str(length + 1))) for name, length in report.contig_lengths.items()
+    }
     columns = 9 + len(report.samples) if report.samples else 8
     faults = RecordFaults()
     alleles_seen: dict[tuple[bytes, bytes], bool] = {}
     genotypes_seen: dict[tuple[bytes, int], bool] = {}
     record = 0
-    for raw in _text_lines(path, compression):
-        if raw[:1] == b"#":
-            continue
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            continue
-        record += 1
-        fields = line.split(b"\t")
-        chrom = fields[0]
-        where = b":".join(fields[:2])
-        if len(fields) != columns and not (columns == 8 and len(fields) == 9):
-            faults.add(
-                "vcf.sample_columns",
-                f"not the {columns} columns the #CHROM line names ({len(report.samples)} samples)",
-                record,
-                where + f" has {len(fields)}".encode(),
-            )
-            if len(fields) < 5:
+    with _text_stream(path) as handle:
+        for raw in handle:
+            if raw[:1] == b"#":
                 continue
-        length = lengths.get(chrom)
-        if length is None:
-            faults.add("vcf.undeclared_contig", "on a contig no ##contig line declares", record, where)
-        elif length > 0 and fields[1].isdigit() and int(fields[1]) > length + 1:
-            faults.add(
-                "vcf.position_beyond_contig",
-                "past the end of the contig (its ##contig length)",
-                record,
-                where + f" > {length}".encode(),
-            )
-        ref, alt = fields[3], fields[4]
-        key = (ref, alt)
-        allowed = alleles_seen.get(key)
-        if allowed is None:
-            allowed = _allowed_alleles(ref, alt)
-            if len(alleles_seen) < CACHE_LIMIT:
-                alleles_seen[key] = allowed
-        if not allowed:
-            faults.add(
-                "vcf.bad_allele",
-                "REF or ALT outside VCF's alphabet (A, C, G, T, N; ALT also *, <ID>, breakends)",
-                record,
-                where + b" " + ref[:20] + b">" + alt[:40],
-            )
-        if len(fields) > 9 and fields[8][:2] == b"GT" and fields[8][2:3] in (b"", b":"):
-            count = 1 if alt == b"." else alt.count(b",") + 2
-            for sample in fields[9:]:
-                gt = sample.partition(b":")[0]
-                gkey = (gt, count)
-                good = genotypes_seen.get(gkey)
-                if good is None:
-                    good = _allowed_genotype(gt, count)
-                    if len(genotypes_seen) < CACHE_LIMIT:
-                        genotypes_seen[gkey] = good
-                if not good:
-                    faults.add(
-                        "vcf.bad_genotype",
-                        "GT not made of the record's allele indexes (or .) joined by / or |",
-                        record,
-                        where + b" GT " + gt[:40],
-                    )
-                    break
+            line = raw.rstrip(b"\r\n")
+            if not line:
+                continue
+            record += 1
+            fields = line.split(b"\t")
+            if len(fields) != columns and not (columns == 8 and len(fields) == 9):
+                faults.add(
+                    "vcf.sample_columns",
+                    f"not the {columns} columns the #CHROM line names ({len(report.samples)} samples)",
+                    record,
+                    b":".join(fields[:2]) + f" has {len(fields)}".encode(),
+                )
+                if len(fields) < 5:
+                    continue
+            limit = limits.get(fields[0])
+            if limit is None:
+                faults.add(
+                    "vcf.undeclared_contig",
+                    "on a contig no ##contig line declares",
+                    record,
+                    b":".join(fields[:2]),
+                )
+            elif (
+                len(fields[1]) >= limit[1]
+                and limit[0] > 1
+                and fields[1].isdigit()
+                and int(fields[1]) > limit[0]
+            ):
+                faults.add(
+                    "vcf.position_beyond_contig",
+                    "past the end of the contig (its ##contig length)",
+                    record,
+                    b":".join(fields[:2]) + f" > {limit[0] - 1}".encode(),
+                )
+            alt = fields[4]
+            key = (fields[3], alt)
+            allowed = alleles_seen.get(key)
+            if allowed is None:
+                allowed = _allowed_alleles(*key)
+                if len(alleles_seen) < CACHE_LIMIT:
+                    alleles_seen[key] = allowed
+            if not allowed:
+                faults.add(
+                    "vcf.bad_allele",
+                    "REF or ALT outside VCF's alphabet (A, C, G, T, N; ALT also *, <ID>, breakends)",
+                    record,
+                    b":".join(fields[:2]) + b" " + fields[3][:20] + b">" + alt[:40],
+                )
+            if len(fields) > 9 and fields[8][:2] == b"GT" and fields[8][2:3] in (b"", b":"):
+                count = 1 if alt == b"." else alt.count(b",") + 2
+                for sample in fields[9:]:
+                    gkey = (sample.partition(b":")[0], count)
+                    good = genotypes_seen.get(gkey)
+                    if good is None:
+                        good = _allowed_genotype(*gkey)
+                        if len(genotypes_seen) < CACHE_LIMIT:
+                            genotypes_seen[gkey] = good
+                    if not good:
+                        faults.add(
+                            "vcf.bad_genotype",
+                            "GT not made of the record's allele indexes (or .) joined by / or |",
+                            record,
+                            b":".join(fields[:2]) + b" GT " + gkey[0][:40],
+                        )
+                        break
     return faults.problems()
