@@ -20,13 +20,15 @@ from typing import Any
 import pysam
 from pysam.utils import SamtoolsError
 
+from services.validator.htslib_messages import as_problems, captured
 from services.validator.problems import problem
 from services.validator.references import Contig, Identification, Profile, identify
 from shared.events import Problem
 from shared.synthetic import contig_md5s
 
 CRAM3_EOF = bytes.fromhex("0f000000ffffffff0fe0454f4600000000010005bdd94f0001000606010001000100ee63014b")
-CRAM21_EOF = bytes.fromhex("0b000000ffffffffffe0454f46000000000100000100060601000100010000")
+CRAM21_EOF = bytes.fromhex("0b000000ffffffff0fe0454f460000000001000001000606010001000100")
+"""htslib's CRAM 2.1 end-of-file container (cram_io.c), byte for byte."""
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 DUPLICATE_MARKERS = ("markduplicates", "markdup", "samblaster", "bammarkduplicates", "dedup", "umi")
 """@PG program names that mark duplicates (Picard/GATK, samtools, sambamba, biobambam, ...)."""
@@ -185,7 +187,17 @@ def total_bases(path: Path, reference: Path | None) -> int:
 def check_alignment(
     path: Path, kind: str, expected: Profile, reference: Path | None, need_bases: bool = False
 ) -> AlignmentReport:
-    """A CRAM or BAM: header, reference, end of file, and every record decoded."""
+    """A CRAM or BAM: header, reference, end of file, and every record decoded; what htslib
+    said while reading it is part of the report."""
+    with captured() as said:
+        report = _check_alignment(path, kind, expected, reference, need_bases)
+    report.problems += as_problems(said, report.kind)
+    return report
+
+
+def _check_alignment(
+    path: Path, kind: str, expected: Profile, reference: Path | None, need_bases: bool
+) -> AlignmentReport:
     local_refs_only()
     report = AlignmentReport(kind)
     try:
@@ -194,7 +206,20 @@ def check_alignment(
         report.problems.append(problem(f"{kind}.unreadable", f"htslib cannot read the header: {exc}"))
         return report
     if not header.get("SQ"):
-        return check_unaligned_bam(path, header, report)
+        if kind == "bam":
+            return check_unaligned_bam(path, header, report)
+        # Long reads arrive as uBAM; a CRAM is an alignment, and one without @SQ aligns to
+        # nothing, so it is neither clinical output nor raw reads NGC takes.
+        report.problems.append(
+            problem(
+                "cram.no_reference_sequences",
+                "the header declares no reference sequences (@SQ): a CRAM without them is not an "
+                "alignment, and unaligned reads come as FASTQ, uBAM or SPRING",
+                "@SQ",
+            )
+        )
+        check_eof(path, kind, report)
+        return report
     check_header(header, report, expected)
     whole = check_eof(path, kind, report)
     if kind == "cram" and report.reference is not None and reference is not None:

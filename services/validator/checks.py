@@ -106,6 +106,16 @@ def check_file(
         _spring(found, url, settings.spring_executable)
     elif kind in kinds.INDEX_TYPES:
         pass
+    elif kind == kinds.CORRUPT_BGZF:
+        found.problems.append(
+            problem(
+                "bgzf.corrupt",
+                "BGZF-compressed, but its first block does not decompress: the header (of a BAM, "
+                "or of a bgzipped VCF or FASTQ) is corrupt, so neither the kind nor the content "
+                "can be read",
+                "byte 0",
+            )
+        )
     elif kind == kinds.SAM:
         found.problems.append(problem("file.sam_text", "uncompressed SAM text: report CRAM (or BAM) instead"))
     else:
@@ -120,7 +130,7 @@ def check_file(
     actual = found.detected_type
     if (
         hinted is not None
-        and actual not in (kinds.EMPTY,)
+        and actual not in (kinds.EMPTY, kinds.CORRUPT_BGZF)
         and hinted != actual
         and not (hinted == kinds.BAM and actual == kinds.UBAM)
     ):

@@ -18,6 +18,10 @@ WARNINGS = frozenset(
         "policy.clinical_output_not_accepted",
         "policy.clinical_output_missing",
         "vcf.not_indexed",
+        "bam.htslib_warning",
+        "cram.htslib_warning",
+        "ubam.htslib_warning",
+        "vcf.htslib_warning",
     }
 )
 """Codes that inform but do not keep a file from being accepted; every other code is an error."""

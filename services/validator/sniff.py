@@ -30,6 +30,8 @@ EMPTY = "empty"
 TEXT = "text"
 BINARY = "binary"
 TAR = "tar"
+CORRUPT_BGZF = "corrupt_bgzf"
+"""BGZF framing whose first block does not decompress: what it holds cannot be told."""
 
 RAW_TYPES = frozenset({FASTQ, UBAM, SPRING})
 CLINICAL_TYPES = frozenset({CRAM, BAM, VCF})
@@ -45,6 +47,28 @@ class Sniffed:
 
 def _is_bgzf(data: bytes) -> bool:
     return len(data) >= 16 and data[:4] == b"\x1f\x8b\x08\x04" and data[12:14] == b"BC"
+
+
+def _bgzf_framed(data: bytes) -> bool:
+    """A gzip member with an extra field of one 6-byte subfield, as BGZF writes it.
+
+    Plain gzip (gzip, isal, Python) never sets FEXTRA; a BGZF block whose subfield id is
+    damaged still has the framing, so a BAM with a corrupt first block is told from a
+    gzipped FASTQ and never handed to the FASTQ checks.
+    """
+    return len(data) >= 18 and data[:4] == b"\x1f\x8b\x08\x04" and data[10:12] == b"\x06\x00"
+
+
+def _fastq_start(data: bytes) -> bool:
+    """The first record's header, sequence and ``+`` lines read as FASTQ.
+
+    Stray bytes further on (a NUL in a quality line) are the FASTQ checks' to name, with
+    the record they are in; the file is FASTQ all the same.
+    """
+    lines = data.split(b"\n", 3)
+    if len(lines) < 4 or not lines[0].startswith(b"@") or not lines[2].startswith(b"+"):
+        return False
+    return b"\0" not in b"".join(lines[:3])
 
 
 def _inflate_start(data: bytes, limit: int = 1 << 16) -> bytes:
@@ -101,13 +125,15 @@ def sniff(first: bytes, tar_members: list[str] | None = None) -> Sniffed:
         kind = _text_kind(inner)
         if kind == TEXT and inner and _looks_like_crai(inner):
             return Sniffed(CRAI, compression)
+        if not inner and _bgzf_framed(first):
+            return Sniffed(CORRUPT_BGZF, "bgzf", "the first BGZF block does not decompress")
         if not inner:
             # Nothing decompressed: a gzip of nothing, or broken from the start. Raw reads
             # are what arrives gzipped; the FASTQ checks then name the precise fault.
             return Sniffed(FASTQ, compression, "no decompressible data at the start")
         return Sniffed(kind, compression)
     if b"\0" in first[:4096]:
-        return Sniffed(BINARY, "none")
+        return Sniffed(FASTQ if _fastq_start(first) else BINARY, "none")
     return Sniffed(_text_kind(first), "none")
 
 

@@ -159,7 +159,7 @@ def _role_of(found: FileFindings) -> FileRole:
 def _roles(outcomes: list[FileOutcome]) -> None:
     for o in outcomes:
         kind = o.findings.detected_type
-        if kind in (kinds.EMPTY, kinds.TEXT, kinds.BINARY):
+        if kind in (kinds.EMPTY, kinds.TEXT, kinds.BINARY, kinds.CORRUPT_BGZF):
             continue
         actual = _role_of(o.findings)
         if o.role is not actual:
@@ -197,7 +197,8 @@ def _samples(outcomes: list[FileOutcome]) -> None:
     named = [o for o in outcomes if not any(contains_cpr(name) for name in o.findings.samples)]
     crams = [o for o in named if category(o.findings) == "alignment"]
     for o in named:
-        if o.findings.detected_type != kinds.VCF or o.findings.variants is None:
+        variants = o.findings.variants
+        if o.findings.detected_type != kinds.VCF or variants is None or not variants.header_read:
             continue
         samples = o.findings.samples
         if len(samples) != 1:

@@ -1,18 +1,31 @@
 """VCF checks: version, contigs and their lengths, samples, compression and index, every record.
 
 pysam parses the header and each record (htslib underneath); a record htslib cannot parse
-raises, and is reported with its number. A BGZF VCF's end-of-file block is checked as for
-BAM, since htslib reads a truncated one to its cut without complaint.
+raises, and is reported with its number and htslib's reason. htslib is lenient where the
+file must not be: a record on a contig the header does not declare only warns, a position
+past the contig's end, bases other than ACGTN, a sample column the header does not name
+and a genotype naming an allele the record lacks pass. So every record is also held to its
+header in a second, streaming pass over the text (:func:`scan_records`): one problem per
+kind of fault, with its count and first record, however many records have it. A BGZF VCF's
+end-of-file block is checked as for BAM, since htslib reads a truncated one to its cut
+without complaint. A VCF under plain gzip cannot be opened by pysam at all (it seeks), and
+is reported as such.
 """
 
 from __future__ import annotations
 
+import io
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, cast
 
 import pysam
+from isal import igzip
 
 from services.validator.alignments import BGZF_EOF, _reference_problems
+from services.validator.htslib_messages import Captured, as_problems, captured, withheld
 from services.validator.problems import problem
 from services.validator.references import Contig, Identification, Profile, identify
 from shared.events import Problem
@@ -27,6 +40,9 @@ class VariantReport:
     reference: Identification | None = None
     bgzipped: bool = False
     sources: list[str] = field(default_factory=list)
+    contig_lengths: dict[str, int] = field(default_factory=dict)
+    header_read: bool = False
+    """False when the header could not be read: no sample or contig check can be made."""
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -41,8 +57,14 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
     report = VariantReport(bgzipped=compression == "bgzf")
     if compression == "gzip":
         report.problems.append(
-            problem("vcf.not_bgzf", "gzip but not BGZF (bgzip): it cannot be indexed or read by region")
+            problem(
+                "vcf.not_bgzf",
+                "compressed with plain gzip, not BGZF (bgzip): it cannot be indexed, read by region "
+                "or even opened by htslib's readers; recompress it with bgzip",
+                "byte 0",
+            )
         )
+        return report
     if compression == "bgzf":
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -54,13 +76,76 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
                     )
                 )
                 return report
+    with captured() as said:
+        records = _read_with_htslib(path, expected, report)
+    _with_htslib_reason(report.problems, said)
+    said.drop(UNDECLARED_CONTIG)
+    report.problems += as_problems(said, "vcf")
+    if report.header_read:
+        report.problems += scan_records(path, report)
+    contigs = report.contig_lengths
+    report.metrics.update(
+        {
+            "fileformat": report.version,
+            "records": records,
+            "samples": len(report.samples),
+            "contigs": len(contigs),
+            "bgzf": report.bgzipped,
+            "reference": report.reference.flavour if report.reference else "",
+        }
+    )
+    return report
+
+
+UNDECLARED_CONTIG = re.compile(r"Contig .* is not defined in the header|Missing headers may cause")
+"""htslib's warnings that :func:`scan_records` reports as ``vcf.undeclared_contig``."""
+
+
+CONTIG_LINE = re.compile(rb"^##contig=<(.*)>\s*$")
+CONTIG_ID = re.compile(rb"(?:^|,)ID=([^,>]+)")
+CONTIG_LENGTH = re.compile(rb"(?:^|,)length=(\d+)")
+
+
+def declared_contigs(path: Path) -> list[Contig]:
+    """The ``##contig`` lines of the header text, in order (a length of 0 where none is given)."""
+    contigs: list[Contig] = []
+    for line in _text_lines(path):
+        if not line.startswith(b"##"):
+            break
+        match = CONTIG_LINE.match(line)
+        if match is None:
+            continue
+        name = CONTIG_ID.search(match.group(1))
+        length = CONTIG_LENGTH.search(match.group(1))
+        if name is not None:
+            contigs.append(Contig(name.group(1).decode(), int(length.group(1)) if length else 0))
+    return contigs
+
+
+def _with_htslib_reason(problems: list[Problem], said: Captured) -> None:
+    """A header or record htslib could not read gets htslib's own reason, not pysam's
+    "unable to parse next record": htslib said it as an error while reading."""
+    for i, found in enumerate(problems):
+        if found.code in ("vcf.unreadable", "vcf.bad_record"):
+            reasons = said.take("E")
+            if reasons:
+                head = found.message.split(": ", 1)[0]
+                reason = "; ".join(withheld(t) for t in reasons)
+                problems[i] = problem(found.code, f"{head}: {reason}", found.location)
+            return
+
+
+def _read_with_htslib(path: Path, expected: Profile, report: VariantReport) -> int:
+    """The header, then every record parsed by htslib; the number of records parsed."""
     try:
         vf = pysam.VariantFile(str(path))
     except (OSError, ValueError) as exc:
         report.problems.append(problem("vcf.unreadable", f"htslib cannot read the header: {exc}"))
-        return report
+        return 0
+    records = 0
     with vf:
         header = vf.header
+        report.header_read = True
         report.version = str(header.version)
         report.samples = list(header.samples)
         for record in header.records:
@@ -70,10 +155,10 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
             report.problems.append(
                 problem("vcf.bad_version", f"fileformat {report.version!r} is not VCF 4.x", "line 1")
             )
-        contigs = [
-            Contig(str(name), int(c.length) if c.length is not None else 0)
-            for name, c in header.contigs.items()
-        ]
+        # As written: htslib adds to its header the contigs an index names and those records
+        # use, so pysam's list would declare what the file does not.
+        contigs = declared_contigs(path)
+        report.contig_lengths = {c.name: c.length for c in contigs}
         lacking = [c.name for c in contigs if c.length <= 0]
         if not contigs:
             report.problems.append(
@@ -90,7 +175,6 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
         else:
             report.reference = identify(contigs, expected)
             _reference_problems(report.reference, expected, report.problems, "##contig")
-        records = 0
         try:
             for _ in vf:
                 records += 1
@@ -100,14 +184,164 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
                     "vcf.bad_record", f"record {records + 1} cannot be parsed: {exc}", f"record {records + 1}"
                 )
             )
-    report.metrics.update(
-        {
-            "fileformat": report.version,
-            "records": records,
-            "samples": len(report.samples),
-            "contigs": len(contigs),
-            "bgzf": report.bgzipped,
-            "reference": report.reference.flavour if report.reference else "",
-        }
-    )
-    return report
+    return records
+
+
+BASES = re.compile(rb"[ACGTNacgtn]+")
+ALT_ALLELE = re.compile(
+    rb"[ACGTNacgtn]+|\*|\.|<[^<>,\s]+>|"  # bases, the overlapping deletion, missing, symbolic
+    rb"[ACGTNacgtn]*[\[\]][^\[\]\s]+[\[\]][ACGTNacgtn]*|\.[ACGTNacgtn]+|[ACGTNacgtn]+\."  # breakends
+)
+GENOTYPE = re.compile(rb"[/|]?(?:\d+|\.)(?:[/|](?:\d+|\.))*")
+"""Allele indexes or ``.`` joined by ``/`` or ``|``; VCF 4.4 lets a leading one give phasing."""
+ALLELE_INDEX = re.compile(rb"\d+")
+CACHE_LIMIT = 1 << 16
+"""Distinct allele and genotype texts whose verdict is remembered: most records repeat a
+few (``A``/``G``, ``0/1``), so each is judged once, and memory stays bounded."""
+
+
+@dataclass
+class Fault:
+    """One way records break their header: how many do, and the first one."""
+
+    code: str
+    what: str
+    count: int = 0
+    first: str = ""
+    record: int = 0
+
+
+class RecordFaults:
+    def __init__(self) -> None:
+        self.faults: dict[str, Fault] = {}
+
+    def add(self, code: str, what: str, record: int, where: bytes) -> None:
+        fault = self.faults.setdefault(code, Fault(code, what))
+        fault.count += 1
+        if fault.count == 1:
+            fault.record = record
+            fault.first = withheld(where.decode("utf-8", "replace")[:200])
+
+    def problems(self) -> list[Problem]:
+        return [
+            problem(
+                f.code,
+                f"{f.what}: {f.count} record{'s' if f.count != 1 else ''}, the first {f.first}",
+                f"record {f.record}",
+            )
+            for f in self.faults.values()
+        ]
+
+
+def _text_stream(path: Path) -> IO[bytes]:
+    """The VCF's text, decompressed if it is (BGZF is gzip to a reader that does not seek)."""
+    with path.open("rb") as probe:
+        compressed = probe.read(2) == b"\x1f\x8b"
+    if not compressed:
+        return path.open("rb")
+    # isal's reader splits lines in Python; a buffer over it splits them in C.
+    inflated: IO[bytes] = igzip.open(path, "rb")  # type: ignore[no-untyped-call]
+    return io.BufferedReader(cast(io.RawIOBase, inflated), 1 << 20)
+
+
+def _text_lines(path: Path) -> Iterator[bytes]:
+    with _text_stream(path) as handle:
+        yield from handle
+
+
+def _allowed_alleles(ref: bytes, alt: bytes) -> bool:
+    if BASES.fullmatch(ref) is None:
+        return False
+    return all(ALT_ALLELE.fullmatch(allele) is not None for allele in alt.split(b","))
+
+
+def _allowed_genotype(gt: bytes, alleles: int) -> bool:
+    if GENOTYPE.fullmatch(gt) is None:
+        return False
+    return all(int(index) < alleles for index in ALLELE_INDEX.findall(gt))
+
+
+def scan_records(path: Path, report: VariantReport) -> list[Problem]:
+    """Every record against the header: contig declared, position within the contig's
+    length (0 and length+1 mark telomeres), REF and ALT alleles of VCF's alphabet, one
+    column per sample the header names, and GT of allele indexes the record has."""
+    # Per contig: the last allowed position, and its number of digits; a position with
+    # fewer digits is within it without being converted (most of them, in a large file).
+    limits = {
+        name.encode(): (length + 1, len(str(length + 1))) for name, length in report.contig_lengths.items()
+    }
+    columns = 9 + len(report.samples) if report.samples else 8
+    faults = RecordFaults()
+    alleles_seen: dict[tuple[bytes, bytes], bool] = {}
+    genotypes_seen: dict[tuple[bytes, int], bool] = {}
+    record = 0
+    with _text_stream(path) as handle:
+        for raw in handle:
+            if raw[:1] == b"#":
+                continue
+            line = raw.rstrip(b"\r\n")
+            if not line:
+                continue
+            record += 1
+            fields = line.split(b"\t")
+            if len(fields) != columns and not (columns == 8 and len(fields) == 9):
+                faults.add(
+                    "vcf.sample_columns",
+                    f"not the {columns} columns the #CHROM line names ({len(report.samples)} samples)",
+                    record,
+                    b":".join(fields[:2]) + f" has {len(fields)}".encode(),
+                )
+                if len(fields) < 5:
+                    continue
+            limit = limits.get(fields[0])
+            if limit is None:
+                faults.add(
+                    "vcf.undeclared_contig",
+                    "on a contig no ##contig line declares",
+                    record,
+                    b":".join(fields[:2]),
+                )
+            elif (
+                len(fields[1]) >= limit[1]
+                and limit[0] > 1
+                and fields[1].isdigit()
+                and int(fields[1]) > limit[0]
+            ):
+                faults.add(
+                    "vcf.position_beyond_contig",
+                    "past the end of the contig (its ##contig length)",
+                    record,
+                    b":".join(fields[:2]) + f" > {limit[0] - 1}".encode(),
+                )
+            alt = fields[4]
+            key = (fields[3], alt)
+            allowed = alleles_seen.get(key)
+            if allowed is None:
+                allowed = _allowed_alleles(*key)
+                if len(alleles_seen) < CACHE_LIMIT:
+                    alleles_seen[key] = allowed
+            if not allowed:
+                faults.add(
+                    "vcf.bad_allele",
+                    "REF or ALT outside VCF's alphabet (A, C, G, T, N; ALT also *, <ID>, breakends)",
+                    record,
+                    b":".join(fields[:2]) + b" " + fields[3][:20] + b">" + alt[:40],
+                )
+            if len(fields) > 9 and fields[8][:2] == b"GT" and fields[8][2:3] in (b"", b":"):
+                count = 1 if alt == b"." else alt.count(b",") + 2
+                for sample in fields[9:]:
+                    gkey = (sample.partition(b":")[0], count)
+                    good = genotypes_seen.get(gkey)
+                    if good is None:
+                        good = _allowed_genotype(*gkey)
+                        if len(genotypes_seen) < CACHE_LIMIT:
+                            genotypes_seen[gkey] = good
+                    if not good:
+                        faults.add(
+                            "vcf.bad_genotype",
+                            "GT not made of the record's allele indexes (or .) joined by / or |",
+                            record,
+                            b":".join(fields[:2]) + b" GT " + gkey[0][:40],
+                        )
+                        break
+    return faults.problems()
