@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import re
 
-FASTQ_NAME = re.compile(r"^(?P<stem>.*?)(?P<mate>[._-](?:R)?[12])(?P<tail>(?:_\d{3})?\.f(?:ast)?q\.gz)$")
-"""A gzipped FASTQ's name: the stem shared by its mates, the mate (``_R1``...), the tail."""
+_MATE = r"(?P<mate>[._-](?:R)?[12])"
+FASTQ_NAME = re.compile(rf"^(?P<stem>.*?){_MATE}(?P<tail>(?:_\d{{3}})?\.f(?:ast)?q\.gz)$")
+"""A gzipped FASTQ's name (what Sarek takes): the stem shared by its mates, the mate
+(``_R1``...), the tail."""
+_ANY_FASTQ_NAME = re.compile(rf"^.*?{_MATE}(?:_\d{{3}})?\.f(?:ast)?q(?:\.gz)?$")
+"""Any FASTQ's name the validator checks, gzipped or not, read the same way."""
 
 
 def mate_in_file_name(name: str) -> int | None:
     """1 or 2 when ``name`` names read 1 or read 2 of a pair; None when it says neither."""
-    match = FASTQ_NAME.match(name)
+    match = _ANY_FASTQ_NAME.match(name)
     return int(match["mate"][-1]) if match else None

@@ -157,6 +157,21 @@ def test_an_unnumbered_file_without_its_mate_is_refused(written: dict[str, Path]
 def test_mates_come_from_the_names_the_harmoniser_reads() -> None:
     assert [mate_in_file_name(n) for n in ("S1_R1_001.fastq.gz", "S1_R2.fq.gz", "S1.2.fastq.gz")] == [1, 2, 2]
     assert mate_in_file_name("S1.fastq.gz") is None and mate_in_file_name("S1_R3.fastq.gz") is None
+    assert [mate_in_file_name(n) for n in ("S1_R1.fastq", "S1_2.fq")] == [1, 2], "uncompressed too"
+
+
+def test_an_uncompressed_pair_whose_read_2_names_lose_their_number_is_compared(tmp_path: Path) -> None:
+    """Read 1 names end in /1; read 2's mostly in /2, the last in nothing (so its records
+    tell no mate): the file's name says read 2, and the names are compared, not refused as
+    two mateless files."""
+    r1 = tmp_path / "MIX1_R1.fastq"
+    r2 = tmp_path / "MIX1_R2.fastq"
+    r1.write_text("".join(f"@lane:{i}/1\nACGT\n+\nIIII\n" for i in range(5)))
+    r2.write_text("".join(f"@other:{i}{'/2' if i < 4 else ''}\nTTGCA\n+\nIIIII\n" for i in range(5)))
+    outcome = run(r1, r2)
+    assert outcome.verdict is Verdict.REJECTED
+    assert "pair.name_mismatch" in codes(outcome)
+    assert "pair.missing_mate" not in codes(outcome)
 
 
 NAME = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40).filter(
