@@ -24,7 +24,8 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY shared ./shared
 COPY services ./services
-COPY tools ./tools
+# Not tools/: the local stack (broker, Jaeger, supervisor, demo) is a checkout's, not a pod's,
+# so the wheel built here has neither it nor its commands.
 # The project's wheel and one wheel per dependency, at the versions constraints.txt pins
 # (a dependency without a binary wheel is compiled here too).
 RUN pip wheel -c constraints.txt --wheel-dir /wheels .

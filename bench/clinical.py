@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.config import get_settings
-from shared.synthetic import SYNTHETIC_CONTIGS, SYNTHETIC_NAME, contig_sequence, synthetic_reference
+from shared.config import SYNTHETIC_NAME, get_settings
+from shared.synthetic import SYNTHETIC_CONTIGS, contig_sequence, synthetic_reference
 
 READ_LENGTH = 150
 POOL = 4096

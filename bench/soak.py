@@ -20,12 +20,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from services.billing.tables import accruals
-from services.demo import DemoTokens, stack_env, wait_until_accrued
 from services.indexer.tables import files, samples, submissions
 from shared.bus import read_records
 from shared.config import Settings, get_settings
 from shared.database import make_engine
 from shared.topics import DLQ_SUFFIX, all_topics
+from tools.stack.demo import DemoTokens, stack_env, wait_until_accrued
 from tools.stack.faults import reads_for, run_with_faults, upload_all
 from tools.stack.supervisor import LocalStack
 

@@ -7,13 +7,10 @@ beside the project-wide ones: the local broker, running a service, the event sch
 from __future__ import annotations
 
 import importlib
-import sys
-from typing import TYPE_CHECKING
+import importlib.util
+from importlib.metadata import EntryPoint, entry_points
 
 import click
-
-if TYPE_CHECKING:
-    from tools.kafka.broker import LocalBroker
 
 import services
 from shared.config import get_settings
@@ -29,18 +26,38 @@ SERVICE_COMMANDS = {
     "refunds": "services.billing.commands:refunds",
     "replay": "services.operations.commands:replay",
     "dlq": "services.operations.commands:dlq",
-    "demo": "services.demo:demo",
 }
+LOCAL_STACK_COMMANDS = "genomhub.local_stack"
+"""The entry-point group of the commands that run genomhub on this machine (``demo``, ``up``,
+``kafka``): a checkout has them (``tools/stack/commands.py``, registered in pyproject.toml); a
+pod's image ships no ``tools/`` and so has none of them."""
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is not installed
+        return False
+
+
+def _local_stack() -> dict[str, EntryPoint]:
+    """The local stack's commands that this installation can run (their module is there)."""
+    return {ep.name: ep for ep in entry_points(group=LOCAL_STACK_COMMANDS) if _importable(ep.module)}
 
 
 class Genomhub(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *SERVICE_COMMANDS])
+        return sorted([*super().list_commands(ctx), *SERVICE_COMMANDS, *_local_stack()])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in SERVICE_COMMANDS:
             module, attribute = SERVICE_COMMANDS[cmd_name].split(":")
             command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        local = _local_stack().get(cmd_name)
+        if local is not None:
+            command = local.load()
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)
@@ -51,106 +68,12 @@ def main() -> None:
     """genomhub: the intake pipeline of the Danish National Genome Database."""
 
 
-@main.group()
-def kafka() -> None:
-    """The local single-node Kafka broker (KRaft) under GENOMHUB_HOME."""
-
-
-def _broker() -> LocalBroker:
-    from tools.kafka.broker import LocalBroker
-
-    settings = get_settings()
-    return LocalBroker(settings.state_dir, settings.cache, settings.topic_partitions)
-
-
-@kafka.command("start")
-@click.option("--port", type=int, default=None, help="Client port (default: the last one, or a free one).")
-def kafka_start(port: int | None) -> None:
-    """Start the broker unless it runs; return once it answers metadata requests."""
-    from tools.kafka.broker import BrokerError
-
-    try:
-        state, took = _broker().start(port)
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"kafka running pid={state.pid} bootstrap={state.bootstrap} ready in {took:.1f} s")
-
-
-@kafka.command("provision")
-def kafka_provision() -> None:
-    """As the admin, create the registered topics and set exactly the registry's ACLs on
-    the configured broker (the local broker does this at every start)."""
-    import asyncio
-
-    from aiokafka.errors import KafkaError
-
-    from shared.kafka import KafkaAccessError, kafka_access
-    from shared.topics import ADMIN
-    from tools.kafka.broker import provision
-
-    settings = get_settings()
-    try:
-        done = asyncio.run(
-            provision(kafka_access(ADMIN, settings), settings.topic_partitions, settings.topic_replicas)
-        )
-    except KafkaAccessError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except KafkaError as exc:
-        raise click.ClickException(f"Kafka: {type(exc).__name__}: {exc}") from exc
-    click.echo(
-        f"topics created: {', '.join(done.topics) or 'none'}; "
-        f"ACLs created: {done.acls_created}, deleted: {done.acls_deleted}"
-    )
-
-
-@kafka.command("stop")
-def kafka_stop() -> None:
-    """Stop the broker."""
-    click.echo("kafka stopped" if _broker().stop() else "kafka was not running")
-
-
-@kafka.command("status")
-def kafka_status() -> None:
-    """Say whether the broker runs, and where."""
-    import asyncio
-
-    from tools.kafka.broker import answers_metadata
-
-    broker = _broker()
-    state = broker.running()
-    if state is None:
-        click.echo("kafka not running")
-        sys.exit(1)
-    answering = asyncio.run(answers_metadata(broker.access(state=state)))
-    click.echo(f"kafka {'running' if answering else 'starting'} pid={state.pid} bootstrap={state.bootstrap}")
-
-
 @main.command("run")
 @click.argument("service", type=click.Choice(SERVICES))
 def run(service: str) -> None:
     """Run one service (its consumer and its HTTP server) in the foreground."""
     module = importlib.import_module(f"services.{service}.app")
     module.build().run()
-
-
-@main.command("up")
-@click.option("--no-jaeger", is_flag=True, help="Do not start Jaeger even when it is built.")
-def up(no_jaeger: bool) -> None:
-    """Start the whole local stack and show its status; Ctrl-C stops everything."""
-    import signal
-
-    from tools.stack.supervisor import LocalStack
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    with LocalStack(get_settings(), jaeger=not no_jaeger, say=click.echo) as stack:
-        try:
-            stack.wait_ready()
-            stack.watch()
-        except KeyboardInterrupt:
-            click.echo("stopping the stack")
 
 
 @main.group()

@@ -19,6 +19,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.events import HarmonisationPolicy
 
+SYNTHETIC_NAME = "synthetic-v1"
+"""The reference profile of the embedded stack: the project's synthetic genome (two contigs),
+which the demo and the tests align to and hold files to."""
+
 
 class Settings(BaseSettings):
     """genomhub's configuration; each field is ``GENOMHUB_<FIELD>`` in the environment."""
@@ -72,7 +76,7 @@ class Settings(BaseSettings):
         "which never decodes a GRCh38 CRAM (the validator then reports `cram.reference_required`).",
     )
     reference_profile: str = Field(
-        default="synthetic-v1",
+        default=SYNTHETIC_NAME,
         description="Reference files must match: `GRCh38` in production, `synthetic-v1` embedded.",
     )
     tokens: dict[str, str] = Field(

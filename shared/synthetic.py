@@ -8,16 +8,14 @@ reference profile beside GRCh38's.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.config import SYNTHETIC_NAME
 from shared.events import Region
-
-SYNTHETIC_NAME = "synthetic-v1"
 
 # Reporting departments of each region (from the 2026 minutes and the regions' hospitals),
 # for the demo and the benchmarks' synthetic submissions. Spelt as the hospitals spell
@@ -55,29 +53,6 @@ def synthetic_reference(cache: Path) -> Path:
     tmp.rename(fasta)
     subprocess.run(["samtools", "faidx", str(fasta)], check=True)
     return fasta
-
-
-def contig_md5s(fasta: Path) -> dict[str, tuple[int, str]]:
-    """Each contig's length and M5 (md5 of the upper-case sequence without line breaks)."""
-    result: dict[str, tuple[int, str]] = {}
-    name: str | None = None
-    digest = hashlib.md5(usedforsecurity=False)
-    length = 0
-    with fasta.open() as handle:
-        for line in handle:
-            if line.startswith(">"):
-                if name is not None:
-                    result[name] = (length, digest.hexdigest())
-                name = line[1:].split()[0]
-                digest = hashlib.md5(usedforsecurity=False)
-                length = 0
-            else:
-                seq = line.strip().upper().encode()
-                digest.update(seq)
-                length += len(seq)
-    if name is not None:
-        result[name] = (length, digest.hexdigest())
-    return result
 
 
 # -- read simulator --------------------------------------------------------------------

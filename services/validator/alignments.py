@@ -22,9 +22,8 @@ from pysam.utils import SamtoolsError
 
 from services.validator.htslib_messages import as_problems, captured
 from services.validator.problems import problem
-from services.validator.references import Contig, Identification, Profile, identify
+from services.validator.references import Contig, Identification, Profile, contig_md5s, identify
 from shared.events import Problem
-from shared.synthetic import contig_md5s
 
 CRAM3_EOF = bytes.fromhex("0f000000ffffffff0fe0454f4600000000010005bdd94f0001000606010001000100ee63014b")
 CRAM21_EOF = bytes.fromhex("0b000000ffffffff0fe0454f460000000001000001000606010001000100")

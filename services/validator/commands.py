@@ -13,9 +13,8 @@ from services.validator.sniff import CRAM, sniff
 from services.validator.sources import head
 from services.validator.validation import InProcess, Outcome, validate, worker_pool
 from services.validator.validation import InputFile as Input
-from shared.config import get_settings
+from shared.config import SYNTHETIC_NAME, get_settings
 from shared.events import AnalysisType, Verdict
-from shared.synthetic import SYNTHETIC_NAME
 
 
 def report_json(outcome: Outcome) -> str:

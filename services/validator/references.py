@@ -9,12 +9,12 @@ small reference; GRCh37/hg19 is known only so an upload made against it can be n
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from shared.config import Settings
-from shared.synthetic import SYNTHETIC_NAME, contig_md5s
+from shared.config import SYNTHETIC_NAME, Settings
 
 DATA = Path(__file__).parent / "data"
 HG19_CHRM = 16571
@@ -65,6 +65,29 @@ def read_table(path: Path, name: str) -> Profile:
         contig, length, md5 = line.split("\t")
         contigs.append(Contig(contig, int(length), md5))
     return Profile(name, tuple(contigs))
+
+
+def contig_md5s(fasta: Path) -> dict[str, tuple[int, str]]:
+    """Each contig's length and M5 (md5 of the upper-case sequence without line breaks)."""
+    result: dict[str, tuple[int, str]] = {}
+    name: str | None = None
+    digest = hashlib.md5(usedforsecurity=False)
+    length = 0
+    with fasta.open() as handle:
+        for line in handle:
+            if line.startswith(">"):
+                if name is not None:
+                    result[name] = (length, digest.hexdigest())
+                name = line[1:].split()[0]
+                digest = hashlib.md5(usedforsecurity=False)
+                length = 0
+            else:
+                seq = line.strip().upper().encode()
+                digest.update(seq)
+                length += len(seq)
+    if name is not None:
+        result[name] = (length, digest.hexdigest())
+    return result
 
 
 @lru_cache(maxsize=4)

@@ -23,10 +23,10 @@ from selenium import webdriver
 from services.billing.accrual import accrual_of
 from services.billing.report import render
 from services.billing.store import BillingStore
-from services.demo import record_minutes_month
 from shared.events import Region
 from shared.synthetic import DEPARTMENTS
 from tests.unit.billing.billing_factories import indexed
+from tools.stack.demo import record_minutes_month
 
 SCREEN_WIDTHS = (1280, 800)
 A4_CONTENT_PX = round((210 - 2 * 12) / 25.4 * 96)

@@ -13,12 +13,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from services.billing.tables import accruals
-from services.demo import DemoTokens, stack_env, wait_until_accrued
 from services.indexer.tables import files, samples, submissions
 from shared.bus import read_records
 from shared.database import make_engine
 from shared.topics import DLQ_SUFFIX, SERVICES, all_topics
 from tests.e2e.conftest import stack_settings
+from tools.stack.demo import DemoTokens, stack_env, wait_until_accrued
 from tools.stack.faults import reads_for, run_with_faults
 from tools.stack.supervisor import LocalStack
 

@@ -8,14 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.demo import (
-    DemoTokens,
-    genomhub_command,
-    report_sample,
-    simulate_sample,
-    stack_env,
-    wait_until_accrued,
-)
 from shared.bus import read_records
 from shared.envelope import normalise_headers
 from shared.events import RefundCalculated, Region, month_of
@@ -23,6 +15,14 @@ from shared.topics import topic_name
 from tests.e2e.conftest import stack_settings
 from tools.background import free_port
 from tools.jaeger.server import ancestry, fetch_trace, spans_by_service
+from tools.stack.demo import (
+    DemoTokens,
+    genomhub_command,
+    report_sample,
+    simulate_sample,
+    stack_env,
+    wait_until_accrued,
+)
 from tools.stack.supervisor import LocalStack
 
 CHAIN = ["billing", "indexer", "harmoniser", "validator", "receiver"]

@@ -13,10 +13,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from services.demo import DemoTokens, report_sample, simulate_sample
 from shared.config import Settings
 from shared.events import Region
 from shared.topics import SERVICES
+from tools.stack.demo import DemoTokens, report_sample, simulate_sample
 from tools.stack.supervisor import LocalStack
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pysam
 
 from services.harmoniser.layout import SampleLayout, collect, find_outputs
-from shared.synthetic import contig_md5s
+from services.validator.references import contig_md5s
 from tests.unit.harmoniser.conftest import LocalRun
 
 

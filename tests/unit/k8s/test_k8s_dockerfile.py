@@ -89,8 +89,9 @@ def test_validator_extension_is_built_by_the_wheel() -> None:
     assert re.search(r"-c constraints\.txt\b", wheel[0]), "dependencies at their pinned versions"
     assert re.search(r"\s\.$", wheel[0]), "the project itself is built"
     copied = " ".join(args for word, args in build if word == "COPY")
-    for needed in ("pyproject.toml", "constraints.txt", "README.md", "shared", "services", "tools"):
+    for needed in ("pyproject.toml", "constraints.txt", "README.md", "shared", "services"):
         assert needed in copied
+    assert "tools" not in copied.split(), "the local stack is no part of the image"
 
 
 def test_runtime_installs_only_the_built_wheels() -> None:

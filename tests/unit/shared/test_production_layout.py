@@ -1,0 +1,67 @@
+"""What a pod runs is ``shared`` and ``services``: the local stack (``tools/``) and the
+synthetic test data stay out of it."""
+
+from __future__ import annotations
+
+import ast
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from services import cli
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_no_production_module_imports_the_local_stack() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imported_modules(path) if m.split(".")[0] == "tools")
+        for folder in ("shared", "services")
+        for path in (ROOT / folder).rglob("*.py")
+    }
+    assert {path: modules for path, modules in offenders.items() if modules} == {}
+
+
+def test_the_local_stack_commands_come_from_the_checkout() -> None:
+    shown = CliRunner().invoke(cli.main, ["--help"]).output
+    assert {"demo", "up", "kafka"} <= {
+        line.split()[0] for line in shown.splitlines() if line.startswith("  ")
+    }
+
+
+def test_an_installation_without_tools_has_no_local_stack_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in the image: the entry points are in the wheel's metadata, their modules are not."""
+    missing = [EntryPoint("demo", "not_installed.stack.demo:demo", cli.LOCAL_STACK_COMMANDS)]
+    monkeypatch.setattr(
+        cli, "entry_points", lambda group: missing if group == cli.LOCAL_STACK_COMMANDS else []
+    )
+    result = CliRunner().invoke(cli.main, ["demo"])
+    assert result.exit_code == 2 and "No such command 'demo'" in result.output
+    assert "demo" not in CliRunner().invoke(cli.main, ["--help"]).output.split()
+
+
+def test_only_the_embedded_reference_fallback_reaches_the_synthetic_genome() -> None:
+    """The read simulator and the synthetic genome are test data; production code holds files
+    to a profile by its name (``SYNTHETIC_NAME``) and reads M5s with the validator's own
+    ``contig_md5s``. The one use left is ``Settings.reference()`` building the synthetic FASTA
+    when no reference is configured, the embedded stack's default."""
+    users = sorted(
+        str(path.relative_to(ROOT))
+        for folder in ("shared", "services")
+        for path in (ROOT / folder).rglob("*.py")
+        if path.name != "synthetic.py" and "shared.synthetic" in imported_modules(path)
+    )
+    assert users == ["shared/config.py"]
