@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.config import SYNTHETIC_NAME, get_settings
+from shared.config import get_settings
+from shared.profiles import SYNTHETIC_NAME
 from shared.synthetic import SYNTHETIC_CONTIGS, contig_sequence, synthetic_reference
 
 READ_LENGTH = 150

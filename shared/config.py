@@ -18,10 +18,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.events import HarmonisationPolicy
-
-SYNTHETIC_NAME = "synthetic-v1"
-"""The reference profile of the embedded stack: the project's synthetic genome (two contigs),
-which the demo and the tests align to and hold files to."""
+from shared.profiles import SYNTHETIC_NAME
 
 
 class Settings(BaseSettings):

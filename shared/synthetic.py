@@ -14,8 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.config import SYNTHETIC_NAME
 from shared.events import Region
+from shared.profiles import SYNTHETIC_NAME
 
 # Reporting departments of each region (from the 2026 minutes and the regions' hospitals),
 # for the demo and the benchmarks' synthetic submissions. Spelt as the hospitals spell

@@ -13,8 +13,9 @@ from services.validator.sniff import CRAM, sniff
 from services.validator.sources import head
 from services.validator.validation import InProcess, Outcome, validate, worker_pool
 from services.validator.validation import InputFile as Input
-from shared.config import SYNTHETIC_NAME, get_settings
+from shared.config import get_settings
 from shared.events import AnalysisType, Verdict
+from shared.profiles import GRCH38, REFERENCE_PROFILES, SYNTHETIC_NAME
 
 
 def report_json(outcome: Outcome) -> str:
@@ -71,8 +72,8 @@ def report_text(outcome: Outcome) -> str:
 @click.option(
     "--reference-profile",
     "profile",
-    type=click.Choice(["GRCh38", SYNTHETIC_NAME]),
-    default="GRCh38",
+    type=click.Choice(REFERENCE_PROFILES),
+    default=GRCH38,
     show_default=True,
     help=f"The build the files must be made against: GRCh38, as NGC requires ({SYNTHETIC_NAME}: the project's synthetic reference, for the tests).",
 )

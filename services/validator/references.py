@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from shared.config import SYNTHETIC_NAME, Settings
+from shared.config import Settings
+from shared.profiles import GRCH38, SYNTHETIC_NAME
 
 DATA = Path(__file__).parent / "data"
 HG19_CHRM = 16571
@@ -92,7 +93,7 @@ def contig_md5s(fasta: Path) -> dict[str, tuple[int, str]]:
 
 @lru_cache(maxsize=4)
 def grch38() -> Profile:
-    return read_table(DATA / "GRCh38.primary.tsv", "GRCh38")
+    return read_table(DATA / f"{GRCH38}.primary.tsv", GRCH38)
 
 
 @lru_cache(maxsize=4)
@@ -109,7 +110,7 @@ def synthetic(fasta: Path) -> Profile:
 
 def profile(name: str, settings: Settings) -> Profile:
     """The reference profile called ``name`` (``GRCh38`` or ``synthetic-v1``)."""
-    if name == "GRCh38":
+    if name == GRCH38:
         return grch38()
     if name == SYNTHETIC_NAME:
         return synthetic(settings.reference())

@@ -55,7 +55,7 @@ def test_an_installation_without_tools_has_no_local_stack_commands(monkeypatch: 
 
 def test_only_the_embedded_reference_fallback_reaches_the_synthetic_genome() -> None:
     """The read simulator and the synthetic genome are test data; production code holds files
-    to a profile by its name (``SYNTHETIC_NAME``) and reads M5s with the validator's own
+    to a profile by its name (``shared.profiles``) and reads M5s with the validator's own
     ``contig_md5s``. The one use left is ``Settings.reference()`` building the synthetic FASTA
     when no reference is configured, the embedded stack's default."""
     users = sorted(
