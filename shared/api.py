@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -214,7 +214,9 @@ class Api:
     @classmethod
     def document(cls) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the declared routes; served at :data:`OPENAPI_PATH`."""
-        models: list[tuple[type[BaseModel], str]] = [(ErrorBody, "serialization")]
+        models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+            (ErrorBody, "serialization")
+        ]
         for _, declared in cls.routes():
             for schema in (declared.body or {}).values():
                 if isinstance(schema, type):
@@ -268,7 +270,7 @@ class Api:
         async def openapi(_: web.Request) -> web.Response:
             return web.json_response(spec)
 
-        app.router.add_get(OPENAPI_PATH, openapi, allow_head=False)
+        app.router.add_get(OPENAPI_PATH, openapi)
 
 
 def _validating(
@@ -301,7 +303,11 @@ def _validating(
 
 def _content(content: Mapping[str, Schema]) -> dict[str, Any]:
     return {
-        media: {"schema": {"$ref": REF.format(model=schema.__name__)} if isinstance(schema, type) else dict(schema)}
+        media: {
+            "schema": {"$ref": REF.format(model=schema.__name__)}
+            if isinstance(schema, type)
+            else dict(schema)
+        }
         for media, schema in content.items()
     }
 

@@ -14,13 +14,14 @@ The routes are declared once (``shared.api``), and the document is generated fro
 from __future__ import annotations
 
 import asyncio
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.billing.months import parse_month
 from services.billing.report import MEDIA_TYPES, Format, NoStatement, render
 from services.billing.store import BillingStore
-from shared.api import OPENAPI_PATH, Api, Answer, answer, path_of, query_of, refusal, route
+from shared.api import OPENAPI_PATH, Answer, Api, answer, path_of, query_of, refusal, route
 from shared.auth import Tokens, principal_of
 from shared.http import http_error
 

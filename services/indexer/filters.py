@@ -86,7 +86,9 @@ class SampleFilters(BaseModel):
         default=None, description="Only this region's samples; a region's token may name only its own."
     )
     analysis: AnalysisType | None = Field(default=None, description="Analysis type.")
-    status: SampleStatus | None = Field(default=None, description="Outcome of the sample's newest submission.")
+    status: SampleStatus | None = Field(
+        default=None, description="Outcome of the sample's newest submission."
+    )
     received_from: date | None = Field(
         default=None,
         description=f"First day of receipt, inclusive (Europe/Copenhagen calendar); {FIRST_DAY} to {LAST_DAY}.",
