@@ -26,14 +26,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from shared.auth import Tokens, bearer_auth
-from shared.http import ERROR_MEDIA_TYPE, ErrorBody, FieldProblem, http_error
+from shared.http import ERROR_MEDIA_TYPE, PROBES, ErrorBody, FieldProblem, http_error
 
 M = TypeVar("M", bound=BaseModel)
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
 REF = "#/components/schemas/{model}"
 OPENAPI_PATH = "/openapi.json"
-PROBES = ("/healthz", "/readyz", "/metrics")
-"""The paths ``shared.http.make_web`` serves to the cluster; public, like the document."""
 Schema = type[BaseModel] | Mapping[str, Any]
 """A body's schema: a pydantic model (generated, and shared in ``components``), or written out
 where the body is not JSON (bytes, CSV) or not a model."""
