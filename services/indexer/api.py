@@ -79,7 +79,10 @@ def _scope(request: web.Request, named: Region | None) -> Region | None:
     return own
 
 
-def _json(model: BaseModel) -> web.Response:
+def _json(model: BaseModel | None, missing: str = "no such record") -> web.Response:
+    """``model`` as the answer's body; 404 ``missing`` when there is none to show."""
+    if model is None:
+        raise http_error(404, missing)
     return web.json_response(text=model.model_dump_json())
 
 
@@ -120,11 +123,10 @@ class CatalogueApi(Api):
     )
     async def get_sample(self, request: web.Request) -> web.Response:
         where = path_of(request, SamplePath)
-        scope = _scope(request, None)
-        found = await asyncio.to_thread(self.catalogue.sample, where.region, where.sample_id, scope)
-        if found is None:
-            raise http_error(404, "no such sample")
-        return _json(found)
+        found = await asyncio.to_thread(
+            self.catalogue.sample, where.region, where.sample_id, _scope(request, None)
+        )
+        return _json(found, "no such sample")
 
     @route(
         "GET",
@@ -137,11 +139,8 @@ class CatalogueApi(Api):
     )
     async def get_submission(self, request: web.Request) -> web.Response:
         where = path_of(request, SubmissionPath)
-        scope = _scope(request, None)
-        found = await asyncio.to_thread(self.catalogue.submission, where.submission_id, scope)
-        if found is None:
-            raise http_error(404, "no such submission")
-        return _json(found)
+        found = await asyncio.to_thread(self.catalogue.submission, where.submission_id, _scope(request, None))
+        return _json(found, "no such submission")
 
     @route(
         "GET",

@@ -121,13 +121,82 @@ def metadata_error(exc: MetadataError) -> web.HTTPException:
     return error(422, exc.title, field=exc.field, message=exc.message, code=exc.code)
 
 
-def file_json(f: FileState, *, deduplicated: bool | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": f.name, "role": f.role.value, "complete": f.complete}
-    if f.complete:
-        out |= {"url": f.url, "size": f.size, "sha256": f.sha256, "md5": f.md5}
-    if deduplicated is not None:
-        out["deduplicated"] = deduplicated
-    return out
+def _unknown(value: object) -> bool:
+    return value is None
+
+
+class FileView(BaseModel):
+    """A declared file as the API shows it: where it is and its checksums once complete."""
+
+    name: str
+    role: str
+    complete: bool
+    # A file not yet complete has no url or checksums: they are left out, not null.
+    url: str | None = Field(default=None, exclude_if=_unknown)
+    size: int | None = Field(default=None, exclude_if=_unknown)
+    sha256: str | None = Field(default=None, exclude_if=_unknown)
+    md5: str | None = Field(default=None, exclude_if=_unknown)
+    deduplicated: bool | None = Field(
+        default=None,
+        exclude_if=_unknown,
+        description="Whether an identical copy of the sample's stood in for the bytes sent.",
+    )
+    arrived: int | None = Field(
+        default=None, exclude_if=_unknown, description="Bytes arrived of a file not yet complete."
+    )
+
+    @classmethod
+    def of(cls, f: FileState, *, deduplicated: bool | None = None, arrived: int | None = None) -> FileView:
+        known = {"url": f.url, "size": f.size, "sha256": f.sha256, "md5": f.md5} if f.complete else {}
+        return cls(
+            name=f.name,
+            role=f.role.value,
+            complete=f.complete,
+            deduplicated=deduplicated,
+            arrived=arrived,
+            **known,
+        )
+
+
+class Opened(BaseModel):
+    submission_id: str
+    trace_id: str | None = Field(description="The trace every later request of the submission continues.")
+    files: list[FileView]
+
+
+class Shown(BaseModel):
+    submission_id: str
+    region: str
+    sample_id: str
+    analysis_type: str
+    sealed_at: str | None
+    event_id: str | None
+    files: list[FileView]
+
+
+class Sealed(BaseModel):
+    submission_id: str
+    event_id: str
+    received_at: str
+    files: list[FileView]
+
+
+class Piece(BaseModel):
+    """What a PUT of a piece that does not end the file answers (202)."""
+
+    name: str
+    complete: bool
+    arrived: int
+
+
+class Registered(BaseModel):
+    submission_id: str
+    files: list[FileView]
+
+
+def json_answer(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """``model`` as the answer's body: the documented model is what is sent."""
+    return web.json_response(text=model.model_dump_json(), status=status, headers=headers)
 
 
 def traceparent_now() -> str | None:
@@ -159,55 +228,8 @@ def refused(*statuses: int) -> dict[int, Answer]:
     return {status: REFUSED[status] for status in statuses}
 
 
-# The answers' bodies are built by the handlers (``file_json``), so their schemas are
-# written out here, beside them.
-FILE_SCHEMA = {
-    "type": "object",
-    "required": ["name", "role", "complete"],
-    "properties": {
-        "name": {"type": "string"},
-        "role": {"type": "string"},
-        "complete": {"type": "boolean"},
-        "url": {"type": "string"},
-        "size": {"type": "integer"},
-        "sha256": {"type": "string"},
-        "md5": {"type": "string"},
-        "deduplicated": {"type": "boolean"},
-        "arrived": {"type": "integer"},
-    },
-}
-OPENED_SCHEMA = {
-    "type": "object",
-    "required": ["submission_id", "trace_id", "files"],
-    "properties": {
-        "submission_id": {"type": "string"},
-        "trace_id": {"type": ["string", "null"]},
-        "files": {"type": "array", "items": FILE_SCHEMA},
-    },
-}
-SHOWN_SCHEMA = {
-    "type": "object",
-    "required": ["submission_id", "region", "sample_id", "analysis_type", "sealed_at", "event_id", "files"],
-    "properties": {
-        "submission_id": {"type": "string"},
-        "region": {"type": "string"},
-        "sample_id": {"type": "string"},
-        "analysis_type": {"type": "string"},
-        "sealed_at": {"type": ["string", "null"]},
-        "event_id": {"type": ["string", "null"]},
-        "files": {"type": "array", "items": FILE_SCHEMA},
-    },
-}
-SEALED_SCHEMA = {
-    "type": "object",
-    "required": ["submission_id", "event_id", "received_at", "files"],
-    "properties": {
-        "submission_id": {"type": "string"},
-        "event_id": {"type": "string"},
-        "received_at": {"type": "string"},
-        "files": {"type": "array", "items": FILE_SCHEMA},
-    },
-}
+# The registration body is checked by ``metadata.parse_registration`` (with the CPR guard and
+# the inbox rule), not by a model; its schema is written out here.
 REGISTRATION_SCHEMA = {
     "type": "object",
     "required": ["files"],
@@ -396,8 +418,8 @@ class ReceiverApi(Api):
         headers=OpeningHeaders,
         body={"application/json": NewSubmission},
         responses={
-            201: answer("Opened.", OPENED_SCHEMA),
-            200: answer("Opened before with this Idempotency-Key and this metadata.", OPENED_SCHEMA),
+            201: answer("Opened.", Opened),
+            200: answer("Opened before with this Idempotency-Key and this metadata.", Opened),
             **refused(400, 403, 413, 422),
         },
     )
@@ -444,12 +466,12 @@ class ReceiverApi(Api):
                 already_archived=linked,
             )
         trace_id = state.traceparent.split("-")[1] if state.traceparent else None
-        return web.json_response(
-            {
-                "submission_id": state.submission_id,
-                "trace_id": trace_id,
-                "files": [file_json(f) for f in state.files],
-            },
+        return json_answer(
+            Opened(
+                submission_id=state.submission_id,
+                trace_id=trace_id,
+                files=[FileView.of(f) for f in state.files],
+            ),
             status=201 if created else 200,
         )
 
@@ -478,30 +500,30 @@ class ReceiverApi(Api):
         operation_id="showSubmission",
         summary="What has arrived.",
         path_parameters=SubmissionPath,
-        responses={200: answer("The submission.", SHOWN_SCHEMA), **refused(404)},
+        responses={200: answer("The submission.", Shown), **refused(404)},
     )
     async def show(self, request: web.Request) -> web.Response:
         state = await self._submission(request)
         listed = []
         for f in state.files:
-            item = file_json(f)
-            if not f.complete:
-                item["arrived"] = await asyncio.to_thread(
+            arrived = (
+                None
+                if f.complete
+                else await asyncio.to_thread(
                     archive.arrived, self.layout.partial(state.submission_id, f.name)
                 )
-            listed.append(item)
-        return web.json_response(
-            {
-                "submission_id": state.submission_id,
-                "region": state.region,
-                "sample_id": state.sample_id,
-                "analysis_type": state.analysis_type,
-                "sealed_at": state.sealed_at.isoformat() if state.sealed_at else None,
-                "event_id": state.event_id,
-                "files": listed,
-            },
-            headers=NO_STORE,
+            )
+            listed.append(FileView.of(f, arrived=arrived))
+        shown = Shown(
+            submission_id=state.submission_id,
+            region=state.region,
+            sample_id=state.sample_id,
+            analysis_type=state.analysis_type,
+            sealed_at=state.sealed_at.isoformat() if state.sealed_at else None,
+            event_id=state.event_id,
+            files=listed,
         )
+        return json_answer(shown, headers=NO_STORE)
 
     @route(
         "HEAD",
@@ -538,8 +560,8 @@ class ReceiverApi(Api):
         headers=UploadHeaders,
         body={"application/octet-stream": {"type": "string", "format": "binary"}},
         responses={
-            200: answer("The file is complete.", FILE_SCHEMA),
-            202: answer("A piece arrived.", {"type": "object", "required": ["name", "complete", "arrived"]}),
+            200: answer("The file is complete.", FileView),
+            202: answer("A piece arrived.", Piece),
             **refused(400, 404, 409, 411, 413, 415, 422, 503),
         },
     )
@@ -577,7 +599,7 @@ class ReceiverApi(Api):
             declared = state.file(declared.name) or declared
             if declared.complete and place.offset != 0:
                 if place.offset == declared.size and place.length == 0:
-                    return web.json_response(file_json(declared, deduplicated=False))
+                    return json_answer(FileView.of(declared, deduplicated=False))
                 raise error(
                     409,
                     f"{declared.name} is complete; only a whole re-upload (no offset) is accepted",
@@ -627,14 +649,14 @@ class ReceiverApi(Api):
                 400, "upload interrupted", headers={"Upload-Offset": str(upload.size)}, arrived=upload.size
             )
         if not ends_file:
-            return web.json_response(
-                {"name": declared.name, "complete": False, "arrived": upload.size},
+            return json_answer(
+                Piece(name=declared.name, complete=False, arrived=upload.size),
                 status=202,
                 headers={"Upload-Offset": str(upload.size)},
             )
         done, deduplicated = await self._settle(state, declared, upload.result())
-        return web.json_response(
-            file_json(done, deduplicated=deduplicated),
+        return json_answer(
+            FileView.of(done, deduplicated=deduplicated),
             headers={"Upload-Offset": str(done.size), "Upload-Complete": "?1"},
         )
 
@@ -647,7 +669,7 @@ class ReceiverApi(Api):
         path_parameters=SubmissionPath,
         body={"application/json": REGISTRATION_SCHEMA},
         responses={
-            200: answer("Copied.", {"type": "object", "required": ["submission_id", "files"]}),
+            200: answer("Copied.", Registered),
             **refused(400, 404, 409, 413, 422),
         },
     )
@@ -698,8 +720,8 @@ class ReceiverApi(Api):
                         ) from None
                     RECEIVER_RECEIVED_BYTES.labels(state.region, "register").inc(got.size)
                     done, deduplicated = await self._settle(current, declared, got)
-                    results.append(file_json(done, deduplicated=deduplicated))
-        return web.json_response({"submission_id": state.submission_id, "files": results})
+                    results.append(FileView.of(done, deduplicated=deduplicated))
+        return json_answer(Registered(submission_id=state.submission_id, files=results))
 
     @route(
         "POST",
@@ -708,7 +730,7 @@ class ReceiverApi(Api):
         operation_id="sealSubmission",
         summary="Every file complete: emit file-received, once; a later seal answers the same.",
         path_parameters=SubmissionPath,
-        responses={200: answer("Sealed.", SEALED_SCHEMA), **refused(404, 409, 503)},
+        responses={200: answer("Sealed.", Sealed), **refused(404, 409, 503)},
     )
     async def seal(self, request: web.Request) -> web.Response:
         """Seal once: the first seal emits file-received; every later one answers the same and
@@ -742,14 +764,14 @@ class ReceiverApi(Api):
 
     @staticmethod
     def _sealed(sealed: SubmissionState) -> web.Response:
-        assert sealed.sealed_at is not None
-        return web.json_response(
-            {
-                "submission_id": sealed.submission_id,
-                "event_id": sealed.event_id,
-                "received_at": sealed.sealed_at.isoformat(),
-                "files": [file_json(f) for f in sealed.files],
-            }
+        assert sealed.sealed_at is not None and sealed.event_id is not None
+        return json_answer(
+            Sealed(
+                submission_id=sealed.submission_id,
+                event_id=sealed.event_id,
+                received_at=sealed.sealed_at.isoformat(),
+                files=[FileView.of(f) for f in sealed.files],
+            )
         )
 
     async def publish(self, sealed: SubmissionState) -> str:
