@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from shared.events import Region
-from shared.http import http_error
+from shared.http import PROBES, http_error
 from shared.telemetry import get_logger
 
 NATIONAL = "ngc"
@@ -83,7 +83,7 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 
 
-def bearer_auth(tokens: Tokens, public: Iterable[str] = ("/healthz", "/readyz", "/metrics")) -> Middleware:
+def bearer_auth(tokens: Tokens, public: Iterable[str] = PROBES) -> Middleware:
     """aiohttp middleware: authenticate every request but the public ones, and log it."""
     open_paths = frozenset(public)
 

@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.telemetry import get_logger
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+PROBES = ("/healthz", "/readyz", "/metrics")
+"""The paths :func:`make_web` serves to the cluster's probes and scraper; public in every API."""
 T = TypeVar("T")
 log = get_logger(__name__)
 BODY_TAKEN = web.RequestKey("body_taken", bool)
@@ -233,9 +235,8 @@ def make_web(readiness: list[ReadinessCheck], before_scrape: ReadinessCheck | No
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application(client_max_size=1 << 20, middlewares=[close_after_taken_body, json_errors])
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    for path, probe in zip(PROBES, (healthz, readyz, metrics), strict=True):
+        app.router.add_get(path, probe)
     return app
 
 

@@ -7,179 +7,141 @@ a statement is answered the same for every region, whatever has accrued in it so
     GET /v1/refunds                     the closed months' statements (ids and rates)
     GET /v1/refunds/{month}?format=F    one statement as JSON, CSV or HTML
     GET /openapi.json                   the OpenAPI 3.1 document (public, like the probes)
+
+The routes are declared once (``shared.api``), and the document is generated from them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.billing.months import parse_month
-from services.billing.report import FORMATS, MEDIA_TYPES, NoStatement, render
+from services.billing.report import MEDIA_TYPES, Format, NoStatement, render
 from services.billing.store import BillingStore
-from shared.auth import Tokens, bearer_auth, principal_of
-from shared.http import ErrorBody, FieldProblem, http_error
-from shared.openapi import parameter
+from shared.api import OPENAPI_PATH, Answer, Api, answer, path_of, query_of, refusal, route
+from shared.auth import Tokens, principal_of
+from shared.http import http_error
 
-OPENAPI_PATH = "/openapi.json"
-QUERY = frozenset({"format"})
-
-
-def _refuse_unknown(request: web.Request, known: frozenset[str]) -> None:
-    """400 for an unknown or repeated query parameter: a misspelt ``format`` is not JSON."""
-    problems = [
-        FieldProblem(field=key, message="unknown parameter" if key not in known else "given more than once")
-        for key in sorted(set(request.query))
-        if key not in known or len(request.query.getall(key)) > 1
-    ]
-    if problems:
-        raise http_error(400, "invalid query", problems=problems)
+__all__ = ["OPENAPI_PATH", "BillingApi", "document", "install"]
+QUERY_REFUSED = refusal("An unknown or repeated query parameter, a format or month billing refuses.")
 
 
-def install(app: web.Application, store: BillingStore, tokens: Tokens) -> None:
-    """Add bearer authentication, the statements' routes and the OpenAPI document to ``app``."""
-    app.middlewares.append(
-        cast(Middleware, bearer_auth(tokens, ("/healthz", "/readyz", "/metrics", OPENAPI_PATH)))
+class NoParameters(BaseModel):
+    """The query of a route that takes none: any parameter is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StatementQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Format = Field(
+        default="json", description="JSON and CSV with plain numbers, HTML with Danish amounts and charts."
     )
-    spec = document()
 
-    async def refunds(request: web.Request) -> web.Response:
+
+class StatementPath(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    month: str = Field(
+        description="The month, YYYY-MM.", json_schema_extra={"pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"}
+    )
+
+    @field_validator("month")
+    @classmethod
+    def _month(cls, value: str) -> str:
+        try:
+            return parse_month(value)
+        except ValueError:  # its message quotes the value
+            raise ValueError("write it YYYY-MM, e.g. 2026-01") from None
+
+
+class StatementItem(BaseModel):
+    """One closed month's statement, as the list names it."""
+
+    month: str = Field(pattern="^[0-9]{4}-[0-9]{2}$")
+    statement_id: str
+    rate_dkk: int
+    total_ore: int | None = Field(default=None, description="National operator only.")
+
+
+class StatementList(BaseModel):
+    statements: list[StatementItem]
+
+
+class BillingApi(Api):
+    """The statements' routes over one :class:`BillingStore`."""
+
+    title = "genomhub billing"
+    description = (
+        "The Novo Nordisk Foundation refund statements of closed months. A region's token reads "
+        "the rate and its own lines; the national operator's (ngc) reads all."
+    )
+
+    def __init__(self, store: BillingStore) -> None:
+        self.store = store
+
+    @route(
+        "GET",
+        "/v1/refunds",
+        operation_id="listStatements",
+        summary="The closed months' statements.",
+        query=NoParameters,
+        query_refused=400,
+        responses={200: answer("Statements, oldest first.", StatementList), 400: QUERY_REFUSED},
+    )
+    async def statement_list(self, request: web.Request) -> web.Response:
         principal = principal_of(request)
-        _refuse_unknown(request, QUERY)
-        fmt = request.query.get("format", "json")
-        if fmt not in FORMATS:
-            raise http_error(
-                400,
-                "invalid query",
-                problems=[FieldProblem(field="format", message=f"must be one of {', '.join(FORMATS)}")],
+        listed = [
+            StatementItem(
+                month=s.month,
+                statement_id=s.statement_id,
+                rate_dkk=s.rate_dkk,
+                total_ore=s.total_ore if principal.national else None,
             )
+            for s in await asyncio.to_thread(self.store.statements)
+        ]
+        return web.json_response(text=StatementList(statements=listed).model_dump_json(exclude_none=True))
+
+    @route(
+        "GET",
+        "/v1/refunds/{month}",
+        operation_id="getStatement",
+        summary="A closed month's statement as the token may read it.",
+        query=StatementQuery,
+        query_refused=400,
+        path_parameters=StatementPath,
+        path_refused=400,
+        responses={
+            200: Answer(
+                "The statement.",
+                {
+                    "application/json": {"type": "object"},
+                    "text/csv": {"type": "string"},
+                    "text/html": {"type": "string"},
+                },
+            ),
+            400: QUERY_REFUSED,
+            404: refusal("The month is not closed: it has no statement (yet)."),
+        },
+    )
+    async def refunds(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        fmt = query_of(request, StatementQuery).format
+        month = path_of(request, StatementPath).month
         try:
-            month = parse_month(request.match_info["month"])
-        except ValueError:
-            raise http_error(
-                400,
-                "invalid month",
-                problems=[FieldProblem(field="month", message="write it YYYY-MM, e.g. 2026-01")],
-            ) from None
-        try:
-            body = await asyncio.to_thread(render, store, month, fmt, principal.region)
+            body = await asyncio.to_thread(render, self.store, month, fmt, principal.region)
         except NoStatement as exc:
             raise http_error(404, str(exc)) from None
         return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8")
 
-    async def statement_list(request: web.Request) -> web.Response:
-        principal = principal_of(request)
-        _refuse_unknown(request, frozenset())
-        listed = [
-            {"month": s.month, "statement_id": s.statement_id, "rate_dkk": s.rate_dkk}
-            | ({"total_ore": s.total_ore} if principal.national else {})
-            for s in await asyncio.to_thread(store.statements)
-        ]
-        return web.json_response({"statements": listed})
 
-    async def openapi(_: web.Request) -> web.Response:
-        return web.json_response(spec)
-
-    app.router.add_get("/v1/refunds", statement_list)
-    app.router.add_get("/v1/refunds/{month}", refunds)
-    app.router.add_get(OPENAPI_PATH, openapi)
+def install(app: web.Application, store: BillingStore, tokens: Tokens) -> None:
+    """The statements' routes, their token check and their document on ``app``."""
+    BillingApi(store).install(app, tokens)
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-    }
-
-
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of billing's API, served at ``/openapi.json``."""
-    schemas = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs = schemas.pop("$defs", {})
-    statement_item = {
-        "type": "object",
-        "required": ["month", "statement_id", "rate_dkk"],
-        "properties": {
-            "month": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
-            "statement_id": {"type": "string"},
-            "rate_dkk": {"type": "integer"},
-            "total_ore": {"type": "integer", "description": "National operator only."},
-        },
-    }
-    errors = {
-        "401": _error("Missing or invalid bearer token."),
-        "400": _error("An unknown or repeated query parameter, a format or month billing refuses."),
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "genomhub billing",
-            "version": "1.0.0",
-            "description": "The Novo Nordisk Foundation refund statements of closed months. A region's token reads "
-            "the rate and its own lines; the national operator's (ngc) reads all.",
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/v1/refunds": {
-                "get": {
-                    "operationId": "listStatements",
-                    "summary": "The closed months' statements.",
-                    "responses": {
-                        "200": {
-                            "description": "Statements, oldest first.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["statements"],
-                                        "properties": {
-                                            "statements": {"type": "array", "items": statement_item}
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        **errors,
-                    },
-                }
-            },
-            "/v1/refunds/{month}": {
-                "get": {
-                    "operationId": "getStatement",
-                    "summary": "A closed month's statement as the token may read it.",
-                    "parameters": [
-                        parameter(
-                            "month",
-                            {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
-                            "The month, YYYY-MM.",
-                            "path",
-                        ),
-                        parameter(
-                            "format",
-                            {"type": "string", "enum": list(FORMATS), "default": "json"},
-                            "JSON and CSV with plain numbers, HTML with Danish amounts and charts.",
-                        ),
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "The statement.",
-                            "content": {
-                                "application/json": {"schema": {"type": "object"}},
-                                "text/csv": {"schema": {"type": "string"}},
-                                "text/html": {"schema": {"type": "string"}},
-                            },
-                        },
-                        "404": _error("The month is not closed: it has no statement (yet)."),
-                        **errors,
-                    },
-                }
-            },
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**defs, "ErrorBody": schemas},
-        },
-    }
+document = BillingApi.document

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from html import escape
-from typing import Any
+from typing import Any, Literal, get_args
 
 from services.billing.charts import MonthGe, balance_chart, ge_chart
 from services.billing.danish import (
@@ -41,7 +41,8 @@ from services.billing.store import BillingStore, LedgerEntry
 from shared.events import Region, micro_to_ge
 from shared.spreadsheet import SafeDictWriter
 
-FORMATS = ("csv", "json", "html")
+Format = Literal["csv", "json", "html"]
+FORMATS: tuple[Format, ...] = get_args(Format)
 MEDIA_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html"}
 CSV_COLUMNS = (
     "level",

@@ -7,56 +7,67 @@ a region cannot probe which pseudonyms other regions hold.
 
 A sample is named by its region and its pseudonym (``/v1/samples/{region}/{sample_id}``):
 pseudonyms are the regions' own, so a pseudonym alone names no one sample.
+
+The routes are declared once (``shared.api``); the OpenAPI document at ``/openapi.json`` is
+generated from the same declarations and the models the handlers validate and serialise.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar, cast
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.indexer.filters import InvalidQuery, SampleFilters, StatsFilters, parse_query
-from services.indexer.openapi import document
+from services.indexer.filters import SampleFilters, StatsFilters
 from services.indexer.store import Catalogue
-from shared.auth import Tokens, bearer_auth, principal_of
+from services.indexer.views import SampleDetail, SamplePage, Stats, SubmissionDetail
+from shared.api import Api, answer, path_of, query_of, refusal, route
+from shared.auth import Tokens, principal_of
 from shared.events import Region
-from shared.http import FieldProblem, error_response, http_error
+from shared.http import http_error
 
-M = TypeVar("M", bound=BaseModel)
-OPENAPI_PATH = "/openapi.json"
+QUERY_REFUSED = refusal("An unknown parameter, or a filter value the catalogue refuses.")
+NOT_FOUND = refusal("No such record visible to this token.")
+FORBIDDEN = refusal("The token's region may not read the named region.")
 
 
 class NoParameters(BaseModel):
+    """The query of a route that takes none: any parameter is refused, not ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-def _json(model: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(text=model.model_dump_json(), status=status)
-
-
-def _error(status: int, error: str, problems: list[dict[str, str]] | None = None) -> web.Response:
-    """The shared error body; a refused query parameter is a problem's ``field``."""
-    listed = [FieldProblem(field=p["parameter"], message=p["message"]) for p in problems or []]
-    return error_response(status, error, problems=listed)
-
-
-def _path_id(request: web.Request, name: str) -> str | None:
-    """The id in the path, or None if no record can have it (control characters, NUL):
-    answered 404 like any id not found, and never handed to the database, where PostgreSQL
-    refuses NUL and SQLite would match on the part before it."""
-    value = request.match_info[name]
-    if not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        return None
+def _record_id(value: str) -> str:
+    """An id no record can have (control characters, NUL) is answered 404 like any id not
+    found, and never handed to the database, where PostgreSQL refuses NUL and SQLite would
+    match on the part before it."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("no record has such an id")
     return value
 
 
-def _query(request: web.Request, model: type[M]) -> M:
-    params = {key: request.query[key] for key in request.query}
-    repeated = {key for key in params if len(request.query.getall(key)) > 1}
-    return parse_query(model, params, repeated)
+class SamplePath(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: Region = Field(description="The region that reported the sample.")
+    sample_id: str = Field(min_length=1, description="The region's sample pseudonym.")
+
+    @field_validator("sample_id")
+    @classmethod
+    def _possible(cls, value: str) -> str:
+        return _record_id(value)
+
+
+class SubmissionPath(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    submission_id: str = Field(min_length=1, description="Submission id.")
+
+    @field_validator("submission_id")
+    @classmethod
+    def _possible(cls, value: str) -> str:
+        return _record_id(value)
 
 
 def _scope(request: web.Request, named: Region | None) -> Region | None:
@@ -68,63 +79,86 @@ def _scope(request: web.Request, named: Region | None) -> Region | None:
     return own
 
 
+def _json(model: BaseModel | None, missing: str = "no such record") -> web.Response:
+    """``model`` as the answer's body; 404 ``missing`` when there is none to show."""
+    if model is None:
+        raise http_error(404, missing)
+    return web.json_response(text=model.model_dump_json())
+
+
+class CatalogueApi(Api):
+    """The catalogue's routes over one :class:`Catalogue`."""
+
+    title = "genomhub national catalogue"
+    description = (
+        "What the Danish National Genome Database holds: metadata only. A region's token "
+        "reads its own region's records; the national operator's (ngc) reads all."
+    )
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+
+    @route(
+        "GET",
+        "/v1/samples",
+        operation_id="listSamples",
+        summary="Samples, newest received first, keyset-paginated.",
+        query=SampleFilters,
+        responses={200: answer("A page of samples.", SamplePage), 403: FORBIDDEN, 422: QUERY_REFUSED},
+    )
+    async def list_samples(self, request: web.Request) -> web.Response:
+        filters = query_of(request, SampleFilters)
+        scope = _scope(request, filters.region)
+        return _json(await asyncio.to_thread(self.catalogue.search, filters, scope))
+
+    @route(
+        "GET",
+        "/v1/samples/{region}/{sample_id}",
+        operation_id="getSample",
+        summary="A sample with its files and submission history. A sample is its region's: "
+        "two regions may hold samples of the same pseudonym, and they are two samples.",
+        query=NoParameters,
+        path_parameters=SamplePath,
+        responses={200: answer("The sample.", SampleDetail), 404: NOT_FOUND, 422: QUERY_REFUSED},
+    )
+    async def get_sample(self, request: web.Request) -> web.Response:
+        where = path_of(request, SamplePath)
+        found = await asyncio.to_thread(
+            self.catalogue.sample, where.region, where.sample_id, _scope(request, None)
+        )
+        return _json(found, "no such sample")
+
+    @route(
+        "GET",
+        "/v1/submissions/{submission_id}",
+        operation_id="getSubmission",
+        summary="A submission and its timeline of events, with their trace ids.",
+        query=NoParameters,
+        path_parameters=SubmissionPath,
+        responses={200: answer("The submission.", SubmissionDetail), 404: NOT_FOUND, 422: QUERY_REFUSED},
+    )
+    async def get_submission(self, request: web.Request) -> web.Response:
+        where = path_of(request, SubmissionPath)
+        found = await asyncio.to_thread(self.catalogue.submission, where.submission_id, _scope(request, None))
+        return _json(found, "no such submission")
+
+    @route(
+        "GET",
+        "/v1/stats",
+        operation_id="getStats",
+        summary="Samples and genome equivalents per region, month of receipt and status.",
+        query=StatsFilters,
+        responses={200: answer("The statistics.", Stats), 403: FORBIDDEN, 422: QUERY_REFUSED},
+    )
+    async def get_stats(self, request: web.Request) -> web.Response:
+        filters = query_of(request, StatsFilters)
+        scope = _scope(request, filters.region)
+        return _json(await asyncio.to_thread(self.catalogue.stats, scope or filters.region))
+
+
 def install(app: web.Application, catalogue: Catalogue, tokens: Tokens) -> None:
-    """Add bearer authentication, the catalogue's routes and its OpenAPI document to ``app``.
+    """The catalogue's routes, their token check and their document on ``app``."""
+    CatalogueApi(catalogue).install(app, tokens)
 
-    The document is public, like the probes: it describes the API and reveals no data.
-    """
-    public = ("/healthz", "/readyz", "/metrics", OPENAPI_PATH)
-    app.middlewares.append(cast(Middleware, bearer_auth(tokens, public)))
-    spec = document()
 
-    async def list_samples(request: web.Request) -> web.Response:
-        try:
-            filters = _query(request, SampleFilters)
-        except InvalidQuery as exc:
-            return _error(422, "invalid query", exc.problems)
-        scope = _scope(request, filters.region)
-        return _json(await asyncio.to_thread(catalogue.search, filters, scope))
-
-    async def get_sample(request: web.Request) -> web.Response:
-        try:
-            _query(request, NoParameters)
-        except InvalidQuery as exc:
-            return _error(422, "invalid query", exc.problems)
-        try:
-            region = Region(request.match_info["region"])
-        except ValueError:
-            # The regions are public, so naming them tells nothing; the path's own text is
-            # never quoted back (it may be a CPR number).
-            regions = ", ".join(r.value for r in Region)
-            return _error(404, "no such region", [{"parameter": "region", "message": f"one of {regions}"}])
-        sample_id = _path_id(request, "sample_id")
-        scope = _scope(request, None)
-        found = await asyncio.to_thread(catalogue.sample, region, sample_id, scope) if sample_id else None
-        return _json(found) if found else _error(404, "no such sample")
-
-    async def get_submission(request: web.Request) -> web.Response:
-        try:
-            _query(request, NoParameters)
-        except InvalidQuery as exc:
-            return _error(422, "invalid query", exc.problems)
-        submission_id = _path_id(request, "submission_id")
-        scope = _scope(request, None)
-        found = await asyncio.to_thread(catalogue.submission, submission_id, scope) if submission_id else None
-        return _json(found) if found else _error(404, "no such submission")
-
-    async def get_stats(request: web.Request) -> web.Response:
-        try:
-            filters = _query(request, StatsFilters)
-        except InvalidQuery as exc:
-            return _error(422, "invalid query", exc.problems)
-        scope = _scope(request, filters.region)
-        return _json(await asyncio.to_thread(catalogue.stats, scope or filters.region))
-
-    async def openapi(_: web.Request) -> web.Response:
-        return web.json_response(spec)
-
-    app.router.add_get("/v1/samples", list_samples)
-    app.router.add_get("/v1/samples/{region}/{sample_id}", get_sample)
-    app.router.add_get("/v1/submissions/{submission_id}", get_submission)
-    app.router.add_get("/v1/stats", get_stats)
-    app.router.add_get(OPENAPI_PATH, openapi)
+document = CatalogueApi.document

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.api import InvalidParameters, parse_parameters
 from shared.events import COPENHAGEN, AnalysisType, Region, SampleStatus
 
 M = TypeVar("M", bound=BaseModel)
@@ -81,14 +82,21 @@ class SampleFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    region: Region | None = None
-    analysis: AnalysisType | None = None
-    status: SampleStatus | None = None
+    region: Region | None = Field(
+        default=None, description="Only this region's samples; a region's token may name only its own."
+    )
+    analysis: AnalysisType | None = Field(default=None, description="Analysis type.")
+    status: SampleStatus | None = Field(
+        default=None, description="Outcome of the sample's newest submission."
+    )
     received_from: date | None = Field(
-        default=None, description="First day of receipt, inclusive (Europe/Copenhagen calendar)."
+        default=None,
+        description=f"First day of receipt, inclusive (Europe/Copenhagen calendar); {FIRST_DAY} to {LAST_DAY}.",
     )
     received_to: date | None = Field(
-        default=None, description="Last day of receipt, inclusive (Europe/Copenhagen calendar)."
+        default=None,
+        description="Last day of receipt, inclusive (Europe/Copenhagen calendar); not before "
+        f"received_from; {FIRST_DAY} to {LAST_DAY}.",
     )
     q: str | None = Field(
         default=None,
@@ -97,8 +105,14 @@ class SampleFilters(BaseModel):
         description="Case-insensitive substring of sample id, patient pseudonym, submission id, "
         "department or platform.",
     )
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = None
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Page size.")
+    cursor: str | None = Field(
+        default=None,
+        description="The `next_cursor` of the previous page (opaque).",
+        # The alphabet of every cursor issued (base64url without padding), for generated
+        # requests to try mostly well-formed ones; only the validator knows which are real.
+        json_schema_extra={"pattern": "^[A-Za-z0-9_-]+$"},
+    )
 
     @field_validator("received_from", "received_to", mode="before")
     @classmethod
@@ -159,7 +173,9 @@ class StatsFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    region: Region | None = None
+    region: Region | None = Field(
+        default=None, description="Only this region's statistics; a region's token may name only its own."
+    )
 
 
 def _day_start(day: date) -> datetime:
@@ -167,16 +183,9 @@ def _day_start(day: date) -> datetime:
 
 
 def parse_query(model: type[M], params: Mapping[str, str], repeated: set[str]) -> M:
-    """``params`` as ``model``, or :class:`InvalidQuery` listing every problem."""
-    problems = [{"parameter": name, "message": "given more than once"} for name in sorted(repeated)]
+    """``params`` as ``model``, or :class:`InvalidQuery` listing every problem: the HTTP API's
+    own parameter check (``shared.api.parse_parameters``), for the CLI too."""
     try:
-        parsed = model.model_validate(dict(params))
-    except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "query"
-            message = "unknown parameter" if error["type"] == "extra_forbidden" else error["msg"]
-            problems.append({"parameter": where, "message": message})
-        raise InvalidQuery(problems) from exc
-    if problems:
-        raise InvalidQuery(problems)
-    return parsed
+        return parse_parameters(model, params, repeated)
+    except InvalidParameters as exc:
+        raise InvalidQuery([{"parameter": p.field, "message": p.message} for p in exc.problems]) from exc

@@ -34,11 +34,17 @@ from typing import Any
 
 from aiohttp import web
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.receiver import archive
 from services.receiver.archive import Layout, OffsetMismatch, PartialUpload
-from services.receiver.metadata import MetadataError, file_name_problem, parse_registration, parse_submission
-from services.receiver.openapi import document
+from services.receiver.metadata import (
+    MetadataError,
+    NewSubmission,
+    file_name_problem,
+    parse_registration,
+    parse_submission,
+)
 from services.receiver.ranges import BadRange, placement
 from services.receiver.state import (
     FileState,
@@ -47,7 +53,8 @@ from services.receiver.state import (
     SubmissionStore,
 )
 from shared import telemetry
-from shared.auth import principal_of, require_region
+from shared.api import Answer, Api, answer, refusal, route
+from shared.auth import Tokens, principal_of, require_region
 from shared.envelope import derive_id
 from shared.events import FileReceived, StoredFile, new_submission_id
 from shared.http import BodyInterrupted, BodyReaders, FieldProblem, Pace, ReadersBusy, http_error, json_body
@@ -65,13 +72,10 @@ log = telemetry.get_logger(__name__)
 
 Emit = Callable[[FileReceived, str], Awaitable[str]]
 NO_STORE = {"Cache-Control": "no-store"}
-OPENAPI_PATH = "/openapi.json"
 ISSUED_ID = re.compile(r"[0-9a-f]{32}")
 """The shape of the submission ids the receiver issues (``uuid.uuid4().hex``)."""
 SEAL_LOCK = "/seal"
 """The lock name that serialises a submission's seals; a file name cannot contain '/'."""
-OPERATIONS = ("create", "show", "head", "put", "register", "seal")
-"""The API's routes by name, as ``genomhub_receiver_requests_total`` labels them."""
 OUTCOME = web.RequestKey("receiver_outcome", RequestOutcome)
 """A handler's own word on how its request ended, where the status alone does not say."""
 
@@ -117,13 +121,82 @@ def metadata_error(exc: MetadataError) -> web.HTTPException:
     return error(422, exc.title, field=exc.field, message=exc.message, code=exc.code)
 
 
-def file_json(f: FileState, *, deduplicated: bool | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": f.name, "role": f.role.value, "complete": f.complete}
-    if f.complete:
-        out |= {"url": f.url, "size": f.size, "sha256": f.sha256, "md5": f.md5}
-    if deduplicated is not None:
-        out["deduplicated"] = deduplicated
-    return out
+def _unknown(value: object) -> bool:
+    return value is None
+
+
+class FileView(BaseModel):
+    """A declared file as the API shows it: where it is and its checksums once complete."""
+
+    name: str
+    role: str
+    complete: bool
+    # A file not yet complete has no url or checksums: they are left out, not null.
+    url: str | None = Field(default=None, exclude_if=_unknown)
+    size: int | None = Field(default=None, exclude_if=_unknown)
+    sha256: str | None = Field(default=None, exclude_if=_unknown)
+    md5: str | None = Field(default=None, exclude_if=_unknown)
+    deduplicated: bool | None = Field(
+        default=None,
+        exclude_if=_unknown,
+        description="Whether an identical copy of the sample's stood in for the bytes sent.",
+    )
+    arrived: int | None = Field(
+        default=None, exclude_if=_unknown, description="Bytes arrived of a file not yet complete."
+    )
+
+    @classmethod
+    def of(cls, f: FileState, *, deduplicated: bool | None = None, arrived: int | None = None) -> FileView:
+        known = {"url": f.url, "size": f.size, "sha256": f.sha256, "md5": f.md5} if f.complete else {}
+        return cls(
+            name=f.name,
+            role=f.role.value,
+            complete=f.complete,
+            deduplicated=deduplicated,
+            arrived=arrived,
+            **known,
+        )
+
+
+class Opened(BaseModel):
+    submission_id: str
+    trace_id: str | None = Field(description="The trace every later request of the submission continues.")
+    files: list[FileView]
+
+
+class Shown(BaseModel):
+    submission_id: str
+    region: str
+    sample_id: str
+    analysis_type: str
+    sealed_at: str | None
+    event_id: str | None
+    files: list[FileView]
+
+
+class Sealed(BaseModel):
+    submission_id: str
+    event_id: str
+    received_at: str
+    files: list[FileView]
+
+
+class Piece(BaseModel):
+    """What a PUT of a piece that does not end the file answers (202)."""
+
+    name: str
+    complete: bool
+    arrived: int
+
+
+class Registered(BaseModel):
+    submission_id: str
+    files: list[FileView]
+
+
+def json_answer(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """``model`` as the answer's body: the documented model is what is sent."""
+    return web.json_response(text=model.model_dump_json(), status=status, headers=headers)
 
 
 def traceparent_now() -> str | None:
@@ -133,8 +206,79 @@ def traceparent_now() -> str | None:
     return value.decode() if value else None
 
 
-class ReceiverApi:
+REFUSED = {
+    400: refusal("Malformed: not JSON, a bad range or header."),
+    403: refusal("The token's region may not open a submission for the region named."),
+    404: refusal(
+        "No such submission (or file) visible to this token: another region's is answered the same."
+    ),
+    409: refusal(
+        "Conflicts with the submission's state: sealed, incomplete, a concurrent upload, an offset mismatch."
+    ),
+    411: refusal("A PUT without Content-Length."),
+    413: refusal("Larger than the receiver accepts."),
+    415: refusal("A Content-Encoding on a PUT."),
+    422: refusal("Refused metadata, file name, registration or checksum; names the field."),
+    503: refusal("Every upload slot is taken, or the event could not be sent; try again."),
+}
+
+
+def refused(*statuses: int) -> dict[int, Answer]:
+    """The documented error answers of a route (the 401 of the token check is added to all)."""
+    return {status: REFUSED[status] for status in statuses}
+
+
+# The registration body is checked by ``metadata.parse_registration`` (with the CPR guard and
+# the inbox rule), not by a model; its schema is written out here.
+REGISTRATION_SCHEMA = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "url"],
+                "additionalProperties": False,
+                "properties": {"name": {"type": "string"}, "url": {"type": "string"}},
+            },
+        }
+    },
+}
+
+
+class SubmissionPath(BaseModel):
+    """A submission in the path; an id the receiver never issues is answered 404 by the handler."""
+
+    id: str = Field(description="Submission id.")
+
+
+class FilePath(SubmissionPath):
+    name: str = Field(description="File name.")
+
+
+class OpeningHeaders(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    idempotency_key: str | None = Field(default=None, alias="Idempotency-Key", min_length=1, max_length=128)
+
+
+class UploadHeaders(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    upload_offset: str | None = Field(default=None, alias="Upload-Offset")
+    content_range: str | None = Field(default=None, alias="Content-Range")
+
+
+class ReceiverApi(Api):
     """Handlers over the submission store, the archive and an ``emit`` of file-received."""
+
+    title = "genomhub receiver"
+    description = (
+        "Where the regions send genome files: open a submission with its metadata, send "
+        "each file (resumable), seal it. A region's token acts for its own region; ngc's for all."
+    )
 
     def __init__(
         self,
@@ -158,25 +302,14 @@ class ReceiverApi:
         self.inboxes = inboxes
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    def add_routes(self, app: web.Application) -> None:
+    def install(self, app: web.Application, tokens: Tokens) -> None:
         """The API's routes, named as :data:`OPERATIONS`, and their counters created at 0.
 
         :func:`count_requests` must be among the application's middlewares, ahead of the
-        token check, for the counters to count.
+        token check this adds, for the counters to count.
         """
-        app.router.add_post("/v1/submissions", self.create, name="create")
-        app.router.add_get("/v1/submissions/{id}", self.show, allow_head=False, name="show")
-        app.router.add_route("HEAD", "/v1/submissions/{id}/files/{name}", self.head, name="head")
-        app.router.add_put("/v1/submissions/{id}/files/{name}", self.put, name="put")
-        app.router.add_post("/v1/submissions/{id}/register", self.register, name="register")
-        app.router.add_post("/v1/submissions/{id}/seal", self.seal, name="seal")
+        super().install(app, tokens)
         prepare_receiver(OPERATIONS)
-        spec = document()
-
-        async def openapi(_: web.Request) -> web.Response:
-            return web.json_response(spec)
-
-        app.router.add_get(OPENAPI_PATH, openapi)
 
     # -- helpers ---------------------------------------------------------------------
     async def _submission(self, request: web.Request) -> SubmissionState:
@@ -276,6 +409,20 @@ class ReceiverApi:
         return done, deduplicated
 
     # -- handlers --------------------------------------------------------------------
+    @route(
+        "POST",
+        "/v1/submissions",
+        name="create",
+        operation_id="openSubmission",
+        summary="Open a submission; the same Idempotency-Key with the same metadata answers the first.",
+        headers=OpeningHeaders,
+        body={"application/json": NewSubmission},
+        responses={
+            201: answer("Opened.", Opened),
+            200: answer("Opened before with this Idempotency-Key and this metadata.", Opened),
+            **refused(400, 403, 413, 422),
+        },
+    )
     async def create(self, request: web.Request) -> web.Response:
         principal = principal_of(request)
         payload = await json_body(request)
@@ -319,12 +466,12 @@ class ReceiverApi:
                 already_archived=linked,
             )
         trace_id = state.traceparent.split("-")[1] if state.traceparent else None
-        return web.json_response(
-            {
-                "submission_id": state.submission_id,
-                "trace_id": trace_id,
-                "files": [file_json(f) for f in state.files],
-            },
+        return json_answer(
+            Opened(
+                submission_id=state.submission_id,
+                trace_id=trace_id,
+                files=[FileView.of(f) for f in state.files],
+            ),
             status=201 if created else 200,
         )
 
@@ -346,29 +493,47 @@ class ReceiverApi:
             linked.append(f.name)
         return linked
 
+    @route(
+        "GET",
+        "/v1/submissions/{id}",
+        name="show",
+        operation_id="showSubmission",
+        summary="What has arrived.",
+        path_parameters=SubmissionPath,
+        responses={200: answer("The submission.", Shown), **refused(404)},
+    )
     async def show(self, request: web.Request) -> web.Response:
         state = await self._submission(request)
         listed = []
         for f in state.files:
-            item = file_json(f)
-            if not f.complete:
-                item["arrived"] = await asyncio.to_thread(
+            arrived = (
+                None
+                if f.complete
+                else await asyncio.to_thread(
                     archive.arrived, self.layout.partial(state.submission_id, f.name)
                 )
-            listed.append(item)
-        return web.json_response(
-            {
-                "submission_id": state.submission_id,
-                "region": state.region,
-                "sample_id": state.sample_id,
-                "analysis_type": state.analysis_type,
-                "sealed_at": state.sealed_at.isoformat() if state.sealed_at else None,
-                "event_id": state.event_id,
-                "files": listed,
-            },
-            headers=NO_STORE,
+            )
+            listed.append(FileView.of(f, arrived=arrived))
+        shown = Shown(
+            submission_id=state.submission_id,
+            region=state.region,
+            sample_id=state.sample_id,
+            analysis_type=state.analysis_type,
+            sealed_at=state.sealed_at.isoformat() if state.sealed_at else None,
+            event_id=state.event_id,
+            files=listed,
         )
+        return json_answer(shown, headers=NO_STORE)
 
+    @route(
+        "HEAD",
+        "/v1/submissions/{id}/files/{name}",
+        name="head",
+        operation_id="fileOffset",
+        summary="How much of the file has arrived (Upload-Offset, Upload-Complete).",
+        path_parameters=FilePath,
+        responses={200: answer("Upload-Offset and Upload-Complete."), **refused(404, 422)},
+    )
     async def head(self, request: web.Request) -> web.Response:
         state = await self._submission(request)
         declared = self._declared(state, request.match_info["name"])
@@ -385,6 +550,21 @@ class ReceiverApi:
             headers = {"Upload-Offset": str(have), "Upload-Complete": "?0"}
         return web.Response(status=200, headers={**headers, **NO_STORE})
 
+    @route(
+        "PUT",
+        "/v1/submissions/{id}/files/{name}",
+        name="put",
+        operation_id="uploadFile",
+        summary="The file's bytes, whole or from Upload-Offset / a Content-Range.",
+        path_parameters=FilePath,
+        headers=UploadHeaders,
+        body={"application/octet-stream": {"type": "string", "format": "binary"}},
+        responses={
+            200: answer("The file is complete.", FileView),
+            202: answer("A piece arrived.", Piece),
+            **refused(400, 404, 409, 411, 413, 415, 422, 503),
+        },
+    )
     async def put(self, request: web.Request) -> web.Response:
         state = await self._submission(request)
         self._open(state)
@@ -419,7 +599,7 @@ class ReceiverApi:
             declared = state.file(declared.name) or declared
             if declared.complete and place.offset != 0:
                 if place.offset == declared.size and place.length == 0:
-                    return web.json_response(file_json(declared, deduplicated=False))
+                    return json_answer(FileView.of(declared, deduplicated=False))
                 raise error(
                     409,
                     f"{declared.name} is complete; only a whole re-upload (no offset) is accepted",
@@ -469,17 +649,30 @@ class ReceiverApi:
                 400, "upload interrupted", headers={"Upload-Offset": str(upload.size)}, arrived=upload.size
             )
         if not ends_file:
-            return web.json_response(
-                {"name": declared.name, "complete": False, "arrived": upload.size},
+            return json_answer(
+                Piece(name=declared.name, complete=False, arrived=upload.size),
                 status=202,
                 headers={"Upload-Offset": str(upload.size)},
             )
         done, deduplicated = await self._settle(state, declared, upload.result())
-        return web.json_response(
-            file_json(done, deduplicated=deduplicated),
+        return json_answer(
+            FileView.of(done, deduplicated=deduplicated),
             headers={"Upload-Offset": str(done.size), "Upload-Complete": "?1"},
         )
 
+    @route(
+        "POST",
+        "/v1/submissions/{id}/register",
+        name="register",
+        operation_id="registerFiles",
+        summary="Copy declared files from the region's inbox.",
+        path_parameters=SubmissionPath,
+        body={"application/json": REGISTRATION_SCHEMA},
+        responses={
+            200: answer("Copied.", Registered),
+            **refused(400, 404, 409, 413, 422),
+        },
+    )
     async def register(self, request: web.Request) -> web.Response:
         state = await self._submission(request)
         self._open(state)
@@ -527,9 +720,18 @@ class ReceiverApi:
                         ) from None
                     RECEIVER_RECEIVED_BYTES.labels(state.region, "register").inc(got.size)
                     done, deduplicated = await self._settle(current, declared, got)
-                    results.append(file_json(done, deduplicated=deduplicated))
-        return web.json_response({"submission_id": state.submission_id, "files": results})
+                    results.append(FileView.of(done, deduplicated=deduplicated))
+        return json_answer(Registered(submission_id=state.submission_id, files=results))
 
+    @route(
+        "POST",
+        "/v1/submissions/{id}/seal",
+        name="seal",
+        operation_id="sealSubmission",
+        summary="Every file complete: emit file-received, once; a later seal answers the same.",
+        path_parameters=SubmissionPath,
+        responses={200: answer("Sealed.", Sealed), **refused(404, 409, 503)},
+    )
     async def seal(self, request: web.Request) -> web.Response:
         """Seal once: the first seal emits file-received; every later one answers the same and
         emits nothing (``genomhub replay`` is what re-drives processing). Only a seal whose
@@ -562,14 +764,14 @@ class ReceiverApi:
 
     @staticmethod
     def _sealed(sealed: SubmissionState) -> web.Response:
-        assert sealed.sealed_at is not None
-        return web.json_response(
-            {
-                "submission_id": sealed.submission_id,
-                "event_id": sealed.event_id,
-                "received_at": sealed.sealed_at.isoformat(),
-                "files": [file_json(f) for f in sealed.files],
-            }
+        assert sealed.sealed_at is not None and sealed.event_id is not None
+        return json_answer(
+            Sealed(
+                submission_id=sealed.submission_id,
+                event_id=sealed.event_id,
+                received_at=sealed.sealed_at.isoformat(),
+                files=[FileView.of(f) for f in sealed.files],
+            )
         )
 
     async def publish(self, sealed: SubmissionState) -> str:
@@ -592,3 +794,8 @@ class ReceiverApi:
                     await self.publish(state)
                 except Exception:  # the client's next seal sends it; the service keeps serving
                     log.exception("resend of file-received failed", submission_id=submission_id)
+
+
+OPERATIONS = tuple(declared.name for _, declared in ReceiverApi.routes() if declared.name)
+"""The API's routes by name, as ``genomhub_receiver_requests_total`` labels them."""
+document = ReceiverApi.document

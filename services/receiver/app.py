@@ -11,10 +11,10 @@ from typing import cast
 
 from aiohttp.typedefs import Middleware
 
-from services.receiver.api import OPENAPI_PATH, ReceiverApi, count_requests
+from services.receiver.api import ReceiverApi, count_requests
 from services.receiver.archive import Layout
 from services.receiver.state import SubmissionStore
-from shared.auth import Tokens, bearer_auth
+from shared.auth import Tokens
 from shared.bus import Service
 from shared.events import FileReceived
 from shared.http import BodyReaders, Pace
@@ -44,12 +44,6 @@ def build() -> Service:
         inboxes=dict(settings.receiver_inboxes),
     )
     service.web.middlewares.append(cast(Middleware, count_requests))  # ahead of auth: 401s count too
-    service.web.middlewares.append(
-        cast(
-            Middleware,
-            bearer_auth(Tokens(settings.tokens), ("/healthz", "/readyz", "/metrics", OPENAPI_PATH)),
-        )
-    )
-    api.add_routes(service.web)
+    api.install(service.web, Tokens(settings.tokens))
     service.task(api.resend_unsent)
     return service

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import schemathesis
 
-from services.indexer.api import install
-from services.indexer.openapi import document
+from services.indexer.api import document, install
 from services.indexer.store import Catalogue
 from shared import telemetry
 from shared.auth import Tokens, token_hash

@@ -13,7 +13,7 @@ import pytest
 import requests
 import schemathesis
 
-from services.receiver.openapi import document
+from services.receiver.api import document
 from tests.conformance import AS_DOCUMENTED, call_and_validate, generated
 from tests.integration.receiver.conftest import TOKENS, Receiver
 
