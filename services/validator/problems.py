@@ -22,6 +22,7 @@ WARNINGS = frozenset(
         "cram.htslib_warning",
         "ubam.htslib_warning",
         "vcf.htslib_warning",
+        "vcf.reserved_field_declaration",
     }
 )
 """Codes that inform but do not keep a file from being accepted; every other code is an error."""

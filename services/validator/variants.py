@@ -80,6 +80,7 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
         records = _read_with_htslib(path, expected, report)
     _with_htslib_reason(report.problems, said)
     said.drop(UNDECLARED_CONTIG)
+    said.drop(RESERVED_FIELD)
     report.problems += as_problems(said, "vcf")
     if report.header_read:
         report.problems += scan_records(path, report)
@@ -98,12 +99,63 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
 
 
 UNDECLARED_CONTIG = re.compile(r"Contig .* is not defined in the header|Missing headers may cause")
+RESERVED_FIELD = re.compile(r"^[A-Z0-9]+ should be declared as (Number|Type)=")
+"""htslib's once-a-process header warnings, which ``reserved_field_declarations`` reports for
+every file."""
 """htslib's warnings that :func:`scan_records` reports as ``vcf.undeclared_contig``."""
 
 
 CONTIG_LINE = re.compile(rb"^##contig=<(.*)>\s*$")
 CONTIG_ID = re.compile(rb"(?:^|,)ID=([^,>]+)")
 CONTIG_LENGTH = re.compile(rb"(?:^|,)length=(\d+)")
+
+
+# The VCF 4.3 specification's reserved INFO and FORMAT keys (sections 1.6.1 and 1.6.2) that
+# callers and tools read by their declared Number and Type: (Number, Type).
+RESERVED_INFO = {
+    "AC": ("A", "Integer"),
+    "AF": ("A", "Float"),
+    "AN": ("1", "Integer"),
+    "DP": ("1", "Integer"),
+    "END": ("1", "Integer"),
+    "MQ": ("1", "Float"),
+    "MQ0": ("1", "Integer"),
+    "NS": ("1", "Integer"),
+}
+RESERVED_FORMAT = {
+    "AD": ("R", "Integer"),
+    "DP": ("1", "Integer"),
+    "GL": ("G", "Float"),
+    "GQ": ("1", "Integer"),
+    "GT": ("1", "String"),
+    "PL": ("G", "Integer"),
+}
+
+
+def reserved_field_declarations(header: pysam.VariantHeader) -> list[Problem]:
+    """A reserved key declared with another Number or Type than the specification's: a warning.
+
+    htslib says this of PL, GL and MQ only for the first file a process opens (its warnings
+    are once-only), so a report would depend on which file came before; the check is ours."""
+    found: list[Problem] = []
+    for section, declared, reserved in (
+        ("INFO", header.info, RESERVED_INFO),
+        ("FORMAT", header.formats, RESERVED_FORMAT),
+    ):
+        for key, (number, kind) in reserved.items():
+            if key not in declared:
+                continue
+            meta = declared[key]
+            if (str(meta.number), str(meta.type)) != (number, kind):
+                found.append(
+                    problem(
+                        "vcf.reserved_field_declaration",
+                        f"{section}/{key} is declared Number={meta.number},Type={meta.type}; "
+                        f"the VCF specification reserves it as Number={number},Type={kind}",
+                        f"##{section}=<ID={key}>",
+                    )
+                )
+    return found
 
 
 def declared_contigs(path: Path) -> list[Contig]:
@@ -155,6 +207,7 @@ def _read_with_htslib(path: Path, expected: Profile, report: VariantReport) -> i
             report.problems.append(
                 problem("vcf.bad_version", f"fileformat {report.version!r} is not VCF 4.x", "line 1")
             )
+        report.problems += reserved_field_declarations(header)
         # As written: htslib adds to its header the contigs an index names and those records
         # use, so pysam's list would declare what the file does not.
         contigs = declared_contigs(path)
