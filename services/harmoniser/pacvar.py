@@ -19,8 +19,7 @@ from pathlib import Path
 
 from services.harmoniser.inputs import SampleReads
 from services.harmoniser.pipelines import HpcPipeline
-from services.harmoniser.steps import PipelineFailed
-from shared.spreadsheet import SafeDictWriter, formula_risk
+from services.harmoniser.samplesheet import SamplesheetRules, rule_breaks, write_checked
 
 SCHEMA_PATH = Path(__file__).with_name("pacvar_schema.json")
 SAMPLESHEET_COLUMNS = ("sample", "bam")
@@ -40,40 +39,31 @@ def samplesheet_rows(reads: SampleReads) -> list[dict[str, str]]:
     return [{"sample": reads.sample, "bam": lane.bam or ""} for lane in reads.lanes]
 
 
+def _rules() -> SamplesheetRules:
+    """pacvar's input schema, as transcribed: its columns' patterns, one row per sample."""
+    items: dict[str, object] = pacvar_schema()["x-samplesheet"]["items"]  # type: ignore[index]
+    properties: dict[str, dict[str, str]] = items["properties"]  # type: ignore[assignment]
+    required: list[str] = items["required"]  # type: ignore[assignment]
+    return SamplesheetRules(
+        pipeline="pacvar",
+        columns=SAMPLESHEET_COLUMNS,
+        required=tuple(required),
+        patterns={
+            column: (re.compile(rule["pattern"]), f"{column} does not match {rule['pattern']}")
+            for column, rule in properties.items()
+        },
+        unique=("sample",),
+        duplicate=lambda key: f"sample {key[0]} appears twice",
+    )
+
+
 def samplesheet_problems(rows: list[dict[str, str]]) -> list[str]:
     """What pacvar would refuse in ``rows``: its input schema's rules, one row per sample."""
-    items: dict[str, object] = pacvar_schema()["x-samplesheet"]["items"]  # type: ignore[index]
-    rules: dict[str, dict[str, str]] = items["properties"]  # type: ignore[assignment]
-    required: list[str] = items["required"]  # type: ignore[assignment]
-    problems = []
-    seen: set[str] = set()
-    for n, row in enumerate(rows, start=2):
-        for column in required:
-            if not row.get(column):
-                problems.append(f"line {n}: {column} is required")
-        for column, value in row.items():
-            if column not in rules:
-                problems.append(f"line {n}: unknown column {column}")
-            elif value and not re.search(rules[column]["pattern"], value):
-                problems.append(f"line {n}: {column} does not match {rules[column]['pattern']} ({value!r})")
-            elif formula_risk(value):
-                problems.append(f"line {n}: {column} must not start with = + - @, a tab or CR")
-        if row.get("sample", "") in seen:
-            problems.append(f"line {n}: sample {row['sample']} appears twice")
-        seen.add(row.get("sample", ""))
-    return problems
+    return rule_breaks(rows, _rules())
 
 
 def write_samplesheet(rows: list[dict[str, str]], path: Path) -> Path:
-    problems = samplesheet_problems(rows)
-    if problems:
-        raise PipelineFailed("the samplesheet breaks pacvar's rules: " + "; ".join(problems))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = SafeDictWriter(handle, SAMPLESHEET_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_checked(rows, path, _rules())
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from services.harmoniser import pacvar
 from services.harmoniser.inputs import SampleReads
 from services.harmoniser.layout import OutputLayout, SampleLayout
 from services.harmoniser.pipelines import HpcPipeline, hpc_pipeline
+from services.harmoniser.samplesheet import SamplesheetRules, rule_breaks, write_checked
 from services.harmoniser.steps import (
     PipelineFailed,
     ProcessHook,
@@ -50,7 +51,6 @@ from services.harmoniser.steps import (
     trace_timestamp,
 )
 from shared import telemetry
-from shared.spreadsheet import SafeDictWriter, formula_risk
 
 log = telemetry.get_logger(__name__)
 
@@ -74,7 +74,6 @@ SAMPLESHEET_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     ),
     "bam": (re.compile(r"^\S+\.bam$"), "BAM file cannot contain spaces and must have extension '.bam'"),
 }
-REQUIRED = ("patient", "sample")
 ALIGNER = "bwa-mem"
 
 
@@ -95,46 +94,36 @@ def samplesheet_rows(reads: SampleReads) -> list[dict[str, str]]:
     ]
 
 
-def samplesheet_problems(rows: list[dict[str, str]]) -> list[str]:
-    """What Sarek would refuse in ``rows``: its schema's rules plus those of ``--step mapping``."""
+def _mapping_rules(n: int, row: dict[str, str]) -> list[str]:
+    """Sarek's rules of a row at ``--step mapping``."""
     problems = []
-    seen: set[tuple[str, str]] = set()
-    for n, row in enumerate(rows, start=2):  # line numbers, after the header
-        for column in REQUIRED:
-            if not row.get(column):
-                problems.append(f"line {n}: {column} is required")
-        for column, value in row.items():
-            if column not in SAMPLESHEET_RULES:
-                problems.append(f"line {n}: unknown column {column}")
-            elif value and not SAMPLESHEET_RULES[column][0].match(value):
-                problems.append(f"line {n}: {SAMPLESHEET_RULES[column][1]} ({value!r})")
-            elif formula_risk(value):
-                # Not quoted as in a finance file: Sarek must see the id as it is. Refused,
-                # since a spreadsheet would run it and a tool may take a leading '-' as an option.
-                problems.append(f"line {n}: {column} must not start with = + - @, a tab or CR")
-        if not row.get("lane"):
-            problems.append(f"line {n}: lane is required for --step mapping")
-        if bool(row.get("fastq_1")) == bool(row.get("bam")):
-            problems.append(f"line {n}: a mapping row has either fastq_1 (and fastq_2) or bam")
-        if row.get("fastq_2") and not row.get("fastq_1"):
-            problems.append(f"line {n}: fastq_2 without fastq_1")
-        key = (row.get("sample", ""), row.get("lane", ""))
-        if key in seen:
-            problems.append(f"line {n}: lane {key[1]} appears twice for sample {key[0]}")
-        seen.add(key)
+    if not row.get("lane"):
+        problems.append(f"line {n}: lane is required for --step mapping")
+    if bool(row.get("fastq_1")) == bool(row.get("bam")):
+        problems.append(f"line {n}: a mapping row has either fastq_1 (and fastq_2) or bam")
+    if row.get("fastq_2") and not row.get("fastq_1"):
+        problems.append(f"line {n}: fastq_2 without fastq_1")
     return problems
 
 
+RULES = SamplesheetRules(
+    pipeline="Sarek",
+    columns=SAMPLESHEET_COLUMNS,
+    required=("patient", "sample"),
+    patterns=SAMPLESHEET_RULES,
+    unique=("sample", "lane"),
+    duplicate=lambda key: f"lane {key[1]} appears twice for sample {key[0]}",
+    row_rules=_mapping_rules,
+)
+
+
+def samplesheet_problems(rows: list[dict[str, str]]) -> list[str]:
+    """What Sarek would refuse in ``rows``: its schema's rules plus those of ``--step mapping``."""
+    return rule_breaks(rows, RULES)
+
+
 def write_samplesheet(rows: list[dict[str, str]], path: Path) -> Path:
-    problems = samplesheet_problems(rows)
-    if problems:
-        raise PipelineFailed("the samplesheet breaks Sarek's rules: " + "; ".join(problems))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = SafeDictWriter(handle, SAMPLESHEET_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_checked(rows, path, RULES)
 
 
 SCHEMA_PATH = Path(__file__).with_name("sarek_schema.json")
