@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.harmoniser.inputs import SampleReads
+from services.harmoniser.nfcore import SamplesheetRules, nextflow_run, rule_breaks, write_checked
 from services.harmoniser.pipelines import HpcPipeline
-from services.harmoniser.samplesheet import SamplesheetRules, rule_breaks, write_checked
 
 SCHEMA_PATH = Path(__file__).with_name("pacvar_schema.json")
 SAMPLESHEET_COLUMNS = ("sample", "bam")
@@ -88,23 +88,16 @@ def nextflow_command(
     resume: bool,
 ) -> list[str]:
     """``nextflow run nf-core/pacvar -r <version> -profile <site> --input ... --workflow wgs ...``."""
-    command = [
+    command = nextflow_run(
         run.nextflow,
-        "run",
         HpcPipeline.PACVAR.value,
-        "-r",
         run.version,
-        "-profile",
         run.profile,
-        "-work-dir",
-        str(workdir),
-        "-with-trace",
-        str(trace),
-    ]
-    if run.config is not None:
-        command += ["-c", str(run.config)]
-    if resume:
-        command.append("-resume")
+        workdir=workdir,
+        trace=trace,
+        config=run.config,
+        resume=resume,
+    )
     return [
         *command,
         "--input",

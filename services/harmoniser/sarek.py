@@ -38,8 +38,8 @@ from pathlib import Path
 from services.harmoniser import pacvar
 from services.harmoniser.inputs import SampleReads
 from services.harmoniser.layout import OutputLayout, SampleLayout
+from services.harmoniser.nfcore import SamplesheetRules, nextflow_run, rule_breaks, write_checked
 from services.harmoniser.pipelines import HpcPipeline, hpc_pipeline
-from services.harmoniser.samplesheet import SamplesheetRules, rule_breaks, write_checked
 from services.harmoniser.steps import (
     PipelineFailed,
     ProcessHook,
@@ -191,23 +191,16 @@ def nextflow_command(
     resume: bool,
 ) -> list[str]:
     """``nextflow run nf-core/sarek -r <version> -profile <site> --input ... --outdir ...``."""
-    command = [
+    command = nextflow_run(
         options.nextflow,
-        "run",
         "nf-core/sarek",
-        "-r",
         options.version,
-        "-profile",
         options.profile,
-        "-work-dir",
-        str(workdir),
-        "-with-trace",
-        str(trace),
-    ]
-    if options.config is not None:
-        command += ["-c", str(options.config)]
-    if resume:
-        command.append("-resume")
+        workdir=workdir,
+        trace=trace,
+        config=options.config,
+        resume=resume,
+    )
     command += [
         "--input",
         str(samplesheet),

@@ -1,5 +1,7 @@
-"""An nf-core pipeline's samplesheet: checked against the pipeline's own input rules before it
-is written, so a run the pipeline would refuse at start-up is refused here, with the reason.
+"""An nf-core pipeline's run on the HPC: its samplesheet and the start of its command line.
+
+The samplesheet is checked against the pipeline's own input rules before it is written, so
+a run the pipeline would refuse at start-up is refused here, with the reason.
 
 Sarek and pacvar each give their columns, the required ones, a pattern per column (with the
 message the pipeline's schema gives) and what must be unique per row; the checks common to
@@ -17,6 +19,28 @@ from services.harmoniser.steps import PipelineFailed
 from shared.spreadsheet import SafeDictWriter, formula_risk
 
 Row = dict[str, str]
+
+
+def nextflow_run(
+    nextflow: str,
+    pipeline: str,
+    version: str,
+    profile: str,
+    *,
+    workdir: Path,
+    trace: Path,
+    config: Path | None,
+    resume: bool,
+) -> list[str]:
+    """``nextflow run <pipeline> -r <version> -profile <site>`` with the work folder, the trace,
+    the site's config and ``-resume``: the part of the command line every pipeline shares."""
+    command = [nextflow, "run", pipeline, "-r", version, "-profile", profile]
+    command += ["-work-dir", str(workdir), "-with-trace", str(trace)]
+    if config is not None:
+        command += ["-c", str(config)]
+    if resume:
+        command.append("-resume")
+    return command
 
 
 def _no_more_rules(_line: int, _row: Row) -> list[str]:
