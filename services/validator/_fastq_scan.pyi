@@ -22,3 +22,8 @@ class Block:
     bad_quality_record: int | None
 
 def scan(data: bytes | memoryview, /) -> Block: ...
+def count_alignments(
+    library: str, path: str, reference: str | None, required_fields: int, threads: int, /
+) -> tuple[int, int, int, int, int, int]:
+    """(status, records, passed, mapped, duplicates, primary_bases); status 0 read whole,
+    1 cannot open, 2 no header, 3 a record could not be decoded."""

@@ -1,15 +1,16 @@
 """CRAM and BAM checks, and long-read unaligned BAM (uBAM).
 
-The header is read with pysam; the records are decoded by samtools' own C code
-(``pysam.flagstat``), which counts mapped, unmapped and duplicate reads far faster than a
-Python loop. A truncated CRAM opens without complaint, so its end-of-file container is
+The header is read with pysam; the records are decoded by htslib in one pass from C
+(:func:`count_records`), which counts mapped, unmapped and duplicate reads as ``samtools
+flagstat`` does and, when no raw reads came, the primary reads' bases, far faster than a
+Python loop and without a second pass. A truncated CRAM opens without complaint, so its end-of-file container is
 checked byte for byte; a BAM's BGZF end-of-file block likewise. Long-read uBAMs hold
 few, long records, so they are walked in Python to get the read-length N50.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes.util
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pysam
-from pysam.utils import SamtoolsError
 
+from services.validator._fastq_scan import count_alignments
 from services.validator.htslib_messages import as_problems, captured
 from services.validator.problems import problem
 from services.validator.references import Contig, Identification, Profile, identify
@@ -167,21 +168,62 @@ def check_eof(path: Path, kind: str, report: AlignmentReport) -> bool:
     return True
 
 
-def flagstat(path: Path, reference: Path | None) -> dict[str, Any]:
-    args = ["-O", "json"]
-    if reference is not None:
-        args += ["--input-fmt-option", f"reference={reference}"]
-    out = pysam.flagstat(*args, str(path))
-    return dict(json.loads(str(out))["QC-passed reads"])
+SAM_FLAG, SAM_RNAME, SAM_MAPQ, SAM_RNEXT, SAM_SEQ = 0x2, 0x4, 0x10, 0x40, 0x200
+"""htslib's ``sam_fields``: what a CRAM decoder must reconstruct of each record."""
+FLAGSTAT_FIELDS = SAM_FLAG | SAM_RNAME | SAM_MAPQ | SAM_RNEXT
+"""What ``samtools flagstat`` asks of a CRAM (bam_stat.c), and all the counts need."""
+BASES_FIELDS = FLAGSTAT_FIELDS | SAM_SEQ
+"""With the bases: a read's length is its decoded sequence's. Without SEQ htslib leaves it
+0, and a CIGAR has none for unmapped reads, so counting from the CIGAR would miss theirs."""
 
 
-def total_bases(path: Path, reference: Path | None) -> int:
-    """Bases of the primary reads, by ``samtools stats``: needed only when no raw reads came."""
-    args = ["--reference", str(reference)] if reference is not None else []
-    for line in str(pysam.stats(*args, str(path))).splitlines():
-        if line.startswith("SN\ttotal length:"):
-            return int(line.split("\t")[2])
-    return 0
+@dataclass(frozen=True)
+class RecordCounts:
+    """What one decoding pass over every record found, counted as ``samtools flagstat``
+    counts QC-passed reads."""
+
+    records: int
+    passed: int
+    mapped: int
+    duplicates: int
+    primary_bases: int
+
+
+class UndecodableRecord(Exception):
+    """htslib stopped before the end of the records: the file cannot be read whole."""
+
+
+@lru_cache(maxsize=1)
+def htslib_library() -> str:
+    """The htslib to decode with: Debian's, beside the samtools the project depends on (its
+    CRAM codecs are built with the platform's libdeflate and SIMD), else pysam's copy."""
+    found = ctypes.util.find_library("hts")
+    if found:
+        return found
+    bundled: list[str] = pysam.get_libraries()  # type: ignore[no-untyped-call]
+    return next(lib for lib in bundled if "libchtslib" in lib)
+
+
+def decoding_threads() -> int:
+    """htslib decodes CRAM slices on this many threads, the reader counting on its own."""
+    return min(2, os.cpu_count() or 1)
+
+
+def count_records(path: Path, reference: Path | None, with_bases: bool) -> RecordCounts:
+    """Every record decoded by htslib, in one pass: flagstat's counts, and with
+    ``with_bases`` the bases of the primary reads (neither secondary nor supplementary).
+    A record htslib cannot decode ends the pass with :class:`UndecodableRecord`."""
+    fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
+    status, records, passed, mapped, duplicates, bases = count_alignments(
+        htslib_library(), str(path), str(reference) if reference else None, fields, decoding_threads()
+    )
+    if status == 1:
+        raise UndecodableRecord("htslib cannot open the file")
+    if status == 2:
+        raise UndecodableRecord("htslib cannot read the header")
+    if status == 3:
+        raise UndecodableRecord(f"record {records + 1} cannot be decoded")
+    return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
 
 
 def check_alignment(
@@ -237,30 +279,30 @@ def _check_alignment(
     if not whole:
         return report
     try:
-        counts = flagstat(path, reference)
-    except SamtoolsError as exc:
+        counts = count_records(path, reference, need_bases)
+    except UndecodableRecord as exc:
         code = "cram.undecodable" if kind == "cram" else "bam.undecodable"
-        report.problems.append(problem(code, f"samtools could not decode every record: {str(exc)[-400:]}"))
+        report.problems.append(problem(code, f"htslib could not decode every record: {exc}"))
         return report
-    total = int(counts.get("total", 0))
+    total = counts.passed
     report.metrics.update(
         {
             "reads": total,
-            "mapped": int(counts.get("mapped", 0)),
-            "unmapped": total - int(counts.get("mapped", 0)),
-            "duplicates": int(counts.get("duplicates", 0)),
+            "mapped": counts.mapped,
+            "unmapped": total - counts.mapped,
+            "duplicates": counts.duplicates,
             "sort_order": report.sort_order,
             "reference": report.reference.flavour if report.reference else "",
         }
     )
     if report.cram_version:
         report.metrics["cram_version"] = report.cram_version
-    if int(counts.get("duplicates", 0)) > 0:
+    if counts.duplicates > 0:
         report.duplicates_marked = True
     if total == 0:
         report.problems.append(problem(f"{kind}.no_reads", "the file holds no reads"))
     if need_bases:
-        report.metrics["bases"] = total_bases(path, reference)
+        report.metrics["bases"] = counts.primary_bases
     return report
 
 
