@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes.util
 import os
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -209,19 +210,103 @@ def decoding_threads() -> int:
     return min(2, os.cpu_count() or 1)
 
 
-def count_records(path: Path, reference: Path | None, with_bases: bool) -> RecordCounts:
+FILE_DEFINITION = 26
+"""A CRAM's ``CRAM``, version and file id, before its first container."""
+
+
+def _itf8(data: bytes, at: int) -> tuple[int, int]:
+    """CRAM's ITF8 integer at ``at``: its value (signed 32-bit) and where the next begins."""
+    first = data[at]
+    if first < 0x80:
+        value, size = first, 1
+    elif first < 0xC0:
+        value, size = (first & 0x3F) << 8 | data[at + 1], 2
+    elif first < 0xE0:
+        value, size = (first & 0x1F) << 16 | data[at + 1] << 8 | data[at + 2], 3
+    elif first < 0xF0:
+        value, size = (first & 0x0F) << 24 | int.from_bytes(data[at + 1 : at + 4]), 4
+    else:
+        value = (first & 0x0F) << 28 | int.from_bytes(data[at + 1 : at + 4]) << 4 | data[at + 4] & 0x0F
+        size = 5
+    return value - (1 << 32) if value >= 1 << 31 else value, at + size
+
+
+def _ltf8(data: bytes, at: int) -> tuple[int, int]:
+    """CRAM's LTF8 integer at ``at``: as many more bytes as its first has leading ones."""
+    first = data[at]
+    extra = 8 - (first ^ 0xFF).bit_length() if first != 0xFF else 8
+    value = first & (0xFF >> (extra + 1)) if extra < 8 else 0
+    for byte in data[at + 1 : at + 1 + extra]:
+        value = value << 8 | byte
+    return value, at + 1 + extra
+
+
+def declared_records(path: Path, major: int) -> int:
+    """The records a CRAM's container headers say it holds, walking from header to header
+    (a few thousand in a genome) without decoding: htslib's multi-threaded reader can end
+    a pass at a damaged container as if at the end of the file, and this is what the pass
+    is held to. Each CRAM 3 container header's CRC32 is checked on the way."""
+    total = 0
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        at = FILE_DEFINITION
+        while at < size:
+            handle.seek(at)
+            data = handle.read(4096)
+            if len(data) < 4:
+                raise UndecodableRecord(f"the container at byte {at} is cut short")
+            length = int.from_bytes(data[:4], "little", signed=True)
+            try:
+                _, i = _itf8(data, 4)  # reference sequence
+                _, i = _itf8(data, i)  # start
+                _, i = _itf8(data, i)  # span
+                records, i = _itf8(data, i)
+                _, i = _ltf8(data, i) if major >= 3 else _itf8(data, i)  # record counter
+                _, i = _ltf8(data, i)  # bases
+                _, i = _itf8(data, i)  # blocks
+                landmarks, i = _itf8(data, i)
+                for _ in range(max(landmarks, 0)):
+                    _, i = _itf8(data, i)
+                if major >= 3:
+                    if zlib.crc32(data[:i]) != int.from_bytes(data[i : i + 4], "little"):
+                        raise UndecodableRecord(f"the container header at byte {at} fails its CRC32")
+                    i += 4
+            except IndexError:
+                raise UndecodableRecord(f"the container header at byte {at} is cut short") from None
+            if length < 0 or records < 0 or landmarks < 0 or at + i + length > size:
+                raise UndecodableRecord(f"the container header at byte {at} is damaged")
+            total += records
+            at += i + length
+    return total
+
+
+def count_records(path: Path, reference: Path | None, with_bases: bool, cram_major: int = 0) -> RecordCounts:
     """Every record decoded by htslib, in one pass: flagstat's counts, and with
     ``with_bases`` the bases of the primary reads (neither secondary nor supplementary).
-    A record htslib cannot decode ends the pass with :class:`UndecodableRecord`."""
+    A CRAM's slices are decoded on two threads and the records counted held to those its
+    containers declare. A record htslib cannot decode ends the pass with
+    :class:`UndecodableRecord`."""
     fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
+    threads = decoding_threads() if cram_major in (2, 3) else 1
+    declared = declared_records(path, cram_major) if threads > 1 else None
+    where = str(reference) if reference else None
     status, records, passed, mapped, duplicates, bases = count_alignments(
-        htslib_library(), str(path), str(reference) if reference else None, fields, decoding_threads()
+        htslib_library(), str(path), where, fields, threads
     )
+    if status == 0 and declared is not None and records != declared:
+        status = 3
+    if status == 3 and threads > 1:
+        # Decoding threads read ahead, and a fault they meet can end the pass before the
+        # records ahead of it are handed over: one thread finds which record it is.
+        status, records, *_ = count_alignments(htslib_library(), str(path), where, fields, 1)
+        status = status or 3
     if status == 1:
         raise UndecodableRecord("htslib cannot open the file")
     if status == 2:
         raise UndecodableRecord("htslib cannot read the header")
     if status == 3:
+        if declared is not None and records >= declared:
+            raise UndecodableRecord(f"{records} records decoded where the containers declare {declared}")
         raise UndecodableRecord(f"record {records + 1} cannot be decoded")
     return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
 
@@ -279,7 +364,8 @@ def _check_alignment(
     if not whole:
         return report
     try:
-        counts = count_records(path, reference, need_bases)
+        major = int(report.cram_version.split(".")[0]) if report.cram_version else 0
+        counts = count_records(path, reference, need_bases, major)
     except UndecodableRecord as exc:
         code = "cram.undecodable" if kind == "cram" else "bam.undecodable"
         report.problems.append(problem(code, f"htslib could not decode every record: {exc}"))

@@ -13,7 +13,7 @@ import pytest
 
 from services.validator import alignments
 from services.validator._fastq_scan import count_alignments
-from services.validator.alignments import count_records
+from services.validator.alignments import count_records, declared_records
 from services.validator.checks import check_file
 from shared.config import get_settings
 from tests.unit.validator import corpus
@@ -141,3 +141,51 @@ def test_pysams_htslib_counts_as_debians(tmp_path: Path, reference: Path) -> Non
     ours = count_alignments(bundled, str(cram), str(reference), fields, 1)
     assert ours == count_alignments(alignments.htslib_library(), str(cram), str(reference), fields, 2)
     assert ours[0] == 0 and ours[-1] == 1000 * 100 + 100 + 7 * 120
+
+
+@pytest.mark.parametrize("version", ["2.1", "3.0"])
+def test_the_containers_declare_every_record(tmp_path: Path, reference: Path, version: str) -> None:
+    cram = sliced(tmp_path, reference, mixed_body())
+    other = tmp_path / f"v{version}.cram"
+    subprocess.run(
+        [
+            "samtools",
+            "view",
+            "-C",
+            "-T",
+            str(reference),
+            "--output-fmt-option",
+            f"version={version}",
+            "--output-fmt-option",
+            f"seqs_per_slice={SLICE_RECORDS}",
+            "-o",
+            str(other),
+            str(cram),
+        ],
+        check=True,
+    )
+    major = int(version[0])
+    assert declared_records(other, major) == 1010
+    assert count_records(other, reference, True, major).records == 1010
+
+
+@pytest.mark.parametrize("need_bases", [False, True])
+def test_a_container_whose_length_is_damaged_fails_on_every_thread_count(
+    tmp_path: Path, reference: Path, need_bases: bool
+) -> None:
+    """htslib's multi-threaded reader takes a container whose length field is damaged for
+    the end of the file, and reports the records before it as all there were; the count
+    the container headers declare catches it."""
+    cram = sliced(tmp_path, reference, mixed_body())
+    index = cram.with_name(cram.name + ".crai").read_bytes()
+    fourth = int(gzip.decompress(index).decode().splitlines()[3].split("\t")[3])
+    data = bytearray(cram.read_bytes())
+    data[fourth] ^= 0x5A
+    spoilt = tmp_path / "damaged.cram"
+    spoilt.write_bytes(bytes(data))
+    fields = alignments.BASES_FIELDS if need_bases else alignments.FLAGSTAT_FIELDS
+    threaded = count_alignments(alignments.htslib_library(), str(spoilt), str(reference), fields, 2)
+    assert threaded[:2] == (0, 3 * SLICE_RECORDS), "htslib's threads no longer mistake it for the end"
+    found = check_file(spoilt.name, spoilt.as_uri(), PROFILE, need_bases, reference)
+    assert "cram.undecodable" in {p.code for p in found.problems}
+    assert "reads" not in found.metrics
