@@ -18,6 +18,7 @@
 #include <structmember.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef enum { FAULT_NONE, FAULT_HEADER, FAULT_CRLF, FAULT_SEPARATOR, FAULT_LENGTH } Fault;
@@ -497,6 +498,204 @@ static PyObject *count_alignments(PyObject *self, PyObject *args) {
                          c.primary_bases);
 }
 
+/*
+ * scan_vcf(data, limits, columns, first_record): the per-record header checks of
+ * services/validator/variants.py over the whole lines at the start of `data`, so that a
+ * million-record VCF is not split and compared field by field in Python.
+ *
+ * `limits` maps each declared contig (bytes) to its last allowed position (length + 1).
+ * Lines starting with '#' and blank lines are skipped; a record's fields are found in
+ * place. What this cannot settle alone is handed back as an event for Python to judge
+ * with the same rules as before: ALT alleles other than bases, '*' or '.' (symbolic
+ * alleles, breakends) go back as ("alleles", ...) to be matched against the ALT grammar.
+ * Returns (consumed, records, events); each event is (kind, record, where, a, b).
+ */
+static int all_bases(const char *p, Py_ssize_t n) {
+    if (n == 0) return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        switch (p[i]) {
+        case 'A': case 'C': case 'G': case 'T': case 'N':
+        case 'a': case 'c': case 'g': case 't': case 'n': break;
+        default: return 0;
+        }
+    }
+    return 1;
+}
+
+/* 1: every ALT allele is bases, '*' or '.'; 0: some allele needs the full grammar. */
+static int plain_alts(const char *p, Py_ssize_t n) {
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i == n || p[i] == ',') {
+            Py_ssize_t len = i - start;
+            const char *a = p + start;
+            if (!(all_bases(a, len) || (len == 1 && (a[0] == '*' || a[0] == '.')))) return 0;
+            start = i + 1;
+        }
+    }
+    return 1;
+}
+
+/* GT: allele indexes or '.', joined by '/' or '|', optionally led by one; each index
+ * below `alleles`. */
+static int good_genotype(const char *p, Py_ssize_t n, long long alleles) {
+    Py_ssize_t i = 0;
+    if (n > 0 && (p[0] == '/' || p[0] == '|')) i = 1;
+    if (i >= n) return 0;
+    for (;;) {
+        if (i < n && p[i] == '.') {
+            i++;
+        } else if (i < n && p[i] >= '0' && p[i] <= '9') {
+            long long index = 0;
+            int big = 0;
+            while (i < n && p[i] >= '0' && p[i] <= '9') {
+                if (index > 1000000000LL) big = 1; else index = index * 10 + (p[i] - '0');
+                i++;
+            }
+            if (big || index >= alleles) return 0;
+        } else {
+            return 0;
+        }
+        if (i == n) return 1;
+        if (p[i] != '/' && p[i] != '|') return 0;
+        i++;
+    }
+}
+
+static int add_event(PyObject *events, const char *kind, Py_ssize_t record, const char *where,
+                     Py_ssize_t where_len, const char *a, Py_ssize_t a_len, const char *b,
+                     Py_ssize_t b_len) {
+    PyObject *event = Py_BuildValue("(sny#y#y#)", kind, record, where, where_len, a, a_len, b, b_len);
+    if (!event) return -1;
+    int failed = PyList_Append(events, event);
+    Py_DECREF(event);
+    return failed;
+}
+
+#define VCF_MAX_FIELDS 10 /* the fixed nine and the start of the samples */
+
+static PyObject *scan_vcf(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    PyObject *limits;
+    Py_ssize_t columns, record;
+    if (!PyArg_ParseTuple(args, "y*O!nn", &view, &PyDict_Type, &limits, &columns, &record)) return NULL;
+    const char *data = view.buf;
+    Py_ssize_t len = view.len, at = 0, records = 0;
+    PyObject *events = PyList_New(0);
+    const char *last_chrom = NULL;
+    Py_ssize_t last_chrom_len = -1;
+    long long limit = -1; /* of the last contig; -1 not declared */
+    int limit_digits = 0;
+    if (!events) goto fail;
+    while (at < len) {
+        const char *nl = memchr(data + at, '\n', (size_t)(len - at));
+        if (!nl) break;
+        const char *line = data + at;
+        Py_ssize_t n = nl - line;
+        at += n + 1;
+        if (n > 0 && line[0] == '#') continue;
+        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n')) n--;
+        if (n == 0) continue;
+        records++;
+        record++;
+        /* Field starts and ends, the first ten; the count of all. */
+        const char *start[VCF_MAX_FIELDS];
+        Py_ssize_t size[VCF_MAX_FIELDS];
+        Py_ssize_t fields = 0, from = 0;
+        for (Py_ssize_t i = 0; i <= n; i++) {
+            if (i == n || line[i] == '\t') {
+                if (fields < VCF_MAX_FIELDS) {
+                    start[fields] = line + from;
+                    size[fields] = i - from;
+                }
+                fields++;
+                from = i + 1;
+                if (fields == VCF_MAX_FIELDS && i < n) {
+                    /* The rest are samples: counted here, walked below. */
+                    const char *more = memchr(line + from, '\t', (size_t)(n - from));
+                    fields++;
+                    while (more) {
+                        fields++;
+                        more = memchr(more + 1, '\t', (size_t)(line + n - more - 1));
+                    }
+                    break;
+                }
+            }
+        }
+        /* chrom:pos, as the Python side names a record */
+        Py_ssize_t where_len = size[0] + (fields > 1 ? 1 + size[1] : 0);
+        const char *where = line;
+        if (fields != columns && !(columns == 8 && fields == 9)) {
+            char count[32];
+            int c = snprintf(count, sizeof count, "%zd", fields);
+            if (add_event(events, "columns", record, where, where_len, count, c, "", 0) < 0) goto fail;
+            if (fields < 5) continue;
+        }
+        if (size[0] != last_chrom_len || memcmp(start[0], last_chrom, (size_t)size[0]) != 0) {
+            PyObject *name = PyBytes_FromStringAndSize(start[0], size[0]);
+            if (!name) goto fail;
+            PyObject *found = PyDict_GetItemWithError(limits, name);
+            Py_DECREF(name);
+            if (!found && PyErr_Occurred()) goto fail;
+            limit = found ? PyLong_AsLongLong(found) : -1;
+            if (limit == -1 && PyErr_Occurred()) goto fail;
+            limit_digits = snprintf(NULL, 0, "%lld", limit);
+            last_chrom = start[0];
+            last_chrom_len = size[0];
+        }
+        if (limit < 0) {
+            if (add_event(events, "contig", record, where, where_len, "", 0, "", 0) < 0) goto fail;
+        } else if (size[1] >= limit_digits && limit > 1) {
+            const char *pos = start[1];
+            int digits = size[1] > 0;
+            long long value = 0;
+            int huge = size[1] > 18;
+            for (Py_ssize_t i = 0; i < size[1]; i++) {
+                if (pos[i] < '0' || pos[i] > '9') { digits = 0; break; }
+                if (!huge) value = value * 10 + (pos[i] - '0');
+            }
+            if (digits && (huge || value > limit)) {
+                if (add_event(events, "position", record, where, where_len, "", 0, "", 0) < 0) goto fail;
+            }
+        }
+        const char *ref = start[3], *alt = start[4];
+        Py_ssize_t ref_len = size[3], alt_len = size[4];
+        if (!all_bases(ref, ref_len) || !plain_alts(alt, alt_len)) {
+            if (add_event(events, "alleles", record, where, where_len, ref, ref_len, alt, alt_len) < 0)
+                goto fail;
+        }
+        if (fields > 9 && size[8] >= 2 && start[8][0] == 'G' && start[8][1] == 'T' &&
+            (size[8] == 2 || start[8][2] == ':')) {
+            long long alleles = 2;
+            if (alt_len == 1 && alt[0] == '.') alleles = 1;
+            else for (Py_ssize_t i = 0; i < alt_len; i++) alleles += alt[i] == ',';
+            const char *sample = start[9];
+            const char *end = line + n;
+            while (sample <= end) {
+                const char *tab = memchr(sample, '\t', (size_t)(end - sample));
+                const char *stop = tab ? tab : end;
+                const char *colon = memchr(sample, ':', (size_t)(stop - sample));
+                const char *gt_end = colon ? colon : stop;
+                if (!good_genotype(sample, gt_end - sample, alleles)) {
+                    if (add_event(events, "genotype", record, where, where_len, sample, gt_end - sample,
+                                  "", 0) < 0)
+                        goto fail;
+                    break;
+                }
+                if (!tab) break;
+                sample = tab + 1;
+            }
+        }
+    }
+    PyBuffer_Release(&view);
+    PyObject *result = Py_BuildValue("(nnN)", at, records, events);
+    return result;
+fail:
+    Py_XDECREF(events);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_O,
      "scan(data, /) -> Block\n\nCheck and count the whole FASTQ records at the start of data."},
@@ -504,6 +703,9 @@ static PyMethodDef methods[] = {
      "count_alignments(library, path, reference, required_fields, threads, /)\n"
      "-> (status, records, passed, mapped, duplicates, primary_bases)\n\n"
      "Decode every record of a CRAM or BAM with htslib and count them as samtools flagstat does."},
+    {"scan_vcf", scan_vcf, METH_VARARGS,
+     "scan_vcf(data, limits, columns, first_record, /) -> (consumed, records, events)\n\n"
+     "Hold the whole VCF record lines at the start of data to their header."},
     {NULL, NULL, 0, NULL},
 };
 
