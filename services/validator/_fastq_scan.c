@@ -508,7 +508,8 @@ static PyObject *count_alignments(PyObject *self, PyObject *args) {
  * place. What this cannot settle alone is handed back as an event for Python to judge
  * with the same rules as before: ALT alleles other than bases, '*' or '.' (symbolic
  * alleles, breakends) go back as ("alleles", ...) to be matched against the ALT grammar.
- * Returns (consumed, records, events); each event is (kind, record, where, a, b).
+ * Returns (consumed, records, events); each event is (kind, record, where, a, b). The GIL
+ * is let go while the lines are walked, so the pass can run beside htslib's.
  */
 static int all_bases(const char *p, Py_ssize_t n) {
     if (n == 0) return 0;
@@ -587,6 +588,11 @@ static PyObject *scan_vcf(PyObject *self, PyObject *args) {
     long long limit = -1; /* of the last contig; -1 not declared */
     int limit_digits = 0;
     if (!events) goto fail;
+    /* The GIL is let go while lines are walked (the text pass runs beside htslib's) and
+     * taken back only to look a contig up or hand an event over; `fail` is reached holding it. */
+    PyThreadState *released = PyEval_SaveThread();
+#define WITH_GIL(call) (PyEval_RestoreThread(released), (call))
+#define WITHOUT_GIL() (released = PyEval_SaveThread())
     while (at < len) {
         const char *nl = memchr(data + at, '\n', (size_t)(len - at));
         if (!nl) break;
@@ -628,10 +634,13 @@ static PyObject *scan_vcf(PyObject *self, PyObject *args) {
         if (fields != columns && !(columns == 8 && fields == 9)) {
             char count[32];
             int c = snprintf(count, sizeof count, "%zd", fields);
-            if (add_event(events, "columns", record, where, where_len, count, c, "", 0) < 0) goto fail;
+            if (WITH_GIL(add_event(events, "columns", record, where, where_len, count, c, "", 0)) < 0)
+                goto fail;
+            WITHOUT_GIL();
             if (fields < 5) continue;
         }
         if (size[0] != last_chrom_len || memcmp(start[0], last_chrom, (size_t)size[0]) != 0) {
+            PyEval_RestoreThread(released);
             PyObject *name = PyBytes_FromStringAndSize(start[0], size[0]);
             if (!name) goto fail;
             PyObject *found = PyDict_GetItemWithError(limits, name);
@@ -639,12 +648,15 @@ static PyObject *scan_vcf(PyObject *self, PyObject *args) {
             if (!found && PyErr_Occurred()) goto fail;
             limit = found ? PyLong_AsLongLong(found) : -1;
             if (limit == -1 && PyErr_Occurred()) goto fail;
+            WITHOUT_GIL();
             limit_digits = snprintf(NULL, 0, "%lld", limit);
             last_chrom = start[0];
             last_chrom_len = size[0];
         }
         if (limit < 0) {
-            if (add_event(events, "contig", record, where, where_len, "", 0, "", 0) < 0) goto fail;
+            if (WITH_GIL(add_event(events, "contig", record, where, where_len, "", 0, "", 0)) < 0)
+                goto fail;
+            WITHOUT_GIL();
         } else if (size[1] >= limit_digits && limit > 1) {
             const char *pos = start[1];
             int digits = size[1] > 0;
@@ -655,14 +667,18 @@ static PyObject *scan_vcf(PyObject *self, PyObject *args) {
                 if (!huge) value = value * 10 + (pos[i] - '0');
             }
             if (digits && (huge || value > limit)) {
-                if (add_event(events, "position", record, where, where_len, "", 0, "", 0) < 0) goto fail;
+                if (WITH_GIL(add_event(events, "position", record, where, where_len, "", 0, "", 0)) < 0)
+                    goto fail;
+                WITHOUT_GIL();
             }
         }
         const char *ref = start[3], *alt = start[4];
         Py_ssize_t ref_len = size[3], alt_len = size[4];
         if (!all_bases(ref, ref_len) || !plain_alts(alt, alt_len)) {
-            if (add_event(events, "alleles", record, where, where_len, ref, ref_len, alt, alt_len) < 0)
+            if (WITH_GIL(add_event(events, "alleles", record, where, where_len, ref, ref_len, alt,
+                                   alt_len)) < 0)
                 goto fail;
+            WITHOUT_GIL();
         }
         if (fields > 9 && size[8] >= 2 && start[8][0] == 'G' && start[8][1] == 'T' &&
             (size[8] == 2 || start[8][2] == ':')) {
@@ -677,9 +693,10 @@ static PyObject *scan_vcf(PyObject *self, PyObject *args) {
                 const char *colon = memchr(sample, ':', (size_t)(stop - sample));
                 const char *gt_end = colon ? colon : stop;
                 if (!good_genotype(sample, gt_end - sample, alleles)) {
-                    if (add_event(events, "genotype", record, where, where_len, sample, gt_end - sample,
-                                  "", 0) < 0)
+                    if (WITH_GIL(add_event(events, "genotype", record, where, where_len, sample,
+                                           gt_end - sample, "", 0)) < 0)
                         goto fail;
+                    WITHOUT_GIL();
                     break;
                 }
                 if (!tab) break;
@@ -687,6 +704,9 @@ static PyObject *scan_vcf(PyObject *self, PyObject *args) {
             }
         }
     }
+    PyEval_RestoreThread(released);
+#undef WITH_GIL
+#undef WITHOUT_GIL
     PyBuffer_Release(&view);
     PyObject *result = Py_BuildValue("(nnN)", at, records, events);
     return result;

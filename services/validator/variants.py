@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
@@ -25,7 +26,7 @@ import pysam
 from isal import igzip
 
 from services.validator._fastq_scan import scan_vcf
-from services.validator.alignments import BGZF_EOF, _reference_problems
+from services.validator.alignments import BGZF_EOF, _reference_problems, decoding_threads
 from services.validator.htslib_messages import Captured, as_problems, captured, withheld
 from services.validator.problems import problem
 from services.validator.references import Contig, Identification, Profile, identify
@@ -77,13 +78,15 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
                     )
                 )
                 return report
-    with captured() as said:
-        records = _read_with_htslib(path, expected, report)
+    # The text pass runs on a thread beside htslib's (both let the GIL go while they read),
+    # started once the header has named the contigs and samples it checks against.
+    with captured() as said, ThreadPoolExecutor(1, thread_name_prefix="vcf-text") as beside:
+        records, scanned = _read_with_htslib(path, expected, report, beside)
+        text_problems = scanned.result() if scanned is not None else []
     _with_htslib_reason(report.problems, said)
     said.drop(UNDECLARED_CONTIG)
     report.problems += as_problems(said, "vcf")
-    if report.header_read:
-        report.problems += scan_records(path, report)
+    report.problems += text_problems
     contigs = report.contig_lengths
     report.metrics.update(
         {
@@ -136,13 +139,18 @@ def _with_htslib_reason(problems: list[Problem], said: Captured) -> None:
             return
 
 
-def _read_with_htslib(path: Path, expected: Profile, report: VariantReport) -> int:
-    """The header, then every record parsed by htslib; the number of records parsed."""
+def _read_with_htslib(
+    path: Path, expected: Profile, report: VariantReport, beside: Executor
+) -> tuple[int, Future[list[Problem]] | None]:
+    """The header, then every record parsed by htslib: the number of records parsed, and
+    the text pass (:func:`scan_records`), started on ``beside`` once the header is read."""
     try:
-        vf = pysam.VariantFile(str(path))
+        # A thread of htslib's inflates BGZF blocks ahead of the parser (damaged blocks were
+        # found to fail alike on one thread and two).
+        vf = pysam.VariantFile(str(path), threads=decoding_threads())
     except (OSError, ValueError) as exc:
         report.problems.append(problem("vcf.unreadable", f"htslib cannot read the header: {exc}"))
-        return 0
+        return 0, None
     records = 0
     with vf:
         header = vf.header
@@ -176,6 +184,7 @@ def _read_with_htslib(path: Path, expected: Profile, report: VariantReport) -> i
         else:
             report.reference = identify(contigs, expected)
             _reference_problems(report.reference, expected, report.problems, "##contig")
+        scanned = beside.submit(scan_records, path, report)
         try:
             for _ in vf:
                 records += 1
@@ -185,7 +194,7 @@ def _read_with_htslib(path: Path, expected: Profile, report: VariantReport) -> i
                     "vcf.bad_record", f"record {records + 1} cannot be parsed: {exc}", f"record {records + 1}"
                 )
             )
-    return records
+    return records, scanned
 
 
 BASES = re.compile(rb"[ACGTNacgtn]+")
