@@ -17,6 +17,8 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef enum { FAULT_NONE, FAULT_HEADER, FAULT_CRLF, FAULT_SEPARATOR, FAULT_LENGTH } Fault;
@@ -346,9 +348,384 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
     return block;
 }
 
+/*
+ * count_alignments(library, path, reference, required_fields, threads): every record of a
+ * CRAM or BAM decoded by htslib, in one pass that yields what samtools flagstat counts
+ * (QC-passed records, mapped, duplicates) and the bases of the primary reads.
+ *
+ * A Python loop over pysam records runs at a tenth of samtools' speed, and samtools'
+ * own commands need two passes for counts and bases. The project has no htslib headers
+ * to build against, so the handful of htslib calls are looked up in the shared library
+ * the caller names (Debian's libhts.so.3 beside samtools, else pysam's copy), and the
+ * record layout below is htslib's bam1_t, whose ABI is fixed for the libhts.so.3 soname
+ * (htslib >= 1.10). The GIL is released while reading.
+ */
+#include <dlfcn.h>
+
+typedef struct {
+    int64_t pos;
+    int32_t tid;
+    uint16_t bin;
+    uint8_t qual;
+    uint8_t l_extranul;
+    uint16_t flag;
+    uint16_t l_qname;
+    uint32_t n_cigar;
+    int32_t l_qseq;
+    int32_t mtid;
+    int64_t mpos;
+    int64_t isize;
+} HtsRecordCore;
+
+typedef struct {
+    HtsRecordCore core;
+    uint64_t id;
+    uint8_t *data;
+    int l_data;
+    uint32_t m_data;
+    uint32_t mempolicy;
+} HtsRecord;
+
+_Static_assert(sizeof(HtsRecordCore) == 48, "htslib's bam1_core_t is 48 bytes");
+_Static_assert(offsetof(HtsRecord, data) == 56, "htslib's bam1_t.data follows core and id");
+
+enum { CRAM_OPT_REQUIRED_FIELDS = 18 }; /* htslib hts.h, enum hts_fmt_option */
+enum { FLAG_UNMAPPED = 0x4, FLAG_SECONDARY = 0x100, FLAG_QC_FAIL = 0x200, FLAG_DUPLICATE = 0x400,
+       FLAG_SUPPLEMENTARY = 0x800 };
+
+typedef struct {
+    void *(*open)(const char *, const char *);
+    int (*set_opt)(void *, int, ...);
+    int (*set_fai_filename)(void *, const char *);
+    int (*set_threads)(void *, int);
+    void *(*header_read)(void *);
+    void (*header_destroy)(void *);
+    HtsRecord *(*record_init)(void);
+    void (*record_destroy)(HtsRecord *);
+    int (*read)(void *, void *, HtsRecord *);
+    int (*close)(void *);
+} Htslib;
+
+static int load_htslib(const char *library, Htslib *h) {
+    void *so = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+    if (!so) return 0;
+    struct { void **slot; const char *name; } symbols[] = {
+        {(void **)&h->open, "hts_open"},
+        {(void **)&h->set_opt, "hts_set_opt"},
+        {(void **)&h->set_fai_filename, "hts_set_fai_filename"},
+        {(void **)&h->set_threads, "hts_set_threads"},
+        {(void **)&h->header_read, "sam_hdr_read"},
+        {(void **)&h->header_destroy, "sam_hdr_destroy"},
+        {(void **)&h->record_init, "bam_init1"},
+        {(void **)&h->record_destroy, "bam_destroy1"},
+        {(void **)&h->read, "sam_read1"},
+        {(void **)&h->close, "hts_close"},
+    };
+    for (size_t i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
+        *symbols[i].slot = dlsym(so, symbols[i].name);
+        if (!*symbols[i].slot) return 0;
+    }
+    return 1; /* the library stays loaded: the process reads many files */
+}
+
+/* Bases a CIGAR says the read has: M, I, S, = and X consume the query. */
+static long long cigar_query_length(const HtsRecord *r) {
+    const uint32_t *cigar = (const uint32_t *)(r->data + r->core.l_qname);
+    long long length = 0;
+    for (uint32_t i = 0; i < r->core.n_cigar; i++) {
+        uint32_t op = cigar[i] & 0xf;
+        if (op == 0 || op == 1 || op == 4 || op == 7 || op == 8) length += cigar[i] >> 4;
+    }
+    return length;
+}
+
+typedef struct {
+    long long records, passed, mapped, duplicates, primary_bases;
+    int status; /* 0 read to the end; 1 cannot open; 2 no header; 3 a record failed to decode */
+} AlignmentCounts;
+
+static void count_records(const Htslib *h, const char *path, const char *reference, int fields,
+                          int threads, AlignmentCounts *c) {
+    void *fp = h->open(path, "r");
+    if (!fp) {
+        c->status = 1;
+        return;
+    }
+    if (reference) h->set_fai_filename(fp, reference);
+    if (fields) h->set_opt(fp, CRAM_OPT_REQUIRED_FIELDS, fields);
+    if (threads > 1) h->set_threads(fp, threads);
+    void *header = h->header_read(fp);
+    if (!header) {
+        c->status = 2;
+        h->close(fp);
+        return;
+    }
+    HtsRecord *r = h->record_init();
+    int got;
+    while ((got = h->read(fp, header, r)) >= 0) {
+        uint16_t flag = r->core.flag;
+        c->records++;
+        if (!(flag & FLAG_QC_FAIL)) {
+            c->passed++;
+            if (!(flag & FLAG_UNMAPPED)) c->mapped++;
+            if (flag & FLAG_DUPLICATE) c->duplicates++;
+        }
+        if (!(flag & (FLAG_SECONDARY | FLAG_SUPPLEMENTARY)))
+            c->primary_bases += r->core.l_qseq > 0 ? r->core.l_qseq : cigar_query_length(r);
+    }
+    /* htslib returns -1 at the end of the file, less on a record it could not decode. */
+    c->status = got < -1 ? 3 : 0;
+    h->record_destroy(r);
+    h->header_destroy(header);
+    if (h->close(fp) != 0 && c->status == 0) c->status = 3;
+}
+
+static PyObject *count_alignments(PyObject *self, PyObject *args) {
+    const char *library, *path, *reference;
+    int fields, threads;
+    if (!PyArg_ParseTuple(args, "sszii", &library, &path, &reference, &fields, &threads)) return NULL;
+    Htslib h;
+    if (!load_htslib(library, &h)) {
+        const char *why = dlerror();
+        return PyErr_Format(PyExc_ImportError, "htslib cannot be loaded from %s: %s", library,
+                            why ? why : "a function is missing");
+    }
+    AlignmentCounts c = {0};
+    Py_BEGIN_ALLOW_THREADS
+    count_records(&h, path, reference, fields, threads, &c);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(iLLLLL)", c.status, c.records, c.passed, c.mapped, c.duplicates,
+                         c.primary_bases);
+}
+
+/*
+ * scan_vcf(data, limits, columns, first_record): the per-record header checks of
+ * services/validator/variants.py over the whole lines at the start of `data`, so that a
+ * million-record VCF is not split and compared field by field in Python.
+ *
+ * `limits` maps each declared contig (bytes) to its last allowed position (length + 1).
+ * Lines starting with '#' and blank lines are skipped; a record's fields are found in
+ * place. What this cannot settle alone is handed back as an event for Python to judge
+ * with the same rules as before: ALT alleles other than bases, '*' or '.' (symbolic
+ * alleles, breakends) go back as ("alleles", ...) to be matched against the ALT grammar.
+ * Returns (consumed, records, events); each event is (kind, record, where, a, b). The GIL
+ * is let go while the lines are walked, so the pass can run beside htslib's.
+ */
+static int all_bases(const char *p, Py_ssize_t n) {
+    if (n == 0) return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        switch (p[i]) {
+        case 'A': case 'C': case 'G': case 'T': case 'N':
+        case 'a': case 'c': case 'g': case 't': case 'n': break;
+        default: return 0;
+        }
+    }
+    return 1;
+}
+
+/* 1: every ALT allele is bases, '*' or '.'; 0: some allele needs the full grammar. */
+static int plain_alts(const char *p, Py_ssize_t n) {
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i == n || p[i] == ',') {
+            Py_ssize_t len = i - start;
+            const char *a = p + start;
+            if (!(all_bases(a, len) || (len == 1 && (a[0] == '*' || a[0] == '.')))) return 0;
+            start = i + 1;
+        }
+    }
+    return 1;
+}
+
+/* GT: allele indexes or '.', joined by '/' or '|', optionally led by one; each index
+ * below `alleles`. */
+static int good_genotype(const char *p, Py_ssize_t n, long long alleles) {
+    Py_ssize_t i = 0;
+    if (n > 0 && (p[0] == '/' || p[0] == '|')) i = 1;
+    if (i >= n) return 0;
+    for (;;) {
+        if (i < n && p[i] == '.') {
+            i++;
+        } else if (i < n && p[i] >= '0' && p[i] <= '9') {
+            long long index = 0;
+            int big = 0;
+            while (i < n && p[i] >= '0' && p[i] <= '9') {
+                if (index > 1000000000LL) big = 1; else index = index * 10 + (p[i] - '0');
+                i++;
+            }
+            if (big || index >= alleles) return 0;
+        } else {
+            return 0;
+        }
+        if (i == n) return 1;
+        if (p[i] != '/' && p[i] != '|') return 0;
+        i++;
+    }
+}
+
+static int add_event(PyObject *events, const char *kind, Py_ssize_t record, const char *where,
+                     Py_ssize_t where_len, const char *a, Py_ssize_t a_len, const char *b,
+                     Py_ssize_t b_len) {
+    PyObject *event = Py_BuildValue("(sny#y#y#)", kind, record, where, where_len, a, a_len, b, b_len);
+    if (!event) return -1;
+    int failed = PyList_Append(events, event);
+    Py_DECREF(event);
+    return failed;
+}
+
+#define VCF_MAX_FIELDS 10 /* the fixed nine and the start of the samples */
+
+static PyObject *scan_vcf(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    PyObject *limits;
+    Py_ssize_t columns, record;
+    if (!PyArg_ParseTuple(args, "y*O!nn", &view, &PyDict_Type, &limits, &columns, &record)) return NULL;
+    const char *data = view.buf;
+    Py_ssize_t len = view.len, at = 0, records = 0;
+    PyObject *events = PyList_New(0);
+    const char *last_chrom = NULL;
+    Py_ssize_t last_chrom_len = -1;
+    long long limit = -1; /* of the last contig; -1 not declared */
+    int limit_digits = 0;
+    if (!events) goto fail;
+    /* The GIL is let go while lines are walked (the text pass runs beside htslib's) and
+     * taken back only to look a contig up or hand an event over; `fail` is reached holding it. */
+    PyThreadState *released = PyEval_SaveThread();
+#define WITH_GIL(call) (PyEval_RestoreThread(released), (call))
+#define WITHOUT_GIL() (released = PyEval_SaveThread())
+    while (at < len) {
+        const char *nl = memchr(data + at, '\n', (size_t)(len - at));
+        if (!nl) break;
+        const char *line = data + at;
+        Py_ssize_t n = nl - line;
+        at += n + 1;
+        if (n > 0 && line[0] == '#') continue;
+        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n')) n--;
+        if (n == 0) continue;
+        records++;
+        record++;
+        /* Field starts and ends, the first ten; the count of all. */
+        const char *start[VCF_MAX_FIELDS];
+        Py_ssize_t size[VCF_MAX_FIELDS];
+        Py_ssize_t fields = 0, from = 0;
+        for (Py_ssize_t i = 0; i <= n; i++) {
+            if (i == n || line[i] == '\t') {
+                if (fields < VCF_MAX_FIELDS) {
+                    start[fields] = line + from;
+                    size[fields] = i - from;
+                }
+                fields++;
+                from = i + 1;
+                if (fields == VCF_MAX_FIELDS && i < n) {
+                    /* The rest are samples: counted here, walked below. */
+                    const char *more = memchr(line + from, '\t', (size_t)(n - from));
+                    fields++;
+                    while (more) {
+                        fields++;
+                        more = memchr(more + 1, '\t', (size_t)(line + n - more - 1));
+                    }
+                    break;
+                }
+            }
+        }
+        /* chrom:pos, as the Python side names a record */
+        Py_ssize_t where_len = size[0] + (fields > 1 ? 1 + size[1] : 0);
+        const char *where = line;
+        if (fields != columns && !(columns == 8 && fields == 9)) {
+            char count[32];
+            int c = snprintf(count, sizeof count, "%zd", fields);
+            if (WITH_GIL(add_event(events, "columns", record, where, where_len, count, c, "", 0)) < 0)
+                goto fail;
+            WITHOUT_GIL();
+            if (fields < 5) continue;
+        }
+        if (size[0] != last_chrom_len || memcmp(start[0], last_chrom, (size_t)size[0]) != 0) {
+            PyEval_RestoreThread(released);
+            PyObject *name = PyBytes_FromStringAndSize(start[0], size[0]);
+            if (!name) goto fail;
+            PyObject *found = PyDict_GetItemWithError(limits, name);
+            Py_DECREF(name);
+            if (!found && PyErr_Occurred()) goto fail;
+            limit = found ? PyLong_AsLongLong(found) : -1;
+            if (limit == -1 && PyErr_Occurred()) goto fail;
+            WITHOUT_GIL();
+            limit_digits = snprintf(NULL, 0, "%lld", limit);
+            last_chrom = start[0];
+            last_chrom_len = size[0];
+        }
+        if (limit < 0) {
+            if (WITH_GIL(add_event(events, "contig", record, where, where_len, "", 0, "", 0)) < 0)
+                goto fail;
+            WITHOUT_GIL();
+        } else if (size[1] >= limit_digits && limit > 1) {
+            const char *pos = start[1];
+            int digits = size[1] > 0;
+            long long value = 0;
+            int huge = size[1] > 18;
+            for (Py_ssize_t i = 0; i < size[1]; i++) {
+                if (pos[i] < '0' || pos[i] > '9') { digits = 0; break; }
+                if (!huge) value = value * 10 + (pos[i] - '0');
+            }
+            if (digits && (huge || value > limit)) {
+                if (WITH_GIL(add_event(events, "position", record, where, where_len, "", 0, "", 0)) < 0)
+                    goto fail;
+                WITHOUT_GIL();
+            }
+        }
+        const char *ref = start[3], *alt = start[4];
+        Py_ssize_t ref_len = size[3], alt_len = size[4];
+        if (!all_bases(ref, ref_len) || !plain_alts(alt, alt_len)) {
+            if (WITH_GIL(add_event(events, "alleles", record, where, where_len, ref, ref_len, alt,
+                                   alt_len)) < 0)
+                goto fail;
+            WITHOUT_GIL();
+        }
+        if (fields > 9 && size[8] >= 2 && start[8][0] == 'G' && start[8][1] == 'T' &&
+            (size[8] == 2 || start[8][2] == ':')) {
+            long long alleles = 2;
+            if (alt_len == 1 && alt[0] == '.') alleles = 1;
+            else for (Py_ssize_t i = 0; i < alt_len; i++) alleles += alt[i] == ',';
+            const char *sample = start[9];
+            const char *end = line + n;
+            while (sample <= end) {
+                const char *tab = memchr(sample, '\t', (size_t)(end - sample));
+                const char *stop = tab ? tab : end;
+                const char *colon = memchr(sample, ':', (size_t)(stop - sample));
+                const char *gt_end = colon ? colon : stop;
+                if (!good_genotype(sample, gt_end - sample, alleles)) {
+                    if (WITH_GIL(add_event(events, "genotype", record, where, where_len, sample,
+                                           gt_end - sample, "", 0)) < 0)
+                        goto fail;
+                    WITHOUT_GIL();
+                    break;
+                }
+                if (!tab) break;
+                sample = tab + 1;
+            }
+        }
+    }
+    PyEval_RestoreThread(released);
+#undef WITH_GIL
+#undef WITHOUT_GIL
+    PyBuffer_Release(&view);
+    PyObject *result = Py_BuildValue("(nnN)", at, records, events);
+    return result;
+fail:
+    Py_XDECREF(events);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_O,
      "scan(data, /) -> Block\n\nCheck and count the whole FASTQ records at the start of data."},
+    {"count_alignments", count_alignments, METH_VARARGS,
+     "count_alignments(library, path, reference, required_fields, threads, /)\n"
+     "-> (status, records, passed, mapped, duplicates, primary_bases)\n\n"
+     "Decode every record of a CRAM or BAM with htslib and count them as samtools flagstat does."},
+    {"scan_vcf", scan_vcf, METH_VARARGS,
+     "scan_vcf(data, limits, columns, first_record, /) -> (consumed, records, events)\n\n"
+     "Hold the whole VCF record lines at the start of data to their header."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -22,3 +22,14 @@ class Block:
     bad_quality_record: int | None
 
 def scan(data: bytes | memoryview, /) -> Block: ...
+def count_alignments(
+    library: str, path: str, reference: str | None, required_fields: int, threads: int, /
+) -> tuple[int, int, int, int, int, int]:
+    """(status, records, passed, mapped, duplicates, primary_bases); status 0 read whole,
+    1 cannot open, 2 no header, 3 a record could not be decoded."""
+
+def scan_vcf(
+    data: bytes, limits: dict[bytes, int], columns: int, first_record: int, /
+) -> tuple[int, int, list[tuple[str, int, bytes, bytes, bytes]]]:
+    """(consumed, records, events); each event (kind, record, chrom<TAB>pos, a, b), kind one of
+    columns, contig, position, alleles (to judge), genotype."""

@@ -1,16 +1,18 @@
 """CRAM and BAM checks, and long-read unaligned BAM (uBAM).
 
-The header is read with pysam; the records are decoded by samtools' own C code
-(``pysam.flagstat``), which counts mapped, unmapped and duplicate reads far faster than a
-Python loop. A truncated CRAM opens without complaint, so its end-of-file container is
+The header is read with pysam; the records are decoded by htslib in one pass from C
+(:func:`count_records`), which counts mapped, unmapped and duplicate reads as ``samtools
+flagstat`` does and, when no raw reads came, the primary reads' bases, far faster than a
+Python loop and without a second pass. A truncated CRAM opens without complaint, so its end-of-file container is
 checked byte for byte; a BAM's BGZF end-of-file block likewise. Long-read uBAMs hold
 few, long records, so they are walked in Python to get the read-length N50.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes.util
 import os
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pysam
-from pysam.utils import SamtoolsError
 
+from services.validator._fastq_scan import count_alignments
 from services.validator.htslib_messages import as_problems, captured
 from services.validator.problems import problem
 from services.validator.references import Contig, Identification, Profile, contig_md5s, identify
@@ -166,21 +168,146 @@ def check_eof(path: Path, kind: str, report: AlignmentReport) -> bool:
     return True
 
 
-def flagstat(path: Path, reference: Path | None) -> dict[str, Any]:
-    args = ["-O", "json"]
-    if reference is not None:
-        args += ["--input-fmt-option", f"reference={reference}"]
-    out = pysam.flagstat(*args, str(path))
-    return dict(json.loads(str(out))["QC-passed reads"])
+SAM_FLAG, SAM_RNAME, SAM_MAPQ, SAM_RNEXT, SAM_SEQ = 0x2, 0x4, 0x10, 0x40, 0x200
+"""htslib's ``sam_fields``: what a CRAM decoder must reconstruct of each record."""
+FLAGSTAT_FIELDS = SAM_FLAG | SAM_RNAME | SAM_MAPQ | SAM_RNEXT
+"""What ``samtools flagstat`` asks of a CRAM (bam_stat.c), and all the counts need."""
+BASES_FIELDS = FLAGSTAT_FIELDS | SAM_SEQ
+"""With the bases: a read's length is its decoded sequence's. Without SEQ htslib leaves it
+0, and a CIGAR has none for unmapped reads, so counting from the CIGAR would miss theirs."""
 
 
-def total_bases(path: Path, reference: Path | None) -> int:
-    """Bases of the primary reads, by ``samtools stats``: needed only when no raw reads came."""
-    args = ["--reference", str(reference)] if reference is not None else []
-    for line in str(pysam.stats(*args, str(path))).splitlines():
-        if line.startswith("SN\ttotal length:"):
-            return int(line.split("\t")[2])
-    return 0
+@dataclass(frozen=True)
+class RecordCounts:
+    """What one decoding pass over every record found, counted as ``samtools flagstat``
+    counts QC-passed reads."""
+
+    records: int
+    passed: int
+    mapped: int
+    duplicates: int
+    primary_bases: int
+
+
+class UndecodableRecord(Exception):
+    """htslib stopped before the end of the records: the file cannot be read whole."""
+
+
+@lru_cache(maxsize=1)
+def htslib_library() -> str:
+    """The htslib to decode with: Debian's, beside the samtools the project depends on (its
+    CRAM codecs are built with the platform's libdeflate and SIMD), else pysam's copy."""
+    found = ctypes.util.find_library("hts")
+    if found:
+        return found
+    bundled: list[str] = pysam.get_libraries()  # type: ignore[no-untyped-call]
+    return next(lib for lib in bundled if "libchtslib" in lib)
+
+
+def decoding_threads() -> int:
+    """htslib decodes CRAM slices on this many threads, the reader counting on its own."""
+    return min(2, os.cpu_count() or 1)
+
+
+FILE_DEFINITION = 26
+"""A CRAM's ``CRAM``, version and file id, before its first container."""
+
+
+def _itf8(data: bytes, at: int) -> tuple[int, int]:
+    """CRAM's ITF8 integer at ``at``: its value (signed 32-bit) and where the next begins."""
+    first = data[at]
+    if first < 0x80:
+        value, size = first, 1
+    elif first < 0xC0:
+        value, size = (first & 0x3F) << 8 | data[at + 1], 2
+    elif first < 0xE0:
+        value, size = (first & 0x1F) << 16 | data[at + 1] << 8 | data[at + 2], 3
+    elif first < 0xF0:
+        value, size = (first & 0x0F) << 24 | int.from_bytes(data[at + 1 : at + 4]), 4
+    else:
+        value = (first & 0x0F) << 28 | int.from_bytes(data[at + 1 : at + 4]) << 4 | data[at + 4] & 0x0F
+        size = 5
+    return value - (1 << 32) if value >= 1 << 31 else value, at + size
+
+
+def _ltf8(data: bytes, at: int) -> tuple[int, int]:
+    """CRAM's LTF8 integer at ``at``: as many more bytes as its first has leading ones."""
+    first = data[at]
+    extra = 8 - (first ^ 0xFF).bit_length() if first != 0xFF else 8
+    value = first & (0xFF >> (extra + 1)) if extra < 8 else 0
+    for byte in data[at + 1 : at + 1 + extra]:
+        value = value << 8 | byte
+    return value, at + 1 + extra
+
+
+def declared_records(path: Path, major: int) -> int:
+    """The records a CRAM's container headers say it holds, walking from header to header
+    (a few thousand in a genome) without decoding: htslib's multi-threaded reader can end
+    a pass at a damaged container as if at the end of the file, and this is what the pass
+    is held to. Each CRAM 3 container header's CRC32 is checked on the way."""
+    total = 0
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        at = FILE_DEFINITION
+        while at < size:
+            handle.seek(at)
+            data = handle.read(4096)
+            if len(data) < 4:
+                raise UndecodableRecord(f"the container at byte {at} is cut short")
+            length = int.from_bytes(data[:4], "little", signed=True)
+            try:
+                _, i = _itf8(data, 4)  # reference sequence
+                _, i = _itf8(data, i)  # start
+                _, i = _itf8(data, i)  # span
+                records, i = _itf8(data, i)
+                _, i = _ltf8(data, i) if major >= 3 else _itf8(data, i)  # record counter
+                _, i = _ltf8(data, i)  # bases
+                _, i = _itf8(data, i)  # blocks
+                landmarks, i = _itf8(data, i)
+                for _ in range(max(landmarks, 0)):
+                    _, i = _itf8(data, i)
+                if major >= 3:
+                    if zlib.crc32(data[:i]) != int.from_bytes(data[i : i + 4], "little"):
+                        raise UndecodableRecord(f"the container header at byte {at} fails its CRC32")
+                    i += 4
+            except IndexError:
+                raise UndecodableRecord(f"the container header at byte {at} is cut short") from None
+            if length < 0 or records < 0 or landmarks < 0 or at + i + length > size:
+                raise UndecodableRecord(f"the container header at byte {at} is damaged")
+            total += records
+            at += i + length
+    return total
+
+
+def count_records(path: Path, reference: Path | None, with_bases: bool, cram_major: int = 0) -> RecordCounts:
+    """Every record decoded by htslib, in one pass: flagstat's counts, and with
+    ``with_bases`` the bases of the primary reads (neither secondary nor supplementary).
+    A CRAM's slices are decoded on two threads and the records counted held to those its
+    containers declare. A record htslib cannot decode ends the pass with
+    :class:`UndecodableRecord`."""
+    fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
+    threads = decoding_threads() if cram_major in (2, 3) else 1
+    declared = declared_records(path, cram_major) if threads > 1 else None
+    where = str(reference) if reference else None
+    status, records, passed, mapped, duplicates, bases = count_alignments(
+        htslib_library(), str(path), where, fields, threads
+    )
+    if status == 0 and declared is not None and records != declared:
+        status = 3
+    if status == 3 and threads > 1:
+        # Decoding threads read ahead, and a fault they meet can end the pass before the
+        # records ahead of it are handed over: one thread finds which record it is.
+        status, records, *_ = count_alignments(htslib_library(), str(path), where, fields, 1)
+        status = status or 3
+    if status == 1:
+        raise UndecodableRecord("htslib cannot open the file")
+    if status == 2:
+        raise UndecodableRecord("htslib cannot read the header")
+    if status == 3:
+        if declared is not None and records >= declared:
+            raise UndecodableRecord(f"{records} records decoded where the containers declare {declared}")
+        raise UndecodableRecord(f"record {records + 1} cannot be decoded")
+    return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
 
 
 def check_alignment(
@@ -236,30 +363,31 @@ def _check_alignment(
     if not whole:
         return report
     try:
-        counts = flagstat(path, reference)
-    except SamtoolsError as exc:
+        major = int(report.cram_version.split(".")[0]) if report.cram_version else 0
+        counts = count_records(path, reference, need_bases, major)
+    except UndecodableRecord as exc:
         code = "cram.undecodable" if kind == "cram" else "bam.undecodable"
-        report.problems.append(problem(code, f"samtools could not decode every record: {str(exc)[-400:]}"))
+        report.problems.append(problem(code, f"htslib could not decode every record: {exc}"))
         return report
-    total = int(counts.get("total", 0))
+    total = counts.passed
     report.metrics.update(
         {
             "reads": total,
-            "mapped": int(counts.get("mapped", 0)),
-            "unmapped": total - int(counts.get("mapped", 0)),
-            "duplicates": int(counts.get("duplicates", 0)),
+            "mapped": counts.mapped,
+            "unmapped": total - counts.mapped,
+            "duplicates": counts.duplicates,
             "sort_order": report.sort_order,
             "reference": report.reference.flavour if report.reference else "",
         }
     )
     if report.cram_version:
         report.metrics["cram_version"] = report.cram_version
-    if int(counts.get("duplicates", 0)) > 0:
+    if counts.duplicates > 0:
         report.duplicates_marked = True
     if total == 0:
         report.problems.append(problem(f"{kind}.no_reads", "the file holds no reads"))
     if need_bases:
-        report.metrics["bases"] = total_bases(path, reference)
+        report.metrics["bases"] = counts.primary_bases
     return report
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
@@ -24,7 +25,8 @@ from typing import IO, cast
 import pysam
 from isal import igzip
 
-from services.validator.alignments import BGZF_EOF, _reference_problems
+from services.validator._fastq_scan import scan_vcf
+from services.validator.alignments import BGZF_EOF, _reference_problems, decoding_threads
 from services.validator.htslib_messages import Captured, as_problems, captured, withheld
 from services.validator.problems import problem
 from services.validator.references import Contig, Identification, Profile, identify
@@ -76,14 +78,16 @@ def check_vcf(path: Path, compression: str, expected: Profile) -> VariantReport:
                     )
                 )
                 return report
-    with captured() as said:
-        records = _read_with_htslib(path, expected, report)
+    # The text pass runs on a thread beside htslib's (both let the GIL go while they read),
+    # started once the header has named the contigs and samples it checks against.
+    with captured() as said, ThreadPoolExecutor(1, thread_name_prefix="vcf-text") as beside:
+        records, scanned = _read_with_htslib(path, expected, report, beside)
+        text_problems = scanned.result() if scanned is not None else []
     _with_htslib_reason(report.problems, said)
     said.drop(UNDECLARED_CONTIG)
     said.drop(RESERVED_FIELD)
     report.problems += as_problems(said, "vcf")
-    if report.header_read:
-        report.problems += scan_records(path, report)
+    report.problems += text_problems
     contigs = report.contig_lengths
     report.metrics.update(
         {
@@ -187,13 +191,18 @@ def _with_htslib_reason(problems: list[Problem], said: Captured) -> None:
             return
 
 
-def _read_with_htslib(path: Path, expected: Profile, report: VariantReport) -> int:
-    """The header, then every record parsed by htslib; the number of records parsed."""
+def _read_with_htslib(
+    path: Path, expected: Profile, report: VariantReport, beside: Executor
+) -> tuple[int, Future[list[Problem]] | None]:
+    """The header, then every record parsed by htslib: the number of records parsed, and
+    the text pass (:func:`scan_records`), started on ``beside`` once the header is read."""
     try:
-        vf = pysam.VariantFile(str(path))
+        # A thread of htslib's inflates BGZF blocks ahead of the parser (damaged blocks were
+        # found to fail alike on one thread and two).
+        vf = pysam.VariantFile(str(path), threads=decoding_threads())
     except (OSError, ValueError) as exc:
         report.problems.append(problem("vcf.unreadable", f"htslib cannot read the header: {exc}"))
-        return 0
+        return 0, None
     records = 0
     with vf:
         header = vf.header
@@ -228,6 +237,7 @@ def _read_with_htslib(path: Path, expected: Profile, report: VariantReport) -> i
         else:
             report.reference = identify(contigs, expected)
             _reference_problems(report.reference, expected, report.problems, "##contig")
+        scanned = beside.submit(scan_records, path, report)
         try:
             for _ in vf:
                 records += 1
@@ -237,7 +247,7 @@ def _read_with_htslib(path: Path, expected: Profile, report: VariantReport) -> i
                     "vcf.bad_record", f"record {records + 1} cannot be parsed: {exc}", f"record {records + 1}"
                 )
             )
-    return records
+    return records, scanned
 
 
 BASES = re.compile(rb"[ACGTNacgtn]+")
@@ -245,12 +255,9 @@ ALT_ALLELE = re.compile(
     rb"[ACGTNacgtn]+|\*|\.|<[^<>,\s]+>|"  # bases, the overlapping deletion, missing, symbolic
     rb"[ACGTNacgtn]*[\[\]][^\[\]\s]+[\[\]][ACGTNacgtn]*|\.[ACGTNacgtn]+|[ACGTNacgtn]+\."  # breakends
 )
-GENOTYPE = re.compile(rb"[/|]?(?:\d+|\.)(?:[/|](?:\d+|\.))*")
-"""Allele indexes or ``.`` joined by ``/`` or ``|``; VCF 4.4 lets a leading one give phasing."""
-ALLELE_INDEX = re.compile(rb"\d+")
 CACHE_LIMIT = 1 << 16
-"""Distinct allele and genotype texts whose verdict is remembered: most records repeat a
-few (``A``/``G``, ``0/1``), so each is judged once, and memory stays bounded."""
+"""Distinct symbolic or breakend ALT texts whose verdict is remembered: a file repeats a
+few (``<DEL>``, ``<DUP>``), so each is judged once, and memory stays bounded."""
 
 
 @dataclass
@@ -308,93 +315,77 @@ def _allowed_alleles(ref: bytes, alt: bytes) -> bool:
     return all(ALT_ALLELE.fullmatch(allele) is not None for allele in alt.split(b","))
 
 
-def _allowed_genotype(gt: bytes, alleles: int) -> bool:
-    if GENOTYPE.fullmatch(gt) is None:
-        return False
-    return all(int(index) < alleles for index in ALLELE_INDEX.findall(gt))
+TEXT_BLOCK = 1 << 20
+"""Bytes of VCF text handed to the C scanner at a time: memory stays flat whatever the file."""
 
 
 def scan_records(path: Path, report: VariantReport) -> list[Problem]:
     """Every record against the header: contig declared, position within the contig's
     length (0 and length+1 mark telomeres), REF and ALT alleles of VCF's alphabet, one
-    column per sample the header names, and GT of allele indexes the record has."""
-    # Per contig: the last allowed position, and its number of digits; a position with
-    # fewer digits is within it without being converted (most of them, in a large file).
-    limits = {
-        name.encode(): (length + 1, len(str(length + 1))) for name, length in report.contig_lengths.items()
-    }
+    column per sample the header names, and GT of allele indexes the record has.
+
+    The lines are split and checked in C (``_fastq_scan.scan_vcf``), a block at a time;
+    what it hands back are the faults, and the ALT alleles that are not plain bases, which
+    are held here to VCF's full ALT grammar (symbolic alleles, breakends)."""
+    limits = {name.encode(): length + 1 for name, length in report.contig_lengths.items()}
     columns = 9 + len(report.samples) if report.samples else 8
     faults = RecordFaults()
     alleles_seen: dict[tuple[bytes, bytes], bool] = {}
-    genotypes_seen: dict[tuple[bytes, int], bool] = {}
     record = 0
+    carry = b""
     with _text_stream(path) as handle:
-        for raw in handle:
-            if raw[:1] == b"#":
-                continue
-            line = raw.rstrip(b"\r\n")
-            if not line:
-                continue
-            record += 1
-            fields = line.split(b"\t")
-            if len(fields) != columns and not (columns == 8 and len(fields) == 9):
-                faults.add(
-                    "vcf.sample_columns",
-                    f"not the {columns} columns the #CHROM line names ({len(report.samples)} samples)",
-                    record,
-                    b":".join(fields[:2]) + f" has {len(fields)}".encode(),
-                )
-                if len(fields) < 5:
-                    continue
-            limit = limits.get(fields[0])
-            if limit is None:
-                faults.add(
-                    "vcf.undeclared_contig",
-                    "on a contig no ##contig line declares",
-                    record,
-                    b":".join(fields[:2]),
-                )
-            elif (
-                len(fields[1]) >= limit[1]
-                and limit[0] > 1
-                and fields[1].isdigit()
-                and int(fields[1]) > limit[0]
-            ):
-                faults.add(
-                    "vcf.position_beyond_contig",
-                    "past the end of the contig (its ##contig length)",
-                    record,
-                    b":".join(fields[:2]) + f" > {limit[0] - 1}".encode(),
-                )
-            alt = fields[4]
-            key = (fields[3], alt)
-            allowed = alleles_seen.get(key)
-            if allowed is None:
-                allowed = _allowed_alleles(*key)
-                if len(alleles_seen) < CACHE_LIMIT:
-                    alleles_seen[key] = allowed
-            if not allowed:
-                faults.add(
-                    "vcf.bad_allele",
-                    "REF or ALT outside VCF's alphabet (A, C, G, T, N; ALT also *, <ID>, breakends)",
-                    record,
-                    b":".join(fields[:2]) + b" " + fields[3][:20] + b">" + alt[:40],
-                )
-            if len(fields) > 9 and fields[8][:2] == b"GT" and fields[8][2:3] in (b"", b":"):
-                count = 1 if alt == b"." else alt.count(b",") + 2
-                for sample in fields[9:]:
-                    gkey = (sample.partition(b":")[0], count)
-                    good = genotypes_seen.get(gkey)
-                    if good is None:
-                        good = _allowed_genotype(*gkey)
-                        if len(genotypes_seen) < CACHE_LIMIT:
-                            genotypes_seen[gkey] = good
-                    if not good:
+        while True:
+            block = handle.read(TEXT_BLOCK)
+            data = carry + block if carry else block
+            if not block:
+                if not data:
+                    break
+                data += b"\n"  # the last line, unterminated
+            consumed, records, events = scan_vcf(data, limits, columns, record)
+            record += records
+            carry = data[consumed:]
+            for kind, number, at, first, second in events:
+                where = at.replace(b"\t", b":", 1)
+                if kind == "columns":
+                    faults.add(
+                        "vcf.sample_columns",
+                        f"not the {columns} columns the #CHROM line names ({len(report.samples)} samples)",
+                        number,
+                        where + b" has " + first,
+                    )
+                elif kind == "contig":
+                    faults.add(
+                        "vcf.undeclared_contig", "on a contig no ##contig line declares", number, where
+                    )
+                elif kind == "position":
+                    length = limits[at.partition(b"\t")[0]] - 1
+                    faults.add(
+                        "vcf.position_beyond_contig",
+                        "past the end of the contig (its ##contig length)",
+                        number,
+                        where + f" > {length}".encode(),
+                    )
+                elif kind == "alleles":
+                    key = (first, second)
+                    allowed = alleles_seen.get(key)
+                    if allowed is None:
+                        allowed = _allowed_alleles(first, second)
+                        if len(alleles_seen) < CACHE_LIMIT:
+                            alleles_seen[key] = allowed
+                    if not allowed:
                         faults.add(
-                            "vcf.bad_genotype",
-                            "GT not made of the record's allele indexes (or .) joined by / or |",
-                            record,
-                            b":".join(fields[:2]) + b" GT " + gkey[0][:40],
+                            "vcf.bad_allele",
+                            "REF or ALT outside VCF's alphabet (A, C, G, T, N; ALT also *, <ID>, breakends)",
+                            number,
+                            where + b" " + first[:20] + b">" + second[:40],
                         )
-                        break
+                else:
+                    faults.add(
+                        "vcf.bad_genotype",
+                        "GT not made of the record's allele indexes (or .) joined by / or |",
+                        number,
+                        where + b" GT " + first[:40],
+                    )
+            if not block:
+                break
     return faults.problems()

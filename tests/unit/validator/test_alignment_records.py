@@ -1,0 +1,191 @@
+"""Every record of a CRAM or BAM decoded in one pass: flagstat's counts, the primary bases,
+and a record in the middle that cannot be decoded failing the file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+from pathlib import Path
+
+import pysam
+import pytest
+
+from services.validator import alignments
+from services.validator._fastq_scan import count_alignments
+from services.validator.alignments import count_records, declared_records
+from services.validator.checks import check_file
+from shared.config import get_settings
+from tests.unit.validator import corpus
+
+PROFILE = "synthetic-v1"
+SLICE_RECORDS = 100
+
+
+@pytest.fixture(scope="module")
+def reference() -> Path:
+    return get_settings().reference()
+
+
+def sliced(tmp_path: Path, reference: Path, body: str) -> Path:
+    """A CRAM of small slices, so that one in the middle can be spoilt alone; indexed."""
+    sorted_cram = corpus.write_cram(tmp_path / "sorted.cram", reference, corpus.sam_header(), body)
+    cram = tmp_path / "sliced.cram"
+    subprocess.run(
+        [
+            "samtools",
+            "view",
+            "-C",
+            "-T",
+            str(reference),
+            "--output-fmt-option",
+            f"seqs_per_slice={SLICE_RECORDS}",
+            "-o",
+            str(cram),
+            str(sorted_cram),
+        ],
+        check=True,
+    )
+    subprocess.run(["samtools", "index", str(cram)], check=True)
+    return cram
+
+
+def mixed_body() -> str:
+    """Pairs, plus a secondary, a supplementary, a QC-failed read and unmapped reads."""
+    extra = [
+        "sec1\t256\tchr1\t2001\t0\t50M\t*\t0\t0\t*\t*\tRG:Z:S1.L1",
+        f"sup1\t2048\tchr1\t3001\t60\t40M60H\t*\t0\t0\t{'A' * 40}\t{'I' * 40}\tRG:Z:S1.L1",
+        f"qcf1\t512\tchr1\t4001\t60\t100M\t*\t0\t0\t{'C' * 100}\t{'I' * 100}\tRG:Z:S1.L1",
+    ]
+    extra += [f"un{i}\t4\t*\t0\t0\t*\t*\t0\t0\t{'ACGT' * 30}\t{'I' * 120}\tRG:Z:S1.L1" for i in range(7)]
+    return corpus.aligned_sam() + "\n".join(extra) + "\n"
+
+
+def flagstat(path: Path, reference: Path) -> dict[str, int]:
+    out = subprocess.run(
+        ["samtools", "flagstat", "-O", "json", "--input-fmt-option", f"reference={reference}", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(json.loads(out)["QC-passed reads"])
+
+
+@pytest.mark.parametrize("with_bases", [False, True])
+def test_counts_are_flagstats_and_bases_those_of_the_primary_reads(
+    tmp_path: Path, reference: Path, with_bases: bool
+) -> None:
+    cram = sliced(tmp_path, reference, mixed_body())
+    counts = count_records(cram, reference, with_bases)
+    expected = flagstat(cram, reference)
+    assert (counts.passed, counts.mapped, counts.duplicates) == (
+        expected["total"],
+        expected["mapped"],
+        expected["duplicates"],
+    )
+    assert counts.records == expected["total"] + 1  # and the QC-failed read
+    # 1000 mapped 100 bp reads, the QC-failed 100, the supplementary's 40 not, 7 unmapped of 120.
+    assert counts.primary_bases == ((1000 * 100 + 100 + 7 * 120) if with_bases else 0)
+
+
+def spoilt_slice(cram: Path, index: int) -> Path:
+    """The CRAM with every byte of its ``index``-th slice inverted (found from its .crai)."""
+    entries = [
+        line.split("\t")
+        for line in gzip.decompress(cram.with_name(cram.name + ".crai").read_bytes()).decode().splitlines()
+    ]
+    container, slice_offset, size = (int(entries[index][i]) for i in (3, 4, 5))
+    data = bytearray(cram.read_bytes())
+    # The .crai counts a slice's offset from the end of its container's header, so this
+    # starts at most a header's length early: still inside the container, spoiling the slice.
+    start = container + slice_offset
+    for at in range(start, min(start + size, len(data) - 38)):
+        data[at] ^= 0xFF
+    spoilt = cram.with_name("spoilt.cram")
+    spoilt.write_bytes(bytes(data))
+    return spoilt
+
+
+@pytest.mark.parametrize("need_bases", [False, True])
+def test_a_cram_with_an_undecodable_slice_in_the_middle_fails(
+    tmp_path: Path, reference: Path, need_bases: bool
+) -> None:
+    cram = sliced(tmp_path, reference, corpus.aligned_sam())
+    spoilt = spoilt_slice(cram, 5)
+    found = check_file(spoilt.name, spoilt.as_uri(), PROFILE, need_bases, reference)
+    [undecodable] = [p for p in found.problems if p.code == "cram.undecodable"]
+    # The records before the spoilt slice were read; the failure names where it stopped.
+    record = int(undecodable.message.rsplit("record ", 1)[1].split()[0])
+    assert SLICE_RECORDS < record <= 6 * SLICE_RECORDS + 1
+    assert "reads" not in found.metrics
+
+
+def test_a_bam_with_a_corrupt_block_in_the_middle_fails(tmp_path: Path, reference: Path) -> None:
+    bam = corpus.write_cram(
+        tmp_path / "x.bam", reference, corpus.sam_header(), corpus.aligned_sam(), fmt="bam"
+    )
+    data = bytearray(bam.read_bytes())
+    middle = len(data) // 2
+    for at in range(middle, middle + 64):
+        data[at] ^= 0xFF
+    bam.write_bytes(bytes(data))
+    found = check_file(bam.name, bam.as_uri(), PROFILE, True, reference)
+    assert "bam.undecodable" in {p.code for p in found.problems}
+
+
+def test_pysams_htslib_counts_as_debians(tmp_path: Path, reference: Path) -> None:
+    """Where Debian's libhts is absent the counts come from pysam's copy, and agree."""
+    cram = sliced(tmp_path, reference, mixed_body())
+    bundled = next(lib for lib in pysam.get_libraries() if "libchtslib" in lib)  # type: ignore[no-untyped-call]
+    fields = alignments.BASES_FIELDS
+    ours = count_alignments(bundled, str(cram), str(reference), fields, 1)
+    assert ours == count_alignments(alignments.htslib_library(), str(cram), str(reference), fields, 2)
+    assert ours[0] == 0 and ours[-1] == 1000 * 100 + 100 + 7 * 120
+
+
+@pytest.mark.parametrize("version", ["2.1", "3.0"])
+def test_the_containers_declare_every_record(tmp_path: Path, reference: Path, version: str) -> None:
+    cram = sliced(tmp_path, reference, mixed_body())
+    other = tmp_path / f"v{version}.cram"
+    subprocess.run(
+        [
+            "samtools",
+            "view",
+            "-C",
+            "-T",
+            str(reference),
+            "--output-fmt-option",
+            f"version={version}",
+            "--output-fmt-option",
+            f"seqs_per_slice={SLICE_RECORDS}",
+            "-o",
+            str(other),
+            str(cram),
+        ],
+        check=True,
+    )
+    major = int(version[0])
+    assert declared_records(other, major) == 1010
+    assert count_records(other, reference, True, major).records == 1010
+
+
+@pytest.mark.parametrize("need_bases", [False, True])
+def test_a_container_whose_length_is_damaged_fails_on_every_thread_count(
+    tmp_path: Path, reference: Path, need_bases: bool
+) -> None:
+    """htslib's multi-threaded reader takes a container whose length field is damaged for
+    the end of the file, and reports the records before it as all there were; the count
+    the container headers declare catches it."""
+    cram = sliced(tmp_path, reference, mixed_body())
+    index = cram.with_name(cram.name + ".crai").read_bytes()
+    fourth = int(gzip.decompress(index).decode().splitlines()[3].split("\t")[3])
+    data = bytearray(cram.read_bytes())
+    data[fourth] ^= 0x5A
+    spoilt = tmp_path / "damaged.cram"
+    spoilt.write_bytes(bytes(data))
+    fields = alignments.BASES_FIELDS if need_bases else alignments.FLAGSTAT_FIELDS
+    threaded = count_alignments(alignments.htslib_library(), str(spoilt), str(reference), fields, 2)
+    assert threaded[:2] == (0, 3 * SLICE_RECORDS), "htslib's threads no longer mistake it for the end"
+    found = check_file(spoilt.name, spoilt.as_uri(), PROFILE, need_bases, reference)
+    assert "cram.undecodable" in {p.code for p in found.problems}
+    assert "reads" not in found.metrics
