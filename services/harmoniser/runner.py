@@ -123,8 +123,13 @@ class JobRunner:
         return done
 
     async def emit_pending(self) -> None:
-        """Send the events of finished jobs that were not acknowledged yet (e.g. broker down)."""
+        """Send the events of finished jobs that were not acknowledged yet (e.g. broker down).
+
+        A job still running here has finished in the store but is reporting itself: sending
+        it from here too would emit its event twice."""
         for job in await asyncio.to_thread(self.store.unemitted):
+            if job.submission_id in self._running:
+                continue
             try:
                 await self.report(job)
             except Exception:

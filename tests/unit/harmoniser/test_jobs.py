@@ -103,6 +103,38 @@ async def test_a_failing_run_is_retried_then_reported_failed_with_its_log(
     assert stored is not None and stored.state == "failed" and stored.emitted and stored.attempts == 2
 
 
+class SlowBroker(Collected):
+    """A broker that takes a while to acknowledge: the job is finished in the store and not
+    yet marked as sent for several of the runner's polls."""
+
+    async def __call__(self, job: Job, event: Harmonised) -> None:
+        await asyncio.sleep(0.5)
+        await super().__call__(job, event)
+
+
+async def test_a_finished_job_is_sent_once_while_its_own_report_waits_for_the_broker(
+    tmp_path: Path, reference: Path, harmoniser_cache: Path
+) -> None:
+    emit = SlowBroker()
+    runner = make_runner(tmp_path, reference, harmoniser_cache, emit, retries=0)
+    files = [checked(p, FileRole.RAW_READS, "fastq") for p in broken_pair(tmp_path / "in", reference)]
+    enqueue(
+        runner,
+        validated(
+            issued_id("sub-slow"), "B2", files, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True
+        ),
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        while not emit.events:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # ten more polls: none may send the job again
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(emit.events) == 1
+
+
 async def test_passthrough_only_registers_clinical_output_in_place(
     tmp_path: Path, reference: Path, harmoniser_cache: Path
 ) -> None:
