@@ -89,6 +89,8 @@ def test_a_reader_does_not_hold_the_write_lock(tmp_path: Path) -> None:
     try:
         with store.reading() as conn:
             conn.exec_driver_sql("SELECT 1")
+            # With no wait allowed (timeout=0), this raises "database is locked" if the
+            # reader had taken SQLite's write lock.
             other.execute("BEGIN IMMEDIATE")
             other.execute("ROLLBACK")
     finally:
