@@ -225,7 +225,9 @@ def check_archive_key(settings: Settings) -> ArchiveKey:
     return load_archive_key(secret_path, public_path, passphrase.get_secret_value() if passphrase else "")
 
 
-def write_key_pair(directory: Path, passphrase: str, comment: str = "genomhub archive key") -> tuple[Path, Path]:
+def write_key_pair(
+    directory: Path, passphrase: str, comment: str = "genomhub archive key"
+) -> tuple[Path, Path]:
     """A new X25519 key pair in Crypt4GH's key format, the secret half locked by ``passphrase``.
 
     Written with the package's own writer, so ``crypt4gh`` and ``crypt4gh-keygen`` read the
@@ -307,7 +309,9 @@ def open_header(header: bytes, key: ArchiveKey) -> bytes:
     if edit_list is not None:
         raise MalformedHeader("the header holds an edit list (a sliced file); the archive holds whole files")
     if len(data_keys) != 1 or len(data_keys[0]) != KEY_SIZE:
-        raise MalformedHeader(f"the header holds {len(data_keys)} data keys; an archived file has exactly one")
+        raise MalformedHeader(
+            f"the header holds {len(data_keys)} data keys; an archived file has exactly one"
+        )
     return data_keys[0]
 
 
@@ -448,7 +452,10 @@ class BodyDecryptor(io.RawIOBase):
         if self._plaintext_start == self._plaintext_end:
             if len(out) >= SEGMENT_SIZE:  # a whole segment fits: no copy through our buffer
                 return self._next_segment_into(out)
-            self._plaintext_start, self._plaintext_end = 0, self._next_segment_into(memoryview(self._plaintext))
+            self._plaintext_start, self._plaintext_end = (
+                0,
+                self._next_segment_into(memoryview(self._plaintext)),
+            )
         count = min(len(out), self._plaintext_end - self._plaintext_start)
         out[:count] = self._plaintext[self._plaintext_start : self._plaintext_start + count]
         self._plaintext_start += count
@@ -486,7 +493,9 @@ class BodyDecryptor(io.RawIOBase):
                 f"(segment {self._segment_index})"
             )
         if read <= NONCE_SIZE + TAG_SIZE or (
-            read < CIPHER_SEGMENT_SIZE and self._expected_body is not None and self._body_read < self._expected_body
+            read < CIPHER_SEGMENT_SIZE
+            and self._expected_body is not None
+            and self._body_read < self._expected_body
         ):
             raise TruncatedBody(
                 f"segment {self._segment_index} is cut short: {read} bytes where a segment holds "
@@ -519,13 +528,17 @@ class BodyDecryptor(io.RawIOBase):
                         "the header's data key opens neither segment 0 nor segment 1 of this body: "
                         "the header belongs to another file",
                     )
-                return SegmentAuthenticationError(0, "segment 0 of the body fails its Poly1305 tag: corrupted")
+                return SegmentAuthenticationError(
+                    0, "segment 0 of the body fails its Poly1305 tag: corrupted"
+                )
             return SegmentAuthenticationError(
                 0,
                 "segment 0, the body's only segment, fails its Poly1305 tag: corrupted, or the header "
                 "belongs to another file",
             )
-        return SegmentAuthenticationError(index, f"segment {index} of the body fails its Poly1305 tag: corrupted")
+        return SegmentAuthenticationError(
+            index, f"segment {index} of the body fails its Poly1305 tag: corrupted"
+        )
 
 
 def _read_fully(stream: BinaryIO, buffer: bytearray) -> int:

@@ -35,7 +35,9 @@ def generate(directory: Path) -> None:
     """
     passphrase = get_settings().archive_key_passphrase
     try:
-        secret, public = write_key_pair(directory.resolve(), passphrase.get_secret_value() if passphrase else "")
+        secret, public = write_key_pair(
+            directory.resolve(), passphrase.get_secret_value() if passphrase else ""
+        )
     except ArchiveKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"GENOMHUB_ARCHIVE_SECRET_KEY={secret}")
