@@ -12,9 +12,9 @@ read from the page cache, in one run:
 - the segment cipher alone, 64 KiB segments with their nonce and Poly1305 tag, through the
   ``cryptography`` package (what ``shared.encryption`` uses) and through the ``crypt4gh``
   package's own libsodium call (what it would cost to use the package's);
-- ``shared.encryption.BodyEncryptor`` streaming the file in 1 MiB chunks to an encrypted body
-  on disk, and ``BodyDecryptor`` reading it back through md5 (which must equal md5sum's), each
-  in a process of its own so that its peak RSS is its own.
+- ``shared.encryption.BodyEncryptor`` streaming the file in the receiver's chunks (4 MiB)
+  to an encrypted body on disk, and ``BodyDecryptor`` reading it back through md5 (which
+  must equal md5sum's), each in a process of its own so that its peak RSS is its own.
 
 Figures are MB/s and CPU seconds per GB with their ratios to md5sum. The machine is shared:
 read the ratios and the CPU per GB, not the absolute rates.

@@ -199,8 +199,8 @@ def load_archive_key(secret_path: Path, public_path: Path, passphrase: str) -> A
     a key whose secret half NGC does not hold: that is refused here, before any byte is
     written.
     """
-    public = read_public_key(public_path)
     secret = read_secret_key(secret_path, passphrase)
+    public = read_public_key(public_path)
     if bytes(c4gh_sodium.derive_pk(secret)) != public:
         raise ArchiveKeyError(
             f"{public_path} is not the public half of {secret_path}: they come from different key pairs"
@@ -355,8 +355,10 @@ class BodyEncryptor:
 
     A fresh data key per file, so a leaked data key exposes one file and a header replayed
     onto another body opens nothing. Memory stays at one partial segment whatever the file's
-    size. Push-style (``feed``/``finish``) so that both a synchronous loop and the receiver's
-    async upload handler can drive it; :func:`encrypt_chunks` is the loop form.
+    size beyond the chunk being fed. Push-style (``feed``/``finish``) so that both a
+    synchronous loop and the receiver's async upload handler can drive it; each returns the
+    finished segments as a list rather than lazily, so a caller that forgets to iterate cannot
+    silently drop a chunk. :func:`encrypt_chunks` is the loop form.
     """
 
     def __init__(self, recipient: bytes) -> None:
@@ -370,33 +372,35 @@ class BodyEncryptor:
         self.body_size = 0
         self._finished = False
 
-    def feed(self, chunk: bytes | bytearray | memoryview) -> Iterator[bytearray]:
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[bytearray]:
         """The segments that ``chunk`` completes (none while less than 64 KiB is pending)."""
         if self._finished:
             raise RuntimeError("the encryptor has finished; a body takes no bytes after its last segment")
         view = memoryview(chunk).cast("B")
         self.plaintext_size += len(view)
+        segments: list[bytearray] = []
         if self._pending:
             take = min(SEGMENT_SIZE - len(self._pending), len(view))
             self._pending += view[:take]
             view = view[take:]
             if len(self._pending) < SEGMENT_SIZE:
-                return
-            yield self._seal(self._pending)
+                return segments
+            segments.append(self._seal(self._pending))
             self._pending = bytearray()
         whole = len(view) - len(view) % SEGMENT_SIZE
-        for start in range(0, whole, SEGMENT_SIZE):
-            yield self._seal(view[start : start + SEGMENT_SIZE])
+        segments.extend(
+            self._seal(view[start : start + SEGMENT_SIZE]) for start in range(0, whole, SEGMENT_SIZE)
+        )
         self._pending += view[whole:]
+        return segments
 
-    def finish(self) -> Iterator[bytearray]:
+    def finish(self) -> list[bytearray]:
         """The last, short segment, if the plaintext did not end on a segment boundary."""
         if self._finished:
-            return
+            return []
         self._finished = True
-        if self._pending:
-            yield self._seal(self._pending)
-            self._pending = bytearray()
+        last, self._pending = self._pending, bytearray()
+        return [self._seal(last)] if last else []
 
     def _seal(self, plaintext: bytes | bytearray | memoryview) -> bytearray:
         segment = bytearray(NONCE_SIZE + len(plaintext) + TAG_SIZE)

@@ -401,7 +401,7 @@ def test_the_start_up_check_reads_the_settings(
     )
     assert check_archive_key(settings) == key
     assert "secret" not in repr(key) and key.secret.hex() not in repr(key)
-    with pytest.raises(ArchiveKeyError, match=str(tmp_path / "keys" / "archive.pub")):
+    with pytest.raises(ArchiveKeyError, match=str(tmp_path / "keys" / "archive.sec")):
         check_archive_key(Settings(home=tmp_path, archive_key_passphrase=PASSPHRASE))
 
 
