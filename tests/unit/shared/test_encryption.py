@@ -4,6 +4,7 @@ command line both ways, and each way an encrypted file or a key can be unusable.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -41,8 +42,6 @@ from shared.encryption import (
 
 PASSPHRASE = "correct horse battery staple"
 BIN = Path(sys.executable).parent
-CRYPT4GH = str(BIN / "crypt4gh")
-CRYPT4GH_KEYGEN = str(BIN / "crypt4gh-keygen")
 
 
 def _key_pair(directory: Path) -> tuple[ArchiveKey, Path, Path]:
@@ -72,8 +71,17 @@ def _decrypt(header: bytes, body: bytes, key: ArchiveKey, plaintext_size: int | 
     return reader.read()
 
 
-def _cli_env() -> dict[str, str]:
-    return {**os.environ, "C4GH_PASSPHRASE": PASSPHRASE}
+def _crypt4gh(*args: str, stdin: bytes = b"") -> bytes:
+    """The ``crypt4gh`` package's own command line (``crypt4gh``, ``crypt4gh-keygen``): its
+    stdout. The passphrase goes where the command line reads it, C4GH_PASSPHRASE."""
+    result = subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, "C4GH_PASSPHRASE": PASSPHRASE},
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout
 
 
 SIZES = [0, 1, 65535, 65536, 65537, 3 * SEGMENT_SIZE * 11 + 17]
@@ -119,23 +127,11 @@ def test_small_reads_through_readinto(archive: tuple[ArchiveKey, Path, Path]) ->
     assert out == plaintext
 
 
-def test_our_file_decrypts_with_the_crypt4gh_command_line(
-    archive: tuple[ArchiveKey, Path, Path], tmp_path: Path
-) -> None:
+def test_our_file_decrypts_with_the_crypt4gh_command_line(archive: tuple[ArchiveKey, Path, Path]) -> None:
     key, secret_path, _ = archive
     plaintext = os.urandom(SEGMENT_SIZE * 3 + 12345)
     header, body = _encrypt(plaintext, key.public)
-    crypt4gh_file = tmp_path / "sample.fastq.gz.c4gh"
-    crypt4gh_file.write_bytes(header + body)
-    with crypt4gh_file.open("rb") as stdin:
-        result = subprocess.run(
-            [CRYPT4GH, "decrypt", "--sk", str(secret_path)],
-            stdin=stdin,
-            capture_output=True,
-            env=_cli_env(),
-            check=True,
-        )
-    assert result.stdout == plaintext
+    assert _crypt4gh("crypt4gh", "decrypt", "--sk", str(secret_path), stdin=header + body) == plaintext
 
 
 def test_a_file_the_command_line_encrypted_for_us_decrypts_split(
@@ -143,28 +139,20 @@ def test_a_file_the_command_line_encrypted_for_us_decrypts_split(
 ) -> None:
     key, _, public_path = archive
     plaintext = os.urandom(SEGMENT_SIZE * 2 + 7)
-    result = subprocess.run(
-        [CRYPT4GH, "encrypt", "--recipient_pk", str(public_path)],
-        input=plaintext,
-        capture_output=True,
-        env=_cli_env(),
-        check=True,
-    )
-    stream = io.BytesIO(result.stdout)
+    encrypted = _crypt4gh("crypt4gh", "encrypt", "--recipient_pk", str(public_path), stdin=plaintext)
+    stream = io.BytesIO(encrypted)
     header = split_header(stream)
     body = stream.read()
-    assert header + body == result.stdout
+    assert header + body == encrypted
     assert len(body) == body_size(len(plaintext))
     assert _decrypt(header, body, key, len(plaintext)) == plaintext
 
 
 def test_a_key_made_by_crypt4gh_keygen_loads(tmp_path: Path) -> None:
     secret, public = tmp_path / "their.sec", tmp_path / "their.pub"
-    subprocess.run(
-        [CRYPT4GH_KEYGEN, "--sk", str(secret), "--pk", str(public)],
-        input=f"{PASSPHRASE}\n{PASSPHRASE}\n".encode(),  # its passphrase prompt, twice, without a tty
-        capture_output=True,
-        check=True,
+    # the new key's passphrase is prompted for, twice, and read from stdin without a tty
+    _crypt4gh(
+        "crypt4gh-keygen", "--sk", str(secret), "--pk", str(public), stdin=f"{PASSPHRASE}\n".encode() * 2
     )
     key = load_archive_key(secret, public, PASSPHRASE)
     header, body = _encrypt(b"ACGT" * 1000, key.public)
@@ -174,15 +162,12 @@ def test_a_key_made_by_crypt4gh_keygen_loads(tmp_path: Path) -> None:
 def test_a_sliced_file_is_refused(archive: tuple[ArchiveKey, Path, Path]) -> None:
     key, secret_path, _ = archive
     header, body = _encrypt(os.urandom(5000), key.public)
-    sliced = subprocess.run(  # `rearrange` adds an edit list packet to the header
-        [CRYPT4GH, "rearrange", "--sk", str(secret_path), "--range", "10-2000"],
-        input=header + body,
-        capture_output=True,
-        env=_cli_env(),
-        check=True,
+    # `rearrange` adds an edit list packet to the header
+    sliced = _crypt4gh(
+        "crypt4gh", "rearrange", "--sk", str(secret_path), "--range", "10-2000", stdin=header + body
     )
     with pytest.raises(MalformedHeader, match="edit list"):
-        open_header(split_header(io.BytesIO(sliced.stdout)), key)
+        open_header(split_header(io.BytesIO(sliced)), key)
 
 
 def test_a_corrupted_segment_is_named_and_never_read(archive: tuple[ArchiveKey, Path, Path]) -> None:
@@ -315,19 +300,12 @@ def test_reencrypting_a_header_moves_the_file_to_the_new_key(
 
 
 def test_a_reencrypted_file_decrypts_with_the_command_line(
-    archive: tuple[ArchiveKey, Path, Path], other: tuple[ArchiveKey, Path, Path], tmp_path: Path
+    archive: tuple[ArchiveKey, Path, Path], other: tuple[ArchiveKey, Path, Path]
 ) -> None:
     plaintext = os.urandom(SEGMENT_SIZE + 3)
     header, body = _encrypt(plaintext, archive[0].public)
     working_copy = reencrypt_header(header, archive[0], other[0].public) + body
-    result = subprocess.run(
-        [CRYPT4GH, "decrypt", "--sk", str(other[1])],
-        input=working_copy,
-        capture_output=True,
-        env=_cli_env(),
-        check=True,
-    )
-    assert result.stdout == plaintext
+    assert _crypt4gh("crypt4gh", "decrypt", "--sk", str(other[1]), stdin=working_copy) == plaintext
 
 
 # ---- the archive key -------------------------------------------------------------------------
@@ -373,11 +351,7 @@ def test_a_key_not_in_crypt4gh_format_is_refused(
 
 def test_an_unlocked_key_is_refused(tmp_path: Path) -> None:
     secret, public = tmp_path / "open.sec", tmp_path / "open.pub"
-    subprocess.run(
-        [CRYPT4GH_KEYGEN, "--nocrypt", "--sk", str(secret), "--pk", str(public)],
-        capture_output=True,
-        check=True,
-    )
+    _crypt4gh("crypt4gh-keygen", "--nocrypt", "--sk", str(secret), "--pk", str(public))
     with pytest.raises(ArchiveKeyError, match="not locked with a passphrase"):
         load_archive_key(secret, public, PASSPHRASE)
 
@@ -424,20 +398,8 @@ def test_keys_generate_writes_a_pair_the_command_line_uses(key_env: Path) -> Non
     checked = runner.invoke(main, ["keys", "check"])
     assert checked.exit_code == 0, checked.output
     plaintext = os.urandom(70_000)
-    encrypted = subprocess.run(
-        [CRYPT4GH, "encrypt", "--recipient_pk", str(out / "archive.pub")],
-        input=plaintext,
-        capture_output=True,
-        check=True,
-    )
-    decrypted = subprocess.run(
-        [CRYPT4GH, "decrypt", "--sk", str(out / "archive.sec")],
-        input=encrypted.stdout,
-        capture_output=True,
-        env=_cli_env(),
-        check=True,
-    )
-    assert decrypted.stdout == plaintext
+    encrypted = _crypt4gh("crypt4gh", "encrypt", "--recipient_pk", str(out / "archive.pub"), stdin=plaintext)
+    assert _crypt4gh("crypt4gh", "decrypt", "--sk", str(out / "archive.sec"), stdin=encrypted) == plaintext
     again = runner.invoke(main, ["keys", "generate", "--out", str(out)])
     assert again.exit_code == 1 and "refusing to overwrite" in again.output
 
@@ -460,3 +422,20 @@ def test_keys_generate_needs_a_passphrase(key_env: Path, monkeypatch: pytest.Mon
     result = CliRunner().invoke(main, ["keys", "generate", "--out", str(key_env / "k")])
     assert result.exit_code == 1 and "GENOMHUB_ARCHIVE_KEY_PASSPHRASE" in result.output
     assert not (key_env / "k" / "archive.sec").exists()
+
+
+def test_no_key_reaches_a_log_even_at_debug(
+    archive: tuple[ArchiveKey, Path, Path],
+    other: tuple[ArchiveKey, Path, Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    key = archive[0]
+    header, body = _encrypt(os.urandom(SEGMENT_SIZE + 1), key.public)
+    data_key = open_header(header, key)
+    _decrypt(reencrypt_header(header, key, key.public), body, key)
+    with pytest.raises(HeaderKeyMismatch):
+        open_header(header, other[0])
+    logged = caplog.text.lower()
+    for secret in (key.secret, other[0].secret, data_key):
+        assert secret.hex() not in logged
