@@ -439,3 +439,12 @@ def test_no_key_reaches_a_log_even_at_debug(
     logged = caplog.text.lower()
     for secret in (key.secret, other[0].secret, data_key):
         assert secret.hex() not in logged
+
+
+def test_a_recipient_key_of_the_wrong_size_is_refused(archive: tuple[ArchiveKey, Path, Path]) -> None:
+    key = archive[0]
+    with pytest.raises(ValueError, match="32 bytes, got 31"):
+        BodyEncryptor(key.public[:31])
+    header, _ = _encrypt(b"x", key.public)
+    with pytest.raises(ValueError, match="32 bytes, got 33"):
+        reencrypt_header(header, key, key.public + b"\x00")
