@@ -26,6 +26,7 @@ SERVICE_COMMANDS = {
     "refunds": "services.billing.commands:refunds",
     "replay": "services.operations.commands:replay",
     "dlq": "services.operations.commands:dlq",
+    "keys": "services.operations.keys:keys",
 }
 LOCAL_STACK_COMMANDS = "genomhub.local_stack"
 """The entry-point group of the commands that run genomhub on this machine (``demo``, ``up``,

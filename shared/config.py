@@ -252,6 +252,21 @@ class Settings(BaseSettings):
         description="Close a month automatically this many days after it ends. Unset: close by hand.",
     )
 
+    archive_secret_key: Path | None = Field(
+        default=None,
+        description="Crypt4GH private key file of NGC's archive key (from a Kubernetes Secret in "
+        "production), locked with GENOMHUB_ARCHIVE_KEY_PASSPHRASE. Unset: <home>/keys/archive.sec.",
+    )
+    archive_public_key: Path | None = Field(
+        default=None,
+        description="Crypt4GH public key file of the archive key, that every file's header is "
+        "encrypted to. Unset: <home>/keys/archive.pub.",
+    )
+    archive_key_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Passphrase that unlocks the archive's private key (from a Secret; never logged).",
+    )
+
     @property
     def state_dir(self) -> Path:
         return self.home.resolve()

@@ -1,0 +1,55 @@
+"""``genomhub keys``: making and checking NGC's archive key (Crypt4GH, X25519).
+
+The mechanism is ``shared.encryption``; these commands only give it to operators: a new key
+pair in Crypt4GH's key format (which ``crypt4gh`` and ``crypt4gh-keygen`` read as their own),
+and the services' start-up check run on its own, so a Secret can be checked before a rollout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from shared.config import get_settings
+from shared.encryption import ArchiveKeyError, check_archive_key, write_key_pair
+
+
+@click.group("keys")
+def keys() -> None:
+    """NGC's archive key, that every archived file's header is encrypted to."""
+
+
+@keys.command("generate")
+@click.option(
+    "--out",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for archive.sec (the locked private key) and archive.pub; created if missing.",
+)
+def generate(directory: Path) -> None:
+    """Write a new key pair, the private key locked with GENOMHUB_ARCHIVE_KEY_PASSPHRASE.
+
+    Existing key files are never overwritten.
+    """
+    passphrase = get_settings().archive_key_passphrase
+    try:
+        secret, public = write_key_pair(
+            directory.resolve(), passphrase.get_secret_value() if passphrase else ""
+        )
+    except ArchiveKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"GENOMHUB_ARCHIVE_SECRET_KEY={secret}")
+    click.echo(f"GENOMHUB_ARCHIVE_PUBLIC_KEY={public}")
+
+
+@keys.command("check")
+def check() -> None:
+    """Load the configured archive key as a service does at start; exit 1 with the reason if it
+    cannot be used (missing, not Crypt4GH, wrong passphrase, halves of different pairs)."""
+    try:
+        key = check_archive_key(get_settings())
+    except ArchiveKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"archive key {key.fingerprint}: unlocks, and its public half matches")

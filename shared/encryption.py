@@ -1,0 +1,565 @@
+"""Crypt4GH encryption at rest: the archive key, file headers and segment bodies.
+
+The archive stores every file in GA4GH's Crypt4GH format (design.md section 13), as the peer
+archives do, but keeps a file's two parts apart: the *header* (a few hundred bytes that hold
+the file's data key, encrypted to NGC's archive public key with X25519) and the *body* (the
+plaintext cut into 64 KiB segments, each ``nonce(12) + ChaCha20 ciphertext + Poly1305
+tag(16)`` under that data key). Headers live where rewriting them is cheap, so rotating the
+archive key or handing a working copy to a recipient re-encrypts headers only and never
+recalls a body from tape. A header concatenated with its body is an ordinary Crypt4GH file
+that the ``crypt4gh`` command line decrypts.
+
+The ``crypt4gh`` package provides the format: key files, header packets, the X25519 key
+exchange. The segments go through the ``cryptography`` package's ChaCha20-Poly1305
+(OpenSSL), at half the CPU per GB of the package's own libsodium call and a quarter of md5's,
+so that the intake keeps md5's pace (``bench/encryption.py`` measures them against
+``openssl enc -chacha20`` and ``md5sum``).
+
+What Crypt4GH does not protect by itself is the pairing of a header with its body and the
+body's length: a segment boundary cut leaves every remaining segment authentic. So the
+decryptor takes the plaintext size the archive recorded and reports a short or long body,
+and a header replayed from another file is caught because its data key opens none of this
+body's segments.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+from typing import BinaryIO
+
+from crypt4gh import header as c4gh_header
+from crypt4gh import keys as c4gh_keys
+from crypt4gh import sodium as c4gh_sodium
+from crypt4gh.keys import c4gh as c4gh_keyfile
+from crypt4gh.keys import kdf as c4gh_kdf
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from shared.config import Settings
+
+# The package logs secret keys and data keys at DEBUG and a line per header packet it cannot
+# open at ERROR; genomhub raises its own specific errors instead, and keys never reach a log.
+logging.getLogger("crypt4gh").setLevel(logging.CRITICAL)
+
+SEGMENT_SIZE = 65536
+"""Plaintext bytes of every body segment but the last (fixed by Crypt4GH version 1)."""
+NONCE_SIZE = 12
+TAG_SIZE = 16
+CIPHER_SEGMENT_SIZE = NONCE_SIZE + SEGMENT_SIZE + TAG_SIZE
+KEY_SIZE = 32
+DATA_ENCRYPTION_CHACHA20_POLY1305 = 0
+"""Crypt4GH's code for both the header packets' and the segments' cipher."""
+
+SECRET_KEY_FILE = "archive.sec"
+PUBLIC_KEY_FILE = "archive.pub"
+
+
+class EncryptionError(Exception):
+    """Something encrypted at rest cannot be used as it is; the message says what and why."""
+
+
+class ArchiveKeyError(EncryptionError):
+    """The archive key cannot be loaded: missing, not Crypt4GH, wrong passphrase, mismatched."""
+
+
+class MalformedHeader(EncryptionError):
+    """The bytes given as a header are not a Crypt4GH header genomhub can use."""
+
+
+class HeaderKeyMismatch(EncryptionError):
+    """The header is well formed but none of its packets opens with the key given."""
+
+
+class SegmentAuthenticationError(EncryptionError):
+    """A body segment fails its Poly1305 tag: its bytes are not the ones that were written."""
+
+    def __init__(self, segment: int, message: str) -> None:
+        super().__init__(message)
+        self.segment = segment
+
+
+class ForeignHeader(SegmentAuthenticationError):
+    """The header opens with the key, but its data key opens none of this body's segments:
+    a header of another file (a replayed or swapped header row)."""
+
+
+class TruncatedBody(EncryptionError):
+    """The body ends before the plaintext size recorded for it (or inside a segment)."""
+
+
+class OverlongBody(EncryptionError):
+    """The body goes on past the plaintext size recorded for it."""
+
+
+def body_size(plaintext_size: int) -> int:
+    """Bytes of the body that encrypts ``plaintext_size`` bytes (28 more per segment)."""
+    if plaintext_size < 0:
+        raise ValueError(f"a plaintext size cannot be negative, got {plaintext_size}")
+    segments = -(-plaintext_size // SEGMENT_SIZE)
+    return plaintext_size + segments * (NONCE_SIZE + TAG_SIZE)
+
+
+# --------------------------------------------------------------------------------------------
+# The archive key
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveKey:
+    """NGC's archive key pair: X25519, the secret half unlocked from its Crypt4GH key file."""
+
+    public: bytes
+    secret: bytes = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short name of the public key for logs and messages (never the secret half)."""
+        return sha256(self.public).hexdigest()[:16]
+
+
+def read_public_key(path: Path) -> bytes:
+    """The 32 bytes of a Crypt4GH public key file (the ``crypt4gh-keygen`` format)."""
+    text = _read_key_file(path, "public")
+    if not text.lstrip().startswith(b"-----BEGIN CRYPT4GH PUBLIC KEY-----"):
+        raise ArchiveKeyError(
+            f"{path} is not a Crypt4GH public key (it must start with "
+            "'-----BEGIN CRYPT4GH PUBLIC KEY-----'; make one with `genomhub keys generate`)"
+        )
+    try:
+        public = bytes(c4gh_keys.get_public_key(str(path)))
+    except (ValueError, NotImplementedError) as exc:
+        raise ArchiveKeyError(f"{path} is not a readable Crypt4GH public key: {exc}") from exc
+    if len(public) != KEY_SIZE:
+        raise ArchiveKeyError(f"{path} holds {len(public)} bytes, not a {KEY_SIZE}-byte X25519 public key")
+    return public
+
+
+def read_secret_key(path: Path, passphrase: str) -> bytes:
+    """The 32-byte X25519 secret of a passphrase-locked Crypt4GH private key file.
+
+    The package's own loader exits the process on a wrong passphrase (it is written for its
+    command line), so the key file's fields are read here with the package's decoders and
+    KDFs, and each way the file can be unusable gets its own message.
+    """
+    _read_key_file(path, "secret")
+    try:
+        blob = c4gh_keys.load_from_pem(str(path))
+    except (ValueError, OSError) as exc:
+        raise ArchiveKeyError(f"{path} is not a Crypt4GH private key: {exc}") from exc
+    stream = io.BytesIO(blob)
+    if stream.read(len(c4gh_keyfile.MAGIC_WORD)) != c4gh_keyfile.MAGIC_WORD:
+        raise ArchiveKeyError(
+            f"{path} is not a Crypt4GH private key (an OpenSSH or other key?); the archive key "
+            "must be in Crypt4GH's key format: make one with `genomhub keys generate`"
+        )
+    try:
+        kdf_name = c4gh_keyfile.decode_string(stream)
+        if kdf_name == b"none":
+            raise ArchiveKeyError(
+                f"{path} is not locked with a passphrase; the archive key must be (re-lock it with "
+                "`crypt4gh-keygen --relock`, or make a new one with `genomhub keys generate`)"
+            )
+        if kdf_name not in c4gh_kdf.KDFS:
+            raise ArchiveKeyError(f"{path} uses an unknown key derivation {kdf_name!r}")
+        kdf_options = c4gh_keyfile.decode_string(stream)
+        cipher = c4gh_keyfile.decode_string(stream)
+        locked = c4gh_keyfile.decode_string(stream)
+    except ValueError as exc:
+        raise ArchiveKeyError(f"{path} is a damaged Crypt4GH private key: {exc}") from exc
+    if cipher != b"chacha20_poly1305":
+        raise ArchiveKeyError(f"{path} is locked with an unknown cipher {cipher!r}")
+    if not passphrase:
+        raise ArchiveKeyError(
+            f"{path} is locked with a passphrase and none is set: set GENOMHUB_ARCHIVE_KEY_PASSPHRASE"
+        )
+    rounds, salt = int.from_bytes(kdf_options[:4], "big"), kdf_options[4:]
+    unlocking_key = c4gh_kdf.derive_key(kdf_name, passphrase.encode(), salt, rounds)
+    try:
+        secret = ChaCha20Poly1305(unlocking_key).decrypt(locked[:NONCE_SIZE], locked[NONCE_SIZE:], None)
+    except InvalidTag:
+        raise ArchiveKeyError(
+            f"the passphrase does not unlock {path} (GENOMHUB_ARCHIVE_KEY_PASSPHRASE is wrong)"
+        ) from None
+    if len(secret) != KEY_SIZE:
+        raise ArchiveKeyError(f"{path} unlocks to {len(secret)} bytes, not a {KEY_SIZE}-byte X25519 key")
+    return secret
+
+
+def load_archive_key(secret_path: Path, public_path: Path, passphrase: str) -> ArchiveKey:
+    """Both halves of the archive key, checked to belong together.
+
+    A public key file left over from another key pair would have every new file encrypted to
+    a key whose secret half NGC does not hold: that is refused here, before any byte is
+    written.
+    """
+    secret = read_secret_key(secret_path, passphrase)
+    public = read_public_key(public_path)
+    if bytes(c4gh_sodium.derive_pk(secret)) != public:
+        raise ArchiveKeyError(
+            f"{public_path} is not the public half of {secret_path}: they come from different key pairs"
+        )
+    return ArchiveKey(public=public, secret=secret)
+
+
+def archive_key_paths(settings: Settings) -> tuple[Path, Path]:
+    """The configured archive key files; unset, ``<home>/keys/archive.sec`` and ``.pub``."""
+    keys = settings.state_dir / "keys"
+    secret = settings.archive_secret_key or keys / SECRET_KEY_FILE
+    public = settings.archive_public_key or keys / PUBLIC_KEY_FILE
+    return secret, public
+
+
+def check_archive_key(settings: Settings) -> ArchiveKey:
+    """The start-up check of a service that encrypts or decrypts: the archive key, or an
+    :class:`ArchiveKeyError` that says which setting to fix, so a service with a missing or
+    wrong key stops at once instead of failing on its first file."""
+    secret_path, public_path = archive_key_paths(settings)
+    passphrase = settings.archive_key_passphrase
+    return load_archive_key(secret_path, public_path, passphrase.get_secret_value() if passphrase else "")
+
+
+def write_key_pair(
+    directory: Path, passphrase: str, comment: str = "genomhub archive key"
+) -> tuple[Path, Path]:
+    """A new X25519 key pair in Crypt4GH's key format, the secret half locked by ``passphrase``.
+
+    Written with the package's own writer, so ``crypt4gh`` and ``crypt4gh-keygen`` read the
+    files as their own; an existing key is never overwritten (losing the archive key loses
+    the archive).
+    """
+    if not passphrase:
+        raise ArchiveKeyError("an archive key needs a passphrase: set GENOMHUB_ARCHIVE_KEY_PASSPHRASE")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret_path, public_path = directory / SECRET_KEY_FILE, directory / PUBLIC_KEY_FILE
+    for existing in (secret_path, public_path):
+        if existing.exists():
+            raise ArchiveKeyError(f"{existing} exists; refusing to overwrite a key")
+    c4gh_keyfile.generate(str(secret_path), str(public_path), passphrase.encode(), comment.encode())
+    return secret_path, public_path
+
+
+def _read_key_file(path: Path, half: str) -> bytes:
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ArchiveKeyError(f"the archive {half} key {path} is not a file")
+        return path.read_bytes()
+    except FileNotFoundError:
+        setting = "GENOMHUB_ARCHIVE_SECRET_KEY" if half == "secret" else "GENOMHUB_ARCHIVE_PUBLIC_KEY"
+        raise ArchiveKeyError(
+            f"the archive {half} key {path} does not exist: set {setting}, or make a key pair "
+            "with `genomhub keys generate --out DIR`"
+        ) from None
+    except PermissionError:
+        raise ArchiveKeyError(f"the archive {half} key {path} is not readable by this process") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Headers
+# --------------------------------------------------------------------------------------------
+
+
+def encrypt_header(data_key: bytes, recipient: bytes) -> bytes:
+    """A Crypt4GH header that gives ``data_key`` to the holder of ``recipient``'s secret key.
+
+    The writer's key is ephemeral, as the ``crypt4gh`` command line makes it without
+    ``--sk``: the header needs no sender identity, and nothing else would use that key.
+    """
+    _check_recipient(recipient)
+    packet = c4gh_header.make_packet_data_enc(DATA_ENCRYPTION_CHACHA20_POLY1305, data_key)
+    writer = os.urandom(KEY_SIZE)
+    packets = c4gh_header.encrypt(packet, [(DATA_ENCRYPTION_CHACHA20_POLY1305, writer, recipient)])
+    return bytes(c4gh_header.serialize(packets))
+
+
+def _check_recipient(recipient: bytes) -> None:
+    if len(recipient) != KEY_SIZE:
+        raise ValueError(f"a recipient's X25519 public key has {KEY_SIZE} bytes, got {len(recipient)}")
+
+
+def _header_packets(header: bytes) -> list[bytes]:
+    stream = io.BytesIO(header)
+    try:
+        packets = [bytes(p) for p in c4gh_header.parse(stream)]
+    except ValueError as exc:
+        raise MalformedHeader(f"not a Crypt4GH header: {exc}") from exc
+    if stream.tell() != len(header):
+        raise MalformedHeader(f"{len(header) - stream.tell()} bytes follow the header's last packet")
+    return packets
+
+
+def open_header(header: bytes, key: ArchiveKey) -> bytes:
+    """The data key of a whole-file header, or why it cannot be had.
+
+    Only whole files are archived, so a header with an edit list (a sliced file) or several
+    data keys is refused rather than half honoured.
+    """
+    packets = _header_packets(header)
+    opened, _ = c4gh_header.decrypt(packets, [(DATA_ENCRYPTION_CHACHA20_POLY1305, key.secret, None)])
+    if not opened:
+        raise HeaderKeyMismatch(
+            f"the header does not open with archive key {key.fingerprint}: it was encrypted to another key"
+        )
+    try:
+        data_packets, edit_list = c4gh_header.partition_packets(opened)
+        data_keys = [bytes(c4gh_header.parse_enc_packet(p)) for p in data_packets]
+    except ValueError as exc:
+        raise MalformedHeader(f"the header's packets are not usable: {exc}") from exc
+    if edit_list is not None:
+        raise MalformedHeader("the header holds an edit list (a sliced file); the archive holds whole files")
+    if len(data_keys) != 1:
+        raise MalformedHeader(
+            f"the header holds {len(data_keys)} data keys; an archived file has exactly one"
+        )
+    if len(data_keys[0]) != KEY_SIZE:
+        raise MalformedHeader(f"the header's data key has {len(data_keys[0])} bytes, not {KEY_SIZE}")
+    return data_keys[0]
+
+
+def reencrypt_header(header: bytes, key: ArchiveKey, recipient: bytes) -> bytes:
+    """The header re-encrypted for ``recipient``, the data key and so the body unchanged.
+
+    This is key rotation (``recipient`` is the new archive key) and a working copy (the
+    recipient's key). The packets for ``key`` are dropped, so the old key no longer opens
+    the new header: a rotated header is useless to a retired key.
+    """
+    _check_recipient(recipient)
+    open_header(header, key)  # the same checks and errors as a read
+    packets = c4gh_header.reencrypt(
+        _header_packets(header),
+        [(DATA_ENCRYPTION_CHACHA20_POLY1305, key.secret, None)],
+        [(DATA_ENCRYPTION_CHACHA20_POLY1305, os.urandom(KEY_SIZE), recipient)],
+        trim=True,
+    )
+    return bytes(c4gh_header.serialize(packets))
+
+
+def split_header(crypt4gh_file: BinaryIO) -> bytes:
+    """Read a Crypt4GH file's header, leaving ``crypt4gh_file`` at the first body byte.
+
+    For files that arrive whole (e.g. encrypted by the ``crypt4gh`` command line into an
+    inbox), so their header can be kept apart from their body like the archive's own.
+    """
+    try:
+        packets = list(c4gh_header.parse(crypt4gh_file))
+    except ValueError as exc:
+        raise MalformedHeader(f"not a Crypt4GH file: {exc}") from exc
+    return bytes(c4gh_header.serialize(packets))
+
+
+# --------------------------------------------------------------------------------------------
+# Bodies
+# --------------------------------------------------------------------------------------------
+
+
+class BodyEncryptor:
+    """Encrypts one file as it streams: plaintext chunks of any size in, segments out.
+
+    A fresh data key per file, so a leaked data key exposes one file and a header replayed
+    onto another body opens nothing. Memory stays at one partial segment whatever the file's
+    size beyond the chunk being fed. Push-style (``feed``/``finish``) so that both a
+    synchronous loop and the receiver's async upload handler can drive it; each returns the
+    finished segments as a list rather than lazily, so a caller that forgets to iterate cannot
+    silently drop a chunk. :func:`encrypt_chunks` is the loop form.
+    """
+
+    def __init__(self, recipient: bytes) -> None:
+        data_key = os.urandom(KEY_SIZE)
+        self.header = encrypt_header(data_key, recipient)
+        self._cipher = ChaCha20Poly1305(data_key)
+        self._pending = bytearray()
+        self.plaintext_size = 0
+        self.body_size = 0
+        self._finished = False
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[bytearray]:
+        """The segments that ``chunk`` completes (none while less than 64 KiB is pending)."""
+        if self._finished:
+            raise RuntimeError("the encryptor has finished; a body takes no bytes after its last segment")
+        view = memoryview(chunk).cast("B")
+        self.plaintext_size += len(view)
+        segments: list[bytearray] = []
+        if self._pending:
+            take = min(SEGMENT_SIZE - len(self._pending), len(view))
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) < SEGMENT_SIZE:
+                return segments
+            segments.append(self._seal(self._pending))
+            self._pending = bytearray()
+        whole = len(view) - len(view) % SEGMENT_SIZE
+        segments.extend(
+            self._seal(view[start : start + SEGMENT_SIZE]) for start in range(0, whole, SEGMENT_SIZE)
+        )
+        self._pending += view[whole:]
+        return segments
+
+    def finish(self) -> list[bytearray]:
+        """The last, short segment, if the plaintext did not end on a segment boundary."""
+        if self._finished:
+            return []
+        self._finished = True
+        last, self._pending = self._pending, bytearray()
+        return [self._seal(last)] if last else []
+
+    def _seal(self, plaintext: bytes | bytearray | memoryview) -> bytearray:
+        segment = bytearray(NONCE_SIZE + len(plaintext) + TAG_SIZE)
+        nonce = os.urandom(NONCE_SIZE)
+        segment[:NONCE_SIZE] = nonce
+        self._cipher.encrypt_into(nonce, plaintext, None, memoryview(segment)[NONCE_SIZE:])
+        self.body_size += len(segment)
+        return segment
+
+
+def encrypt_chunks(
+    encryptor: BodyEncryptor, chunks: Iterable[bytes | bytearray | memoryview]
+) -> Iterator[bytearray]:
+    """The body of ``chunks``, segment by segment; the header is ``encryptor.header``."""
+    for chunk in chunks:
+        yield from encryptor.feed(chunk)
+    yield from encryptor.finish()
+
+
+class BodyDecryptor(io.RawIOBase):
+    """Reads a body's plaintext as it streams, every segment's tag verified before use.
+
+    A file-like object (``readinto``, and ``read`` through :class:`io.RawIOBase`; wrap it in
+    :class:`io.BufferedReader` for small reads) and a segment iterator (:meth:`segments`).
+    No byte of a segment is handed out before its Poly1305 tag checks, so corrupted or
+    foreign bytes are never read as data. ``plaintext_size`` is the size the archive
+    recorded: with it a body cut at a segment boundary or running on is caught too, which
+    the format alone cannot see.
+    """
+
+    def __init__(
+        self, header: bytes, body: BinaryIO, key: ArchiveKey, plaintext_size: int | None = None
+    ) -> None:
+        super().__init__()
+        self._cipher = ChaCha20Poly1305(open_header(header, key))
+        self._body = body
+        self._expected_body = None if plaintext_size is None else body_size(plaintext_size)
+        self._segment_index = 0
+        self._body_read = 0
+        self._cipher_segment = bytearray(CIPHER_SEGMENT_SIZE)
+        self._plaintext = bytearray(SEGMENT_SIZE)
+        self._plaintext_start = 0
+        self._plaintext_end = 0
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        out = memoryview(buffer).cast("B")
+        if not len(out):
+            return 0
+        if self._plaintext_start == self._plaintext_end:
+            if len(out) >= SEGMENT_SIZE:  # a whole segment fits: no copy through our buffer
+                return self._next_segment_into(out)
+            self._plaintext_start, self._plaintext_end = (
+                0,
+                self._next_segment_into(memoryview(self._plaintext)),
+            )
+        count = min(len(out), self._plaintext_end - self._plaintext_start)
+        out[:count] = self._plaintext[self._plaintext_start : self._plaintext_start + count]
+        self._plaintext_start += count
+        return count
+
+    def segments(self) -> Iterator[bytes]:
+        """Each segment's plaintext in order, after what ``readinto`` has already returned."""
+        if self._plaintext_start < self._plaintext_end:
+            yield bytes(self._plaintext[self._plaintext_start : self._plaintext_end])
+            self._plaintext_start = self._plaintext_end
+        while True:
+            size = self._next_segment_into(memoryview(self._plaintext))
+            if not size:
+                return
+            yield bytes(self._plaintext[:size])
+
+    def _next_segment_into(self, out: memoryview) -> int:
+        """Decrypts the next segment into ``out``; 0 at the end of a body of the right length."""
+        if self._ended:
+            return 0
+        read = _read_fully(self._body, self._cipher_segment)
+        self._body_read += read
+        if read == 0:
+            self._ended = True
+            if self._expected_body is not None and self._body_read < self._expected_body:
+                raise TruncatedBody(
+                    f"the body ends after {self._body_read} bytes (segment {self._segment_index}), "
+                    f"{self._expected_body - self._body_read} short of the {self._expected_body} "
+                    "its plaintext size needs"
+                )
+            return 0
+        if self._expected_body is not None and self._body_read > self._expected_body:
+            raise OverlongBody(
+                f"the body runs past the {self._expected_body} bytes its plaintext size needs "
+                f"(segment {self._segment_index})"
+            )
+        if read <= NONCE_SIZE + TAG_SIZE or (
+            read < CIPHER_SEGMENT_SIZE
+            and self._expected_body is not None
+            and self._body_read < self._expected_body
+        ):
+            raise TruncatedBody(
+                f"segment {self._segment_index} is cut short: {read} bytes where a segment holds "
+                f"{NONCE_SIZE + TAG_SIZE + 1} to {CIPHER_SEGMENT_SIZE}"
+            )
+        segment = memoryview(self._cipher_segment)[:read]
+        size = read - NONCE_SIZE - TAG_SIZE
+        try:
+            self._cipher.decrypt_into(segment[:NONCE_SIZE], segment[NONCE_SIZE:], None, out[:size])
+        except InvalidTag:
+            out[:size] = bytes(size)  # no unauthenticated byte is left in the caller's buffer
+            raise self._authentication_failure() from None
+        self._segment_index += 1
+        return size
+
+    def _authentication_failure(self) -> SegmentAuthenticationError:
+        """Which failure a bad tag is: a corrupted segment, or (on the first segment, when the
+        second fails too) a header whose data key belongs to another body."""
+        index = self._segment_index
+        self._ended = True
+        if index == 0:
+            following = _read_fully(self._body, self._cipher_segment)
+            if following > NONCE_SIZE + TAG_SIZE:
+                segment = memoryview(self._cipher_segment)[:following]
+                try:
+                    self._cipher.decrypt(segment[:NONCE_SIZE], segment[NONCE_SIZE:], None)
+                except InvalidTag:
+                    return ForeignHeader(
+                        0,
+                        "the header's data key opens neither segment 0 nor segment 1 of this body: "
+                        "the header belongs to another file",
+                    )
+                return SegmentAuthenticationError(
+                    0, "segment 0 of the body fails its Poly1305 tag: corrupted"
+                )
+            return SegmentAuthenticationError(
+                0,
+                "segment 0, the body's only segment, fails its Poly1305 tag: corrupted, or the header "
+                "belongs to another file",
+            )
+        return SegmentAuthenticationError(
+            index, f"segment {index} of the body fails its Poly1305 tag: corrupted"
+        )
+
+
+def _read_fully(stream: BinaryIO, buffer: bytearray) -> int:
+    """Fills ``buffer`` unless the stream ends first: a socket or an S3 stream may return
+    short reads mid-body, which must not be taken for the body's short last segment."""
+    view = memoryview(buffer)
+    filled = 0
+    while filled < len(view):
+        count = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+        if not count:
+            break
+        filled += count
+    return filled
