@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -289,8 +289,23 @@ class ServiceSettings(Section):
     telemetry: TelemetrySettings = part(TelemetrySettings)
 
 
-class ReceiverSettings(ServiceSettings):
+class StatefulServiceSettings(ServiceSettings):
+    """A service that keeps relational state: its ``database_url`` (each section says whose),
+    unset meaning the embedded default, a SQLite file of ``embedded_database`` in the state
+    folder."""
+
+    embedded_database: ClassVar[str]
+    database_url: str
+
+    @model_validator(mode="after")
+    def _embedded_database(self) -> StatefulServiceSettings:
+        self.database_url = self.database_url or self.state.sqlite(self.embedded_database)
+        return self
+
+
+class ReceiverSettings(StatefulServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GENOMHUB_RECEIVER_")
+    embedded_database = "receiver.db"
 
     port: int = Field(default=8480, description="Receiver: upload API and probes.")
     database_url: str = Field(
@@ -332,11 +347,6 @@ class ReceiverSettings(ServiceSettings):
     )
     archive: ArchiveSettings = part(ArchiveSettings)
     access: TokenSettings = part(TokenSettings)
-
-    @model_validator(mode="after")
-    def _embedded_database(self) -> ReceiverSettings:
-        self.database_url = self.database_url or self.state.sqlite("receiver.db")
-        return self
 
 
 class ValidatorSettings(ServiceSettings):
@@ -408,8 +418,9 @@ class HarmoniserSettings(ServiceSettings):
     guideline: GuidelineSettings = part(GuidelineSettings)
 
 
-class IndexerSettings(ServiceSettings):
+class IndexerSettings(StatefulServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GENOMHUB_INDEXER_")
+    embedded_database = "catalogue.sqlite"
 
     port: int = Field(default=8483, description="Indexer: catalogue API and probes.")
     database_url: str = Field(
@@ -419,14 +430,10 @@ class IndexerSettings(ServiceSettings):
     )
     access: TokenSettings = part(TokenSettings)
 
-    @model_validator(mode="after")
-    def _embedded_database(self) -> IndexerSettings:
-        self.database_url = self.database_url or self.state.sqlite("catalogue.sqlite")
-        return self
 
-
-class BillingSettings(ServiceSettings):
+class BillingSettings(StatefulServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GENOMHUB_BILLING_")
+    embedded_database = "billing.sqlite"
 
     port: int = Field(default=8484, description="Billing: finance API and probes.")
     database_url: str = Field(
@@ -453,11 +460,6 @@ class BillingSettings(ServiceSettings):
         description="Close a month automatically this many days after it ends. Unset: close by hand.",
     )
     access: TokenSettings = part(TokenSettings)
-
-    @model_validator(mode="after")
-    def _embedded_database(self) -> BillingSettings:
-        self.database_url = self.database_url or self.state.sqlite("billing.sqlite")
-        return self
 
 
 SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
