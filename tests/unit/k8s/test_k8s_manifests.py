@@ -439,10 +439,21 @@ def test_namespace_pods_reach_every_service_kafka_and_jaeger(overlay: tuple[str,
 # --- what each overlay changes --------------------------------------------------------------
 
 
-def test_dev_is_small_with_local_postgres_and_the_synthetic_reference(dev: list[Obj]) -> None:
+def test_dev_is_small_with_local_postgres_and_the_synthetic_reference(
+    dev: list[Obj], monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = config(dev)
     assert data["GENOMHUB_REFERENCE_PROFILE"] == "synthetic-v1"
-    assert "GENOMHUB_REFERENCE_FASTA" not in data
+    # The services are handed the synthetic reference an init container made in their pod.
+    fasta = Path(data["GENOMHUB_REFERENCE_FASTA"])
+    for name in ("validator", "harmoniser"):
+        workload = one(dev, "Deployment", name)
+        (init,) = pod_spec(workload)["initContainers"]
+        assert init["image"] == IMAGE and "synthetic_reference" in " ".join(init["command"])
+        cache = Path(settings_of(environment(dev, workload), monkeypatch, StateSettings).cache)
+        assert fasta.is_relative_to(cache)
+        made_in = [m["name"] for m in init["volumeMounts"] if cache.is_relative_to(m["mountPath"])]
+        assert made_in == [writable_volume(workload, fasta)], name
     for deployment in of_kind(dev, "Deployment"):
         assert deployment["spec"]["replicas"] == 1
     (pool,) = of_kind(dev, "KafkaNodePool")
