@@ -11,7 +11,6 @@ environment exactly as Kubernetes would.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,10 +51,9 @@ class StackSettings:
         stack's reference genome, which its samples are simulated from."""
         return synthetic_reference(self.cache)
 
-    def process_environment(self, bootstrap: str, extra: Mapping[str, str] = {}) -> dict[str, str]:
+    def process_environment(self, bootstrap: str) -> dict[str, str]:
         """The environment of a process the stack starts: this one's, with the stack's broker,
-        state folder and reference (a reference already configured is kept), then ``extra``."""
+        state folder and reference (a reference already configured is kept)."""
         env = {**os.environ, "GENOMHUB_KAFKA_BOOTSTRAP": bootstrap, "GENOMHUB_HOME": str(self.state_dir)}
         env.setdefault("GENOMHUB_REFERENCE_FASTA", str(self.reference()))
-        env.update(extra)
         return env
