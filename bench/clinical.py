@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.config import get_settings
+from shared.config import StateSettings
 from shared.profiles import SYNTHETIC_NAME
 from shared.synthetic import SYNTHETIC_CONTIGS, contig_sequence, synthetic_reference
 
@@ -221,7 +221,7 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=["cram", "vcf"], default=None)
     args = parser.parse_args()
-    settings = get_settings()
+    settings = StateSettings()
     reference = synthetic_reference(settings.cache)
     genomhub = Path(sys.executable).with_name("genomhub")
     validate = f"{genomhub} validate --json --reference-profile {SYNTHETIC_NAME} --reference {reference}"

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.bus import Service, publish  # noqa: E402
-from shared.config import get_settings  # noqa: E402
+from shared.config import BillingSettings, StateSettings  # noqa: E402
 from shared.envelope import Envelope, decode, normalise_headers  # noqa: E402
 from shared.events import Indexed  # noqa: E402
 from shared.kafka import kafka_access  # noqa: E402
@@ -92,7 +92,8 @@ class Counter:
 
 def run_service(records: int, group: str) -> None:
     counter = Counter(records)
-    service = Service(group, http_port=0, principal=ADMIN)
+    # billing's settings: it is the service that consumes Indexed
+    service = Service(group, BillingSettings(), http_port=0, principal=ADMIN)
 
     async def count(envelope: Envelope[Indexed]) -> None:
         if counter.count():
@@ -171,13 +172,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="genomhub-bench-consume-"))
     home = work / "home"
-    broker = LocalBroker(home, get_settings().cache)
+    broker = LocalBroker(home, StateSettings().cache)
     try:
         state, _ = broker.start()
         os.environ["GENOMHUB_HOME"] = str(home)
         os.environ["GENOMHUB_KAFKA_BOOTSTRAP"] = state.bootstrap
         os.environ["GENOMHUB_LOG_LEVEL"] = "WARNING"
-        get_settings.cache_clear()
         started = time.perf_counter()
         asyncio.run(fill(args.records))
         print(f"{args.records} indexed events published in {time.perf_counter() - started:.1f} s")

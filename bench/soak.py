@@ -22,10 +22,11 @@ from sqlalchemy import func, select
 from services.billing.tables import accruals
 from services.indexer.tables import files, samples, submissions
 from shared.bus import read_records
-from shared.config import Settings, get_settings
+from shared.config import BillingSettings, IndexerSettings, StateSettings
 from shared.database import make_engine
 from shared.topics import DLQ_SUFFIX, all_topics
 from tools.stack.demo import DemoTokens, stack_env, wait_until_accrued
+from tools.stack.environment import StackSettings
 from tools.stack.faults import reads_for, run_with_faults, upload_all
 from tools.stack.supervisor import LocalStack
 
@@ -33,7 +34,7 @@ from tools.stack.supervisor import LocalStack
 def one_run(count: int, rounds: int, seed: int, faults: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="genomhub-soak-") as tmp:
         work = Path(tmp)
-        settings = Settings(home=work / "home", cache=get_settings().cache, kafka_bootstrap=None)
+        settings = StackSettings.fresh(work / "home", StateSettings().cache)
         tokens = DemoTokens.make()
         env = {
             **stack_env(tokens),
@@ -63,12 +64,12 @@ def one_run(count: int, rounds: int, seed: int, faults: bool) -> dict[str, objec
             )
             restarts = {n: s.restarts for n, s in stack.supervisor.services.items()}  # type: ignore[union-attr]
         wall = time.monotonic() - started
-        with make_engine(settings.catalogue_database_url).connect() as db:
+        with make_engine(IndexerSettings(state=settings.state).database_url).connect() as db:
             rows = {
                 t.name: db.execute(select(func.count()).select_from(t)).scalar_one()
                 for t in (submissions, samples, files)
             }
-        with make_engine(settings.billing_database_url).connect() as db:
+        with make_engine(BillingSettings(state=settings.state).database_url).connect() as db:
             accrued = Counter(r.sample_id for r in db.execute(select(accruals.c.sample_id)))
     return {
         "submissions": len(set(sent)),

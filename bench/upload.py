@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.auth import token_hash  # noqa: E402
-from shared.config import get_settings  # noqa: E402
+from shared.config import StateSettings  # noqa: E402
 from shared.storage import CHUNK  # noqa: E402
 from tests.support import Process, free_port, genomhub  # noqa: E402
 from tools.kafka.broker import LocalBroker  # noqa: E402
@@ -45,7 +45,7 @@ TOKEN = "bench-token-hovedstaden"
 
 def test_file(size: int) -> Path:
     """A random file of ``size`` bytes in the cache, made once."""
-    path = get_settings().cache / "bench" / f"upload-{size}.bin"
+    path = StateSettings().cache / "bench" / f"upload-{size}.bin"
     if path.exists() and path.stat().st_size == size:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +149,7 @@ def main() -> None:
     mb = size / 1e6
 
     work = Path(tempfile.mkdtemp(prefix="genomhub-bench-upload-"))
-    broker = LocalBroker(work / "home", get_settings().cache)
+    broker = LocalBroker(work / "home", StateSettings().cache)
     receiver: Process | None = None
     try:
         state, _ = broker.start()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from isal import igzip
 
-from shared.config import get_settings
+from shared.config import StateSettings
 from shared.synthetic import contig_sequence
 
 POOL = 20_000
@@ -93,7 +93,7 @@ def main() -> None:
         "--rounds", type=int, default=3, help="Runs of each command, in turn; the fastest counts."
     )
     args = parser.parse_args()
-    directory = get_settings().cache / "bench" / f"validate-{args.size_mb}mb"
+    directory = StateSettings().cache / "bench" / f"validate-{args.size_mb}mb"
     r1, r2 = generate(directory, args.size_mb)
     s1, s2 = startup_pair(directory, r1, r2)
     megabytes = (r1.stat().st_size + r2.stat().st_size) / 1e6

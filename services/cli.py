@@ -13,7 +13,7 @@ from importlib.metadata import EntryPoint, entry_points
 import click
 
 import services
-from shared.config import get_settings
+from shared.config import SettingsError, database_urls
 from shared.topics import SERVICES
 
 # Each service's own commands, imported only when called: a short command (e.g. a region's
@@ -63,6 +63,14 @@ class Genomhub(click.Group):
             return command
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> object:
+        """A setting the environment lacks (or names by an old name) stops any command with
+        the message that says which variable to set, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from exc
+
 
 @click.group(cls=Genomhub, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -90,7 +98,7 @@ def db_upgrade(only: tuple[str, ...]) -> None:
 
     from shared.database import upgrade
 
-    for service, url in get_settings().database_urls().items():
+    for service, url in database_urls().items():
         if only and service not in only:
             continue
         upgrade(url, Path(services.__file__).parent / service / "migrations", service)

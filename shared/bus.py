@@ -28,7 +28,7 @@ from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from shared import telemetry
-from shared.config import Settings, get_settings
+from shared.config import KafkaSettings, ServiceSettings, StateSettings
 from shared.envelope import (
     Envelope,
     Headers,
@@ -127,23 +127,23 @@ class Service:
     def __init__(
         self,
         name: str,
-        settings: Settings | None = None,
+        settings: ServiceSettings,
         http_port: int | None = None,
         principal: str | None = None,
     ) -> None:
         """``principal`` is whose credentials the process uses: the service's own (its name)
         unless a test's probe, which is no registered service, says otherwise."""
         self.name = name
-        self.settings = settings or get_settings()
-        self.http_port = http_port if http_port is not None else self.settings.port_of(name)
+        self.settings = settings
+        self.http_port = http_port if http_port is not None else settings.port
         self.source = f"/genomhub/{name}"
         self.group = consumer_group(name)
-        telemetry.setup(name, self.settings.log_level)
+        telemetry.setup(name, settings.telemetry.log_level)
         self.tracer = telemetry.tracer(f"genomhub.{name}")
         self.readiness: list[ReadinessCheck] = [self._broker_reachable]
         self.web = make_web(self.readiness, self._record_lag)
         prepare_service(name)
-        self.access = kafka_access(principal or name, self.settings)
+        self.access = kafka_access(principal or name, settings.kafka, settings.state)
         self._handlers: dict[str, tuple[type[Event], Handler[Any]]] = {}
         self._background: list[Work] = []
         self._producer: AIOKafkaProducer | None = None
@@ -354,10 +354,10 @@ class Service:
         try:
             runner, _ = await serve(
                 self.web,
-                self.settings.http_host,
+                self.settings.http.host,
                 self.http_port,
-                tls=tls_context(self.settings.http_tls_cert, self.settings.http_tls_key),
-                head_timeout=self.settings.http_head_timeout,
+                tls=tls_context(self.settings.http.tls_cert, self.settings.http.tls_key),
+                head_timeout=self.settings.http.head_timeout,
             )
             if handled is not None:
                 await handled.consumer.start()
@@ -490,7 +490,12 @@ async def wait_for_topics(access: KafkaAccess, topics: Sequence[str], timeout: f
 
 
 async def publish(
-    events: Sequence[tuple[Event, str]], source: str, settings: Settings | None = None, *, principal: str
+    events: Sequence[tuple[Event, str]],
+    source: str,
+    settings: KafkaSettings | None = None,
+    state: StateSettings | None = None,
+    *,
+    principal: str,
 ) -> None:
     """Emit events from a command rather than a running service (e.g. a month close).
 
@@ -498,8 +503,7 @@ async def publish(
     credentials (``finance`` for a month close) and the same envelope and trace injection
     as :meth:`Service.emit`; the broker refuses a topic the principal may not write.
     """
-    settings = settings or get_settings()
-    producer = kafka_access(principal, settings).producer(acks="all", enable_idempotence=True)
+    producer = kafka_access(principal, settings, state).producer(acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for event, event_id in events:

@@ -1,31 +1,77 @@
-"""The one settings object of genomhub.
+"""genomhub's settings: one section per service, composed from the shared parts.
 
-Every knob is read from a ``GENOMHUB_*`` environment variable (documented in the README),
-so the same code runs as the embedded demo, in the tests and in Kubernetes, where the
-variables come from a ConfigMap and a Secret. Nothing else in the project reads the
-environment for configuration.
+Every knob is a ``GENOMHUB_*`` environment variable (documented in the README), so the same
+code runs in the embedded demo, in the tests and in Kubernetes, where the variables come
+from a ConfigMap and a Secret. A section is a pydantic-settings class whose ``env_prefix``
+names its variables: a field ``max_uploads`` of :class:`ReceiverSettings` is
+``GENOMHUB_RECEIVER_MAX_UPLOADS``. Adding a knob is one line in its section (and a row in
+the README's table, which a unit test holds to the sections).
+
+Only wiring reads settings: a service's ``app.py`` builds its section, the commands build
+the parts they need, and the domain modules receive values as arguments. Nothing here knows
+the local stack: the broker's address and the reference FASTA are whatever the environment
+says (``tools/stack`` sets both for the processes it starts), and a missing one stops the
+process with a message naming the variable.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.events import HarmonisationPolicy
 from shared.profiles import SYNTHETIC_NAME
 
+RENAMED = {
+    "GENOMHUB_RECEIVER_DB": "GENOMHUB_RECEIVER_DATABASE_URL",
+    "GENOMHUB_CATALOGUE_URL": "GENOMHUB_INDEXER_DATABASE_URL",
+    "GENOMHUB_BILLING_URL": "GENOMHUB_BILLING_DATABASE_URL",
+    "GENOMHUB_SPRING_EXECUTABLE": "GENOMHUB_VALIDATOR_SPRING_EXECUTABLE",
+}
+"""Old variable -> the name it has now. An old name still set is refused rather than
+ignored: a database URL silently dropped would put production state into a SQLite file."""
 
-class Settings(BaseSettings):
-    """genomhub's configuration; each field is ``GENOMHUB_<FIELD>`` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="GENOMHUB_", extra="ignore")
+class SettingsError(RuntimeError):
+    """The environment cannot configure this process; the message says which variable to set."""
 
+
+def refuse_renamed(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Stop on any renamed variable still set, naming the one to set instead."""
+    found = sorted(old for old in RENAMED if old in environ)
+    if found:
+        raise SettingsError(
+            "; ".join(f"{old} was renamed: set {RENAMED[old]} instead (and unset {old})" for old in found)
+        )
+
+
+class Section(BaseSettings):
+    """A group of settings read from the environment under one ``env_prefix``. A field
+    given by name that the section does not have is refused (``extra="forbid"``), so a
+    misspelt override in code fails; variables of the environment it does not know are
+    simply not its own."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_", extra="forbid")
+
+    def __init__(self, **values: Any) -> None:
+        refuse_renamed()
+        super().__init__(**values)
+
+
+def part(section: type[Section]) -> Any:
+    """A shared part inside a section, read from its own variables when the section is made."""
+    return Field(default_factory=section)
+
+
+# --- the shared parts -------------------------------------------------------------------
+
+
+class StateSettings(Section):
     home: Path = Field(
         default=Path(".genomhub"),
         description="State folder of a local stack: broker data, job state, SQLite files.",
@@ -34,31 +80,81 @@ class Settings(BaseSettings):
         default=Path.home() / ".cache" / "genomhub",
         description="Cache outside git for downloaded jars, built binaries and indexes.",
     )
-    kafka_bootstrap: str | None = Field(
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home.resolve()
+
+    def sqlite(self, name: str) -> str:
+        """The embedded default of a service's database: a SQLite file in the state folder."""
+        return f"sqlite:///{self.state_dir / name}"
+
+
+class KafkaSettings(Section):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_KAFKA_")
+
+    bootstrap: str | None = Field(
         default=None,
-        description="Kafka bootstrap servers. Unset: the address `genomhub kafka start` recorded.",
+        description="Kafka bootstrap servers; required (the local stack sets it for the processes it "
+        "starts, and `genomhub kafka start` prints it).",
     )
-    kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL"] = Field(
+    security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="SASL_PLAINTEXT",
         description="How clients reach Kafka, always with SCRAM-SHA-512: `SASL_SSL` (TLS) in "
         "Kubernetes; `SASL_PLAINTEXT` only to a broker on loopback (the local broker).",
     )
-    kafka_username: str | None = Field(
+    username: str | None = Field(
         default=None,
         description="Kafka user of this process (the KafkaUser's name in Kubernetes). Unset: the "
         "process's own principal, with the password the local broker wrote under <home>/kafka/credentials.",
     )
-    kafka_password: SecretStr | None = Field(
+    password: SecretStr | None = Field(
         default=None,
         description="Password of `GENOMHUB_KAFKA_USERNAME` (in Kubernetes from the Secret Strimzi makes).",
     )
-    kafka_ca_file: Path | None = Field(
+    ca_file: Path | None = Field(
         default=None,
         description="CA bundle that verifies the brokers' TLS certificates under `SASL_SSL` (Strimzi's "
         "cluster CA). Unset: the system's CAs.",
     )
-    topic_partitions: int = Field(default=3, description="Partitions of each core topic.")
-    topic_replicas: int = Field(default=1, description="Replication factor of each topic.")
+
+    def bootstrap_servers(self) -> str:
+        """The broker to talk to; a process without one stops here rather than guessing."""
+        if not self.bootstrap:
+            raise SettingsError(
+                "no Kafka broker configured: set GENOMHUB_KAFKA_BOOTSTRAP (on this machine "
+                "`genomhub kafka start` prints the local broker's address)"
+            )
+        return self.bootstrap
+
+
+class TopicSettings(Section):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_TOPIC_")
+
+    partitions: int = Field(default=3, description="Partitions of each core topic.")
+    replicas: int = Field(default=1, description="Replication factor of each topic.")
+
+
+class HttpSettings(Section):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_HTTP_")
+
+    host: str = Field(default="127.0.0.1", description="Interface the HTTP servers bind.")
+    tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain every HTTP server serves TLS with (with `GENOMHUB_HTTP_TLS_KEY`; "
+        "in Kubernetes a mounted Secret). Unset: plain HTTP, for loopback and a TLS proxy in front.",
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of `GENOMHUB_HTTP_TLS_CERT`.")
+    head_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a connection has to deliver a whole request, head and body (from its "
+        "opening, or from a kept-alive request's first byte); then it is closed. An upload's body has "
+        "its own limits instead (`GENOMHUB_RECEIVER_IDLE_TIMEOUT`, `GENOMHUB_RECEIVER_MIN_RATE`).",
+    )
+
+
+class ArchiveSettings(Section):
     store: str = Field(
         default="",
         description="fsspec URL of the archive (file:// or s3://). Unset: <home>/store.",
@@ -66,95 +162,95 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint for s3:// URLs (e.g. moto or on-premise S3)."
     )
-    reference_fasta: Path | None = Field(
+    state: StateSettings = part(StateSettings)
+
+    @property
+    def store_url(self) -> str:
+        return self.store or (self.state.state_dir / "store").as_uri()
+
+
+class ArchiveKeySettings(Section):
+    """NGC's archive key (Crypt4GH, X25519): every stored file's header is encrypted to it."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_ARCHIVE_")
+
+    secret_key: Path | None = Field(
         default=None,
-        description="FASTA of the reference genome, which reads are aligned to and CRAMs decoded against "
-        "(`genomhub validate --reference` overrides it). Unset: the synthetic reference in the cache, "
-        "which never decodes a GRCh38 CRAM (the validator then reports `cram.reference_required`).",
+        description="Crypt4GH private key file of NGC's archive key (from a Kubernetes Secret in "
+        "production), locked with `GENOMHUB_ARCHIVE_KEY_PASSPHRASE`. Unset: <home>/keys/archive.sec.",
     )
-    reference_profile: str = Field(
-        default=SYNTHETIC_NAME,
-        description="Reference files must match: `GRCh38` in production, `synthetic-v1` embedded.",
+    public_key: Path | None = Field(
+        default=None,
+        description="Crypt4GH public key file of the archive key, that every file's header is "
+        "encrypted to. Unset: <home>/keys/archive.pub.",
     )
+    key_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Passphrase that unlocks the archive's private key (from a Secret; never logged).",
+    )
+    state: StateSettings = part(StateSettings)
+
+
+class TelemetrySettings(Section):
+    log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
+
+
+class TokenSettings(Section):
     tokens: dict[str, str] = Field(
         default_factory=dict,
         description="JSON object: sha256 hex of a bearer token -> its holder, a region or `ngc`.",
     )
-    log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
-    http_host: str = Field(default="127.0.0.1", description="Interface the HTTP servers bind.")
-    http_tls_cert: Path | None = Field(
+
+
+class ReferenceSettings(Section):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_REFERENCE_")
+
+    fasta: Path | None = Field(
         default=None,
-        description="PEM certificate chain every HTTP server serves TLS with (with `GENOMHUB_HTTP_TLS_KEY`; "
-        "in Kubernetes a mounted Secret). Unset: plain HTTP, for loopback and a TLS proxy in front.",
+        description="FASTA (with .fai) of the reference genome, which reads are aligned to and CRAMs "
+        "decoded against (`genomhub validate --reference` overrides it); the harmoniser's local backend "
+        "and the `synthetic-v1` profile need it (the local stack sets the synthetic reference). Unset: "
+        "CRAMs are reported `cram.reference_required`.",
     )
-    http_tls_key: Path | None = Field(
-        default=None, description="PEM private key of `GENOMHUB_HTTP_TLS_CERT`."
+    profile: str = Field(
+        default=SYNTHETIC_NAME,
+        description="Reference files must match: `GRCh38` in production, `synthetic-v1` embedded.",
     )
-    http_head_timeout: float = Field(
-        default=30.0,
-        gt=0,
-        description="Seconds a connection has to deliver a whole request, head and body (from its "
-        "opening, or from a kept-alive request's first byte); then it is closed. An upload's body has "
-        "its own limits instead (`GENOMHUB_RECEIVER_IDLE_TIMEOUT`, `GENOMHUB_RECEIVER_MIN_RATE`).",
+
+    def required_fasta(self) -> Path:
+        if self.fasta is None:
+            raise SettingsError(
+                "no reference FASTA configured: set GENOMHUB_REFERENCE_FASTA (the local stack sets "
+                "the synthetic reference)"
+            )
+        return self.fasta
+
+
+class GuidelineSettings(Section):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_GUIDELINE_")
+
+    version: str = Field(
+        default="ngc-clinical-output-2026.1",
+        description="Id of the national guideline set clinical output is checked against.",
     )
-    receiver_port: int = Field(default=8480, description="Receiver: upload API and probes.")
-    receiver_db: str = Field(
-        default="",
-        description="Receiver: SQLAlchemy URL of its submission state. Unset: SQLite <home>/receiver.db.",
+    pipelines: list[str] = Field(
+        default_factory=lambda: ["nf-core/sarek"],
+        description="JSON list: pipelines whose provenance (CRAM @PG, VCF ##source) the guideline allows.",
     )
-    receiver_max_file_size: int = Field(
-        default=500 * 2**30, gt=0, description="Receiver: largest file it accepts, in bytes (413 beyond)."
-    )
-    receiver_inboxes: dict[str, str] = Field(
-        default_factory=dict,
-        description="Receiver: JSON object region -> fsspec URL of its inbox; `register` reads only there.",
-    )
-    receiver_idle_timeout: float = Field(
-        default=120.0, gt=0, description="Receiver: seconds without a byte before a PUT counts as cut off."
-    )
-    receiver_max_uploads: int = Field(
-        default=10,
-        gt=0,
-        description="Receiver: file bodies received at once (16 MiB each); one more gets 503.",
-    )
-    receiver_max_uploads_per_region: int = Field(
-        default=2,
-        gt=0,
-        description="Receiver: file bodies of one region received at once; one more gets 503. "
-        "Five regions times this, at most `GENOMHUB_RECEIVER_MAX_UPLOADS`, keeps every region a slot.",
-    )
-    receiver_min_rate: float = Field(
-        default=131072.0,
-        ge=0,
-        description="Receiver: bytes a second a PUT must keep up while the receiver waits for it, "
-        "judged every `GENOMHUB_RECEIVER_MIN_RATE_GRACE` seconds of waiting; slower is cut off "
-        "(its prefix kept for resume). 0: no minimum.",
-    )
-    receiver_min_rate_grace: float = Field(
-        default=60.0,
-        gt=0,
-        description="Receiver: seconds of waiting for a PUT's bytes over which its rate is judged.",
-    )
-    upload_ca_bundle: Path | None = Field(
-        default=None,
-        description="`genomhub upload`: PEM CA bundle the receiver's certificate is verified against "
-        "(NGC's own CA). Unset: the system's CA store.",
-    )
-    validator_port: int = Field(default=8481, description="Validator: probes and metrics.")
-    harmonisation_policy: HarmonisationPolicy = Field(
-        default=HarmonisationPolicy.HARMONISE_AND_STORE,
-        description="Which of the working group's four models decides what NGC harmonises "
-        "(design.md section 6): harmonise-and-store, international, partial or national.",
-    )
-    ge_rule: Literal["bases", "analysis"] = Field(
+
+
+class GenomeEquivalentSettings(Section):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_GE_")
+
+    rule: Literal["bases", "analysis"] = Field(
         default="bases",
         description="Genome-equivalent rule: `bases` = raw bases / ge_bases_per_genome; `analysis` = "
         "ge_analysis_weights of the submission's analysis type.",
     )
-    ge_bases_per_genome: int = Field(
+    bases_per_genome: int = Field(
         default=30 * 3_100_000_000, gt=0, description="Bases that make one genome equivalent (30x of 3.1 Gb)."
     )
-    ge_analysis_weights: dict[str, Decimal] = Field(
+    analysis_weights: dict[str, Decimal] = Field(
         default_factory=lambda: {
             "WGS": Decimal("1.0"),
             "long-read WGS": Decimal("1.0"),
@@ -163,162 +259,265 @@ class Settings(BaseSettings):
         },
         description="JSON object analysis type -> genome equivalents per sample under the `analysis` rule.",
     )
-    guideline_version: str = Field(
-        default="ngc-clinical-output-2026.1",
-        description="Id of the national guideline set clinical output is checked against.",
+
+
+class PolicySettings(Section):
+    harmonisation_policy: HarmonisationPolicy = Field(
+        default=HarmonisationPolicy.HARMONISE_AND_STORE,
+        description="Which of the working group's four models decides what NGC harmonises "
+        "(design.md section 6): harmonise-and-store, international, partial or national.",
     )
-    guideline_pipelines: list[str] = Field(
-        default_factory=lambda: ["nf-core/sarek"],
-        description="JSON list: pipelines whose provenance (CRAM @PG, VCF ##source) the guideline allows.",
+
+
+class UploadSettings(Section):
+    """The regional uploader's client (``genomhub upload``), not a service."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_UPLOAD_")
+
+    ca_bundle: Path | None = Field(
+        default=None,
+        description="`genomhub upload`: PEM CA bundle the receiver's certificate is verified against "
+        "(NGC's own CA). Unset: the system's CA store.",
+    )
+
+
+SHARED_PARTS: tuple[type[Section], ...] = (
+    StateSettings,
+    KafkaSettings,
+    TopicSettings,
+    HttpSettings,
+    ArchiveSettings,
+    ArchiveKeySettings,
+    TelemetrySettings,
+    TokenSettings,
+    ReferenceSettings,
+    GuidelineSettings,
+    GenomeEquivalentSettings,
+    PolicySettings,
+    UploadSettings,
+)
+
+
+# --- the services' sections ----------------------------------------------------------------
+
+
+class ServiceSettings(Section):
+    """What every service process has: its port, the state folder, Kafka, HTTP and logging.
+    A service's own section adds its fields (named under its prefix) and the parts it uses."""
+
+    port: int
+    state: StateSettings = part(StateSettings)
+    kafka: KafkaSettings = part(KafkaSettings)
+    http: HttpSettings = part(HttpSettings)
+    telemetry: TelemetrySettings = part(TelemetrySettings)
+
+
+class StatefulServiceSettings(ServiceSettings):
+    """A service that keeps relational state: its ``database_url`` (each section says whose),
+    unset meaning the embedded default, a SQLite file of ``embedded_database`` in the state
+    folder."""
+
+    embedded_database: ClassVar[str]
+    database_url: str
+
+    @model_validator(mode="after")
+    def _embedded_database(self) -> StatefulServiceSettings:
+        self.database_url = self.database_url or self.state.sqlite(self.embedded_database)
+        return self
+
+
+class ReceiverSettings(StatefulServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_RECEIVER_")
+    embedded_database = "receiver.db"
+
+    port: int = Field(default=8480, description="Receiver: upload API and probes.")
+    database_url: str = Field(
+        default="",
+        description="Receiver: SQLAlchemy URL of its submission state. Unset: SQLite <home>/receiver.db.",
+    )
+    max_file_size: int = Field(
+        default=500 * 2**30, gt=0, description="Receiver: largest file it accepts, in bytes (413 beyond)."
+    )
+    inboxes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Receiver: JSON object region -> fsspec URL of its inbox; `register` reads only there.",
+    )
+    idle_timeout: float = Field(
+        default=120.0, gt=0, description="Receiver: seconds without a byte before a PUT counts as cut off."
+    )
+    max_uploads: int = Field(
+        default=10,
+        gt=0,
+        description="Receiver: file bodies received at once (16 MiB each); one more gets 503.",
+    )
+    max_uploads_per_region: int = Field(
+        default=2,
+        gt=0,
+        description="Receiver: file bodies of one region received at once; one more gets 503. "
+        "Five regions times this, at most `GENOMHUB_RECEIVER_MAX_UPLOADS`, keeps every region a slot.",
+    )
+    min_rate: float = Field(
+        default=131072.0,
+        ge=0,
+        description="Receiver: bytes a second a PUT must keep up while the receiver waits for it, "
+        "judged every `GENOMHUB_RECEIVER_MIN_RATE_GRACE` seconds of waiting; slower is cut off "
+        "(its prefix kept for resume). 0: no minimum.",
+    )
+    min_rate_grace: float = Field(
+        default=60.0,
+        gt=0,
+        description="Receiver: seconds of waiting for a PUT's bytes over which its rate is judged.",
+    )
+    archive: ArchiveSettings = part(ArchiveSettings)
+    access: TokenSettings = part(TokenSettings)
+
+
+class ValidatorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_VALIDATOR_")
+
+    port: int = Field(default=8481, description="Validator: probes and metrics.")
+    workers: int = Field(
+        default=2, ge=1, description="Validator: worker processes that check files in parallel."
     )
     spring_executable: Path | None = Field(
         default=None,
         description="Validator: `spring` program that decompresses SPRING archives for the FASTQ "
         "checks. Unset: archives are recognised and reported as needing decompression.",
     )
-    validator_workers: int = Field(
-        default=2, ge=1, description="Validator: worker processes that check files in parallel."
-    )
-    harmoniser_port: int = Field(default=8482, description="Harmoniser: probes and metrics.")
-    harmoniser_backend: Literal["local", "sarek"] = Field(
+    archive: ArchiveSettings = part(ArchiveSettings)
+    reference: ReferenceSettings = part(ReferenceSettings)
+    guideline: GuidelineSettings = part(GuidelineSettings)
+    genome_equivalents: GenomeEquivalentSettings = part(GenomeEquivalentSettings)
+    policy: PolicySettings = part(PolicySettings)
+
+
+class HarmoniserSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_HARMONISER_")
+
+    port: int = Field(default=8482, description="Harmoniser: probes and metrics.")
+    backend: Literal["local", "sarek"] = Field(
         default="local",
         description="Harmoniser: `local` runs Sarek's germline commands here; `sarek` runs nf-core/sarek "
         "through Nextflow on the HPC.",
     )
-    harmoniser_concurrency: int = Field(default=1, ge=1, description="Harmoniser: pipeline runs at once.")
-    harmoniser_threads: int = Field(default=2, ge=1, description="Harmoniser: threads of each local run.")
-    harmoniser_retries: int = Field(
+    concurrency: int = Field(default=1, ge=1, description="Harmoniser: pipeline runs at once.")
+    threads: int = Field(default=2, ge=1, description="Harmoniser: threads of each local run.")
+    retries: int = Field(
         default=2, ge=0, description="Harmoniser: relaunches of a failed run before it is reported failed."
     )
-    harmoniser_retry_delay: float = Field(
+    retry_delay: float = Field(
         default=60.0, ge=0, description="Harmoniser: seconds before a failed run is relaunched."
     )
-    harmoniser_sarek_version: str = Field(
+    sarek_version: str = Field(
         default="3.5.1", description="Harmoniser: the pinned nf-core/sarek release (`nextflow run -r`)."
     )
-    harmoniser_pacvar_version: str = Field(
+    pacvar_version: str = Field(
         default="1.0.1",
         description="Harmoniser: the pinned nf-core/pacvar release that the sarek backend runs for PacBio samples.",
     )
-    harmoniser_sarek_profile: str = Field(
+    sarek_profile: str = Field(
         default="singularity", description="Harmoniser: Nextflow `-profile` of the site (sarek backend)."
     )
-    harmoniser_sarek_config: Path | None = Field(
+    sarek_config: Path | None = Field(
         default=None,
         description="Harmoniser: executor config passed with `-c` (examples: "
         "services/harmoniser/nextflow/slurm.config, kubernetes.config).",
     )
-    harmoniser_sarek_genome: str = Field(
+    sarek_genome: str = Field(
         default="GATK.GRCh38", description="Harmoniser: Sarek's `--genome` (sarek backend)."
     )
-    harmoniser_sarek_tools: str = Field(
+    sarek_tools: str = Field(
         default="mpileup",
         description="Harmoniser: Sarek's `--tools` (comma-separated; bcftools calling is `mpileup`).",
     )
-    harmoniser_sarek_igenomes_base: str = Field(
+    sarek_igenomes_base: str = Field(
         default="",
         description="Harmoniser: local copy of iGenomes passed as Sarek's `--igenomes_base` (an absolute "
         "path; the HPC is offline). Required by the sarek backend.",
     )
-    harmoniser_nextflow: str = Field(default="nextflow", description="Harmoniser: the Nextflow launcher.")
-    indexer_port: int = Field(default=8483, description="Indexer: catalogue API and probes.")
-    billing_port: int = Field(default=8484, description="Billing: finance API and probes.")
-    catalogue_url: str = Field(
+    nextflow: str = Field(default="nextflow", description="Harmoniser: the Nextflow launcher.")
+    archive: ArchiveSettings = part(ArchiveSettings)
+    reference: ReferenceSettings = part(ReferenceSettings)
+    guideline: GuidelineSettings = part(GuidelineSettings)
+
+
+class IndexerSettings(StatefulServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_INDEXER_")
+    embedded_database = "catalogue.sqlite"
+
+    port: int = Field(default=8483, description="Indexer: catalogue API and probes.")
+    database_url: str = Field(
         default="",
-        description="SQLAlchemy URL of the indexer's national catalogue (postgresql://... in "
+        description="Indexer: SQLAlchemy URL of the national catalogue (postgresql://... in "
         "production). Unset: SQLite <home>/catalogue.sqlite.",
     )
-    billing_url: str = Field(
+    access: TokenSettings = part(TokenSettings)
+
+
+class BillingSettings(StatefulServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_BILLING_")
+    embedded_database = "billing.sqlite"
+
+    port: int = Field(default=8484, description="Billing: finance API and probes.")
+    database_url: str = Field(
         default="",
-        description="SQLAlchemy URL of billing's accruals, grant ledger and statements. Unset: SQLite "
+        description="Billing: SQLAlchemy URL of its accruals, grant ledger and statements. Unset: SQLite "
         "<home>/billing.sqlite.",
     )
-    billing_standard_rate_dkk: int = Field(
+    standard_rate_dkk: int = Field(
         default=300,
         ge=0,
         description="NNF standard refund per genome equivalent, whole DKK: the rate when the grant "
         "balance allows it (January 2026 was balance-limited at 264).",
     )
-    billing_opening_balance_dkk: Decimal | None = Field(
+    opening_balance_dkk: Decimal | None = Field(
         default=None,
         ge=0,
         decimal_places=2,
         description="Grant balance in DKK written as the ledger's opening entry when the ledger is "
         "empty. Unset: record it with `genomhub billing grant add`.",
     )
-    billing_auto_close_days: int | None = Field(
+    auto_close_days: int | None = Field(
         default=None,
         ge=0,
         description="Close a month automatically this many days after it ends. Unset: close by hand.",
     )
-
-    archive_secret_key: Path | None = Field(
-        default=None,
-        description="Crypt4GH private key file of NGC's archive key (from a Kubernetes Secret in "
-        "production), locked with GENOMHUB_ARCHIVE_KEY_PASSPHRASE. Unset: <home>/keys/archive.sec.",
-    )
-    archive_public_key: Path | None = Field(
-        default=None,
-        description="Crypt4GH public key file of the archive key, that every file's header is "
-        "encrypted to. Unset: <home>/keys/archive.pub.",
-    )
-    archive_key_passphrase: SecretStr | None = Field(
-        default=None,
-        description="Passphrase that unlocks the archive's private key (from a Secret; never logged).",
-    )
-
-    @property
-    def state_dir(self) -> Path:
-        return self.home.resolve()
-
-    @property
-    def catalogue_database_url(self) -> str:
-        return self.catalogue_url or f"sqlite:///{self.state_dir / 'catalogue.sqlite'}"
-
-    @property
-    def receiver_database_url(self) -> str:
-        return self.receiver_db or f"sqlite:///{self.state_dir / 'receiver.db'}"
-
-    def database_urls(self) -> dict[str, str]:
-        """The database of each service that keeps relational state."""
-        return {
-            "receiver": self.receiver_database_url,
-            "indexer": self.catalogue_database_url,
-            "billing": self.billing_database_url,
-        }
-
-    @property
-    def billing_database_url(self) -> str:
-        return self.billing_url or f"sqlite:///{self.state_dir / 'billing.sqlite'}"
-
-    @property
-    def store_url(self) -> str:
-        return self.store or (self.state_dir / "store").as_uri()
-
-    def reference(self) -> Path:
-        """The reference FASTA (with .fai) that CRAMs are decoded and reads aligned against."""
-        if self.reference_fasta is not None:
-            return self.reference_fasta
-        from shared.synthetic import synthetic_reference
-
-        return synthetic_reference(self.cache)
-
-    def port_of(self, service: str) -> int:
-        return int(getattr(self, f"{service}_port"))
-
-    def bootstrap_servers(self) -> str:
-        """The broker to talk to: the configured one, else the local broker's record."""
-        if self.kafka_bootstrap:
-            return self.kafka_bootstrap
-        record = self.state_dir / "kafka" / "broker.json"
-        if record.exists():
-            return str(json.loads(record.read_text())["bootstrap"])
-        raise RuntimeError(
-            "no Kafka broker configured: set GENOMHUB_KAFKA_BOOTSTRAP or run `genomhub kafka start`"
-        )
+    access: TokenSettings = part(TokenSettings)
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
+    "receiver": ReceiverSettings,
+    "validator": ValidatorSettings,
+    "harmoniser": HarmoniserSettings,
+    "indexer": IndexerSettings,
+    "billing": BillingSettings,
+}
+"""Each service's section by the service's name (``genomhub run``, the local stack's ports)."""
+
+
+def database_urls() -> dict[str, str]:
+    """The database of each service that keeps relational state (``genomhub db upgrade``)."""
+    return {
+        "receiver": ReceiverSettings().database_url,
+        "indexer": IndexerSettings().database_url,
+        "billing": BillingSettings().database_url,
+    }
+
+
+def variables(section: type[Section]) -> dict[str, str]:
+    """Each variable a section reads itself (its shared parts read theirs) -> its field's name."""
+    prefix = str(section.model_config.get("env_prefix", ""))
+    return {
+        f"{prefix}{name}".upper(): name
+        for name, field in section.model_fields.items()
+        if not (isinstance(field.annotation, type) and issubclass(field.annotation, Section))
+    }
+
+
+def every_variable() -> dict[str, tuple[type[Section], str]]:
+    """Every ``GENOMHUB_*`` variable of every section -> the section and field that read it."""
+    found: dict[str, tuple[type[Section], str]] = {}
+    for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values()):
+        for variable, name in variables(section).items():
+            found[variable] = (section, name)
+    return found

@@ -42,7 +42,7 @@ from crypt4gh.keys import kdf as c4gh_kdf
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from shared.config import Settings
+from shared.config import ArchiveKeySettings
 
 # The package logs secret keys and data keys at DEBUG and a line per header packet it cannot
 # open at ERROR; genomhub raises its own specific errors instead, and keys never reach a log.
@@ -208,20 +208,20 @@ def load_archive_key(secret_path: Path, public_path: Path, passphrase: str) -> A
     return ArchiveKey(public=public, secret=secret)
 
 
-def archive_key_paths(settings: Settings) -> tuple[Path, Path]:
+def archive_key_paths(settings: ArchiveKeySettings) -> tuple[Path, Path]:
     """The configured archive key files; unset, ``<home>/keys/archive.sec`` and ``.pub``."""
-    keys = settings.state_dir / "keys"
-    secret = settings.archive_secret_key or keys / SECRET_KEY_FILE
-    public = settings.archive_public_key or keys / PUBLIC_KEY_FILE
+    keys = settings.state.state_dir / "keys"
+    secret = settings.secret_key or keys / SECRET_KEY_FILE
+    public = settings.public_key or keys / PUBLIC_KEY_FILE
     return secret, public
 
 
-def check_archive_key(settings: Settings) -> ArchiveKey:
+def check_archive_key(settings: ArchiveKeySettings) -> ArchiveKey:
     """The start-up check of a service that encrypts or decrypts: the archive key, or an
     :class:`ArchiveKeyError` that says which setting to fix, so a service with a missing or
     wrong key stops at once instead of failing on its first file."""
     secret_path, public_path = archive_key_paths(settings)
-    passphrase = settings.archive_key_passphrase
+    passphrase = settings.key_passphrase
     return load_archive_key(secret_path, public_path, passphrase.get_secret_value() if passphrase else "")
 
 

@@ -32,7 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.helpers import create_ssl_context
 
-from shared.config import Settings, get_settings
+from shared.config import KafkaSettings, StateSettings
 from shared.topics import CLIENT_PRINCIPALS, kafka_user
 
 SASL_MECHANISM = "SCRAM-SHA-512"
@@ -150,19 +150,22 @@ class KafkaAccess:
         return AIOKafkaClient(**self.client_options(), **options)
 
 
-def kafka_access(principal: str, settings: Settings | None = None) -> KafkaAccess:
+def kafka_access(
+    principal: str, settings: KafkaSettings | None = None, state: StateSettings | None = None
+) -> KafkaAccess:
     """How ``principal`` reaches the configured broker, with its own credentials.
 
-    Refuses a principal the registry does not know, a missing password, and plain
-    transport to a broker that is not on loopback.
+    ``settings`` and ``state`` are read from the environment when not given (a command's
+    wiring). Refuses a principal the registry does not know, no broker, a missing password,
+    and plain transport to a broker that is not on loopback.
     """
-    settings = settings or get_settings()
+    settings = settings or KafkaSettings()
     if principal not in CLIENT_PRINCIPALS:
         raise KafkaAccessError(
             f"unknown Kafka principal {principal!r}; known: {', '.join(CLIENT_PRINCIPALS)}"
         )
     bootstrap = settings.bootstrap_servers()
-    protocol = settings.kafka_security_protocol
+    protocol = settings.security_protocol
     if protocol == "SASL_PLAINTEXT":
         remote = [h for h in bootstrap_hosts(bootstrap) if not is_loopback(h)]
         if remote:
@@ -170,12 +173,12 @@ def kafka_access(principal: str, settings: Settings | None = None) -> KafkaAcces
                 f"refusing SASL_PLAINTEXT to {', '.join(remote)}: credentials and events would travel in "
                 "the clear; set GENOMHUB_KAFKA_SECURITY_PROTOCOL=SASL_SSL (plain only on loopback)"
             )
-    if settings.kafka_username:
-        if settings.kafka_password is None:
+    if settings.username:
+        if settings.password is None:
             raise KafkaAccessError("GENOMHUB_KAFKA_USERNAME is set but GENOMHUB_KAFKA_PASSWORD is not")
-        credentials = Credentials(settings.kafka_username, settings.kafka_password.get_secret_value())
+        credentials = Credentials(settings.username, settings.password.get_secret_value())
     else:
-        directory = credentials_dir(settings.state_dir)
+        directory = credentials_dir((state or StateSettings()).state_dir)
         found = read_credentials(directory, principal)
         if found is None:
             raise KafkaAccessError(
@@ -184,4 +187,4 @@ def kafka_access(principal: str, settings: Settings | None = None) -> KafkaAcces
                 f"which writes them to {directory}"
             )
         credentials = found
-    return KafkaAccess(bootstrap, principal, credentials, protocol, settings.kafka_ca_file)
+    return KafkaAccess(bootstrap, principal, credentials, protocol, settings.ca_file)

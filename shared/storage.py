@@ -36,13 +36,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 import fsspec
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
-
-from shared.config import get_settings
 
 CHUNK = 4 << 20
 """Bytes moved at a time: large enough that per-call costs vanish, small enough to hold a few."""
@@ -84,16 +82,21 @@ class StoredObject:
     md5: str
 
 
-def storage_options(url: str) -> dict[str, Any]:
-    if url.startswith("s3://"):
-        endpoint = get_settings().s3_endpoint_url
-        return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
-    return {}
+def use_s3_endpoint(endpoint: str | None) -> None:
+    """Send every ``s3://`` URL of this process to ``endpoint`` (moto, on-premise S3).
+
+    The wiring calls this once from the archive's settings; it is fsspec's own per-protocol
+    default (``fsspec.config.conf``), so the archive I/O below takes no endpoint argument
+    and every filesystem fsspec opens for ``s3`` gets it."""
+    if endpoint:
+        fsspec.config.conf["s3"] = {"client_kwargs": {"endpoint_url": endpoint}}
+    else:
+        fsspec.config.conf.pop("s3", None)
 
 
 def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """The filesystem behind ``url`` and the path on it."""
-    fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
+    fs, path = fsspec.core.url_to_fs(url)
     return fs, path
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.bus import read_records
-from shared.config import get_settings
+from shared.config import KafkaSettings
 from shared.kafka import KafkaAccess, kafka_access
 from shared.topics import ADMIN
 from tools.background import free_port
@@ -98,10 +98,7 @@ def kafka(principal: str = ADMIN, bootstrap: str | None = None) -> KafkaAccess:
     format time, on that broker or the one at ``bootstrap``. ``kafka("validator").producer()``
     is a client holding the validator's credentials, with exactly the validator's rights.
     """
-    settings = get_settings()
-    if bootstrap is not None:
-        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
-    return kafka_access(principal, settings)
+    return kafka_access(principal, KafkaSettings(bootstrap=bootstrap) if bootstrap is not None else None)
 
 
 def anonymous(bootstrap: str) -> KafkaAccess:

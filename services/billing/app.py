@@ -21,7 +21,7 @@ from services.billing.store import AUTO_CLOSE_BY, BillingStore, CloseRefused, op
 from shared import telemetry
 from shared.auth import Tokens
 from shared.bus import Service
-from shared.config import get_settings
+from shared.config import BillingSettings
 from shared.envelope import Envelope
 from shared.events import Indexed
 from shared.telemetry import get_logger
@@ -48,9 +48,9 @@ def close_trace(tracer: trace.Tracer, store: BillingStore, statement: Statement)
 
 
 def build() -> Service:
-    settings = get_settings()
-    service = Service("billing")
-    store = open_store(settings)
+    settings = BillingSettings()
+    service = Service("billing", settings)
+    store = open_store(settings.database_url, settings.opening_balance_dkk)
     service.readiness.append(store.readiness())
 
     async def on_indexed(envelope: Envelope[Indexed]) -> None:
@@ -84,12 +84,12 @@ def build() -> Service:
 
     async def close_due_and_emit_pending() -> None:
         now = datetime.now(UTC)
-        if settings.billing_auto_close_days is not None:
+        if settings.auto_close_days is not None:
             try:
                 closed = await asyncio.to_thread(
                     store.close_due,
-                    days=settings.billing_auto_close_days,
-                    standard_rate_dkk=settings.billing_standard_rate_dkk,
+                    days=settings.auto_close_days,
+                    standard_rate_dkk=settings.standard_rate_dkk,
                     now=now,
                 )
             except CloseRefused as exc:
@@ -103,5 +103,5 @@ def build() -> Service:
 
     service.timer(TIMER_INTERVAL_S)(close_and_emit)
 
-    install(service.web, store, Tokens(settings.tokens))
+    install(service.web, store, Tokens(settings.access.tokens))
     return service

@@ -22,7 +22,7 @@ from services.billing.months import parse_month
 from services.billing.refund import SERVICE, Statement, forecast
 from services.billing.report import FORMATS, NoStatement, render
 from services.billing.store import BillingStore, CloseRefused, open_store
-from shared.config import get_settings
+from shared.config import BillingSettings
 from shared.events import Region, ge_to_micro, micro_to_ge
 from shared.topics import FINANCE
 
@@ -42,7 +42,8 @@ by_option = click.option(
 
 
 def _store() -> BillingStore:
-    return open_store(get_settings())
+    settings = BillingSettings()
+    return open_store(settings.database_url, settings.opening_balance_dkk)
 
 
 def _month(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -150,12 +151,12 @@ def close(month: str, force: bool, by: str) -> None:
     from shared import telemetry
     from shared.bus import publish
 
-    settings = get_settings()
+    settings = BillingSettings()
     store = _store()
     try:
         result = store.close(
             month,
-            standard_rate_dkk=settings.billing_standard_rate_dkk,
+            standard_rate_dkk=settings.standard_rate_dkk,
             now=datetime.now(UTC),
             by=by,
             force=force,
@@ -165,11 +166,17 @@ def close(month: str, force: bool, by: str) -> None:
     statement = result.statement
     click.echo(("closed " if result.created else "already closed ") + _summary(statement))
     if not result.emitted:
-        telemetry.setup(SERVICE, settings.log_level)
+        telemetry.setup(SERVICE, settings.telemetry.log_level)
         try:
             with close_trace(telemetry.tracer(f"genomhub.{SERVICE}"), store, statement):
                 asyncio.run(
-                    publish([(statement.event(), statement.event_id)], SOURCE, settings, principal=FINANCE)
+                    publish(
+                        [(statement.event(), statement.event_id)],
+                        SOURCE,
+                        settings.kafka,
+                        settings.state,
+                        principal=FINANCE,
+                    )
                 )
         except Exception as exc:  # the statement stands; only its event is still to be sent
             raise click.ClickException(
@@ -208,7 +215,7 @@ def forecast_command(ge: str, balance: str | None, standard_rate: int | None, as
                 "the grant ledger is empty: give --balance or record the opening balance"
             )
         balance_ore = current
-    rate = get_settings().billing_standard_rate_dkk if standard_rate is None else standard_rate
+    rate = BillingSettings().standard_rate_dkk if standard_rate is None else standard_rate
     result = forecast(ge_micro, balance_ore, rate)
     if as_json:
         click.echo(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
@@ -23,7 +24,6 @@ from services.billing.money import dkk_to_ore
 from services.billing.months import auto_close_due, billed_month, has_ended
 from services.billing.refund import LineKey, MonthLine, Statement, close_month
 from services.billing.tables import accruals, emissions, grant_ledger, statements
-from shared.config import Settings
 from shared.database import Store
 from shared.events import FIRST_MONTH, AnalysisType, Region, month_of
 
@@ -456,12 +456,13 @@ class BillingStore(Store):
         return [Statement.from_document(json.loads(d)) for d in docs]
 
 
-def open_store(settings: Settings) -> BillingStore:
-    """The store at the configured URL, migrated, with the configured opening balance."""
-    store = BillingStore(settings.billing_database_url)
-    if settings.billing_opening_balance_dkk is not None:
+def open_store(url: str, opening_balance_dkk: Decimal | None) -> BillingStore:
+    """The store at ``url``, migrated, with the configured opening balance written if the
+    ledger is empty (``GENOMHUB_BILLING_OPENING_BALANCE_DKK``)."""
+    store = BillingStore(url)
+    if opening_balance_dkk is not None:
         store.ensure_opening(
-            dkk_to_ore(settings.billing_opening_balance_dkk),
+            dkk_to_ore(opening_balance_dkk),
             by="settings (GENOMHUB_BILLING_OPENING_BALANCE_DKK)",
             at=datetime.now(UTC),
         )

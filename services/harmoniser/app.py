@@ -19,57 +19,59 @@ from services.harmoniser.runner import JobRunner
 from services.harmoniser.sarek import SarekBackend, SarekOptions
 from shared import telemetry
 from shared.bus import Service
-from shared.config import Settings, get_settings
+from shared.config import HarmoniserSettings
 from shared.envelope import Envelope, derive_id, require_archived
 from shared.events import Harmonised, Validated, Verdict
+from shared.storage import use_s3_endpoint
 
 log = telemetry.get_logger(__name__)
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 
-def make_harmoniser(settings: Settings) -> Harmoniser:
+def make_harmoniser(settings: HarmoniserSettings) -> Harmoniser:
     """The configured backend, with the provenance it reports."""
     backend: Backend
-    if settings.harmoniser_backend == "sarek":
+    if settings.backend == "sarek":
         backend = SarekBackend(
             SarekOptions(
-                version=settings.harmoniser_sarek_version,
-                profile=settings.harmoniser_sarek_profile,
-                config=settings.harmoniser_sarek_config,
-                genome=settings.harmoniser_sarek_genome,
-                tools=settings.harmoniser_sarek_tools,
-                igenomes_base=settings.harmoniser_sarek_igenomes_base,
-                nextflow=settings.harmoniser_nextflow,
+                version=settings.sarek_version,
+                profile=settings.sarek_profile,
+                config=settings.sarek_config,
+                genome=settings.sarek_genome,
+                tools=settings.sarek_tools,
+                igenomes_base=settings.sarek_igenomes_base,
+                nextflow=settings.nextflow,
             ),
-            settings.harmoniser_pacvar_version,
+            settings.pacvar_version,
         )
         pipeline, pipeline_version, reference = (
             "nf-core/sarek",
-            settings.harmoniser_sarek_version,
-            settings.harmoniser_sarek_genome,
+            settings.sarek_version,
+            settings.sarek_genome,
         )
     else:
         backend = LocalBackend(
-            settings.reference(),
-            settings.cache,
-            settings.harmoniser_threads,
-            settings.harmoniser_sarek_version,
+            settings.reference.required_fasta(),
+            settings.state.cache,
+            settings.threads,
+            settings.sarek_version,
         )
-        pipeline, pipeline_version, reference = PIPELINE, version("genomhub"), settings.reference_profile
+        pipeline, pipeline_version, reference = PIPELINE, version("genomhub"), settings.reference.profile
     return Harmoniser(
         backend,
-        store_url=settings.store_url,
+        store_url=settings.archive.store_url,
         pipeline=pipeline,
         pipeline_version=pipeline_version,
         reference=reference,
-        guideline_version=settings.guideline_version,
+        guideline_version=settings.guideline.version,
     )
 
 
 def build() -> Service:
-    settings = get_settings()
-    service = Service("harmoniser")
-    store = JobStore.under(settings.state_dir)
+    settings = HarmoniserSettings()
+    use_s3_endpoint(settings.archive.s3_endpoint_url)
+    service = Service("harmoniser", settings)
+    store = JobStore.under(settings.state.state_dir)
 
     async def emit(job: Job, event: Harmonised) -> None:
         with service.tracer.start_as_current_span(
@@ -81,10 +83,10 @@ def build() -> Service:
         store,
         make_harmoniser(settings),
         emit,
-        runs_dir=settings.state_dir / "harmoniser" / "runs",
-        concurrency=settings.harmoniser_concurrency,
-        retries=settings.harmoniser_retries,
-        retry_delay=settings.harmoniser_retry_delay,
+        runs_dir=settings.state.state_dir / "harmoniser" / "runs",
+        concurrency=settings.concurrency,
+        retries=settings.retries,
+        retry_delay=settings.retry_delay,
     )
 
     async def on_validated(envelope: Envelope[Validated]) -> None:
@@ -92,7 +94,7 @@ def build() -> Service:
         if validated.verdict != Verdict.ACCEPTED:
             return
         require_archived(
-            settings.store_url,
+            settings.archive.store_url,
             [f.url for f in validated.files],
         )
         job, created = await asyncio.to_thread(

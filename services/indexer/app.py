@@ -16,7 +16,7 @@ from services.indexer.catalogue import CatalogueEvent
 from services.indexer.store import Catalogue
 from shared.auth import Tokens
 from shared.bus import Service
-from shared.config import get_settings
+from shared.config import IndexerSettings
 from shared.envelope import Envelope
 from shared.events import Harmonised, Validated
 from shared.telemetry import get_logger
@@ -25,11 +25,11 @@ log = get_logger(__name__)
 
 
 def build() -> Service:
-    settings = get_settings()
-    service = Service("indexer")
-    catalogue = Catalogue(settings.catalogue_database_url)
+    settings = IndexerSettings()
+    service = Service("indexer", settings)
+    catalogue = Catalogue(settings.database_url)
     catalogue.migrate()
-    install(service.web, catalogue, Tokens(settings.tokens))
+    install(service.web, catalogue, Tokens(settings.access.tokens))
     service.readiness.append(catalogue.readiness())
 
     async def index(envelope: Envelope[Validated] | Envelope[Harmonised]) -> None:

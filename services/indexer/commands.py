@@ -1,6 +1,6 @@
 """``genomhub catalogue ...``: the catalogue from the command line, for NGC's operators.
 
-The commands read the catalogue database directly (``GENOMHUB_CATALOGUE_URL``), as the
+The commands read the catalogue database directly (``GENOMHUB_INDEXER_DATABASE_URL``), as the
 national operator: they run inside NGC next to the database, so they need no token and see
 every region. Filters are validated by the same model as the HTTP API's.
 """
@@ -14,12 +14,12 @@ import click
 
 from services.indexer.filters import MAX_LIMIT, InvalidQuery, SampleFilters, parse_query
 from services.indexer.store import Catalogue
-from shared.config import get_settings
+from shared.config import IndexerSettings
 from shared.events import AnalysisType, Region, SampleStatus
 
 
 def _catalogue() -> Catalogue:
-    return Catalogue(get_settings().catalogue_database_url)
+    return Catalogue(IndexerSettings().database_url)
 
 
 @click.group("catalogue")

@@ -23,7 +23,7 @@ from services.operations import dlq as dl
 from services.operations import replay as rp
 from services.operations.table import format_table
 from shared.bus import ReadTimeout, partitions_of, read_records
-from shared.config import Settings, get_settings
+from shared.config import TopicSettings
 from shared.envelope import normalise_headers
 from shared.kafka import KafkaAccess, KafkaAccessError, kafka_access
 from shared.topics import DLQ_SUFFIX, OPERATOR, SERVICES, all_topics, consumer_group
@@ -31,17 +31,17 @@ from shared.topics import DLQ_SUFFIX, OPERATOR, SERVICES, all_topics, consumer_g
 READ_TIMEOUT_S = 30.0
 
 
-def _event_topics(settings: Settings) -> list[str]:
-    return [t.name for t in all_topics(settings.topic_partitions) if not t.name.endswith(DLQ_SUFFIX)]
+def _event_topics(settings: TopicSettings) -> list[str]:
+    return [t.name for t in all_topics(settings.partitions) if not t.name.endswith(DLQ_SUFFIX)]
 
 
-def _dlq_topics(settings: Settings) -> list[str]:
-    return [t.name for t in all_topics(settings.topic_partitions) if t.name.endswith(DLQ_SUFFIX)]
+def _dlq_topics(settings: TopicSettings) -> list[str]:
+    return [t.name for t in all_topics(settings.partitions) if t.name.endswith(DLQ_SUFFIX)]
 
 
 def _operator() -> KafkaAccess:
     """The operators' tools reach the broker as the operator principal."""
-    return kafka_access(OPERATOR, get_settings())
+    return kafka_access(OPERATOR)
 
 
 def _run(coro: Any) -> Any:
@@ -82,8 +82,8 @@ class ReplayFacts:
     by_time: dict[tuple[str, int], int | None] | None
 
 
-async def _replay_facts(settings: Settings, service: str, target: rp.Target) -> ReplayFacts:
-    access = kafka_access(OPERATOR, settings)
+async def _replay_facts(settings: TopicSettings, service: str, target: rp.Target) -> ReplayFacts:
+    access = kafka_access(OPERATOR)
     group = consumer_group(service)
     admin = access.admin()
     await admin.start()
@@ -157,7 +157,7 @@ async def _commit_offsets(
 
 
 async def _replay(service: str, target: rp.Target, dry_run: bool) -> None:
-    settings = get_settings()
+    settings = TopicSettings()
     facts = await _replay_facts(settings, service, target)
     refusal = rp.live_members_refusal(facts.group, facts.state, facts.members)
     if refusal and not dry_run:
@@ -181,7 +181,7 @@ async def _replay(service: str, target: rp.Target, dry_run: bool) -> None:
     if not new:
         click.echo("nothing to commit")
         return
-    committed = await _commit_offsets(kafka_access(OPERATOR, settings), facts.group, new)
+    committed = await _commit_offsets(kafka_access(OPERATOR), facts.group, new)
     wrong = {tp: (o, committed.get(tp)) for tp, o in new.items() if committed.get(tp) != o}
     if wrong:
         raise rp.ReplayError(f"the broker holds other offsets than committed: {wrong}")
@@ -301,7 +301,7 @@ def _summary(
 
 
 async def _list(topic: str | None, pending_only: bool) -> None:
-    settings = get_settings()
+    settings = TopicSettings()
     access = _operator()
     topics = [dl.resolve_dlq_topic(topic, _dlq_topics(settings))] if topic else _dlq_topics(settings)
     letters, _ = await _read_letters(access, topics)
@@ -426,7 +426,7 @@ def dlq_redrive(ids: tuple[str, ...], topic: str | None, everything: bool) -> No
     group genomhub-dlq-redrive, committed with the records, remembers what was sent."""
     if sum([bool(ids), topic is not None, everything]) != 1:
         raise click.UsageError("give exactly one of --id (repeatable), --topic, --all")
-    settings = get_settings()
+    settings = TopicSettings()
     try:
         letter_ids = [dl.LetterId.parse(i) for i in ids]
         if letter_ids:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from shared.config import get_settings
+from shared.config import ArchiveKeySettings
 from shared.encryption import ArchiveKeyError, check_archive_key, write_key_pair
 
 
@@ -33,7 +33,7 @@ def generate(directory: Path) -> None:
 
     Existing key files are never overwritten.
     """
-    passphrase = get_settings().archive_key_passphrase
+    passphrase = ArchiveKeySettings().key_passphrase
     try:
         secret, public = write_key_pair(
             directory.resolve(), passphrase.get_secret_value() if passphrase else ""
@@ -49,7 +49,7 @@ def check() -> None:
     """Load the configured archive key as a service does at start; exit 1 with the reason if it
     cannot be used (missing, not Crypt4GH, wrong passphrase, halves of different pairs)."""
     try:
-        key = check_archive_key(get_settings())
+        key = check_archive_key(ArchiveKeySettings())
     except ArchiveKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"archive key {key.fingerprint}: unlocks, and its public half matches")

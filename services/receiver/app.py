@@ -16,14 +16,17 @@ from services.receiver.archive import Layout
 from services.receiver.state import SubmissionStore
 from shared.auth import Tokens
 from shared.bus import Service
+from shared.config import ReceiverSettings
 from shared.events import FileReceived
 from shared.http import BodyReaders, Pace
+from shared.storage import use_s3_endpoint
 
 
 def build() -> Service:
-    service = Service("receiver")
-    settings = service.settings
-    store = SubmissionStore(settings.receiver_database_url)
+    settings = ReceiverSettings()
+    use_s3_endpoint(settings.archive.s3_endpoint_url)
+    service = Service("receiver", settings)
+    store = SubmissionStore(settings.database_url)
     service.readiness.append(store.readiness())
 
     async def emit(event: FileReceived, event_id: str) -> str:
@@ -31,19 +34,19 @@ def build() -> Service:
 
     api = ReceiverApi(
         store,
-        Layout(settings.store_url),
+        Layout(settings.archive.store_url),
         emit,
         service.tracer,
-        max_file_size=settings.receiver_max_file_size,
+        max_file_size=settings.max_file_size,
         pace=Pace(
-            idle_timeout=settings.receiver_idle_timeout,
-            min_rate=settings.receiver_min_rate,
-            grace=settings.receiver_min_rate_grace,
+            idle_timeout=settings.idle_timeout,
+            min_rate=settings.min_rate,
+            grace=settings.min_rate_grace,
         ),
-        bodies=BodyReaders(settings.receiver_max_uploads, settings.receiver_max_uploads_per_region),
-        inboxes=dict(settings.receiver_inboxes),
+        bodies=BodyReaders(settings.max_uploads, settings.max_uploads_per_region),
+        inboxes=dict(settings.inboxes),
     )
     service.web.middlewares.append(cast(Middleware, count_requests))  # ahead of auth: 401s count too
-    api.install(service.web, Tokens(settings.tokens))
+    api.install(service.web, Tokens(settings.access.tokens))
     service.task(api.resend_unsent)
     return service

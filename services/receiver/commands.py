@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from services.receiver.client import LocalFile, Plan, Uploader, UploadError
-from shared.config import get_settings
+from shared.config import ReceiverSettings, UploadSettings
 from shared.events import AnalysisType, FileRole, Region
 
 
@@ -83,9 +83,8 @@ def upload(
     if len(set(names)) != len(names):
         raise click.UsageError("two files share a name; the archive keeps files by name")
     plan = Plan(region, department, sample_id, patient_id, analysis, platform, files)
-    settings = get_settings()
-    base = url or f"http://127.0.0.1:{settings.receiver_port}"
-    uploader = Uploader(base, token, retries=retries, ca_bundle=ca_bundle or settings.upload_ca_bundle)
+    base = url or f"http://127.0.0.1:{ReceiverSettings().port}"
+    uploader = Uploader(base, token, retries=retries, ca_bundle=ca_bundle or UploadSettings().ca_bundle)
     try:
         sealed = asyncio.run(uploader.upload(plan, submission, checksum=checksum))
     except UploadError as exc:

@@ -14,9 +14,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 from services.validator.validation import InputFile, Outcome, validate, worker_pool
 from shared.bus import Service
-from shared.config import Settings
+from shared.config import ValidatorSettings
 from shared.envelope import Envelope, require_archived
 from shared.events import CheckedFile, FileReceived, StoredFile, Validated
+from shared.profiles import SYNTHETIC_NAME
+from shared.storage import use_s3_endpoint
 from shared.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -49,25 +51,30 @@ def to_event(received: FileReceived, outcome: Outcome) -> Validated:
     )
 
 
-def validate_received(received: FileReceived, settings: Settings, pool: ProcessPoolExecutor) -> Validated:
+def validate_received(
+    received: FileReceived, settings: ValidatorSettings, pool: ProcessPoolExecutor
+) -> Validated:
     files = [InputFile(f.name, f.url, f.role, f.sha256) for f in received.files]
     outcome = validate(files, settings, received.submission.analysis_type, pool)
     return to_event(received, outcome)
 
 
 def build() -> Service:
-    service = Service("validator")
-    settings = service.settings
+    settings = ValidatorSettings()
+    if settings.reference.profile == SYNTHETIC_NAME:
+        settings.reference.required_fasta()  # the synthetic profile is read from it: stop now, not per event
+    use_s3_endpoint(settings.archive.s3_endpoint_url)
+    service = Service("validator", settings)
     pool: list[ProcessPoolExecutor] = []
 
     def executor() -> ProcessPoolExecutor:
         if not pool:
-            pool.append(worker_pool(settings.validator_workers))
+            pool.append(worker_pool(settings.workers, s3_endpoint=settings.archive.s3_endpoint_url))
         return pool[0]
 
     async def handle(envelope: Envelope[FileReceived]) -> None:
         received = envelope.data
-        require_archived(settings.store_url, [f.url for f in received.files])
+        require_archived(settings.archive.store_url, [f.url for f in received.files])
         validated = await asyncio.to_thread(validate_received, received, settings, executor())
         await service.emit(validated, cause=envelope)
         log.info(

@@ -16,11 +16,10 @@ from services.validator import sniff as kinds
 from services.validator.alignments import AlignmentReport, check_alignment
 from services.validator.fastq import check_fastq
 from services.validator.problems import problem
-from services.validator.references import Identification, decoding_reference, profile, reference_needed
+from services.validator.references import Identification, profile, reference_needed
 from services.validator.sources import as_local_path, head
 from services.validator.spring import decompress, read_params
 from services.validator.variants import VariantReport, check_vcf
-from shared.config import get_settings
 from shared.events import Problem
 
 NAME_HINTS = {
@@ -65,11 +64,17 @@ def expected_type_from_name(name: str) -> str | None:
 
 
 def check_file(
-    name: str, url: str, profile_name: str, need_bases: bool = False, reference_fasta: Path | None = None
+    name: str,
+    url: str,
+    profile_name: str,
+    need_bases: bool = False,
+    reference_fasta: Path | None = None,
+    spring_executable: Path | None = None,
 ) -> FileFindings:
-    settings = get_settings()
-    expected = profile(profile_name, settings)
-    reference = decoding_reference(profile_name, settings, reference_fasta)
+    """``reference_fasta`` decodes CRAMs and is what the synthetic profile is read from;
+    ``spring_executable`` decompresses SPRING archives (without it they are reported)."""
+    expected = profile(profile_name, reference_fasta)
+    reference = reference_fasta
     sniffed = kinds.sniff(head(url))
     found = FileFindings(name, sniffed.kind, sniffed.compression)
     kind = sniffed.kind
@@ -103,7 +108,7 @@ def check_file(
         found.samples = variants.samples
         found.reference = variants.reference
     elif kind in (kinds.SPRING, kinds.TAR):
-        _spring(found, url, settings.spring_executable)
+        _spring(found, url, spring_executable)
     elif kind in kinds.INDEX_TYPES:
         pass
     elif kind == kinds.CORRUPT_BGZF:
@@ -180,7 +185,7 @@ def _spring(found: FileFindings, url: str, executable: Path | None) -> None:
             problem(
                 "spring.decompression_required",
                 f"SPRING archive of {params.num_reads} reads: decompression required to check and count "
-                "its bases; no spring program is configured (GENOMHUB_SPRING_EXECUTABLE)",
+                "its bases; no spring program is configured (GENOMHUB_VALIDATOR_SPRING_EXECUTABLE)",
             )
         )
         return

@@ -13,7 +13,7 @@ from services.validator.sniff import CRAM, sniff
 from services.validator.sources import head
 from services.validator.validation import InProcess, Outcome, validate, worker_pool
 from services.validator.validation import InputFile as Input
-from shared.config import get_settings
+from shared.config import ValidatorSettings
 from shared.events import AnalysisType, Verdict
 from shared.profiles import GRCH38, REFERENCE_PROFILES, SYNTHETIC_NAME
 
@@ -101,15 +101,22 @@ def validate_command(
     needs that FASTA (--reference or GENOMHUB_REFERENCE_FASTA); without it the command
     says so and checks nothing.
     """
-    settings = get_settings()
-    reference = decoding_reference(profile, settings, reference.resolve() if reference else None)
+    settings = ValidatorSettings()
+    reference = decoding_reference(settings.reference.fasta, reference.resolve() if reference else None)
+    if reference is None and profile == SYNTHETIC_NAME:
+        raise click.UsageError(
+            f"the {SYNTHETIC_NAME} profile is read from its FASTA: give --reference FASTA or set "
+            "GENOMHUB_REFERENCE_FASTA"
+        )
     if reference is None:
         crams = [p.name for p in files if sniff(head(p.resolve().as_uri())).kind == CRAM]
         if crams:
             raise click.UsageError(f"{', '.join(crams)}: {reference_needed(profile)}")
     inputs = [Input(p.name, p.resolve().as_uri()) for p in files]
     executor = (
-        worker_pool(min(settings.validator_workers, len(inputs)), fork=True)
+        worker_pool(
+            min(settings.workers, len(inputs)), fork=True, s3_endpoint=settings.archive.s3_endpoint_url
+        )
         if len(inputs) > 1
         else InProcess()
     )

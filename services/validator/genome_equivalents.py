@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from shared.config import Settings
+from shared.config import GenomeEquivalentSettings
 from shared.events import AnalysisType
 
 QUANTUM = Decimal("0.000001")
 
 
 def genome_equivalents(
-    settings: Settings, analysis_type: AnalysisType, raw_bases: int, aligned_bases: int
+    rule: GenomeEquivalentSettings, analysis_type: AnalysisType, raw_bases: int, aligned_bases: int
 ) -> Decimal:
-    if settings.ge_rule == "analysis":
-        weight = settings.ge_analysis_weights.get(analysis_type.value)
+    if rule.rule == "analysis":
+        weight = rule.analysis_weights.get(analysis_type.value)
         if weight is None:
             raise ValueError(f"no genome-equivalent weight configured for {analysis_type.value!r}")
         return Decimal(weight).quantize(QUANTUM, ROUND_HALF_UP)
     bases = raw_bases if raw_bases > 0 else aligned_bases
-    return (Decimal(bases) / Decimal(settings.ge_bases_per_genome)).quantize(QUANTUM, ROUND_HALF_UP)
+    return (Decimal(bases) / Decimal(rule.bases_per_genome)).quantize(QUANTUM, ROUND_HALF_UP)

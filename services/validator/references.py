@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from shared.config import Settings
 from shared.profiles import GRCH38, SYNTHETIC_NAME
 
 DATA = Path(__file__).parent / "data"
@@ -108,31 +107,28 @@ def synthetic(fasta: Path) -> Profile:
     )
 
 
-def profile(name: str, settings: Settings) -> Profile:
-    """The reference profile called ``name`` (``GRCh38`` or ``synthetic-v1``)."""
+def profile(name: str, fasta: Path | None) -> Profile:
+    """The reference profile called ``name`` (``GRCh38`` or ``synthetic-v1``); the synthetic
+    one is read from its ``fasta``, which it cannot be without."""
     if name == GRCH38:
         return grch38()
     if name == SYNTHETIC_NAME:
-        return synthetic(settings.reference())
+        if fasta is None:
+            raise ValueError(f"the {SYNTHETIC_NAME} profile is read from its FASTA, and none is given")
+        return synthetic(fasta)
     raise ValueError(f"unknown reference profile {name!r}: GRCh38 or {SYNTHETIC_NAME}")
 
 
-def decoding_reference(profile_name: str, settings: Settings, given: Path | None = None) -> Path | None:
-    """The FASTA that CRAMs made against ``profile_name`` are decoded with, or None if none is known.
+def decoding_reference(configured: Path | None, given: Path | None = None) -> Path | None:
+    """The FASTA that CRAMs are decoded with, or None if none is known.
 
     A CRAM stores reads as differences from its reference, so it is decoded only against the
     sequences it was made against: the FASTA given (``genomhub validate --reference``), else
-    the configured one (``GENOMHUB_REFERENCE_FASTA``), else, for the synthetic profile only,
-    the synthetic reference in the cache. A GRCh38 CRAM is never decoded against the
-    synthetic FASTA: without a GRCh38 FASTA there is none, and the caller says so.
+    the configured one (``GENOMHUB_REFERENCE_FASTA``, which the local stack sets to the
+    synthetic reference). Nothing else is guessed: a GRCh38 CRAM is never decoded against
+    the synthetic FASTA, and without a FASTA the caller says so.
     """
-    if given is not None:
-        return given
-    if settings.reference_fasta is not None:
-        return settings.reference_fasta
-    if profile_name == SYNTHETIC_NAME:
-        return settings.reference()
-    return None
+    return given if given is not None else configured
 
 
 def reference_needed(profile_name: str) -> str:

@@ -24,8 +24,9 @@ from services.validator.guidelines import GuidelineSet, alignment_reasons, varia
 from services.validator.harmonisation_policy import Candidate, Category, decide
 from services.validator.pairs import MateFile, check_pairs
 from services.validator.problems import has_errors, problem
+from services.validator.references import decoding_reference
 from services.validator.sources import head
-from shared.config import Settings
+from shared.config import ValidatorSettings
 from shared.events import (
     AnalysisType,
     FileRole,
@@ -33,6 +34,7 @@ from shared.events import (
     Verdict,
 )
 from shared.identifiers import contains_cpr
+from shared.storage import use_s3_endpoint
 
 T = TypeVar("T")
 
@@ -76,15 +78,18 @@ class InProcess(Executor):
         return future
 
 
-def worker_pool(workers: int, fork: bool = False) -> ProcessPoolExecutor:
-    """Worker processes for the checks.
+def worker_pool(workers: int, fork: bool = False, s3_endpoint: str | None = None) -> ProcessPoolExecutor:
+    """Worker processes for the checks, each reading ``s3://`` URLs from ``s3_endpoint``.
 
     A service has threads (the broker client, the HTTP server), so its workers are spawned:
     a fork would copy locks held by other threads. A single-threaded command may fork,
-    which spares each worker the re-import of the whole ``genomhub`` command.
+    which spares each worker the re-import of the whole ``genomhub`` command. A spawned
+    worker starts from a fresh interpreter, so the archive's endpoint is handed to it.
     """
     context = multiprocessing.get_context("fork" if fork else "spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=use_s3_endpoint, initargs=(s3_endpoint,)
+    )
 
 
 def category(findings: FileFindings) -> Category:
@@ -101,19 +106,23 @@ def category(findings: FileFindings) -> Category:
 
 def validate(
     files: list[InputFile],
-    settings: Settings,
+    settings: ValidatorSettings,
     analysis_type: AnalysisType,
     executor: Executor,
     profile_name: str | None = None,
     reference_fasta: Path | None = None,
 ) -> Outcome:
     """``profile_name`` defaults to the configured profile; ``reference_fasta`` (which decodes
-    CRAMs) to the one :func:`~services.validator.references.decoding_reference` chooses."""
-    profile_name = profile_name or settings.reference_profile
+    CRAMs) to the configured FASTA (:func:`~services.validator.references.decoding_reference`)."""
+    profile_name = profile_name or settings.reference.profile
+    reference_fasta = decoding_reference(settings.reference.fasta, reference_fasta)
     sniffed = [kinds.sniff(head(f.url)).kind for f in files]
     need_bases = not any(k in (kinds.FASTQ, kinds.SPRING, kinds.TAR) for k in sniffed)
     futures = [
-        executor.submit(check_file, f.name, f.url, profile_name, need_bases, reference_fasta) for f in files
+        executor.submit(
+            check_file, f.name, f.url, profile_name, need_bases, reference_fasta, settings.spring_executable
+        )
+        for f in files
     ]
     findings = [future.result() for future in futures]
     outcomes = [
@@ -122,21 +131,21 @@ def validate(
     _roles(outcomes)
     _pairs(outcomes, executor)
     _samples(outcomes)
-    guideline = GuidelineSet(settings.guideline_version, profile_name, tuple(settings.guideline_pipelines))
+    guideline = GuidelineSet(settings.guideline.version, profile_name, tuple(settings.guideline.pipelines))
     _conformance(outcomes, guideline)
 
     candidates = [
         Candidate(o.file.name, category(o.findings), not has_errors(o.findings.problems), o.conforms)
         for o in outcomes
     ]
-    policy = decide(settings.harmonisation_policy, candidates)
+    policy = decide(settings.policy.harmonisation_policy, candidates)
     for o in outcomes:
         o.accepted = policy.accepted[o.file.name]
         if o.file.name in policy.not_taken:
             o.findings.problems.append(
                 problem(
                     "policy.clinical_output_not_accepted",
-                    f"under the {settings.harmonisation_policy.value} policy this file is not taken",
+                    f"under the {settings.policy.harmonisation_policy.value} policy this file is not taken",
                 )
             )
     verdict = Verdict.REJECTED if policy.rejected else Verdict.ACCEPTED
@@ -145,7 +154,7 @@ def validate(
     raw_reads = sum(f.reads for f in raw)
     aligned = sum(o.findings.bases for o in outcomes if category(o.findings) == "alignment" and o.accepted)
     ge = (
-        genome_equivalents(settings, analysis_type, raw_bases, aligned)
+        genome_equivalents(settings.genome_equivalents, analysis_type, raw_bases, aligned)
         if verdict is Verdict.ACCEPTED
         else Decimal(0)
     )

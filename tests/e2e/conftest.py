@@ -6,20 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings, get_settings
+from shared.config import StateSettings
 from tools.jaeger.server import LocalJaeger
+from tools.stack.environment import StackSettings
 
 
 @pytest.fixture(scope="session")
 def jaeger_binary() -> Path:
     """Jaeger, built from the Go module proxy on first use (minutes on a cold Go cache)."""
-    cache = get_settings().cache
+    cache = StateSettings().cache
     jaeger = LocalJaeger(cache / "unused-home", cache)
     if not jaeger.built():
         jaeger.build()
     return jaeger.binary
 
 
-def stack_settings(tmp_path: Path) -> Settings:
+def stack_settings(tmp_path: Path) -> StackSettings:
     """A fresh state folder and its own broker, whatever the test session's environment says."""
-    return Settings(home=tmp_path / "home", cache=get_settings().cache, kafka_bootstrap=None)
+    return StackSettings.fresh(tmp_path / "home", StateSettings().cache)

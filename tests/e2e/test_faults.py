@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from services.billing.tables import accruals
 from services.indexer.tables import files, samples, submissions
 from shared.bus import read_records
+from shared.config import BillingSettings, IndexerSettings
 from shared.database import make_engine
 from shared.topics import DLQ_SUFFIX, SERVICES, all_topics
 from tests.e2e.conftest import stack_settings
@@ -44,7 +45,7 @@ def test_nothing_lost_or_counted_twice_under_crashes(tmp_path: Path) -> None:
         )
         restarts = {name: s.restarts for name, s in stack.supervisor.services.items()}  # type: ignore[union-attr]
 
-    catalogue = make_engine(settings.catalogue_database_url)
+    catalogue = make_engine(IndexerSettings(state=settings.state).database_url)
     with catalogue.connect() as db:
         submission_rows = db.execute(select(func.count()).select_from(submissions)).scalar_one()
         sample_rows = db.execute(select(func.count()).select_from(samples)).scalar_one()
@@ -54,7 +55,7 @@ def test_nothing_lost_or_counted_twice_under_crashes(tmp_path: Path) -> None:
                 select(files.c.region, files.c.sample_id, files.c.role, files.c.name).distinct().subquery()
             )
         ).scalar_one()
-    billing = make_engine(settings.billing_database_url)
+    billing = make_engine(BillingSettings(state=settings.state).database_url)
     with billing.connect() as db:
         # A sample is (region, pseudonym), in billing as in the catalogue.
         accrued = Counter(

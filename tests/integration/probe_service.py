@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from shared.bus import Service
+from shared.config import ServiceSettings
 from shared.envelope import Envelope
 from shared.events import FileReceived
 from shared.telemetry import current_trace_id
@@ -21,7 +22,7 @@ from shared.topics import ADMIN
 
 
 def main(name: str, effects: Path, port: int) -> None:
-    service = Service(name, http_port=port, principal=ADMIN)
+    service = Service(name, ServiceSettings(port=port), principal=ADMIN)
     crash_marker = effects.with_suffix(".crash")
 
     async def handle(envelope: Envelope[FileReceived]) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from shared.config import get_settings
+from shared.config import TopicSettings
 from shared.topics import KAFKA_INTERNAL_TOPICS, SUBSCRIPTIONS, all_topics, consumer_group
 from tests.support import Process, free_port, genomhub, kafka, wait_for
 
@@ -42,7 +42,7 @@ def test_nothing_is_on_the_broker_that_the_registry_does_not_name(
             port = free_port()
             env = {
                 f"GENOMHUB_{service.upper()}_PORT": str(port),
-                "GENOMHUB_BILLING_URL": f"sqlite:///{tmp_path / 'billing.sqlite'}",
+                "GENOMHUB_BILLING_DATABASE_URL": f"sqlite:///{tmp_path / 'billing.sqlite'}",
             }
             proc = Process(genomhub("run", service), tmp_path / f"{service}.log", env).start()
             processes.append(proc)
@@ -62,7 +62,7 @@ def test_nothing_is_on_the_broker_that_the_registry_does_not_name(
             for s, p in zip(SUBSCRIPTIONS, processes, strict=True)
             if p.proc is None or p.proc.poll() is not None
         ] == []
-        registered = {t.name for t in all_topics(get_settings().topic_partitions)}
+        registered = {t.name for t in all_topics(TopicSettings().partitions)}
         found = asyncio.run(_broker_topics(kafka_bootstrap))
     finally:
         for proc in processes:

@@ -30,7 +30,7 @@ from services.billing.store import BillingStore
 from services.harmoniser.jobs import JobStore
 from services.indexer.store import Catalogue
 from shared.bus import partitions_of
-from shared.config import get_settings
+from shared.config import ArchiveSettings, StateSettings
 from shared.envelope import encode, normalise_headers
 from shared.events import Event, FileReceived, Harmonised, Indexed, Region, Validated
 from shared.topics import OPERATOR, SUBSCRIPTIONS, consumer_group, dlq_name, emitter_of, topic_name
@@ -182,7 +182,7 @@ def test_a_path_as_submission_id_or_a_file_outside_the_archive_reaches_no_folder
     victim = Path(tempfile.mkdtemp(prefix="victim-", dir="/tmp"))
     request.addfinalizer(lambda: shutil.rmtree(victim, ignore_errors=True))
     (victim / "keep.txt").write_text("must survive")
-    runs = get_settings().state_dir / "harmoniser" / "runs"
+    runs = StateSettings().state_dir / "harmoniser" / "runs"
     sub = submission(1, sample=f"S-{run_id}-H").model_copy(update={"submission_id": issued_id(run_id + "h")})
     accepted = validated(sub, "accepted")
     escaped = data(accepted)
@@ -198,7 +198,7 @@ def test_a_path_as_submission_id_or_a_file_outside_the_archive_reaches_no_folder
     with consuming("harmoniser", kafka_bootstrap, tmp_path, request):
         expect_dead_letters(kafka_bootstrap, Validated, hostile)
     assert (victim / "keep.txt").read_text() == "must survive"
-    assert JobStore.under(get_settings().state_dir).get(sub.submission_id) is None, "no job was queued"
+    assert JobStore.under(StateSettings().state_dir).get(sub.submission_id) is None, "no job was queued"
     assert not (runs / sub.submission_id).exists()
 
 
@@ -241,7 +241,7 @@ def test_impossible_events_never_reach_the_catalogue(
     send_hostile(kafka_bootstrap, good, [(f"{run_id}-good", data(good), "")])
 
     url = f"sqlite:///{tmp_path / 'catalogue.sqlite'}"
-    env = {"GENOMHUB_CATALOGUE_URL": url}
+    env = {"GENOMHUB_INDEXER_DATABASE_URL": url}
     with consuming("indexer", kafka_bootstrap, tmp_path, request, env, "/readyz", timeout=90):
         expect_dead_letters(kafka_bootstrap, Validated, hostile_validated)
         expect_dead_letters(kafka_bootstrap, Harmonised, hostile_harmonised)
@@ -288,7 +288,7 @@ def test_impossible_events_are_never_billed(
         finally:
             store.dispose()
 
-    env = {"GENOMHUB_BILLING_URL": url}
+    env = {"GENOMHUB_BILLING_DATABASE_URL": url}
     with consuming("billing", kafka_bootstrap, tmp_path, request, env, "/readyz", timeout=90):
         expect_dead_letters(kafka_bootstrap, Indexed, hostile)
         wait_for(
@@ -317,7 +317,7 @@ def test_the_validator_reads_no_file_outside_the_archive(
                 {
                     "name": "R1.fastq.gz",
                     "role": "raw_reads",
-                    "url": f"{get_settings().store_url}/syddanmark/S-{run_id}-V/R1.fastq.gz",
+                    "url": f"{ArchiveSettings().store_url}/syddanmark/S-{run_id}-V/R1.fastq.gz",
                     "size": 1,
                     "sha256": "a" * 64,
                     "md5": "b" * 32,
@@ -328,7 +328,7 @@ def test_the_validator_reads_no_file_outside_the_archive(
     outside = data(template)
     outside["files"][0]["url"] = "file:///etc/passwd"
     climbing = data(template)
-    climbing["files"][0]["url"] = f"{get_settings().store_url}/../../../../etc/passwd"
+    climbing["files"][0]["url"] = f"{ArchiveSettings().store_url}/../../../../etc/passwd"
     hostile: list[Hostile] = [
         (f"{run_id}-passwd", outside, "outside_archive"),
         (f"{run_id}-climb", climbing, "unsafe_id"),
@@ -400,7 +400,7 @@ def test_forged_headers_and_keys_are_never_billed(
     request.addfinalizer(position.restore)
     url = f"sqlite:///{tmp_path / 'billing.sqlite'}"
     port = free_port()
-    env = {"GENOMHUB_BILLING_URL": url, "GENOMHUB_BILLING_PORT": str(port)}
+    env = {"GENOMHUB_BILLING_DATABASE_URL": url, "GENOMHUB_BILLING_PORT": str(port)}
     proc = Process(genomhub("run", "billing"), tmp_path / "billing.log", env)
     proc.start()
     try:

@@ -23,7 +23,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from shared.config import get_settings
+from shared.config import StateSettings
 from shared.events import Harmonised
 from shared.kafka import Credentials, KafkaAccess
 from shared.topics import (
@@ -49,7 +49,7 @@ TOPICS = [t.name for t in all_topics(1)]
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    local = LocalBroker(tmp_path_factory.mktemp("auth-home"), get_settings().cache, topic_partitions=1)
+    local = LocalBroker(tmp_path_factory.mktemp("auth-home"), StateSettings().cache, topic_partitions=1)
     local.start()
     asyncio.run(_writable(local.access(ADMIN), TOPICS))  # one record on each topic, to be read
     try:
@@ -230,25 +230,20 @@ def test_provision_is_idempotent_and_needs_the_admin(
     assert state is not None
     monkeypatch.setenv("GENOMHUB_HOME", str(broker.dir.parent))
     monkeypatch.setenv("GENOMHUB_KAFKA_BOOTSTRAP", state.bootstrap)
-    get_settings.cache_clear()
-    try:
-        done = CliRunner().invoke(main, ["kafka", "provision"])
-        assert done.exit_code == 0, done.output
-        assert "topics created: none; ACLs created: 0, deleted: 0" in done.output
-        # a service's credentials cannot provision: the broker refuses the ACL requests
-        validator = broker.access("validator")
-        monkeypatch.setenv(
-            "GENOMHUB_KAFKA_USERNAME", validator.credentials.username if validator.credentials else ""
-        )
-        monkeypatch.setenv(
-            "GENOMHUB_KAFKA_PASSWORD", validator.credentials.password if validator.credentials else ""
-        )
-        get_settings.cache_clear()
-        refused = CliRunner().invoke(main, ["kafka", "provision"])
-        assert refused.exit_code == 1
-        assert "ClusterAuthorizationFailed" in refused.output
-    finally:
-        get_settings.cache_clear()
+    done = CliRunner().invoke(main, ["kafka", "provision"])
+    assert done.exit_code == 0, done.output
+    assert "topics created: none; ACLs created: 0, deleted: 0" in done.output
+    # a service's credentials cannot provision: the broker refuses the ACL requests
+    validator = broker.access("validator")
+    monkeypatch.setenv(
+        "GENOMHUB_KAFKA_USERNAME", validator.credentials.username if validator.credentials else ""
+    )
+    monkeypatch.setenv(
+        "GENOMHUB_KAFKA_PASSWORD", validator.credentials.password if validator.credentials else ""
+    )
+    refused = CliRunner().invoke(main, ["kafka", "provision"])
+    assert refused.exit_code == 1
+    assert "ClusterAuthorizationFailed" in refused.output
 
 
 async def _admin_rights(access: KafkaAccess, service: str) -> dict[str, bool]:

@@ -98,13 +98,13 @@ def test_two_regions_samples_of_one_pseudonym_through_indexer_and_billing(
 
     indexer_port, billing_port = free_port(), free_port()
     env = {
-        "GENOMHUB_CATALOGUE_URL": f"sqlite:///{tmp_path / 'catalogue.sqlite'}",
-        "GENOMHUB_BILLING_URL": f"sqlite:///{tmp_path / 'billing.sqlite'}",
+        "GENOMHUB_INDEXER_DATABASE_URL": f"sqlite:///{tmp_path / 'catalogue.sqlite'}",
+        "GENOMHUB_BILLING_DATABASE_URL": f"sqlite:///{tmp_path / 'billing.sqlite'}",
         "GENOMHUB_INDEXER_PORT": str(indexer_port),
         "GENOMHUB_BILLING_PORT": str(billing_port),
         "GENOMHUB_TOKENS": json.dumps({token_hash(v): k for k, v in TOKENS.items()}),
     }
-    billing_url = env["GENOMHUB_BILLING_URL"]
+    billing_url = env["GENOMHUB_BILLING_DATABASE_URL"]
     indexer = Process(genomhub("run", "indexer"), tmp_path / "indexer.log", env).start()
     billing = Process(genomhub("run", "billing"), tmp_path / "billing.log", env).start()
     try:

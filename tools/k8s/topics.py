@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from shared.config import Settings
+from shared.config import TopicSettings
 from shared.topics import Topic, all_topics
 
 CLUSTER = "genomhub"
@@ -37,7 +37,7 @@ HEADER = (
 
 def default_partitions() -> int:
     """The partitions of a core topic the services themselves assume (the settings default)."""
-    return int(Settings.model_fields["topic_partitions"].default)
+    return int(TopicSettings.model_fields["partitions"].default)
 
 
 def resource_name(topic: str) -> str:

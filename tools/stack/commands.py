@@ -13,8 +13,9 @@ import sys
 
 import click
 
-from shared.config import get_settings
+from shared.config import KafkaSettings, TopicSettings
 from tools.kafka.broker import LocalBroker
+from tools.stack.environment import StackSettings
 
 
 @click.group()
@@ -23,8 +24,8 @@ def kafka() -> None:
 
 
 def _broker() -> LocalBroker:
-    settings = get_settings()
-    return LocalBroker(settings.state_dir, settings.cache, settings.topic_partitions)
+    settings = StackSettings.from_environment()
+    return LocalBroker(settings.state_dir, settings.cache, settings.topics.partitions)
 
 
 @kafka.command("start")
@@ -38,6 +39,7 @@ def kafka_start(port: int | None) -> None:
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"kafka running pid={state.pid} bootstrap={state.bootstrap} ready in {took:.1f} s")
+    click.echo(f"export GENOMHUB_KAFKA_BOOTSTRAP={state.bootstrap}  # for the commands that use it")
 
 
 @kafka.command("provision")
@@ -52,10 +54,10 @@ def kafka_provision() -> None:
     from shared.topics import ADMIN
     from tools.kafka.broker import provision
 
-    settings = get_settings()
+    topics = TopicSettings()
     try:
         done = asyncio.run(
-            provision(kafka_access(ADMIN, settings), settings.topic_partitions, settings.topic_replicas)
+            provision(kafka_access(ADMIN, KafkaSettings()), topics.partitions, topics.replicas)
         )
     except KafkaAccessError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -101,7 +103,7 @@ def up(no_jaeger: bool) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    with LocalStack(get_settings(), jaeger=not no_jaeger, say=click.echo) as stack:
+    with LocalStack(StackSettings.from_environment(), jaeger=not no_jaeger, say=click.echo) as stack:
         try:
             stack.wait_ready()
             stack.watch()

@@ -35,7 +35,7 @@ from services.billing.store import BillingStore, open_store
 from services.receiver.client import LocalFile, Plan, Uploader
 from shared.auth import NATIONAL, new_token, token_hash
 from shared.bus import group_lag, read_records
-from shared.config import Settings, get_settings
+from shared.config import BillingSettings, StateSettings
 from shared.envelope import normalise_headers
 from shared.events import COPENHAGEN, MICRO_GE, AnalysisType, FileRole, Indexed, Region, micro_to_ge, month_of
 from shared.identifiers import minted_free_of_cpr
@@ -44,6 +44,7 @@ from shared.synthetic import DEPARTMENTS, simulate_paired_reads
 from shared.topics import SERVICES, consumer_group, topic_name
 from tools.background import free_port
 from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, longest_chain, spans_by_service
+from tools.stack.environment import StackSettings
 from tools.stack.supervisor import LocalStack, render
 
 MINUTES_MONTH = "2026-01"
@@ -191,7 +192,7 @@ def trace_chain(stack: LocalStack, trace_id: str, timeout: float = 30.0) -> list
     return chain
 
 
-def ensure_jaeger(settings: Settings, say: Callable[[str], None]) -> None:
+def ensure_jaeger(settings: StackSettings, say: Callable[[str], None]) -> None:
     jaeger = LocalJaeger(settings.state_dir, settings.cache)
     if not jaeger.built():
         say("building Jaeger from the Go module proxy (once; several minutes on a cold Go cache) ...")
@@ -251,16 +252,17 @@ def record_minutes_month(store: BillingStore, standard_rate_dkk: int) -> Stateme
     return closed.statement
 
 
-def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
+def run_demo(settings: StackSettings, say: Callable[[str], None]) -> None:
     ensure_jaeger(settings, say)
     tokens = DemoTokens.make()
     env = {**stack_env(tokens), **DEMO_GE_SETTINGS}
     national = {"GENOMHUB_HOME": str(settings.state_dir), **env}
     # January 2026 goes into billing's store while the broker starts (the store is migrated
     # first, here, so the billing service finds it ready whenever it opens it).
-    store = open_store(settings)
+    billing = BillingSettings(state=settings.state)
+    store = open_store(billing.database_url, billing.opening_balance_dkk)
     with ThreadPoolExecutor(1) as pool:
-        january = pool.submit(record_minutes_month, store, settings.billing_standard_rate_dkk)
+        january = pool.submit(record_minutes_month, store, billing.standard_rate_dkk)
         with LocalStack(settings, env=env, say=say) as stack:
             stack.wait_ready()
             statement = january.result()
@@ -285,7 +287,7 @@ def write_statement_pages(store: BillingStore, months: Iterable[str], folder: Pa
 
 
 def run_demo_month(
-    settings: Settings,
+    settings: StackSettings,
     store: BillingStore,
     stack: LocalStack,
     tokens: DemoTokens,
@@ -334,8 +336,8 @@ def run_demo_month(
 @click.command("demo")
 def demo() -> None:
     """Run the pipeline end to end on a fresh local stack and print what it produced."""
-    base = get_settings()
+    base = StateSettings()
     home = base.state_dir / "demo" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    settings = Settings(home=home, cache=base.cache)
+    settings = StackSettings.fresh(home, base.cache)
     click.echo(f"demo state in {home}")
     run_demo(settings, click.echo)

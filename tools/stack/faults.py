@@ -13,14 +13,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from shared.config import Settings
 from shared.events import Region
 from shared.topics import SERVICES
 from tools.stack.demo import DemoTokens, report_sample, simulate_sample
+from tools.stack.environment import StackSettings
 from tools.stack.supervisor import LocalStack
 
 
-def reads_for(settings: Settings, work: Path, count: int) -> list[tuple[Region, str, list[Path]]]:
+def reads_for(settings: StackSettings, work: Path, count: int) -> list[tuple[Region, str, list[Path]]]:
     regions = list(Region)
     plan = []
     for i in range(count):

@@ -27,11 +27,12 @@ from rich.live import Live
 from rich.table import Table
 
 from shared.bus import end_offsets, group_lag, partitions_of
-from shared.config import Settings
+from shared.config import SERVICE_SETTINGS, KafkaSettings
 from shared.kafka import KafkaAccess, kafka_access
 from shared.topics import OPERATOR, SERVICES, SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
 from tools.jaeger.server import JaegerState, LocalJaeger
 from tools.kafka.broker import LocalBroker
+from tools.stack.environment import StackSettings
 
 
 @dataclass
@@ -172,7 +173,7 @@ class LocalStack:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: StackSettings,
         services: Iterable[str] = SERVICES,
         jaeger: bool = True,
         env: Mapping[str, str] | None = None,
@@ -185,7 +186,7 @@ class LocalStack:
         self.jaeger_ports = jaeger_ports
         self.extra_env = dict(env or {})
         self.say = say
-        self.broker = LocalBroker(settings.state_dir, settings.cache, settings.topic_partitions)
+        self.broker = LocalBroker(settings.state_dir, settings.cache, settings.topics.partitions)
         self.jaeger = LocalJaeger(settings.state_dir, settings.cache)
         self.started_broker = False
         self.started_jaeger = False
@@ -209,18 +210,14 @@ class LocalStack:
         self.stop()
 
     def start(self) -> None:
-        if self.settings.kafka_bootstrap:
-            self.bootstrap = self.settings.kafka_bootstrap
+        if self.settings.bootstrap:
+            self.bootstrap = self.settings.bootstrap
         else:
             self.started_broker = self.broker.running() is None
             state, took = self.broker.start()
             self.bootstrap = state.bootstrap
             self.say(f"kafka ready at {state.bootstrap} in {took:.1f} s")
-        env = {
-            **os.environ,
-            "GENOMHUB_KAFKA_BOOTSTRAP": self.bootstrap,
-            "GENOMHUB_HOME": str(self.settings.state_dir),
-        }
+        env = self.settings.process_environment(self.bootstrap)
         if self.want_jaeger and self.jaeger.built():
             self.started_jaeger = self.jaeger.running() is None
             self.jaeger_state = self.jaeger.start(*self.jaeger_ports)
@@ -234,7 +231,11 @@ class LocalStack:
         supervised = []
         for name in self.names:
             port_key = f"GENOMHUB_{name.upper()}_PORT"
-            port = int(env[port_key]) if port_key in env else self.settings.port_of(name)
+            port = (
+                int(env[port_key])
+                if port_key in env
+                else int(SERVICE_SETTINGS[name].model_fields["port"].default)
+            )
             supervised.append(Supervised(name, [genomhub, "run", name], env, self.logs / f"{name}.log", port))
         self.supervisor = Supervisor(supervised, self.say)
         self.supervisor.start()
@@ -245,7 +246,7 @@ class LocalStack:
         operator, never as a service."""
         if self._operator is None:
             self._operator = kafka_access(
-                OPERATOR, self.settings.model_copy(update={"kafka_bootstrap": self.bootstrap})
+                OPERATOR, KafkaSettings(bootstrap=self.bootstrap), self.settings.state
             )
         return self._operator
 

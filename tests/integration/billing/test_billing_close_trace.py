@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from services.billing.store import BillingStore
-from shared.config import get_settings
+from shared.config import StateSettings
 from shared.envelope import encode, normalise_headers
 from shared.events import Indexed, RefundCalculated, Region
 from shared.topics import emitter_of, topic_name
@@ -34,8 +34,7 @@ NOVEMBER = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 @pytest.fixture
 def jaeger(tmp_path: Path) -> Any:
-    settings = get_settings()
-    local = LocalJaeger(tmp_path / "jaeger-home", settings.cache)
+    local = LocalJaeger(tmp_path / "jaeger-home", StateSettings().cache)
     if not local.built():
         local.build()
     state = local.start(free_port(), free_port(), free_port())
@@ -93,7 +92,7 @@ def test_a_refund_s_trace_links_to_the_submissions_it_pays(
     url = f"sqlite:///{tmp_path / 'billing.sqlite'}"
     port = free_port()
     env = {
-        "GENOMHUB_BILLING_URL": url,
+        "GENOMHUB_BILLING_DATABASE_URL": url,
         "GENOMHUB_BILLING_PORT": str(port),
         "GENOMHUB_BILLING_OPENING_BALANCE_DKK": "1000000",
         "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint,

@@ -96,7 +96,7 @@ def test_billing_accrues_closes_and_replays_identically(kafka_bootstrap: str, tm
     url = f"sqlite:///{tmp_path / 'billing.sqlite'}"
     port = free_port()
     env = {
-        "GENOMHUB_BILLING_URL": url,
+        "GENOMHUB_BILLING_DATABASE_URL": url,
         "GENOMHUB_BILLING_PORT": str(port),
         "GENOMHUB_BILLING_STANDARD_RATE_DKK": "300",
         "GENOMHUB_TOKENS": json.dumps({token_hash(TOKEN): "ngc"}),

@@ -18,12 +18,13 @@ import pytest
 
 from shared import telemetry
 from shared.bus import publish
-from shared.config import get_settings
+from shared.config import StateSettings
 from shared.envelope import decode, normalise_headers
 from shared.events import Harmonised, Validated
 from shared.synthetic import simulate_paired_reads
 from shared.topics import topic_name
 from tests.support import Process, free_port, genomhub, records
+from tools.stack.environment import StackSettings
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class Inputs:
 
 @pytest.fixture(scope="session")
 def harmoniser_inputs(genomhub_home: Path) -> Inputs:
-    reference = get_settings().reference()
-    inbox = get_settings().state_dir / "store" / "harmoniser-inbox"  # read only inside the archive
+    reference = StackSettings().reference()
+    inbox = StateSettings().state_dir / "store" / "harmoniser-inbox"  # read only inside the archive
     small = simulate_paired_reads(reference, inbox / "small", prefix="H1", coverage=2, snps=20, seed=5)
     big = simulate_paired_reads(reference, inbox / "big", prefix="H2", coverage=12, snps=20, seed=6)
     broken = simulate_paired_reads(reference, inbox / "broken", prefix="H3", coverage=0.5, snps=5, seed=7)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from services.harmoniser.jobs import JobStore
 from shared.bus import new_event_id
-from shared.config import get_settings
+from shared.config import StateSettings
 from shared.events import FileRole, HarmonisationPolicy
 from tests.integration.harmoniser.conftest import Inputs, harmonised, send, start_harmoniser
 from tests.support import wait_for
@@ -18,7 +18,7 @@ from tests.unit.harmoniser.factory import checked, validated
 def test_killed_mid_job_the_job_finishes_exactly_once_after_restart(
     kafka_bootstrap: str, harmoniser_inputs: Inputs, tmp_path: Path
 ) -> None:
-    store = JobStore.under(get_settings().state_dir)
+    store = JobStore.under(StateSettings().state_dir)
     run = uuid.uuid4().hex[:8]
     fastq = [checked(p, FileRole.RAW_READS, "fastq") for p in harmoniser_inputs.big_fastq]
     event = validated(

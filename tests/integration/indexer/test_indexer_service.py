@@ -142,7 +142,7 @@ def test_indexer_indexes_announces_dead_letters_and_replays_identically(
 
     port = free_port()
     env = {
-        "GENOMHUB_CATALOGUE_URL": f"sqlite:///{tmp_path / 'catalogue.sqlite'}",
+        "GENOMHUB_INDEXER_DATABASE_URL": f"sqlite:///{tmp_path / 'catalogue.sqlite'}",
         "GENOMHUB_INDEXER_PORT": str(port),
         "GENOMHUB_TOKENS": json.dumps({token_hash(TOKEN): "ngc"}),
     }

@@ -100,7 +100,7 @@ def _receiver(tmp: Path, name: str, store: str, inbox: str, extra: dict[str, str
         "GENOMHUB_RECEIVER_PORT": str(port),
         "GENOMHUB_TOKENS": json.dumps({token_hash(t): holder for holder, t in TOKENS.items()}),
         "GENOMHUB_STORE": store,
-        "GENOMHUB_RECEIVER_DB": f"sqlite:///{tmp / f'{name}.db'}",
+        "GENOMHUB_RECEIVER_DATABASE_URL": f"sqlite:///{tmp / f'{name}.db'}",
         "GENOMHUB_RECEIVER_MAX_FILE_SIZE": str(MAX_FILE_SIZE),
         "GENOMHUB_RECEIVER_INBOXES": json.dumps({"hovedstaden": inbox}),
         "GENOMHUB_RECEIVER_IDLE_TIMEOUT": "20",

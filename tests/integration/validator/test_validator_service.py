@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.bus import publish
-from shared.config import get_settings
 from shared.envelope import decode, derive_id, normalise_headers
 from shared.events import FileReceived, Validated, new_submission_id
 from shared.topics import topic_name
 from tests.support import Process, free_port, genomhub, records, wait_for
 from tests.unit.validator import corpus
+from tools.stack.environment import StackSettings
 
 
 def stored(path: Path, role: str) -> dict[str, object]:
@@ -60,7 +60,7 @@ def validated_for(bootstrap: str, ids: set[str]) -> dict[str, tuple[str, Validat
 
 
 def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path) -> None:
-    get_settings().reference()  # the synthetic reference, made once into the shared cache
+    StackSettings().reference()  # the synthetic reference, made once into the shared cache
     r1, r2 = corpus.fastq_pair(tmp_path, n=2000)
     truncated = tmp_path / "cut_R1.fastq.gz"
     truncated.write_bytes(r1.read_bytes()[:-300])

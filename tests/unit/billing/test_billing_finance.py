@@ -20,7 +20,6 @@ from services.billing.report import render
 from services.billing.store import BillingStore
 from services.cli import main
 from shared.auth import token_hash
-from shared.config import get_settings
 from shared.events import Region
 from tests.unit.billing.billing_factories import indexed
 
@@ -30,7 +29,7 @@ FEB = datetime(2026, 2, 10, tzinfo=UTC)
 @pytest.fixture
 def billing_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'billing.sqlite'}"
-    monkeypatch.setenv("GENOMHUB_BILLING_URL", url)
+    monkeypatch.setenv("GENOMHUB_BILLING_DATABASE_URL", url)
     monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("GENOMHUB_KAFKA_BOOTSTRAP", "127.0.0.1:9")
     # the service is built but never reaches a broker; it only needs to know whose it is
@@ -40,9 +39,7 @@ def billing_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
         "GENOMHUB_TOKENS",
         json.dumps({token_hash("ngc-token"): "ngc", token_hash("south-token"): "syddanmark"}),
     )
-    get_settings.cache_clear()
     yield url
-    get_settings.cache_clear()
 
 
 @pytest.fixture

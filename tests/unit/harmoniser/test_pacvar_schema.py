@@ -22,14 +22,14 @@ from services.harmoniser.inputs import Lane, SampleReads
 from services.harmoniser.layout import CollectError, find_outputs
 from services.harmoniser.pipelines import HpcPipeline, LongReadsRefused, hpc_pipeline
 from services.harmoniser.sarek import SarekBackend, SarekOptions, command_parameters, launch_script
-from shared.config import Settings
+from shared.config import HarmoniserSettings
 from shared.platforms import PLATFORMS, Technology
 
 SCHEMA = pacvar.pacvar_schema()
 PARAMETERS = jsonschema.Draft7Validator({k: v for k, v in SCHEMA.items() if not k.startswith("x-")})
 SAMPLESHEET = jsonschema.Draft7Validator(SCHEMA["x-samplesheet"])
 PROFILE = re.compile(r"^[A-Za-z0-9_-]+(,[A-Za-z0-9_-]+)*$")
-DEFAULTS = Settings()
+DEFAULTS = HarmoniserSettings()
 
 PACBIO = SampleReads("P4", "H1", (Lane("1", bam="/d/H1.hifi_reads.bam", platform="PACBIO"),))
 ONT = SampleReads("P5", "N1", (Lane("1", bam="/d/N1.bam", platform="ONT"),))
@@ -42,8 +42,8 @@ def backend(
     genome: str = "GATK.GRCh38",
     base: str = "/ref/ig",
 ) -> SarekBackend:
-    options = SarekOptions(DEFAULTS.harmoniser_sarek_version, profile, config, genome, "mpileup", base)
-    return SarekBackend(options, DEFAULTS.harmoniser_pacvar_version)
+    options = SarekOptions(DEFAULTS.sarek_version, profile, config, genome, "mpileup", base)
+    return SarekBackend(options, DEFAULTS.pacvar_version)
 
 
 def problems(command: list[str]) -> list[str]:
@@ -63,9 +63,9 @@ def problems(command: list[str]) -> list[str]:
     ("profile", "config", "genome", "base", "resume"),
     list(
         itertools.product(
-            (DEFAULTS.harmoniser_sarek_profile, "docker", "singularity,ngc"),
-            (DEFAULTS.harmoniser_sarek_config, Path("/sarek-work/executor.config")),
-            (DEFAULTS.harmoniser_sarek_genome, "GATK.GRCh37"),
+            (DEFAULTS.sarek_profile, "docker", "singularity,ngc"),
+            (DEFAULTS.sarek_config, Path("/sarek-work/executor.config")),
+            (DEFAULTS.sarek_genome, "GATK.GRCh37"),
             ("/references/igenomes", "/sarek-work/igenomes/"),
             (False, True),
         )
@@ -87,7 +87,7 @@ def test_every_pacvar_command_line_passes_pacvars_schema(
 
 
 def test_the_pinned_release_is_the_transcribed_one() -> None:
-    assert DEFAULTS.harmoniser_pacvar_version == SCHEMA["x-release"] == "1.0.1"
+    assert DEFAULTS.pacvar_version == SCHEMA["x-release"] == "1.0.1"
 
 
 def test_the_schema_check_catches_what_pacvar_refuses(tmp_path: Path) -> None:
@@ -123,14 +123,14 @@ def test_nextflow_runs_pacvar_offline(tmp_path: Path) -> None:
 def test_the_provenance_names_the_pipeline_that_ran() -> None:
     run = backend()
     assert run.pipeline(PACBIO) == ("nf-core/pacvar", "1.0.1")
-    assert run.pipeline(SHORT_UBAM) == ("nf-core/sarek", DEFAULTS.harmoniser_sarek_version)
+    assert run.pipeline(SHORT_UBAM) == ("nf-core/sarek", DEFAULTS.sarek_version)
     assert run.parameters(PACBIO)["aligner"] == "pbmm2"
     assert run.parameters(SHORT_UBAM)["aligner"] == "bwa-mem"
 
 
 def test_the_configured_backend_runs_pacvar_for_pacbio(tmp_path: Path) -> None:
     harmoniser = make_harmoniser(
-        Settings(harmoniser_backend="sarek", harmoniser_sarek_igenomes_base="/sarek-work/igenomes")
+        HarmoniserSettings(backend="sarek", sarek_igenomes_base="/sarek-work/igenomes")
     )
     assert isinstance(harmoniser.backend, SarekBackend)
     command = harmoniser.backend.command(PACBIO, tmp_path, tmp_path / "t", resume=False)

@@ -151,13 +151,13 @@ def test_a_run_that_cannot_start_fails_with_nextflows_exit_status_and_log(
 
 def test_the_service_builds_the_configured_backend() -> None:
     from services.harmoniser.app import make_harmoniser
-    from shared.config import Settings
+    from shared.config import HarmoniserSettings
 
     harmoniser = make_harmoniser(
-        Settings(
-            harmoniser_backend="sarek",
-            harmoniser_sarek_version="3.5.1",
-            harmoniser_sarek_igenomes_base="/references/igenomes",
+        HarmoniserSettings(
+            backend="sarek",
+            sarek_version="3.5.1",
+            sarek_igenomes_base="/references/igenomes",
         )
     )
     assert (harmoniser.backend.name, harmoniser.pipeline, harmoniser.pipeline_version) == (

@@ -27,7 +27,7 @@ from services.harmoniser.sarek import (
     samplesheet_rows,
     sarek_schema,
 )
-from shared.config import Settings
+from shared.config import HarmoniserSettings
 
 SCHEMA = sarek_schema()
 PARAMETERS = jsonschema.Draft7Validator({k: v for k, v in SCHEMA.items() if not k.startswith("x-")})
@@ -35,11 +35,11 @@ SAMPLESHEET = jsonschema.Draft7Validator(SCHEMA["x-samplesheet"])
 PROFILE = re.compile(r"^[A-Za-z0-9_-]+(,[A-Za-z0-9_-]+)*$")
 RELEASE = re.compile(r"^\d+\.\d+\.\d+$")
 
-DEFAULTS = Settings()
-TOOLS = (DEFAULTS.harmoniser_sarek_tools, "mpileup,haplotypecaller", "deepvariant,mpileup,strelka")
-GENOMES = (DEFAULTS.harmoniser_sarek_genome, "GATK.GRCh37")
-PROFILES = (DEFAULTS.harmoniser_sarek_profile, "docker", "singularity,ngc")
-CONFIGS = (DEFAULTS.harmoniser_sarek_config, Path("/sarek-work/executor.config"))
+DEFAULTS = HarmoniserSettings()
+TOOLS = (DEFAULTS.sarek_tools, "mpileup,haplotypecaller", "deepvariant,mpileup,strelka")
+GENOMES = (DEFAULTS.sarek_genome, "GATK.GRCh37")
+PROFILES = (DEFAULTS.sarek_profile, "docker", "singularity,ngc")
+CONFIGS = (DEFAULTS.sarek_config, Path("/sarek-work/executor.config"))
 BASES = ("/references/igenomes", "/sarek-work/igenomes/")
 
 SHORT_FASTQ = SampleReads(
@@ -73,7 +73,7 @@ def problems(command: list[str], version: str) -> list[str]:
 def test_every_command_line_passes_sareks_schema(
     tools: str, genome: str, profile: str, config: Path | None, base: str, resume: bool, tmp_path: Path
 ) -> None:
-    options = SarekOptions(DEFAULTS.harmoniser_sarek_version, profile, config, genome, tools, base)
+    options = SarekOptions(DEFAULTS.sarek_version, profile, config, genome, tools, base)
     command = nextflow_command(
         options,
         tmp_path / "samplesheet.csv",
@@ -82,7 +82,7 @@ def test_every_command_line_passes_sareks_schema(
         tmp_path / "results" / "pipeline_info" / "execution_trace.txt",
         resume=resume,
     )
-    assert problems(command, DEFAULTS.harmoniser_sarek_version) == []
+    assert problems(command, DEFAULTS.sarek_version) == []
     _, params = command_parameters(command)
     assert params["igenomes_base"] == base.rstrip("/") + "/"
     assert params["tools"] == tools and params["step"] == "mapping"
@@ -117,7 +117,7 @@ def test_every_samplesheet_passes_sareks_input_schema(reads: SampleReads) -> Non
 
 def test_the_default_settings_make_a_backend_sarek_accepts() -> None:
     """``--tools bcftools`` (the old default) is not one of Sarek's tools: refused at start-up."""
-    assert DEFAULTS.harmoniser_sarek_tools == "mpileup"
+    assert DEFAULTS.sarek_tools == "mpileup"
     with pytest.raises(ValueError, match="mpileup"):
         SarekOptions("3.5.1", "singularity", None, "GATK.GRCh38", "bcftools", "/references/igenomes")
     with pytest.raises(ValueError, match="mpileup"):
@@ -171,9 +171,9 @@ def test_the_sarek_backend_needs_a_local_reference_base() -> None:
     from services.harmoniser.app import make_harmoniser
 
     with pytest.raises(ValueError, match="IGENOMES_BASE"):
-        make_harmoniser(Settings(harmoniser_backend="sarek"))
+        make_harmoniser(HarmoniserSettings(backend="sarek"))
     harmoniser = make_harmoniser(
-        Settings(harmoniser_backend="sarek", harmoniser_sarek_igenomes_base="/sarek-work/igenomes")
+        HarmoniserSettings(backend="sarek", sarek_igenomes_base="/sarek-work/igenomes")
     )
     assert isinstance(harmoniser.backend, SarekBackend)
     assert harmoniser.backend.options.igenomes_base == "/sarek-work/igenomes/"

@@ -7,7 +7,7 @@ import os
 import subprocess
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,7 +15,19 @@ from pydantic import SecretStr
 
 from shared.auth import Tokens
 from shared.bus import Service
-from shared.config import Settings
+from shared.config import (
+    SERVICE_SETTINGS,
+    SHARED_PARTS,
+    ArchiveSettings,
+    HarmoniserSettings,
+    HttpSettings,
+    KafkaSettings,
+    Section,
+    StateSettings,
+    TokenSettings,
+    database_urls,
+    every_variable,
+)
 from shared.topics import SERVICES
 from tests.unit.k8s.k8s_objects import (
     K8S,
@@ -30,20 +42,20 @@ from tests.unit.k8s.k8s_objects import (
 from tools.k8s.topics import CLUSTER, default_partitions
 
 # What the Secret carries: the bearer tokens' hashes and the database URLs of the services
-# with relational state (`Settings.database_urls`, which `genomhub db upgrade` migrates).
+# with relational state (`shared.config.database_urls`, which `genomhub db upgrade` migrates).
 SECRET_SETTINGS = {
     "GENOMHUB_TOKENS",
-    "GENOMHUB_RECEIVER_DB",
-    "GENOMHUB_CATALOGUE_URL",
-    "GENOMHUB_BILLING_URL",
+    "GENOMHUB_RECEIVER_DATABASE_URL",
+    "GENOMHUB_INDEXER_DATABASE_URL",
+    "GENOMHUB_BILLING_DATABASE_URL",
 }
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 NAMESPACES = {"dev": "genomhub-dev", "prod": "genomhub"}
 IMAGE = "genomhub:" + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
-def setting_default(name: str) -> Any:
-    return Settings.model_fields[name].default
+def port_of(service: str) -> Any:
+    return SERVICE_SETTINGS[service].model_fields["port"].default
 
 
 def pod_spec(workload: Obj) -> Obj:
@@ -93,11 +105,9 @@ def health_routes() -> dict[str, set[str]]:
     """The GET routes each real service's web application serves."""
     routes: dict[str, set[str]] = {}
     # Building a service contacts no broker; it only needs to know one and its credentials.
-    offline = Settings(
-        kafka_bootstrap="127.0.0.1:9", kafka_username="unused", kafka_password=SecretStr("unused")
-    )
+    offline = KafkaSettings(bootstrap="127.0.0.1:9", username="unused", password=SecretStr("unused"))
     for name in SERVICES:
-        service = Service(name, offline)
+        service = Service(name, SERVICE_SETTINGS[name](kafka=offline))
         routes[name] = {
             r.resource.canonical for r in service.web.router.routes() if r.method == "GET" and r.resource
         }
@@ -109,7 +119,7 @@ def test_probes_hit_real_endpoints_on_the_configured_port(
 ) -> None:
     _, objects = overlay
     for name in SERVICES:
-        port = setting_default(f"{name}_port")
+        port = port_of(name)
         deployment = one(objects, "Deployment", name)
         (container,) = pod_spec(deployment)["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -140,13 +150,16 @@ def test_services_and_job_take_env_from_the_configmap_and_secret(overlay: tuple[
     config(objects), secret(objects)  # both exist in the overlay
 
 
-def settings_of(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The Settings a container with environment ``env`` reads, nothing else of the test's."""
+S = TypeVar("S", bound=Section)
+
+
+def settings_of(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, section: type[S]) -> S:
+    """The ``section`` a container with environment ``env`` reads, nothing else of the test's."""
     for key in [k for k in os.environ if k.startswith("GENOMHUB_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return Settings()
+    return section()
 
 
 def writable_volume(workload: Obj, path: Path) -> str:
@@ -162,23 +175,22 @@ def writable_volume(workload: Obj, path: Path) -> str:
 def test_environment_is_valid_settings(
     overlay: tuple[str, list[Obj]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every GENOMHUB_* key is a real setting, and the whole environment parses as Settings."""
+    """Every GENOMHUB_* key is a real setting, and the whole environment parses as every section."""
     name, objects = overlay
     for workload in [*(one(objects, "Deployment", s) for s in SERVICES), one(objects, "Job", "db-upgrade")]:
         env = environment(objects, workload)
-        unknown = {
-            k
-            for k in env
-            if k.startswith("GENOMHUB_") and k[len("GENOMHUB_") :].lower() not in Settings.model_fields
-        }
+        unknown = {k for k in env if k.startswith("GENOMHUB_") and k not in every_variable()}
         assert not unknown, f"not settings of shared/config.py: {sorted(unknown)}"
-        settings = settings_of(env, monkeypatch)
-        assert settings.kafka_bootstrap == env["GENOMHUB_KAFKA_BOOTSTRAP"]
-        writable_volume(workload, settings.state_dir)
-        writable_volume(workload, settings.cache)
-        assert settings.store_url.startswith("s3://")
+        for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values()):
+            settings_of(env, monkeypatch, section)
+        assert settings_of(env, monkeypatch, KafkaSettings).bootstrap == env["GENOMHUB_KAFKA_BOOTSTRAP"]
+        state = settings_of(env, monkeypatch, StateSettings)
+        writable_volume(workload, state.state_dir)
+        writable_volume(workload, state.cache)
+        assert settings_of(env, monkeypatch, ArchiveSettings).store_url.startswith("s3://")
         if name == "dev":
-            Tokens(settings.tokens)  # real sha256 digests of the documented dev tokens
+            # real sha256 digests of the documented dev tokens
+            Tokens(settings_of(env, monkeypatch, TokenSettings).tokens)
 
 
 def test_secrets_are_in_the_secret_only(overlay: tuple[str, list[Obj]]) -> None:
@@ -285,6 +297,11 @@ def test_jaeger_v2_all_in_one(overlay: tuple[str, list[Obj]]) -> None:
     assert service_ports == {4317: 4317, 4318: 4318, 16686: 16686}
 
 
+def databases_of(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    settings_of(env, monkeypatch, StateSettings)  # the environment is now exactly ``env``
+    return database_urls()
+
+
 def test_migration_job_upgrades_the_databases(
     overlay: tuple[str, list[Obj]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -293,16 +310,16 @@ def test_migration_job_upgrades_the_databases(
     (container,) = pod_spec(job)["containers"]
     assert container["args"] == ["db", "upgrade"]
     assert pod_spec(job)["restartPolicy"] == "OnFailure"
-    # `genomhub db upgrade` migrates every database of Settings.database_urls: each one must be
+    # `genomhub db upgrade` migrates every database of `database_urls`: each one must be
     # the cluster's PostgreSQL, never a SQLite file in the Job's throwaway /tmp.
-    urls = settings_of(environment(objects, job), monkeypatch).database_urls()
+    urls = databases_of(environment(objects, job), monkeypatch)
     assert set(urls) == {"receiver", "indexer", "billing"}
     for service, url in urls.items():
         assert url.startswith("postgresql://"), service
     # The services read the very same URLs the Job migrated.
     for service in ("receiver", "indexer", "billing"):
         env = environment(objects, one(objects, "Deployment", service))
-        assert settings_of(env, monkeypatch).database_urls()[service] == urls[service]
+        assert databases_of(env, monkeypatch)[service] == urls[service]
 
 
 # --- NetworkPolicies ---------------------------------------------------------------------
@@ -380,7 +397,7 @@ def test_only_the_receiver_is_reachable_from_outside(overlay: tuple[str, list[Ob
     external = {
         (name, port) for name, labels, port in listening_pods(objects) if admits(policies, labels, port, None)
     }
-    assert external == {("receiver", setting_default("receiver_port"))}
+    assert external == {("receiver", port_of("receiver"))}
 
 
 def served_ports(objects: list[Obj]) -> list[tuple[str, dict[str, str], int]]:
@@ -422,10 +439,21 @@ def test_namespace_pods_reach_every_service_kafka_and_jaeger(overlay: tuple[str,
 # --- what each overlay changes --------------------------------------------------------------
 
 
-def test_dev_is_small_with_local_postgres_and_the_synthetic_reference(dev: list[Obj]) -> None:
+def test_dev_is_small_with_local_postgres_and_the_synthetic_reference(
+    dev: list[Obj], monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = config(dev)
     assert data["GENOMHUB_REFERENCE_PROFILE"] == "synthetic-v1"
-    assert "GENOMHUB_REFERENCE_FASTA" not in data
+    # The services are handed the synthetic reference an init container made in their pod.
+    fasta = Path(data["GENOMHUB_REFERENCE_FASTA"])
+    for name in ("validator", "harmoniser"):
+        workload = one(dev, "Deployment", name)
+        (init,) = pod_spec(workload)["initContainers"]
+        assert init["image"] == IMAGE and "synthetic_reference" in " ".join(init["command"])
+        cache = Path(settings_of(environment(dev, workload), monkeypatch, StateSettings).cache)
+        assert fasta.is_relative_to(cache)
+        made_in = [m["name"] for m in init["volumeMounts"] if cache.is_relative_to(m["mountPath"])]
+        assert made_in == [writable_volume(workload, fasta)], name
     for deployment in of_kind(dev, "Deployment"):
         assert deployment["spec"]["replicas"] == 1
     (pool,) = of_kind(dev, "KafkaNodePool")
@@ -467,8 +495,8 @@ def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(
         assert secret(prod)[key] != secret(dev)[key]
     assert "GENOMHUB_HARMONISER_BACKEND" not in container_env(one(dev, "Deployment", "harmoniser"))
     harmoniser = one(prod, "Deployment", "harmoniser")
-    settings = settings_of(environment(prod, harmoniser), monkeypatch)
-    assert settings.harmoniser_backend == "sarek"
+    settings = settings_of(environment(prod, harmoniser), monkeypatch, HarmoniserSettings)
+    assert settings.backend == "sarek"
     # Nextflow's work dirs (under the harmoniser's state dir) and the site's executor config
     # are on the volume the HPC's tasks share.
     claims = {
@@ -479,11 +507,11 @@ def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(
     shared = one(prod, "PersistentVolumeClaim", "genomhub-sarek-work")
     assert shared["spec"]["accessModes"] == ["ReadWriteMany"]
     assert (
-        claims[writable_volume(harmoniser, settings.state_dir / "harmoniser" / "runs")]
+        claims[writable_volume(harmoniser, settings.state.state_dir / "harmoniser" / "runs")]
         == "genomhub-sarek-work"
     )
-    assert settings.harmoniser_sarek_config is not None
-    assert claims[writable_volume(harmoniser, settings.harmoniser_sarek_config)] == "genomhub-sarek-work"
+    assert settings.sarek_config is not None
+    assert claims[writable_volume(harmoniser, settings.sarek_config)] == "genomhub-sarek-work"
     types = {s["metadata"]["name"]: s["spec"]["type"] for s in of_kind(prod, "Service")}
     assert set(types.values()) == {"ClusterIP"}  # the receiver is reached through its Ingress
     (pool,) = of_kind(prod, "KafkaNodePool")
@@ -509,7 +537,7 @@ def test_prod_exposes_the_receiver_only_through_tls(prod: list[Obj], monkeypatch
     """The regions reach the receiver only by an Ingress that ends TLS with a cert-manager
     certificate, re-encrypts to the pods (which serve TLS themselves, with a certificate the
     controller verifies), and no NetworkPolicy admits anything else from outside on 8480."""
-    port = setting_default("receiver_port")
+    port = port_of("receiver")
     (ingress,) = of_kind(prod, "Ingress")
     (tls,) = ingress["spec"]["tls"]
     certificates = {c["spec"]["secretName"]: c for c in of_kind(prod, "Certificate")}
@@ -528,12 +556,12 @@ def test_prod_exposes_the_receiver_only_through_tls(prod: list[Obj], monkeypatch
 
     # The pods serve TLS with the certificate whose CA the controller verifies them against.
     receiver = one(prod, "Deployment", "receiver")
-    settings = settings_of(environment(prod, receiver), monkeypatch)
-    assert settings.http_tls_cert is not None and settings.http_tls_key is not None
+    http = settings_of(environment(prod, receiver), monkeypatch, HttpSettings)
+    assert http.tls_cert is not None and http.tls_key is not None
     (container,) = pod_spec(receiver)["containers"]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    mount = mounts[str(settings.http_tls_cert.parent)]
-    assert mount.get("readOnly") and settings.http_tls_key.parent == settings.http_tls_cert.parent
+    mount = mounts[str(http.tls_cert.parent)]
+    assert mount.get("readOnly") and http.tls_key.parent == http.tls_cert.parent
     (volume,) = [v for v in pod_spec(receiver)["volumes"] if v["name"] == mount["name"]]
     internal = certificates[volume["secret"]["secretName"]]
     assert (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings
+from shared.config import KafkaSettings
 from shared.kafka import kafka_access
 from shared.topics import ADMIN, CLIENT_PRINCIPALS, SERVICES, grants_of, kafka_user
 from tests.unit.k8s.k8s_objects import K8S, Obj, of_kind, one
@@ -113,9 +113,10 @@ def test_each_service_reaches_kafka_as_its_own_user_over_verified_tls(
             str(ca_file.relative_to(mount["mountPath"])): "ca.crt"
         }
         settings = settings_of(
-            {**environment(objects, deployment), "GENOMHUB_KAFKA_PASSWORD": "from-the-secret"}, monkeypatch
+            {**environment(objects, deployment), "GENOMHUB_KAFKA_PASSWORD": "from-the-secret"},
+            monkeypatch,
+            KafkaSettings,
         )
-        assert isinstance(settings, Settings)
         access = kafka_access(service, settings)
         assert access.security_protocol == "SASL_SSL"
         assert access.credentials is not None and access.credentials.username == kafka_user(service)

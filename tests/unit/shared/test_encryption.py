@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from services.cli import main
-from shared.config import Settings, get_settings
+from shared.config import ArchiveKeySettings, StateSettings
 from shared.encryption import (
     CIPHER_SEGMENT_SIZE,
     SEGMENT_SIZE,
@@ -367,25 +367,23 @@ def test_the_start_up_check_reads_the_settings(
     archive: tuple[ArchiveKey, Path, Path], tmp_path: Path
 ) -> None:
     key, secret, public = archive
-    settings = Settings(
-        home=tmp_path,
-        archive_secret_key=secret,
-        archive_public_key=public,
-        archive_key_passphrase=PASSPHRASE,
+    settings = ArchiveKeySettings(
+        state=StateSettings(home=tmp_path),
+        secret_key=secret,
+        public_key=public,
+        key_passphrase=PASSPHRASE,
     )
     assert check_archive_key(settings) == key
     assert "secret" not in repr(key) and key.secret.hex() not in repr(key)
     with pytest.raises(ArchiveKeyError, match=str(tmp_path / "keys" / "archive.sec")):
-        check_archive_key(Settings(home=tmp_path, archive_key_passphrase=PASSPHRASE))
+        check_archive_key(ArchiveKeySettings(state=StateSettings(home=tmp_path), key_passphrase=PASSPHRASE))
 
 
 @pytest.fixture
 def key_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("GENOMHUB_ARCHIVE_KEY_PASSPHRASE", PASSPHRASE)
-    get_settings.cache_clear()
     yield tmp_path
-    get_settings.cache_clear()
 
 
 def test_keys_generate_writes_a_pair_the_command_line_uses(key_env: Path) -> None:
@@ -410,7 +408,6 @@ def test_keys_check_says_why_a_key_cannot_be_used(key_env: Path, monkeypatch: py
     assert missing.exit_code == 1 and "does not exist" in missing.output
     assert runner.invoke(main, ["keys", "generate", "--out", str(key_env / "home" / "keys")]).exit_code == 0
     monkeypatch.setenv("GENOMHUB_ARCHIVE_KEY_PASSPHRASE", "not it")
-    get_settings.cache_clear()
     wrong = runner.invoke(main, ["keys", "check"])
     assert wrong.exit_code == 1 and "passphrase does not unlock" in wrong.output
     assert "not it" not in wrong.output
@@ -418,7 +415,6 @@ def test_keys_check_says_why_a_key_cannot_be_used(key_env: Path, monkeypatch: py
 
 def test_keys_generate_needs_a_passphrase(key_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GENOMHUB_ARCHIVE_KEY_PASSPHRASE")
-    get_settings.cache_clear()
     result = CliRunner().invoke(main, ["keys", "generate", "--out", str(key_env / "k")])
     assert result.exit_code == 1 and "GENOMHUB_ARCHIVE_KEY_PASSPHRASE" in result.output
     assert not (key_env / "k" / "archive.sec").exists()

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.bus import Service
-from shared.config import Settings
+from shared.config import KafkaSettings, StateSettings, ValidatorSettings
 from shared.events import EVENT_MODELS
 from shared.kafka import Credentials, KafkaAccessError, credentials_dir, kafka_access, write_credentials
 from shared.topics import (
@@ -29,8 +29,8 @@ from tests.unit.indexer.factories import harmonised, submission
 from tools.kafka.broker import BrokerError, LocalBroker
 
 
-def settings(tmp_path: Path, **values: object) -> Settings:
-    return Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9092", **values)  # type: ignore[arg-type]
+def settings(**values: object) -> KafkaSettings:
+    return KafkaSettings(bootstrap="127.0.0.1:9092", **values)  # type: ignore[arg-type]
 
 
 def test_each_principal_uses_the_password_the_local_broker_wrote_for_it(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_each_principal_uses_the_password_the_local_broker_wrote_for_it(tmp_path
     )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    access = kafka_access("validator", settings(tmp_path))
+    access = kafka_access("validator", settings(), StateSettings(home=tmp_path))
     assert access.credentials == Credentials("genomhub-validator", "s3cret")
     options = access.client_options()
     assert options["sasl_mechanism"] == "SCRAM-SHA-512"
@@ -50,50 +50,45 @@ def test_each_principal_uses_the_password_the_local_broker_wrote_for_it(tmp_path
     )
     assert "s3cret" not in repr(access)
     with pytest.raises(KafkaAccessError, match="no Kafka credentials for indexer"):
-        kafka_access("indexer", settings(tmp_path))
+        kafka_access("indexer", settings(), StateSettings(home=tmp_path))
     path.chmod(0o640)
     with pytest.raises(KafkaAccessError, match="readable by other users"):
-        kafka_access("validator", settings(tmp_path))
+        kafka_access("validator", settings(), StateSettings(home=tmp_path))
 
 
 def test_the_environment_names_the_user_in_a_cluster(tmp_path: Path) -> None:
-    cluster = Settings(
-        home=tmp_path,
-        kafka_bootstrap="genomhub-kafka-bootstrap:9093",
-        kafka_security_protocol="SASL_SSL",
-        kafka_username="genomhub-indexer",
-        kafka_password=SecretStr("from-strimzi"),
+    cluster = KafkaSettings(
+        bootstrap="genomhub-kafka-bootstrap:9093",
+        security_protocol="SASL_SSL",
+        username="genomhub-indexer",
+        password=SecretStr("from-strimzi"),
     )
     access = kafka_access("indexer", cluster)
     assert access.credentials == Credentials("genomhub-indexer", "from-strimzi")
     assert access.security_protocol == "SASL_SSL"
     assert access.client_options()["ssl_context"] is not None
     with pytest.raises(KafkaAccessError, match="GENOMHUB_KAFKA_PASSWORD is not"):
-        kafka_access("indexer", cluster.model_copy(update={"kafka_password": None}))
+        kafka_access("indexer", cluster.model_copy(update={"password": None}))
 
 
 @pytest.mark.parametrize(
     "bootstrap", ["10.0.0.5:9092", "kafka.example.org:9092", "127.0.0.1:9092,broker-2:9092"]
 )
 def test_plain_transport_is_refused_off_loopback(tmp_path: Path, bootstrap: str) -> None:
-    remote = Settings(
-        home=tmp_path, kafka_bootstrap=bootstrap, kafka_username="u", kafka_password=SecretStr("p")
-    )
+    remote = KafkaSettings(bootstrap=bootstrap, username="u", password=SecretStr("p"))
     with pytest.raises(KafkaAccessError, match="refusing SASL_PLAINTEXT"):
         kafka_access("validator", remote)
 
 
 @pytest.mark.parametrize("bootstrap", ["127.0.0.1:9092", "localhost:9092", "[::1]:9092", "127.0.0.2:1"])
 def test_plain_transport_is_allowed_on_loopback(tmp_path: Path, bootstrap: str) -> None:
-    local = Settings(
-        home=tmp_path, kafka_bootstrap=bootstrap, kafka_username="u", kafka_password=SecretStr("p")
-    )
+    local = KafkaSettings(bootstrap=bootstrap, username="u", password=SecretStr("p"))
     assert kafka_access("validator", local).bootstrap == bootstrap
 
 
 def test_only_registered_principals_get_clients(tmp_path: Path) -> None:
     with pytest.raises(KafkaAccessError, match="unknown Kafka principal"):
-        kafka_access("probe", settings(tmp_path, kafka_username="u", kafka_password=SecretStr("p")))
+        kafka_access("probe", settings(username="u", password=SecretStr("p")))
 
 
 def test_a_service_writes_only_what_it_emits_and_its_dead_letters() -> None:
@@ -147,10 +142,8 @@ def test_no_module_but_the_factory_constructs_a_kafka_client() -> None:
 
 
 def test_a_service_emits_only_its_registered_events() -> None:
-    offline = Settings(
-        kafka_bootstrap="127.0.0.1:9", kafka_username="unused", kafka_password=SecretStr("unused")
-    )
-    service = Service("validator", offline)
+    offline = KafkaSettings(bootstrap="127.0.0.1:9", username="unused", password=SecretStr("unused"))
+    service = Service("validator", ValidatorSettings(kafka=offline))
     with pytest.raises(ValueError, match="validator is not registered to emit harmonised"):
         asyncio.run(service.emit(harmonised(submission()), event_id="x"))
 

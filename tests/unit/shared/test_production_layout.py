@@ -22,7 +22,8 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+            # `from shared import synthetic` imports the module shared.synthetic too
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
     return found
 
 
@@ -53,15 +54,28 @@ def test_an_installation_without_tools_has_no_local_stack_commands(monkeypatch: 
     assert "demo" not in CliRunner().invoke(cli.main, ["--help"]).output.split()
 
 
-def test_only_the_embedded_reference_fallback_reaches_the_synthetic_genome() -> None:
+def test_no_production_module_imports_the_synthetic_genome() -> None:
     """The read simulator and the synthetic genome are test data; production code holds files
     to a profile by its name (``shared.profiles``) and reads M5s with the validator's own
-    ``contig_md5s``. The one use left is ``Settings.reference()`` building the synthetic FASTA
-    when no reference is configured, the embedded stack's default."""
+    ``contig_md5s``. The embedded stack's synthetic reference is made by ``tools/stack``,
+    which hands its path to the processes it starts (``GENOMHUB_REFERENCE_FASTA``)."""
     users = sorted(
         str(path.relative_to(ROOT))
         for folder in ("shared", "services")
         for path in (ROOT / folder).rglob("*.py")
-        if path.name != "synthetic.py" and "shared.synthetic" in imported_modules(path)
+        if path.name != "synthetic.py"
+        and any(m == "shared.synthetic" or m.startswith("shared.synthetic.") for m in imported_modules(path))
     )
-    assert users == ["shared/config.py"]
+    assert users == []
+
+
+def test_no_production_module_reads_the_local_broker_record() -> None:
+    """Where the local broker records itself is the local stack's business: production code
+    is told the broker by ``GENOMHUB_KAFKA_BOOTSTRAP``."""
+    readers = sorted(
+        str(path.relative_to(ROOT))
+        for folder in ("shared", "services")
+        for path in (ROOT / folder).rglob("*.py")
+        if "broker.json" in path.read_text()
+    )
+    assert readers == []

@@ -12,10 +12,16 @@ from aiokafka.errors import CommitFailedError
 from pydantic import SecretStr
 
 from shared.bus import Service, _Handled, until_stopped_or_failed
-from shared.config import Settings
+from shared.config import SERVICE_SETTINGS, KafkaSettings, ServiceSettings
 from shared.events import Harmonised, Validated
 
-OFFLINE = Settings(kafka_bootstrap="127.0.0.1:9", kafka_username="unused", kafka_password=SecretStr("unused"))
+
+def offline(service: str) -> ServiceSettings:
+    """The service's settings with a broker it never reaches (building a service contacts none)."""
+    kafka = KafkaSettings(bootstrap="127.0.0.1:9", username="unused", password=SecretStr("unused"))
+    return SERVICE_SETTINGS[service](kafka=kafka)
+
+
 P0, P1 = TopicPartition("genomhub.validated.v1", 0), TopicPartition("genomhub.validated.v1", 1)
 
 
@@ -52,7 +58,7 @@ def test_work_that_fails_stops_the_process_as_failed() -> None:
 
 
 def test_a_timer_runs_its_work_every_interval_after_the_first() -> None:
-    service = Service("billing", OFFLINE)
+    service = Service("billing", offline("billing"))
     ticks: list[float] = []
     three = asyncio.Event()
 
@@ -76,7 +82,7 @@ def test_a_timer_runs_its_work_every_interval_after_the_first() -> None:
 
 
 def test_a_service_may_handle_an_event_type_once_and_only_what_it_subscribes() -> None:
-    service = Service("indexer", OFFLINE)
+    service = Service("indexer", offline("indexer"))
 
     async def handle(_: Any) -> None:
         return None
@@ -85,7 +91,7 @@ def test_a_service_may_handle_an_event_type_once_and_only_what_it_subscribes() -
     with pytest.raises(ValueError, match="already has a handler for validated"):
         service.on(Validated, handle)
     with pytest.raises(ValueError, match="billing is not registered to consume harmonised"):
-        Service("billing", OFFLINE).on(Harmonised, handle)
+        Service("billing", offline("billing")).on(Harmonised, handle)
 
 
 class Consumer:

@@ -12,11 +12,14 @@ import random
 import struct
 import subprocess
 import tarfile
+from functools import lru_cache
 from pathlib import Path
 
 import pysam
 
+from shared.config import ReferenceSettings, ValidatorSettings
 from shared.synthetic import SYNTHETIC_CONTIGS, contig_sequence
+from tools.stack.environment import StackSettings
 
 GRCH37 = [
     (str(i), n)
@@ -32,6 +35,17 @@ GRCH37 = [
 
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
 READ_LENGTH = 100
+
+
+@lru_cache(maxsize=1)
+def synthetic_fasta() -> Path:
+    """The synthetic reference, as the local stack configures it (``GENOMHUB_REFERENCE_FASTA``)."""
+    return StackSettings().reference()
+
+
+def validator_settings(**fields: object) -> ValidatorSettings:
+    """The validator's section as the local stack configures it: the synthetic reference set."""
+    return ValidatorSettings(reference=ReferenceSettings(fasta=synthetic_fasta()), **fields)  # type: ignore[arg-type]
 
 
 def reference_sequences() -> dict[str, str]:

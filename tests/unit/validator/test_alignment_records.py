@@ -15,7 +15,6 @@ from services.validator import alignments
 from services.validator._fastq_scan import count_alignments
 from services.validator.alignments import count_records, declared_records
 from services.validator.checks import check_file
-from shared.config import get_settings
 from tests.unit.validator import corpus
 
 PROFILE = "synthetic-v1"
@@ -24,7 +23,7 @@ SLICE_RECORDS = 100
 
 @pytest.fixture(scope="module")
 def reference() -> Path:
-    return get_settings().reference()
+    return corpus.synthetic_fasta()
 
 
 def sliced(tmp_path: Path, reference: Path, body: str) -> Path:

@@ -11,7 +11,6 @@ import pytest
 
 from services.validator.checks import check_file
 from services.validator.fastq import check_fastq
-from shared.config import get_settings
 from shared.synthetic import SYNTHETIC_CONTIGS
 from tests.unit.validator import corpus
 
@@ -19,13 +18,13 @@ PROFILE = "synthetic-v1"
 
 
 def codes(path: Path, name: str | None = None) -> set[str]:
-    found = check_file(name or path.name, path.as_uri(), PROFILE)
+    found = check_file(name or path.name, path.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     return {p.code for p in found.problems if p.severity == "error"}
 
 
 @pytest.fixture(scope="module")
 def reference() -> Path:
-    return get_settings().reference()
+    return corpus.synthetic_fasta()
 
 
 @pytest.fixture()
@@ -133,14 +132,14 @@ def test_bam_named_fastq(tmp_path: Path, reference: Path) -> None:
     )
     misnamed = tmp_path / "reads.fastq.gz"
     bam.rename(misnamed)
-    found = check_file(misnamed.name, misnamed.as_uri(), PROFILE)
+    found = check_file(misnamed.name, misnamed.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.detected_type == "bam"
     assert "file.name_mismatch" in {p.code for p in found.problems}
 
 
 def test_good_cram(tmp_path: Path, reference: Path) -> None:
     cram = corpus.good_cram(tmp_path, reference)
-    found = check_file(cram.name, cram.as_uri(), PROFILE)
+    found = check_file(cram.name, cram.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.problems == []
     assert found.metrics["reads"] == 1000
     assert found.metrics["mapped"] == 1000
@@ -190,27 +189,37 @@ def test_vcf_contigs_without_lengths(tmp_path: Path) -> None:
 
 def test_good_vcf(tmp_path: Path) -> None:
     vcf = corpus.write_vcf(tmp_path, "S1.vcf.gz", corpus.vcf_text())
-    found = check_file(vcf.name, vcf.as_uri(), PROFILE)
+    found = check_file(vcf.name, vcf.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.problems == []
     assert found.metrics["records"] == 3 and found.metrics["fileformat"] == "VCFv4.2"
-    index = check_file("S1.vcf.gz.tbi", (tmp_path / "S1.vcf.gz.tbi").as_uri(), PROFILE)
+    index = check_file(
+        "S1.vcf.gz.tbi",
+        (tmp_path / "S1.vcf.gz.tbi").as_uri(),
+        PROFILE,
+        reference_fasta=corpus.synthetic_fasta(),
+    )
     assert index.detected_type == "tabix_index" and index.problems == []
 
 
 def test_long_read_ubam(tmp_path: Path) -> None:
     ubam = corpus.long_read_ubam(tmp_path / "hifi.bam")
-    found = check_file(ubam.name, ubam.as_uri(), PROFILE)
+    found = check_file(ubam.name, ubam.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.detected_type == "ubam" and found.raw
     assert found.metrics["platform"] == "PacBio"
     assert found.metrics["reads"] == 5 and found.metrics["bases"] == 20000
     assert found.metrics["read_length_n50"] == 10000
-    ont = check_file("ont.bam", corpus.long_read_ubam(tmp_path / "ont.bam", "ONT").as_uri(), PROFILE)
+    ont = check_file(
+        "ont.bam",
+        corpus.long_read_ubam(tmp_path / "ont.bam", "ONT").as_uri(),
+        PROFILE,
+        reference_fasta=corpus.synthetic_fasta(),
+    )
     assert ont.metrics["platform"] == "ONT" and ont.problems == []
 
 
 def test_spring_archive(tmp_path: Path) -> None:
     archive = corpus.spring_archive(tmp_path / "S1.spring", reads=4000)
-    found = check_file(archive.name, archive.as_uri(), PROFILE)
+    found = check_file(archive.name, archive.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.detected_type == "spring"
     assert found.metrics["reads"] == 4000
     assert [p.code for p in found.problems] == ["spring.decompression_required"]

@@ -15,7 +15,6 @@ from services.validator import sniff as kinds
 from services.validator.checks import check_file
 from services.validator.htslib_messages import captured
 from services.validator.validation import InProcess, InputFile, validate
-from shared.config import get_settings
 from shared.events import AnalysisType
 from shared.synthetic import SYNTHETIC_CONTIGS
 from tests.unit.validator import corpus
@@ -25,13 +24,13 @@ FIRST, FIRST_LENGTH = SYNTHETIC_CONTIGS[0]
 
 
 def codes(path: Path) -> set[str]:
-    found = check_file(path.name, path.as_uri(), PROFILE)
+    found = check_file(path.name, path.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     return {p.code for p in found.problems if p.severity == "error"}
 
 
 @pytest.fixture(scope="module")
 def reference() -> Path:
-    return get_settings().reference()
+    return corpus.synthetic_fasta()
 
 
 def vcf_with(record: str, samples: tuple[str, ...] = ("S1",), info: str = "") -> str:
@@ -60,7 +59,7 @@ def vcf_with(record: str, samples: tuple[str, ...] = ("S1",), info: str = "") ->
 )
 def test_each_record_fault_has_its_code(tmp_path: Path, record: str, code: str) -> None:
     vcf = corpus.write_vcf(tmp_path, "S1.vcf.gz", vcf_with(record))
-    found = check_file(vcf.name, vcf.as_uri(), PROFILE)
+    found = check_file(vcf.name, vcf.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     faults = [p for p in found.problems if p.code == code]
     assert len(faults) == 1 and faults[0].severity == "error"
     assert faults[0].location == "record 4"
@@ -76,7 +75,7 @@ def test_good_records_in_all_their_forms_pass(tmp_path: Path) -> None:
         f"{FIRST} {FIRST_LENGTH} . A G 50 PASS . GT 1/1",
     ]
     vcf = corpus.write_vcf(tmp_path, "S1.vcf.gz", vcf_with("\n".join(records)))
-    found = check_file(vcf.name, vcf.as_uri(), PROFILE)
+    found = check_file(vcf.name, vcf.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.problems == []
     assert found.metrics["records"] == 8
 
@@ -84,14 +83,14 @@ def test_good_records_in_all_their_forms_pass(tmp_path: Path) -> None:
 def test_many_faulty_records_make_one_problem_with_their_count(tmp_path: Path) -> None:
     records = "\n".join(f"chrUn {100 + i} . A G 50 PASS . GT 0/1" for i in range(50))
     vcf = corpus.write_vcf(tmp_path, "S1.vcf.gz", vcf_with(records))
-    found = check_file(vcf.name, vcf.as_uri(), PROFILE)
+    found = check_file(vcf.name, vcf.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     [undeclared] = [p for p in found.problems if p.code == "vcf.undeclared_contig"]
     assert "50 records" in undeclared.message and "chrUn:100" in undeclared.message
 
 
 def test_a_record_htslib_cannot_parse_carries_htslib_s_reason(tmp_path: Path) -> None:
     vcf = corpus.write_vcf(tmp_path, "S1.vcf.gz", vcf_with(f"{FIRST} 5000 . A G 50 PASS . GT 0/x"))
-    found = check_file(vcf.name, vcf.as_uri(), PROFILE)
+    found = check_file(vcf.name, vcf.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     [bad] = [p for p in found.problems if p.code == "vcf.bad_record"]
     assert bad.location == "record 4" and "GT" in bad.message
     assert "index file" not in bad.message
@@ -103,7 +102,11 @@ def test_plain_gzip_vcf_is_its_own_problem_not_a_crash(tmp_path: Path) -> None:
     assert kinds.sniff(vcf.read_bytes()).compression == "gzip"
     assert codes(vcf) == {"vcf.not_bgzf"}
     outcome = validate(
-        [InputFile(vcf.name, vcf.as_uri())], get_settings(), AnalysisType.WGS, InProcess(), PROFILE
+        [InputFile(vcf.name, vcf.as_uri())],
+        corpus.validator_settings(),
+        AnalysisType.WGS,
+        InProcess(),
+        PROFILE,
     )
     assert {p.code for p in outcome.files[0].findings.problems} == {"vcf.not_bgzf"}
 
@@ -127,7 +130,7 @@ def test_cram_2_1_with_its_end_of_file_container_is_whole(tmp_path: Path, refere
         capture_output=True,
     )
     assert cram21.read_bytes()[4:6] == b"\x02\x01"
-    found = check_file(cram21.name, cram21.as_uri(), PROFILE)
+    found = check_file(cram21.name, cram21.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.problems == []
     assert found.metrics["cram_version"] == "2.1" and found.metrics["reads"] == 1000
     cut = tmp_path / "cut.cram"
@@ -140,7 +143,7 @@ def test_empty_cram_is_a_cram_not_an_unaligned_bam(tmp_path: Path, reference: Pa
     sam.write_text("@HD\tVN:1.6\tSO:unsorted\n@RG\tID:r\tSM:S1\tPL:PACBIO\n")
     cram = tmp_path / "empty.cram"
     subprocess.run(["samtools", "view", "-C", "-o", str(cram), str(sam)], check=True, capture_output=True)
-    found = check_file(cram.name, cram.as_uri(), PROFILE)
+    found = check_file(cram.name, cram.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.detected_type == "cram" and not found.raw
     assert {p.code for p in found.problems} == {"cram.no_reference_sequences"}
 
@@ -152,7 +155,7 @@ def test_bam_with_a_corrupt_first_block_is_not_taken_for_fastq(tmp_path: Path, r
     data = bytearray(bam.read_bytes())
     data[18:40] = bytes(b ^ 0xA5 for b in data[18:40])  # inside the deflate data of the header block
     bam.write_bytes(bytes(data))
-    found = check_file(bam.name, bam.as_uri(), PROFILE)
+    found = check_file(bam.name, bam.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.detected_type == kinds.CORRUPT_BGZF
     assert {p.code for p in found.problems} == {"bgzf.corrupt"}
 
@@ -166,7 +169,7 @@ def test_nul_in_a_quality_line_is_a_quality_problem(tmp_path: Path) -> None:
     fastq.write_text("\n".join(lines))
     assert kinds.sniff(fastq.read_bytes()).kind == kinds.FASTQ
     assert kinds.sniff(b"\0\1\2\3" * 100).kind == kinds.BINARY
-    found = check_file(fastq.name, fastq.as_uri(), PROFILE)
+    found = check_file(fastq.name, fastq.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     assert found.detected_type == "fastq"
     assert "fastq.bad_quality" in {p.code for p in found.problems}
 
@@ -178,9 +181,9 @@ def test_htslib_never_speaks_past_the_report(
     vcf = corpus.write_vcf(
         tmp_path, "S1.vcf.gz", vcf_with("chrUn 500 . A G 50 PASS . GT 0/1", info=info), index=False
     )
-    found = check_file(vcf.name, vcf.as_uri(), PROFILE)
+    found = check_file(vcf.name, vcf.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     cram = corpus.good_cram(tmp_path, reference)
-    check_file(cram.name, cram.as_uri(), PROFILE)
+    check_file(cram.name, cram.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta())
     err = capfd.readouterr().err
     assert "[E::" not in err and "[W::" not in err
     by_code = {p.code: p for p in found.problems}
@@ -225,6 +228,13 @@ def test_a_reserved_field_declared_wrong_is_reported_for_every_file_not_only_the
             vcf_with("chr1 500 . A G 50 PASS . GT 0/1", info=info),
             index=False,
         )
-        reports.append({p.code for p in check_file(vcf.name, vcf.as_uri(), PROFILE).problems})
+        reports.append(
+            {
+                p.code
+                for p in check_file(
+                    vcf.name, vcf.as_uri(), PROFILE, reference_fasta=corpus.synthetic_fasta()
+                ).problems
+            }
+        )
     assert all("vcf.reserved_field_declaration" in codes for codes in reports), reports
     assert not any("vcf.htslib_warning" in codes for codes in reports), "htslib's once-only warning is ours"

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from services.validator._fastq_scan import scan
 from services.validator.validation import InProcess, InputFile, Outcome, validate
-from shared.config import get_settings
 from shared.events import AnalysisType, FileRole, Verdict
 from shared.fastq_files import mate_in_file_name
 from tests.unit.validator import corpus
@@ -52,7 +51,7 @@ def samtools_fastq(
 
 def run(*paths: Path) -> Outcome:
     inputs = [InputFile(p.name, p.as_uri(), RAW) for p in paths]
-    return validate(inputs, get_settings(), AnalysisType.WGS, InProcess(), "synthetic-v1")
+    return validate(inputs, corpus.validator_settings(), AnalysisType.WGS, InProcess(), "synthetic-v1")
 
 
 def codes(outcome: Outcome) -> set[str]:

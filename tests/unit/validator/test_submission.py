@@ -12,7 +12,7 @@ import pytest
 
 from services.validator.harmonisation_policy import Candidate, decide
 from services.validator.validation import InProcess, InputFile, Outcome, validate
-from shared.config import Settings, get_settings
+from shared.config import GenomeEquivalentSettings, PolicySettings, ValidatorSettings
 from shared.events import AnalysisType, FileRole, HarmonisationPolicy, Verdict
 from tests.unit.validator import corpus
 
@@ -20,8 +20,8 @@ RAW = FileRole.RAW_READS
 CLINICAL = FileRole.CLINICAL_OUTPUT
 
 
-def settings(**overrides: object) -> Settings:
-    return get_settings().model_copy(update=overrides)
+def settings(**overrides: object) -> ValidatorSettings:
+    return corpus.validator_settings(**overrides)
 
 
 def run(files: list[tuple[Path, FileRole]], **overrides: object) -> Outcome:
@@ -37,7 +37,7 @@ def problems(outcome: Outcome, name: str) -> set[str]:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("submission")
-    reference = get_settings().reference()
+    reference = corpus.synthetic_fasta()
     r1, r2 = corpus.fastq_pair(d, n=2000)
     cram = corpus.good_cram(d, reference)
     vcf = corpus.write_vcf(d, "S1.vcf.gz", corpus.vcf_text())
@@ -154,7 +154,7 @@ def test_policies(
     passthrough: list[str],
 ) -> None:
     chosen = [f for f in full(files, cram) if with_raw or f[1] is CLINICAL]
-    outcome = run(chosen, harmonisation_policy=HarmonisationPolicy(policy))
+    outcome = run(chosen, policy=PolicySettings(harmonisation_policy=HarmonisationPolicy(policy)))
     assert outcome.verdict.value == verdict, outcome.harmonisation.reasons
     assert outcome.harmonisation.needs_harmonisation is needs
     assert sorted(outcome.harmonisation.passthrough) == passthrough
@@ -172,7 +172,7 @@ def test_policies(
 def test_national_without_fastq_counts_cram_bases(files: dict[str, Path]) -> None:
     outcome = run(
         [(files["cram"], CLINICAL), (files["vcf"], CLINICAL), (files["tbi"], CLINICAL)],
-        harmonisation_policy=HarmonisationPolicy.NATIONAL,
+        policy=PolicySettings(harmonisation_policy=HarmonisationPolicy.NATIONAL),
     )
     assert outcome.verdict is Verdict.ACCEPTED
     assert outcome.raw_bases == 0
@@ -188,11 +188,15 @@ def test_bases_rule_counts_a_sample_once(files: dict[str, Path]) -> None:
 
 
 def test_analysis_rule(files: dict[str, Path]) -> None:
-    outcome = run(full(files), ge_rule="analysis")
+    outcome = run(full(files), genome_equivalents=GenomeEquivalentSettings(rule="analysis"))
     assert outcome.genome_equivalents == Decimal("1.000000")
     weighted = validate(
         [InputFile(p.name, p.as_uri(), r) for p, r in full(files)],
-        settings(ge_rule="analysis", ge_analysis_weights={"WES": Decimal("0.25")}),
+        settings(
+            genome_equivalents=GenomeEquivalentSettings(
+                rule="analysis", analysis_weights={"WES": Decimal("0.25")}
+            )
+        ),
         AnalysisType.WES,
         InProcess(),
     )

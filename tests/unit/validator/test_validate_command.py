@@ -13,8 +13,8 @@ import pytest
 
 from services.validator.checks import check_file
 from services.validator.references import decoding_reference
-from shared.config import get_settings
 from tests.unit.validator import corpus
+from tools.stack.environment import StackSettings
 
 GENOMHUB = str(Path(sys.executable).with_name("genomhub"))
 
@@ -31,7 +31,7 @@ def genomhub_validate(*args: str, **env: str) -> subprocess.CompletedProcess[str
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("command")
     r1, r2 = corpus.fastq_pair(d, n=200)
-    return {"r1": r1, "r2": r2, "cram": corpus.good_cram(d, get_settings().reference())}
+    return {"r1": r1, "r2": r2, "cram": corpus.good_cram(d, StackSettings().reference())}
 
 
 def test_the_default_profile_is_grch38(files: dict[str, Path]) -> None:
@@ -52,7 +52,7 @@ def test_a_cram_without_a_reference_says_what_it_needs(files: dict[str, Path]) -
 def test_a_cram_is_decoded_against_the_reference_given(files: dict[str, Path], given: str) -> None:
     """Decoded against the FASTA given, the synthetic CRAM's reads are counted, and it is
     refused for what it is: its contigs are not GRCh38's."""
-    fasta = str(get_settings().reference())
+    fasta = str(StackSettings().reference())
     args, env = (
         (["--reference", fasta], {}) if given == "option" else ([], {"GENOMHUB_REFERENCE_FASTA": fasta})
     )
@@ -64,6 +64,7 @@ def test_a_cram_is_decoded_against_the_reference_given(files: dict[str, Path], g
 
 
 def test_the_synthetic_profile_decodes_with_the_synthetic_reference(files: dict[str, Path]) -> None:
+    """With the synthetic reference configured, as the local stack configures it."""
     done = genomhub_validate(
         str(files["r1"]),
         str(files["r2"]),
@@ -71,11 +72,19 @@ def test_the_synthetic_profile_decodes_with_the_synthetic_reference(files: dict[
         "--reference-profile",
         "synthetic-v1",
         "--json",
+        GENOMHUB_REFERENCE_FASTA=str(StackSettings().reference()),
     )
     assert done.returncode == 0, done.stdout
     report = json.loads(done.stdout)
     assert report["reference_profile"] == "synthetic-v1"
     assert [f["metrics"]["reads"] > 0 for f in report["files"]] == [True, True, True]
+
+
+def test_the_synthetic_profile_without_its_fasta_says_what_it_needs(files: dict[str, Path]) -> None:
+    """The command builds no synthetic genome of its own: that is the local stack's."""
+    done = genomhub_validate(str(files["r1"]), "--reference-profile", "synthetic-v1")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--reference FASTA" in done.stderr and "GENOMHUB_REFERENCE_FASTA" in done.stderr
 
 
 def test_an_unknown_profile_is_a_usage_error(files: dict[str, Path]) -> None:
@@ -84,22 +93,16 @@ def test_an_unknown_profile_is_a_usage_error(files: dict[str, Path]) -> None:
 
 
 def test_a_grch38_cram_is_never_decoded_against_the_synthetic_fasta(files: dict[str, Path]) -> None:
-    settings = get_settings().model_copy(update={"reference_fasta": None})
-    given = Path("/refs/GRCh38.fa")
-    assert decoding_reference("GRCh38", settings) is None
-    assert decoding_reference("GRCh38", settings, given) == given
-    assert decoding_reference("GRCh38", settings.model_copy(update={"reference_fasta": given})) == given
-    assert decoding_reference("synthetic-v1", settings) == settings.reference()
+    """Only the FASTA given or configured decodes: nothing is guessed, the synthetic one least
+    of all (the local stack configures it for its own processes)."""
+    given, configured = Path("/refs/GRCh38.fa"), Path("/refs/configured.fa")
+    assert decoding_reference(None) is None
+    assert decoding_reference(None, given) == given
+    assert decoding_reference(configured) == configured
+    assert decoding_reference(configured, given) == given
 
 
-def test_the_service_names_the_missing_reference_as_a_problem(
-    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("GENOMHUB_REFERENCE_FASTA", raising=False)
-    get_settings.cache_clear()
-    try:
-        found = check_file("S1.cram", files["cram"].as_uri(), "GRCh38")
-    finally:
-        get_settings.cache_clear()
+def test_the_service_names_the_missing_reference_as_a_problem(files: dict[str, Path]) -> None:
+    found = check_file("S1.cram", files["cram"].as_uri(), "GRCh38")
     assert [p.code for p in found.problems] == ["cram.reference_required"]
     assert "GENOMHUB_REFERENCE_FASTA" in found.problems[0].message

@@ -1,0 +1,59 @@
+"""What the local stack knows that a pod does not: where its broker is and which reference it
+uses.
+
+A pod is told everything by its environment (``GENOMHUB_KAFKA_BOOTSTRAP``,
+``GENOMHUB_REFERENCE_FASTA`` from its ConfigMap) and stops when a setting is missing. The
+local stack is the one that decides these for the processes it starts: its own broker's
+address, and the synthetic reference built into the cache, which it hands over in their
+environment exactly as Kubernetes would.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.config import KafkaSettings, StateSettings, TopicSettings
+from shared.synthetic import synthetic_reference
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """The local stack's own settings: its state folder and cache, the topics' partitions,
+    and a broker to use instead of starting its own (``None``: start one)."""
+
+    state: StateSettings = field(default_factory=StateSettings)
+    bootstrap: str | None = None
+    topics: TopicSettings = field(default_factory=TopicSettings)
+
+    @classmethod
+    def from_environment(cls) -> StackSettings:
+        """As ``genomhub up`` reads them: a broker named by ``GENOMHUB_KAFKA_BOOTSTRAP`` is used."""
+        return cls(StateSettings(), KafkaSettings().bootstrap, TopicSettings())
+
+    @classmethod
+    def fresh(cls, home: Path, cache: Path) -> StackSettings:
+        """A stack of its own under ``home`` (the demo, the end-to-end tests), whatever broker
+        the environment names."""
+        return cls(StateSettings(home=home, cache=cache))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state.state_dir
+
+    @property
+    def cache(self) -> Path:
+        return self.state.cache
+
+    def reference(self) -> Path:
+        """The synthetic reference (with .fai), built into the cache once: the embedded
+        stack's reference genome, which its samples are simulated from."""
+        return synthetic_reference(self.cache)
+
+    def process_environment(self, bootstrap: str) -> dict[str, str]:
+        """The environment of a process the stack starts: this one's, with the stack's broker,
+        state folder and reference (a reference already configured is kept)."""
+        env = {**os.environ, "GENOMHUB_KAFKA_BOOTSTRAP": bootstrap, "GENOMHUB_HOME": str(self.state_dir)}
+        env.setdefault("GENOMHUB_REFERENCE_FASTA", str(self.reference()))
+        return env
