@@ -221,6 +221,23 @@ class Settings(BaseSettings):
         "path; the HPC is offline). Required by the sarek backend.",
     )
     harmoniser_nextflow: str = Field(default="nextflow", description="Harmoniser: the Nextflow launcher.")
+    harmoniser_database_url: str = Field(
+        default="",
+        description="Harmoniser: SQLAlchemy URL of its job queue, shared by its replicas (postgresql://... "
+        "in production). Unset: SQLite <home>/harmoniser/jobs.sqlite, for one harmoniser on one host.",
+    )
+    harmoniser_heartbeat_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Harmoniser: seconds between the heartbeats that keep a running job's lease, and "
+        "between looks for jobs whose lease ended (taken over). Below `GENOMHUB_HARMONISER_LEASE`.",
+    )
+    harmoniser_lease: float = Field(
+        default=60.0,
+        gt=0,
+        description="Harmoniser: seconds a replica holds a job after its last heartbeat; a job not "
+        "heard of for longer is taken over by another replica and its old run stopped.",
+    )
     indexer_port: int = Field(default=8483, description="Indexer: catalogue API and probes.")
     billing_port: int = Field(default=8484, description="Billing: finance API and probes.")
     catalogue_url: str = Field(
@@ -264,12 +281,17 @@ class Settings(BaseSettings):
     def receiver_database_url(self) -> str:
         return self.receiver_db or f"sqlite:///{self.state_dir / 'receiver.db'}"
 
+    @property
+    def harmoniser_queue_url(self) -> str:
+        return self.harmoniser_database_url or f"sqlite:///{self.state_dir / 'harmoniser' / 'jobs.sqlite'}"
+
     def database_urls(self) -> dict[str, str]:
         """The database of each service that keeps relational state."""
         return {
             "receiver": self.receiver_database_url,
             "indexer": self.catalogue_database_url,
             "billing": self.billing_database_url,
+            "harmoniser": self.harmoniser_queue_url,
         }
 
     @property

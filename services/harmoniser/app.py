@@ -69,7 +69,7 @@ def make_harmoniser(settings: Settings) -> Harmoniser:
 def build() -> Service:
     settings = get_settings()
     service = Service("harmoniser")
-    store = JobStore.under(settings.state_dir)
+    store = JobStore(settings.harmoniser_queue_url)
 
     async def emit(job: Job, event: Harmonised) -> None:
         with service.tracer.start_as_current_span(
@@ -85,6 +85,8 @@ def build() -> Service:
         concurrency=settings.harmoniser_concurrency,
         retries=settings.harmoniser_retries,
         retry_delay=settings.harmoniser_retry_delay,
+        heartbeat_interval=settings.harmoniser_heartbeat_interval,
+        lease=settings.harmoniser_lease,
     )
 
     async def on_validated(envelope: Envelope[Validated]) -> None:
@@ -113,10 +115,16 @@ def build() -> Service:
             log.info("job already queued", state=job.state)
 
     async def run_jobs() -> None:
-        await runner.recover()
+        await runner.take_over_expired()
         await runner.run()
 
     service.on(Validated, on_validated)
     service.readiness.append(store.readiness())
     service.task(run_jobs)
+
+    @service.timer(settings.harmoniser_heartbeat_interval)
+    async def take_over_expired() -> None:
+        """Every replica looks for jobs whose owner stopped heartbeating (died, or cut off)."""
+        await runner.take_over_expired()
+
     return service
