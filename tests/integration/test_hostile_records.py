@@ -198,7 +198,7 @@ def test_a_path_as_submission_id_or_a_file_outside_the_archive_reaches_no_folder
     with consuming("harmoniser", kafka_bootstrap, tmp_path, request):
         expect_dead_letters(kafka_bootstrap, Validated, hostile)
     assert (victim / "keep.txt").read_text() == "must survive"
-    assert JobStore.under(get_settings().state_dir).get(sub.submission_id) is None, "no job was queued"
+    assert JobStore(get_settings().harmoniser_queue_url).get(sub.submission_id) is None, "no job was queued"
     assert not (runs / sub.submission_id).exists()
 
 

@@ -124,7 +124,7 @@ def test_the_four_policies_end_to_end(
     assert {(i, e.model_dump_json()) for _, e, i in again} == {
         (found[policy][0][2], found[policy][0][1].model_dump_json())
     }
-    job = JobStore.under(get_settings().state_dir).get(cases[policy].submission.submission_id)
+    job = JobStore(get_settings().harmoniser_queue_url).get(cases[policy].submission.submission_id)
     assert job is not None and job.attempts == 1 and job.state == "succeeded"
 
 

@@ -18,7 +18,7 @@ from tests.unit.harmoniser.factory import checked, validated
 def test_killed_mid_job_the_job_finishes_exactly_once_after_restart(
     kafka_bootstrap: str, harmoniser_inputs: Inputs, tmp_path: Path
 ) -> None:
-    store = JobStore.under(get_settings().state_dir)
+    store = JobStore(get_settings().harmoniser_queue_url)
     run = uuid.uuid4().hex[:8]
     fastq = [checked(p, FileRole.RAW_READS, "fastq") for p in harmoniser_inputs.big_fastq]
     event = validated(

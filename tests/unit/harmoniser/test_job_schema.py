@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
 from sqlalchemy import (
     Boolean,
     Column,
@@ -21,7 +23,9 @@ from sqlalchemy import (
     text,
 )
 
+from services.cli import main
 from services.harmoniser.jobs import JobStore, metadata
+from shared.config import get_settings
 from shared.database import make_engine
 
 
@@ -103,3 +107,30 @@ def test_a_queue_made_by_create_all_is_adopted_with_its_jobs(tmp_path: Path) -> 
         assert claimed is not None and claimed.submission_id == "s-old" and claimed.attempts == 1
     finally:
         store.dispose()
+
+
+def test_db_upgrade_migrates_the_job_queue_at_its_configured_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue replicas share is migrated by the one migration Job, before any replica starts."""
+    url = f"sqlite:///{tmp_path / 'shared-queue.sqlite'}"
+    monkeypatch.setenv("GENOMHUB_HARMONISER_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        done = CliRunner().invoke(main, ["db", "upgrade", "--service", "harmoniser"])
+    finally:
+        get_settings.cache_clear()
+    assert done.exit_code == 0, done.output
+    assert done.output == "harmoniser: schema at head\n"
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert (
+                conn.execute(text("SELECT version_num FROM alembic_version_harmoniser")).scalar_one()
+                == "0002"
+            )
+        assert {"owner", "lease_expires_at"} <= {
+            c["name"] for c in inspect(engine).get_columns("harmoniser_jobs")
+        }
+    finally:
+        engine.dispose()

@@ -36,6 +36,7 @@ SECRET_SETTINGS = {
     "GENOMHUB_RECEIVER_DB",
     "GENOMHUB_CATALOGUE_URL",
     "GENOMHUB_BILLING_URL",
+    "GENOMHUB_HARMONISER_DATABASE_URL",
 }
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 NAMESPACES = {"dev": "genomhub-dev", "prod": "genomhub"}
@@ -296,11 +297,11 @@ def test_migration_job_upgrades_the_databases(
     # `genomhub db upgrade` migrates every database of Settings.database_urls: each one must be
     # the cluster's PostgreSQL, never a SQLite file in the Job's throwaway /tmp.
     urls = settings_of(environment(objects, job), monkeypatch).database_urls()
-    assert set(urls) == {"receiver", "indexer", "billing"}
+    assert set(urls) == {"receiver", "indexer", "billing", "harmoniser"}
     for service, url in urls.items():
         assert url.startswith("postgresql://"), service
     # The services read the very same URLs the Job migrated.
-    for service in ("receiver", "indexer", "billing"):
+    for service in ("receiver", "indexer", "billing", "harmoniser"):
         env = environment(objects, one(objects, "Deployment", service))
         assert settings_of(env, monkeypatch).database_urls()[service] == urls[service]
 
