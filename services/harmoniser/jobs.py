@@ -45,6 +45,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import RowMapping
@@ -327,13 +328,21 @@ class JobStore(Store):
             rows = conn.execute(select(jobs).where(_owned_work(), _lease_ended(_now()))).mappings().all()
         return [Job.of(r) for r in rows]
 
-    def take_over(self, job: Job, owner: str, lease: float) -> bool:
+    def held(self) -> list[Job]:
+        """Jobs some owner holds now, its lease running or not."""
+        with self.reading() as conn:
+            rows = conn.execute(select(jobs).where(_owned_work(), jobs.c.owner.is_not(None))).mappings().all()
+        return [Job.of(r) for r in rows]
+
+    def take_over(self, job: Job, owner: str, lease: float, *, owner_gone: bool = False) -> bool:
         """Take ``job`` from its old owner, whose lease ended; True for exactly one taker.
 
         A running job goes back to the queue, due at once (its next claim counts the attempt);
         a finished one not yet reported becomes ``owner``'s to report. The update is
         conditional on the owner ``job`` was read with and on the lease still being over, so
         a heartbeat of the old owner in between, or another replica's take-over, wins.
+        ``owner_gone``: the caller saw that the old owner's process is dead, so its lease is
+        not waited out (the condition on the old owner still makes one taker win).
         """
         now = _now()
         old = jobs.c.owner.is_(None) if job.owner is None else _held_by(job.owner)
@@ -356,7 +365,7 @@ class JobStore(Store):
                     jobs.c.state == job.state,
                     old,
                     _owned_work(),
-                    _lease_ended(now),
+                    true() if owner_gone else _lease_ended(now),
                 )
                 .values(updated_at=now, **values)
             )

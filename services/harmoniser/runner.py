@@ -96,10 +96,17 @@ class JobRunner:
         """
         taken: list[str] = []
         try:
-            for job in await asyncio.to_thread(self.store.expired):
+            expired = await asyncio.to_thread(self.store.expired)
+            gone = [j for j in await asyncio.to_thread(self.store.held) if self._owner_gone(j.owner)]
+            candidates = {j.submission_id: (j, False) for j in expired} | {
+                j.submission_id: (j, True) for j in gone
+            }
+            for job, owner_gone in candidates.values():
                 if job.state == "running" and job.pgid is not None:
                     await asyncio.to_thread(self._stop_orphan, job)
-                if not await asyncio.to_thread(self.store.take_over, job, self.owner, self.lease):
+                if not await asyncio.to_thread(
+                    self.store.take_over, job, self.owner, self.lease, owner_gone=owner_gone
+                ):
                     continue
                 taken.append(job.submission_id)
                 log.warning(
@@ -114,6 +121,16 @@ class JobRunner:
         if taken:
             self.wake()
         return taken
+
+    def _owner_gone(self, owner: str | None) -> bool:
+        """An owner on this host whose process no longer exists: it will never heartbeat
+        again, so its jobs are taken over at once (a harmoniser restarted on its host does not
+        wait out its predecessor's lease). A pid that exists may be a reused one: then the
+        lease decides, as it does for every owner on another host."""
+        if owner is None or owner == self.owner or host_of(owner) != socket.gethostname():
+            return False
+        pid = owner.split("/")[1]
+        return pid.isdigit() and not psutil.pid_exists(int(pid))
 
     def _stop_orphan(self, job: Job) -> None:
         """Stop the old run's process group, if it runs here: only its own host can see it."""

@@ -227,3 +227,26 @@ def test_claim_takes_each_job_once(tmp_path: Path, retries: int) -> None:
     job = store.claim("replica-a", 60.0)
     assert job is not None and job.attempts == 1 + retries
     assert store.claim("replica-b", 60.0) is None
+
+
+async def test_a_job_whose_owner_died_on_this_host_is_taken_over_without_waiting_out_its_lease(
+    tmp_path: Path, reference: Path, harmoniser_cache: Path
+) -> None:
+    runner = make_runner(tmp_path, reference, harmoniser_cache, Collected())
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # its pid now names no process
+    for sid, owner in (
+        ("s-here", f"{socket.gethostname()}/{ended.pid}/gone"),
+        ("s-elsewhere", f"another-host/{ended.pid}/alive-there"),
+        ("s-alive", f"{socket.gethostname()}/1/reused"),  # pid 1 exists: the lease decides
+    ):
+        runner.store.enqueue(sid, f"c-{sid}", f"e-{sid}", "{}", [])
+        claimed = runner.store.claim(owner, lease=60.0)
+        assert claimed is not None and claimed.submission_id == sid
+    assert await runner.take_over_expired() == ["s-here"]
+    assert await runner.take_over_expired() == []
+    assert {j.submission_id: j.state for j in runner.store.all()} == {
+        "s-here": "queued",
+        "s-elsewhere": "running",
+        "s-alive": "running",
+    }
