@@ -223,3 +223,17 @@ async def test_an_owner_that_lost_its_lease_stops_its_pipeline_and_emits_nothing
     assert not list((paused.rundir(sid) / "results").rglob("*.vcf.gz")), "the run was not stopped, it ended"
     job = paused.store.get(sid)
     assert job is not None and job.state == "running" and job.owner == "replica-other" and job.result is None
+
+
+def test_a_job_left_running_before_leases_is_taken_over(replicas: tuple[JobStore, JobStore]) -> None:
+    """A queue migrated from 0001 may hold a job a harmoniser was running then: it has neither
+    owner nor lease, so no one will ever renew it."""
+    first, second = replicas
+    first.enqueue("s-old", "c", "e", "{}", [])
+    with first.writing() as conn:
+        conn.execute(update(jobs).where(jobs.c.submission_id == "s-old").values(state="running", attempts=1))
+    [stale] = second.expired()
+    assert stale.owner is None and stale.lease_expires_at is None
+    assert at_once(4, lambda i: replicas[i % 2].take_over(stale, f"replica-{i}", 60.0)).count(True) == 1
+    again = first.claim("replica-a", 60.0)
+    assert again is not None and again.submission_id == "s-old" and again.attempts == 2
