@@ -1,6 +1,8 @@
 """Two harmoniser replicas on one PostgreSQL queue and one broker: the replica running a job
-is SIGKILLed mid-run, its pipeline dies with it, the other takes the job over once its
-lease ended and finishes it, and one harmonised event is emitted."""
+is SIGKILLed mid-run, its pipeline dies with it, the other takes the job over and finishes
+it, and one harmonised event is emitted. Both run on this host, so the survivor sees the
+owner's process gone and takes over at its next look; a replica on another host waits out
+the lease (tests/unit/harmoniser/test_leases.py)."""
 
 from __future__ import annotations
 

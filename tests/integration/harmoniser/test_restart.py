@@ -1,5 +1,5 @@
-"""A harmoniser killed mid-run: its job is taken over once its lease ended, by a restarted
-harmoniser, and it finishes exactly once."""
+"""A harmoniser killed mid-run: the harmoniser restarted on its host takes its job over (the
+old owner's process is gone) and it finishes exactly once."""
 
 from __future__ import annotations
 
