@@ -391,8 +391,9 @@ class ValidatorSettings(ServiceSettings):
     policy: PolicySettings = part(PolicySettings)
 
 
-class HarmoniserSettings(ServiceSettings):
+class HarmoniserSettings(StatefulServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GENOMHUB_HARMONISER_")
+    embedded_database = "harmoniser/jobs.sqlite"
 
     port: int = Field(default=8482, description="Harmoniser: probes and metrics.")
     backend: Literal["local", "sarek"] = Field(
@@ -439,6 +440,23 @@ class HarmoniserSettings(ServiceSettings):
     archive: ArchiveSettings = part(ArchiveSettings)
     reference: ReferenceSettings = part(ReferenceSettings)
     guideline: GuidelineSettings = part(GuidelineSettings)
+    heartbeat_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Harmoniser: seconds between the heartbeats that keep a running job's lease, and "
+        "between looks for jobs whose lease ended (taken over). Below `GENOMHUB_HARMONISER_LEASE`.",
+    )
+    lease: float = Field(
+        default=60.0,
+        gt=0,
+        description="Harmoniser: seconds a replica holds a job after its last heartbeat; a job not "
+        "heard of for longer is taken over by another replica and its old run stopped.",
+    )
+    database_url: str = Field(
+        default="",
+        description="Harmoniser: SQLAlchemy URL of its job queue, shared by its replicas (postgresql://... "
+        "in production). Unset: SQLite <home>/harmoniser/jobs.sqlite, for one harmoniser on one host.",
+    )
 
 
 class IndexerSettings(StatefulServiceSettings):
@@ -501,6 +519,7 @@ def database_urls() -> dict[str, str]:
         "receiver": ReceiverSettings().database_url,
         "indexer": IndexerSettings().database_url,
         "billing": BillingSettings().database_url,
+        "harmoniser": HarmoniserSettings().database_url,
     }
 
 

@@ -71,7 +71,7 @@ def build() -> Service:
     settings = HarmoniserSettings()
     use_s3_endpoint(settings.archive.s3_endpoint_url)
     service = Service("harmoniser", settings)
-    store = JobStore.under(settings.state.state_dir)
+    store = JobStore(settings.database_url)
 
     async def emit(job: Job, event: Harmonised) -> None:
         with service.tracer.start_as_current_span(
@@ -87,6 +87,8 @@ def build() -> Service:
         concurrency=settings.concurrency,
         retries=settings.retries,
         retry_delay=settings.retry_delay,
+        heartbeat_interval=settings.heartbeat_interval,
+        lease=settings.lease,
     )
 
     async def on_validated(envelope: Envelope[Validated]) -> None:
@@ -115,10 +117,16 @@ def build() -> Service:
             log.info("job already queued", state=job.state)
 
     async def run_jobs() -> None:
-        await runner.recover()
+        await runner.take_over_expired()
         await runner.run()
 
     service.on(Validated, on_validated)
     service.readiness.append(store.readiness())
     service.task(run_jobs)
+
+    @service.timer(settings.heartbeat_interval)
+    async def take_over_expired() -> None:
+        """Every replica looks for jobs whose owner stopped heartbeating (died, or cut off)."""
+        await runner.take_over_expired()
+
     return service

@@ -1,33 +1,51 @@
 """The harmoniser's job table: what is queued, running and finished survives a restart.
 
-One row per submission (the natural key), in SQLite under the state folder, its schema in
-Alembic migrations (``services/harmoniser/migrations``) applied when the store opens. A replayed
-validated event finds the row and changes nothing; a finished job keeps the harmonised event
-it produced, so a replay re-emits exactly that event instead of running Sarek again. The
-event is stored before it is sent and marked sent after the broker acknowledged it, so a
-crash in between re-sends the same event (same id) and never re-runs the pipeline.
+One row per submission (the natural key), in the harmoniser's database
+(``GENOMHUB_HARMONISER_DATABASE_URL``: PostgreSQL in production, shared by every replica; unset,
+SQLite under the state folder), its schema in Alembic migrations
+(``services/harmoniser/migrations``). A replayed validated event finds the row and changes
+nothing; a finished job keeps the harmonised event it produced, so a replay re-emits exactly
+that event instead of running Sarek again. The event is stored before it is sent and marked
+sent after the broker acknowledged it, so a crash in between re-sends the same event (same
+id) and never re-runs the pipeline.
+
+Many replicas share the table. A replica claims a job (PostgreSQL ``FOR UPDATE SKIP LOCKED``,
+SQLite under the write lock) and holds it by a lease: its owner id and the instant the lease
+ends, which the owner's heartbeats push on. A job whose lease ended is its owner's no more:
+any replica takes it over, exactly once, by an update conditional on the old owner and the
+ended lease. Everything the owner writes afterwards (its pid, its outcome, a relaunch) is
+conditional on still owning the job, so an owner that lost its lease, paused or cut off,
+changes nothing and emits nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    and_,
     insert,
+    or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import RowMapping
@@ -56,7 +74,21 @@ jobs = Table(
     Column("not_before", Float, nullable=False, default=0.0),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("owner", String(255)),
+    Column("lease_expires_at", UtcDateTime()),
 )
+Index("harmoniser_jobs_by_state", jobs.c.state, jobs.c.created_at)  # what every claim looks up
+
+
+def replica_id() -> str:
+    """Who a replica is while it lives: its host (the pod's name in Kubernetes), its pid and a
+    random part, since a restarted container may be given the same pid on the same host."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+def host_of(owner: str) -> str:
+    """The host part of a :func:`replica_id`: where the owner's processes can be seen."""
+    return owner.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,8 @@ class Job:
     pgid: int | None
     created_at: datetime
     updated_at: datetime
+    owner: str | None
+    lease_expires_at: datetime | None
 
     @property
     def finished(self) -> bool:
@@ -95,6 +129,8 @@ class Job:
             pgid=row["pgid"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            owner=row["owner"],
+            lease_expires_at=row["lease_expires_at"],
         )
 
 
@@ -105,17 +141,27 @@ def _now() -> datetime:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def queue_url(state_dir: Path) -> str:
-    """Where the job queue lives: beside the run folders, on the harmoniser's own volume."""
-    return f"sqlite:///{state_dir / 'harmoniser' / 'jobs.sqlite'}"
+def _held_by(owner: str) -> ColumnElement[bool]:
+    return jobs.c.owner == owner
+
+
+def _lease_ended(now: datetime) -> ColumnElement[bool]:
+    """No live lease: ended, or never given (a job left running by a harmoniser before leases)."""
+    return or_(jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at <= now)
+
+
+def _owned_work() -> ColumnElement[bool]:
+    """What an owner holds a lease on: a running job, or a finished one it has still to report."""
+    return or_(jobs.c.state == "running", and_(jobs.c.state.in_(FINISHED), jobs.c.emitted.is_(False)))
 
 
 class JobStore(Store):
     """Synchronous and small: callers on the event loop go through ``asyncio.to_thread``.
 
-    Migrated when it opens (the harmoniser's start): the queue is a file on the harmoniser's
-    own volume, which no migration Job elsewhere can reach. Its writes need no advisory lock:
-    a job is claimed by a conditional update, taken only if it is still queued.
+    Migrated when it opens (the harmoniser's start) and by ``genomhub db upgrade``. Its writes
+    need no advisory lock: a claim locks the row it takes (``SKIP LOCKED`` lets other replicas
+    pass it by), and every other write is an update conditional on the state or the owner it
+    expects, so of two replicas racing for one change exactly one makes it.
     """
 
     SERVICE = "harmoniser"
@@ -123,10 +169,6 @@ class JobStore(Store):
 
     def __init__(self, url: str) -> None:
         super().__init__(url, migrate=True)
-
-    @classmethod
-    def under(cls, state_dir: Path) -> JobStore:
-        return cls(queue_url(state_dir))
 
     def get(self, submission_id: str) -> Job | None:
         with self.reading() as conn:
@@ -174,48 +216,102 @@ class JobStore(Store):
         assert job is not None
         return job, created
 
-    def claim(self) -> Job | None:
-        """Take the oldest queued job that is due: it becomes running, with one more attempt."""
+    def claim(self, owner: str, lease: float) -> Job | None:
+        """Take the oldest queued job that is due for ``owner``: it becomes running, with one
+        more attempt and a lease of ``lease`` seconds.
+
+        One transaction: on PostgreSQL the row is locked as it is read, and a replica claiming
+        at the same moment skips it for the next one instead of waiting; on SQLite the write
+        lock (``BEGIN IMMEDIATE``) is held from the read to the update, and SQLAlchemy renders
+        no ``FOR UPDATE`` there.
+        """
         with self.writing() as conn:
-            row = (
-                conn.execute(
-                    select(jobs)
-                    .where(jobs.c.state == "queued", jobs.c.not_before <= time.time())
-                    .order_by(jobs.c.created_at)
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
-                return None
             taken = conn.execute(
-                update(jobs)
-                .where(jobs.c.submission_id == row["submission_id"], jobs.c.state == "queued")
-                .values(state="running", attempts=jobs.c.attempts + 1, updated_at=_now())
-            )
-            if taken.rowcount != 1:
+                select(jobs.c.submission_id)
+                .where(jobs.c.state == "queued", jobs.c.not_before <= time.time())
+                .order_by(jobs.c.created_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).scalar()
+            if taken is None:
                 return None
-        return self.get(row["submission_id"])
-
-    def _set(self, submission_id: str, **values: Any) -> None:
-        with self.writing() as conn:
+            now = _now()
             conn.execute(
-                update(jobs).where(jobs.c.submission_id == submission_id).values(updated_at=_now(), **values)
+                update(jobs)
+                .where(jobs.c.submission_id == taken, jobs.c.state == "queued")
+                .values(
+                    state="running",
+                    attempts=jobs.c.attempts + 1,
+                    owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease),
+                    pgid=None,
+                    updated_at=now,
+                )
             )
+            row = conn.execute(select(jobs).where(jobs.c.submission_id == taken)).mappings().one()
+        return Job.of(row)
 
-    def set_pgid(self, submission_id: str, pgid: int | None) -> None:
-        self._set(submission_id, pgid=pgid)
+    def _set_if_held(self, submission_id: str, holder: str, **values: Any) -> bool:
+        """Change a job only while ``holder`` owns it; False: the job is another replica's now."""
+        with self.writing() as conn:
+            changed = conn.execute(
+                update(jobs)
+                .where(jobs.c.submission_id == submission_id, _held_by(holder))
+                .values(updated_at=_now(), **values)
+            )
+        return changed.rowcount == 1
 
-    def retry_later(self, submission_id: str, delay: float, log_tail: str) -> None:
-        self._set(submission_id, state="queued", not_before=time.time() + delay, log_tail=log_tail, pgid=None)
+    def heartbeat(self, submission_id: str, owner: str, lease: float) -> bool:
+        """Push the lease on by ``lease`` seconds from now; False: ``owner`` lost the job."""
+        return self._set_if_held(submission_id, owner, lease_expires_at=_now() + timedelta(seconds=lease))
 
-    def finish(self, submission_id: str, state: State, result: str, log_tail: str = "") -> None:
-        """Store the outcome and the event that reports it, not yet sent."""
-        self._set(submission_id, state=state, result=result, emitted=False, log_tail=log_tail, pgid=None)
+    def set_pgid(self, submission_id: str, owner: str, pgid: int | None) -> bool:
+        return self._set_if_held(submission_id, owner, pgid=pgid)
+
+    def retry_later(self, submission_id: str, owner: str, delay: float, log_tail: str) -> bool:
+        return self._set_if_held(
+            submission_id,
+            owner,
+            state="queued",
+            not_before=time.time() + delay,
+            log_tail=log_tail,
+            pgid=None,
+            owner=None,
+            lease_expires_at=None,
+        )
+
+    def release(self, submission_id: str, owner: str) -> bool:
+        """Give a running job back to the queue (its owner is stopping): due at once, for any replica."""
+        with self.writing() as conn:
+            changed = conn.execute(
+                update(jobs)
+                .where(jobs.c.submission_id == submission_id, _held_by(owner), jobs.c.state == "running")
+                .values(
+                    state="queued",
+                    not_before=0.0,
+                    pgid=None,
+                    owner=None,
+                    lease_expires_at=None,
+                    updated_at=_now(),
+                )
+            )
+        return changed.rowcount == 1
+
+    def finish(self, submission_id: str, owner: str, state: State, result: str, log_tail: str = "") -> bool:
+        """Store the outcome and the event that reports it, not yet sent; the owner keeps its
+        lease until the event is sent. False: the job is no longer ``owner``'s, nothing stored."""
+        return self._set_if_held(
+            submission_id, owner, state=state, result=result, emitted=False, log_tail=log_tail, pgid=None
+        )
 
     def mark_emitted(self, submission_id: str) -> None:
-        self._set(submission_id, emitted=True)
+        """The broker acknowledged the event: nothing is left to hold a lease on."""
+        with self.writing() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.submission_id == submission_id)
+                .values(emitted=True, owner=None, lease_expires_at=None, updated_at=_now())
+            )
 
     def unemitted(self) -> list[Job]:
         with self.reading() as conn:
@@ -226,14 +322,54 @@ class JobStore(Store):
             )
         return [Job.of(r) for r in rows]
 
-    def interrupted(self) -> list[Job]:
-        """Jobs left running by a previous process: after a restart none can really be running."""
+    def expired(self) -> list[Job]:
+        """Jobs whose owner's lease ended: running ones, and finished ones not yet reported."""
         with self.reading() as conn:
-            rows = conn.execute(select(jobs).where(jobs.c.state == "running")).mappings().all()
+            rows = conn.execute(select(jobs).where(_owned_work(), _lease_ended(_now()))).mappings().all()
         return [Job.of(r) for r in rows]
 
-    def requeue(self, submission_id: str) -> None:
-        self._set(submission_id, state="queued", not_before=0.0, pgid=None)
+    def held(self) -> list[Job]:
+        """Jobs some owner holds now, its lease running or not."""
+        with self.reading() as conn:
+            rows = conn.execute(select(jobs).where(_owned_work(), jobs.c.owner.is_not(None))).mappings().all()
+        return [Job.of(r) for r in rows]
+
+    def take_over(self, job: Job, owner: str, lease: float, *, owner_gone: bool = False) -> bool:
+        """Take ``job`` from its old owner, whose lease ended; True for exactly one taker.
+
+        A running job goes back to the queue, due at once (its next claim counts the attempt);
+        a finished one not yet reported becomes ``owner``'s to report. The update is
+        conditional on the owner ``job`` was read with and on the lease still being over, so
+        a heartbeat of the old owner in between, or another replica's take-over, wins.
+        ``owner_gone``: the caller saw that the old owner's process is dead, so its lease is
+        not waited out (the condition on the old owner still makes one taker win).
+        """
+        now = _now()
+        old = jobs.c.owner.is_(None) if job.owner is None else _held_by(job.owner)
+        values: dict[str, Any]
+        if job.state == "running":
+            values = {
+                "state": "queued",
+                "not_before": 0.0,
+                "pgid": None,
+                "owner": None,
+                "lease_expires_at": None,
+            }
+        else:
+            values = {"owner": owner, "lease_expires_at": now + timedelta(seconds=lease)}
+        with self.writing() as conn:
+            changed = conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.submission_id == job.submission_id,
+                    jobs.c.state == job.state,
+                    old,
+                    _owned_work(),
+                    true() if owner_gone else _lease_ended(now),
+                )
+                .values(updated_at=now, **values)
+            )
+        return changed.rowcount == 1
 
     def counts(self) -> dict[str, int]:
         counts = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0}

@@ -6,9 +6,14 @@ consumer's polling, never waits on a pipeline), relaunches failed runs after a d
 the configured number of retries, and reports every finished job as a harmonised event,
 succeeded or failed with the tail of its log: a job is never dropped silently.
 
-After a restart, jobs the previous process left running are relaunched once: their orphaned
-processes (if the process died without stopping them) are killed first, so that two runs of
-one job never write the same folder.
+Every replica runs one. A claimed job is held by a lease that the runner renews every
+heartbeat while the job runs and reports itself; a heartbeat that finds the job gone (its
+lease ended and another replica took it over, e.g. after a long pause of this process)
+stops the pipeline, and the outcome of a run that lost its job is neither stored nor sent.
+Any replica looks for jobs whose lease ended (:meth:`JobRunner.take_over_expired`): a
+running one is stopped where this replica can see its processes (the same host) and goes
+back to the queue, so two runs of one job never write the same folder; a finished one not
+yet reported is reported by the taker. A runner that stops gives its running jobs back.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,7 +30,7 @@ import psutil
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.harmoniser.harmonise import Harmoniser, harmonised_event
-from services.harmoniser.jobs import Job, JobStore
+from services.harmoniser.jobs import Job, JobStore, host_of, replica_id
 from services.harmoniser.steps import PipelineFailed, kill_group
 from shared import telemetry
 from shared.events import Harmonised, Validated
@@ -46,8 +52,17 @@ class JobRunner:
         concurrency: int,
         retries: int,
         retry_delay: float,
+        heartbeat_interval: float,
+        lease: float,
         poll_interval: float = 1.0,
+        owner: str | None = None,
     ) -> None:
+        """``owner`` is this replica's id in the queue (:func:`replica_id` unless a test names it)."""
+        if heartbeat_interval >= lease:
+            raise ValueError(
+                f"the heartbeat interval ({heartbeat_interval} s) must be shorter than the lease ({lease} s), "
+                "or every running job would be taken over between two heartbeats"
+            )
         self.store = store
         self.harmoniser = harmoniser
         self.emit = emit
@@ -55,11 +70,14 @@ class JobRunner:
         self.concurrency = concurrency
         self.retries = retries
         self.retry_delay = retry_delay
+        self.heartbeat_interval = heartbeat_interval
+        self.lease = lease
         self.poll_interval = poll_interval
+        self.owner = owner or replica_id()
         self.tracer = telemetry.tracer("genomhub.harmoniser.jobs")
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._relaunched: set[str] = set()
+        self._lost: set[str] = set()
 
     def wake(self) -> None:
         """A job was queued: look now rather than at the next poll."""
@@ -69,26 +87,67 @@ class JobRunner:
         """The job's run folder, which the runner creates and removes: only ever below ``runs_dir``."""
         return beneath(self.runs_dir, submission_id)
 
-    async def recover(self) -> list[str]:
-        """Requeue the jobs a previous process left running; returns their submission ids."""
-        interrupted = await asyncio.to_thread(self.store.interrupted)
-        for job in interrupted:
-            if job.pgid is not None:
-                await asyncio.to_thread(self._kill_orphan, job)
-            await asyncio.to_thread(self.store.requeue, job.submission_id)
-            self._relaunched.add(job.submission_id)
-            log.warning("relaunching interrupted job", submission_id=job.submission_id, attempts=job.attempts)
-        return [j.submission_id for j in interrupted]
+    async def take_over_expired(self) -> list[str]:
+        """Take over the jobs whose lease ended; returns the submission ids this replica took.
 
-    def _kill_orphan(self, job: Job) -> None:
+        Run at the start and then every heartbeat interval by every replica; of several
+        replicas looking at once, one takes each job (:meth:`JobStore.take_over`). Never
+        raises: a database that does not answer now is asked again at the next look.
+        """
+        taken: list[str] = []
+        try:
+            expired = await asyncio.to_thread(self.store.expired)
+            gone = [j for j in await asyncio.to_thread(self.store.held) if self._owner_gone(j.owner)]
+            candidates = {j.submission_id: (j, False) for j in expired} | {
+                j.submission_id: (j, True) for j in gone
+            }
+            for job, owner_gone in candidates.values():
+                if job.state == "running" and job.pgid is not None:
+                    await asyncio.to_thread(self._stop_orphan, job)
+                if not await asyncio.to_thread(
+                    self.store.take_over, job, self.owner, self.lease, owner_gone=owner_gone
+                ):
+                    continue
+                taken.append(job.submission_id)
+                log.warning(
+                    "took over a job whose lease ended",
+                    submission_id=job.submission_id,
+                    state=job.state,
+                    previous_owner=job.owner,
+                    attempts=job.attempts,
+                )
+        except Exception:
+            log.exception("cannot look for jobs whose lease ended; looking again later")
+        if taken:
+            self.wake()
+        return taken
+
+    def _owner_gone(self, owner: str | None) -> bool:
+        """An owner on this host whose process no longer exists: it will never heartbeat
+        again, so its jobs are taken over at once (a harmoniser restarted on its host does not
+        wait out its predecessor's lease). A pid that exists may be a reused one: then the
+        lease decides, as it does for every owner on another host."""
+        if owner is None or owner == self.owner or host_of(owner) != socket.gethostname():
+            return False
+        pid = owner.split("/")[1]
+        return pid.isdigit() and not psutil.pid_exists(int(pid))
+
+    def _stop_orphan(self, job: Job) -> None:
+        """Stop the old run's process group, if it runs here: only its own host can see it."""
         assert job.pgid is not None
+        if job.owner is not None and host_of(job.owner) != socket.gethostname():
+            return
         rundir = str(self.rundir(job.submission_id).resolve())
         try:
             cwd = psutil.Process(job.pgid).cwd()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return
-        if cwd == rundir or cwd.startswith(rundir + "/"):  # the pid is still ours, not a reused one
-            log.warning("killing orphaned pipeline", submission_id=job.submission_id, pgid=job.pgid)
+        if cwd == rundir or cwd.startswith(rundir + "/"):  # the pid is still the run's, not a reused one
+            log.warning(
+                "stopping the pipeline of a job whose lease ended",
+                submission_id=job.submission_id,
+                pgid=job.pgid,
+            )
             kill_group(job.pgid)
 
     async def run(self) -> None:
@@ -98,7 +157,7 @@ class JobRunner:
                 try:
                     await self.emit_pending()
                     while len(self._running) < self.concurrency:
-                        job = await asyncio.to_thread(self.store.claim)
+                        job = await asyncio.to_thread(self.store.claim, self.owner, self.lease)
                         if job is None:
                             break
                         task = asyncio.create_task(self._execute(job), name=f"harmonise {job.submission_id}")
@@ -123,12 +182,16 @@ class JobRunner:
         return done
 
     async def emit_pending(self) -> None:
-        """Send the events of finished jobs that were not acknowledged yet (e.g. broker down).
+        """Send the events of this replica's finished jobs that were not acknowledged yet
+        (e.g. broker down), holding their lease meanwhile; another replica's are its own
+        to send, or the taker's once their lease ended.
 
         A job still running here has finished in the store but is reporting itself: sending
         it from here too would emit its event twice."""
         for job in await asyncio.to_thread(self.store.unemitted):
-            if job.submission_id in self._running:
+            if job.owner != self.owner or job.submission_id in self._running:
+                continue
+            if not await asyncio.to_thread(self.store.heartbeat, job.submission_id, self.owner, self.lease):
                 continue
             try:
                 await self.report(job)
@@ -141,11 +204,52 @@ class JobRunner:
         await self.emit(job, Harmonised.model_validate_json(job.result))
         await asyncio.to_thread(self.store.mark_emitted, job.submission_id)
 
+    async def _keep_lease(self, submission_id: str, run: asyncio.Task[None]) -> None:
+        """Heartbeat the job's lease while ``run`` lasts; stop ``run`` once the job is lost.
+
+        Lost: the heartbeat finds another owner, or no heartbeat got through for a whole
+        lease (the database was unreachable), after which another replica may have taken it.
+        """
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                held = await asyncio.to_thread(self.store.heartbeat, submission_id, self.owner, self.lease)
+                if held:
+                    last = time.monotonic()
+            except Exception:
+                log.exception("heartbeat failed", submission_id=submission_id)
+                held = time.monotonic() - last < self.lease
+            if not held:
+                log.error(
+                    "lease lost: stopping the run, the job is another replica's", submission_id=submission_id
+                )
+                self._lost.add(submission_id)
+                run.cancel()
+                return
+
     async def _execute(self, job: Job) -> None:
+        """Run a claimed job under its lease; a job whose lease was lost ends here quietly."""
+        run = asyncio.current_task()
+        assert run is not None
+        keeper = asyncio.create_task(self._keep_lease(job.submission_id, run))
+        try:
+            await self._run_job(job)
+        except asyncio.CancelledError:
+            if job.submission_id not in self._lost:
+                log.warning("job interrupted; giving it back to the queue", submission_id=job.submission_id)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(asyncio.to_thread(self.store.release, job.submission_id, self.owner))
+                raise
+        finally:
+            keeper.cancel()
+            self._lost.discard(job.submission_id)
+
+    async def _run_job(self, job: Job) -> None:
         validated = Validated.model_validate_json(job.request)
         sid = job.submission_id
         rundir = self.rundir(sid)
-        resume = sid in self._relaunched or job.attempts > 1
+        resume = job.attempts > 1
         bound = telemetry.bind(submission_id=sid)
         started = time.monotonic()
         with self.tracer.start_as_current_span(
@@ -158,11 +262,17 @@ class JobRunner:
                 log.info("job started", attempt=job.attempts, backend=self.harmoniser.backend.name)
 
                 def on_process(pgid: int | None) -> None:
-                    self.store.set_pgid(sid, pgid)
+                    self.store.set_pgid(sid, self.owner, pgid)
 
                 outputs, provenance = await self.harmoniser.execute(validated, rundir, resume, on_process)
                 event = harmonised_event(validated, "succeeded", outputs, provenance, job.attempts)
-                await asyncio.to_thread(self.store.finish, sid, "succeeded", event.model_dump_json())
+                if not await asyncio.to_thread(
+                    self.store.finish, sid, self.owner, "succeeded", event.model_dump_json()
+                ):
+                    log.error(
+                        "lease lost before the outcome was stored; not reporting it", attempt=job.attempts
+                    )
+                    return
                 log.info(
                     "job succeeded",
                     attempt=job.attempts,
@@ -171,7 +281,8 @@ class JobRunner:
                 )
                 await asyncio.to_thread(shutil.rmtree, rundir, ignore_errors=True)
             except asyncio.CancelledError:
-                log.warning("job interrupted; it is relaunched when the harmoniser starts again")
+                if sid in self._lost:
+                    log.warning("job stopped: its lease was lost", attempt=job.attempts)
                 raise
             except Exception as exc:
                 span.record_exception(exc)
@@ -179,9 +290,14 @@ class JobRunner:
                 log_tail = exc.log_tail if isinstance(exc, PipelineFailed) else ""
                 message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, PipelineFailed) else str(exc)
                 log_tail = f"{message}\n{log_tail}".strip()
+                if sid in self._lost:
+                    log.warning("job stopped: its lease was lost", attempt=job.attempts, error=message)
+                    return
                 if job.attempts <= self.retries:
                     log.warning("job failed; relaunching later", attempt=job.attempts, error=message)
-                    await asyncio.to_thread(self.store.retry_later, sid, self.retry_delay, log_tail)
+                    await asyncio.to_thread(
+                        self.store.retry_later, sid, self.owner, self.retry_delay, log_tail
+                    )
                     return
                 log.error("job failed for good", attempts=job.attempts, error=message)
                 event = harmonised_event(
@@ -192,7 +308,13 @@ class JobRunner:
                     job.attempts,
                     log_tail[-8000:],
                 )
-                await asyncio.to_thread(self.store.finish, sid, "failed", event.model_dump_json(), log_tail)
+                if not await asyncio.to_thread(
+                    self.store.finish, sid, self.owner, "failed", event.model_dump_json(), log_tail
+                ):
+                    log.error(
+                        "lease lost before the outcome was stored; not reporting it", attempt=job.attempts
+                    )
+                    return
             finally:
                 telemetry.unbind(bound)
             finished = await asyncio.to_thread(self.store.get, sid)

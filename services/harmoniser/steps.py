@@ -99,18 +99,41 @@ def failed_tasks(records: list[dict[str, str]]) -> list[str]:
     return [f"{r.get('name')} (exit {r.get('exit')})" for r in records if r.get("status") == "FAILED"]
 
 
+GROUP_GUARD = """trap '' INT
+bash -c "$1" &
+step=$!
+trap 'trap "" TERM; kill -TERM -- -$$ 2>/dev/null
+for _ in $(seq 50); do kill -0 "$step" 2>/dev/null || break; sleep 0.1; done
+kill -KILL -- -$$' TERM
+wait "$step"
+"""
+"""The leader of a step's process group: it runs the step's script as its child and, told
+SIGTERM, stops the whole group, SIGTERM first (Nextflow then cancels the jobs it submitted)
+and SIGKILL five seconds later. It gets SIGTERM when the harmoniser dies too: ``setpriv
+--pdeathsig`` makes the kernel send it when its parent goes, however the parent went (a
+SIGKILL, an OOM kill), so no run outlives the replica that owns it. A signal sent to the
+child itself (``kill_group``'s SIGTERM reaches everyone in the group) only ends the child,
+whose status the guard then returns."""
+
+
 async def run_script(
     script: str, cwd: Path, log: Path, on_process: ProcessHook, *, shell_options: str = "set -euo pipefail"
 ) -> int:
     """Run ``script`` with bash in its own process group; output goes to ``log``.
 
-    Cancelling the caller terminates the whole group (SIGTERM, then SIGKILL).
+    Cancelling the caller terminates the whole group (SIGTERM, then SIGKILL); so does the
+    death of this process (:data:`GROUP_GUARD`).
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
+            "setpriv",
+            "--pdeathsig",
+            "TERM",
             "bash",
             "-c",
+            GROUP_GUARD,
+            "genomhub-step",
             f"{shell_options}\n{script}",
             cwd=cwd,
             stdout=out,

@@ -30,7 +30,7 @@ from services.billing.store import BillingStore
 from services.harmoniser.jobs import JobStore
 from services.indexer.store import Catalogue
 from shared.bus import partitions_of
-from shared.config import ArchiveSettings, StateSettings
+from shared.config import ArchiveSettings, HarmoniserSettings, StateSettings
 from shared.envelope import encode, normalise_headers
 from shared.events import Event, FileReceived, Harmonised, Indexed, Region, Validated
 from shared.topics import OPERATOR, SUBSCRIPTIONS, consumer_group, dlq_name, emitter_of, topic_name
@@ -198,7 +198,7 @@ def test_a_path_as_submission_id_or_a_file_outside_the_archive_reaches_no_folder
     with consuming("harmoniser", kafka_bootstrap, tmp_path, request):
         expect_dead_letters(kafka_bootstrap, Validated, hostile)
     assert (victim / "keep.txt").read_text() == "must survive"
-    assert JobStore.under(StateSettings().state_dir).get(sub.submission_id) is None, "no job was queued"
+    assert JobStore(HarmoniserSettings().database_url).get(sub.submission_id) is None, "no job was queued"
     assert not (runs / sub.submission_id).exists()
 
 

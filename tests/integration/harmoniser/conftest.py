@@ -23,8 +23,11 @@ from shared.envelope import decode, normalise_headers
 from shared.events import Harmonised, Validated
 from shared.synthetic import simulate_paired_reads
 from shared.topics import topic_name
+from tests.postgres import postgres_server
 from tests.support import Process, free_port, genomhub, records
 from tools.stack.environment import StackSettings
+
+__all__ = ["postgres_server"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ def harmoniser_inputs(genomhub_home: Path) -> Inputs:
         vcf,
         Path(f"{vcf}.tbi"),
     )
+
+
+SHORT_LEASE = {"GENOMHUB_HARMONISER_LEASE": "3", "GENOMHUB_HARMONISER_HEARTBEAT_INTERVAL": "0.5"}
+"""A lease a test can wait out: a killed harmoniser's job is taken over within seconds."""
 
 
 def start_harmoniser(log: Path, **env: str) -> tuple[Process, int]:

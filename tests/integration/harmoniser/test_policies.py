@@ -6,7 +6,7 @@ import uuid
 
 from services.harmoniser.jobs import JobStore
 from shared.bus import new_event_id
-from shared.config import StateSettings
+from shared.config import HarmoniserSettings
 from shared.envelope import derive_id
 from shared.events import FileRole, HarmonisationPolicy, Harmonised
 from tests.integration.harmoniser.conftest import Inputs, harmonised, send, traceparent
@@ -124,7 +124,7 @@ def test_the_four_policies_end_to_end(
     assert {(i, e.model_dump_json()) for _, e, i in again} == {
         (found[policy][0][2], found[policy][0][1].model_dump_json())
     }
-    job = JobStore.under(StateSettings().state_dir).get(cases[policy].submission.submission_id)
+    job = JobStore(HarmoniserSettings().database_url).get(cases[policy].submission.submission_id)
     assert job is not None and job.attempts == 1 and job.state == "succeeded"
 
 

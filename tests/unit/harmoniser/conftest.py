@@ -12,6 +12,9 @@ import pytest
 from services.harmoniser.inputs import SampleReads, arrange_lanes
 from services.harmoniser.local import LocalBackend
 from shared.synthetic import SimulatedPairs, simulate_paired_reads, synthetic_reference
+from tests.postgres import postgres_server
+
+__all__ = ["postgres_server"]
 
 
 @dataclass(frozen=True)

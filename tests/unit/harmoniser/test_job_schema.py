@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
 from sqlalchemy import (
     Boolean,
     Column,
@@ -21,8 +23,13 @@ from sqlalchemy import (
     text,
 )
 
-from services.harmoniser.jobs import JobStore, metadata, queue_url
+from services.cli import main
+from services.harmoniser.jobs import JobStore, metadata
 from shared.database import make_engine
+
+
+def queue_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'harmoniser' / 'jobs.sqlite'}"
 
 
 def _version(store: JobStore) -> str:
@@ -37,13 +44,13 @@ def _schema_differences(store: JobStore) -> list[object]:
 
 
 def test_a_new_queue_is_migrated_to_the_declared_schema_and_reopens_harmlessly(tmp_path: Path) -> None:
-    store = JobStore.under(tmp_path)
-    assert _version(store) == "0001" and _schema_differences(store) == []
+    store = JobStore(queue_url(tmp_path))
+    assert _version(store) == "0002" and _schema_differences(store) == []
     store.enqueue("s1", "c1", "e1", "{}", [])
     store.dispose()
-    again = JobStore.under(tmp_path)
+    again = JobStore(queue_url(tmp_path))
     try:
-        assert _version(again) == "0001" and [j.submission_id for j in again.all()] == ["s1"]
+        assert _version(again) == "0002" and [j.submission_id for j in again.all()] == ["s1"]
     finally:
         again.dispose()
 
@@ -89,13 +96,36 @@ def test_a_queue_made_by_create_all_is_adopted_with_its_jobs(tmp_path: Path) -> 
     assert "alembic_version_harmoniser" not in inspect(engine).get_table_names()
     engine.dispose()
 
-    store = JobStore.under(tmp_path)
+    store = JobStore(queue_url(tmp_path))
     try:
-        assert _version(store) == "0001" and _schema_differences(store) == []
+        assert _version(store) == "0002" and _schema_differences(store) == []
         job = store.get("s-old")
         assert job is not None and job.state == "queued"
         assert job.created_at == queued and job.created_at.tzinfo is UTC
-        claimed = store.claim()
+        claimed = store.claim("replica-a", 60.0)
         assert claimed is not None and claimed.submission_id == "s-old" and claimed.attempts == 1
     finally:
         store.dispose()
+
+
+def test_db_upgrade_migrates_the_job_queue_at_its_configured_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue replicas share is migrated by the one migration Job, before any replica starts."""
+    url = f"sqlite:///{tmp_path / 'shared-queue.sqlite'}"
+    monkeypatch.setenv("GENOMHUB_HARMONISER_DATABASE_URL", url)
+    done = CliRunner().invoke(main, ["db", "upgrade", "--service", "harmoniser"])
+    assert done.exit_code == 0, done.output
+    assert done.output == "harmoniser: schema at head\n"
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert (
+                conn.execute(text("SELECT version_num FROM alembic_version_harmoniser")).scalar_one()
+                == "0002"
+            )
+        assert {"owner", "lease_expires_at"} <= {
+            c["name"] for c in inspect(engine).get_columns("harmoniser_jobs")
+        }
+    finally:
+        engine.dispose()

@@ -1,9 +1,11 @@
-"""Jobs without a broker: retries then a failed report, restart recovery, replays, passthrough."""
+"""Jobs without a broker: retries then a failed report, take-over of a dead owner's job, replays,
+passthrough."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -29,6 +31,10 @@ class Collected:
         self.events.append((job, event))
 
 
+def queue(tmp_path: Path) -> JobStore:
+    return JobStore(f"sqlite:///{tmp_path / 'state' / 'jobs.sqlite'}")
+
+
 def make_runner(tmp_path: Path, reference: Path, cache: Path, emit: Collected, retries: int = 1) -> JobRunner:
     harmoniser = Harmoniser(
         LocalBackend(reference, cache, threads=2, sarek_version="3.5.1"),
@@ -39,13 +45,15 @@ def make_runner(tmp_path: Path, reference: Path, cache: Path, emit: Collected, r
         guideline_version="ngc-clinical-output-2026.1",
     )
     return JobRunner(
-        JobStore.under(tmp_path / "state"),
+        queue(tmp_path),
         harmoniser,
         emit,
         runs_dir=tmp_path / "runs",
         concurrency=1,
         retries=retries,
         retry_delay=0.0,
+        heartbeat_interval=0.2,
+        lease=2.0,
         poll_interval=0.1,
     )
 
@@ -161,7 +169,7 @@ async def test_passthrough_only_registers_clinical_output_in_place(
     assert out.files == event.files and out.genome_equivalents == event.genome_equivalents
 
 
-async def test_restart_kills_the_orphan_and_relaunches_once(
+async def test_a_dead_owners_job_is_taken_over_once_its_orphan_stopped_and_run_again(
     tmp_path: Path, reference: Path, harmoniser_cache: Path
 ) -> None:
     emit = Collected()
@@ -180,25 +188,31 @@ async def test_restart_kills_the_orphan_and_relaunches_once(
             passthrough=[vcf.name],
         ),
     )
-    claimed = runner.store.claim()
-    assert claimed is not None and claimed.state == "running"
+    dead = f"{socket.gethostname()}/1/dead"  # an owner on this host that will never heartbeat
+    claimed = runner.store.claim(dead, lease=0.3)
+    assert claimed is not None and claimed.state == "running" and claimed.owner == dead
     rundir = runner.rundir(issued_id("sub-r"))
     rundir.mkdir(parents=True)
     orphan = subprocess.Popen(["sleep", "120"], cwd=rundir, start_new_session=True)
-    runner.store.set_pgid(issued_id("sub-r"), orphan.pid)
+    assert runner.store.set_pgid(issued_id("sub-r"), dead, orphan.pid)
 
-    restarted = make_runner(tmp_path, reference, harmoniser_cache, emit)  # a new process's runner
-    assert await restarted.recover() == [issued_id("sub-r")]
+    other = make_runner(tmp_path, reference, harmoniser_cache, emit)  # another replica's runner
+    assert await other.take_over_expired() == []  # the lease has not ended yet
+    time.sleep(0.4)
+    assert await other.take_over_expired() == [issued_id("sub-r")]
     assert orphan.wait(10) != 0
     assert not psutil.pid_exists(orphan.pid) or psutil.Process(orphan.pid).status() == psutil.STATUS_ZOMBIE
-    await run_until(restarted, emit, 1)
+    await run_until(other, emit, 1)
     [(_, event)] = emit.events
     assert event.status == "succeeded" and event.attempts == 2
-    assert await restarted.recover() == []
+    assert await other.take_over_expired() == []
+    done = other.store.get(issued_id("sub-r"))
+    assert done is not None and done.emitted and done.owner is None
+    assert not runner.store.heartbeat(issued_id("sub-r"), dead, 60.0)  # the dead owner holds nothing
 
 
 def test_enqueue_is_idempotent_by_submission(tmp_path: Path) -> None:
-    store = JobStore.under(tmp_path)
+    store = queue(tmp_path)
     _first, created = store.enqueue("s1", "c1", "e1", "{}", [("traceparent", b"00-abc-def-01")])
     again, created_again = store.enqueue("s1", "c2", "e2", "{}", [])
     assert created and not created_again
@@ -208,8 +222,31 @@ def test_enqueue_is_idempotent_by_submission(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("retries", [0])
 def test_claim_takes_each_job_once(tmp_path: Path, retries: int) -> None:
-    store = JobStore.under(tmp_path)
+    store = queue(tmp_path)
     store.enqueue("s1", "c1", "e1", "{}", [])
-    job = store.claim()
+    job = store.claim("replica-a", 60.0)
     assert job is not None and job.attempts == 1 + retries
-    assert store.claim() is None
+    assert store.claim("replica-b", 60.0) is None
+
+
+async def test_a_job_whose_owner_died_on_this_host_is_taken_over_without_waiting_out_its_lease(
+    tmp_path: Path, reference: Path, harmoniser_cache: Path
+) -> None:
+    runner = make_runner(tmp_path, reference, harmoniser_cache, Collected())
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # its pid now names no process
+    for sid, owner in (
+        ("s-here", f"{socket.gethostname()}/{ended.pid}/gone"),
+        ("s-elsewhere", f"another-host/{ended.pid}/alive-there"),
+        ("s-alive", f"{socket.gethostname()}/1/reused"),  # pid 1 exists: the lease decides
+    ):
+        runner.store.enqueue(sid, f"c-{sid}", f"e-{sid}", "{}", [])
+        claimed = runner.store.claim(owner, lease=60.0)
+        assert claimed is not None and claimed.submission_id == sid
+    assert await runner.take_over_expired() == ["s-here"]
+    assert await runner.take_over_expired() == []
+    assert {j.submission_id: j.state for j in runner.store.all()} == {
+        "s-here": "queued",
+        "s-elsewhere": "running",
+        "s-alive": "running",
+    }

@@ -48,6 +48,7 @@ SECRET_SETTINGS = {
     "GENOMHUB_RECEIVER_DATABASE_URL",
     "GENOMHUB_INDEXER_DATABASE_URL",
     "GENOMHUB_BILLING_DATABASE_URL",
+    "GENOMHUB_HARMONISER_DATABASE_URL",
 }
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 NAMESPACES = {"dev": "genomhub-dev", "prod": "genomhub"}
@@ -313,11 +314,11 @@ def test_migration_job_upgrades_the_databases(
     # `genomhub db upgrade` migrates every database of `database_urls`: each one must be
     # the cluster's PostgreSQL, never a SQLite file in the Job's throwaway /tmp.
     urls = databases_of(environment(objects, job), monkeypatch)
-    assert set(urls) == {"receiver", "indexer", "billing"}
+    assert set(urls) == {"receiver", "indexer", "billing", "harmoniser"}
     for service, url in urls.items():
         assert url.startswith("postgresql://"), service
     # The services read the very same URLs the Job migrated.
-    for service in ("receiver", "indexer", "billing"):
+    for service in ("receiver", "indexer", "billing", "harmoniser"):
         env = environment(objects, one(objects, "Deployment", service))
         assert databases_of(env, monkeypatch)[service] == urls[service]
 
