@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Receiver: seconds of waiting for a PUT's bytes over which its rate is judged.",
     )
+    receiver_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Receiver: length of the database lease on a file being written or a submission being "
+        "sealed, renewed every third of it; a replica that dies frees its files after this long.",
+    )
     upload_ca_bundle: Path | None = Field(
         default=None,
         description="`genomhub upload`: PEM CA bundle the receiver's certificate is verified against "

@@ -7,6 +7,7 @@ seal and emit) sends the same event id again and everything downstream stays ide
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import cast
 
 from aiohttp.typedefs import Middleware
@@ -23,7 +24,9 @@ from shared.http import BodyReaders, Pace
 def build() -> Service:
     service = Service("receiver")
     settings = service.settings
-    store = SubmissionStore(settings.receiver_database_url)
+    store = SubmissionStore(
+        settings.receiver_database_url, lease_length=timedelta(seconds=settings.receiver_lease_seconds)
+    )
     service.readiness.append(store.readiness())
 
     async def emit(event: FileReceived, event_id: str) -> str:
