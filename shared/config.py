@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         "cluster CA). Unset: the system's CAs.",
     )
     topic_partitions: int = Field(default=3, description="Partitions of each core topic.")
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Local stack (`genomhub up`, the demo): processes of each service, each on a port of "
+        "its own behind a round-robin balancer on the service's port, as a Kubernetes Service is.",
+    )
     topic_replicas: int = Field(default=1, description="Replication factor of each topic.")
     store: str = Field(
         default="",
