@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import web
@@ -350,7 +351,7 @@ class ReceiverApi(Api):
             attributes={"genomhub.submission_id": state.submission_id, "genomhub.sample_id": state.sample_id},
         )
 
-    def _held(self, submission_id: str, name: str, wait: float = 0.0) -> Any:
+    def _held(self, submission_id: str, name: str, wait: float = 0.0) -> AbstractAsyncContextManager[Lease]:
         """The lease on one file of a submission (or on its seal, ``name`` :data:`SEAL_LOCK`),
         held in the receiver's database so that replicas behind one Service exclude each other
         as requests of one process do (:class:`shared.database.NamedLeases`). A replica that
