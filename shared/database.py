@@ -10,6 +10,7 @@ changes only through :func:`upgrade`: ``genomhub db upgrade``, or a service at i
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import socket
 import threading
@@ -79,9 +80,47 @@ def alembic_config(url: str, migrations: Path, service: str) -> Config:
     return cfg
 
 
+@contextmanager
+def _migrating(url: str, service: str) -> Iterator[None]:
+    """Hold the lock under which one process at a time migrates ``service``'s schema at ``url``.
+
+    Replicas start together and each migrates as it opens its store; unserialised, two of
+    them both find a fresh database unmigrated and the second fails on "table already exists".
+    Under the lock the second finds the schema at head and does nothing. PostgreSQL: a
+    session advisory lock on a connection of its own; a SQLite file: an exclusive ``flock`` on
+    a file beside it (SQLite's own DDL is not transactional under Alembic here).
+    """
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if not path or path == ":memory:":
+            yield
+            return
+        lock_file = Path(f"{path}.migrating")
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with lock_file.open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(held, fcntl.LOCK_UN)
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            key = func.hashtext(f"genomhub migrate {service}")
+            conn.execute(select(func.pg_advisory_lock(key)))
+            try:
+                yield
+            finally:
+                conn.execute(select(func.pg_advisory_unlock(key)))
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str, migrations: Path, service: str) -> None:
-    """Bring the schema of ``service`` at ``url`` to its newest migration."""
-    command.upgrade(alembic_config(url, migrations, service), "head")
+    """Bring the schema of ``service`` at ``url`` to its newest migration, one process at a time."""
+    with _migrating(url, service):
+        command.upgrade(alembic_config(url, migrations, service), "head")
 
 
 def run_migrations(target_metadata: MetaData) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -222,3 +223,30 @@ def test_a_replica_killed_mid_upload_frees_the_file_for_the_other(
     finally:
         dying.stop(signal.SIGKILL)
         other.stop()
+
+
+def _open_store(url: str, start: Any, failures: Any) -> None:
+    start.wait(30)
+    try:
+        SubmissionStore(url).dispose()  # migrates as it opens, as a replica at its start
+    except Exception as exc:
+        failures.put(f"{type(exc).__name__}: {exc}"[:300])
+
+
+def test_replicas_starting_together_migrate_one_at_a_time(receiver_url: str) -> None:
+    """Replicas opening a fresh database at the same moment: one migrates, the others find
+    the schema at its head; none fails on a table another has just created."""
+    context = multiprocessing.get_context("fork")
+    start, failures = context.Event(), context.Queue()
+    replicas = [context.Process(target=_open_store, args=(receiver_url, start, failures)) for _ in range(4)]
+    for replica in replicas:
+        replica.start()
+    start.set()
+    for replica in replicas:
+        replica.join(60)
+    problems = [failures.get() for _ in range(failures.qsize())]
+    assert not problems, problems
+    assert [r.exitcode for r in replicas] == [0] * 4
+    store = SubmissionStore(receiver_url)
+    assert lease_holders(store) == []  # the schema is whole: its newest table is there
+    store.dispose()
