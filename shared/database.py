@@ -10,7 +10,6 @@ changes only through :func:`upgrade`: ``genomhub db upgrade``, or a service at i
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import socket
 import threading
@@ -45,6 +44,8 @@ from sqlalchemy import (
     text,
     update,
 )
+
+from shared.locks import exclusively
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -95,14 +96,8 @@ def _migrating(url: str, service: str) -> Iterator[None]:
         if not path or path == ":memory:":
             yield
             return
-        lock_file = Path(f"{path}.migrating")
-        lock_file.parent.mkdir(parents=True, exist_ok=True)
-        with lock_file.open("a") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(held, fcntl.LOCK_UN)
+        with exclusively(Path(f"{path}.migrating")):
+            yield
         return
     engine = make_engine(url)
     try:
