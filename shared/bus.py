@@ -213,16 +213,24 @@ class Service:
         committed ahead of its effect. Commits are batched (at most ``COMMIT_INTERVAL_S``
         apart, and at the end of every fetch): a crash before one delivers the last few
         handled records again, which every handler takes as a no-op.
+
+        Replicas share the partitions, and a rebalance (a replica joins or leaves) hands a
+        partition on only after what was handled of it is committed (:class:`_CommitOnRevoke`):
+        the record being handled is finished first, and the rest of a fetch made before the
+        rebalance is dropped, since the partition's next owner, this process or another,
+        starts again from the committed offset. So a rebalance delivers nothing twice.
         """
         while True:
             batches = await done.consumer.getmany(timeout_ms=1000)
+            generation = done.generation
             for partition, records in batches.items():
                 model, handler = self._handlers[partition.topic]
                 for record in records:
-                    if partition not in done.consumer.assignment():
-                        break  # a rebalance took the partition away: its next owner goes on
-                    await self.deliver(model, handler, record)
-                    done.mark(partition, record.offset + 1)
+                    async with done.handling:
+                        if not done.current(generation) or partition not in done.consumer.assignment():
+                            break  # fetched before a rebalance: the partition's owner goes on
+                        await self.deliver(model, handler, record)
+                        done.mark(partition, record.offset + 1)
                     if done.due():
                         await done.commit()
             await done.commit()
@@ -365,9 +373,12 @@ class Service:
             work += [asyncio.create_task(w(), name=f"{self.name} {w.__name__}") for w in self._background]
             return await until_stopped_or_failed(stopping, work)
         finally:
-            for task in work:
-                task.cancel()
-            await asyncio.gather(*work, return_exceptions=True)
+            # The record being handled is finished first: cut off mid-way, its effect could be
+            # made and yet its offset not committed, and the partition's next owner repeat it.
+            async with handled.handling if handled is not None else contextlib.nullcontext():
+                for task in work:
+                    task.cancel()
+                await asyncio.gather(*work, return_exceptions=True)
             if handled is not None:
                 await handled.commit()
                 await handled.consumer.stop()
@@ -419,12 +430,23 @@ async def until_stopped_or_failed(stopping: asyncio.Event, work: Sequence[asynci
 
 
 class _Handled:
-    """The next offset of each partition whose records are handled, not yet committed."""
+    """The next offset of each partition whose records are handled, not yet committed; and
+    the consumer's rebalances, which records fetched before one must not outlive."""
 
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self.consumer = consumer
         self.pending: dict[TopicPartition, int] = {}
         self.last = time.monotonic()
+        self.handling = asyncio.Lock()
+        """Held while a record is handled: a revocation or a stop waits for it."""
+        self.generation = 0
+        """Counts revocations; records fetched in an earlier generation are not delivered."""
+        self.rebalancing = False
+        """Between a revocation and the next assignment, when no fetched record is current."""
+
+    def current(self, generation: int) -> bool:
+        """Whether records fetched in ``generation`` may still be delivered."""
+        return not self.rebalancing and generation == self.generation
 
     def mark(self, partition: TopicPartition, next_offset: int) -> None:
         self.pending[partition] = next_offset
@@ -446,17 +468,22 @@ class _Handled:
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """At a rebalance, commits what was handled of the partitions being taken away, so their
-    next owner starts after it rather than delivering it again."""
+    """At a rebalance, once the record being handled is finished, commits what was handled of
+    the partitions being taken away, so their next owner starts after it rather than
+    delivering it again, and stops the delivery of what was fetched before."""
 
     def __init__(self, handled: _Handled) -> None:
         self.handled = handled
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.handled.commit()
+        async with self.handled.handling:  # the record being handled is finished first
+            self.handled.generation += 1
+            self.handled.rebalancing = True
+            await self.handled.commit()
         log.info("partitions revoked", partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.handled.rebalancing = False
         log.info("partitions assigned", partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
 

@@ -335,6 +335,12 @@ class ReceiverSettings(StatefulServiceSettings):
         default="",
         description="Receiver: SQLAlchemy URL of its submission state. Unset: SQLite <home>/receiver.db.",
     )
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Receiver: length of the database lease on a file being written or a submission being "
+        "sealed, renewed every third of it; a replica that dies frees its files after this long.",
+    )
     max_file_size: int = Field(
         default=500 * 2**30, gt=0, description="Receiver: largest file it accepts, in bytes (413 beyond)."
     )

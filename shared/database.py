@@ -10,28 +10,42 @@ changes only through :func:`upgrade`: ``genomhub db upgrade``, or a service at i
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    Column,
     Connection,
     DateTime,
     Dialect,
     Engine,
     MetaData,
+    String,
+    Table,
     TypeDecorator,
+    and_,
     create_engine,
+    delete,
     event,
     func,
+    insert,
     select,
     text,
+    update,
 )
+
+from shared.locks import exclusively
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -67,9 +81,41 @@ def alembic_config(url: str, migrations: Path, service: str) -> Config:
     return cfg
 
 
+@contextmanager
+def _migrating(url: str, service: str) -> Iterator[None]:
+    """Hold the lock under which one process at a time migrates ``service``'s schema at ``url``.
+
+    Replicas start together and each migrates as it opens its store; unserialised, two of
+    them both find a fresh database unmigrated and the second fails on "table already exists".
+    Under the lock the second finds the schema at head and does nothing. PostgreSQL: a
+    session advisory lock on a connection of its own; a SQLite file: an exclusive ``flock`` on
+    a file beside it (SQLite's own DDL is not transactional under Alembic here).
+    """
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if not path or path == ":memory:":
+            yield
+            return
+        with exclusively(Path(f"{path}.migrating")):
+            yield
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            key = func.hashtext(f"genomhub migrate {service}")
+            conn.execute(select(func.pg_advisory_lock(key)))
+            try:
+                yield
+            finally:
+                conn.execute(select(func.pg_advisory_unlock(key)))
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str, migrations: Path, service: str) -> None:
-    """Bring the schema of ``service`` at ``url`` to its newest migration."""
-    command.upgrade(alembic_config(url, migrations, service), "head")
+    """Bring the schema of ``service`` at ``url`` to its newest migration, one process at a time."""
+    with _migrating(url, service):
+        command.upgrade(alembic_config(url, migrations, service), "head")
 
 
 def run_migrations(target_metadata: MetaData) -> None:
@@ -264,3 +310,163 @@ class Store:
                 self._keeper.close()
                 self._keeper = None
         self.engine.dispose()
+
+
+def replica_id() -> str:
+    """Who this process is among the replicas: host (the pod's name in Kubernetes) and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_table(metadata: MetaData, service: str) -> Table:
+    """The table of a service's named leases, ``<service>_leases`` (each service migrates its
+    own, so services sharing one database keep theirs apart)."""
+    return Table(
+        f"{service}_leases",
+        metadata,
+        Column("name", String(512), primary_key=True),
+        Column("holder", String(160), nullable=False),
+        Column("expires_at", UtcDateTime(), nullable=False),
+    )
+
+
+class LeaseHeld(Exception):
+    """The named lease is held by another holder (another request or another replica)."""
+
+    def __init__(self, name: str, holder: str) -> None:
+        super().__init__(f"{name} is held by {holder}")
+        self.name = name
+        self.holder = holder
+
+
+class LeaseLost(Exception):
+    """A lease ran out before its holder was done (its heartbeats failed or came too late)."""
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Lease:
+    """One holding of a named lease: ``holder`` is unique to this holding, so a second request
+    of the same replica for the same name is refused like another replica's."""
+
+    name: str
+    holder: str
+    expires_at: datetime
+    lost: bool = False
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` once the lease is lost: work done under it must stop."""
+        if self.lost:
+            raise LeaseLost(f"the lease on {self.name} ran out; another holder may have it")
+
+    def guard(self, step: Callable[..., T]) -> Callable[..., T]:
+        """``step`` refusing to run once the lease is lost (e.g. each read of an upload's body)."""
+
+        def guarded(*args: Any) -> T:
+            self.check()
+            return step(*args)
+
+        return guarded
+
+
+class NamedLeases:
+    """Named leases in a service's database: what one process did with an ``asyncio.Lock``,
+    held across all replicas of the service.
+
+    Why a lease row rather than PostgreSQL's session advisory locks on a dedicated
+    connection: the row works the same on SQLite (the embedded stack's replicas share one
+    file) and on PostgreSQL, so there is one mechanism and one set of tests; it frees itself
+    after ``length`` when its holder dies however it dies (a session lock waits for the server
+    to notice the dead TCP connection, which behind a NAT or a partition can take the kernel's
+    keepalive, hours); it holds no connection for an upload's hours (an advisory lock would pin
+    one pool connection per upload in flight); and the table shows operators who holds what.
+    The price is a heartbeat, one short UPDATE every ``length / 3``, and the rule that the
+    replicas' clocks agree to well within ``length`` (NTP does).
+
+    A row is taken under the store's write serialisation (SQLite ``BEGIN IMMEDIATE``,
+    PostgreSQL an advisory transaction lock on the name), so two takers of a free or expired
+    lease are ordered and exactly one wins. A holder that loses its lease (its heartbeats
+    could not reach the database before it expired) is told through :attr:`Lease.lost`.
+    """
+
+    def __init__(self, store: Store, table: Table, length: timedelta) -> None:
+        self.store = store
+        self.table = table
+        self.length = length
+        self.replica = replica_id()
+
+    def acquire(self, name: str) -> Lease:
+        """Take the lease on ``name`` if it is free or expired; else :class:`LeaseHeld`."""
+        t = self.table
+        holder = f"{self.replica}:{uuid.uuid4().hex[:8]}"
+        now = datetime.now(UTC)
+        with self.store.writing(lock=f"lease:{t.name}:{name}") as conn:
+            current = conn.execute(select(t.c.holder, t.c.expires_at).where(t.c.name == name)).first()
+            if current is not None and current.expires_at > now:
+                raise LeaseHeld(name, current.holder)
+            if current is not None:
+                conn.execute(delete(t).where(t.c.name == name))
+            conn.execute(insert(t).values(name=name, holder=holder, expires_at=now + self.length))
+        return Lease(name, holder, now + self.length)
+
+    def renew(self, lease: Lease) -> bool:
+        """Extend ``lease`` by ``length`` if it is still this holder's; False if it is not."""
+        t = self.table
+        now = datetime.now(UTC)
+        if lease.lost or lease.expires_at <= now:
+            lease.lost = True
+            return False
+        with self.store.writing() as conn:
+            renewed = conn.execute(
+                update(t)
+                .where(and_(t.c.name == lease.name, t.c.holder == lease.holder, t.c.expires_at > now))
+                .values(expires_at=now + self.length)
+            ).rowcount
+        if renewed != 1:
+            lease.lost = True
+            return False
+        lease.expires_at = now + self.length
+        return True
+
+    def release(self, lease: Lease) -> None:
+        """Give ``lease`` back (nothing if it already went to another holder)."""
+        t = self.table
+        with self.store.writing() as conn:
+            conn.execute(delete(t).where(and_(t.c.name == lease.name, t.c.holder == lease.holder)))
+
+    async def _heartbeat(self, lease: Lease) -> None:
+        interval = self.length.total_seconds() / 3
+        while not lease.lost:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.renew, lease)
+            except Exception:  # the database is away for a moment: try again until it expires
+                if lease.expires_at <= datetime.now(UTC):
+                    lease.lost = True
+
+    @asynccontextmanager
+    async def held(self, name: str, wait: float = 0.0) -> AsyncIterator[Lease]:
+        """Hold the lease on ``name`` while the block runs, heartbeating it.
+
+        With ``wait`` 0 a held lease is :class:`LeaseHeld` at once (the caller answers "busy");
+        otherwise it is retried for up to ``wait`` seconds first (for short critical sections
+        that should queue, like a seal). The block should :meth:`Lease.check` (or run its steps
+        through :meth:`Lease.guard`) where stopping is still safe.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                lease = await asyncio.to_thread(self.acquire, name)
+                break
+            except LeaseHeld:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        beat = asyncio.create_task(self._heartbeat(lease), name=f"lease {name}")
+        try:
+            yield lease
+        finally:
+            beat.cancel()
+            await asyncio.wait([beat])
+            await asyncio.shield(asyncio.to_thread(self.release, lease))

@@ -8,16 +8,16 @@ into place only when complete, so a crash mid-build leaves nothing that looks us
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from shared.locks import exclusively
 
 MINIMAP2_PRESETS = ("map-ont", "map-hifi", "map-pb")
 
@@ -53,17 +53,6 @@ def _identity(fasta: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _build(target: Path, make: Callable[[Path], None]) -> None:
     """Run ``make(tmp)`` in a fresh temporary folder, then rename it to ``target``."""
     if target.exists():
@@ -95,7 +84,7 @@ def reference_index(
         raise IndexBuildError(f"unknown minimap2 presets {sorted(unknown)}")
     name = "genome" + "".join(fasta.suffixes[-2:] if fasta.name.endswith(".gz") else fasta.suffixes[-1:])
     index = ReferenceIndex(cache / "harmoniser" / "reference" / f"{fasta.stem}-{_identity(fasta)}", name)
-    with _locked(index.directory / ".lock"):
+    with exclusively(index.directory / ".lock"):
 
         def link(tmp: Path) -> None:
             (tmp / name).symlink_to(fasta.resolve())

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import web
@@ -55,6 +56,7 @@ from services.receiver.state import (
 from shared import telemetry
 from shared.api import Answer, Api, answer, refusal, route
 from shared.auth import Tokens, principal_of, require_region
+from shared.database import Lease, LeaseHeld, LeaseLost
 from shared.envelope import derive_id
 from shared.events import FileReceived, StoredFile, new_submission_id
 from shared.http import BodyInterrupted, BodyReaders, FieldProblem, Pace, ReadersBusy, http_error, json_body
@@ -75,7 +77,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 ISSUED_ID = re.compile(r"[0-9a-f]{32}")
 """The shape of the submission ids the receiver issues (``uuid.uuid4().hex``)."""
 SEAL_LOCK = "/seal"
-"""The lock name that serialises a submission's seals; a file name cannot contain '/'."""
+"""The lease name (beside the files' names) that serialises a submission's seals; a file name
+cannot contain '/'."""
 OUTCOME = web.RequestKey("receiver_outcome", RequestOutcome)
 """A handler's own word on how its request ended, where the status alone does not say."""
 
@@ -300,7 +303,9 @@ class ReceiverApi(Api):
         self.pace = pace
         self.bodies = bodies
         self.inboxes = inboxes
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.seal_wait = store.leases.length.total_seconds()
+        """How long a seal queues behind another one: a lease's length, by which a dead
+        holder's lease has run out."""
 
     def install(self, app: web.Application, tokens: Tokens) -> None:
         """The API's routes, named as :data:`OPERATIONS`, and their counters created at 0.
@@ -346,8 +351,17 @@ class ReceiverApi(Api):
             attributes={"genomhub.submission_id": state.submission_id, "genomhub.sample_id": state.sample_id},
         )
 
-    def _lock(self, submission_id: str, name: str) -> asyncio.Lock:
-        return self._locks.setdefault((submission_id, name), asyncio.Lock())
+    def _held(self, submission_id: str, name: str, wait: float = 0.0) -> AbstractAsyncContextManager[Lease]:
+        """The lease on one file of a submission (or on its seal, ``name`` :data:`SEAL_LOCK`),
+        held in the receiver's database so that replicas behind one Service exclude each other
+        as requests of one process do (:class:`shared.database.NamedLeases`). A replica that
+        dies holding it frees it when the lease runs out; the upload then resumes from the
+        partial's stored prefix, which stays the truth about what arrived."""
+        return self.store.leases.held(f"{submission_id}/{name}", wait=wait)
+
+    @staticmethod
+    def _uploading(name: str) -> web.HTTPException:
+        return error(409, f"{name} is being uploaded by another request", headers={"Retry-After": "5"})
 
     @staticmethod
     def _declared(state: SubmissionState, name: str) -> FileState:
@@ -590,28 +604,36 @@ class ReceiverApi(Api):
         refusal = self.bodies.busy_for(state.region)
         if refusal is not None:
             raise self._busy(refusal)
-        lock = self._lock(state.submission_id, declared.name)
-        if lock.locked():
-            raise error(409, "this file is being uploaded by another request", headers={"Retry-After": "5"})
-        async with lock:
-            state = await self._reload(state)
-            self._open(state)
-            declared = state.file(declared.name) or declared
-            if declared.complete and place.offset != 0:
-                if place.offset == declared.size and place.length == 0:
-                    return json_answer(FileView.of(declared, deduplicated=False))
-                raise error(
-                    409,
-                    f"{declared.name} is complete; only a whole re-upload (no offset) is accepted",
-                    headers={"Upload-Offset": str(declared.size)},
-                )
-            with self._span(f"receiver upload {declared.name}", state) as span:
-                span.set_attribute("genomhub.upload_offset", place.offset)
-                return await self._receive(request, state, declared, place.offset, place.ends_file)
+        try:
+            async with self._held(state.submission_id, declared.name) as lease:
+                state = await self._reload(state)
+                self._open(state)
+                declared = state.file(declared.name) or declared
+                if declared.complete and place.offset != 0:
+                    if place.offset == declared.size and place.length == 0:
+                        return json_answer(FileView.of(declared, deduplicated=False))
+                    raise error(
+                        409,
+                        f"{declared.name} is complete; only a whole re-upload (no offset) is accepted",
+                        headers={"Upload-Offset": str(declared.size)},
+                    )
+                with self._span(f"receiver upload {declared.name}", state) as span:
+                    span.set_attribute("genomhub.upload_offset", place.offset)
+                    return await self._receive(request, state, declared, place.offset, place.ends_file, lease)
+        except LeaseHeld:  # only taking the lease raises it
+            raise self._uploading(declared.name) from None
 
     async def _receive(
-        self, request: web.Request, state: SubmissionState, declared: FileState, offset: int, ends_file: bool
+        self,
+        request: web.Request,
+        state: SubmissionState,
+        declared: FileState,
+        offset: int,
+        ends_file: bool,
+        lease: Lease,
     ) -> web.Response:
+        """Stream the body into the partial while ``lease`` holds: once it is lost (another
+        replica may have taken the file over), the next read stops the upload with a 409."""
         partial_url = self.layout.partial(state.submission_id, declared.name)
         try:
             upload = await asyncio.to_thread(PartialUpload, partial_url, offset, self.max_file_size)
@@ -625,9 +647,24 @@ class ReceiverApi(Api):
         expected = request.content_length or 0
         try:
             with RECEIVER_UPLOADS_IN_FLIGHT.labels(state.region).track_inprogress():
-                await self.bodies.take(request, upload.take, self.pace, holder=state.region)
+                await self.bodies.take(
+                    request,
+                    lambda readinto: upload.take(lease.guard(readinto)),
+                    self.pace,
+                    holder=state.region,
+                )
         except ReadersBusy as exc:
             raise self._busy(str(exc)) from None
+        except LeaseLost as exc:
+            await asyncio.shield(asyncio.to_thread(upload.close))
+            request[OUTCOME] = RequestOutcome.INTERRUPTED
+            log.warning("upload stopped: lease lost", name=declared.name, arrived=upload.size)
+            raise error(
+                409,
+                str(exc),
+                headers={"Upload-Offset": str(upload.size), "Retry-After": "5"},
+                arrived=upload.size,
+            ) from None
         except BodyInterrupted as exc:
             await asyncio.shield(asyncio.to_thread(upload.close))
             RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.size - offset)
@@ -654,6 +691,7 @@ class ReceiverApi(Api):
                 status=202,
                 headers={"Upload-Offset": str(upload.size)},
             )
+        lease.check()
         done, deduplicated = await self._settle(state, declared, upload.result())
         return json_answer(
             FileView.of(done, deduplicated=deduplicated),
@@ -689,39 +727,35 @@ class ReceiverApi(Api):
         results = []
         with self._span("receiver register", state):
             for i, (name, url) in enumerate(pairs):
-                lock = self._lock(state.submission_id, name)
-                if lock.locked():
-                    raise error(
-                        409, f"{name} is being uploaded by another request", headers={"Retry-After": "5"}
-                    )
-                async with lock:
-                    current = await self._reload(state)
-                    declared = current.file(name)
-                    assert declared is not None
-                    partial_url = self.layout.partial(state.submission_id, name)
-                    try:
-                        got = await asyncio.to_thread(
-                            copy_into, url, partial_url, self.max_file_size, inside=inbox
-                        )
-                    except OutsideRoot as exc:
-                        raise error(
-                            422, "invalid registration", field=f"files[{i}].url", message=str(exc)
-                        ) from None
-                    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                        raise error(
-                            422,
-                            "invalid registration",
-                            field=f"files[{i}].url",
-                            message="no such file in the inbox",
-                        ) from None
-                    except SizeLimitExceeded:
-                        raise error(
-                            413, f"files larger than {self.max_file_size} bytes are not accepted"
-                        ) from None
-                    RECEIVER_RECEIVED_BYTES.labels(state.region, "register").inc(got.size)
-                    done, deduplicated = await self._settle(current, declared, got)
-                    results.append(FileView.of(done, deduplicated=deduplicated))
+                try:
+                    async with self._held(state.submission_id, name):
+                        results.append(await self._copy_in(state, i, name, url, inbox))
+                except LeaseHeld:  # only taking the lease raises it
+                    raise self._uploading(name) from None
         return json_answer(Registered(submission_id=state.submission_id, files=results))
+
+    async def _copy_in(self, state: SubmissionState, i: int, name: str, url: str, inbox: str) -> FileView:
+        """Copy one registered file from the inbox into place, under its lease."""
+        current = await self._reload(state)
+        declared = current.file(name)
+        assert declared is not None
+        partial_url = self.layout.partial(state.submission_id, name)
+        try:
+            got = await asyncio.to_thread(copy_into, url, partial_url, self.max_file_size, inside=inbox)
+        except OutsideRoot as exc:
+            raise error(422, "invalid registration", field=f"files[{i}].url", message=str(exc)) from None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise error(
+                422,
+                "invalid registration",
+                field=f"files[{i}].url",
+                message="no such file in the inbox",
+            ) from None
+        except SizeLimitExceeded:
+            raise error(413, f"files larger than {self.max_file_size} bytes are not accepted") from None
+        RECEIVER_RECEIVED_BYTES.labels(state.region, "register").inc(got.size)
+        done, deduplicated = await self._settle(current, declared, got)
+        return FileView.of(done, deduplicated=deduplicated)
 
     @route(
         "POST",
@@ -737,30 +771,35 @@ class ReceiverApi(Api):
         emits nothing (``genomhub replay`` is what re-drives processing). Only a seal whose
         event never reached the broker sends it again."""
         state = await self._submission(request)
-        async with self._lock(state.submission_id, SEAL_LOCK):
-            state = await self._reload(state)
-            if state.sealed_at is not None and state.emitted_at is not None:
-                log.info("seal repeated; nothing emitted", submission_id=state.submission_id)
-                return self._sealed(state)
-            missing = [f.name for f in state.files if not f.complete]
-            if missing:
-                arrived = {}
-                for name in missing:
-                    arrived[name] = await asyncio.to_thread(
-                        archive.arrived, self.layout.partial(state.submission_id, name)
-                    )
-                raise error(409, "files are missing or incomplete", missing=missing, arrived=arrived)
-            with self._span("receiver seal", state) as span:
-                event_id = derive_id(state.submission_id, "receiver", FileReceived.ce_type())
-                sealed = await asyncio.to_thread(self.store.seal, state.submission_id, event_id)
-                try:
-                    await self.publish(sealed)
-                except Exception as exc:
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, str(exc)))
-                    log.exception("file-received not emitted", submission_id=state.submission_id)
-                    raise error(503, "sealed, but the event could not be sent; seal again") from None
-            return self._sealed(sealed)
+        try:
+            async with self._held(state.submission_id, SEAL_LOCK, wait=self.seal_wait):
+                state = await self._reload(state)
+                if state.sealed_at is not None and state.emitted_at is not None:
+                    log.info("seal repeated; nothing emitted", submission_id=state.submission_id)
+                    return self._sealed(state)
+                missing = [f.name for f in state.files if not f.complete]
+                if missing:
+                    arrived = {}
+                    for name in missing:
+                        arrived[name] = await asyncio.to_thread(
+                            archive.arrived, self.layout.partial(state.submission_id, name)
+                        )
+                    raise error(409, "files are missing or incomplete", missing=missing, arrived=arrived)
+                with self._span("receiver seal", state) as span:
+                    event_id = derive_id(state.submission_id, "receiver", FileReceived.ce_type())
+                    sealed = await asyncio.to_thread(self.store.seal, state.submission_id, event_id)
+                    try:
+                        await self.publish(sealed)
+                    except Exception as exc:
+                        span.record_exception(exc)
+                        span.set_status(Status(StatusCode.ERROR, str(exc)))
+                        log.exception("file-received not emitted", submission_id=state.submission_id)
+                        raise error(503, "sealed, but the event could not be sent; seal again") from None
+                return self._sealed(sealed)
+        except LeaseHeld:  # only taking the lease raises it
+            raise error(
+                409, "the submission is being sealed by another request", headers={"Retry-After": "5"}
+            ) from None
 
     @staticmethod
     def _sealed(sealed: SubmissionState) -> web.Response:
@@ -786,14 +825,17 @@ class ReceiverApi(Api):
     async def resend_unsent(self) -> None:
         """After a crash between seal and emit: send what was sealed but never acknowledged."""
         for submission_id in await asyncio.to_thread(self.store.sealed_not_emitted):
-            state = await asyncio.to_thread(self.store.get, submission_id)
-            if state is None:
-                continue
-            with self._span("receiver resend", state):
-                try:
-                    await self.publish(state)
-                except Exception:  # the client's next seal sends it; the service keeps serving
-                    log.exception("resend of file-received failed", submission_id=submission_id)
+            try:
+                async with self._held(submission_id, SEAL_LOCK):  # not while another replica seals
+                    state = await asyncio.to_thread(self.store.get, submission_id)
+                    if state is None or state.emitted_at is not None:
+                        continue
+                    with self._span("receiver resend", state):
+                        await self.publish(state)
+            except LeaseHeld:
+                continue  # the replica holding the seal sends it
+            except Exception:  # the client's next seal sends it; the service keeps serving
+                log.exception("resend of file-received failed", submission_id=submission_id)
 
 
 OPERATIONS = tuple(declared.name for _, declared in ReceiverApi.routes() if declared.name)

@@ -7,6 +7,7 @@ seal and emit) sends the same event id again and everything downstream stays ide
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import cast
 
 from aiohttp.typedefs import Middleware
@@ -26,7 +27,7 @@ def build() -> Service:
     settings = ReceiverSettings()
     use_s3_endpoint(settings.archive.s3_endpoint_url)
     service = Service("receiver", settings)
-    store = SubmissionStore(settings.database_url)
+    store = SubmissionStore(settings.database_url, lease_length=timedelta(seconds=settings.lease_seconds))
     service.readiness.append(store.readiness())
 
     async def emit(event: FileReceived, event_id: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import (
@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from services.receiver.metadata import NewSubmission
-from shared.database import Store, UtcDateTime
+from shared.database import NamedLeases, Store, UtcDateTime, lease_table
 from shared.events import FileRole, StoredFile, Submission
 from shared.storage import StoredObject
 
@@ -84,6 +84,10 @@ files = Table(
     Column("completed_at", UtcDateTime(), nullable=True),
     Index("ix_receiver_files_sha256", "sha256"),
 )
+
+leases = lease_table(metadata, "receiver")
+"""Who is writing a file (named ``<submission>/<file>``) or sealing a submission
+(``<submission>//seal``: a file name cannot hold a '/'), across the receiver's replicas."""
 
 
 class IdempotencyKeyReused(Exception):
@@ -168,14 +172,17 @@ class SubmissionStore(Store):
     """Submissions in a SQLAlchemy database, migrated by Alembic on open (the receiver's start).
 
     Its writes need no advisory lock on PostgreSQL: the idempotency key's unique index and
-    the conditional seal keep concurrent replicas apart.
+    the conditional seal keep concurrent replicas apart. What must not run twice at once, a
+    file's upload and a submission's seal, is held as a named lease (:attr:`leases`, of
+    ``lease_length``) in the same database, so replicas behind one Service exclude each other.
     """
 
     SERVICE = "receiver"
     MIGRATIONS = MIGRATIONS
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lease_length: timedelta = timedelta(seconds=30)) -> None:
         super().__init__(url, migrate=True)
+        self.leases = NamedLeases(self, leases, lease_length)
 
     def close(self) -> None:
         self.dispose()

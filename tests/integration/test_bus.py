@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,11 +48,13 @@ def make_event(submission_id: str) -> FileReceived:
     )
 
 
-def probe(tmp_path: Path, name: str) -> tuple[Process, Path, int]:
-    effects = tmp_path / f"{name}.effects"
+def probe(tmp_path: Path, name: str, replica: str = "", *extra: str) -> tuple[Process, Path, int]:
+    """A probe process of group ``name``; ``replica`` tells the files of one of several apart."""
+    effects = tmp_path / f"{name}{replica}.effects"
     port = free_port()
     proc = Process(
-        python("tests/integration/probe_service.py", name, str(effects), str(port)), tmp_path / f"{name}.log"
+        python("tests/integration/probe_service.py", name, str(effects), str(port), *extra),
+        tmp_path / f"{name}{replica}.log",
     )
     return proc, effects, port
 
@@ -173,3 +177,50 @@ def test_offset_is_committed_only_after_the_effect(kafka_bootstrap: str, tmp_pat
 def test_topic_names(model: type[FileReceived]) -> None:
     assert topic_name(model) == "genomhub.file-received.v1"
     assert dlq_name(topic_name(model)) == "genomhub.file-received.v1.dlq"
+
+
+def test_replicas_share_partitions_and_a_rebalance_loses_and_doubles_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Two processes of one service (one consumer group) through ``shared.bus.Service``: a
+    second joins mid-stream and the first leaves mid-stream (SIGTERM, as Kubernetes stops a
+    pod), each time with a record in the middle of its handling. Every record is handled,
+    and none twice: a partition changes hands only after its handled records are committed,
+    and a record being handled is finished (its effect made and committed) first."""
+    name = f"probe-shared-{new_submission_id()[:8]}"  # a group of its own
+    # 30 ms a record: a rebalance or a stop finds one in the middle of its handling
+    first, first_effects, first_port = probe(tmp_path, name, "-1", "0.03")
+    second, second_effects, second_port = probe(tmp_path, name, "-2", "0.03")
+    sent: list[str] = []
+
+    def send(count: int) -> None:
+        ids = [new_submission_id() for _ in range(count)]
+        events = [(make_event(sid), f"id-{sid}") for sid in ids]
+        asyncio.run(publish(events, "/genomhub/test", principal="receiver"))
+        sent.extend(ids)
+
+    def handled() -> list[str]:
+        return [line.split()[0] for line in lines(first_effects) + lines(second_effects)]
+
+    first.start()
+    try:
+        first.wait_http(first_port)
+        send(100)
+        wait_for(lambda: len(lines(first_effects)) >= 20, what="the first replica to be handling")
+        second.start()  # joins the group mid-stream: a rebalance
+        second.wait_http(second_port)
+        send(100)
+        wait_for(lambda: lines(second_effects), what="the second replica to get partitions")
+        send(50)
+        first.stop()  # leaves mid-stream: its partitions move to the second
+        send(50)
+        wait_for(lambda: set(sent) <= set(handled()), timeout=120, what="every record to be handled")
+        time.sleep(3)  # anything delivered twice would arrive by now
+    finally:
+        first.stop()
+        second.stop()
+    effects = Counter(handled())
+    doubled = {sid: n for sid, n in effects.items() if n > 1}
+    assert set(sent) <= set(effects) and len(sent) == 300  # the topic may hold earlier tests' too
+    assert lines(first_effects) and lines(second_effects), "both replicas handled records"
+    assert not doubled, f"{len(doubled)} records handled twice"

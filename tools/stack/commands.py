@@ -93,7 +93,13 @@ def kafka_status() -> None:
 
 @click.command("up")
 @click.option("--no-jaeger", is_flag=True, help="Do not start Jaeger even when it is built.")
-def up(no_jaeger: bool) -> None:
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes of each service, behind one address each (default: GENOMHUB_REPLICAS, 1).",
+)
+def up(no_jaeger: bool, replicas: int | None) -> None:
     """Start the whole local stack and show its status; Ctrl-C stops everything."""
     import signal
 
@@ -103,7 +109,9 @@ def up(no_jaeger: bool) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    with LocalStack(StackSettings.from_environment(), jaeger=not no_jaeger, say=click.echo) as stack:
+    with LocalStack(
+        StackSettings.from_environment(), jaeger=not no_jaeger, say=click.echo, replicas=replicas
+    ) as stack:
         try:
             stack.wait_ready()
             stack.watch()

@@ -14,8 +14,23 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.config import KafkaSettings, StateSettings, TopicSettings
+from pydantic import Field
+
+from shared.config import KafkaSettings, Section, StateSettings, TopicSettings
 from shared.synthetic import synthetic_reference
+
+
+class ReplicaSettings(Section):
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Local stack (`genomhub up`, the demo): processes of each service, each on a port of "
+        "its own behind a round-robin balancer on the service's port, as a Kubernetes Service is.",
+    )
+
+
+LOCAL_STACK_PARTS: tuple[type[Section], ...] = (ReplicaSettings,)
+"""The settings only the local stack reads (documented in the README's table beside the rest)."""
 
 
 @dataclass(frozen=True)
@@ -26,17 +41,18 @@ class StackSettings:
     state: StateSettings = field(default_factory=StateSettings)
     bootstrap: str | None = None
     topics: TopicSettings = field(default_factory=TopicSettings)
+    replicas: int = 1
 
     @classmethod
     def from_environment(cls) -> StackSettings:
         """As ``genomhub up`` reads them: a broker named by ``GENOMHUB_KAFKA_BOOTSTRAP`` is used."""
-        return cls(StateSettings(), KafkaSettings().bootstrap, TopicSettings())
+        return cls(StateSettings(), KafkaSettings().bootstrap, TopicSettings(), ReplicaSettings().replicas)
 
     @classmethod
     def fresh(cls, home: Path, cache: Path) -> StackSettings:
         """A stack of its own under ``home`` (the demo, the end-to-end tests), whatever broker
         the environment names."""
-        return cls(StateSettings(home=home, cache=cache))
+        return cls(StateSettings(home=home, cache=cache), replicas=ReplicaSettings().replicas)
 
     @property
     def state_dir(self) -> Path:

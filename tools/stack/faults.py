@@ -56,7 +56,7 @@ def run_with_faults(
     """Upload ``plan`` while killing each service at least once and restarting the broker."""
     assert stack.supervisor is not None
     rng = random.Random(seed)
-    receiver = f"http://127.0.0.1:{stack.supervisor.services['receiver'].port}"
+    receiver = f"http://127.0.0.1:{stack.port_of('receiver')}"
     sent: list[str] = []
     uploader = threading.Thread(target=upload_all, args=(receiver, tokens, plan, sent))
     uploader.start()
@@ -73,8 +73,10 @@ def run_with_faults(
             stack.supervisor.poll()
             time.sleep(0.2)
         if kind == "kill":
-            print(f"SIGKILL {service}")
-            stack.supervisor.services[service].signal(signal.SIGKILL)
+            processes = stack.processes_of(service)  # one of its replicas (one draw only then)
+            process = processes[0] if len(processes) == 1 else rng.choice(processes)
+            print(f"SIGKILL {process.name}")
+            process.signal(signal.SIGKILL)
             done[service] += 1
         else:
             print("stopping the broker")

@@ -4,6 +4,11 @@
 through :class:`LocalStack`, so they exercise the same processes an operator runs. A
 service that dies is restarted (with a growing pause if it keeps dying); stopping sends
 SIGTERM and waits, so consumers leave their groups cleanly.
+
+With more than one replica of each service (``genomhub up --replicas N``,
+``GENOMHUB_REPLICAS``) the stack runs what production runs: N processes of each service in
+one consumer group, on one database, each on a port of its own, behind a round-robin balancer
+on the service's usual port (:mod:`tools.stack.balancer`), as a Kubernetes Service is.
 """
 
 from __future__ import annotations
@@ -30,14 +35,19 @@ from shared.bus import end_offsets, group_lag, partitions_of
 from shared.config import SERVICE_SETTINGS, KafkaSettings
 from shared.kafka import KafkaAccess, kafka_access
 from shared.topics import OPERATOR, SERVICES, SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
+from tools.background import free_port
 from tools.jaeger.server import JaegerState, LocalJaeger
 from tools.kafka.broker import LocalBroker
+from tools.stack.balancer import RoundRobin
 from tools.stack.environment import StackSettings
 
 
 @dataclass
 class Supervised:
+    """One process of a service: ``name`` is the service's, or ``<service>-<i>`` for a replica."""
+
     name: str
+    service: str
     args: list[str]
     env: dict[str, str]
     log: Path
@@ -129,22 +139,31 @@ class ServiceStatus:
     dead_letters: int
 
 
+async def _group_status(access: KafkaAccess, service: str) -> tuple[int | None, int]:
+    """The consumer lag of ``service``'s group and the dead letters of its subscriptions."""
+    lag: int | None = None
+    dead = 0
+    try:
+        committed = await group_lag(access, consumer_group(service))
+        lag = sum(max(end - offset, 0) for offset, end in committed.values()) if committed else None
+        for model in SUBSCRIPTIONS[service]:
+            dlq = dlq_name(topic_name(model))
+            ends = await end_offsets(access, await partitions_of(access, dlq))
+            dead += sum(ends.values())
+    except Exception:  # the broker may be restarting: show what is known
+        lag = None
+    return lag, dead
+
+
 async def _status(access: KafkaAccess, supervisor: Supervisor) -> list[ServiceStatus]:
-    rows = []
-    for service in supervisor.services.values():
-        lag: int | None = None
-        dead = 0
-        try:
-            committed = await group_lag(access, consumer_group(service.name))
-            lag = sum(max(end - offset, 0) for offset, end in committed.values()) if committed else None
-            for model in SUBSCRIPTIONS[service.name]:
-                dlq = dlq_name(topic_name(model))
-                ends = await end_offsets(access, await partitions_of(access, dlq))
-                dead += sum(ends.values())
-        except Exception:  # the broker may be restarting: show what is known
-            lag = None
-        rows.append(ServiceStatus(service.name, service.pid, service.ready(), service.restarts, lag, dead))
-    return rows
+    """A row a process; the replicas of a service share one group, so they show its lag."""
+    groups = {}
+    for service in dict.fromkeys(s.service for s in supervisor.services.values()):
+        groups[service] = await _group_status(access, service)
+    return [
+        ServiceStatus(p.name, p.pid, p.ready(), p.restarts, *groups[p.service])
+        for p in supervisor.services.values()
+    ]
 
 
 def status_table(rows: list[ServiceStatus]) -> Table:
@@ -179,9 +198,15 @@ class LocalStack:
         env: Mapping[str, str] | None = None,
         say: Callable[[str], None] = print,
         jaeger_ports: tuple[int, int, int] = (4318, 4317, 16686),
+        replicas: int | None = None,
     ) -> None:
+        """``replicas`` of each service (unset: ``GENOMHUB_REPLICAS``)."""
         self.settings = settings
         self.names = list(services)
+        self.replicas = replicas or settings.replicas
+        if self.replicas < 1:
+            raise ValueError(f"replicas must be at least 1, not {self.replicas}")
+        self.balancers: list[RoundRobin] = []
         self.want_jaeger = jaeger
         self.jaeger_ports = jaeger_ports
         self.extra_env = dict(env or {})
@@ -236,9 +261,31 @@ class LocalStack:
                 if port_key in env
                 else int(SERVICE_SETTINGS[name].model_fields["port"].default)
             )
-            supervised.append(Supervised(name, [genomhub, "run", name], env, self.logs / f"{name}.log", port))
+            command = [genomhub, "run", name]
+            if self.replicas == 1:
+                supervised.append(Supervised(name, name, command, env, self.logs / f"{name}.log", port))
+                continue
+            ports = [free_port() for _ in range(self.replicas)]
+            for i, own in enumerate(ports, start=1):
+                replica = f"{name}-{i}"
+                own_env = {**env, port_key: str(own)}
+                supervised.append(
+                    Supervised(replica, name, command, own_env, self.logs / f"{replica}.log", own)
+                )
+            self.balancers.append(RoundRobin(name, port, ports).start())
         self.supervisor = Supervisor(supervised, self.say)
         self.supervisor.start()
+
+    def port_of(self, service: str) -> int:
+        """Where ``service`` is reached: its one process, or the balancer before its replicas."""
+        assert self.supervisor is not None
+        balancer = next((b for b in self.balancers if b.name == service), None)
+        return balancer.port if balancer is not None else self.supervisor.services[service].port
+
+    def processes_of(self, service: str) -> list[Supervised]:
+        """The processes of ``service``: one, or its replicas."""
+        assert self.supervisor is not None
+        return [p for p in self.supervisor.services.values() if p.service == service]
 
     @property
     def operator(self) -> KafkaAccess:
@@ -266,6 +313,9 @@ class LocalStack:
         return asyncio.run(_status(self.operator, self.supervisor))
 
     def stop(self) -> None:
+        for balancer in self.balancers:
+            balancer.stop()
+        self.balancers = []
         if self.supervisor is not None:
             self.supervisor.stop()
         if self.started_jaeger:

@@ -24,11 +24,17 @@ from moto.server import ThreadedMotoServer
 from shared.auth import token_hash
 from shared.events import FileReceived
 from shared.topics import topic_name
+from tests.postgres import engine_urls, postgres_server
 from tests.support import Process, free_port, genomhub, records
+
+__all__ = ["postgres_server"]
 
 TOKENS = {"hovedstaden": "tok-hovedstaden-1f3a", "sjaelland": "tok-sjaelland-77c0", "ngc": "tok-ngc-a9e2"}
 MAX_FILE_SIZE = 64 << 20
 TOPIC = topic_name(FileReceived)
+
+receiver_url = engine_urls("receiver")
+"""An empty database for the receivers of a test: once on SQLite, once on PostgreSQL."""
 
 
 @dataclass

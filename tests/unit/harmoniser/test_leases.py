@@ -87,7 +87,7 @@ def test_many_claimers_on_two_engines_take_each_job_exactly_once(replicas: tuple
         # Each claimer holds its first job until all eight hold one, so the claims really
         # interleave across engines however the threads happen to be scheduled.
         store, owner = replicas[i % 2], f"replica-{i}"
-        taken = []
+        taken: list[tuple[str, str]] = []
         while (job := store.claim(owner, 60.0)) is not None:
             if not taken:
                 first_claims_made.wait()

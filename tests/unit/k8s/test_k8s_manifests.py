@@ -477,12 +477,13 @@ def test_dev_is_small_with_local_postgres_and_the_synthetic_reference(
 def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(
     prod: list[Obj], dev: list[Obj], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("receiver", "validator"):
-        assert one(prod, "Deployment", name)["spec"]["replicas"] > 1
-    # More validators than partitions of its input topic would sit idle.
-    assert one(prod, "Deployment", "validator")["spec"]["replicas"] <= default_partitions()
+    for name in SERVICES:  # a pod lost never stops a stage
+        assert one(prod, "Deployment", name)["spec"]["replicas"] >= 2, name
+    # More consumers than partitions of their input topic would sit idle.
+    for name in SERVICES:
+        assert one(prod, "Deployment", name)["spec"]["replicas"] <= default_partitions(), name
     for name in ("harmoniser", "indexer", "billing"):
-        assert one(prod, "Deployment", name)["spec"]["replicas"] == 1
+        assert one(prod, "Deployment", name)["spec"]["replicas"] == 2
     data = config(prod)
     assert data["GENOMHUB_REFERENCE_PROFILE"] == "GRCh38"
     fasta = data["GENOMHUB_REFERENCE_FASTA"]
@@ -586,3 +587,24 @@ def test_prod_exposes_the_receiver_only_through_tls(prod: list[Obj], monkeypatch
                     assert peer["namespaceSelector"] == {
                         "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
                     }
+
+
+def test_prod_keeps_a_replica_of_each_service_through_a_drain(prod: list[Obj], dev: list[Obj]) -> None:
+    """A PodDisruptionBudget per service that selects exactly its pods and leaves room to evict
+    one (minAvailable below the replicas); the migrations stay the one db-upgrade Job."""
+    budgets = {b["metadata"]["name"]: b for b in of_kind(prod, "PodDisruptionBudget")}
+    assert set(budgets) == set(SERVICES)
+    for name in SERVICES:
+        deployment = one(prod, "Deployment", name)
+        budget = budgets[name]["spec"]
+        assert budget["minAvailable"] == 1 and "maxUnavailable" not in budget
+        assert budget["minAvailable"] < deployment["spec"]["replicas"], "a drain must be able to evict one"
+        pods = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selects(budget["selector"], pods), name
+        others = [one(prod, "Deployment", s) for s in SERVICES if s != name]
+        assert not any(
+            selects(budget["selector"], o["spec"]["template"]["metadata"]["labels"]) for o in others
+        )
+    assert not of_kind(dev, "PodDisruptionBudget"), "dev runs one of each: a budget would block every drain"
+    (job,) = of_kind(prod, "Job")
+    assert job["metadata"]["name"] == "db-upgrade"

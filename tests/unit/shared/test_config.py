@@ -35,6 +35,7 @@ from shared.config import (
     every_variable,
     variables,
 )
+from tools.stack.environment import LOCAL_STACK_PARTS
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 GENOMHUB = str(Path(sys.executable).with_name("genomhub"))
@@ -59,7 +60,7 @@ def shown(field: FieldInfo) -> str:
 def expected_rows() -> dict[str, str]:
     """Each variable's row of the README's table, from the sections."""
     rows = {}
-    for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values()):
+    for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values(), *LOCAL_STACK_PARTS):
         for variable, name in variables(section).items():
             field = section.model_fields[name]
             rows[variable] = f"| `{variable}` | {shown(field)} | {field.description} |"
