@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -79,7 +80,7 @@ def _create_append_only_triggers() -> None:
             )
 
 
-def _rewrite_sqlite(convert: Callable[[str], str], column_type: sa.types.TypeEngine[object]) -> None:
+def _rewrite_sqlite(convert: Callable[[str], str], column_type: sa.types.TypeEngine[Any]) -> None:
     """Every stored time rewritten by ``convert`` (row by rowid: no time column is indexed),
     each table copied with its time column retyped, the triggers lifted around it all."""
     conn = op.get_bind()
@@ -104,7 +105,7 @@ def _rewrite_sqlite(convert: Callable[[str], str], column_type: sa.types.TypeEng
         # The copy names the new type by reflection, not by alter_column, which would CAST
         # the text to DATETIME's numeric affinity (the year, 2026, and nothing else).
         retyped = sa.Column(column, column_type, nullable=False)
-        with op.batch_alter_table(table, recreate="always", reflect_args=[retyped]):
+        with op.batch_alter_table(table, recreate="always", reflect_args=(retyped,)):
             pass
     if emissions:
         conn.exec_driver_sql(
