@@ -18,13 +18,15 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import NewTopic
-from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from shared import telemetry
@@ -570,12 +572,7 @@ async def end_offsets(access: KafkaAccess, partitions: Sequence[TopicPartition])
 
 async def group_lag(access: KafkaAccess, group: str) -> dict[TopicPartition, tuple[int, int]]:
     """For each partition the group has committed on: (committed offset, end offset)."""
-    admin = access.admin()
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
+    committed = await committed_offsets(access, group)
     ends = await end_offsets(access, list(committed))
     return {tp: (meta.offset, ends[tp]) for tp, meta in committed.items() if meta.offset >= 0}
 
@@ -616,3 +613,161 @@ async def read_records(access: KafkaAccess, topics: Sequence[str], timeout: floa
         return found
     finally:
         await consumer.stop()
+
+
+# -- a consumer group and its offsets, seen from outside it (operators' tools) ---------------
+
+
+async def group_members(access: KafkaAccess, group: str) -> tuple[str, list[tuple[str, str]]]:
+    """The group's state and the (client id, host) of each member, from DescribeGroups; an
+    unknown group is ``("", [])``."""
+    admin = access.admin()
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    for described in response.groups:
+        error_code, name, state, _protocol_type, _protocol, members = described[:6]
+        if name != group:
+            continue
+        if error_code:
+            raise KafkaError(f"describing consumer group {group} failed with error code {error_code}")
+        return str(state), [(str(m[1]), str(m[2])) for m in members]
+    return "", []
+
+
+async def committed_offsets(
+    access: KafkaAccess, group: str, partitions: Sequence[TopicPartition] | None = None
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """What ``group`` has committed (on ``partitions``, or wherever it has), with metadata;
+    a partition it never committed on has offset -1."""
+    admin = access.admin()
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(
+            group, partitions=None if partitions is None else list(partitions)
+        )
+    finally:
+        await admin.close()
+    return dict(found)
+
+
+async def log_bounds(
+    access: KafkaAccess, partitions: Sequence[TopicPartition], at_millis: int | None = None
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int], dict[TopicPartition, int | None] | None]:
+    """Each partition's log start and end, and, given ``at_millis``, the first offset at or
+    after that time (None where no record is as late)."""
+    consumer = access.consumer(enable_auto_commit=False)
+    await consumer.start()
+    try:
+        starts = dict(await consumer.beginning_offsets(list(partitions)))
+        ends = dict(await consumer.end_offsets(list(partitions)))
+        by_time = None
+        if at_millis is not None:
+            found = await consumer.offsets_for_times({tp: at_millis for tp in partitions})
+            by_time = {tp: (o.offset if o is not None else None) for tp, o in found.items()}
+    finally:
+        await consumer.stop()
+    return starts, ends, by_time
+
+
+class GroupNotEmpty(RuntimeError):
+    """The broker refused offsets committed from outside a group: it has members."""
+
+
+async def commit_group_offsets(
+    access: KafkaAccess, group: str, offsets: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Commit ``offsets`` for ``group`` from outside it, and read them back.
+
+    aiokafka 0.14's admin client has no AlterConsumerGroupOffsets, so a consumer with the
+    group's id, assigned the partitions but never subscribed (so it never joins the group),
+    commits them; the broker accepts such a commit only while the group has no members.
+    """
+    consumer = access.consumer(group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(dict(offsets))
+    except CommitFailedError as exc:
+        raise GroupNotEmpty(f"a member joined {group}") from exc
+    finally:
+        await consumer.stop()
+    back = await committed_offsets(access, group, list(offsets))
+    return {tp: meta.offset for tp, meta in back.items()}
+
+
+class OutsideLog(LookupError):
+    """An offset the partition does not hold (any longer, or yet)."""
+
+    def __init__(self, start: int, end: int) -> None:
+        super().__init__(f"the partition holds offsets {start} to {end - 1}")
+        self.start, self.end = start, end
+
+
+async def read_record(access: KafkaAccess, partition: TopicPartition, offset: int, timeout: float) -> Any:
+    """The one record at ``offset`` of ``partition``, without a group."""
+    consumer = access.consumer(enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([partition])
+        start = (await consumer.beginning_offsets([partition]))[partition]
+        end = (await consumer.end_offsets([partition]))[partition]
+        if not start <= offset < end:
+            raise OutsideLog(start, end)
+        consumer.seek(partition, offset)
+        return await asyncio.wait_for(consumer.getone(partition), timeout)
+    finally:
+        await consumer.stop()
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    """A record to send as it is: its key, value and headers already made (a redrive)."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    partition: int | None
+    headers: Headers
+
+
+@contextlib.asynccontextmanager
+async def transactional_producer(
+    access: KafkaAccess, transactional_id: str
+) -> AsyncIterator[AIOKafkaProducer]:
+    """A started transactional producer. Starting it fences any producer of the same
+    ``transactional_id`` still in flight and waits for its transaction to end, so what is
+    read after the start is what that transaction left."""
+    producer = access.producer(transactional_id=transactional_id, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def send_with_offsets(
+    producer: AIOKafkaProducer,
+    records: Sequence[OutgoingRecord],
+    offsets: dict[TopicPartition, OffsetAndMetadata],
+    group: str,
+) -> list[Any]:
+    """Send ``records`` and commit ``offsets`` for ``group`` in one transaction: all or none.
+
+    A record's partition that its topic no longer has (re-partitioned) is left to the key.
+    """
+    sent: list[Any] = []
+    async with producer.transaction():
+        for record in records:
+            partition = record.partition
+            if partition is not None and partition not in await producer.partitions_for(record.topic):
+                partition = None
+            sent.append(
+                await producer.send_and_wait(
+                    record.topic, record.value, key=record.key, partition=partition, headers=record.headers
+                )
+            )
+        await producer.send_offsets_to_transaction(offsets, group)
+    return sent

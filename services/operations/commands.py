@@ -2,8 +2,9 @@
 
 The decisions live in the pure modules (``replay``, ``dlq``, ``table``); this module only
 fetches the facts from Kafka (committed offsets, log bounds, group members, dead letters)
-and carries the decisions out through the admin API, a group-less consumer and a
-transactional producer.
+and carries the decisions out. How each is done on the broker (the admin API, a consumer
+committing for a group from outside it, the transactional send with the ledger's offsets)
+is ``shared.bus``'s, beside the consume loop: no Kafka client is made here.
 """
 
 from __future__ import annotations
@@ -15,14 +16,27 @@ from typing import Any
 
 import click
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from services.operations import dlq as dl
 from services.operations import replay as rp
 from services.operations.table import format_table
-from shared.bus import ReadTimeout, partitions_of, read_records
+from shared.bus import (
+    GroupNotEmpty,
+    OutgoingRecord,
+    OutsideLog,
+    ReadTimeout,
+    commit_group_offsets,
+    committed_offsets,
+    group_members,
+    log_bounds,
+    partitions_of,
+    read_record,
+    read_records,
+    send_with_offsets,
+    transactional_producer,
+)
 from shared.config import TopicSettings
 from shared.envelope import normalise_headers
 from shared.kafka import KafkaAccess, KafkaAccessError, kafka_access
@@ -57,19 +71,6 @@ def _run(coro: Any) -> Any:
 # -- replay ----------------------------------------------------------------------------------
 
 
-async def _group_members(admin: AIOKafkaAdminClient, group: str) -> tuple[str, list[tuple[str, str]]]:
-    """State and (client id, host) of each member, from DescribeGroups."""
-    (response,) = await admin.describe_consumer_groups([group])
-    for described in response.groups:
-        error_code, name, state, _protocol_type, _protocol, members = described[:6]
-        if name != group:
-            continue
-        if error_code:
-            raise KafkaError(f"describing consumer group {group} failed with error code {error_code}")
-        return str(state), [(str(m[1]), str(m[2])) for m in members]
-    return "", []
-
-
 @dataclass
 class ReplayFacts:
     group: str
@@ -85,13 +86,8 @@ class ReplayFacts:
 async def _replay_facts(settings: TopicSettings, service: str, target: rp.Target) -> ReplayFacts:
     access = kafka_access(OPERATOR)
     group = consumer_group(service)
-    admin = access.admin()
-    await admin.start()
-    try:
-        state, members = await _group_members(admin, group)
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
+    state, members = await group_members(access, group)
+    offsets = await committed_offsets(access, group)
     committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
     topics = rp.consumed_topics(service, [t for t, _ in committed], _event_topics(settings))
     partitions: list[TopicPartition] = []
@@ -100,20 +96,10 @@ async def _replay_facts(settings: TopicSettings, service: str, target: rp.Target
         if not found:
             raise rp.ReplayError(f"topic {topic} does not exist on {access.bootstrap}")
         partitions += found
-    consumer = access.consumer(enable_auto_commit=False)
-    await consumer.start()
-    try:
-        earliest = await consumer.beginning_offsets(partitions)
-        latest = await consumer.end_offsets(partitions)
-        by_time = None
-        if isinstance(target, rp.AtTime):
-            found_times = await consumer.offsets_for_times({tp: target.millis for tp in partitions})
-            by_time = {
-                (tp.topic, tp.partition): (o.offset if o is not None else None)
-                for tp, o in found_times.items()
-            }
-    finally:
-        await consumer.stop()
+    earliest, latest, found_times = await log_bounds(
+        access, partitions, target.millis if isinstance(target, rp.AtTime) else None
+    )
+    by_time = None if found_times is None else {(tp.topic, tp.partition): o for tp, o in found_times.items()}
     return ReplayFacts(
         group,
         state,
@@ -129,31 +115,14 @@ async def _replay_facts(settings: TopicSettings, service: str, target: rp.Target
 async def _commit_offsets(
     access: KafkaAccess, group: str, offsets: dict[TopicPartition, int]
 ) -> dict[TopicPartition, int]:
-    """Commit ``offsets`` for ``group`` from outside it, and read them back.
-
-    aiokafka 0.14's admin client has no AlterConsumerGroupOffsets, so a consumer with the
-    group's id, assigned the partitions but never subscribed (so it never joins the group),
-    commits them; the broker accepts such a commit only while the group has no members.
-    """
-    consumer = access.consumer(group_id=group, enable_auto_commit=False)
-    await consumer.start()
+    """Commit the replay's offsets for the stopped ``group``, read back from the broker."""
     try:
-        consumer.assign(list(offsets))
-        await consumer.commit(dict(offsets))
-    except CommitFailedError as exc:
+        return await commit_group_offsets(access, group, offsets)
+    except GroupNotEmpty as exc:
         raise rp.ReplayError(
             f"the broker rejected the new offsets: a member joined {group} after the check; "
             "stop the service and run the replay again"
         ) from exc
-    finally:
-        await consumer.stop()
-    admin = access.admin()
-    await admin.start()
-    try:
-        back = await admin.list_consumer_group_offsets(group, partitions=list(offsets))
-    finally:
-        await admin.close()
-    return {tp: meta.offset for tp, meta in back.items()}
 
 
 async def _replay(service: str, target: rp.Target, dry_run: bool) -> None:
@@ -248,12 +217,7 @@ async def _read_letters(
         records = await read_records(access, topics, READ_TIMEOUT_S)
     except ReadTimeout as exc:
         raise dl.DlqError(str(exc)) from exc
-    consumer = access.consumer(enable_auto_commit=False)
-    await consumer.start()
-    try:
-        starts = await consumer.beginning_offsets(partitions)
-    finally:
-        await consumer.stop()
+    starts, _, _ = await log_bounds(access, partitions)
     letters = sorted((_letter(r) for r in records), key=lambda x: (x.topic, x.partition, x.offset))
     return letters, {(tp.topic, tp.partition): o for tp, o in starts.items()}
 
@@ -275,14 +239,7 @@ async def _ledgers(
 ) -> dict[tuple[str, int], dl.Ledger]:
     if not partitions:
         return {}
-    admin = access.admin()
-    await admin.start()
-    try:
-        found = await admin.list_consumer_group_offsets(
-            dl.REDRIVE_GROUP, partitions=[TopicPartition(t, p) for t, p in partitions]
-        )
-    finally:
-        await admin.close()
+    found = await committed_offsets(access, dl.REDRIVE_GROUP, [TopicPartition(t, p) for t, p in partitions])
     return {
         (tp.topic, tp.partition): dl.Ledger.parse(meta.offset, meta.metadata or "")
         for tp, meta in found.items()
@@ -320,35 +277,29 @@ async def _show(letter_id: dl.LetterId) -> None:
     tp = TopicPartition(letter_id.topic, letter_id.partition)
     if tp not in await partitions_of(access, letter_id.topic):
         raise dl.DlqError(f"no such dead letter: {letter_id} (no such topic or partition)")
-    consumer = access.consumer(enable_auto_commit=False)
-    await consumer.start()
     try:
-        consumer.assign([tp])
-        start = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
-        if not start <= letter_id.offset < end:
-            raise dl.DlqError(
-                f"no such dead letter: {letter_id} (the partition holds offsets {start} to {end - 1})"
-            )
-        consumer.seek(tp, letter_id.offset)
-        record = await asyncio.wait_for(consumer.getone(tp), READ_TIMEOUT_S)
-    finally:
-        await consumer.stop()
+        record = await read_record(access, tp, letter_id.offset, READ_TIMEOUT_S)
+    except OutsideLog as exc:
+        raise dl.DlqError(f"no such dead letter: {letter_id} ({exc})") from exc
     letter = _letter(record)
     ledger = (await _ledgers(access, [(tp.topic, tp.partition)])).get((tp.topic, tp.partition), dl.Ledger())
     click.echo(dl.format_letter(letter))
     click.echo(f"state: {'redriven' if ledger.redriven(letter.offset) else 'pending'}")
 
 
+def _original_record(letter: dl.DeadLetter) -> OutgoingRecord:
+    """The record the dead letter was, addressed to where it came from."""
+    topic, partition = letter.redrive_target()
+    return OutgoingRecord(topic, letter.value, letter.key, partition, letter.original_headers())
+
+
 async def _redrive(ids: Sequence[dl.LetterId], topics: Sequence[str]) -> None:
     """Send the chosen dead letters' original records back, and advance the ledger, in one
-    transaction. Starting the transactional producer first fences any redrive still in
-    flight and waits for its transaction to end, so the ledger read next is current: two
-    operators redriving at once cannot both send the same dead letter."""
+    transaction. The transactional producer starts before the ledger is read, fencing any
+    redrive still in flight: two operators redriving at once cannot both send the same
+    dead letter."""
     access = _operator()
-    producer = access.producer(transactional_id=dl.REDRIVE_GROUP, enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
+    async with transactional_producer(access, dl.REDRIVE_GROUP) as producer:
         letters, starts = await _read_letters(access, topics)
         ledgers = await _ledgers(access, sorted(starts))
         selection = dl.select(letters, ledgers, ids)
@@ -359,37 +310,20 @@ async def _redrive(ids: Sequence[dl.LetterId], topics: Sequence[str]) -> None:
         if not selection.send:
             click.echo("nothing to redrive")
             return
-        sent: list[tuple[dl.DeadLetter, Any]] = []
-        async with producer.transaction():
-            for letter in selection.send:
-                topic, partition = letter.redrive_target()
-                if partition is not None and partition not in await producer.partitions_for(topic):
-                    partition = None  # the topic was re-partitioned: let the key choose
-                meta = await producer.send_and_wait(
-                    topic,
-                    letter.value,
-                    key=letter.key,
-                    partition=partition,
-                    headers=letter.original_headers(),
-                )
-                sent.append((letter, meta))
-            advanced: dict[TopicPartition, OffsetAndMetadata] = {}
-            for (topic, part), ledger in ledgers.items():
-                offsets = [x.offset for x in selection.send if (x.topic, x.partition) == (topic, part)]
-                if offsets:
-                    after = ledger.with_redriven(offsets, starts[(topic, part)])
-                    advanced[TopicPartition(topic, part)] = OffsetAndMetadata(
-                        after.watermark, after.metadata()
-                    )
-            await producer.send_offsets_to_transaction(advanced, dl.REDRIVE_GROUP)
-    finally:
-        await producer.stop()
-    for letter, meta in sent:
+        records = [_original_record(letter) for letter in selection.send]
+        advanced: dict[TopicPartition, OffsetAndMetadata] = {}
+        for (topic, part), ledger in ledgers.items():
+            offsets = [x.offset for x in selection.send if (x.topic, x.partition) == (topic, part)]
+            if offsets:
+                after = ledger.with_redriven(offsets, starts[(topic, part)])
+                advanced[TopicPartition(topic, part)] = OffsetAndMetadata(after.watermark, after.metadata())
+        metas = await send_with_offsets(producer, records, advanced, dl.REDRIVE_GROUP)
+    for letter, meta in zip(selection.send, metas, strict=True):
         click.echo(
             f"redriven {letter.id} -> {meta.topic}:{meta.partition}:{meta.offset} "
             f"ce_id={letter.header('ce_id') or '-'} subject={letter.header('ce_subject') or '-'}"
         )
-    click.echo(f"redrove {len(sent)} dead letter(s)")
+    click.echo(f"redrove {len(metas)} dead letter(s)")
 
 
 @click.group("dlq")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DatabaseError
 
 from services.billing import tables
@@ -358,3 +358,120 @@ def test_the_upgrade_to_trace_contexts_keeps_accruals_without_one(billing_url: s
         assert "trace_parent" not in {c["name"] for c in inspect(engine).get_columns("billing_accruals")}
     finally:
         engine.dispose()
+
+
+APPEND_ONLY_ATTEMPTS = (
+    "UPDATE billing_grant_ledger SET amount_ore = 1",
+    "DELETE FROM billing_grant_ledger",
+    "UPDATE billing_statements SET total_ore = 1",
+    "DELETE FROM billing_statements",
+)
+
+
+def test_the_upgrade_to_instants_keeps_every_time_and_the_append_only_guarantee(billing_url: str) -> None:
+    """From 0003's ISO text to the shared column type: every row of the four tables keeps
+    its instant to the microsecond, whatever the session's zone, and the ledger and the
+    statements still refuse UPDATE and DELETE afterwards (and again after a downgrade)."""
+    config = alembic_config(billing_url, MIGRATIONS, "billing")
+    command.upgrade(config, "0003_billing")
+    received = datetime(2026, 1, 31, 23, 30, 0, 123456, tzinfo=UTC)  # February in Copenhagen
+    recorded = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
+    closed = datetime(2026, 2, 2, 9, 15, 30, 5, tzinfo=UTC)
+    emitted = datetime(2026, 2, 2, 9, 15, 31, tzinfo=UTC)
+    engine = make_engine(billing_url)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            database = billing_url.rpartition("/")[2]
+            conn.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET timezone TO 'Europe/Copenhagen'")
+        conn.execute(
+            text(
+                "INSERT INTO billing_accruals (region, sample_id, submission_id, department, analysis_type, "
+                "received_at, received_month, billed_month, ge_micro, event_id) VALUES ('hovedstaden', 'S1', "
+                f"'{OLD_ID}', 'Rigshospitalet', 'WGS', :at, '2026-02', '2026-02', 1000000, 'old')"
+            ),
+            {"at": received.isoformat()},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO billing_grant_ledger (kind, amount_ore, balance_after_ore, recorded_by, "
+                "recorded_at, note) VALUES ('opening', 100, 100, 'finance', :at, '')"
+            ),
+            {"at": recorded.isoformat()},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO billing_statements (statement_id, month, event_id, closed_at, closed_by, forced, "
+                "rate_dkk, total_ge_micro, total_ore, balance_before_ore, balance_after_ore, document) "
+                "VALUES ('st-1', '2026-01', 'ev-1', :at, 'finance', false, 300, 0, 0, 100, 100, '{}')"
+            ),
+            {"at": closed.isoformat()},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO billing_emissions (statement_id, event_id, emitted_at) VALUES ('st-1', 'ev-1', :at)"
+            ),
+            {"at": emitted.isoformat()},
+        )
+    engine.dispose()
+
+    def stored_times() -> list[datetime]:
+        with store.reading() as conn:
+            return [
+                conn.execute(select(column)).scalar_one()
+                for column in (
+                    tables.accruals.c.received_at,
+                    tables.grant_ledger.c.recorded_at,
+                    tables.statements.c.closed_at,
+                    tables.emissions.c.emitted_at,
+                )
+            ]
+
+    def refuses_changes() -> None:
+        for statement in APPEND_ONLY_ATTEMPTS:
+            with pytest.raises(DatabaseError, match="append-only"), store.engine.begin() as conn:
+                conn.execute(text(statement))
+
+    store = BillingStore(billing_url)
+    try:
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_billing"})
+            assert compare_metadata(context, tables.metadata) == []
+        times = stored_times()
+        assert times == [received, recorded, closed, emitted]
+        assert all(t.utcoffset() == timedelta(0) for t in times)
+        assert [e.recorded_at for e in store.ledger()] == [recorded]
+        refuses_changes()
+        # A time is now compared as an instant, not as text.
+        with store.reading() as conn:
+            later = tables.accruals.c.received_at > datetime(
+                2026, 2, 1, 0, 29, tzinfo=timezone(timedelta(hours=1))
+            )
+            assert conn.execute(select(tables.accruals.c.sample_id).where(later)).scalars().all() == ["S1"]
+    finally:
+        store.dispose()
+
+    command.downgrade(config, "0003_billing")
+    engine = make_engine(billing_url)
+    try:
+        with engine.connect() as conn:
+            texts = [
+                conn.exec_driver_sql(f"SELECT {column} FROM {table}").scalar_one()
+                for table, column in (
+                    ("billing_accruals", "received_at"),
+                    ("billing_grant_ledger", "recorded_at"),
+                    ("billing_statements", "closed_at"),
+                    ("billing_emissions", "emitted_at"),
+                )
+            ]
+        assert [datetime.fromisoformat(t) for t in texts] == [received, recorded, closed, emitted]
+        for statement in APPEND_ONLY_ATTEMPTS:
+            with pytest.raises(DatabaseError, match="append-only"), engine.begin() as conn:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+    store = BillingStore(billing_url)
+    try:
+        assert stored_times() == [received, recorded, closed, emitted]
+        refuses_changes()
+    finally:
+        store.dispose()
