@@ -17,11 +17,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pysam
 
-from services.validator._fastq_scan import count_alignments
+from services.validator._fastq_scan import count_alignment_parts, count_alignments
 from services.validator.htslib_messages import as_problems, captured
 from services.validator.problems import problem
 from services.validator.references import Contig, Identification, Profile, contig_md5s, identify
@@ -240,12 +240,66 @@ def _ltf8(data: bytes, at: int) -> tuple[int, int]:
     return value, at + 1 + extra
 
 
-def declared_records(path: Path, major: int) -> int:
-    """The records a CRAM's container headers say it holds, walking from header to header
-    (a few thousand in a genome) without decoding: htslib's multi-threaded reader can end
-    a pass at a damaged container as if at the end of the file, and this is what the pass
-    is held to. Each CRAM 3 container header's CRC32 is checked on the way."""
-    total = 0
+@dataclass(frozen=True)
+class Container:
+    """Where a CRAM container starts, and the records it and its slices declare."""
+
+    offset: int
+    size: int
+    records: int
+
+
+SLICE_HEADER = 2
+"""The content type of a CRAM slice header block."""
+
+
+def _slice_records(data: bytes) -> int | None:
+    """The records the slice header block at the start of ``data`` declares; None if it is
+    no slice header, or a compressed one (the format allows it, htslib never writes it)."""
+    method, content_type = data[0], data[1]
+    if method != 0 or content_type != SLICE_HEADER:
+        return None
+    _, i = _itf8(data, 2)  # content id
+    _, i = _itf8(data, i)  # compressed size
+    _, i = _itf8(data, i)  # raw size
+    for _ in range(3):  # reference sequence, start, span
+        _, i = _itf8(data, i)
+    records, _ = _itf8(data, i)
+    return records
+
+
+def _container_header(data: bytes, major: int) -> tuple[int, list[int], int]:
+    """The container header at the start of ``data``: the records it declares, its slices'
+    landmarks, and where it ends (for CRAM 3, where its CRC32 is)."""
+    _, i = _itf8(data, 4)  # reference sequence
+    _, i = _itf8(data, i)  # start
+    _, i = _itf8(data, i)  # span
+    records, i = _itf8(data, i)
+    _, i = _ltf8(data, i) if major >= 3 else _itf8(data, i)  # record counter
+    _, i = _ltf8(data, i)  # bases
+    _, i = _itf8(data, i)  # blocks
+    count, i = _itf8(data, i)
+    if count < 0:
+        raise IndexError("a negative count of landmarks")
+    landmarks = []
+    for _ in range(count):
+        landmark, i = _itf8(data, i)
+        landmarks.append(landmark)
+    return records, landmarks, i
+
+
+def cram_containers(path: Path, major: int) -> tuple[list[Container], bool]:
+    """A CRAM's containers, walked from header to header (a few thousand in a genome)
+    without decoding, with the records each declares, and whether every slice header was
+    read and declares, with its container's others, what the container does.
+
+    htslib's multi-threaded reader can end a pass at a damaged container as if at the end
+    of the file, and this is what the pass is held to; each CRAM 3 container header's
+    CRC32 is checked on the way. The slices' counts are what htslib decodes by, so where
+    they agree with the containers' a part of the file cut at a container boundary holds
+    exactly the records its containers declare."""
+    containers: list[Container] = []
+    slices_agree = True
     size = path.stat().st_size
     with path.open("rb") as handle:
         at = FILE_DEFINITION
@@ -256,58 +310,134 @@ def declared_records(path: Path, major: int) -> int:
                 raise UndecodableRecord(f"the container at byte {at} is cut short")
             length = int.from_bytes(data[:4], "little", signed=True)
             try:
-                _, i = _itf8(data, 4)  # reference sequence
-                _, i = _itf8(data, i)  # start
-                _, i = _itf8(data, i)  # span
-                records, i = _itf8(data, i)
-                _, i = _ltf8(data, i) if major >= 3 else _itf8(data, i)  # record counter
-                _, i = _ltf8(data, i)  # bases
-                _, i = _itf8(data, i)  # blocks
-                landmarks, i = _itf8(data, i)
-                for _ in range(max(landmarks, 0)):
-                    _, i = _itf8(data, i)
+                records, landmarks, i = _container_header(data, major)
                 if major >= 3:
                     if zlib.crc32(data[:i]) != int.from_bytes(data[i : i + 4], "little"):
                         raise UndecodableRecord(f"the container header at byte {at} fails its CRC32")
                     i += 4
             except IndexError:
                 raise UndecodableRecord(f"the container header at byte {at} is cut short") from None
-            if length < 0 or records < 0 or landmarks < 0 or at + i + length > size:
+            if length < 0 or records < 0 or at + i + length > size:
                 raise UndecodableRecord(f"the container header at byte {at} is damaged")
-            total += records
+            if records and slices_agree:
+                slices_agree = _slices_declare(handle, at + i, length, landmarks) == records
+            containers.append(Container(at, i + length, records))
             at += i + length
+    return containers, slices_agree
+
+
+def _slices_declare(handle: BinaryIO, start: int, length: int, landmarks: list[int]) -> int | None:
+    """The records the slice headers of the container whose blocks start at ``start``
+    declare together; None where one cannot be read."""
+    total = 0
+    for landmark in landmarks:
+        if not 0 <= landmark < length:
+            return None
+        handle.seek(start + landmark)
+        try:
+            records = _slice_records(handle.read(64))
+        except IndexError:
+            return None
+        if records is None:
+            return None
+        total += records
     return total
+
+
+def declared_records(path: Path, major: int) -> int:
+    """The records a CRAM's container headers say it holds (see :func:`cram_containers`)."""
+    return sum(c.records for c in cram_containers(path, major)[0])
+
+
+PART_BYTES = 64 << 20
+"""A CRAM is read in parts on threads of their own only where each has this much to read:
+below it a reader's start-up (its reference, its first container) outweighs the sharing."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """Consecutive containers one reader decodes: from ``offset``, ``records`` records."""
+
+    offset: int
+    records: int
+
+
+def cram_parts(containers: list[Container], parts: int) -> list[Part]:
+    """The containers cut at container boundaries into at most ``parts`` runs of about equal
+    bytes, none below :data:`PART_BYTES`; the first starts where htslib starts reading."""
+    total = sum(c.size for c in containers)
+    parts = max(1, min(parts, total // PART_BYTES))
+    cuts: list[Part] = []
+    start = records = taken = 0
+    for container in containers:
+        if records and len(cuts) < parts - 1 and taken >= total * (len(cuts) + 1) // parts:
+            cuts.append(Part(start, records))
+            start, records = container.offset, 0
+        records += container.records
+        taken += container.size
+    cuts.append(Part(start, records))
+    return cuts
 
 
 def count_records(path: Path, reference: Path | None, with_bases: bool, cram_major: int = 0) -> RecordCounts:
     """Every record decoded by htslib, in one pass: flagstat's counts, and with
     ``with_bases`` the bases of the primary reads (neither secondary nor supplementary).
-    A CRAM's slices are decoded on two threads and the records counted held to those its
-    containers declare. A record htslib cannot decode ends the pass with
-    :class:`UndecodableRecord`."""
+    A CRAM's records are held to those its containers declare, and decoded on two threads:
+    by readers of their own, each taking a part of the file cut at a container boundary, or
+    where the file cannot be cut so (too small; slice headers that cannot be read or that
+    disagree with their container's) by htslib's decoding threads. A record htslib cannot
+    decode ends the pass with :class:`UndecodableRecord`."""
     fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
-    threads = decoding_threads() if cram_major in (2, 3) else 1
-    declared = declared_records(path, cram_major) if threads > 1 else None
     where = str(reference) if reference else None
-    status, records, passed, mapped, duplicates, bases = count_alignments(
-        htslib_library(), str(path), where, fields, threads
-    )
-    if status == 0 and declared is not None and records != declared:
-        status = 3
-    if status == 3 and threads > 1:
-        # Decoding threads read ahead, and a fault they meet can end the pass before the
-        # records ahead of it are handed over: one thread finds which record it is.
-        status, records, *_ = count_alignments(htslib_library(), str(path), where, fields, 1)
-        status = status or 3
+    if cram_major not in (2, 3):
+        status, records, passed, mapped, duplicates, bases = count_alignments(
+            htslib_library(), str(path), where, fields, 1
+        )
+        _raise_for(status, records, None)
+        return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
+    containers, slices_agree = cram_containers(path, cram_major)
+    declared = sum(c.records for c in containers)
+    parts = cram_parts(containers, decoding_threads()) if slices_agree else [Part(0, declared)]
+    if len(parts) > 1:
+        # The last part reads to the end of the file, so that a record beyond what the
+        # containers declare is not left unread.
+        limits = [(p.offset, p.records) for p in parts[:-1]] + [(parts[-1].offset, -1)]
+        counted = count_alignment_parts(htslib_library(), str(path), where, fields, limits)
+        before = 0
+        for part, (status, records, *_) in zip(parts, counted, strict=True):
+            if status:
+                _raise_for(status, before + records, declared)
+            before += part.records if part is not parts[-1] else records
+        status = 0 if before == declared else 3
+        records = before
+        passed, mapped, duplicates, bases = (sum(c[i] for c in counted) for i in range(2, 6))
+    else:
+        status, records, passed, mapped, duplicates, bases = count_alignments(
+            htslib_library(), str(path), where, fields, decoding_threads()
+        )
+        if status == 0 and records != declared:
+            status = 3
+        if status == 3:
+            # Decoding threads read ahead, and a fault they meet can end the pass before the
+            # records ahead of it are handed over: one thread finds which record it is.
+            status, records, *_ = count_alignments(htslib_library(), str(path), where, fields, 1)
+            status = status or 3
+    _raise_for(status, records, declared)
+    return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
+
+
+def _raise_for(status: int, records: int, declared: int | None) -> None:
+    """:class:`UndecodableRecord` for what a pass ended with (0: read whole)."""
     if status == 1:
         raise UndecodableRecord("htslib cannot open the file")
     if status == 2:
         raise UndecodableRecord("htslib cannot read the header")
+    if status == 4:
+        raise UndecodableRecord(f"htslib cannot start reading at the container of record {records + 1}")
     if status == 3:
         if declared is not None and records >= declared:
             raise UndecodableRecord(f"{records} records decoded where the containers declare {declared}")
         raise UndecodableRecord(f"record {records + 1} cannot be decoded")
-    return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
 
 
 def check_alignment(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
+import zlib
 from pathlib import Path
 
 import pysam
 import pytest
 
 from services.validator import alignments
-from services.validator._fastq_scan import count_alignments
+from services.validator._fastq_scan import count_alignment_parts, count_alignments
 from services.validator.alignments import count_records, declared_records
 from services.validator.checks import check_file
 from shared.config import get_settings
@@ -189,3 +190,71 @@ def test_a_container_whose_length_is_damaged_fails_on_every_thread_count(
     found = check_file(spoilt.name, spoilt.as_uri(), PROFILE, need_bases, reference)
     assert "cram.undecodable" in {p.code for p in found.problems}
     assert "reads" not in found.metrics
+
+
+@pytest.fixture
+def cut_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut even a test's small CRAM into parts read on threads of their own."""
+    monkeypatch.setattr(alignments, "PART_BYTES", 1)
+
+
+@pytest.mark.parametrize("with_bases", [False, True])
+def test_a_cram_read_in_parts_counts_as_one_reader(
+    tmp_path: Path, reference: Path, with_bases: bool, cut_small: None
+) -> None:
+    cram = sliced(tmp_path, reference, mixed_body())
+    containers, slices_agree = alignments.cram_containers(cram, 3)
+    assert slices_agree and len(alignments.cram_parts(containers, 2)) == 2
+    fields = alignments.BASES_FIELDS if with_bases else alignments.FLAGSTAT_FIELDS
+    whole = count_alignments(alignments.htslib_library(), str(cram), str(reference), fields, 1)
+    assert count_records(cram, reference, with_bases, 3) == alignments.RecordCounts(*whole[1:])
+    # However many parts, cut wherever a container starts.
+    for parts in (3, 7, sum(1 for c in containers if c.records)):
+        cuts = alignments.cram_parts(containers, parts)
+        assert len(cuts) == parts and sum(p.records for p in cuts) == whole[1] == 1010
+        limits = [(p.offset, p.records) for p in cuts[:-1]] + [(cuts[-1].offset, -1)]
+        counted = count_alignment_parts(
+            alignments.htslib_library(), str(cram), str(reference), fields, limits
+        )
+        assert [c[:2] for c in counted] == [(0, p.records) for p in cuts]
+        assert tuple(sum(c[i] for c in counted) for i in range(1, 6)) == whole[1:]
+
+
+@pytest.mark.parametrize("need_bases", [False, True])
+def test_a_cram_read_in_parts_with_an_undecodable_slice_names_its_record(
+    tmp_path: Path, reference: Path, need_bases: bool, cut_small: None
+) -> None:
+    cram = sliced(tmp_path, reference, corpus.aligned_sam())
+    spoilt = spoilt_slice(cram, 7)  # in the second of two parts
+    found = check_file(spoilt.name, spoilt.as_uri(), PROFILE, need_bases, reference)
+    [undecodable] = [p for p in found.problems if p.code == "cram.undecodable"]
+    record = int(undecodable.message.rsplit("record ", 1)[1].split()[0])
+    assert 6 * SLICE_RECORDS < record <= 8 * SLICE_RECORDS + 1
+    assert "reads" not in found.metrics
+
+
+def test_a_container_declaring_other_records_than_its_slices_is_not_cut_and_fails(
+    tmp_path: Path, reference: Path, cut_small: None
+) -> None:
+    """Parts are cut by the containers' counts; a container whose count is not its slices'
+    (its header's CRC32 made right again) would shift every cut after it, so the file is read
+    whole, and held to what the containers declare."""
+    cram = sliced(tmp_path, reference, corpus.aligned_sam())
+    [third] = [c for c in alignments.cram_containers(cram, 3)[0][2:3]]
+    data = bytearray(cram.read_bytes())
+    header = bytes(data[third.offset : third.offset + 64])
+    _, i = alignments._itf8(header, 4)
+    _, i = alignments._itf8(header, i)
+    _, i = alignments._itf8(header, i)
+    assert header[i] == SLICE_RECORDS  # one byte of ITF8
+    data[third.offset + i] = SLICE_RECORDS - 1
+    _, _, end = alignments._container_header(bytes(data[third.offset : third.offset + 64]), 3)
+    crc = zlib.crc32(bytes(data[third.offset : third.offset + end]))
+    data[third.offset + end : third.offset + end + 4] = crc.to_bytes(4, "little")
+    spoilt = tmp_path / "miscounted.cram"
+    spoilt.write_bytes(bytes(data))
+    containers, slices_agree = alignments.cram_containers(spoilt, 3)
+    assert not slices_agree and sum(c.records for c in containers) == 1000 - 1
+    found = check_file(spoilt.name, spoilt.as_uri(), PROFILE, True, reference)
+    [undecodable] = [p for p in found.problems if p.code == "cram.undecodable"]
+    assert "1000 records decoded where the containers declare 999" in undecodable.message
