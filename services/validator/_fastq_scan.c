@@ -456,6 +456,7 @@ static long long cigar_query_length(const HtsRecord *r) {
 
 typedef struct {
     long long records, passed, mapped, duplicates, primary_bases;
+    long long unmapped_primaries; /* whose bases only a decoded sequence tells */
     int status; /* 0 read whole; 1 cannot open; 2 no header; 3 a record failed to decode or the
                  * part ended before its records; 4 cannot seek to the part */
 } AlignmentCounts;
@@ -497,8 +498,10 @@ static void count_records(const Htslib *h, const char *path, const char *referen
             if (!(flag & FLAG_UNMAPPED)) c->mapped++;
             if (flag & FLAG_DUPLICATE) c->duplicates++;
         }
-        if (!(flag & (FLAG_SECONDARY | FLAG_SUPPLEMENTARY)))
+        if (!(flag & (FLAG_SECONDARY | FLAG_SUPPLEMENTARY))) {
             c->primary_bases += r->core.l_qseq > 0 ? r->core.l_qseq : cigar_query_length(r);
+            c->unmapped_primaries += (flag & FLAG_UNMAPPED) != 0;
+        }
     }
     /* htslib returns -1 at the end of the file, less on a record it could not decode. */
     c->status = got < -1 || (limit >= 0 && c->records < limit) ? 3 : 0;
@@ -510,6 +513,11 @@ static void count_records(const Htslib *h, const char *path, const char *referen
 static PyObject *counts_tuple(const AlignmentCounts *c) {
     return Py_BuildValue("(iLLLLL)", c->status, c->records, c->passed, c->mapped, c->duplicates,
                          c->primary_bases);
+}
+
+static PyObject *part_counts_tuple(const AlignmentCounts *c) {
+    return Py_BuildValue("(iLLLLLL)", c->status, c->records, c->passed, c->mapped, c->duplicates,
+                         c->primary_bases, c->unmapped_primaries);
 }
 
 static int loaded_htslib(const char *library, Htslib *h) {
@@ -534,9 +542,9 @@ static PyObject *count_alignments(PyObject *self, PyObject *args) {
 }
 
 /*
- * count_alignment_parts(library, path, reference, required_fields, parts): a CRAM cut at
- * container boundaries into parts, each (offset, records) decoded by its own htslib reader
- * on its own thread. htslib's decoding threads leave the turning of each record into a
+ * count_alignment_parts(library, path, reference, parts): a CRAM cut at container boundaries
+ * into parts, each (offset, records, required_fields) decoded by its own htslib reader on its
+ * own thread, asked for what that part's checks need. htslib's decoding threads leave the turning of each record into a
  * bam1_t (packing its bases) to the one thread that reads, which then bounds the pass;
  * readers of their own share the whole of that work between the cores.
  */
@@ -560,10 +568,8 @@ static void *count_part(void *arg) {
 
 static PyObject *count_alignment_parts(PyObject *self, PyObject *args) {
     const char *library, *path, *reference;
-    int fields;
     PyObject *list;
-    if (!PyArg_ParseTuple(args, "ssziO!", &library, &path, &reference, &fields, &PyList_Type, &list))
-        return NULL;
+    if (!PyArg_ParseTuple(args, "sszO!", &library, &path, &reference, &PyList_Type, &list)) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(list);
     if (n < 1 || n > MAX_PARTS) return PyErr_Format(PyExc_ValueError, "1 to %d parts, not %zd", MAX_PARTS, n);
     Htslib h;
@@ -572,13 +578,12 @@ static PyObject *count_alignment_parts(PyObject *self, PyObject *args) {
     memset(parts, 0, sizeof parts);
     for (Py_ssize_t i = 0; i < n; i++) {
         Part *p = &parts[i];
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "LL;a part is (offset, records)", &p->offset,
-                              &p->limit))
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "LLi;a part is (offset, records, required_fields)",
+                              &p->offset, &p->limit, &p->fields))
             return NULL;
         p->h = &h;
         p->path = path;
         p->reference = reference;
-        p->fields = fields;
     }
     pthread_t threads[MAX_PARTS];
     int started[MAX_PARTS] = {0};
@@ -593,7 +598,7 @@ static PyObject *count_alignment_parts(PyObject *self, PyObject *args) {
     PyObject *out = PyList_New(n);
     if (!out) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = counts_tuple(&parts[i].counts);
+        PyObject *item = part_counts_tuple(&parts[i].counts);
         if (!item) {
             Py_DECREF(out);
             return NULL;
@@ -829,10 +834,10 @@ static PyMethodDef methods[] = {
      "-> (status, records, passed, mapped, duplicates, primary_bases)\n\n"
      "Decode every record of a CRAM or BAM with htslib and count them as samtools flagstat does."},
     {"count_alignment_parts", count_alignment_parts, METH_VARARGS,
-     "count_alignment_parts(library, path, reference, required_fields, parts, /)\n"
-     "-> [(status, records, passed, mapped, duplicates, primary_bases), ...]\n\n"
-     "Count the records of a CRAM's parts, each (container offset, records; -1 to the end), "
-     "each on its own thread."},
+     "count_alignment_parts(library, path, reference, parts, /)\n"
+     "-> [(status, records, passed, mapped, duplicates, primary_bases, unmapped_primaries), ...]\n\n"
+     "Count the records of a CRAM's parts, each (container offset, records or -1 to the end, "
+     "required fields), each on its own thread."},
     {"scan_vcf", scan_vcf, METH_VARARGS,
      "scan_vcf(data, limits, columns, first_record, /) -> (consumed, records, events)\n\n"
      "Hold the whole VCF record lines at the start of data to their header."},

@@ -11,9 +11,11 @@ few, long records, so they are walked in Python to get the read-length N50.
 from __future__ import annotations
 
 import ctypes.util
+import hashlib
 import os
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -168,13 +170,19 @@ def check_eof(path: Path, kind: str, report: AlignmentReport) -> bool:
     return True
 
 
-SAM_FLAG, SAM_RNAME, SAM_MAPQ, SAM_RNEXT, SAM_SEQ = 0x2, 0x4, 0x10, 0x40, 0x200
+SAM_FLAG, SAM_RNAME, SAM_MAPQ, SAM_CIGAR, SAM_RNEXT, SAM_SEQ = 0x2, 0x4, 0x10, 0x20, 0x40, 0x200
 """htslib's ``sam_fields``: what a CRAM decoder must reconstruct of each record."""
 FLAGSTAT_FIELDS = SAM_FLAG | SAM_RNAME | SAM_MAPQ | SAM_RNEXT
 """What ``samtools flagstat`` asks of a CRAM (bam_stat.c), and all the counts need."""
 BASES_FIELDS = FLAGSTAT_FIELDS | SAM_SEQ
 """With the bases: a read's length is its decoded sequence's. Without SEQ htslib leaves it
 0, and a CIGAR has none for unmapped reads, so counting from the CIGAR would miss theirs."""
+CIGAR_FIELDS = FLAGSTAT_FIELDS | SAM_CIGAR
+"""A mapped read's bases from its CIGAR (what it consumes of the read), at about the cost of
+the flags: rebuilding and packing every sequence from the reference costs three quarters as
+much again. Only for containers of mapped reads, and held to there being no unmapped
+primary read among them; their reference is then checked slice by slice here, as htslib
+does only when it rebuilds the sequences."""
 
 
 @dataclass(frozen=True)
@@ -241,37 +249,65 @@ def _ltf8(data: bytes, at: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class Slice:
+    """What a slice header declares: its reference span, records and reference MD5."""
+
+    offset: int
+    reference_id: int
+    start: int
+    span: int
+    records: int
+    embedded_reference: int
+    md5: bytes
+
+
+@dataclass(frozen=True)
 class Container:
-    """Where a CRAM container starts, and the records it and its slices declare."""
+    """Where a CRAM container starts, what it declares, and its slices' headers (None where
+    one cannot be read)."""
 
     offset: int
     size: int
+    reference_id: int
     records: int
+    slices: tuple[Slice, ...] | None
 
 
+UNPLACED = -1
+"""The reference id of a container of unplaced unmapped reads (the end of a sorted CRAM)."""
 SLICE_HEADER = 2
 """The content type of a CRAM slice header block."""
 
 
-def _slice_records(data: bytes) -> int | None:
-    """The records the slice header block at the start of ``data`` declares; None if it is
-    no slice header, or a compressed one (the format allows it, htslib never writes it)."""
+def _slice_header(data: bytes, offset: int, major: int) -> Slice | None:
+    """The slice header block at the start of ``data`` (at byte ``offset``); None if it is no
+    slice header, or a compressed one (the format allows it, htslib never writes it)."""
     method, content_type = data[0], data[1]
     if method != 0 or content_type != SLICE_HEADER:
         return None
     _, i = _itf8(data, 2)  # content id
     _, i = _itf8(data, i)  # compressed size
     _, i = _itf8(data, i)  # raw size
-    for _ in range(3):  # reference sequence, start, span
+    reference_id, i = _itf8(data, i)
+    start, i = _itf8(data, i)
+    span, i = _itf8(data, i)
+    records, i = _itf8(data, i)
+    _, i = _ltf8(data, i) if major >= 3 else _itf8(data, i)  # record counter
+    _, i = _itf8(data, i)  # blocks
+    ids, i = _itf8(data, i)
+    for _ in range(max(ids, 0)):
         _, i = _itf8(data, i)
-    records, _ = _itf8(data, i)
-    return records
+    embedded, i = _itf8(data, i)
+    md5 = data[i : i + 16]
+    if len(md5) < 16:
+        raise IndexError("the slice header is cut short")
+    return Slice(offset, reference_id, start, span, records, embedded, md5)
 
 
-def _container_header(data: bytes, major: int) -> tuple[int, list[int], int]:
-    """The container header at the start of ``data``: the records it declares, its slices'
-    landmarks, and where it ends (for CRAM 3, where its CRC32 is)."""
-    _, i = _itf8(data, 4)  # reference sequence
+def _container_header(data: bytes, major: int) -> tuple[int, int, list[int], int]:
+    """The container header at the start of ``data``: its reference id, the records it
+    declares, its slices' landmarks, and where it ends (for CRAM 3, where its CRC32 is)."""
+    reference_id, i = _itf8(data, 4)
     _, i = _itf8(data, i)  # start
     _, i = _itf8(data, i)  # span
     records, i = _itf8(data, i)
@@ -285,21 +321,17 @@ def _container_header(data: bytes, major: int) -> tuple[int, list[int], int]:
     for _ in range(count):
         landmark, i = _itf8(data, i)
         landmarks.append(landmark)
-    return records, landmarks, i
+    return reference_id, records, landmarks, i
 
 
-def cram_containers(path: Path, major: int) -> tuple[list[Container], bool]:
+def cram_containers(path: Path, major: int) -> list[Container]:
     """A CRAM's containers, walked from header to header (a few thousand in a genome)
-    without decoding, with the records each declares, and whether every slice header was
-    read and declares, with its container's others, what the container does.
+    without decoding, with what each and its slices declare.
 
     htslib's multi-threaded reader can end a pass at a damaged container as if at the end
-    of the file, and this is what the pass is held to; each CRAM 3 container header's
-    CRC32 is checked on the way. The slices' counts are what htslib decodes by, so where
-    they agree with the containers' a part of the file cut at a container boundary holds
-    exactly the records its containers declare."""
+    of the file, and the containers' counts are what the pass is held to; each CRAM 3
+    container header's CRC32 is checked on the way."""
     containers: list[Container] = []
-    slices_agree = True
     size = path.stat().st_size
     with path.open("rb") as handle:
         at = FILE_DEFINITION
@@ -310,7 +342,7 @@ def cram_containers(path: Path, major: int) -> tuple[list[Container], bool]:
                 raise UndecodableRecord(f"the container at byte {at} is cut short")
             length = int.from_bytes(data[:4], "little", signed=True)
             try:
-                records, landmarks, i = _container_header(data, major)
+                reference_id, records, landmarks, i = _container_header(data, major)
                 if major >= 3:
                     if zlib.crc32(data[:i]) != int.from_bytes(data[i : i + 4], "little"):
                         raise UndecodableRecord(f"the container header at byte {at} fails its CRC32")
@@ -319,34 +351,46 @@ def cram_containers(path: Path, major: int) -> tuple[list[Container], bool]:
                 raise UndecodableRecord(f"the container header at byte {at} is cut short") from None
             if length < 0 or records < 0 or at + i + length > size:
                 raise UndecodableRecord(f"the container header at byte {at} is damaged")
-            if records and slices_agree:
-                slices_agree = _slices_declare(handle, at + i, length, landmarks) == records
-            containers.append(Container(at, i + length, records))
+            slices = _slices(handle, at + i, length, landmarks, major) if records else ()
+            containers.append(Container(at, i + length, reference_id, records, slices))
             at += i + length
-    return containers, slices_agree
+    return containers
 
 
-def _slices_declare(handle: BinaryIO, start: int, length: int, landmarks: list[int]) -> int | None:
-    """The records the slice headers of the container whose blocks start at ``start``
-    declare together; None where one cannot be read."""
-    total = 0
+def _slices(
+    handle: BinaryIO, start: int, length: int, landmarks: list[int], major: int
+) -> tuple[Slice, ...] | None:
+    """The slice headers of the container whose blocks start at ``start``; None where one
+    cannot be read."""
+    found = []
     for landmark in landmarks:
         if not 0 <= landmark < length:
             return None
         handle.seek(start + landmark)
         try:
-            records = _slice_records(handle.read(64))
+            header = _slice_header(handle.read(256), start + landmark, major)
         except IndexError:
             return None
-        if records is None:
+        if header is None:
             return None
-        total += records
-    return total
+        found.append(header)
+    return tuple(found)
 
 
 def declared_records(path: Path, major: int) -> int:
     """The records a CRAM's container headers say it holds (see :func:`cram_containers`)."""
-    return sum(c.records for c in cram_containers(path, major)[0])
+    return sum(c.records for c in cram_containers(path, major))
+
+
+def slices_agree(containers: list[Container]) -> bool:
+    """Whether every slice header was read and each container's slices declare together
+    what it does. The slices' counts are what htslib decodes by, so then a part of the file
+    cut at a container boundary holds exactly the records its containers declare."""
+    return all(
+        c.slices is not None and sum(s.records for s in c.slices) == c.records
+        for c in containers
+        if c.records
+    )
 
 
 PART_BYTES = 64 << 20
@@ -356,27 +400,61 @@ below it a reader's start-up (its reference, its first container) outweighs the 
 
 @dataclass(frozen=True)
 class Part:
-    """Consecutive containers one reader decodes: from ``offset``, ``records`` records."""
+    """Consecutive containers one reader decodes, and what it asks htslib for."""
 
-    offset: int
-    records: int
+    containers: tuple[Container, ...]
+    fields: int
+    first: bool
+
+    @property
+    def records(self) -> int:
+        return sum(c.records for c in self.containers)
+
+    def limits(self, last: bool) -> tuple[int, int, int]:
+        """For the reader: where it starts (0: where htslib starts reading), how many
+        records it reads (the last part: to the end of the file, so that a record beyond
+        what the containers declare is not left unread), and its fields."""
+        return (0 if self.first else self.containers[0].offset, -1 if last else self.records, self.fields)
 
 
-def cram_parts(containers: list[Container], parts: int) -> list[Part]:
-    """The containers cut at container boundaries into at most ``parts`` runs of about equal
-    bytes, none below :data:`PART_BYTES`; the first starts where htslib starts reading."""
+def cram_parts(containers: list[Container], parts: int, fields: Callable[[Container], int]) -> list[Part]:
+    """The containers cut at container boundaries into runs of about equal bytes, at most
+    ``parts`` of them and none below :data:`PART_BYTES`, and wherever ``fields`` changes."""
     total = sum(c.size for c in containers)
     parts = max(1, min(parts, total // PART_BYTES))
     cuts: list[Part] = []
-    start = records = taken = 0
+    run: list[Container] = []
+    taken = split = 0
     for container in containers:
-        if records and len(cuts) < parts - 1 and taken >= total * (len(cuts) + 1) // parts:
-            cuts.append(Part(start, records))
-            start, records = container.offset, 0
-        records += container.records
+        wanted = fields(container) if container.records else None
+        if run and any(c.records for c in run):
+            due = split < parts - 1 and taken >= total * (split + 1) // parts
+            if due or (wanted is not None and wanted != _run_fields(run, fields)):
+                split += due
+                cuts.append(Part(tuple(run), _run_fields(run, fields), not cuts))
+                run = []
+        run.append(container)
         taken += container.size
-    cuts.append(Part(start, records))
+    cuts.append(Part(tuple(run), _run_fields(run, fields), not cuts))
     return cuts
+
+
+def _run_fields(run: list[Container], fields: Callable[[Container], int]) -> int:
+    return next((fields(c) for c in run if c.records), FLAGSTAT_FIELDS)
+
+
+SAMPLED_CONTAINERS = 8
+
+
+def _unmapped_primaries_sampled(path: Path, where: str | None, mapped: list[Container]) -> bool:
+    """Whether a few containers of mapped reads, spread over the file, hold an unmapped
+    primary read (the mate of a mapped one, placed beside it): then most do, and the CIGARs
+    cannot give the bases, so the sequences are decoded from the start."""
+    if not mapped:
+        return False
+    step = max(1, len(mapped) // SAMPLED_CONTAINERS)
+    sample = [(c.offset, c.records, SAM_FLAG) for c in mapped[step // 2 :: step][:SAMPLED_CONTAINERS]]
+    return any(part[6] for part in count_alignment_parts(htslib_library(), str(path), where, sample))
 
 
 def count_records(path: Path, reference: Path | None, with_bases: bool, cram_major: int = 0) -> RecordCounts:
@@ -387,43 +465,106 @@ def count_records(path: Path, reference: Path | None, with_bases: bool, cram_maj
     where the file cannot be cut so (too small; slice headers that cannot be read or that
     disagree with their container's) by htslib's decoding threads. A record htslib cannot
     decode ends the pass with :class:`UndecodableRecord`."""
-    fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
     where = str(reference) if reference else None
     if cram_major not in (2, 3):
+        fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
         status, records, passed, mapped, duplicates, bases = count_alignments(
             htslib_library(), str(path), where, fields, 1
         )
         _raise_for(status, records, None)
         return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
-    containers, slices_agree = cram_containers(path, cram_major)
+    containers = cram_containers(path, cram_major)
     declared = sum(c.records for c in containers)
-    parts = cram_parts(containers, decoding_threads()) if slices_agree else [Part(0, declared)]
-    if len(parts) > 1:
-        # The last part reads to the end of the file, so that a record beyond what the
-        # containers declare is not left unread.
-        limits = [(p.offset, p.records) for p in parts[:-1]] + [(parts[-1].offset, -1)]
-        counted = count_alignment_parts(htslib_library(), str(path), where, fields, limits)
-        before = 0
-        for part, (status, records, *_) in zip(parts, counted, strict=True):
-            if status:
-                _raise_for(status, before + records, declared)
-            before += part.records if part is not parts[-1] else records
-        status = 0 if before == declared else 3
-        records = before
-        passed, mapped, duplicates, bases = (sum(c[i] for c in counted) for i in range(2, 6))
-    else:
-        status, records, passed, mapped, duplicates, bases = count_alignments(
-            htslib_library(), str(path), where, fields, decoding_threads()
+    if not slices_agree(containers):
+        return _count_whole(path, where, with_bases, declared)
+    mapped_reads = [c for c in containers if c.records and c.reference_id != UNPLACED]
+    by_cigar = (
+        with_bases and reference is not None and not _unmapped_primaries_sampled(path, where, mapped_reads)
+    )
+
+    def asked(container: Container) -> int:
+        if not with_bases:
+            return FLAGSTAT_FIELDS
+        return CIGAR_FIELDS if by_cigar and container.reference_id != UNPLACED else BASES_FIELDS
+
+    parts = cram_parts(containers, decoding_threads(), asked)
+    if len(parts) == 1 and not by_cigar:
+        return _count_whole(path, where, with_bases, declared)
+    counted = count_alignment_parts(
+        htslib_library(), str(path), where, [p.limits(p is parts[-1]) for p in parts]
+    )
+    missing = [
+        i
+        for i, (part, c) in enumerate(zip(parts, counted, strict=True))
+        if part.fields == CIGAR_FIELDS and c[6]
+    ]
+    if missing:
+        # Unmapped primary reads where the sample saw none: their bases need the sequences.
+        again = [parts[i] for i in missing]
+        redone = count_alignment_parts(
+            htslib_library(),
+            str(path),
+            where,
+            [(*p.limits(p is parts[-1])[:2], BASES_FIELDS) for p in again],
         )
-        if status == 0 and records != declared:
-            status = 3
-        if status == 3:
-            # Decoding threads read ahead, and a fault they meet can end the pass before the
-            # records ahead of it are handed over: one thread finds which record it is.
-            status, records, *_ = count_alignments(htslib_library(), str(path), where, fields, 1)
-            status = status or 3
+        for i, counts in zip(missing, redone, strict=True):
+            counted[i] = counts
+            parts[i] = Part(parts[i].containers, BASES_FIELDS, parts[i].first)
+    before = 0
+    for status, records, *_ in counted:
+        if status:
+            _raise_for(status, before + records, declared)
+        before += records
+    _raise_for(0 if before == declared else 3, before, declared)
+    if reference is not None:
+        _check_slice_references(path, reference, [p for p in parts if p.fields == CIGAR_FIELDS])
+    passed, mapped, duplicates, bases = (sum(c[i] for c in counted) for i in range(2, 6))
+    return RecordCounts(before, passed, mapped, duplicates, bases if with_bases else 0)
+
+
+def _count_whole(path: Path, where: str | None, with_bases: bool, declared: int) -> RecordCounts:
+    """The file read whole by one reader, slices decoded on htslib's threads."""
+    fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
+    status, records, passed, mapped, duplicates, bases = count_alignments(
+        htslib_library(), str(path), where, fields, decoding_threads()
+    )
+    if status == 0 and records != declared:
+        status = 3
+    if status == 3:
+        # Decoding threads read ahead, and a fault they meet can end the pass before the
+        # records ahead of it are handed over: one thread finds which record it is.
+        status, records, *_ = count_alignments(htslib_library(), str(path), where, fields, 1)
+        status = status or 3
     _raise_for(status, records, declared)
     return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
+
+
+def _check_slice_references(path: Path, reference: Path, parts: list[Part]) -> None:
+    """Each slice of these parts held to the reference, as htslib holds a slice whose
+    sequences it rebuilds: the MD5 of the reference span the slice covers (upper case, cut
+    at the contig's end) is the one its header records."""
+    if not parts:
+        return
+    names = [str(sq["SN"]) for sq in _header(path, reference).get("SQ", [])]
+    with pysam.FastaFile(str(reference)) as fasta:
+        lengths = dict(zip(fasta.references, fasta.lengths, strict=True))
+        for part in parts:
+            for container in part.containers:
+                for piece in container.slices or ():
+                    if piece.reference_id < 0 or piece.embedded_reference >= 0 or not any(piece.md5):
+                        continue
+                    name = names[piece.reference_id] if piece.reference_id < len(names) else "?"
+                    if name not in lengths:
+                        raise UndecodableRecord(
+                            f"the slice at byte {piece.offset} is on {name}, not in the reference"
+                        )
+                    end = min(piece.start + piece.span - 1, lengths[name])
+                    bases = fasta.fetch(name, piece.start - 1, end).upper().encode()
+                    if hashlib.md5(bases).digest() != piece.md5:
+                        raise UndecodableRecord(
+                            f"the slice at byte {piece.offset} was made against another sequence "
+                            f"than the reference's {name}:{piece.start}-{end} (its MD5 differs)"
+                        )
 
 
 def _raise_for(status: int, records: int, declared: int | None) -> None:
