@@ -548,7 +548,26 @@ static PyObject *count_alignments(PyObject *self, PyObject *args) {
  * bam1_t (packing its bases) to the one thread that reads, which then bounds the pass;
  * readers of their own share the whole of that work between the cores.
  */
+#include <malloc.h>
 #include <pthread.h>
+
+/* htslib allocates and frees each slice's blocks (megabytes) as it goes. A reader on a
+ * thread of its own gets a glibc arena of its own, whose freed top is handed back to the
+ * kernel at once and faulted in again for the next slice: a million page faults and a
+ * second of system time on a 2 GB CRAM. Fixed thresholds (which also stop glibc's own
+ * raising of the mmap threshold, the reason the first reader does not suffer) keep the
+ * blocks on the heap and the heap's top while the process reads; what a pass frees above
+ * the trim threshold still goes back. Set once, for the process. */
+#define BLOCKS_ON_HEAP (32 << 20)  /* glibc's largest mmap threshold on 64-bit */
+#define HEAP_KEPT (128 << 20)
+
+static void keep_slices_on_heap(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    mallopt(M_MMAP_THRESHOLD, BLOCKS_ON_HEAP);
+    mallopt(M_TRIM_THRESHOLD, HEAP_KEPT);
+}
 
 typedef struct {
     const Htslib *h;
@@ -587,6 +606,7 @@ static PyObject *count_alignment_parts(PyObject *self, PyObject *args) {
     }
     pthread_t threads[MAX_PARTS];
     int started[MAX_PARTS] = {0};
+    if (n > 1) keep_slices_on_heap();
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 1; i < n; i++) started[i] = pthread_create(&threads[i], NULL, count_part, &parts[i]) == 0;
     count_part(&parts[0]);

@@ -277,6 +277,8 @@ UNPLACED = -1
 """The reference id of a container of unplaced unmapped reads (the end of a sorted CRAM)."""
 SLICE_HEADER = 2
 """The content type of a CRAM slice header block."""
+SLICE_HEADER_BYTES = 256
+"""Enough for a slice header block with its content ids and MD5 (a few dozen ids at most)."""
 
 
 def _slice_header(data: bytes, offset: int, major: int) -> Slice | None:
@@ -351,29 +353,33 @@ def cram_containers(path: Path, major: int) -> list[Container]:
                 raise UndecodableRecord(f"the container header at byte {at} is cut short") from None
             if length < 0 or records < 0 or at + i + length > size:
                 raise UndecodableRecord(f"the container header at byte {at} is damaged")
-            slices = _slices(handle, at + i, length, landmarks, major) if records else ()
+            slices = _slices(handle, data, at, i, length, landmarks, major) if records else ()
             containers.append(Container(at, i + length, reference_id, records, slices))
             at += i + length
     return containers
 
 
 def _slices(
-    handle: BinaryIO, start: int, length: int, landmarks: list[int], major: int
+    handle: BinaryIO, data: bytes, at: int, header: int, length: int, landmarks: list[int], major: int
 ) -> tuple[Slice, ...] | None:
-    """The slice headers of the container whose blocks start at ``start``; None where one
-    cannot be read."""
+    """The slice headers of the container at byte ``at`` (``data`` read from there, its blocks
+    from ``header`` on); None where one cannot be read."""
     found = []
     for landmark in landmarks:
         if not 0 <= landmark < length:
             return None
-        handle.seek(start + landmark)
+        start = header + landmark
+        block = data[start : start + SLICE_HEADER_BYTES]
+        if len(block) < SLICE_HEADER_BYTES:  # beyond what was read with the container header
+            handle.seek(at + start)
+            block = handle.read(SLICE_HEADER_BYTES)
         try:
-            header = _slice_header(handle.read(256), start + landmark, major)
+            piece = _slice_header(block, at + start, major)
         except IndexError:
             return None
-        if header is None:
+        if piece is None:
             return None
-        found.append(header)
+        found.append(piece)
     return tuple(found)
 
 
