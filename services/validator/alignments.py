@@ -1,12 +1,14 @@
 """CRAM and BAM checks, and long-read unaligned BAM (uBAM).
 
-The header is read with pysam; the records are decoded by htslib in one pass from C
+The header is read with pysam; the records are decoded by htslib from C
 (:func:`count_records`), which counts mapped, unmapped and duplicate reads as ``samtools
 flagstat`` does and, when no raw reads came, the primary reads' bases, far faster than a
-Python loop and without a second pass. A truncated CRAM opens without complaint, so its end-of-file container is
-checked byte for byte; a BAM's BGZF end-of-file block likewise. Long-read uBAMs hold
-few, long records, so they are walked in Python to get the read-length N50.
-"""
+Python loop and without a second pass. A CRAM is cut at container boundaries into parts
+decoded side by side, each asked only for what its checks need: a mapped read's bases come
+from its CIGAR, an unmapped one's from its sequence. A truncated CRAM opens without
+complaint, so its end-of-file container is checked byte for byte; a BAM's BGZF end-of-file
+block likewise. Long-read uBAMs hold few, long records, so they are walked in Python to get
+the read-length N50."""
 
 from __future__ import annotations
 
