@@ -4,9 +4,11 @@ Generates (once, into the cache outside git, ``<cache>/bench/clinical-*``) a coo
 CRAM of ``--cram-mb`` MB on the synthetic reference, and a bgzipped single-sample VCF of
 ``--vcf-records`` records; then times, in the same run and on the same files:
 
-- the CRAM: ``genomhub validate`` (header, reference, end of file, every record decoded)
-  against ``samtools flagstat`` (the named baseline: one decoding pass) and
-  ``samtools quickcheck`` (header and end of file only, shown for scale);
+- the CRAM: ``genomhub validate`` (header, reference, end of file, every record decoded with
+  its bases) against ``samtools flagstat`` (the named baseline: one decoding pass, on
+  samtools' default of one thread), ``samtools flagstat -@ 1`` (one thread more: as many as
+  the validator's readers, to compare like with like) and ``samtools quickcheck`` (header and
+  end of file only, shown for scale); each label says how many threads decode;
 - the VCF: ``genomhub validate`` against ``bcftools view -H | wc -l`` (every record parsed).
 
 Each command runs ``--rounds`` times, in turn (the machine is shared), and the fastest counts;
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from services.validator.alignments import decoding_threads
 from shared.config import StateSettings
 from shared.profiles import SYNTHETIC_NAME
 from shared.synthetic import SYNTHETIC_CONTIGS, contig_sequence, synthetic_reference
@@ -197,7 +200,8 @@ def compare(
     return ratio
 
 
-VALIDATOR = "validator (genomhub validate)"
+VALIDATOR = f"validator (genomhub validate, {decoding_threads()} threads)"
+FLAGSTAT = "samtools flagstat (1 thread)"
 
 
 def validator_records(key: str) -> Callable[[str, str], int]:
@@ -230,15 +234,18 @@ def main() -> None:
         started = time.perf_counter()
         cram = generate_cram(bench / f"clinical-cram-{args.cram_mb}mb", args.cram_mb, reference)
         print(f"CRAM {cram} ready in {time.perf_counter() - started:.1f} s")
+        flagstat = f"samtools flagstat -O json --input-fmt-option reference={reference}"
+        readers = decoding_threads()
         compare(
             "CRAM, coordinate-sorted, synthetic reference",
             cram.stat().st_size / 1e6,
             {
                 VALIDATOR: f"{validate} {cram}",
-                "samtools flagstat": f"samtools flagstat -O json --input-fmt-option reference={reference} {cram}",
+                FLAGSTAT: f"{flagstat} {cram}",
+                f"samtools flagstat -@ {readers - 1} ({readers} threads)": f"{flagstat} -@ {readers - 1} {cram}",
                 "samtools quickcheck": f"samtools quickcheck {cram}",
             },
-            "samtools flagstat",
+            FLAGSTAT,
             0.9,
             args.rounds,
             validator_records("reads"),

@@ -389,6 +389,19 @@ typedef struct {
 _Static_assert(sizeof(HtsRecordCore) == 48, "htslib's bam1_core_t is 48 bytes");
 _Static_assert(offsetof(HtsRecord, data) == 56, "htslib's bam1_t.data follows core and id");
 
+/* The head of htslib's htsFile, as far as its file pointer (for a CRAM, the cram_fd that
+ * cram_seek takes); fixed for the libhts.so.3 soname like bam1_t. */
+typedef struct {
+    uint32_t bits; /* is_bin:1, is_write:1, is_be:1, is_cram:1, is_bgzf:1, ... */
+    int64_t lineno;
+    struct { size_t l, m; char *s; } line;
+    char *fn, *fn_aux;
+    void *fp;
+} HtsFileHead;
+
+_Static_assert(offsetof(HtsFileHead, fp) == 56, "htslib's htsFile.fp follows lineno, line, fn and fn_aux");
+#define HTS_FILE_IS_CRAM(f) ((((const HtsFileHead *)(f))->bits >> 3) & 1)
+
 enum { CRAM_OPT_REQUIRED_FIELDS = 18 }; /* htslib hts.h, enum hts_fmt_option */
 enum { FLAG_UNMAPPED = 0x4, FLAG_SECONDARY = 0x100, FLAG_QC_FAIL = 0x200, FLAG_DUPLICATE = 0x400,
        FLAG_SUPPLEMENTARY = 0x800 };
@@ -404,6 +417,7 @@ typedef struct {
     void (*record_destroy)(HtsRecord *);
     int (*read)(void *, void *, HtsRecord *);
     int (*close)(void *);
+    int (*cram_seek)(void *, long, int);
 } Htslib;
 
 static int load_htslib(const char *library, Htslib *h) {
@@ -420,6 +434,7 @@ static int load_htslib(const char *library, Htslib *h) {
         {(void **)&h->record_destroy, "bam_destroy1"},
         {(void **)&h->read, "sam_read1"},
         {(void **)&h->close, "hts_close"},
+        {(void **)&h->cram_seek, "cram_seek"},
     };
     for (size_t i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
         *symbols[i].slot = dlsym(so, symbols[i].name);
@@ -441,11 +456,15 @@ static long long cigar_query_length(const HtsRecord *r) {
 
 typedef struct {
     long long records, passed, mapped, duplicates, primary_bases;
-    int status; /* 0 read to the end; 1 cannot open; 2 no header; 3 a record failed to decode */
+    long long unmapped_primaries; /* whose bases only a decoded sequence tells */
+    int status; /* 0 read whole; 1 cannot open; 2 no header; 3 a record failed to decode or the
+                 * part ended before its records; 4 cannot seek to the part */
 } AlignmentCounts;
 
+/* The records of one part of the file: from the container at byte `offset` (0: the first),
+ * `limit` records, or all to the end of the file if `limit` is negative. */
 static void count_records(const Htslib *h, const char *path, const char *reference, int fields,
-                          int threads, AlignmentCounts *c) {
+                          int threads, long long offset, long long limit, AlignmentCounts *c) {
     void *fp = h->open(path, "r");
     if (!fp) {
         c->status = 1;
@@ -460,9 +479,18 @@ static void count_records(const Htslib *h, const char *path, const char *referen
         h->close(fp);
         return;
     }
+    /* No record has been read, so no container is held: the next one read is the one at
+     * `offset`. */
+    if (offset > 0 && (!HTS_FILE_IS_CRAM(fp) ||
+                       h->cram_seek(((HtsFileHead *)fp)->fp, (long)offset, SEEK_SET) != 0)) {
+        c->status = 4;
+        h->header_destroy(header);
+        h->close(fp);
+        return;
+    }
     HtsRecord *r = h->record_init();
-    int got;
-    while ((got = h->read(fp, header, r)) >= 0) {
+    int got = 0;
+    while ((limit < 0 || c->records < limit) && (got = h->read(fp, header, r)) >= 0) {
         uint16_t flag = r->core.flag;
         c->records++;
         if (!(flag & FLAG_QC_FAIL)) {
@@ -470,14 +498,34 @@ static void count_records(const Htslib *h, const char *path, const char *referen
             if (!(flag & FLAG_UNMAPPED)) c->mapped++;
             if (flag & FLAG_DUPLICATE) c->duplicates++;
         }
-        if (!(flag & (FLAG_SECONDARY | FLAG_SUPPLEMENTARY)))
+        if (!(flag & (FLAG_SECONDARY | FLAG_SUPPLEMENTARY))) {
             c->primary_bases += r->core.l_qseq > 0 ? r->core.l_qseq : cigar_query_length(r);
+            c->unmapped_primaries += (flag & FLAG_UNMAPPED) != 0;
+        }
     }
     /* htslib returns -1 at the end of the file, less on a record it could not decode. */
-    c->status = got < -1 ? 3 : 0;
+    c->status = got < -1 || (limit >= 0 && c->records < limit) ? 3 : 0;
     h->record_destroy(r);
     h->header_destroy(header);
     if (h->close(fp) != 0 && c->status == 0) c->status = 3;
+}
+
+static PyObject *counts_tuple(const AlignmentCounts *c) {
+    return Py_BuildValue("(iLLLLL)", c->status, c->records, c->passed, c->mapped, c->duplicates,
+                         c->primary_bases);
+}
+
+static PyObject *part_counts_tuple(const AlignmentCounts *c) {
+    return Py_BuildValue("(iLLLLLL)", c->status, c->records, c->passed, c->mapped, c->duplicates,
+                         c->primary_bases, c->unmapped_primaries);
+}
+
+static int loaded_htslib(const char *library, Htslib *h) {
+    if (load_htslib(library, h)) return 1;
+    const char *why = dlerror();
+    PyErr_Format(PyExc_ImportError, "htslib cannot be loaded from %s: %s", library,
+                 why ? why : "a function is missing");
+    return 0;
 }
 
 static PyObject *count_alignments(PyObject *self, PyObject *args) {
@@ -485,17 +533,99 @@ static PyObject *count_alignments(PyObject *self, PyObject *args) {
     int fields, threads;
     if (!PyArg_ParseTuple(args, "sszii", &library, &path, &reference, &fields, &threads)) return NULL;
     Htslib h;
-    if (!load_htslib(library, &h)) {
-        const char *why = dlerror();
-        return PyErr_Format(PyExc_ImportError, "htslib cannot be loaded from %s: %s", library,
-                            why ? why : "a function is missing");
-    }
+    if (!loaded_htslib(library, &h)) return NULL;
     AlignmentCounts c = {0};
     Py_BEGIN_ALLOW_THREADS
-    count_records(&h, path, reference, fields, threads, &c);
+    count_records(&h, path, reference, fields, threads, 0, -1, &c);
     Py_END_ALLOW_THREADS
-    return Py_BuildValue("(iLLLLL)", c.status, c.records, c.passed, c.mapped, c.duplicates,
-                         c.primary_bases);
+    return counts_tuple(&c);
+}
+
+/*
+ * count_alignment_parts(library, path, reference, parts): a CRAM cut at container boundaries
+ * into parts, each (offset, records, required_fields) decoded by its own htslib reader on its
+ * own thread, asked for what that part's checks need. htslib's decoding threads leave the turning of each record into a
+ * bam1_t (packing its bases) to the one thread that reads, which then bounds the pass;
+ * readers of their own share the whole of that work between the cores.
+ */
+#include <malloc.h>
+#include <pthread.h>
+
+/* htslib allocates and frees each slice's blocks (megabytes) as it goes. A reader on a
+ * thread of its own gets a glibc arena of its own, whose freed top is handed back to the
+ * kernel at once and faulted in again for the next slice: a million page faults and a
+ * second of system time on a 2 GB CRAM. Fixed thresholds (which also stop glibc's own
+ * raising of the mmap threshold, the reason the first reader does not suffer) keep the
+ * blocks on the heap and the heap's top while the process reads; what a pass frees above
+ * the trim threshold still goes back. Set once, for the process. */
+#define BLOCKS_ON_HEAP (32 << 20)  /* glibc's largest mmap threshold on 64-bit */
+#define HEAP_KEPT (128 << 20)
+
+static void keep_slices_on_heap(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    mallopt(M_MMAP_THRESHOLD, BLOCKS_ON_HEAP);
+    mallopt(M_TRIM_THRESHOLD, HEAP_KEPT);
+}
+
+typedef struct {
+    const Htslib *h;
+    const char *path, *reference;
+    int fields;
+    long long offset, limit;
+    AlignmentCounts counts;
+} Part;
+
+static void *count_part(void *arg) {
+    Part *p = arg;
+    count_records(p->h, p->path, p->reference, p->fields, 1, p->offset, p->limit, &p->counts);
+    return NULL;
+}
+
+#define MAX_PARTS 64
+
+static PyObject *count_alignment_parts(PyObject *self, PyObject *args) {
+    const char *library, *path, *reference;
+    PyObject *list;
+    if (!PyArg_ParseTuple(args, "sszO!", &library, &path, &reference, &PyList_Type, &list)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    if (n < 1 || n > MAX_PARTS) return PyErr_Format(PyExc_ValueError, "1 to %d parts, not %zd", MAX_PARTS, n);
+    Htslib h;
+    if (!loaded_htslib(library, &h)) return NULL;
+    Part parts[MAX_PARTS];
+    memset(parts, 0, sizeof parts);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Part *p = &parts[i];
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "LLi;a part is (offset, records, required_fields)",
+                              &p->offset, &p->limit, &p->fields))
+            return NULL;
+        p->h = &h;
+        p->path = path;
+        p->reference = reference;
+    }
+    pthread_t threads[MAX_PARTS];
+    int started[MAX_PARTS] = {0};
+    if (n > 1) keep_slices_on_heap();
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 1; i < n; i++) started[i] = pthread_create(&threads[i], NULL, count_part, &parts[i]) == 0;
+    count_part(&parts[0]);
+    for (Py_ssize_t i = 1; i < n; i++) {
+        if (started[i]) pthread_join(threads[i], NULL);
+        else count_part(&parts[i]); /* no thread to be had: read it here */
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = part_counts_tuple(&parts[i].counts);
+        if (!item) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+    return out;
 }
 
 /*
@@ -723,6 +853,11 @@ static PyMethodDef methods[] = {
      "count_alignments(library, path, reference, required_fields, threads, /)\n"
      "-> (status, records, passed, mapped, duplicates, primary_bases)\n\n"
      "Decode every record of a CRAM or BAM with htslib and count them as samtools flagstat does."},
+    {"count_alignment_parts", count_alignment_parts, METH_VARARGS,
+     "count_alignment_parts(library, path, reference, parts, /)\n"
+     "-> [(status, records, passed, mapped, duplicates, primary_bases, unmapped_primaries), ...]\n\n"
+     "Count the records of a CRAM's parts, each (container offset, records or -1 to the end, "
+     "required fields), each on its own thread."},
     {"scan_vcf", scan_vcf, METH_VARARGS,
      "scan_vcf(data, limits, columns, first_record, /) -> (consumed, records, events)\n\n"
      "Hold the whole VCF record lines at the start of data to their header."},

@@ -28,6 +28,14 @@ def count_alignments(
     """(status, records, passed, mapped, duplicates, primary_bases); status 0 read whole,
     1 cannot open, 2 no header, 3 a record could not be decoded."""
 
+def count_alignment_parts(
+    library: str, path: str, reference: str | None, parts: list[tuple[int, int, int]], /
+) -> list[tuple[int, int, int, int, int, int, int]]:
+    """For each part (offset of its first container, 0 for the first; records, -1 to the end
+    of the file; required fields), decoded on its own thread, the counts of
+    :func:`count_alignments` and the primary unmapped records; status 3 also where a part
+    ends before its records, 4 where it cannot be started."""
+
 def scan_vcf(
     data: bytes, limits: dict[bytes, int], columns: int, first_record: int, /
 ) -> tuple[int, int, list[tuple[str, int, bytes, bytes, bytes]]]:

@@ -1,27 +1,31 @@
 """CRAM and BAM checks, and long-read unaligned BAM (uBAM).
 
-The header is read with pysam; the records are decoded by htslib in one pass from C
+The header is read with pysam; the records are decoded by htslib from C
 (:func:`count_records`), which counts mapped, unmapped and duplicate reads as ``samtools
 flagstat`` does and, when no raw reads came, the primary reads' bases, far faster than a
-Python loop and without a second pass. A truncated CRAM opens without complaint, so its end-of-file container is
-checked byte for byte; a BAM's BGZF end-of-file block likewise. Long-read uBAMs hold
-few, long records, so they are walked in Python to get the read-length N50.
-"""
+Python loop and without a second pass. A CRAM is cut at container boundaries into parts
+decoded side by side, each asked only for what its checks need: a mapped read's bases come
+from its CIGAR, an unmapped one's from its sequence. A truncated CRAM opens without
+complaint, so its end-of-file container is checked byte for byte; a BAM's BGZF end-of-file
+block likewise. Long-read uBAMs hold few, long records, so they are walked in Python to get
+the read-length N50."""
 
 from __future__ import annotations
 
 import ctypes.util
+import hashlib
 import os
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pysam
 
-from services.validator._fastq_scan import count_alignments
+from services.validator._fastq_scan import count_alignment_parts, count_alignments
 from services.validator.htslib_messages import as_problems, captured
 from services.validator.problems import problem
 from services.validator.references import Contig, Identification, Profile, contig_md5s, identify
@@ -168,13 +172,19 @@ def check_eof(path: Path, kind: str, report: AlignmentReport) -> bool:
     return True
 
 
-SAM_FLAG, SAM_RNAME, SAM_MAPQ, SAM_RNEXT, SAM_SEQ = 0x2, 0x4, 0x10, 0x40, 0x200
+SAM_FLAG, SAM_RNAME, SAM_MAPQ, SAM_CIGAR, SAM_RNEXT, SAM_SEQ = 0x2, 0x4, 0x10, 0x20, 0x40, 0x200
 """htslib's ``sam_fields``: what a CRAM decoder must reconstruct of each record."""
 FLAGSTAT_FIELDS = SAM_FLAG | SAM_RNAME | SAM_MAPQ | SAM_RNEXT
 """What ``samtools flagstat`` asks of a CRAM (bam_stat.c), and all the counts need."""
 BASES_FIELDS = FLAGSTAT_FIELDS | SAM_SEQ
 """With the bases: a read's length is its decoded sequence's. Without SEQ htslib leaves it
 0, and a CIGAR has none for unmapped reads, so counting from the CIGAR would miss theirs."""
+CIGAR_FIELDS = FLAGSTAT_FIELDS | SAM_CIGAR
+"""A mapped read's bases from its CIGAR (what it consumes of the read), at about the cost of
+the flags: rebuilding and packing every sequence from the reference costs three quarters as
+much again. Only for containers of mapped reads, and held to there being no unmapped
+primary read among them; their reference is then checked slice by slice here, as htslib
+does only when it rebuilds the sequences."""
 
 
 @dataclass(frozen=True)
@@ -240,12 +250,92 @@ def _ltf8(data: bytes, at: int) -> tuple[int, int]:
     return value, at + 1 + extra
 
 
-def declared_records(path: Path, major: int) -> int:
-    """The records a CRAM's container headers say it holds, walking from header to header
-    (a few thousand in a genome) without decoding: htslib's multi-threaded reader can end
-    a pass at a damaged container as if at the end of the file, and this is what the pass
-    is held to. Each CRAM 3 container header's CRC32 is checked on the way."""
-    total = 0
+@dataclass(frozen=True)
+class Slice:
+    """What a slice header declares: its reference span, records and reference MD5."""
+
+    offset: int
+    reference_id: int
+    start: int
+    span: int
+    records: int
+    embedded_reference: int
+    md5: bytes
+
+
+@dataclass(frozen=True)
+class Container:
+    """Where a CRAM container starts, what it declares, and its slices' headers (None where
+    one cannot be read)."""
+
+    offset: int
+    size: int
+    reference_id: int
+    records: int
+    slices: tuple[Slice, ...] | None
+
+
+UNPLACED = -1
+"""The reference id of a container of unplaced unmapped reads (the end of a sorted CRAM)."""
+SLICE_HEADER = 2
+"""The content type of a CRAM slice header block."""
+SLICE_HEADER_BYTES = 256
+"""Enough for a slice header block with its content ids and MD5 (a few dozen ids at most)."""
+
+
+def _slice_header(data: bytes, offset: int, major: int) -> Slice | None:
+    """The slice header block at the start of ``data`` (at byte ``offset``); None if it is no
+    slice header, or a compressed one (the format allows it, htslib never writes it)."""
+    method, content_type = data[0], data[1]
+    if method != 0 or content_type != SLICE_HEADER:
+        return None
+    _, i = _itf8(data, 2)  # content id
+    _, i = _itf8(data, i)  # compressed size
+    _, i = _itf8(data, i)  # raw size
+    reference_id, i = _itf8(data, i)
+    start, i = _itf8(data, i)
+    span, i = _itf8(data, i)
+    records, i = _itf8(data, i)
+    _, i = _ltf8(data, i) if major >= 3 else _itf8(data, i)  # record counter
+    _, i = _itf8(data, i)  # blocks
+    ids, i = _itf8(data, i)
+    for _ in range(max(ids, 0)):
+        _, i = _itf8(data, i)
+    embedded, i = _itf8(data, i)
+    md5 = data[i : i + 16]
+    if len(md5) < 16:
+        raise IndexError("the slice header is cut short")
+    return Slice(offset, reference_id, start, span, records, embedded, md5)
+
+
+def _container_header(data: bytes, major: int) -> tuple[int, int, list[int], int]:
+    """The container header at the start of ``data``: its reference id, the records it
+    declares, its slices' landmarks, and where it ends (for CRAM 3, where its CRC32 is)."""
+    reference_id, i = _itf8(data, 4)
+    _, i = _itf8(data, i)  # start
+    _, i = _itf8(data, i)  # span
+    records, i = _itf8(data, i)
+    _, i = _ltf8(data, i) if major >= 3 else _itf8(data, i)  # record counter
+    _, i = _ltf8(data, i)  # bases
+    _, i = _itf8(data, i)  # blocks
+    count, i = _itf8(data, i)
+    if count < 0:
+        raise IndexError("a negative count of landmarks")
+    landmarks = []
+    for _ in range(count):
+        landmark, i = _itf8(data, i)
+        landmarks.append(landmark)
+    return reference_id, records, landmarks, i
+
+
+def cram_containers(path: Path, major: int) -> list[Container]:
+    """A CRAM's containers, walked from header to header (a few thousand in a genome)
+    without decoding, with what each and its slices declare.
+
+    htslib's multi-threaded reader can end a pass at a damaged container as if at the end
+    of the file, and the containers' counts are what the pass is held to; each CRAM 3
+    container header's CRC32 is checked on the way."""
+    containers: list[Container] = []
     size = path.stat().st_size
     with path.open("rb") as handle:
         at = FILE_DEFINITION
@@ -256,58 +346,247 @@ def declared_records(path: Path, major: int) -> int:
                 raise UndecodableRecord(f"the container at byte {at} is cut short")
             length = int.from_bytes(data[:4], "little", signed=True)
             try:
-                _, i = _itf8(data, 4)  # reference sequence
-                _, i = _itf8(data, i)  # start
-                _, i = _itf8(data, i)  # span
-                records, i = _itf8(data, i)
-                _, i = _ltf8(data, i) if major >= 3 else _itf8(data, i)  # record counter
-                _, i = _ltf8(data, i)  # bases
-                _, i = _itf8(data, i)  # blocks
-                landmarks, i = _itf8(data, i)
-                for _ in range(max(landmarks, 0)):
-                    _, i = _itf8(data, i)
+                reference_id, records, landmarks, i = _container_header(data, major)
                 if major >= 3:
                     if zlib.crc32(data[:i]) != int.from_bytes(data[i : i + 4], "little"):
                         raise UndecodableRecord(f"the container header at byte {at} fails its CRC32")
                     i += 4
             except IndexError:
                 raise UndecodableRecord(f"the container header at byte {at} is cut short") from None
-            if length < 0 or records < 0 or landmarks < 0 or at + i + length > size:
+            if length < 0 or records < 0 or at + i + length > size:
                 raise UndecodableRecord(f"the container header at byte {at} is damaged")
-            total += records
+            slices = _slices(handle, data, at, i, length, landmarks, major) if records else ()
+            containers.append(Container(at, i + length, reference_id, records, slices))
             at += i + length
-    return total
+    return containers
+
+
+def _slices(
+    handle: BinaryIO, data: bytes, at: int, header: int, length: int, landmarks: list[int], major: int
+) -> tuple[Slice, ...] | None:
+    """The slice headers of the container at byte ``at`` (``data`` read from there, its blocks
+    from ``header`` on); None where one cannot be read."""
+    found = []
+    for landmark in landmarks:
+        if not 0 <= landmark < length:
+            return None
+        start = header + landmark
+        block = data[start : start + SLICE_HEADER_BYTES]
+        if len(block) < SLICE_HEADER_BYTES:  # beyond what was read with the container header
+            handle.seek(at + start)
+            block = handle.read(SLICE_HEADER_BYTES)
+        try:
+            piece = _slice_header(block, at + start, major)
+        except IndexError:
+            return None
+        if piece is None:
+            return None
+        found.append(piece)
+    return tuple(found)
+
+
+def declared_records(path: Path, major: int) -> int:
+    """The records a CRAM's container headers say it holds (see :func:`cram_containers`)."""
+    return sum(c.records for c in cram_containers(path, major))
+
+
+def slices_agree(containers: list[Container]) -> bool:
+    """Whether every slice header was read and each container's slices declare together
+    what it does. The slices' counts are what htslib decodes by, so then a part of the file
+    cut at a container boundary holds exactly the records its containers declare."""
+    return all(
+        c.slices is not None and sum(s.records for s in c.slices) == c.records
+        for c in containers
+        if c.records
+    )
+
+
+PART_BYTES = 64 << 20
+"""A CRAM is read in parts on threads of their own only where each has this much to read:
+below it a reader's start-up (its reference, its first container) outweighs the sharing."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """Consecutive containers one reader decodes, and what it asks htslib for."""
+
+    containers: tuple[Container, ...]
+    fields: int
+    first: bool
+
+    @property
+    def records(self) -> int:
+        return sum(c.records for c in self.containers)
+
+    def limits(self, last: bool) -> tuple[int, int, int]:
+        """For the reader: where it starts (0: where htslib starts reading), how many
+        records it reads (the last part: to the end of the file, so that a record beyond
+        what the containers declare is not left unread), and its fields."""
+        return (0 if self.first else self.containers[0].offset, -1 if last else self.records, self.fields)
+
+
+def cram_parts(containers: list[Container], parts: int, fields: Callable[[Container], int]) -> list[Part]:
+    """The containers cut at container boundaries into runs of about equal bytes, at most
+    ``parts`` of them and none below :data:`PART_BYTES`, and wherever ``fields`` changes."""
+    total = sum(c.size for c in containers)
+    parts = max(1, min(parts, total // PART_BYTES))
+    cuts: list[Part] = []
+    run: list[Container] = []
+    taken = split = 0
+    for container in containers:
+        wanted = fields(container) if container.records else None
+        if run and any(c.records for c in run):
+            due = split < parts - 1 and taken >= total * (split + 1) // parts
+            if due or (wanted is not None and wanted != _run_fields(run, fields)):
+                split += due
+                cuts.append(Part(tuple(run), _run_fields(run, fields), not cuts))
+                run = []
+        run.append(container)
+        taken += container.size
+    cuts.append(Part(tuple(run), _run_fields(run, fields), not cuts))
+    return cuts
+
+
+def _run_fields(run: list[Container], fields: Callable[[Container], int]) -> int:
+    return next((fields(c) for c in run if c.records), FLAGSTAT_FIELDS)
+
+
+SAMPLED_CONTAINERS = 8
+
+
+def _unmapped_primaries_sampled(path: Path, where: str | None, mapped: list[Container]) -> bool:
+    """Whether a few containers of mapped reads, spread over the file, hold an unmapped
+    primary read (the mate of a mapped one, placed beside it): then most do, and the CIGARs
+    cannot give the bases, so the sequences are decoded from the start."""
+    if not mapped:
+        return False
+    step = max(1, len(mapped) // SAMPLED_CONTAINERS)
+    sample = [(c.offset, c.records, SAM_FLAG) for c in mapped[step // 2 :: step][:SAMPLED_CONTAINERS]]
+    return any(part[6] for part in count_alignment_parts(htslib_library(), str(path), where, sample))
 
 
 def count_records(path: Path, reference: Path | None, with_bases: bool, cram_major: int = 0) -> RecordCounts:
     """Every record decoded by htslib, in one pass: flagstat's counts, and with
     ``with_bases`` the bases of the primary reads (neither secondary nor supplementary).
-    A CRAM's slices are decoded on two threads and the records counted held to those its
-    containers declare. A record htslib cannot decode ends the pass with
-    :class:`UndecodableRecord`."""
-    fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
-    threads = decoding_threads() if cram_major in (2, 3) else 1
-    declared = declared_records(path, cram_major) if threads > 1 else None
+    A CRAM's records are held to those its containers declare, and decoded on two threads:
+    by readers of their own, each taking a part of the file cut at a container boundary, or
+    where the file cannot be cut so (too small; slice headers that cannot be read or that
+    disagree with their container's) by htslib's decoding threads. A record htslib cannot
+    decode ends the pass with :class:`UndecodableRecord`."""
     where = str(reference) if reference else None
-    status, records, passed, mapped, duplicates, bases = count_alignments(
-        htslib_library(), str(path), where, fields, threads
+    if cram_major not in (2, 3):
+        fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
+        status, records, passed, mapped, duplicates, bases = count_alignments(
+            htslib_library(), str(path), where, fields, 1
+        )
+        _raise_for(status, records, None)
+        return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
+    containers = cram_containers(path, cram_major)
+    declared = sum(c.records for c in containers)
+    if not slices_agree(containers):
+        return _count_whole(path, where, with_bases, declared)
+    mapped_reads = [c for c in containers if c.records and c.reference_id != UNPLACED]
+    by_cigar = (
+        with_bases and reference is not None and not _unmapped_primaries_sampled(path, where, mapped_reads)
     )
-    if status == 0 and declared is not None and records != declared:
+
+    def asked(container: Container) -> int:
+        if not with_bases:
+            return FLAGSTAT_FIELDS
+        return CIGAR_FIELDS if by_cigar and container.reference_id != UNPLACED else BASES_FIELDS
+
+    parts = cram_parts(containers, decoding_threads(), asked)
+    if len(parts) == 1 and not by_cigar:
+        return _count_whole(path, where, with_bases, declared)
+    counted = count_alignment_parts(
+        htslib_library(), str(path), where, [p.limits(p is parts[-1]) for p in parts]
+    )
+    missing = [
+        i
+        for i, (part, c) in enumerate(zip(parts, counted, strict=True))
+        if part.fields == CIGAR_FIELDS and c[6]
+    ]
+    if missing:
+        # Unmapped primary reads where the sample saw none: their bases need the sequences.
+        again = [parts[i] for i in missing]
+        redone = count_alignment_parts(
+            htslib_library(),
+            str(path),
+            where,
+            [(*p.limits(p is parts[-1])[:2], BASES_FIELDS) for p in again],
+        )
+        for i, counts in zip(missing, redone, strict=True):
+            counted[i] = counts
+            parts[i] = Part(parts[i].containers, BASES_FIELDS, parts[i].first)
+    before = 0
+    for status, records, *_ in counted:
+        if status:
+            _raise_for(status, before + records, declared)
+        before += records
+    _raise_for(0 if before == declared else 3, before, declared)
+    if reference is not None:
+        _check_slice_references(path, reference, [p for p in parts if p.fields == CIGAR_FIELDS])
+    passed, mapped, duplicates, bases = (sum(c[i] for c in counted) for i in range(2, 6))
+    return RecordCounts(before, passed, mapped, duplicates, bases if with_bases else 0)
+
+
+def _count_whole(path: Path, where: str | None, with_bases: bool, declared: int) -> RecordCounts:
+    """The file read whole by one reader, slices decoded on htslib's threads."""
+    fields = BASES_FIELDS if with_bases else FLAGSTAT_FIELDS
+    status, records, passed, mapped, duplicates, bases = count_alignments(
+        htslib_library(), str(path), where, fields, decoding_threads()
+    )
+    if status == 0 and records != declared:
         status = 3
-    if status == 3 and threads > 1:
+    if status == 3:
         # Decoding threads read ahead, and a fault they meet can end the pass before the
         # records ahead of it are handed over: one thread finds which record it is.
         status, records, *_ = count_alignments(htslib_library(), str(path), where, fields, 1)
         status = status or 3
+    _raise_for(status, records, declared)
+    return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
+
+
+def _check_slice_references(path: Path, reference: Path, parts: list[Part]) -> None:
+    """Each slice of these parts held to the reference, as htslib holds a slice whose
+    sequences it rebuilds: the MD5 of the reference span the slice covers (upper case, cut
+    at the contig's end) is the one its header records."""
+    if not parts:
+        return
+    names = [str(sq["SN"]) for sq in _header(path, reference).get("SQ", [])]
+    with pysam.FastaFile(str(reference)) as fasta:
+        lengths = dict(zip(fasta.references, fasta.lengths, strict=True))
+        for part in parts:
+            for container in part.containers:
+                for piece in container.slices or ():
+                    if piece.reference_id < 0 or piece.embedded_reference >= 0 or not any(piece.md5):
+                        continue
+                    name = names[piece.reference_id] if piece.reference_id < len(names) else "?"
+                    if name not in lengths:
+                        raise UndecodableRecord(
+                            f"the slice at byte {piece.offset} is on {name}, not in the reference"
+                        )
+                    end = min(piece.start + piece.span - 1, lengths[name])
+                    bases = fasta.fetch(name, piece.start - 1, end).upper().encode()
+                    if hashlib.md5(bases).digest() != piece.md5:
+                        raise UndecodableRecord(
+                            f"the slice at byte {piece.offset} was made against another sequence "
+                            f"than the reference's {name}:{piece.start}-{end} (its MD5 differs)"
+                        )
+
+
+def _raise_for(status: int, records: int, declared: int | None) -> None:
+    """:class:`UndecodableRecord` for what a pass ended with (0: read whole)."""
     if status == 1:
         raise UndecodableRecord("htslib cannot open the file")
     if status == 2:
         raise UndecodableRecord("htslib cannot read the header")
+    if status == 4:
+        raise UndecodableRecord(f"htslib cannot start reading at the container of record {records + 1}")
     if status == 3:
         if declared is not None and records >= declared:
             raise UndecodableRecord(f"{records} records decoded where the containers declare {declared}")
         raise UndecodableRecord(f"record {records + 1} cannot be decoded")
-    return RecordCounts(records, passed, mapped, duplicates, bases if with_bases else 0)
 
 
 def check_alignment(

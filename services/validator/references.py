@@ -67,8 +67,10 @@ def read_table(path: Path, name: str) -> Profile:
     return Profile(name, tuple(contigs))
 
 
+@lru_cache(maxsize=4)
 def contig_md5s(fasta: Path) -> dict[str, tuple[int, str]]:
-    """Each contig's length and M5 (md5 of the upper-case sequence without line breaks)."""
+    """Each contig's length and M5 (md5 of the upper-case sequence without line breaks).
+    Kept: a CRAM's check asks it of the same FASTA for the profile and for the reference."""
     result: dict[str, tuple[int, str]] = {}
     name: str | None = None
     digest = hashlib.md5(usedforsecurity=False)
