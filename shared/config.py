@@ -76,9 +76,11 @@ class Settings(BaseSettings):
         default=SYNTHETIC_NAME,
         description="Reference files must match: `GRCh38` in production, `synthetic-v1` embedded.",
     )
-    tokens: dict[str, str] = Field(
+    tokens: dict[str, str | dict[str, str | list[str]]] = Field(
         default_factory=dict,
-        description="JSON object: sha256 hex of a bearer token -> its holder, a region or `ngc`.",
+        description="JSON object: sha256 hex of a bearer token -> its holder (a region or `ngc`), "
+        'or {"holder": ..., "roles": [...]} with roles among uploader, clinician, data-steward, '
+        "finance, operator (a bare holder keeps its old roles: uploader; ngc finance and operator).",
     )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
     http_host: str = Field(default="127.0.0.1", description="Interface the HTTP servers bind.")
