@@ -79,11 +79,11 @@ def run(service: str) -> None:
 
 @main.group()
 def db() -> None:
-    """The services' relational schemas (receiver, indexer, billing)."""
+    """The services' relational schemas (receiver, indexer, billing, access)."""
 
 
 @db.command("upgrade")
-@click.option("--service", "only", multiple=True, type=click.Choice(["receiver", "indexer", "billing"]))
+@click.option("--service", "only", multiple=True, type=click.Choice(["receiver", "indexer", "billing", "access"]))
 def db_upgrade(only: tuple[str, ...]) -> None:
     """Migrate each service's database to its newest schema (the Kubernetes migration Job)."""
     from pathlib import Path

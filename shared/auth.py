@@ -112,15 +112,18 @@ class Tokens:
 def principal_of_entry(entry: TokenEntry) -> Principal:
     """The principal a ``GENOMHUB_TOKENS`` value names, or ValueError saying what is wrong."""
     valid = {r.value for r in Region} | {NATIONAL}
+    holder: object
+    roles: list[str] | None
     if isinstance(entry, str):
         holder, roles = entry, None
     elif isinstance(entry, Mapping):
         unknown = set(entry) - {"holder", "roles"}
         if unknown:
             raise ValueError(f"a token entry has only 'holder' and 'roles', not {sorted(unknown)}")
-        holder, roles = entry.get("holder"), entry.get("roles")
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        holder, listed = entry.get("holder"), entry.get("roles")
+        if not isinstance(listed, list) or not all(isinstance(r, str) for r in listed):
             raise ValueError("a token entry's 'roles' is a list of role names")
+        roles = [str(r) for r in listed]
     else:
         raise ValueError("a token entry is a holder or an object with 'holder' and 'roles'")
     if not isinstance(holder, str) or holder not in valid:

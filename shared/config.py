@@ -253,6 +253,20 @@ class Settings(BaseSettings):
         ge=0,
         description="Close a month automatically this many days after it ends. Unset: close by hand.",
     )
+    access_port: int = Field(default=8485, description="Access: discovery, requests, decisions, audit API.")
+    access_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the access service's requests, grants and audit ledger. Unset: "
+        "SQLite <home>/access.sqlite.",
+    )
+    access_grant_days: int = Field(
+        default=14, ge=1, description="Access: days a granted working-copy request stays in force."
+    )
+    access_audit_head_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description="Access: seconds between publications of the audit ledger's head (audit-head).",
+    )
 
     archive_secret_key: Path | None = Field(
         default=None,
@@ -287,7 +301,12 @@ class Settings(BaseSettings):
             "receiver": self.receiver_database_url,
             "indexer": self.catalogue_database_url,
             "billing": self.billing_database_url,
+            "access": self.access_database_url,
         }
+
+    @property
+    def access_database_url(self) -> str:
+        return self.access_url or f"sqlite:///{self.state_dir / 'access.sqlite'}"
 
     @property
     def billing_database_url(self) -> str:

@@ -84,7 +84,16 @@ def chained(
 ) -> Entry:
     """A new entry after the one whose hash is ``prev_sha256``, with its hash computed."""
     draft = Entry(
-        seq, at, actor, action, request_id, case_reference, tuple(sorted(set(concerns))), detail, prev_sha256, ""
+        seq,
+        at,
+        actor,
+        action,
+        request_id,
+        case_reference,
+        tuple(sorted(set(concerns))),
+        detail,
+        prev_sha256,
+        "",
     )
     return Entry(**{**draft.__dict__, "sha256": entry_hash(draft.body())})
 
