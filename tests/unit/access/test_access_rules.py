@@ -41,7 +41,10 @@ def test_only_the_owners_data_steward_decides() -> None:
 def test_the_owners_steward_or_ngcs_operator_revokes() -> None:
     check_revoker(STEWARD_H, H)
     check_revoker(Principal("ngc", frozenset({Role.OPERATOR})), H)
-    for other in (Principal("syddanmark", frozenset({Role.DATA_STEWARD})), Principal("ngc", frozenset({Role.FINANCE}))):
+    for other in (
+        Principal("syddanmark", frozenset({Role.DATA_STEWARD})),
+        Principal("ngc", frozenset({Role.FINANCE})),
+    ):
         with pytest.raises(NotAllowed):
             check_revoker(other, H)
 
@@ -95,7 +98,9 @@ def test_the_ledger_chain_holds_and_names_the_first_edited_entry() -> None:
 
 
 def _sample(region: Region, sample_id: str, month: int, accepted: bool = True) -> KnownSample:
-    return KnownSample(region, sample_id, "NP-1", AnalysisType.WGS, datetime(2026, month, 10, tzinfo=UTC), accepted)
+    return KnownSample(
+        region, sample_id, "NP-1", AnalysisType.WGS, datetime(2026, month, 10, tzinfo=UTC), accepted
+    )
 
 
 def test_discovery_is_boolean_and_count_for_another_regions_data() -> None:
