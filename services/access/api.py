@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,6 +60,7 @@ log = get_logger(__name__)
 Emit = Callable[[Event, str], Awaitable[None]]
 """Sends one event with its id and waits for the broker's acknowledgement."""
 Clock = Callable[[], datetime]
+E = TypeVar("E", AccessDecided, AccessRevoked)
 
 REFUSED_BODY = refusal("The body is refused: no purpose, a CPR number somewhere, a field wrong.")
 NOT_FOUND = refusal("No such request visible to this token.")
@@ -162,6 +163,26 @@ class AccessApi(Api):
         )
         await asyncio.to_thread(self.store.audit, audit, self.clock())
         raise http_error(403, why)
+
+    async def _commit(
+        self,
+        request: web.Request,
+        write: Callable[[E, str, Audit, datetime], object],
+        event: E,
+        audit: Audit,
+        now: datetime,
+    ) -> web.Response:
+        """Record a decision or revocation with its event and ledger entry, emit, answer 201.
+
+        The event's id is derived from the request, so the one decision (or revocation) a
+        request can have is one event, however often it is sent."""
+        event_id = derive_id(event.request_id, "access", event.ce_type())
+        try:
+            await asyncio.to_thread(write, event, event_id, audit, now)
+        except Conflict as exc:
+            raise http_error(409, str(exc)) from None
+        await self.send_pending()
+        return _json(_view(await self._visible(request), now), status=201)
 
     async def _visible(self, request: web.Request) -> RequestRecord:
         principal = principal_of(request)
@@ -334,13 +355,7 @@ class AccessApi(Api):
             case_reference=asked.case_reference,
             request_id=asked.request_id,
         )
-        event_id = derive_id(asked.request_id, "access", event.ce_type())
-        try:
-            await asyncio.to_thread(self.store.decide, event, event_id, audit, now)
-        except Conflict as exc:
-            raise http_error(409, str(exc)) from None
-        await self.send_pending()
-        return _json(_view(await self._visible(request), now), status=201)
+        return await self._commit(request, self.store.decide, event, audit, now)
 
     @route(
         "POST",
@@ -386,13 +401,7 @@ class AccessApi(Api):
             case_reference=asked.case_reference,
             request_id=asked.request_id,
         )
-        event_id = derive_id(asked.request_id, "access", event.ce_type())
-        try:
-            await asyncio.to_thread(self.store.revoke, event, event_id, audit, now)
-        except Conflict as exc:
-            raise http_error(409, str(exc)) from None
-        await self.send_pending()
-        return _json(_view(await self._visible(request), now), status=201)
+        return await self._commit(request, self.store.revoke, event, audit, now)
 
     @route(
         "GET",
