@@ -47,6 +47,7 @@ from shared.events import (
     AccessRevoked,
     Event,
     Pseudonym,
+    Region,
     Requester,
     RequestId,
     SampleRef,
@@ -61,6 +62,7 @@ Emit = Callable[[Event, str], Awaitable[None]]
 """Sends one event with its id and waits for the broker's acknowledgement."""
 Clock = Callable[[], datetime]
 E = TypeVar("E", AccessDecided, AccessRevoked)
+B = TypeVar("B", DecisionBody, RevocationBody)
 
 REFUSED_BODY = refusal("The body is refused: no purpose, a CPR number somewhere, a field wrong.")
 NOT_FOUND = refusal("No such request visible to this token.")
@@ -163,6 +165,27 @@ class AccessApi(Api):
         )
         await asyncio.to_thread(self.store.audit, audit, self.clock())
         raise http_error(403, why)
+
+    async def _asked(
+        self,
+        request: web.Request,
+        check: Callable[[Principal, Region], None],
+        what: str,
+        model: type[B],
+    ) -> tuple[Principal, AccessRequested, B, datetime]:
+        """The caller, the request it acts on, its body and the moment, once ``check`` let the
+        caller act on the request (else 403, logged) and the body is acceptable (else 422)."""
+        principal = principal_of(request)
+        asked = (await self._visible(request)).request
+        try:
+            check(principal, asked.owner)
+        except NotAllowed as exc:
+            await self._refuse(principal, asked, what, str(exc))
+        try:
+            body = parse_body(model, await json_body(request))
+        except RequestRefused as exc:
+            raise http_error(422, f"{what} refused", problems=exc.problems) from None
+        return principal, asked, body, self.clock()
 
     async def _commit(
         self,
@@ -322,18 +345,7 @@ class AccessApi(Api):
         },
     )
     async def decide(self, request: web.Request) -> web.Response:
-        principal = principal_of(request)
-        record = await self._visible(request)
-        asked = record.request
-        try:
-            check_decider(principal, asked.owner)
-        except NotAllowed as exc:
-            await self._refuse(principal, asked, "decision", str(exc))
-        try:
-            body = parse_body(DecisionBody, await json_body(request))
-        except RequestRefused as exc:
-            raise http_error(422, "decision refused", problems=exc.problems) from None
-        now = self.clock()
+        principal, asked, body, now = await self._asked(request, check_decider, "decision", DecisionBody)
         event = AccessDecided(
             request_id=asked.request_id,
             owner=asked.owner,
@@ -374,18 +386,7 @@ class AccessApi(Api):
         },
     )
     async def revoke(self, request: web.Request) -> web.Response:
-        principal = principal_of(request)
-        record = await self._visible(request)
-        asked = record.request
-        try:
-            check_revoker(principal, asked.owner)
-        except NotAllowed as exc:
-            await self._refuse(principal, asked, "revocation", str(exc))
-        try:
-            body = parse_body(RevocationBody, await json_body(request))
-        except RequestRefused as exc:
-            raise http_error(422, "revocation refused", problems=exc.problems) from None
-        now = self.clock()
+        principal, asked, body, now = await self._asked(request, check_revoker, "revocation", RevocationBody)
         event = AccessRevoked(
             request_id=asked.request_id,
             owner=asked.owner,
