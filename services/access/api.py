@@ -37,7 +37,7 @@ from services.access.request_body import (
     parse_body,
 )
 from services.access.store import AccessStore, Audit, Conflict, RequestRecord
-from shared.api import Api, answer, path_of, query_of, refusal, route
+from shared.api import Answer, Api, answer, path_of, query_of, refusal, route
 from shared.auth import Principal, Role, Tokens, principal_of
 from shared.bus import new_event_id
 from shared.envelope import derive_id
@@ -124,6 +124,24 @@ def _view(record: RequestRecord, at: datetime) -> RequestView:
     )
 
 
+def _change_answers(done: str) -> dict[int, Answer]:
+    """The answers of a change to a request: a decision or a revocation."""
+    return {201: answer(done, RequestView), 403: NOT_YOURS, 404: NOT_FOUND, 409: CONFLICT, 422: REFUSED_BODY}
+
+
+def _about(asked: AccessRequested, principal: Principal, action: str, detail: dict[str, Any]) -> Audit:
+    """The ledger entry of ``principal``'s ``action`` on a request: it concerns the owner's
+    data and the requester's request, so both regions read it."""
+    return Audit(
+        actor=principal.name,
+        action=action,
+        concerns=(asked.owner.value, asked.requester.region.value),
+        detail=detail,
+        case_reference=asked.case_reference,
+        request_id=asked.request_id,
+    )
+
+
 def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(text=model.model_dump_json(), status=status)
 
@@ -155,13 +173,11 @@ class AccessApi(Api):
 
     async def _refuse(self, principal: Principal, request: AccessRequested, what: str, why: str) -> NoReturn:
         """Log a refused decision or revocation in the ledger, then answer 403."""
-        audit = Audit(
-            actor=principal.name,
-            action=Action.REFUSED,
-            concerns=(request.owner.value, request.requester.region.value),
-            detail={"refused": what, "reason": why, "roles": sorted(principal.roles)},
-            case_reference=request.case_reference,
-            request_id=request.request_id,
+        audit = _about(
+            request,
+            principal,
+            Action.REFUSED,
+            {"refused": what, "reason": why, "roles": sorted(principal.roles)},
         )
         await asyncio.to_thread(self.store.audit, audit, self.clock())
         raise http_error(403, why)
@@ -336,13 +352,7 @@ class AccessApi(Api):
         path_parameters=RequestPath,
         body={"application/json": DecisionBody},
         roles=(Role.DATA_STEWARD,),
-        responses={
-            201: answer("Decided: access-decided is emitted.", RequestView),
-            403: NOT_YOURS,
-            404: NOT_FOUND,
-            409: CONFLICT,
-            422: REFUSED_BODY,
-        },
+        responses=_change_answers("Decided: access-decided is emitted."),
     )
     async def decide(self, request: web.Request) -> web.Response:
         principal, asked, body, now = await self._asked(request, check_decider, "decision", DecisionBody)
@@ -355,18 +365,9 @@ class AccessApi(Api):
             decided_at=now,
             valid_until=grant_end(now, self.grant_days) if body.grant else None,
         )
-        audit = Audit(
-            actor=principal.name,
-            action=Action.DECISION,
-            concerns=(asked.owner.value, asked.requester.region.value),
-            detail={
-                "granted": body.grant,
-                "reason": body.reason,
-                "valid_until": None if event.valid_until is None else event.valid_until.isoformat(),
-            },
-            case_reference=asked.case_reference,
-            request_id=asked.request_id,
-        )
+        ends = None if event.valid_until is None else event.valid_until.isoformat()
+        detail = {"granted": body.grant, "reason": body.reason, "valid_until": ends}
+        audit = _about(asked, principal, Action.DECISION, detail)
         return await self._commit(request, self.store.decide, event, audit, now)
 
     @route(
@@ -377,13 +378,7 @@ class AccessApi(Api):
         path_parameters=RequestPath,
         body={"application/json": RevocationBody},
         roles=(Role.DATA_STEWARD, Role.OPERATOR),
-        responses={
-            201: answer("Revoked: access-revoked is emitted.", RequestView),
-            403: NOT_YOURS,
-            404: NOT_FOUND,
-            409: CONFLICT,
-            422: REFUSED_BODY,
-        },
+        responses=_change_answers("Revoked: access-revoked is emitted."),
     )
     async def revoke(self, request: web.Request) -> web.Response:
         principal, asked, body, now = await self._asked(request, check_revoker, "revocation", RevocationBody)
@@ -394,14 +389,7 @@ class AccessApi(Api):
             reason=body.reason,
             revoked_at=now,
         )
-        audit = Audit(
-            actor=principal.name,
-            action=Action.REVOCATION,
-            concerns=(asked.owner.value, asked.requester.region.value),
-            detail={"reason": body.reason},
-            case_reference=asked.case_reference,
-            request_id=asked.request_id,
-        )
+        audit = _about(asked, principal, Action.REVOCATION, {"reason": body.reason})
         return await self._commit(request, self.store.revoke, event, audit, now)
 
     @route(
