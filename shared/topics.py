@@ -71,7 +71,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     "harmoniser": (Validated,),
     "indexer": (Validated, Harmonised),
     "billing": (Indexed,),
-    "access": (Indexed,),
+    "access": (Indexed, Harmonised),
 }
 """Which events each service consumes: its consumer group reads these topics."""
 

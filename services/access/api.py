@@ -14,6 +14,7 @@ of them is a ledger entry; a request answers who asked, why (the case reference)
     POST /v1/access/requests/{request_id}/decision     grant or deny (access-decided)
     POST /v1/access/requests/{request_id}/revocation   revoke a grant at once (access-revoked)
     GET  /v1/audit                                     the ledger entries the token may read
+    GET  /ga4gh/drs/v1/objects/{object_id}             DRS 1.4 object metadata, under a grant
 """
 
 from __future__ import annotations
@@ -27,8 +28,16 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.access import discovery
-from services.access.grants import NotAllowed, check_decider, check_revoker, grant_end, may_read_request
+from services.access.grants import (
+    NotAllowed,
+    check_decider,
+    check_revoker,
+    grant_end,
+    may_read_request,
+    opens,
+)
 from services.access.ledger import Action
+from services.access.objects import DrsObject, drs_object
 from services.access.request_body import (
     AccessRequestBody,
     DecisionBody,
@@ -81,6 +90,12 @@ class RequestPath(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request_id: RequestId
+
+
+class ObjectPath(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    object_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The DRS object id.")
 
 
 class NoParameters(BaseModel):
@@ -409,6 +424,61 @@ class AccessApi(Api):
             for e in entries
         ]
         return _json(LedgerSlice(entries=views))
+
+    @route(
+        "GET",
+        "/ga4gh/drs/v1/objects/{object_id}",
+        operation_id="GetObject",
+        summary="GA4GH DRS 1.4 object metadata (size, sha-256): the owner, NGC, or a grant in force.",
+        path_parameters=ObjectPath,
+        roles=(Role.CLINICIAN, Role.DATA_STEWARD, Role.OPERATOR),
+        responses={
+            200: answer("The object.", DrsObject),
+            403: refusal("PermissionDenied: no grant in force names this object's sample and kind (logged)."),
+            404: refusal("No such object."),
+        },
+    )
+    async def drs_object(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        wanted = path_of(request, ObjectPath).object_id
+        found = await asyncio.to_thread(self.store.archived_object, wanted)
+        if found is None:
+            raise http_error(404, "no such object")
+        now = self.clock()
+        granting: str | None = None
+        if principal.region is not None and principal.region != found.region:
+            records = await asyncio.to_thread(self.store.records, principal.region)
+            sample = (found.region, found.sample_id)
+            granting = next(
+                (
+                    r.request.request_id
+                    for r in records
+                    if opens(r.request, r.standing(now), principal.region, sample, found.deliverable)
+                ),
+                None,
+            )
+            if granting is None:
+                refused = Audit(
+                    actor=principal.name,
+                    action=Action.REFUSED,
+                    concerns=(found.region.value, principal.name),
+                    detail={
+                        "refused": "drs-object",
+                        "object_id": found.object_id,
+                        "reason": "no grant in force",
+                    },
+                )
+                await asyncio.to_thread(self.store.audit, refused, now)
+                raise http_error(403, "PermissionDenied: no grant in force names this object")
+        read = Audit(
+            actor=principal.name,
+            action=Action.READ,
+            concerns=(found.region.value, *([principal.name] if principal.region else [])),
+            detail={"drs_object": found.object_id, "deliverable": found.deliverable.value},
+            request_id=granting,
+        )
+        await asyncio.to_thread(self.store.audit, read, now)
+        return _json(drs_object(found, request.host))
 
 
 def install(app: web.Application, api: AccessApi, tokens: Tokens) -> None:

@@ -1,5 +1,5 @@
-"""The access service: indexed events in (its own projection of what the catalogue holds, for
-discovery), requests, decisions and revocations over HTTP, their events out; and a timer
+"""The access service: indexed and harmonised events in (its own projection of what the
+catalogue holds, for discovery, and of the files, as DRS objects), requests, decisions and revocations over HTTP, their events out; and a timer
 that publishes the audit ledger's head and sends any event the broker did not take at once.
 
 Only wiring lives here: the rules are in ``grants``, ``ledger``, ``discovery``, ``store``
@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 
 from services.access.api import AccessApi, install
 from services.access.discovery import KnownSample
+from services.access.objects import objects_of
 from services.access.store import AccessStore
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import get_settings
 from shared.envelope import Envelope, derive_id
-from shared.events import AuditHead, Event, Indexed
+from shared.events import AuditHead, Event, Harmonised, Indexed
 from shared.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -50,6 +51,13 @@ def build() -> Service:
         log.info("sample known", region=sub.region.value, sample_id=sub.sample_id, changed=changed)
 
     service.on(Indexed, on_indexed)
+
+    async def on_harmonised(envelope: Envelope[Harmonised]) -> None:
+        sub = envelope.data.submission
+        added = await asyncio.to_thread(store.project_objects, objects_of(envelope.data))
+        log.info("files known", region=sub.region.value, sample_id=sub.sample_id, new=added)
+
+    service.on(Harmonised, on_harmonised)
 
     async def publish_head() -> None:
         try:

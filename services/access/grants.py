@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shared.auth import Principal, Role
-from shared.events import Region
+from shared.events import AccessRequested, Deliverable, Region
 
 
 class Standing(StrEnum):
@@ -76,3 +76,22 @@ def check_revoker(principal: Principal, owner: Region) -> None:
 def may_read_request(principal: Principal, owner: Region, requester: Region) -> bool:
     """A request is read by the region that made it, the region that owns its data, and NGC."""
     return principal.national or principal.region in (owner, requester)
+
+
+def opens(
+    request: AccessRequested,
+    now_standing: Standing,
+    reader: Region,
+    sample: tuple[Region, str],
+    what: Deliverable,
+) -> bool:
+    """Whether a request, standing as it does now, lets ``reader`` have ``what`` of ``sample``:
+    a grant in force, made by the reader's region, naming the sample and the deliverable."""
+    region, sample_id = sample
+    return (
+        now_standing is Standing.GRANTED
+        and request.requester.region == reader
+        and request.owner == region
+        and any(s.sample_id == sample_id for s in request.samples)
+        and what in request.wants
+    )

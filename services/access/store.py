@@ -22,7 +22,8 @@ from sqlalchemy import Connection, insert, select, update
 from services.access.discovery import KnownSample
 from services.access.grants import Decision, Standing, standing
 from services.access.ledger import GENESIS, Entry, chained
-from services.access.tables import decisions, ledger, outbox, requests, revocations, samples
+from services.access.objects import ArchivedObject
+from services.access.tables import decisions, ledger, objects, outbox, requests, revocations, samples
 from shared.database import Store
 from shared.events import (
     MODEL_BY_TYPE,
@@ -30,6 +31,7 @@ from shared.events import (
     AccessRequested,
     AccessRevoked,
     AnalysisType,
+    Deliverable,
     Event,
     Region,
 )
@@ -121,6 +123,48 @@ class AccessStore(Store):
         )
         with self.reading() as conn:
             return [_known(r) for r in conn.execute(query.order_by(samples.c.sample_id)).all()]
+
+    def project_objects(self, found: Iterable[ArchivedObject]) -> int:
+        """Add the files of a harmonisation; a file known already keeps its row. Returns how many were new."""
+        added = 0
+        with self.writing(lock=LOCK_KEY) as conn:
+            for item in found:
+                if conn.execute(
+                    select(objects.c.object_id).where(objects.c.object_id == item.object_id)
+                ).first():
+                    continue
+                conn.execute(
+                    insert(objects).values(
+                        object_id=item.object_id,
+                        region=item.region.value,
+                        sample_id=item.sample_id,
+                        name=item.name,
+                        deliverable=item.deliverable.value,
+                        size=item.size,
+                        sha256=item.sha256,
+                        url=item.url,
+                        created_at=item.created_at,
+                    )
+                )
+                added += 1
+        return added
+
+    def archived_object(self, object_id: str) -> ArchivedObject | None:
+        with self.reading() as conn:
+            r = conn.execute(select(objects).where(objects.c.object_id == object_id)).first()
+        if r is None:
+            return None
+        return ArchivedObject(
+            r.object_id,
+            Region(r.region),
+            r.sample_id,
+            r.name,
+            Deliverable(r.deliverable),
+            int(r.size),
+            r.sha256,
+            r.url,
+            r.created_at,
+        )
 
     # -- requests, decisions, revocations ---------------------------------------------------
     def create_request(self, event: AccessRequested, event_id: str, audit: Audit, at: datetime) -> Entry:

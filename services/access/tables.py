@@ -26,6 +26,20 @@ samples = Table(
     Column("event_id", String(64), nullable=False),
 )
 
+objects = Table(
+    "access_objects",
+    metadata,
+    Column("object_id", String(32), primary_key=True),
+    Column("region", String(16), nullable=False),
+    Column("sample_id", String(128), nullable=False),
+    Column("name", String(1024), nullable=False),
+    Column("deliverable", String(24), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
 requests = Table(
     "access_requests",
     metadata,

@@ -20,12 +20,14 @@ from click.testing import CliRunner
 from services.access.api import AccessApi, document
 from services.access.commands import audit
 from services.access.discovery import KnownSample
+from services.access.objects import objects_of
 from services.access.store import AccessStore, Audit
 from shared.auth import Tokens, token_hash
 from shared.config import get_settings
 from shared.events import AccessDecided, AccessRequested, AccessRevoked, AnalysisType, Event, Region
 from shared.http import make_web
 from tests.support import assert_error_body
+from tests.unit.indexer.factories import harmonised, submission
 
 TOKENS: dict[str, Any] = {
     "ouh-clinician": {"holder": "syddanmark", "roles": ["clinician"]},
@@ -235,3 +237,33 @@ async def test_the_ledger_refuses_edits_and_verify_names_the_first_edited_entry(
     finally:
         get_settings.cache_clear()
         database.close()
+
+
+async def test_drs_object_metadata_needs_a_grant_in_force_for_its_sample_and_kind(world: World) -> None:
+    found = {o.name: o for o in objects_of(harmonised(submission(1, region="hovedstaden", sample="RH-1")))}
+    world.store.project_objects(found.values())
+    cram, reads = found["RH-1.cram"].object_id, found["R1.fastq.gz"].object_id
+    status, body = await world.call("GET", f"/ga4gh/drs/v1/objects/{cram}", "ouh-clinician")
+    assert status == 403 and "PermissionDenied" in body["error"]
+    _, made = await world.call("POST", "/v1/access/requests", "ouh-clinician", REQUEST)
+    request_id = made["request"]["request_id"]
+    await world.call("POST", f"/v1/access/requests/{request_id}/decision", "rh-steward", {"grant": True})
+    status, drs = await world.call("GET", f"/ga4gh/drs/v1/objects/{cram}", "ouh-clinician")
+    assert status == 200, drs
+    assert (drs["id"], drs["size"], drs["checksums"]) == (
+        cram,
+        500,
+        [{"checksum": found["RH-1.cram"].sha256, "type": "sha-256"}],
+    )
+    assert drs["self_uri"].startswith("drs://") and "s3://" not in str(drs)
+    status, _ = await world.call("GET", f"/ga4gh/drs/v1/objects/{reads}", "ouh-clinician")
+    assert status == 403  # raw reads were not requested
+    status, _ = await world.call("GET", f"/ga4gh/drs/v1/objects/{reads}", "rh-steward")
+    assert status == 200  # the owner reads its own
+    world.clock.now += timedelta(days=14)
+    status, _ = await world.call("GET", f"/ga4gh/drs/v1/objects/{cram}", "ouh-clinician")
+    assert status == 403  # expired: checked at use
+    status, _ = await world.call("GET", "/ga4gh/drs/v1/objects/" + "0" * 32, "ouh-clinician")
+    assert status == 404
+    reads_logged = [e for e in world.store.entries(Region.SYDDANMARK) if e.action == "read"]
+    assert [e.request_id for e in reads_logged] == [request_id]

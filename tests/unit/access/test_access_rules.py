@@ -182,3 +182,24 @@ def test_a_token_entry_has_a_holder_and_roles_and_the_old_form_keeps_working() -
     for bad in refused:
         with pytest.raises(ValueError):
             Tokens({token_hash("x"): bad})
+
+
+def test_a_harmonisations_files_become_drs_objects_with_stable_ids_and_no_location() -> None:
+    from services.access.objects import drs_object, objects_of
+    from shared.events import Deliverable
+    from tests.unit.indexer.factories import harmonised, submission
+
+    event = harmonised(submission(1, region="hovedstaden", sample="RH-1"))
+    found = objects_of(event)
+    assert {(o.name, o.deliverable) for o in found} == {
+        ("R1.fastq.gz", Deliverable.RAW_READS),
+        ("R2.fastq.gz", Deliverable.RAW_READS),
+        ("RH-1.cram", Deliverable.HARMONISED_CRAM),
+        ("RH-1.vcf.gz", Deliverable.HARMONISED_VCF),
+    }
+    assert [o.object_id for o in objects_of(event)] == [o.object_id for o in found]  # a replay: the same ids
+    other = objects_of(harmonised(submission(1, region="syddanmark", sample="RH-1")))
+    assert not {o.object_id for o in found} & {o.object_id for o in other}  # another region's sample
+    shown = drs_object(found[2], "genomhub.ngc.dk").model_dump_json()
+    assert '"type":"sha-256"' in shown and "s3://" not in shown and "drs://genomhub.ngc.dk/" in shown
+    assert objects_of(harmonised(submission(2), status="failed")) == []

@@ -1,4 +1,4 @@
-"""Access: catalogue projection, requests, decisions, revocations, outbox, audit ledger.
+"""Access: catalogue projection (samples, files as DRS objects), requests, decisions, revocations, outbox, audit ledger.
 
 Decisions, revocations and the ledger are append-only: triggers refuse UPDATE and DELETE
 (as billing's ledger, on SQLite and PostgreSQL).
@@ -35,6 +35,18 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(64), nullable=False),
     )
     op.create_index("ix_access_samples_patient_id", "access_samples", ["patient_id"])
+    op.create_table(
+        "access_objects",
+        sa.Column("object_id", sa.String(32), primary_key=True),
+        sa.Column("region", sa.String(16), nullable=False),
+        sa.Column("sample_id", sa.String(128), nullable=False),
+        sa.Column("name", sa.String(1024), nullable=False),
+        sa.Column("deliverable", sa.String(24), nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("created_at", moment, nullable=False),
+    )
     op.create_table(
         "access_requests",
         sa.Column("request_id", sa.String(32), primary_key=True),
@@ -95,6 +107,7 @@ def downgrade() -> None:
             op.execute(statement)
     for table in ("access_ledger", "access_outbox", "access_revocations", "access_decisions"):
         op.drop_table(table)
+    op.drop_table("access_objects")
     op.drop_index("ix_access_requests_requester_region", "access_requests")
     op.drop_index("ix_access_requests_owner", "access_requests")
     op.drop_table("access_requests")
