@@ -175,16 +175,21 @@ class AccessApi(Api):
         self.emit = emit
         self.grant_days = grant_days
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self._sending = asyncio.Lock()
 
     async def send_pending(self) -> None:
-        """Emit what the outbox holds; what the broker does not take stays for the next try."""
-        for event_id, event in await asyncio.to_thread(self.store.unemitted):
-            try:
-                await self.emit(event, event_id)
-            except Exception as exc:  # the broker is away: the timer sends it later
-                log.warning("access event not emitted yet", event=event.event_name, error=str(exc))
-                return
-            await asyncio.to_thread(self.store.mark_emitted, event_id)
+        """Emit what the outbox holds; what the broker does not take stays for the next try.
+
+        One sender at a time (a handler and the timer may both call this): two would read
+        the same unsent events and send each twice."""
+        async with self._sending:
+            for event_id, event in await asyncio.to_thread(self.store.unemitted):
+                try:
+                    await self.emit(event, event_id)
+                except Exception as exc:  # the broker is away: the timer sends it later
+                    log.warning("access event not emitted yet", event=event.event_name, error=str(exc))
+                    return
+                await asyncio.to_thread(self.store.mark_emitted, event_id)
 
     async def _refuse(self, principal: Principal, request: AccessRequested, what: str, why: str) -> NoReturn:
         """Log a refused decision or revocation in the ledger, then answer 403."""

@@ -1,5 +1,5 @@
 """The access service as a real process on the real broker: it consumes the indexer's
-`indexed` events into its projection, and emits access-requested, access-decided and the
+`indexed` and the harmoniser's `harmonised` events into its projections, and emits access-requested, access-decided and the
 audit ledger's head (audit-head) on its timer."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from services.access.objects import objects_of
 from services.access.store import AccessStore
 from shared.auth import token_hash
 from shared.bus import publish
@@ -29,6 +30,7 @@ from shared.events import (
 from shared.topics import topic_name
 from tests.ids import issued_id
 from tests.support import Process, free_port, genomhub, records, wait_for
+from tests.unit.indexer.factories import harmonised
 
 TOKENS = {
     "svc-ouh-clinician": {"holder": "syddanmark", "roles": ["clinician"]},
@@ -74,6 +76,11 @@ def test_access_consumes_indexed_and_emits_its_events(kafka_bootstrap: str, tmp_
     asyncio.run(
         publish([(indexed(run_id), f"{run_id}-indexed")], "/genomhub/test-indexer", principal="indexer")
     )
+    files = harmonised(indexed(run_id).submission)
+    asyncio.run(
+        publish([(files, f"{run_id}-harmonised")], "/genomhub/test-harmoniser", principal="harmoniser")
+    )
+    cram = next(o for o in objects_of(files) if o.name.endswith(".cram"))
     port = free_port()
     env = {
         "GENOMHUB_ACCESS_URL": f"sqlite:///{tmp_path / 'access.sqlite'}",
@@ -113,6 +120,8 @@ def test_access_consumes_indexed_and_emits_its_events(kafka_bootstrap: str, tmp_
             port, "POST", f"/v1/access/requests/{request_id}/decision", "svc-rh-steward", {"grant": True}
         )
         assert status == 201, decided
+        status, drs = call(port, "GET", f"/ga4gh/drs/v1/objects/{cram.object_id}", "svc-ouh-clinician")
+        assert status == 200 and drs["size"] == cram.size, drs
 
         # No call after the decision: the ledger's head is final, and the timer publishes it.
         store = AccessStore(env["GENOMHUB_ACCESS_URL"], migrate=False)
