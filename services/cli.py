@@ -85,7 +85,9 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--service", "only", multiple=True, type=click.Choice(["receiver", "indexer", "billing", "access"]))
+@click.option(
+    "--service", "only", multiple=True, type=click.Choice(["receiver", "indexer", "billing", "access"])
+)
 def db_upgrade(only: tuple[str, ...]) -> None:
     """Migrate each service's database to its newest schema (the Kubernetes migration Job)."""
     from pathlib import Path

@@ -572,7 +572,9 @@ _REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 def _request_id(value: str) -> str:
     if not _REQUEST_ID.fullmatch(value):
-        raise _refuse(UNSAFE_ID, "an access request id is 32 lower-case hex digits, as the access service issues it")
+        raise _refuse(
+            UNSAFE_ID, "an access request id is 32 lower-case hex digits, as the access service issues it"
+        )
     return _no_cpr(value)
 
 
