@@ -7,6 +7,7 @@ test_access_service.py): what matters is what the API hands over, and when.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
 from services.access.api import AccessApi, document
-from services.access.commands import audit
+from services.access.commands import access, audit
 from services.access.discovery import KnownSample
 from services.access.objects import objects_of
 from services.access.store import AccessStore, Audit
@@ -26,7 +27,7 @@ from shared.auth import Tokens, token_hash
 from shared.config import get_settings
 from shared.events import AccessDecided, AccessRequested, AccessRevoked, AnalysisType, Event, Region
 from shared.http import make_web
-from tests.support import assert_error_body
+from tests.support import assert_error_body, serve_app
 from tests.unit.indexer.factories import harmonised, submission
 
 TOKENS: dict[str, Any] = {
@@ -267,3 +268,53 @@ async def test_drs_object_metadata_needs_a_grant_in_force_for_its_sample_and_kin
     assert status == 404
     reads_logged = [e for e in world.store.entries(Region.SYDDANMARK) if e.action == "read"]
     assert [e.request_id for e in reads_logged] == [request_id]
+
+
+REQUEST_ARGS = [
+    *("request", "--owner", "hovedstaden", "--patient", "NP-7", "--department", "OUH"),
+    *("--want", "harmonised-vcf", "--range", "chr17:43044294-43125482", "--case", "OUH-9"),
+]
+
+
+def test_the_access_commands_work_against_the_api(tmp_path: Path) -> None:
+    store = AccessStore(f"sqlite:///{tmp_path / 'cli.sqlite'}")
+    store.project(KnownSample(Region.HOVEDSTADEN, "RH-1", "NP-7", AnalysisType.WGS, RECEIVED, True), "e1")
+
+    async def emit(event: Event, event_id: str) -> None:
+        return None
+
+    app = make_web([])
+    AccessApi(store, emit, 14).install(app, Tokens({token_hash(t): e for t, e in TOKENS.items()}))
+    runner = CliRunner()
+    try:
+        with serve_app(app) as base:
+            clinician = {"GENOMHUB_ACCESS_TOKEN": "ouh-clinician"}
+            steward = {"GENOMHUB_ACCESS_TOKEN": "rh-steward"}
+            found = runner.invoke(
+                access, ["--url", base, "discover", "NP-7", "--case", "OUH-9"], env=clinician
+            )
+            assert found.exit_code == 0 and '"exists": true' in found.output, found.output
+            made = runner.invoke(
+                access,
+                ["--url", base, *REQUEST_ARGS],
+                env=clinician,
+            )
+            assert made.exit_code == 0, made.output
+            # The server's own log lines land in the same captured stdout (one process here).
+            found_id = re.search(r'"request_id": "([0-9a-f]{32})"', made.output)
+            assert found_id is not None, made.output
+            request_id = found_id.group(1)
+            inbox = runner.invoke(access, ["--url", base, "list"], env=steward)
+            assert f"{request_id}  pending" in inbox.output, inbox.output
+            refused = runner.invoke(access, ["--url", base, "decide", request_id, "--grant"], env=clinician)
+            assert refused.exit_code == 1 and "403" in refused.output + str(refused.stderr_bytes or ""), (
+                refused.output
+            )
+            granted = runner.invoke(access, ["--url", base, "decide", request_id, "--grant"], env=steward)
+            assert granted.exit_code == 0 and '"standing": "granted"' in granted.output, granted.output
+            revoked = runner.invoke(
+                access, ["--url", base, "revoke", request_id, "--reason", "done"], env=steward
+            )
+            assert revoked.exit_code == 0 and '"standing": "revoked"' in revoked.output, revoked.output
+    finally:
+        store.dispose()
