@@ -73,6 +73,8 @@ Clock = Callable[[], datetime]
 E = TypeVar("E", AccessDecided, AccessRevoked)
 B = TypeVar("B", DecisionBody, RevocationBody)
 
+READERS = (Role.CLINICIAN, Role.DATA_STEWARD, Role.OPERATOR)
+"""Who reads what concerns them: clinicians their requests, stewards their inbox, NGC's operators all."""
 REFUSED_BODY = refusal("The body is refused: no purpose, a CPR number somewhere, a field wrong.")
 NOT_FOUND = refusal("No such request visible to this token.")
 CONFLICT = refusal("The request is decided already, or not a grant that can be revoked.")
@@ -259,7 +261,7 @@ class AccessApi(Api):
         operation_id="discover",
         summary="Whether the national database holds data for a patient, at Beacon v2 granularity.",
         query=DiscoveryQuery,
-        roles=(Role.CLINICIAN, Role.DATA_STEWARD, Role.OPERATOR),
+        roles=READERS,
         responses={
             200: answer("Per region: exists, count, analysis types, months.", discovery.DiscoveryAnswer),
             422: refusal("No patient or case reference, or one the service refuses."),
@@ -343,7 +345,7 @@ class AccessApi(Api):
         operation_id="listRequests",
         summary="The requests the token's region made or owns (the steward's inbox); NGC: all.",
         query=NoParameters,
-        roles=(Role.CLINICIAN, Role.DATA_STEWARD, Role.OPERATOR),
+        roles=READERS,
         responses={200: answer("Newest first, each with its standing now.", RequestList)},
     )
     async def list_requests(self, request: web.Request) -> web.Response:
@@ -358,7 +360,7 @@ class AccessApi(Api):
         operation_id="getRequest",
         summary="One request and where it stands now (a grant past its end opens nothing).",
         path_parameters=RequestPath,
-        roles=(Role.CLINICIAN, Role.DATA_STEWARD, Role.OPERATOR),
+        roles=READERS,
         responses={200: answer("The request.", RequestView), 404: NOT_FOUND},
     )
     async def get_request(self, request: web.Request) -> web.Response:
@@ -436,7 +438,7 @@ class AccessApi(Api):
         operation_id="GetObject",
         summary="GA4GH DRS 1.4 object metadata (size, sha-256): the owner, NGC, or a grant in force.",
         path_parameters=ObjectPath,
-        roles=(Role.CLINICIAN, Role.DATA_STEWARD, Role.OPERATOR),
+        roles=READERS,
         responses={
             200: answer("The object.", DrsObject),
             403: refusal("PermissionDenied: no grant in force names this object's sample and kind (logged)."),
