@@ -27,6 +27,8 @@ SERVICE_COMMANDS = {
     "replay": "services.operations.commands:replay",
     "dlq": "services.operations.commands:dlq",
     "keys": "services.operations.keys:keys",
+    "access": "services.access.commands:access",
+    "audit": "services.access.commands:audit",
 }
 LOCAL_STACK_COMMANDS = "genomhub.local_stack"
 """The entry-point group of the commands that run genomhub on this machine (``demo``, ``up``,
@@ -87,12 +89,15 @@ def run(service: str) -> None:
 
 @main.group()
 def db() -> None:
-    """The services' relational schemas (receiver, indexer, billing, harmoniser)."""
+    """The services' relational schemas (receiver, indexer, billing, harmoniser, access)."""
 
 
 @db.command("upgrade")
 @click.option(
-    "--service", "only", multiple=True, type=click.Choice(["receiver", "indexer", "billing", "harmoniser"])
+    "--service",
+    "only",
+    multiple=True,
+    type=click.Choice(["receiver", "indexer", "billing", "harmoniser", "access"]),
 )
 def db_upgrade(only: tuple[str, ...]) -> None:
     """Migrate each service's database to its newest schema (the Kubernetes migration Job)."""
@@ -123,17 +128,27 @@ def schemas_write() -> None:
 
 @main.command("token")
 @click.option("--for", "holder", required=True, help="A region (e.g. hovedstaden) or `ngc`.")
-def token(holder: str) -> None:
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    help="A role of the token (repeatable): uploader, clinician, data-steward, finance, operator. "
+    "None: the holder's old roles (a region's uploader; ngc's finance and operator).",
+)
+def token(holder: str, roles: tuple[str, ...]) -> None:
     """Make a bearer token; print it once, and the hash that goes into GENOMHUB_TOKENS."""
-    from shared.auth import Tokens, new_token, token_hash
+    import json
+
+    from shared.auth import TokenEntry, Tokens, new_token, token_hash
 
     value = new_token()
+    entry: TokenEntry = {"holder": holder, "roles": list(roles)} if roles else holder
     try:
-        Tokens({token_hash(value): holder})
+        Tokens({token_hash(value): entry})
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--for") from exc
+        raise click.BadParameter(str(exc), param_hint="--for/--role") from exc
     click.echo(f"token: {value}")
-    click.echo(f'GENOMHUB_TOKENS entry: "{token_hash(value)}": "{holder}"')
+    click.echo(f"GENOMHUB_TOKENS entry: {json.dumps(token_hash(value))}: {json.dumps(entry)}")
 
 
 if __name__ == "__main__":

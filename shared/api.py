@@ -25,7 +25,7 @@ from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from shared.auth import Tokens, bearer_auth
+from shared.auth import Role, Tokens, bearer_auth, require_role
 from shared.http import ERROR_MEDIA_TYPE, PROBES, ErrorBody, FieldProblem, http_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -108,6 +108,7 @@ class Route:
     name: str | None = None
     query_refused: int = 422
     path_refused: int = 404
+    roles: tuple[Role, ...] = ()
 
     def parameters(self) -> list[dict[str, Any]]:
         """The OpenAPI parameter objects, from the parameter models."""
@@ -133,6 +134,7 @@ def route(
     name: str | None = None,
     query_refused: int = 422,
     path_refused: int = 404,
+    roles: tuple[Role, ...] = (),
 ) -> Callable[[H], H]:
     """Declare the decorated :class:`Api` method the handler of ``method path``.
 
@@ -141,7 +143,9 @@ def route(
     ``path_refused`` ("no such <parameter>", or "invalid <parameter>" when it is a 400), each
     problem naming its parameter; the handler reads them with :func:`query_of` and
     :func:`path_of`. ``headers`` and ``body`` are documented; the handler checks them. The
-    401 of the token check is added to every route that is not ``public``.
+    401 of the token check is added to every route that is not ``public``. ``roles``, when
+    given, are the roles of which the caller's token must have one (403 otherwise, before any
+    parameter is looked at); the document names them (``x-genomhub-roles``) with the 403.
     """
     declared = Route(
         method.upper(),
@@ -157,6 +161,7 @@ def route(
         name,
         query_refused,
         path_refused,
+        roles,
     )
 
     def mark(handler: H) -> H:
@@ -228,6 +233,9 @@ class Api:
             operation: dict[str, Any] = {"operationId": declared.operation_id, "summary": declared.summary}
             if declared.public:
                 operation["security"] = []
+            if declared.roles:
+                operation["x-genomhub-roles"] = [r.value for r in declared.roles]
+                operation["description"] = "Roles: " + ", ".join(r.value for r in declared.roles) + "."
             parameters = declared.parameters()
             if parameters:
                 operation["parameters"] = parameters
@@ -236,6 +244,8 @@ class Api:
             replies = dict(declared.responses)
             if not declared.public:
                 replies.setdefault(401, refusal("Missing or invalid bearer token."))
+            if declared.roles:
+                replies.setdefault(403, refusal("The token has none of the route's roles."))
             operation["responses"] = {
                 str(status): _answer(reply) for status, reply in sorted(replies.items())
             }
@@ -278,6 +288,8 @@ def _validating(
 
     @functools.wraps(handler)
     async def validated(request: web.Request) -> web.StreamResponse:
+        if declared.roles:
+            require_role(request, declared.roles)
         parsed: dict[str, BaseModel] = {}
         if declared.query is not None:
             repeated = {key for key in request.query if len(request.query.getall(key)) > 1}

@@ -1,9 +1,16 @@
-"""Who may call a genomhub HTTP API: bearer tokens, one per region, held as hashes.
+"""Who may call a genomhub HTTP API: bearer tokens, held as hashes, each with a holder and roles.
 
 The settings hold only the sha256 of each token (``GENOMHUB_TOKENS``, a JSON object from
 hash to holder), so a leaked configuration grants nothing. A holder is a region, which acts
 only for itself, or ``ngc``, the national operator (finance, operations), which reads all.
 Every request is logged with its holder and outcome, and never with the token.
+
+A token also carries roles (:class:`Role`): what the person behind it does, which the access
+service's routes name (a clinician asks and requests, a region's data steward decides). An
+entry is either the holder alone (``"hovedstaden"``: the form from before roles, which keeps
+the roles such tokens were used for: a region's uploads, NGC's finance and operations) or an
+object ``{"holder": "hovedstaden", "roles": ["data-steward"]}``. No legacy token is a
+clinician or a data steward: access to another region's data is only ever granted by name.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 from aiohttp import web
 
@@ -28,11 +36,36 @@ class Unauthorized(Exception):
     pass
 
 
+class Role(StrEnum):
+    """What the person behind a token does; a route that names roles admits only them."""
+
+    UPLOADER = "uploader"
+    CLINICIAN = "clinician"
+    DATA_STEWARD = "data-steward"
+    FINANCE = "finance"
+    OPERATOR = "operator"
+
+
+LEGACY_ROLES: dict[bool, frozenset[Role]] = {
+    False: frozenset({Role.UPLOADER}),
+    True: frozenset({Role.FINANCE, Role.OPERATOR}),
+}
+"""The roles of a token entry that names only its holder (keyed by "is it NGC's"): what such
+tokens did before roles existed, so existing settings keep working unchanged."""
+
+TokenEntry = str | Mapping[str, object]
+"""One value of ``GENOMHUB_TOKENS``: a holder, or ``{"holder": ..., "roles": [...]}``."""
+
+
 @dataclass(frozen=True)
 class Principal:
-    """The holder of a token: a region, or the national operator."""
+    """The holder of a token (a region, or the national operator) and the roles it has."""
 
     name: str
+    roles: frozenset[Role] = field(default_factory=frozenset)
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
 
     @property
     def region(self) -> Region | None:
@@ -57,14 +90,12 @@ def new_token() -> str:
 class Tokens:
     """The configured token hashes, and the check of an ``Authorization`` header."""
 
-    def __init__(self, hashes: Mapping[str, str]) -> None:
-        valid = {r.value for r in Region} | {NATIONAL}
-        for digest, holder in hashes.items():
-            if holder not in valid:
-                raise ValueError(f"token holder {holder!r} is neither a region nor {NATIONAL!r}")
+    def __init__(self, hashes: Mapping[str, TokenEntry]) -> None:
+        self._holders: dict[str, Principal] = {}
+        for digest, entry in hashes.items():
             if len(digest) != 64:
                 raise ValueError("token entries must be sha256 hex digests, never plain tokens")
-        self._holders = {d.lower(): h for d, h in hashes.items()}
+            self._holders[digest.lower()] = principal_of_entry(entry)
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -72,10 +103,38 @@ class Tokens:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("expected 'Authorization: Bearer <token>'")
-        holder = self._holders.get(token_hash(token.strip()))
-        if holder is None:
+        principal = self._holders.get(token_hash(token.strip()))
+        if principal is None:
             raise Unauthorized("invalid token")
-        return Principal(holder)
+        return principal
+
+
+def principal_of_entry(entry: TokenEntry) -> Principal:
+    """The principal a ``GENOMHUB_TOKENS`` value names, or ValueError saying what is wrong."""
+    valid = {r.value for r in Region} | {NATIONAL}
+    holder: object
+    roles: list[str] | None
+    if isinstance(entry, str):
+        holder, roles = entry, None
+    elif isinstance(entry, Mapping):
+        unknown = set(entry) - {"holder", "roles"}
+        if unknown:
+            raise ValueError(f"a token entry has only 'holder' and 'roles', not {sorted(unknown)}")
+        holder, listed = entry.get("holder"), entry.get("roles")
+        if not isinstance(listed, list) or not all(isinstance(r, str) for r in listed):
+            raise ValueError("a token entry's 'roles' is a list of role names")
+        roles = [str(r) for r in listed]
+    else:
+        raise ValueError("a token entry is a holder or an object with 'holder' and 'roles'")
+    if not isinstance(holder, str) or holder not in valid:
+        raise ValueError(f"token holder {holder!r} is neither a region nor {NATIONAL!r}")
+    if roles is None:
+        return Principal(holder, LEGACY_ROLES[holder == NATIONAL])
+    known = {r.value for r in Role}
+    for role in roles:
+        if role not in known:
+            raise ValueError(f"unknown role {role!r}; known: {', '.join(sorted(known))}")
+    return Principal(holder, frozenset(Role(r) for r in roles))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -125,6 +184,15 @@ def principal_of(request: web.Request) -> Principal:
     principal = request.get(PRINCIPAL_KEY)
     if not isinstance(principal, Principal):
         raise http_error(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def require_role(request: web.Request, roles: Iterable[Role]) -> Principal:
+    """The caller, if it has one of ``roles``; else 403 naming them."""
+    principal = principal_of(request)
+    wanted = sorted(roles)
+    if not any(principal.has(r) for r in wanted):
+        raise http_error(403, f"this needs the role {' or '.join(wanted)}, which the token does not have")
     return principal
 
 

@@ -196,9 +196,11 @@ class TelemetrySettings(Section):
 
 
 class TokenSettings(Section):
-    tokens: dict[str, str] = Field(
+    tokens: dict[str, str | dict[str, str | list[str]]] = Field(
         default_factory=dict,
-        description="JSON object: sha256 hex of a bearer token -> its holder, a region or `ngc`.",
+        description="JSON object: sha256 hex of a bearer token -> its holder (a region or `ngc`), "
+        'or {"holder": ..., "roles": [...]} with roles among uploader, clinician, data-steward, '
+        "finance, operator (a bare holder keeps its old roles: uploader; ngc finance and operator).",
     )
 
 
@@ -509,12 +511,34 @@ class BillingSettings(StatefulServiceSettings):
     access: TokenSettings = part(TokenSettings)
 
 
+class AccessSettings(StatefulServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_ACCESS_")
+    embedded_database = "access.sqlite"
+
+    port: int = Field(default=8485, description="Access: discovery, requests, decisions, audit API.")
+    database_url: str = Field(
+        default="",
+        description="Access: SQLAlchemy URL of its requests, grants and audit ledger. Unset: SQLite "
+        "<home>/access.sqlite.",
+    )
+    grant_days: int = Field(
+        default=14, ge=1, description="Access: days a granted working-copy request stays in force."
+    )
+    audit_head_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description="Access: seconds between publications of the audit ledger's head (audit-head).",
+    )
+    access: TokenSettings = part(TokenSettings)
+
+
 SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
     "receiver": ReceiverSettings,
     "validator": ValidatorSettings,
     "harmoniser": HarmoniserSettings,
     "indexer": IndexerSettings,
     "billing": BillingSettings,
+    "access": AccessSettings,
 }
 """Each service's section by the service's name (``genomhub run``, the local stack's ports)."""
 
@@ -526,6 +550,7 @@ def database_urls() -> dict[str, str]:
         "indexer": IndexerSettings().database_url,
         "billing": BillingSettings().database_url,
         "harmoniser": HarmoniserSettings().database_url,
+        "access": AccessSettings().database_url,
     }
 
 

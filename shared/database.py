@@ -177,6 +177,37 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def append_only_statements(table: str, dialect: str) -> list[str]:
+    """The SQL that makes ``table`` append-only: triggers that refuse every UPDATE and DELETE
+    with "<table> is append-only" (a ledger that no one may rewrite, on SQLite and PostgreSQL).
+    A migration executes them after creating the table."""
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+            for action in ("UPDATE", "DELETE")
+        ]
+    if dialect == "postgresql":
+        return [
+            f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$",
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()",
+        ]
+    raise ValueError(f"no append-only triggers for {dialect}")
+
+
+def drop_append_only_statements(table: str, dialect: str) -> list[str]:
+    """What undoes :func:`append_only_statements` before ``table`` is dropped (SQLite drops a
+    table's triggers with it)."""
+    if dialect == "postgresql":
+        return [
+            f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
+            f"DROP FUNCTION IF EXISTS {table}_append_only()",
+        ]
+    return []
+
+
 _WRITING = "genomhub_writing"
 """The execution option that makes a SQLite transaction ``BEGIN IMMEDIATE``."""
 

@@ -565,13 +565,174 @@ class RefundCalculated(Event):
         return self.month
 
 
-EventModel = FileReceived | Validated | Harmonised | Indexed | RefundCalculated
+# -- data out (design.md section 10): the access service's events ---------------------------
+
+_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _request_id(value: str) -> str:
+    if not _REQUEST_ID.fullmatch(value):
+        raise _refuse(
+            UNSAFE_ID, "an access request id is 32 lower-case hex digits, as the access service issues it"
+        )
+    return _no_cpr(value)
+
+
+RequestId = Annotated[
+    str,
+    AfterValidator(_request_id),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9a-f]{32}$"}),
+]
+"""The access service's id of a request (and of the grant it may become)."""
+
+
+def new_request_id() -> str:
+    """A fresh :data:`RequestId`; never one the CPR guard refuses."""
+    return minted_free_of_cpr(lambda _: uuid.uuid4().hex)
+
+
+class Deliverable(StrEnum):
+    """What a working copy may hold."""
+
+    HARMONISED_CRAM = "harmonised-cram"
+    HARMONISED_VCF = "harmonised-vcf"
+    CLINICAL_OUTPUT = "clinical-output"
+    RAW_READS = "raw-reads"
+
+
+class Urgency(StrEnum):
+    ROUTINE = "routine"
+    URGENT = "urgent"
+    EMERGENCY = "emergency"
+
+
+PATIENT_TREATMENT = "patient-treatment"
+"""The one purpose the minutes allow a working copy for: concrete patient treatment."""
+
+
+class SampleRef(Strict):
+    """A sample as the owning region reported it: (region, pseudonym)."""
+
+    region: Region
+    sample_id: Pseudonym
+
+
+class GenomicRange(Strict):
+    """A region of the genome, htsget-style: a reference name and a 0-based half-open range."""
+
+    reference_name: Label
+    start: Count | None = None
+    end: Count | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GenomicRange:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise _refuse(INCONSISTENT, "a genomic range ends after it starts")
+        return self
+
+
+class Requester(Strict):
+    """Who asks: the calling token's region, a department there, and the token's holder."""
+
+    region: Region
+    department: TypedText = Field(min_length=1, max_length=128)
+
+
+class AccessEvent(Event):
+    """An event about one access request: keyed by it, so its story keeps its order."""
+
+    request_id: RequestId
+    owner: Region = Field(description="The region that reported the samples: the one that decides.")
+
+    def key(self) -> str:
+        return self.request_id
+
+
+class AccessRequested(AccessEvent):
+    event_name: ClassVar[str] = "access-requested"
+    requester: Requester
+    samples: list[SampleRef] = Field(min_length=1, max_length=100)
+    wants: list[Deliverable] = Field(min_length=1)
+    genomic_ranges: list[GenomicRange] = Field(default_factory=list, max_length=100)
+    purpose: Literal["patient-treatment"]
+    case_reference: TypedText = Field(min_length=1, max_length=128)
+    urgency: Urgency
+    requested_at: Moment
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> AccessRequested:
+        if any(s.region != self.owner for s in self.samples):
+            raise _refuse(INCONSISTENT, "every sample of a request is its owner's")
+        return self
+
+
+class AccessDecided(AccessEvent):
+    event_name: ClassVar[str] = "access-decided"
+    granted: bool
+    decided_by: Region = Field(description="The owner's data steward decides: always the owner.")
+    reason: TypedText = Field(default="", max_length=2000)
+    decided_at: Moment
+    valid_until: AwareDatetime | None = Field(default=None, description="A grant's end; none on a denial.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> AccessDecided:
+        if self.decided_by != self.owner:
+            raise _refuse(INCONSISTENT, "only the owning region decides on its data")
+        if self.granted and (self.valid_until is None or self.valid_until <= self.decided_at):
+            raise _refuse(INCONSISTENT, "a grant ends after it was decided")
+        if not self.granted and (self.valid_until is not None or not self.reason.strip()):
+            raise _refuse(INCONSISTENT, "a denial has a reason and no end")
+        return self
+
+
+class AccessRevoked(AccessEvent):
+    event_name: ClassVar[str] = "access-revoked"
+    revoked_by: Region | Literal["ngc"] = Field(
+        description="The owner's data steward, or NGC's operator (`ngc`) in an emergency."
+    )
+    reason: TypedText = Field(min_length=1, max_length=2000)
+    revoked_at: Moment
+
+    @model_validator(mode="after")
+    def _by_owner_or_ngc(self) -> AccessRevoked:
+        if self.revoked_by not in ("ngc", self.owner):
+            raise _refuse(INCONSISTENT, "only the owner or NGC revokes a grant")
+        return self
+
+
+class AuditHead(Event):
+    """The audit ledger's head: whoever keeps these can later prove the hub did not rewrite history."""
+
+    event_name: ClassVar[str] = "audit-head"
+    entries: Count = Field(description="Entries in the ledger, the head included.")
+    head_sha256: Sha256 = Field(description="The sha256 of the newest entry (canonical JSON).")
+    published_at: Moment
+
+    def key(self) -> str:
+        return "audit"
+
+
+EventModel = (
+    FileReceived
+    | Validated
+    | Harmonised
+    | Indexed
+    | RefundCalculated
+    | AccessRequested
+    | AccessDecided
+    | AccessRevoked
+    | AuditHead
+)
 EVENT_MODELS: tuple[type[Event], ...] = (
     FileReceived,
     Validated,
     Harmonised,
     Indexed,
     RefundCalculated,
+    AccessRequested,
+    AccessDecided,
+    AccessRevoked,
+    AuditHead,
 )
 MODEL_BY_TYPE: dict[str, type[Event]] = {m.ce_type(): m for m in EVENT_MODELS}
 

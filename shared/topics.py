@@ -11,7 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.events import EVENT_MODELS, Event, FileReceived, Harmonised, Indexed, RefundCalculated, Validated
+from shared.events import (
+    EVENT_MODELS,
+    AccessDecided,
+    AccessRequested,
+    AccessRevoked,
+    AuditHead,
+    Event,
+    FileReceived,
+    Harmonised,
+    Indexed,
+    RefundCalculated,
+    Validated,
+)
 
 DLQ_SUFFIX = ".dlq"
 DLQ_RETENTION_MS = 90 * 24 * 3600 * 1000
@@ -59,6 +71,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     "harmoniser": (Validated,),
     "indexer": (Validated, Harmonised),
     "billing": (Indexed,),
+    "access": (Indexed, Harmonised),
 }
 """Which events each service consumes: its consumer group reads these topics."""
 
@@ -74,6 +87,7 @@ EMITS: dict[str, tuple[type[Event], ...]] = {
     "harmoniser": (Harmonised,),
     "indexer": (Indexed,),
     "billing": (RefundCalculated,),
+    "access": (AccessRequested, AccessDecided, AccessRevoked, AuditHead),
 }
 """Which events each service emits: the only topics its principal may write, beside the
 dead-letter topics of what it consumes."""

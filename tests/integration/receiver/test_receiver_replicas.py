@@ -180,7 +180,10 @@ def test_a_replica_killed_mid_upload_frees_the_file_for_the_other(
     the other refuses the file until the dead one's lease runs out, then the upload resumes
     there from the stored prefix and is sealed once."""
     database = tmp_path / "receiver.db"
-    shared = {"GENOMHUB_RECEIVER_DB": f"sqlite:///{database}", "GENOMHUB_RECEIVER_LEASE_SECONDS": "3"}
+    shared = {
+        "GENOMHUB_RECEIVER_DATABASE_URL": f"sqlite:///{database}",
+        "GENOMHUB_RECEIVER_LEASE_SECONDS": "3",
+    }
     store, inbox = (tmp_path / "store").as_uri(), (tmp_path / "inbox").as_uri()
     dying = _receiver(tmp_path, "dying", store, inbox, shared).start()
     other = _receiver(tmp_path, "other", store, inbox, shared).start()

@@ -120,13 +120,14 @@ def test_the_databases_default_to_sqlite_in_the_state_folder(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path))
-    for variable in ("RECEIVER", "INDEXER", "BILLING", "HARMONISER"):
+    for variable in ("RECEIVER", "INDEXER", "BILLING", "HARMONISER", "ACCESS"):
         monkeypatch.delenv(f"GENOMHUB_{variable}_DATABASE_URL", raising=False)
     assert database_urls() == {
         "receiver": f"sqlite:///{tmp_path.resolve() / 'receiver.db'}",
         "indexer": f"sqlite:///{tmp_path.resolve() / 'catalogue.sqlite'}",
         "billing": f"sqlite:///{tmp_path.resolve() / 'billing.sqlite'}",
         "harmoniser": f"sqlite:///{tmp_path.resolve() / 'harmoniser' / 'jobs.sqlite'}",
+        "access": f"sqlite:///{tmp_path.resolve() / 'access.sqlite'}",
     }
     monkeypatch.setenv("GENOMHUB_INDEXER_DATABASE_URL", "postgresql://db/catalogue")
     assert IndexerSettings().database_url == "postgresql://db/catalogue"

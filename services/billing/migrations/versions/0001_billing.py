@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from shared.database import append_only_statements, drop_append_only_statements
+
 revision = "0001_billing"
 down_revision = None
 branch_labels = None
@@ -72,29 +74,15 @@ def upgrade() -> None:
     )
     dialect = op.get_bind().dialect.name
     for table in APPEND_ONLY:
-        if dialect == "sqlite":
-            for action in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-                )
-        elif dialect == "postgresql":
-            op.execute(
-                f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-                f"$$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$"
-            )
-            op.execute(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
-            )
+        for statement in append_only_statements(table, dialect):
+            op.execute(statement)
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     for table in APPEND_ONLY:
-        if dialect == "postgresql":
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-            op.execute(f"DROP FUNCTION IF EXISTS {table}_append_only()")
+        for statement in drop_append_only_statements(table, dialect):
+            op.execute(statement)
     op.drop_table("billing_emissions")
     op.drop_table("billing_statements")
     op.drop_table("billing_grant_ledger")

@@ -1,0 +1,1 @@
+"""The access service: discovery, requests, owner decisions, revocation, expiry, the audit ledger."""

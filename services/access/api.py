@@ -1,0 +1,496 @@
+"""The access service's HTTP API: discovery, requests, the owner's inbox and decisions,
+revocation, and the audit ledger's slices.
+
+Each route names the roles that may call it (``roles=`` in its declaration, shown in the
+OpenAPI document as ``x-genomhub-roles``). Beyond the role, the rules of ``grants`` decide:
+only the owning region's data steward decides; the owner's steward or NGC's operator
+revokes. Every discovery question, request, decision, revocation and every refusal of one
+of them is a ledger entry; a request answers who asked, why (the case reference) and what.
+
+    GET  /v1/discovery?patient=P&case_reference=C      exists / which region / types / months
+    POST /v1/access/requests                           a clinician's request (access-requested)
+    GET  /v1/access/requests                           the requests a region made or owns
+    GET  /v1/access/requests/{request_id}              one request and where it stands now
+    POST /v1/access/requests/{request_id}/decision     grant or deny (access-decided)
+    POST /v1/access/requests/{request_id}/revocation   revoke a grant at once (access-revoked)
+    GET  /v1/audit                                     the ledger entries the token may read
+    GET  /ga4gh/drs/v1/objects/{object_id}             DRS 1.4 object metadata, under a grant
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.access import discovery
+from services.access.grants import (
+    NotAllowed,
+    check_decider,
+    check_revoker,
+    grant_end,
+    may_read_request,
+    opens,
+)
+from services.access.ledger import Action
+from services.access.objects import DrsObject, drs_object
+from services.access.request_body import (
+    AccessRequestBody,
+    DecisionBody,
+    RequestRefused,
+    RevocationBody,
+    parse_body,
+)
+from services.access.store import AccessStore, Audit, Conflict, RequestRecord
+from shared.api import Answer, Api, answer, path_of, query_of, refusal, route
+from shared.auth import Principal, Role, Tokens, principal_of
+from shared.bus import new_event_id
+from shared.envelope import derive_id
+from shared.events import (
+    AccessDecided,
+    AccessRequested,
+    AccessRevoked,
+    Event,
+    Pseudonym,
+    Region,
+    Requester,
+    RequestId,
+    SampleRef,
+    TypedText,
+    new_request_id,
+)
+from shared.http import FieldProblem, http_error, json_body
+from shared.telemetry import get_logger
+
+log = get_logger(__name__)
+Emit = Callable[[Event, str], Awaitable[None]]
+"""Sends one event with its id and waits for the broker's acknowledgement."""
+Clock = Callable[[], datetime]
+E = TypeVar("E", AccessDecided, AccessRevoked)
+B = TypeVar("B", DecisionBody, RevocationBody)
+
+READERS = (Role.CLINICIAN, Role.DATA_STEWARD, Role.OPERATOR)
+"""Who reads what concerns them: clinicians their requests, stewards their inbox, NGC's operators all."""
+REFUSED_BODY = refusal("The body is refused: no purpose, a CPR number somewhere, a field wrong.")
+NOT_FOUND = refusal("No such request visible to this token.")
+CONFLICT = refusal("The request is decided already, or not a grant that can be revoked.")
+NOT_YOURS = refusal("The token may not do this to this request (logged).")
+
+
+class DiscoveryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    patient: Pseudonym = Field(description="The national patient pseudonym.")
+    case_reference: TypedText = Field(min_length=1, max_length=128, description="Why: the case.")
+
+
+class RequestPath(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: RequestId
+
+
+class ObjectPath(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    object_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The DRS object id.")
+
+
+class NoParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestView(BaseModel):
+    request: AccessRequested
+    standing: str = Field(description="pending, granted, denied, revoked or expired: now.")
+    decision: AccessDecided | None = None
+    revocation: AccessRevoked | None = None
+
+
+class RequestList(BaseModel):
+    requests: list[RequestView]
+
+
+class LedgerEntryView(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    action: str
+    request_id: str | None
+    case_reference: str
+    concerns: list[str]
+    detail: dict[str, Any]
+    prev_sha256: str
+    sha256: str
+
+
+class LedgerSlice(BaseModel):
+    entries: list[LedgerEntryView]
+
+
+def _view(record: RequestRecord, at: datetime) -> RequestView:
+    return RequestView(
+        request=record.request,
+        standing=record.standing(at).value,
+        decision=record.decision,
+        revocation=record.revocation,
+    )
+
+
+def _change_answers(done: str) -> dict[int, Answer]:
+    """The answers of a change to a request: a decision or a revocation."""
+    return {201: answer(done, RequestView), 403: NOT_YOURS, 404: NOT_FOUND, 409: CONFLICT, 422: REFUSED_BODY}
+
+
+def _about(asked: AccessRequested, principal: Principal, action: str, detail: dict[str, Any]) -> Audit:
+    """The ledger entry of ``principal``'s ``action`` on a request: it concerns the owner's
+    data and the requester's request, so both regions read it."""
+    return Audit(
+        actor=principal.name,
+        action=action,
+        concerns=(asked.owner.value, asked.requester.region.value),
+        detail=detail,
+        case_reference=asked.case_reference,
+        request_id=asked.request_id,
+    )
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(text=model.model_dump_json(), status=status)
+
+
+class AccessApi(Api):
+    """The access routes over one :class:`AccessStore`, emitting through ``emit``."""
+
+    title = "genomhub access"
+    description = (
+        "Data out (initiative 5.2): what exists for a patient, requests for a working copy for "
+        "patient treatment, the owning region's decisions, revocation, and the audit ledger."
+    )
+
+    def __init__(self, store: AccessStore, emit: Emit, grant_days: int, clock: Clock | None = None) -> None:
+        self.store = store
+        self.emit = emit
+        self.grant_days = grant_days
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self._sending = asyncio.Lock()
+
+    async def send_pending(self) -> None:
+        """Emit what the outbox holds; what the broker does not take stays for the next try.
+
+        One sender at a time (a handler and the timer may both call this): two would read
+        the same unsent events and send each twice."""
+        async with self._sending:
+            for event_id, event in await asyncio.to_thread(self.store.unemitted):
+                try:
+                    await self.emit(event, event_id)
+                except Exception as exc:  # the broker is away: the timer sends it later
+                    log.warning("access event not emitted yet", event=event.event_name, error=str(exc))
+                    return
+                await asyncio.to_thread(self.store.mark_emitted, event_id)
+
+    async def _refuse(self, principal: Principal, request: AccessRequested, what: str, why: str) -> NoReturn:
+        """Log a refused decision or revocation in the ledger, then answer 403."""
+        audit = _about(
+            request,
+            principal,
+            Action.REFUSED,
+            {"refused": what, "reason": why, "roles": sorted(principal.roles)},
+        )
+        await asyncio.to_thread(self.store.audit, audit, self.clock())
+        raise http_error(403, why)
+
+    async def _asked(
+        self,
+        request: web.Request,
+        check: Callable[[Principal, Region], None],
+        what: str,
+        model: type[B],
+    ) -> tuple[Principal, AccessRequested, B, datetime]:
+        """The caller, the request it acts on, its body and the moment, once ``check`` let the
+        caller act on the request (else 403, logged) and the body is acceptable (else 422)."""
+        principal = principal_of(request)
+        asked = (await self._visible(request)).request
+        try:
+            check(principal, asked.owner)
+        except NotAllowed as exc:
+            await self._refuse(principal, asked, what, str(exc))
+        try:
+            body = parse_body(model, await json_body(request))
+        except RequestRefused as exc:
+            raise http_error(422, f"{what} refused", problems=exc.problems) from None
+        return principal, asked, body, self.clock()
+
+    async def _commit(
+        self,
+        request: web.Request,
+        write: Callable[[E, str, Audit, datetime], object],
+        event: E,
+        audit: Audit,
+        now: datetime,
+    ) -> web.Response:
+        """Record a decision or revocation with its event and ledger entry, emit, answer 201.
+
+        The event's id is derived from the request, so the one decision (or revocation) a
+        request can have is one event, however often it is sent."""
+        event_id = derive_id(event.request_id, "access", event.ce_type())
+        try:
+            await asyncio.to_thread(write, event, event_id, audit, now)
+        except Conflict as exc:
+            raise http_error(409, str(exc)) from None
+        await self.send_pending()
+        return _json(_view(await self._visible(request), now), status=201)
+
+    async def _visible(self, request: web.Request) -> RequestRecord:
+        principal = principal_of(request)
+        request_id = path_of(request, RequestPath).request_id
+        record = await asyncio.to_thread(self.store.record, request_id)
+        if record is None or not may_read_request(
+            principal, record.request.owner, record.request.requester.region
+        ):
+            raise http_error(404, "no such request")
+        return record
+
+    @route(
+        "GET",
+        "/v1/discovery",
+        operation_id="discover",
+        summary="Whether the national database holds data for a patient, at Beacon v2 granularity.",
+        query=DiscoveryQuery,
+        roles=READERS,
+        responses={
+            200: answer("Per region: exists, count, analysis types, months.", discovery.DiscoveryAnswer),
+            422: refusal("No patient or case reference, or one the service refuses."),
+        },
+    )
+    async def discover(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        asked = query_of(request, DiscoveryQuery)
+        found = await asyncio.to_thread(self.store.samples_of_patient, asked.patient)
+        said = discovery.answer(found, principal.region)
+        audit = Audit(
+            actor=principal.name,
+            action=Action.DISCOVERY,
+            concerns=[h.region.value for h in said.regions] + ([principal.name] if principal.region else []),
+            detail={"patient": asked.patient, "answered": discovery.summary(said)},
+            case_reference=asked.case_reference,
+        )
+        await asyncio.to_thread(self.store.audit, audit, self.clock())
+        return _json(said)
+
+    @route(
+        "POST",
+        "/v1/access/requests",
+        operation_id="requestAccess",
+        summary="Request a working copy for patient treatment.",
+        body={"application/json": AccessRequestBody},
+        roles=(Role.CLINICIAN,),
+        responses={201: answer("Requested: access-requested is emitted.", RequestView), 422: REFUSED_BODY},
+    )
+    async def create(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        if principal.region is None:
+            raise http_error(403, "a request is made by a region's clinician, not by NGC")
+        try:
+            body = parse_body(AccessRequestBody, await json_body(request))
+        except RequestRefused as exc:
+            raise http_error(422, "request refused", problems=exc.problems) from None
+        if body.patient is not None:
+            known = await asyncio.to_thread(self.store.samples_of_patient, body.patient, body.owner)
+        else:
+            known = await asyncio.to_thread(self.store.samples_named, body.owner, body.samples)
+        wanted = sorted({s.sample_id for s in known if s.accepted})
+        missing = sorted(set(body.samples) - set(wanted))
+        if not wanted or missing:
+            problem = FieldProblem(
+                field="samples" if body.samples else "patient",
+                message=f"{body.owner.value} holds no accepted sample of that name"
+                + (f" ({len(missing)} not found)" if missing else ""),
+            )
+            raise http_error(422, "request refused", problems=[problem])
+        now = self.clock()
+        event = AccessRequested(
+            request_id=new_request_id(),
+            owner=body.owner,
+            requester=Requester(region=principal.region, department=body.department),
+            samples=[SampleRef(region=body.owner, sample_id=s) for s in wanted],
+            wants=body.wants,
+            genomic_ranges=body.genomic_ranges,
+            purpose="patient-treatment",
+            case_reference=body.case_reference,
+            urgency=body.urgency,
+            requested_at=now,
+        )
+        audit = Audit(
+            actor=principal.name,
+            action=Action.REQUEST,
+            concerns=(event.owner.value, principal.name),
+            detail={"samples": wanted, "wants": [w.value for w in body.wants], "urgency": body.urgency.value},
+            case_reference=body.case_reference,
+            request_id=event.request_id,
+        )
+        await asyncio.to_thread(self.store.create_request, event, new_event_id(), audit, now)
+        await self.send_pending()
+        record = await asyncio.to_thread(self.store.record, event.request_id)
+        assert record is not None
+        return _json(_view(record, now), status=201)
+
+    @route(
+        "GET",
+        "/v1/access/requests",
+        operation_id="listRequests",
+        summary="The requests the token's region made or owns (the steward's inbox); NGC: all.",
+        query=NoParameters,
+        roles=READERS,
+        responses={200: answer("Newest first, each with its standing now.", RequestList)},
+    )
+    async def list_requests(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        now = self.clock()
+        records = await asyncio.to_thread(self.store.records, principal.region)
+        return _json(RequestList(requests=[_view(r, now) for r in records]))
+
+    @route(
+        "GET",
+        "/v1/access/requests/{request_id}",
+        operation_id="getRequest",
+        summary="One request and where it stands now (a grant past its end opens nothing).",
+        path_parameters=RequestPath,
+        roles=READERS,
+        responses={200: answer("The request.", RequestView), 404: NOT_FOUND},
+    )
+    async def get_request(self, request: web.Request) -> web.Response:
+        return _json(_view(await self._visible(request), self.clock()))
+
+    @route(
+        "POST",
+        "/v1/access/requests/{request_id}/decision",
+        operation_id="decideRequest",
+        summary="The owning region's data steward grants (for the configured days) or denies.",
+        path_parameters=RequestPath,
+        body={"application/json": DecisionBody},
+        roles=(Role.DATA_STEWARD,),
+        responses=_change_answers("Decided: access-decided is emitted."),
+    )
+    async def decide(self, request: web.Request) -> web.Response:
+        principal, asked, body, now = await self._asked(request, check_decider, "decision", DecisionBody)
+        event = AccessDecided(
+            request_id=asked.request_id,
+            owner=asked.owner,
+            granted=body.grant,
+            decided_by=asked.owner,
+            reason=body.reason,
+            decided_at=now,
+            valid_until=grant_end(now, self.grant_days) if body.grant else None,
+        )
+        ends = None if event.valid_until is None else event.valid_until.isoformat()
+        detail = {"granted": body.grant, "reason": body.reason, "valid_until": ends}
+        audit = _about(asked, principal, Action.DECISION, detail)
+        return await self._commit(request, self.store.decide, event, audit, now)
+
+    @route(
+        "POST",
+        "/v1/access/requests/{request_id}/revocation",
+        operation_id="revokeGrant",
+        summary="Revoke a grant at once: the owner's data steward, or NGC's operator in an emergency.",
+        path_parameters=RequestPath,
+        body={"application/json": RevocationBody},
+        roles=(Role.DATA_STEWARD, Role.OPERATOR),
+        responses=_change_answers("Revoked: access-revoked is emitted."),
+    )
+    async def revoke(self, request: web.Request) -> web.Response:
+        principal, asked, body, now = await self._asked(request, check_revoker, "revocation", RevocationBody)
+        event = AccessRevoked(
+            request_id=asked.request_id,
+            owner=asked.owner,
+            revoked_by=principal.region or "ngc",
+            reason=body.reason,
+            revoked_at=now,
+        )
+        audit = _about(asked, principal, Action.REVOCATION, {"reason": body.reason})
+        return await self._commit(request, self.store.revoke, event, audit, now)
+
+    @route(
+        "GET",
+        "/v1/audit",
+        operation_id="readAudit",
+        summary="The ledger entries about the token's region's data and requests; NGC: all.",
+        query=NoParameters,
+        roles=(Role.DATA_STEWARD, Role.OPERATOR),
+        responses={200: answer("Entries in chain order.", LedgerSlice)},
+    )
+    async def audit(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        entries = await asyncio.to_thread(self.store.entries, principal.region)
+        views = [
+            LedgerEntryView(**{**e.__dict__, "concerns": list(e.concerns), "detail": dict(e.detail)})
+            for e in entries
+        ]
+        return _json(LedgerSlice(entries=views))
+
+    @route(
+        "GET",
+        "/ga4gh/drs/v1/objects/{object_id}",
+        operation_id="GetObject",
+        summary="GA4GH DRS 1.4 object metadata (size, sha-256): the owner, NGC, or a grant in force.",
+        path_parameters=ObjectPath,
+        roles=READERS,
+        responses={
+            200: answer("The object.", DrsObject),
+            403: refusal("PermissionDenied: no grant in force names this object's sample and kind (logged)."),
+            404: refusal("No such object."),
+        },
+    )
+    async def drs_object(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        wanted = path_of(request, ObjectPath).object_id
+        found = await asyncio.to_thread(self.store.archived_object, wanted)
+        if found is None:
+            raise http_error(404, "no such object")
+        now = self.clock()
+        granting: str | None = None
+        if principal.region is not None and principal.region != found.region:
+            records = await asyncio.to_thread(self.store.records, principal.region)
+            sample = (found.region, found.sample_id)
+            granting = next(
+                (
+                    r.request.request_id
+                    for r in records
+                    if opens(r.request, r.standing(now), principal.region, sample, found.deliverable)
+                ),
+                None,
+            )
+            if granting is None:
+                refused = Audit(
+                    actor=principal.name,
+                    action=Action.REFUSED,
+                    concerns=(found.region.value, principal.name),
+                    detail={
+                        "refused": "drs-object",
+                        "object_id": found.object_id,
+                        "reason": "no grant in force",
+                    },
+                )
+                await asyncio.to_thread(self.store.audit, refused, now)
+                raise http_error(403, "PermissionDenied: no grant in force names this object")
+        read = Audit(
+            actor=principal.name,
+            action=Action.READ,
+            concerns=(found.region.value, *([principal.name] if principal.region else [])),
+            detail={"drs_object": found.object_id, "deliverable": found.deliverable.value},
+            request_id=granting,
+        )
+        await asyncio.to_thread(self.store.audit, read, now)
+        return _json(drs_object(found, request.host))
+
+
+def install(app: web.Application, api: AccessApi, tokens: Tokens) -> None:
+    """The access routes, their token check and their document on ``app``."""
+    api.install(app, tokens)
+
+
+document = AccessApi.document

@@ -1,0 +1,211 @@
+"""``genomhub access ...`` and ``genomhub audit ...``.
+
+``access request|decide|revoke|list`` are clients of the access service's HTTP API: a
+clinician or a data steward acts with their own token (read from an environment variable,
+``$GENOMHUB_ACCESS_TOKEN`` unless ``--token-env`` names another, never from the command
+line), so the service applies the same rules, roles and ledger as to any caller.
+
+``audit show|verify`` read the ledger's database directly (``GENOMHUB_ACCESS_DATABASE_URL``) as NGC's
+operator, inside NGC next to the database: ``verify`` recomputes every entry's hash and link
+and names the first entry that does not hold, exiting 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import click
+
+from services.access.ledger import first_break
+from services.access.store import AccessStore
+from shared.config import AccessSettings
+from shared.events import Deliverable, Region, Urgency
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _call(ctx: click.Context, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One call of the API as the token's holder; an error answer is printed and exits 1."""
+    base, token, ca_bundle = ctx.obj["url"], ctx.obj["token"], ctx.obj["ca_bundle"]
+    parts = urlsplit(base)
+    if parts.scheme != "https" and parts.hostname not in LOOPBACK:
+        raise click.UsageError("the access service is reached over https:// (plain http only to loopback)")
+    request = urllib.request.Request(
+        base.rstrip("/") + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    context = ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else None
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        click.echo(exc.read().decode(errors="replace"), err=True)
+        sys.exit(1)
+
+
+@click.group("access")
+@click.option("--url", help="The access service. Unset: http://127.0.0.1:<GENOMHUB_ACCESS_PORT>.")
+@click.option(
+    "--token-env", default="GENOMHUB_ACCESS_TOKEN", show_default=True, help="Env var with the token."
+)
+@click.option(
+    "--ca-bundle", type=click.Path(path_type=Path, exists=True), help="PEM CA of NGC's certificate."
+)
+@click.pass_context
+def access(ctx: click.Context, url: str | None, token_env: str, ca_bundle: Path | None) -> None:
+    """Working-copy requests: ask, decide, revoke, list (with your own token)."""
+    token = os.environ.get(token_env)
+    if not token:
+        raise click.UsageError(f"set your bearer token in ${token_env}")
+    ctx.obj = {
+        "url": url or f"http://127.0.0.1:{AccessSettings().port}",
+        "token": token,
+        "ca_bundle": ca_bundle,
+    }
+
+
+def _echo(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@access.command("discover")
+@click.argument("patient")
+@click.option("--case", "case_reference", required=True, help="The case reference (logged).")
+@click.pass_context
+def discover(ctx: click.Context, patient: str, case_reference: str) -> None:
+    """Whether the national database holds data for a national patient pseudonym."""
+    _echo(
+        _call(
+            ctx, "GET", "/v1/discovery?" + urlencode({"patient": patient, "case_reference": case_reference})
+        )
+    )
+
+
+@access.command("request")
+@click.option(
+    "--owner", required=True, type=click.Choice([r.value for r in Region]), help="The region holding it."
+)
+@click.option("--patient", help="The national patient pseudonym (or name --sample).")
+@click.option("--sample", "samples", multiple=True, help="A sample pseudonym of the owner (repeatable).")
+@click.option("--department", required=True)
+@click.option(
+    "--want", "wants", multiple=True, required=True, type=click.Choice([d.value for d in Deliverable])
+)
+@click.option("--range", "ranges", multiple=True, help="A genomic range: chr17 or chr17:43044294-43125482.")
+@click.option("--case", "case_reference", required=True, help="The case reference of the treatment.")
+@click.option(
+    "--urgency", type=click.Choice([u.value for u in Urgency]), default="routine", show_default=True
+)
+@click.pass_context
+def request(ctx: click.Context, /, ranges: tuple[str, ...], **options: Any) -> None:
+    """Request a working copy for patient treatment; prints the request."""
+    genomic = []
+    for text in ranges:
+        name, _, span = text.partition(":")
+        start, _, end = span.partition("-")
+        genomic.append({"reference_name": name, **({"start": int(start), "end": int(end)} if span else {})})
+    body = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v not in (None, ())}
+    _echo(
+        _call(
+            ctx,
+            "POST",
+            "/v1/access/requests",
+            {**body, "genomic_ranges": genomic, "purpose": "patient-treatment"},
+        )
+    )
+
+
+@access.command("decide")
+@click.argument("request_id")
+@click.option("--grant/--deny", required=True)
+@click.option("--reason", default="", help="Why (required with --deny).")
+@click.pass_context
+def decide(ctx: click.Context, request_id: str, grant: bool, reason: str) -> None:
+    """The owning region's data steward grants or denies a request."""
+    _echo(
+        _call(
+            ctx,
+            "POST",
+            f"/v1/access/requests/{quote(request_id, safe='')}/decision",
+            {"grant": grant, "reason": reason},
+        )
+    )
+
+
+@access.command("revoke")
+@click.argument("request_id")
+@click.option("--reason", required=True)
+@click.pass_context
+def revoke(ctx: click.Context, request_id: str, reason: str) -> None:
+    """Revoke a grant at once (the owner's data steward, or NGC's operator)."""
+    _echo(
+        _call(ctx, "POST", f"/v1/access/requests/{quote(request_id, safe='')}/revocation", {"reason": reason})
+    )
+
+
+@access.command("list")
+@click.pass_context
+def list_requests(ctx: click.Context) -> None:
+    """The requests your region made or owns (a steward's inbox: standing `pending`)."""
+    for item in _call(ctx, "GET", "/v1/access/requests")["requests"]:
+        asked = item["request"]
+        click.echo(
+            f"{asked['request_id']}  {item['standing']:<8} owner={asked['owner']} "
+            f"by={asked['requester']['region']} case={asked['case_reference']} urgency={asked['urgency']}"
+        )
+
+
+@click.group("audit")
+def audit() -> None:
+    """The access audit ledger (NGC's operators, next to its database)."""
+
+
+def _store() -> AccessStore:
+    return AccessStore(AccessSettings().database_url)
+
+
+@audit.command("show")
+@click.option(
+    "--region", type=click.Choice([r.value for r in Region]), help="Only what concerns this region."
+)
+@click.option("--json", "as_json", is_flag=True)
+def audit_show(region: str | None, as_json: bool) -> None:
+    """The ledger's entries in chain order."""
+    store = _store()
+    try:
+        entries = store.entries(Region(region) if region else None)
+    finally:
+        store.dispose()
+    for e in entries:
+        if as_json:
+            click.echo(json.dumps({**e.body(), "sha256": e.sha256}, ensure_ascii=False))
+        else:
+            click.echo(
+                f"{e.seq:>6} {e.at} {e.actor:<11} {e.action:<10} {e.request_id or '-':<32} {e.case_reference}"
+            )
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Recompute the chain; exit 1 naming the first entry that does not hold."""
+    store = _store()
+    try:
+        entries = store.entries()
+    finally:
+        store.dispose()
+    broken = first_break(entries)
+    if broken is not None:
+        click.echo(f"audit ledger broken at entry {broken.seq}: {broken.reason}", err=True)
+        sys.exit(1)
+    head = entries[-1].sha256 if entries else "(empty)"
+    click.echo(f"audit ledger verified: {len(entries)} entries, head {head}")

@@ -1,0 +1,6 @@
+"""Alembic environment of the access service: the shared runner with its tables."""
+
+from services.access.tables import metadata
+from shared.database import run_migrations
+
+run_migrations(metadata)
