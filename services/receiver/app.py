@@ -42,6 +42,7 @@ def build() -> Service:
         ),
         bodies=BodyReaders(settings.receiver_max_uploads, settings.receiver_max_uploads_per_region),
         inboxes=dict(settings.receiver_inboxes),
+        s3_part_size=settings.receiver_s3_part_size,
     )
     service.web.middlewares.append(cast(Middleware, count_requests))  # ahead of auth: 401s count too
     api.install(service.web, Tokens(settings.tokens))
