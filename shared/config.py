@@ -110,12 +110,12 @@ class Settings(BaseSettings):
         description="Receiver: JSON object region -> fsspec URL of its inbox; `register` reads only there.",
     )
     receiver_s3_part_size: int = Field(
-        default=64 << 20,
+        default=8 << 20,
         ge=5 << 20,
         le=5 << 30,
-        description="Receiver: bytes of each part of an S3 upload in transit (S3: 5 MiB to 5 GiB; "
-        "10,000 parts at most, so 64 MiB allows 640 GiB). A cut PUT keeps its whole parts; the "
-        "receiver holds one part in memory per upload.",
+        description="Receiver: bytes of each part of an S3 upload in transit (S3: 5 MiB to 5 GiB), "
+        "more for a file that would need more than S3's 10,000 parts (a 500 GiB file: 54 MiB). A "
+        "cut PUT keeps its whole parts; each upload holds two parts in memory.",
     )
     receiver_idle_timeout: float = Field(
         default=120.0, gt=0, description="Receiver: seconds without a byte before a PUT counts as cut off."

@@ -25,7 +25,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import io
 import mmap
 import os
 import posixpath
@@ -237,8 +236,10 @@ class UploadedPart:
 
 @dataclass(frozen=True)
 class MultipartUpload:
-    """An S3 multipart upload in progress and the parts of it S3 has acknowledged, in order."""
+    """An S3 multipart upload in progress (to the object ``url``) and the parts of it S3 has
+    acknowledged, in order."""
 
+    url: str
     upload_id: str
     parts: tuple[UploadedPart, ...] = ()
 
@@ -255,7 +256,7 @@ class PartLedger(Protocol):
     acknowledged what it records, so the ledger never claims a byte S3 does not hold.
     """
 
-    def upload_started(self, upload_id: str) -> None: ...
+    def upload_started(self, url: str, upload_id: str) -> None: ...
 
     def part_stored(self, upload_id: str, part: UploadedPart) -> None: ...
 
@@ -266,40 +267,11 @@ class NoSuchUpload(Exception):
     """The object store no longer knows the multipart upload the ledger names (completed or aborted)."""
 
 
-class _PartBody(io.RawIOBase):
-    """A part's bytes as the seekable file botocore wants, read straight out of the part buffer.
-
-    botocore takes bytes or a file, not a memoryview; a file over the buffer lets it send (and
-    re-send on a retry) a part without a copy of tens of megabytes.
-    """
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view = view
-        self._at = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = min(len(buffer), len(self._view) - self._at)
-        buffer[:n] = self._view[self._at : self._at + n]
-        self._at += n
-        return n
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: len(self._view)}[whence]
-        self._at = base + offset
-        return self._at
-
-    def tell(self) -> int:
-        return self._at
-
-    def __len__(self) -> int:
-        return len(self._view)
+def part_size_for(total: int, least: int) -> int:
+    """The part size of an S3 upload of ``total`` bytes: ``least``, or more (whole MiB) when
+    ``least`` would need more than S3's :data:`MAX_PARTS` parts."""
+    needed = -(-total // MAX_PARTS)
+    return max(least, MIN_PART, -(-needed // (1 << 20)) << 20)
 
 
 class MultipartSink:
@@ -311,14 +283,18 @@ class MultipartSink:
     away at :meth:`close` (S3 takes no short part but the last), and a resume starts at the
     next part. :meth:`finish` sends the tail as the last part and completes the upload, so the
     object appears, whole, only at its last byte. No part is ever a copy of another object, so
-    nothing here meets UploadPartCopy's 5 GiB limit. The upload itself is created on the first
-    part, so a PUT that delivers less than a part leaves nothing behind in S3.
+    nothing here meets UploadPartCopy's 5 GiB limit. The upload itself is created with the
+    first part, so a PUT that delivers less than a part leaves nothing in S3.
+
+    One buffer, sent from the write lane: while a part is in flight the md5 and sha256 lanes
+    go on with the chunks already read (:class:`Intake`), and a second buffer would overlap
+    only the copy into this one, at the price of a part's memory per upload.
     """
 
     def __init__(
         self,
         fs: AbstractFileSystem,
-        path: str,
+        url: str,
         part_size: int,
         ledger: PartLedger,
         upload: MultipartUpload | None = None,
@@ -326,11 +302,11 @@ class MultipartSink:
         if part_size < MIN_PART:
             raise ValueError(f"S3 parts but the last are at least {MIN_PART} bytes, not {part_size}")
         self._fs = fs
-        self._bucket, _, self._key = path.partition("/")
+        self.url = upload.url if upload is not None else url
+        self._bucket, _, self._key = filesystem(self.url)[1].partition("/")
         self._ledger = ledger
         self._upload = upload
         self._buffer = bytearray(part_size)
-        self._view = memoryview(self._buffer)
         self._filled = 0
         self.durable = upload.size if upload is not None else 0
         self.position = self.durable
@@ -341,49 +317,46 @@ class MultipartSink:
     def write(self, chunk: memoryview) -> None:
         while chunk:
             n = min(len(chunk), len(self._buffer) - self._filled)
-            self._view[self._filled : self._filled + n] = chunk[:n]
+            self._buffer[self._filled : self._filled + n] = chunk[:n]
             self._filled += n
             self.position += n
             chunk = chunk[n:]
             if self._filled == len(self._buffer):
-                self._send_part()
+                self._send(self._buffer)  # a bytearray, which botocore takes as it is
+                self._filled = 0
 
-    def _send_part(self) -> None:
+    def _send(self, body: bytes | bytearray) -> None:
+        """Send the next part and record it once S3 acknowledged it."""
         if self._upload is None:
             upload_id = self._call("create_multipart_upload")["UploadId"]
-            self._ledger.upload_started(upload_id)
-            self._upload = MultipartUpload(upload_id)
+            self._ledger.upload_started(self.url, upload_id)
+            self._upload = MultipartUpload(self.url, upload_id)
         number = len(self._upload.parts) + 1
         if number > MAX_PARTS:
             raise SizeLimitExceeded(f"more than {MAX_PARTS} parts of {len(self._buffer)} bytes")
         try:
-            sent = self._call(
-                "upload_part",
-                UploadId=self._upload.upload_id,
-                PartNumber=number,
-                Body=_PartBody(self._view[: self._filled]),
-            )
+            sent = self._call("upload_part", UploadId=self._upload.upload_id, PartNumber=number, Body=body)
         except FileNotFoundError as exc:  # s3fs's word for NoSuchUpload
             raise NoSuchUpload(self._upload.upload_id) from exc
-        part = UploadedPart(number, self._filled, sent["ETag"])
+        part = UploadedPart(number, len(body), sent["ETag"])
         self._ledger.part_stored(self._upload.upload_id, part)
-        self._upload = MultipartUpload(self._upload.upload_id, (*self._upload.parts, part))
+        self._upload = MultipartUpload(self.url, self._upload.upload_id, (*self._upload.parts, part))
         self.durable += part.size
-        self._filled = 0
 
     def sync(self) -> None:
         """Nothing to do: a part is durable when S3 acknowledges it; a tail cannot be a part."""
 
     def finish(self) -> None:
         """Send the tail as the last part and complete the upload: the object appears whole."""
-        if self._upload is None and self._filled < len(self._buffer):
-            # Less than one part in all: a single PUT is the whole object, no upload to track.
-            self._fs.pipe_file(f"{self._bucket}/{self._key}", bytes(self._view[: self._filled]))
-            self.durable, self._filled = self._filled, 0
+        tail = bytes(memoryview(self._buffer)[: self._filled])
+        self._filled = 0
+        if self._upload is None:
+            # Less than one part in all: one PUT is the whole object, no upload to track.
+            self._fs.pipe_file(f"{self._bucket}/{self._key}", tail)
+            self.durable = len(tail)
             return
-        if self._filled:
-            self._send_part()
-        assert self._upload is not None
+        if tail:
+            self._send(tail)
         parts = [{"PartNumber": p.number, "ETag": p.etag} for p in self._upload.parts]
         try:
             self._call(
@@ -395,18 +368,18 @@ class MultipartSink:
         self._ledger.upload_ended()
 
     def close(self) -> None:
-        """Drop the part buffer; an unsent tail is thrown away (it is not :attr:`durable`)."""
+        """Drop the buffered tail: it is not :attr:`durable`, and a resume sends it again."""
         self.position = self.durable
         self._filled = 0
 
 
-def verify_upload(url: str, upload: MultipartUpload) -> None:
+def verify_upload(upload: MultipartUpload) -> None:
     """Check that S3 still holds the upload and every part the ledger records (else :class:`NoSuchUpload`).
 
     S3 may hold one part more than the ledger (acknowledged, then the receiver died before
     recording it); that part is sent again under its number, which replaces it.
     """
-    fs, path = filesystem(url)
+    fs, path = filesystem(upload.url)
     bucket, _, key = path.partition("/")
     held: dict[int, str] = {}
     marker = 0

@@ -618,10 +618,23 @@ class ReceiverApi(Api):
         ends_file: bool,
         total: int,
     ) -> web.Response:
-        ends_at = total if ends_file else None
+        # A file not yet complete is written where it belongs if the store keeps it invisible
+        # until whole (S3); a complete one is never rewritten.
+        final_url = (
+            None
+            if declared.complete
+            else self.layout.final(state.region, state.sample_id, state.submission_id, declared.name)
+        )
         try:
             upload = await asyncio.to_thread(
-                self.transit.open, state.submission_id, declared.name, offset, self.max_file_size, ends_at
+                self.transit.open,
+                state.submission_id,
+                declared.name,
+                offset,
+                self.max_file_size,
+                total,
+                ends_file,
+                final_url,
             )
         except OffsetMismatch as exc:
             raise error(

@@ -5,9 +5,11 @@ Layout under ``GENOMHUB_STORE`` (any fsspec URL)::
     <store>/<region>/<sample_id>/<submission_id>/<file name>     complete files, never rewritten
     <store>/.incoming/<submission_id>/<file name>                 bytes still arriving
 
-A file in transit lives only under ``.incoming``, so nothing in the archive proper ever looks
-complete before it is: it is moved into place once its last byte arrived and its digests
-checked. Each PUT continues the file where what is stored ends; how the bytes are stored
+Nothing in the archive proper ever looks complete before it is: a local file in transit
+lives only under ``.incoming`` and is moved into place once its last byte arrived and its
+digests were checked; an S3 file in transit is an unfinished multipart upload, which no
+listing or GET shows, completed in its place at its last byte (a file whose declared sha256
+it then misses is removed before anything records it). Each PUT continues the file where what is stored ends; how the bytes are stored
 depends on the store, behind one :class:`PartialUpload`:
 
 - **Local** (``file://``): the partial file is itself the record of how much arrived. A PUT
@@ -20,10 +22,12 @@ depends on the store, behind one :class:`PartialUpload`:
   it, and how much arrived is the sum of the recorded parts. A PUT cut mid-part keeps its
   whole parts and throws away the tail (the answer's ``Upload-Offset`` says where to resume,
   possibly before what was sent); a resume, on any replica or after a restart, continues with
-  the next part number. The last byte completes the upload to the partial key, and the
-  existing move puts it in place. No part is a copy of an earlier object, so the file may be
-  of any size (S3's UploadPartCopy stops at 5 GiB). An upload started over (a PUT at offset
-  0) or refused (too large) is aborted in S3, which frees its parts.
+  the next part number. The last byte completes the upload where the file belongs (a
+  re-upload of a file already complete goes to ``.incoming`` instead, so a complete file is
+  never rewritten): no move follows, which on S3 would be a copy of the whole file. No part
+  is a copy of an earlier object, so the file may be of any size (S3's UploadPartCopy stops
+  at 5 GiB). An upload started over (a PUT at offset 0) or refused (too large) is aborted in
+  S3, which frees its parts.
 
   S3 cannot read back the parts of an unfinished upload, and hashlib's state cannot be
   saved, so the digests of a file whose bytes came in several PUTs are computed by reading
@@ -39,6 +43,7 @@ from typing import Protocol
 
 from shared.paths import beneath
 from shared.storage import (
+    MIN_PART,
     Intake,
     MultipartSink,
     MultipartUpload,
@@ -51,6 +56,7 @@ from shared.storage import (
     filesystem,
     object_store,
     open_sink,
+    part_size_for,
     verify_upload,
 )
 
@@ -62,7 +68,7 @@ class UploadRecords(Protocol):
 
     def upload_in_transit(self, submission_id: str, name: str) -> MultipartUpload | None: ...
 
-    def upload_started(self, submission_id: str, name: str, upload_id: str) -> None: ...
+    def upload_started(self, submission_id: str, name: str, url: str, upload_id: str) -> None: ...
 
     def part_stored(self, upload_id: str, part: UploadedPart) -> None: ...
 
@@ -125,8 +131,8 @@ class FileParts:
     def in_transit(self) -> MultipartUpload | None:
         return self.records.upload_in_transit(self.submission_id, self.name)
 
-    def upload_started(self, upload_id: str) -> None:
-        self.records.upload_started(self.submission_id, self.name, upload_id)
+    def upload_started(self, url: str, upload_id: str) -> None:
+        self.records.upload_started(self.submission_id, self.name, url, upload_id)
 
     def part_stored(self, upload_id: str, part: UploadedPart) -> None:
         self.records.part_stored(upload_id, part)
@@ -141,8 +147,11 @@ class PartialUpload:
     ``offset`` is where the client says its bytes start: 0 starts the file over, anything
     else must equal what has arrived (else :class:`OffsetMismatch`). Locally the stored
     prefix is then read back through the hashes. On S3 (``parts`` given) the file's multipart
-    upload is checked against S3's own list of its parts and continued; ``ends_at`` is the
-    file's size when this PUT brings its last byte, at which :meth:`close` completes it.
+    upload is checked against S3's own list of its parts and continued, in parts of
+    ``part_size`` or more for a file (``total`` bytes) that would need more than S3's 10,000;
+    ``ends_file`` says this PUT brings the last byte, at which :meth:`close` completes it:
+    to ``target_url`` (the file's final place, so no copy follows) when given, as the upload
+    started, else to ``partial_url``.
     """
 
     def __init__(
@@ -152,12 +161,14 @@ class PartialUpload:
         max_size: int,
         *,
         parts: FileParts | None = None,
-        part_size: int = 0,
-        ends_at: int | None = None,
+        part_size: int = MIN_PART,
+        total: int = 0,
+        ends_file: bool = False,
+        target_url: str | None = None,
     ) -> None:
         self.url = partial_url
         self.fs, self.path = filesystem(partial_url)
-        self._ends_at = ends_at
+        self._ends_at = total if ends_file else None
         self._resumed = offset != 0
         self._sink: Sink | None
         self._multipart: MultipartSink | None = None
@@ -178,18 +189,22 @@ class PartialUpload:
         if offset != 0 and offset != have:
             raise OffsetMismatch(have)
         if upload is not None and offset == 0:  # started over: S3 frees the old parts
-            abort_upload(partial_url, upload.upload_id)
+            abort_upload(upload.url, upload.upload_id)
             parts.upload_ended()
             upload = None
         if upload is not None:
             try:
-                verify_upload(partial_url, upload)
+                verify_upload(upload)
             except NoSuchUpload:  # gone from S3 (completed by a receiver that died, or aborted)
                 parts.upload_ended()
                 raise OffsetMismatch(0) from None
         self.intake = Intake(max_size, counted=offset)
-        self._multipart = MultipartSink(self.fs, self.path, part_size, parts, upload)
+        self._multipart = MultipartSink(
+            self.fs, target_url or partial_url, part_size_for(total, part_size), parts, upload
+        )
         self._sink = self._multipart
+        self.url = self._multipart.url
+        self.path = filesystem(self.url)[1]
 
     @property
     def size(self) -> int:
@@ -228,7 +243,7 @@ class PartialUpload:
             sha256, md5 = self.intake.hexdigests()
             return StoredObject(self.url, self.size, sha256, md5)
         stored = Intake()
-        with self.fs.open(self.path, "rb") as whole:
+        with self.fs.open(self.path, "rb", cache_type="none") as whole:  # no 50 MiB read-ahead
             stored.take(whole.readinto)
         if stored.size != self.size:
             raise OffsetMismatch(stored.size)
@@ -252,11 +267,33 @@ class Transit:
         return FileParts(self.records, submission_id, name) if object_store(url) else None
 
     def open(
-        self, submission_id: str, name: str, offset: int, max_size: int, ends_at: int | None
+        self,
+        submission_id: str,
+        name: str,
+        offset: int,
+        max_size: int,
+        total: int,
+        ends_file: bool,
+        final_url: str | None,
     ) -> PartialUpload:
+        """The file opened to continue at ``offset``; ``total`` is its size, as the PUT states it.
+
+        On S3 an upload completes at ``final_url`` (the file's place, when it has none yet):
+        an unfinished multipart upload is invisible, so the object appears there only whole,
+        and no server-side copy of tens of gigabytes follows (a move on S3 is a copy).
+        """
         url = self.layout.partial(submission_id, name)
         parts = self._parts(submission_id, name)
-        return PartialUpload(url, offset, max_size, parts=parts, part_size=self.part_size, ends_at=ends_at)
+        return PartialUpload(
+            url,
+            offset,
+            max_size,
+            parts=parts,
+            part_size=self.part_size,
+            total=total,
+            ends_file=ends_file,
+            target_url=final_url,
+        )
 
     def arrived(self, submission_id: str, name: str) -> int:
         """How many bytes of the file are stored (0 when none)."""
@@ -273,13 +310,16 @@ class Transit:
         if parts is not None:
             upload = parts.in_transit()
             if upload is not None:
-                abort_upload(url, upload.upload_id)
+                abort_upload(upload.url, upload.upload_id)
                 parts.upload_ended()
         discard(url)
 
 
 def commit(partial_url: str, final_url: str) -> None:
-    """Move a complete file from ``.incoming`` into its place in the archive."""
+    """Move a complete file from ``.incoming`` into its place in the archive (an S3 upload
+    completed in its place already is left there)."""
+    if partial_url == final_url:
+        return
     fs, src = filesystem(partial_url)
     _, dst = filesystem(final_url)
     fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)

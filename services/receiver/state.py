@@ -98,6 +98,7 @@ uploads = Table(
     Column("submission_id", String(64), primary_key=True),
     Column("name", String(255), primary_key=True),
     Column("upload_id", String(1024), nullable=False, unique=True),
+    Column("url", String(2048), nullable=False),
     Column("started_at", UtcDateTime(), nullable=False),
     ForeignKeyConstraint(
         ["submission_id", "name"], ["receiver_files.submission_id", "receiver_files.name"], ondelete="CASCADE"
@@ -402,27 +403,32 @@ class SubmissionStore(Store):
     def upload_in_transit(self, submission_id: str, name: str) -> MultipartUpload | None:
         """The file's multipart upload and its acknowledged parts, in order; None when none."""
         with self.reading() as conn:
-            upload_id = conn.execute(
-                select(uploads.c.upload_id).where(
+            upload = conn.execute(
+                select(uploads.c.upload_id, uploads.c.url).where(
                     and_(uploads.c.submission_id == submission_id, uploads.c.name == name)
                 )
-            ).scalar()
-            if upload_id is None:
+            ).first()
+            if upload is None:
                 return None
             rows = conn.execute(
                 select(upload_parts.c.part_number, upload_parts.c.size, upload_parts.c.etag)
-                .where(upload_parts.c.upload_id == upload_id)
+                .where(upload_parts.c.upload_id == upload.upload_id)
                 .order_by(upload_parts.c.part_number)
             ).all()
-        return MultipartUpload(upload_id, tuple(UploadedPart(r.part_number, r.size, r.etag) for r in rows))
+        parts = tuple(UploadedPart(r.part_number, r.size, r.etag) for r in rows)
+        return MultipartUpload(upload.url, upload.upload_id, parts)
 
-    def upload_started(self, submission_id: str, name: str, upload_id: str) -> None:
-        """Record the file's new multipart upload (the caller aborted any earlier one in S3)."""
+    def upload_started(self, submission_id: str, name: str, url: str, upload_id: str) -> None:
+        """Record the file's new multipart upload to ``url`` (the caller aborted any earlier one)."""
         with self.writing() as conn:
             self._forget_upload(conn, submission_id, name)
             conn.execute(
                 insert(uploads).values(
-                    submission_id=submission_id, name=name, upload_id=upload_id, started_at=datetime.now(UTC)
+                    submission_id=submission_id,
+                    name=name,
+                    upload_id=upload_id,
+                    url=url,
+                    started_at=datetime.now(UTC),
                 )
             )
 

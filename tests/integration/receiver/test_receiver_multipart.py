@@ -45,9 +45,9 @@ def offset_of(receiver: Receiver, path: str) -> int:
 
 
 def uploads_in_transit(s3: Any, sid: str) -> list[dict[str, Any]]:
-    """S3's unfinished multipart uploads under the submission's ``.incoming`` folder."""
-    listed = s3.list_multipart_uploads(Bucket="archive", Prefix=f"genomes/.incoming/{sid}/")
-    return list(listed.get("Uploads", []))
+    """S3's unfinished multipart uploads of the submission's files (where they will complete)."""
+    listed = s3.list_multipart_uploads(Bucket="archive", Prefix="genomes/")
+    return [u for u in listed.get("Uploads", []) if f"/{sid}/" in u["Key"]]
 
 
 def parts_of(s3: Any, upload: dict[str, Any]) -> list[tuple[int, int]]:

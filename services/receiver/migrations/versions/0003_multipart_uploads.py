@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("submission_id", sa.String(64), primary_key=True),
         sa.Column("name", sa.String(255), primary_key=True),
         sa.Column("upload_id", sa.String(1024), nullable=False, unique=True),
+        sa.Column("url", sa.String(2048), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["submission_id", "name"],
