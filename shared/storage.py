@@ -33,12 +33,13 @@ import threading
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 import fsspec
+import fsspec.asyn
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
@@ -371,6 +372,34 @@ class MultipartSink:
         """Drop the buffered tail: it is not :attr:`durable`, and a resume sends it again."""
         self.position = self.durable
         self._filled = 0
+
+
+async def _fill_from(body: Any, view: memoryview) -> int:
+    filled = 0
+    while filled < len(view):
+        chunk = await body.read(len(view) - filled)
+        if not chunk:
+            break
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    return filled
+
+
+@contextlib.contextmanager
+def object_source(url: str) -> Iterator[ReadInto]:
+    """An S3 object as a source for :class:`Intake`, streamed through one GET.
+
+    Not ``fs.open``: its reads are ranged GETs of one block each, which a server that reads
+    the whole object to answer a range (moto) pays for again and again, and its read-ahead
+    holds 50 MiB; here the bytes go from the one response into the intake's buffers.
+    """
+    fs, path = filesystem(url)
+    bucket, _, key = path.partition("/")
+    body = fs.call_s3("get_object", Bucket=bucket, Key=key)["Body"]
+    try:
+        yield lambda view: int(fsspec.asyn.sync(fs.loop, _fill_from, body, view))
+    finally:
+        body.close()
 
 
 def verify_upload(upload: MultipartUpload) -> None:

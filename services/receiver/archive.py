@@ -54,6 +54,7 @@ from shared.storage import (
     UploadedPart,
     abort_upload,
     filesystem,
+    object_source,
     object_store,
     open_sink,
     part_size_for,
@@ -243,8 +244,8 @@ class PartialUpload:
             sha256, md5 = self.intake.hexdigests()
             return StoredObject(self.url, self.size, sha256, md5)
         stored = Intake()
-        with self.fs.open(self.path, "rb", cache_type="none") as whole:  # no 50 MiB read-ahead
-            stored.take(whole.readinto)
+        with object_source(self.url) as whole:
+            stored.take(whole)
         if stored.size != self.size:
             raise OffsetMismatch(stored.size)
         sha256, md5 = stored.hexdigests()
