@@ -349,6 +349,10 @@ def s3_bench(data: Path) -> None:
             f"(target < 150 MB)"
         )
         print(f"digests agree with md5sum: {result.get('md5') == md5_hex and resumed.get('md5') == md5_hex}")
+    except BaseException:
+        if receiver is not None:
+            print(f"the receiver's log ends:\n{receiver.tail()}", file=sys.stderr)
+        raise
     finally:
         if receiver is not None:
             receiver.stop()

@@ -25,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import mmap
 import os
 import posixpath
@@ -275,6 +276,42 @@ def part_size_for(total: int, least: int) -> int:
     return max(least, MIN_PART, -(-needed // (1 << 20)) << 20)
 
 
+class _PartBody(io.RawIOBase):
+    """A part's bytes as the seekable file botocore wants, read straight out of the part buffer.
+
+    botocore takes bytes or a file, not a memoryview; a file over the buffer lets it send (and
+    re-send on a retry) a part without a copy of tens of megabytes.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), len(self._view) - self._at)
+        buffer[:n] = self._view[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: len(self._view)}[whence]
+        self._at = base + offset
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
 class MultipartSink:
     """An S3 object written as parts of one multipart upload, resumable at any size.
 
@@ -323,10 +360,10 @@ class MultipartSink:
             self.position += n
             chunk = chunk[n:]
             if self._filled == len(self._buffer):
-                self._send(self._buffer)  # a bytearray, which botocore takes as it is
+                self._send(memoryview(self._buffer))
                 self._filled = 0
 
-    def _send(self, body: bytes | bytearray) -> None:
+    def _send(self, body: memoryview) -> None:
         """Send the next part and record it once S3 acknowledged it."""
         if self._upload is None:
             upload_id = self._call("create_multipart_upload")["UploadId"]
@@ -336,7 +373,9 @@ class MultipartSink:
         if number > MAX_PARTS:
             raise SizeLimitExceeded(f"more than {MAX_PARTS} parts of {len(self._buffer)} bytes")
         try:
-            sent = self._call("upload_part", UploadId=self._upload.upload_id, PartNumber=number, Body=body)
+            sent = self._call(
+                "upload_part", UploadId=self._upload.upload_id, PartNumber=number, Body=_PartBody(body)
+            )
         except FileNotFoundError as exc:  # s3fs's word for NoSuchUpload
             raise NoSuchUpload(self._upload.upload_id) from exc
         part = UploadedPart(number, len(body), sent["ETag"])
@@ -349,11 +388,11 @@ class MultipartSink:
 
     def finish(self) -> None:
         """Send the tail as the last part and complete the upload: the object appears whole."""
-        tail = bytes(memoryview(self._buffer)[: self._filled])
+        tail = memoryview(self._buffer)[: self._filled]
         self._filled = 0
         if self._upload is None:
             # Less than one part in all: one PUT is the whole object, no upload to track.
-            self._fs.pipe_file(f"{self._bucket}/{self._key}", tail)
+            self._fs.pipe_file(f"{self._bucket}/{self._key}", bytes(tail))
             self.durable = len(tail)
             return
         if tail:
