@@ -163,6 +163,29 @@ async def raw_put(base: str, path: Path, sample: str, pieces: int = 1) -> tuple[
         return time.perf_counter() - started, result
 
 
+def start_receiver(
+    work: Path, bootstrap: str, size: int, store: dict[str, str]
+) -> tuple[Process, str, dict[str, str]]:
+    """A ``genomhub run receiver`` on ``store``'s settings, answering: it, its URL, its env."""
+    port = free_port()
+    env = {
+        **store,
+        "GENOMHUB_HOME": str(work / "home"),
+        "GENOMHUB_KAFKA_BOOTSTRAP": bootstrap,
+        "GENOMHUB_RECEIVER_PORT": str(port),
+        "GENOMHUB_TOKENS": json.dumps({token_hash(TOKEN): "hovedstaden"}),
+        "GENOMHUB_RECEIVER_MAX_FILE_SIZE": str(size * 2),
+        "GENOMHUB_LOG_LEVEL": "WARNING",
+    }
+    receiver = Process(genomhub("run", "receiver"), work / "receiver.log", env).start()
+    try:
+        receiver.wait_http(port, timeout=120)
+    except BaseException:
+        receiver.stop()
+        raise
+    return receiver, f"http://127.0.0.1:{port}", env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -193,20 +216,10 @@ def file_bench(data: Path) -> None:
     receiver: Process | None = None
     try:
         state, _ = broker.start()
-        port = free_port()
-        env = {
-            "GENOMHUB_HOME": str(work / "home"),
-            "GENOMHUB_KAFKA_BOOTSTRAP": state.bootstrap,
-            "GENOMHUB_RECEIVER_PORT": str(port),
-            "GENOMHUB_STORE": (work / "store").as_uri(),
-            "GENOMHUB_TOKENS": json.dumps({token_hash(TOKEN): "hovedstaden"}),
-            "GENOMHUB_RECEIVER_MAX_FILE_SIZE": str(size * 2),
-            "GENOMHUB_LOG_LEVEL": "WARNING",
-        }
-        receiver = Process(genomhub("run", "receiver"), work / "receiver.log", env).start()
-        receiver.wait_http(port, timeout=120)
+        receiver, base, env = start_receiver(
+            work, state.bootstrap, size, {"GENOMHUB_STORE": (work / "store").as_uri()}
+        )
         assert receiver.proc is not None
-        base = f"http://127.0.0.1:{port}"
 
         md5sum(data)  # warm the page cache, so both sides read the file from memory
         md5_s, md5_cpu, md5_hex = md5sum(data)
@@ -296,24 +309,15 @@ def s3_bench(data: Path) -> None:
         endpoint = f"http://127.0.0.1:{moto_port}"
         boto3.client("s3", endpoint_url=endpoint, **aws_client()).create_bucket(Bucket="archive")
         state, _ = broker.start()
-        port = free_port()
         part_size = get_settings().receiver_s3_part_size
-        env = {
+        s3_store = {
             **AWS,
-            "GENOMHUB_HOME": str(work / "home"),
-            "GENOMHUB_KAFKA_BOOTSTRAP": state.bootstrap,
-            "GENOMHUB_RECEIVER_PORT": str(port),
             "GENOMHUB_STORE": "s3://archive/genomes",
             "GENOMHUB_S3_ENDPOINT_URL": endpoint,
-            "GENOMHUB_TOKENS": json.dumps({token_hash(TOKEN): "hovedstaden"}),
-            "GENOMHUB_RECEIVER_MAX_FILE_SIZE": str(size * 2),
             "GENOMHUB_RECEIVER_S3_PART_SIZE": str(part_size),
-            "GENOMHUB_LOG_LEVEL": "WARNING",
         }
-        receiver = Process(genomhub("run", "receiver"), work / "receiver.log", env).start()
-        receiver.wait_http(port, timeout=120)
+        receiver, base, _ = start_receiver(work, state.bootstrap, size, s3_store)
         assert receiver.proc is not None
-        base = f"http://127.0.0.1:{port}"
         md5sum(data)  # warm the page cache, so every side reads the file from memory
         _, _, md5_hex = md5sum(data)
 
