@@ -109,6 +109,13 @@ def test_s3_upload_resumes_by_parts_across_a_cut_and_a_restart(
     size, sha256, md5 = digests(reads)
     assert (last.json()["size"], last.json()["sha256"], last.json()["md5"]) == (size, sha256, md5)
     assert uploads_in_transit(s3, sid) == []
+    # Completed where it belongs, so nothing waits under .incoming to be copied.
+    assert s3.list_objects_v2(Bucket="archive", Prefix=f"genomes/.incoming/{sid}/").get("KeyCount", 0) == 0
+
+    # The same bytes again, whole: sent to .incoming, never over the complete file.
+    repeat = s3_receiver.call("PUT", path, data=data)
+    assert repeat.status_code == 200 and repeat.json()["deduplicated"] is True, repeat.text
+    assert uploads_in_transit(s3, sid) == []
 
     sealed = s3_receiver.call("POST", f"/v1/submissions/{sid}/seal")
     assert sealed.status_code == 200, sealed.text
