@@ -343,6 +343,14 @@ class ReceiverSettings(StatefulServiceSettings):
         description="Receiver: length of the database lease on a file being written or a submission being "
         "sealed, renewed every third of it; a replica that dies frees its files after this long.",
     )
+    s3_part_size: int = Field(
+        default=8 << 20,
+        ge=5 << 20,
+        le=5 << 30,
+        description="Receiver: bytes of each part of an S3 upload in transit (S3: 5 MiB to 5 GiB), "
+        "more for a file that would need more than S3's 10,000 parts (a 500 GiB file: 54 MiB). A "
+        "cut PUT keeps its whole parts; each upload holds two parts in memory.",
+    )
     max_file_size: int = Field(
         default=500 * 2**30, gt=0, description="Receiver: largest file it accepts, in bytes (413 beyond)."
     )

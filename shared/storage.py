@@ -25,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import mmap
 import os
 import posixpath
@@ -33,12 +34,13 @@ import threading
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import fsspec
+import fsspec.asyn
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
@@ -186,9 +188,9 @@ class LocalFile:
 class RemoteFile:
     """An fsspec file (an S3 object): written as it comes; it appears whole when closed."""
 
-    def __init__(self, handle: IO[bytes], offset: int = 0) -> None:
+    def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
-        self.position = offset
+        self.position = 0
 
     def write(self, chunk: memoryview) -> None:
         self._handle.write(chunk)
@@ -202,11 +204,277 @@ class RemoteFile:
 
 
 def open_sink(fs: AbstractFileSystem, path: str, offset: int = 0) -> Sink:
-    """``path`` opened for writing: from the start, or appended to at ``offset`` (its size)."""
+    """``path`` opened for writing: from the start, or (a local file) appended to at ``offset``.
+
+    An object is never appended to: s3fs's append mode copies the object into the first part
+    of a multipart upload, which S3 limits to 5 GiB. A resumable object is a
+    :class:`MultipartSink` instead.
+    """
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     if isinstance(fs, LocalFileSystem):
         return LocalFile(path, offset)
-    return RemoteFile(fs.open(path, "ab" if offset else "wb"), offset)
+    if offset:
+        raise ValueError("an object store is not appended to; resume through a MultipartSink")
+    return RemoteFile(fs.open(path, "wb"))
+
+
+def object_store(url: str) -> bool:
+    """Whether ``url`` names an object in an object store (S3), which is written in parts."""
+    return not isinstance(filesystem(url)[0], LocalFileSystem)
+
+
+MIN_PART = 5 << 20
+"""S3's smallest part but the last."""
+
+MAX_PARTS = 10_000
+"""S3's most parts in one multipart upload."""
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    """A part S3 acknowledged: its number in the upload, its length and S3's ETag for it."""
+
+    number: int
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    """An S3 multipart upload in progress (to the object ``url``) and the parts of it S3 has
+    acknowledged, in order."""
+
+    url: str
+    upload_id: str
+    parts: tuple[UploadedPart, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return sum(part.size for part in self.parts)
+
+
+class PartLedger(Protocol):
+    """Where one file's multipart upload is recorded as it goes (the receiver's database).
+
+    The ledger, not the object store, answers how much of an object in transit arrived: S3
+    cannot read back the parts of an unfinished upload. Each call is made only after S3
+    acknowledged what it records, so the ledger never claims a byte S3 does not hold.
+    """
+
+    def upload_started(self, url: str, upload_id: str) -> None: ...
+
+    def part_stored(self, upload_id: str, part: UploadedPart) -> None: ...
+
+    def upload_ended(self) -> None: ...
+
+
+class NoSuchUpload(Exception):
+    """The object store no longer knows the multipart upload the ledger names (completed or aborted)."""
+
+
+def part_size_for(total: int, least: int) -> int:
+    """The part size of an S3 upload of ``total`` bytes: ``least``, or more (whole MiB) when
+    ``least`` would need more than S3's :data:`MAX_PARTS` parts."""
+    needed = -(-total // MAX_PARTS)
+    return max(least, MIN_PART, -(-needed // (1 << 20)) << 20)
+
+
+class _PartBody(io.RawIOBase):
+    """A part's bytes as the seekable file botocore wants, read straight out of the part buffer.
+
+    botocore takes bytes or a file, not a memoryview; a file over the buffer lets it send (and
+    re-send on a retry) a part without a copy of tens of megabytes.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), len(self._view) - self._at)
+        buffer[:n] = self._view[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: len(self._view)}[whence]
+        self._at = base + offset
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
+class MultipartSink:
+    """An S3 object written as parts of one multipart upload, resumable at any size.
+
+    Bytes fill a part buffer of ``part_size``; a full buffer is sent as the next part
+    (UploadPart) and recorded in the ledger only once S3 acknowledged it. :attr:`durable` is
+    what the recorded parts hold: after a stream cut mid-part the buffered tail is thrown
+    away at :meth:`close` (S3 takes no short part but the last), and a resume starts at the
+    next part. :meth:`finish` sends the tail as the last part and completes the upload, so the
+    object appears, whole, only at its last byte. No part is ever a copy of another object, so
+    nothing here meets UploadPartCopy's 5 GiB limit. The upload itself is created with the
+    first part, so a PUT that delivers less than a part leaves nothing in S3.
+
+    One buffer, sent from the write lane: while a part is in flight the md5 and sha256 lanes
+    go on with the chunks already read (:class:`Intake`), and a second buffer would overlap
+    only the copy into this one, at the price of a part's memory per upload.
+    """
+
+    def __init__(
+        self,
+        fs: AbstractFileSystem,
+        url: str,
+        part_size: int,
+        ledger: PartLedger,
+        upload: MultipartUpload | None = None,
+    ) -> None:
+        if part_size < MIN_PART:
+            raise ValueError(f"S3 parts but the last are at least {MIN_PART} bytes, not {part_size}")
+        self._fs = fs
+        self.url = upload.url if upload is not None else url
+        self._bucket, _, self._key = filesystem(self.url)[1].partition("/")
+        self._ledger = ledger
+        self._upload = upload
+        self._buffer = bytearray(part_size)
+        self._filled = 0
+        self.durable = upload.size if upload is not None else 0
+        self.position = self.durable
+
+    def _call(self, operation: str, **params: Any) -> Any:
+        return self._fs.call_s3(operation, Bucket=self._bucket, Key=self._key, **params)
+
+    def write(self, chunk: memoryview) -> None:
+        while chunk:
+            n = min(len(chunk), len(self._buffer) - self._filled)
+            self._buffer[self._filled : self._filled + n] = chunk[:n]
+            self._filled += n
+            self.position += n
+            chunk = chunk[n:]
+            if self._filled == len(self._buffer):
+                self._send(memoryview(self._buffer))
+                self._filled = 0
+
+    def _send(self, body: memoryview) -> None:
+        """Send the next part and record it once S3 acknowledged it."""
+        if self._upload is None:
+            upload_id = self._call("create_multipart_upload")["UploadId"]
+            self._ledger.upload_started(self.url, upload_id)
+            self._upload = MultipartUpload(self.url, upload_id)
+        number = len(self._upload.parts) + 1
+        if number > MAX_PARTS:
+            raise SizeLimitExceeded(f"more than {MAX_PARTS} parts of {len(self._buffer)} bytes")
+        try:
+            sent = self._call(
+                "upload_part", UploadId=self._upload.upload_id, PartNumber=number, Body=_PartBody(body)
+            )
+        except FileNotFoundError as exc:  # s3fs's word for NoSuchUpload
+            raise NoSuchUpload(self._upload.upload_id) from exc
+        part = UploadedPart(number, len(body), sent["ETag"])
+        self._ledger.part_stored(self._upload.upload_id, part)
+        self._upload = MultipartUpload(self.url, self._upload.upload_id, (*self._upload.parts, part))
+        self.durable += part.size
+
+    def sync(self) -> None:
+        """Nothing to do: a part is durable when S3 acknowledges it; a tail cannot be a part."""
+
+    def finish(self) -> None:
+        """Send the tail as the last part and complete the upload: the object appears whole."""
+        tail = memoryview(self._buffer)[: self._filled]
+        self._filled = 0
+        if self._upload is None:
+            # Less than one part in all: one PUT is the whole object, no upload to track.
+            self._fs.pipe_file(f"{self._bucket}/{self._key}", bytes(tail))
+            self.durable = len(tail)
+            return
+        if tail:
+            self._send(tail)
+        parts = [{"PartNumber": p.number, "ETag": p.etag} for p in self._upload.parts]
+        try:
+            self._call(
+                "complete_multipart_upload", UploadId=self._upload.upload_id, MultipartUpload={"Parts": parts}
+            )
+        except FileNotFoundError as exc:
+            raise NoSuchUpload(self._upload.upload_id) from exc
+        self._fs.invalidate_cache(f"{self._bucket}/{self._key}")
+        self._ledger.upload_ended()
+
+    def close(self) -> None:
+        """Drop the buffered tail: it is not :attr:`durable`, and a resume sends it again."""
+        self.position = self.durable
+        self._filled = 0
+
+
+async def _fill_from(body: Any, view: memoryview) -> int:
+    filled = 0
+    while filled < len(view):
+        chunk = await body.read(len(view) - filled)
+        if not chunk:
+            break
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    return filled
+
+
+@contextlib.contextmanager
+def object_source(url: str) -> Iterator[ReadInto]:
+    """An S3 object as a source for :class:`Intake`, streamed through one GET.
+
+    Not ``fs.open``: its reads are ranged GETs of one block each, which a server that reads
+    the whole object to answer a range (moto) pays for again and again, and its read-ahead
+    holds 50 MiB; here the bytes go from the one response into the intake's buffers.
+    """
+    fs, path = filesystem(url)
+    bucket, _, key = path.partition("/")
+    body = fs.call_s3("get_object", Bucket=bucket, Key=key)["Body"]
+    try:
+        yield lambda view: int(fsspec.asyn.sync(fs.loop, _fill_from, body, view))
+    finally:
+        body.close()
+
+
+def verify_upload(upload: MultipartUpload) -> None:
+    """Check that S3 still holds the upload and every part the ledger records (else :class:`NoSuchUpload`).
+
+    S3 may hold one part more than the ledger (acknowledged, then the receiver died before
+    recording it); that part is sent again under its number, which replaces it.
+    """
+    fs, path = filesystem(upload.url)
+    bucket, _, key = path.partition("/")
+    held: dict[int, str] = {}
+    marker = 0
+    while True:
+        try:
+            listed = fs.call_s3(
+                "list_parts", Bucket=bucket, Key=key, UploadId=upload.upload_id, PartNumberMarker=marker
+            )
+        except FileNotFoundError as exc:
+            raise NoSuchUpload(upload.upload_id) from exc
+        held.update({p["PartNumber"]: p["ETag"] for p in listed.get("Parts", [])})
+        if not listed.get("IsTruncated"):
+            break
+        marker = int(listed["NextPartNumberMarker"])
+    if any(held.get(part.number) != part.etag for part in upload.parts):
+        raise NoSuchUpload(upload.upload_id)
+
+
+def abort_upload(url: str, upload_id: str) -> None:
+    """Abort a multipart upload: S3 frees its parts (an upload already gone is no error)."""
+    fs, path = filesystem(url)
+    bucket, _, key = path.partition("/")
+    with contextlib.suppress(FileNotFoundError):
+        fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
 
 
 class Lane:
@@ -271,10 +539,11 @@ class Intake:
 
     One intake can :meth:`take` several sources in turn (a resumed upload first re-reads the
     prefix it has, unwritten, then the client's bytes), and its digests cover them all.
+    ``counted`` bytes stored before, and not taken here, count towards ``max_size`` only.
     """
 
-    def __init__(self, max_size: int | None = None) -> None:
-        self.size = 0
+    def __init__(self, max_size: int | None = None, counted: int = 0) -> None:
+        self.size = counted
         self.max_size = max_size
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256()

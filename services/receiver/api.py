@@ -38,7 +38,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.receiver import archive
-from services.receiver.archive import Layout, OffsetMismatch, PartialUpload
+from services.receiver.archive import Layout, OffsetMismatch, Transit
 from services.receiver.metadata import (
     MetadataError,
     NewSubmission,
@@ -294,9 +294,11 @@ class ReceiverApi(Api):
         pace: Pace,
         bodies: BodyReaders,
         inboxes: dict[str, str],
+        s3_part_size: int,
     ) -> None:
         self.store = store
         self.layout = layout
+        self.transit = Transit(layout, store, s3_part_size)
         self.emit = emit
         self.tracer = tracer
         self.max_file_size = max_file_size
@@ -523,9 +525,7 @@ class ReceiverApi(Api):
             arrived = (
                 None
                 if f.complete
-                else await asyncio.to_thread(
-                    archive.arrived, self.layout.partial(state.submission_id, f.name)
-                )
+                else await asyncio.to_thread(self.transit.arrived, state.submission_id, f.name)
             )
             listed.append(FileView.of(f, arrived=arrived))
         shown = Shown(
@@ -558,9 +558,7 @@ class ReceiverApi(Api):
                 "ETag": f'"{declared.sha256}"',
             }
         else:
-            have = await asyncio.to_thread(
-                archive.arrived, self.layout.partial(state.submission_id, declared.name)
-            )
+            have = await asyncio.to_thread(self.transit.arrived, state.submission_id, declared.name)
             headers = {"Upload-Offset": str(have), "Upload-Complete": "?0"}
         return web.Response(status=200, headers={**headers, **NO_STORE})
 
@@ -619,7 +617,9 @@ class ReceiverApi(Api):
                     )
                 with self._span(f"receiver upload {declared.name}", state) as span:
                     span.set_attribute("genomhub.upload_offset", place.offset)
-                    return await self._receive(request, state, declared, place.offset, place.ends_file, lease)
+                    return await self._receive(
+                        request, state, declared, place.offset, place.ends_file, place.total, lease
+                    )
         except LeaseHeld:  # only taking the lease raises it
             raise self._uploading(declared.name) from None
 
@@ -630,13 +630,29 @@ class ReceiverApi(Api):
         declared: FileState,
         offset: int,
         ends_file: bool,
+        total: int,
         lease: Lease,
     ) -> web.Response:
-        """Stream the body into the partial while ``lease`` holds: once it is lost (another
-        replica may have taken the file over), the next read stops the upload with a 409."""
-        partial_url = self.layout.partial(state.submission_id, declared.name)
+        """Stream the body into the file in transit while ``lease`` holds: once it is lost
+        (another replica may have taken the file over), the next read stops the upload with a
+        409. A file not yet complete is written where it belongs if the store keeps it
+        invisible until whole (S3); a complete one is never rewritten."""
+        final_url = (
+            None
+            if declared.complete
+            else self.layout.final(state.region, state.sample_id, state.submission_id, declared.name)
+        )
         try:
-            upload = await asyncio.to_thread(PartialUpload, partial_url, offset, self.max_file_size)
+            upload = await asyncio.to_thread(
+                self.transit.open,
+                state.submission_id,
+                declared.name,
+                offset,
+                self.max_file_size,
+                total,
+                ends_file,
+                final_url,
+            )
         except OffsetMismatch as exc:
             raise error(
                 409,
@@ -669,13 +685,16 @@ class ReceiverApi(Api):
             await asyncio.shield(asyncio.to_thread(upload.close))
             RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.size - offset)
             request[OUTCOME] = RequestOutcome.INTERRUPTED
-            log.warning("upload interrupted", name=declared.name, arrived=upload.size, reason=str(exc))
+            log.warning("upload interrupted", name=declared.name, arrived=upload.arrived, reason=str(exc))
             raise error(
-                400, "upload interrupted", headers={"Upload-Offset": str(upload.size)}, arrived=upload.size
+                400,
+                "upload interrupted",
+                headers={"Upload-Offset": str(upload.arrived)},
+                arrived=upload.arrived,
             ) from None
         except SizeLimitExceeded:
             await asyncio.shield(asyncio.to_thread(upload.close))
-            await asyncio.to_thread(archive.discard, partial_url)
+            await asyncio.to_thread(self.transit.discard, state.submission_id, declared.name)
             raise error(413, f"files larger than {self.max_file_size} bytes are not accepted") from None
         finally:
             await asyncio.shield(asyncio.to_thread(upload.close))
@@ -683,16 +702,19 @@ class ReceiverApi(Api):
         if upload.size - offset != expected:  # never taken for a whole file, whatever the cause
             request[OUTCOME] = RequestOutcome.INTERRUPTED
             raise error(
-                400, "upload interrupted", headers={"Upload-Offset": str(upload.size)}, arrived=upload.size
+                400,
+                "upload interrupted",
+                headers={"Upload-Offset": str(upload.arrived)},
+                arrived=upload.arrived,
             )
         if not ends_file:
             return json_answer(
-                Piece(name=declared.name, complete=False, arrived=upload.size),
+                Piece(name=declared.name, complete=False, arrived=upload.arrived),
                 status=202,
-                headers={"Upload-Offset": str(upload.size)},
+                headers={"Upload-Offset": str(upload.arrived)},
             )
         lease.check()
-        done, deduplicated = await self._settle(state, declared, upload.result())
+        done, deduplicated = await self._settle(state, declared, await asyncio.to_thread(upload.result))
         return json_answer(
             FileView.of(done, deduplicated=deduplicated),
             headers={"Upload-Offset": str(done.size), "Upload-Complete": "?1"},
@@ -782,7 +804,7 @@ class ReceiverApi(Api):
                     arrived = {}
                     for name in missing:
                         arrived[name] = await asyncio.to_thread(
-                            archive.arrived, self.layout.partial(state.submission_id, name)
+                            self.transit.arrived, state.submission_id, name
                         )
                     raise error(409, "files are missing or incomplete", missing=missing, arrived=arrived)
                 with self._span("receiver seal", state) as span:

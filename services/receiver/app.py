@@ -46,6 +46,7 @@ def build() -> Service:
         ),
         bodies=BodyReaders(settings.max_uploads, settings.max_uploads_per_region),
         inboxes=dict(settings.inboxes),
+        s3_part_size=settings.s3_part_size,
     )
     service.web.middlewares.append(cast(Middleware, count_requests))  # ahead of auth: 401s count too
     api.install(service.web, Tokens(settings.access.tokens))

@@ -5,30 +5,75 @@ Layout under ``GENOMHUB_STORE`` (any fsspec URL)::
     <store>/<region>/<sample_id>/<submission_id>/<file name>     complete files, never rewritten
     <store>/.incoming/<submission_id>/<file name>                 bytes still arriving
 
-A file in transit lives only under ``.incoming``, so nothing in the archive proper ever looks
-complete before it is: it is moved into place once its last byte arrived and its digests
-checked. The partial object is itself the record of how much arrived: each PUT appends to
-it (locally a write at the offset where the file ends; on S3, s3fs's append mode starts a
-multipart upload whose first part is a server-side copy of the existing object), and it is committed
-when the request ends, even when the client went away mid-way, so a resumed PUT continues
-from what is there. A receiver that dies mid-PUT leaves the prefix it had written (locally)
-or the previous partial (S3: the unfinished multipart upload is never visible); either way
-a prefix, which HEAD reports and a resume continues. The digests of a resumed file are
-rebuilt by streaming the prefix back through the hashes: cheap next to the upload, and the
-only way to be sure the digests cover the bytes actually stored.
+Nothing in the archive proper ever looks complete before it is: a local file in transit
+lives only under ``.incoming`` and is moved into place once its last byte arrived and its
+digests were checked; an S3 file in transit is an unfinished multipart upload, which no
+listing or GET shows, completed in its place at its last byte (a file whose declared sha256
+it then misses is removed before anything records it). Each PUT continues the file where what is stored ends; how the bytes are stored
+depends on the store, behind one :class:`PartialUpload`:
 
-Known limit: S3's UploadPartCopy takes at most 5 GiB, so on real S3 a partial larger than
-that cannot be appended to; a resume then has to start over (the error says so).
+- **Local** (``file://``): the partial file is itself the record of how much arrived. A PUT
+  writes at the offset where it ends and is made durable when the request ends, even when
+  the client went away mid-way; a receiver that dies mid-PUT leaves the prefix it wrote. The
+  digests of a resumed file are rebuilt by streaming the prefix back through the hashes.
+- **S3**: the file in transit is ONE multipart upload, created on its first whole part. Each
+  PUT streams into parts of ``GENOMHUB_RECEIVER_S3_PART_SIZE``; a part is recorded in the
+  receiver's database (``state.SubmissionStore``, the part ledger) only once S3 acknowledged
+  it, and how much arrived is the sum of the recorded parts. A PUT cut mid-part keeps its
+  whole parts and throws away the tail (the answer's ``Upload-Offset`` says where to resume,
+  possibly before what was sent); a resume, on any replica or after a restart, continues with
+  the next part number. The last byte completes the upload where the file belongs (a
+  re-upload of a file already complete goes to ``.incoming`` instead, so a complete file is
+  never rewritten): no move follows, which on S3 would be a copy of the whole file. No part
+  is a copy of an earlier object, so the file may be of any size (S3's UploadPartCopy stops
+  at 5 GiB). An upload started over (a PUT at offset 0) or refused (too large) is aborted in
+  S3, which frees its parts.
+
+  S3 cannot read back the parts of an unfinished upload, and hashlib's state cannot be
+  saved, so the digests of a file whose bytes came in several PUTs are computed by reading
+  the completed object back once: they cover exactly the bytes stored, at the cost of one
+  read of the file (measured with ``bench/upload.py --store s3``). A file sent in one PUT is
+  hashed on the way, as locally.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from shared.paths import beneath
-from shared.storage import Intake, ReadInto, Sink, StoredObject, filesystem, open_sink
+from shared.storage import (
+    MIN_PART,
+    Intake,
+    MultipartSink,
+    MultipartUpload,
+    NoSuchUpload,
+    ReadInto,
+    Sink,
+    StoredObject,
+    UploadedPart,
+    abort_upload,
+    filesystem,
+    object_source,
+    object_store,
+    open_sink,
+    part_size_for,
+    verify_upload,
+)
 
 INCOMING = ".incoming"
+
+
+class UploadRecords(Protocol):
+    """The receiver's database as the record of S3 uploads in transit (``state.SubmissionStore``)."""
+
+    def upload_in_transit(self, submission_id: str, name: str) -> MultipartUpload | None: ...
+
+    def upload_started(self, submission_id: str, name: str, url: str, upload_id: str) -> None: ...
+
+    def part_stored(self, upload_id: str, part: UploadedPart) -> None: ...
+
+    def upload_ended(self, submission_id: str, name: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +102,7 @@ class OffsetMismatch(Exception):
 
 
 def arrived(partial_url: str) -> int:
-    """How many bytes of an upload in transit are in the archive (0 when none)."""
+    """How many bytes of a local upload in transit are in the archive (0 when none)."""
     fs, path = filesystem(partial_url)
     try:
         return int(fs.size(path))
@@ -76,31 +121,101 @@ def exists(url: str) -> bool:
     return bool(fs.exists(path))
 
 
+@dataclass(frozen=True)
+class FileParts:
+    """One file's S3 upload as the database records it: the ledger its parts are written to."""
+
+    records: UploadRecords
+    submission_id: str
+    name: str
+
+    def in_transit(self) -> MultipartUpload | None:
+        return self.records.upload_in_transit(self.submission_id, self.name)
+
+    def upload_started(self, url: str, upload_id: str) -> None:
+        self.records.upload_started(self.submission_id, self.name, url, upload_id)
+
+    def part_stored(self, upload_id: str, part: UploadedPart) -> None:
+        self.records.part_stored(upload_id, part)
+
+    def upload_ended(self) -> None:
+        self.records.upload_ended(self.submission_id, self.name)
+
+
 class PartialUpload:
-    """Append to a file in transit, hashing everything it holds; blocking, run in a thread.
+    """Continue a file in transit, hashing what arrives; blocking, run in a thread.
 
     ``offset`` is where the client says its bytes start: 0 starts the file over, anything
-    else must equal what has arrived (else :class:`OffsetMismatch`), whose digests are then
-    rebuilt from the stored prefix.
+    else must equal what has arrived (else :class:`OffsetMismatch`). Locally the stored
+    prefix is then read back through the hashes. On S3 (``parts`` given) the file's multipart
+    upload is checked against S3's own list of its parts and continued, in parts of
+    ``part_size`` or more for a file (``total`` bytes) that would need more than S3's 10,000;
+    ``ends_file`` says this PUT brings the last byte, at which :meth:`close` completes it:
+    to ``target_url`` (the file's final place, so no copy follows) when given, as the upload
+    started, else to ``partial_url``.
     """
 
-    def __init__(self, partial_url: str, offset: int, max_size: int) -> None:
+    def __init__(
+        self,
+        partial_url: str,
+        offset: int,
+        max_size: int,
+        *,
+        parts: FileParts | None = None,
+        part_size: int = MIN_PART,
+        total: int = 0,
+        ends_file: bool = False,
+        target_url: str | None = None,
+    ) -> None:
         self.url = partial_url
         self.fs, self.path = filesystem(partial_url)
-        self.intake = Intake(max_size)
-        have = arrived(partial_url)
+        self._ends_at = total if ends_file else None
+        self._resumed = offset != 0
+        self._sink: Sink | None
+        self._multipart: MultipartSink | None = None
+        if parts is None:
+            self.intake = Intake(max_size)
+            have = arrived(partial_url)
+            if offset != 0 and offset != have:
+                raise OffsetMismatch(have)
+            if offset:
+                with self.fs.open(self.path, "rb") as prefix:
+                    self.intake.take(prefix.readinto)
+                if self.intake.size != offset:  # the prefix changed under us: refuse, don't guess
+                    raise OffsetMismatch(self.intake.size)
+            self._sink = open_sink(self.fs, self.path, offset)
+            return
+        upload = parts.in_transit()
+        have = upload.size if upload is not None else 0
         if offset != 0 and offset != have:
             raise OffsetMismatch(have)
-        if offset:
-            with self.fs.open(self.path, "rb") as prefix:
-                self.intake.take(prefix.readinto)
-            if self.intake.size != offset:  # the prefix changed under us: refuse, don't guess
-                raise OffsetMismatch(self.intake.size)
-        self._sink: Sink | None = open_sink(self.fs, self.path, offset)
+        if upload is not None and offset == 0:  # started over: S3 frees the old parts
+            abort_upload(upload.url, upload.upload_id)
+            parts.upload_ended()
+            upload = None
+        if upload is not None:
+            try:
+                verify_upload(upload)
+            except NoSuchUpload:  # gone from S3 (completed by a receiver that died, or aborted)
+                parts.upload_ended()
+                raise OffsetMismatch(0) from None
+        self.intake = Intake(max_size, counted=offset)
+        self._multipart = MultipartSink(
+            self.fs, target_url or partial_url, part_size_for(total, part_size), parts, upload
+        )
+        self._sink = self._multipart
+        self.url = self._multipart.url
+        self.path = filesystem(self.url)[1]
 
     @property
     def size(self) -> int:
+        """Bytes of the file seen so far: stored, and (on S3) an unsent tail."""
         return self.intake.size
+
+    @property
+    def arrived(self) -> int:
+        """Bytes of the file stored, from which a resume continues (call after :meth:`close`)."""
+        return self._multipart.durable if self._multipart is not None else self.intake.size
 
     def take(self, readinto: ReadInto) -> None:
         """Append the source's bytes; what it delivered before failing is kept (see ``Intake``)."""
@@ -108,22 +223,104 @@ class PartialUpload:
         self.intake.take(readinto, self._sink)
 
     def close(self) -> None:
-        """Make what arrived durable as the partial (also after an interrupted request)."""
+        """Make what arrived durable (also after an interrupted request); on S3, at the file's
+        last byte, complete the upload; else its tail short of a part is thrown away."""
         if self._sink is not None:
             sink, self._sink = self._sink, None
             try:
+                if self._multipart is not None and self._multipart.position == self._ends_at:
+                    self._multipart.finish()
                 sink.sync()
             finally:
                 sink.close()
 
     def result(self) -> StoredObject:
-        """Size and digests of the whole file so far (call after :meth:`close`)."""
-        sha256, md5 = self.intake.hexdigests()
-        return StoredObject(self.url, self.size, sha256, md5)
+        """Size and digests of the whole file (call after :meth:`close`).
+
+        A file that came to S3 in several PUTs is read back once: only the completed object
+        holds the bytes the earlier PUTs stored (see the module's docstring).
+        """
+        if self._multipart is None or not self._resumed:
+            sha256, md5 = self.intake.hexdigests()
+            return StoredObject(self.url, self.size, sha256, md5)
+        stored = Intake()
+        with object_source(self.url) as whole:
+            stored.take(whole)
+        if stored.size != self.size:
+            raise OffsetMismatch(stored.size)
+        sha256, md5 = stored.hexdigests()
+        return StoredObject(self.url, stored.size, sha256, md5)
+
+
+@dataclass(frozen=True)
+class Transit:
+    """Files in transit in one archive: opened for a PUT, measured, thrown away.
+
+    Whether the store is local or S3 is decided here, once, so the API never asks.
+    """
+
+    layout: Layout
+    records: UploadRecords
+    part_size: int
+
+    def _parts(self, submission_id: str, name: str) -> FileParts | None:
+        url = self.layout.partial(submission_id, name)
+        return FileParts(self.records, submission_id, name) if object_store(url) else None
+
+    def open(
+        self,
+        submission_id: str,
+        name: str,
+        offset: int,
+        max_size: int,
+        total: int,
+        ends_file: bool,
+        final_url: str | None,
+    ) -> PartialUpload:
+        """The file opened to continue at ``offset``; ``total`` is its size, as the PUT states it.
+
+        On S3 an upload completes at ``final_url`` (the file's place, when it has none yet):
+        an unfinished multipart upload is invisible, so the object appears there only whole,
+        and no server-side copy of tens of gigabytes follows (a move on S3 is a copy).
+        """
+        url = self.layout.partial(submission_id, name)
+        parts = self._parts(submission_id, name)
+        return PartialUpload(
+            url,
+            offset,
+            max_size,
+            parts=parts,
+            part_size=self.part_size,
+            total=total,
+            ends_file=ends_file,
+            target_url=final_url,
+        )
+
+    def arrived(self, submission_id: str, name: str) -> int:
+        """How many bytes of the file are stored (0 when none)."""
+        parts = self._parts(submission_id, name)
+        if parts is None:
+            return arrived(self.layout.partial(submission_id, name))
+        upload = parts.in_transit()
+        return upload.size if upload is not None else 0
+
+    def discard(self, submission_id: str, name: str) -> None:
+        """Throw the file in transit away: its S3 upload aborted, its partial object removed."""
+        parts = self._parts(submission_id, name)
+        url = self.layout.partial(submission_id, name)
+        if parts is not None:
+            upload = parts.in_transit()
+            if upload is not None:
+                abort_upload(upload.url, upload.upload_id)
+                parts.upload_ended()
+        discard(url)
 
 
 def commit(partial_url: str, final_url: str) -> None:
-    """Move a complete file from ``.incoming`` into its place in the archive."""
+    """Move a complete file from ``.incoming`` into its place in the archive (an S3 upload
+    completed in its place already is left there)."""
+    if partial_url == final_url:
+        return
     fs, src = filesystem(partial_url)
     _, dst = filesystem(final_url)
     fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)

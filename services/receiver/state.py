@@ -7,7 +7,10 @@ a unique idempotency key, and an indexed lookup of a sample's files by sha256 (s
 byte-identical re-upload points at the copy already archived). Several receiver replicas can
 share one PostgreSQL database. The bytes of a file in transit are not here: the partial
 object in the archive is the truth about how much arrived, so a crash can never make the
-database claim more than the archive holds.
+database claim more than the archive holds. On S3 the exception is a file in transit: S3 cannot
+read back the parts of an unfinished multipart upload, so the upload's id and the parts S3
+acknowledged are kept here, each part recorded only after S3 acknowledged it (the database
+never claims a byte S3 does not hold), and any replica resumes the upload from them.
 
 Methods are synchronous; the API calls them through ``asyncio.to_thread``.
 """
@@ -24,21 +27,25 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
     and_,
+    delete,
     insert,
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from services.receiver.metadata import NewSubmission
 from shared.database import NamedLeases, Store, UtcDateTime, lease_table
 from shared.events import FileRole, StoredFile, Submission
-from shared.storage import StoredObject
+from shared.storage import MultipartUpload, StoredObject, UploadedPart
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 metadata = MetaData()
@@ -88,6 +95,35 @@ files = Table(
 leases = lease_table(metadata, "receiver")
 """Who is writing a file (named ``<submission>/<file>``) or sealing a submission
 (``<submission>//seal``: a file name cannot hold a '/'), across the receiver's replicas."""
+
+uploads = Table(
+    "receiver_uploads",
+    metadata,
+    Column("submission_id", String(64), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("upload_id", String(1024), nullable=False, unique=True),
+    Column("url", String(2048), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    ForeignKeyConstraint(
+        ["submission_id", "name"], ["receiver_files.submission_id", "receiver_files.name"], ondelete="CASCADE"
+    ),
+)
+"""An S3 file in transit: the multipart upload its bytes go into (see ``archive.PartialUpload``)."""
+
+upload_parts = Table(
+    "receiver_upload_parts",
+    metadata,
+    Column(
+        "upload_id",
+        String(1024),
+        ForeignKey("receiver_uploads.upload_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("part_number", Integer, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("etag", String(128), nullable=False),
+)
+"""The parts S3 acknowledged: their sum is how much of the file arrived."""
 
 
 class IdempotencyKeyReused(Exception):
@@ -369,3 +405,66 @@ class SubmissionStore(Store):
                     )
                 ).scalars()
             )
+
+    # -- S3 uploads in transit -----------------------------------------------------------
+    def upload_in_transit(self, submission_id: str, name: str) -> MultipartUpload | None:
+        """The file's multipart upload and its acknowledged parts, in order; None when none."""
+        with self.reading() as conn:
+            upload = conn.execute(
+                select(uploads.c.upload_id, uploads.c.url).where(
+                    and_(uploads.c.submission_id == submission_id, uploads.c.name == name)
+                )
+            ).first()
+            if upload is None:
+                return None
+            rows = conn.execute(
+                select(upload_parts.c.part_number, upload_parts.c.size, upload_parts.c.etag)
+                .where(upload_parts.c.upload_id == upload.upload_id)
+                .order_by(upload_parts.c.part_number)
+            ).all()
+        parts = tuple(UploadedPart(r.part_number, r.size, r.etag) for r in rows)
+        return MultipartUpload(upload.url, upload.upload_id, parts)
+
+    def upload_started(self, submission_id: str, name: str, url: str, upload_id: str) -> None:
+        """Record the file's new multipart upload to ``url`` (the caller aborted any earlier one)."""
+        with self.writing() as conn:
+            self._forget_upload(conn, submission_id, name)
+            conn.execute(
+                insert(uploads).values(
+                    submission_id=submission_id,
+                    name=name,
+                    upload_id=upload_id,
+                    url=url,
+                    started_at=datetime.now(UTC),
+                )
+            )
+
+    def part_stored(self, upload_id: str, part: UploadedPart) -> None:
+        """Record a part S3 acknowledged; a part number sent again replaces its earlier record."""
+        with self.writing() as conn:
+            conn.execute(
+                delete(upload_parts).where(
+                    and_(upload_parts.c.upload_id == upload_id, upload_parts.c.part_number == part.number)
+                )
+            )
+            conn.execute(
+                insert(upload_parts).values(
+                    upload_id=upload_id, part_number=part.number, size=part.size, etag=part.etag
+                )
+            )
+
+    def upload_ended(self, submission_id: str, name: str) -> None:
+        """Forget the file's multipart upload: completed, or aborted in S3."""
+        with self.writing() as conn:
+            self._forget_upload(conn, submission_id, name)
+
+    @staticmethod
+    def _forget_upload(conn: Connection, submission_id: str, name: str) -> None:
+        upload_id = conn.execute(
+            select(uploads.c.upload_id).where(
+                and_(uploads.c.submission_id == submission_id, uploads.c.name == name)
+            )
+        ).scalar()
+        if upload_id is not None:
+            conn.execute(delete(upload_parts).where(upload_parts.c.upload_id == upload_id))
+            conn.execute(delete(uploads).where(uploads.c.upload_id == upload_id))

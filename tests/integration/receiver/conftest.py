@@ -2,7 +2,8 @@
 
 Two receivers per session: one archiving to ``file://``, one to ``s3://`` on moto's
 standalone server on loopback. Each has its own SQLite state and region inbox, bearer
-tokens configured as hashes, and a 64 MB size limit so that 413 can be shown cheaply.
+tokens configured as hashes, and a 64 MB size limit so that 413 can be shown cheaply; the S3
+receiver sends parts of 5 MiB, S3's smallest, so a test file spans several.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = ["postgres_server"]
 
 TOKENS = {"hovedstaden": "tok-hovedstaden-1f3a", "sjaelland": "tok-sjaelland-77c0", "ngc": "tok-ngc-a9e2"}
 MAX_FILE_SIZE = 64 << 20
+S3_PART_SIZE = 5 << 20
+"""S3's smallest part: the s3:// receiver's uploads have many parts at test sizes."""
 TOPIC = topic_name(FileReceived)
 
 receiver_url = engine_urls("receiver")
@@ -162,6 +165,7 @@ def s3_receiver(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "GENOMHUB_RECEIVER_S3_PART_SIZE": str(S3_PART_SIZE),
     }
     receiver = _receiver(tmp, "receiver-s3", "s3://archive/genomes", "s3://inbox/hovedstaden", aws)
     receiver.start()

@@ -70,6 +70,7 @@ async def start_replica(database_url: str, archive: str, emitted: list[str]) -> 
         pace=Pace(idle_timeout=20),
         bodies=BodyReaders(4),
         inboxes={},
+        s3_part_size=5 << 20,
     )
     app = make_web([])
     app.middlewares.append(cast(Middleware, count_requests))

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from services.receiver.metadata import parse_submission
 from services.receiver.state import IdempotencyKeyReused, SubmissionStore, request_digest, submissions
 from shared.events import FileRole, StoredFile
+from shared.storage import MultipartUpload, UploadedPart
 from tests.ids import issued_id
 
 META = parse_submission(
@@ -149,3 +150,29 @@ def test_a_database_at_0001_is_migrated_and_keeps_its_submissions(tmp_path: Path
     store = SubmissionStore(url)
     assert store.create("new", META, "syddanmark", "key-before", None)[0].submission_id == "old"
     store.close()
+
+
+def test_an_s3_upload_in_transit_keeps_its_parts_in_order_until_it_ends(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'receiver.db'}"
+    store = SubmissionStore(url)
+    sid = issued_id("uploads")
+    store.create(sid, META, "syddanmark", None, None)
+    assert store.upload_in_transit(sid, "R1.fastq.gz") is None
+    store.upload_started(sid, "R1.fastq.gz", "s3://a/R1", "up-1")
+    store.part_stored("up-1", UploadedPart(2, 5, "e2"))
+    store.part_stored("up-1", UploadedPart(1, 7, "e1"))
+    store.part_stored("up-1", UploadedPart(2, 6, "e2b"))  # sent again after a crash: replaced
+    store.close()
+
+    again = SubmissionStore(url)  # a restart, or another replica
+    upload = again.upload_in_transit(sid, "R1.fastq.gz")
+    assert upload == MultipartUpload(
+        "s3://a/R1", "up-1", (UploadedPart(1, 7, "e1"), UploadedPart(2, 6, "e2b"))
+    )
+    assert upload.size == 13
+    assert again.upload_in_transit(sid, "x.cram") is None
+
+    again.upload_started(sid, "R1.fastq.gz", "s3://a/R1", "up-2")  # started over: the old one is gone
+    assert again.upload_in_transit(sid, "R1.fastq.gz") == MultipartUpload("s3://a/R1", "up-2")
+    again.upload_ended(sid, "R1.fastq.gz")
+    assert again.upload_in_transit(sid, "R1.fastq.gz") is None

@@ -13,6 +13,8 @@ import pytest
 
 from shared.storage import (
     CHUNK,
+    MAX_PARTS,
+    MIN_PART,
     RING,
     AtomicWrite,
     Intake,
@@ -21,6 +23,7 @@ from shared.storage import (
     ReadInto,
     SizeLimitExceeded,
     copy_into,
+    part_size_for,
 )
 
 DATA = os.urandom(9 * CHUNK // 4 + 12_345)  # several chunks and a ragged end
@@ -174,3 +177,12 @@ def test_lanes_off_the_critical_path_yield_the_cpu() -> None:
         pace.close()
         yielding.close()
     assert seen == {"pace": mine, "yielding": min(mine + Lane.YIELDING_NICE, 19)}
+
+
+def test_s3_parts_grow_only_for_a_file_that_would_need_more_than_10000() -> None:
+    assert part_size_for(0, 8 << 20) == 8 << 20
+    assert part_size_for(10_000 * (8 << 20), 8 << 20) == 8 << 20
+    big = 500 << 30
+    size = part_size_for(big, 8 << 20)
+    assert size % (1 << 20) == 0 and -(-big // size) <= MAX_PARTS < -(-big // (size - (1 << 20)))
+    assert part_size_for(1, 1) == MIN_PART
