@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -236,11 +236,15 @@ class Store:
                 yield conn
 
     @contextmanager
-    def writing(self, lock: int | str | None = None) -> Iterator[Connection]:
-        """One serialised read-write transaction; on PostgreSQL under the advisory ``lock``."""
+    def writing(self, lock: int | str | None = None, *, locks: Iterable[str] = ()) -> Iterator[Connection]:
+        """One serialised read-write transaction; on PostgreSQL under the advisory ``lock``,
+        and under each of ``locks`` (a batch's samples), taken in sorted order so that two
+        writers of overlapping batches cannot each hold what the other waits for."""
         with self._transaction(writing=True) as conn:
-            if lock is not None and self.dialect == "postgresql":
-                conn.execute(_advisory_lock(lock))
+            if self.dialect == "postgresql":
+                keys: list[int | str] = [] if lock is None else [lock]
+                for key in keys + sorted(set(locks)):
+                    conn.execute(_advisory_lock(key))
             yield conn
 
     @contextmanager

@@ -65,6 +65,8 @@ SAMPLES_FTS = table("catalogue_samples_fts", column("rowid"), column("search"))
 """SQLite only (migration 0002): the trigram index of ``catalogue_samples.search``."""
 RARE_TERM = 1000
 """Below this many matches a text search is answered from the trigram index (SQLite)."""
+_SUBMISSIONS_PER_READ = 500
+"""Submissions whose kept events one query of a batch reads (a bound parameter each)."""
 _MODELS: dict[str, type[CatalogueData]] = {m.event_name: m for m in (Validated, Harmonised)}
 
 
@@ -237,38 +239,61 @@ class Catalogue(Store):
     # -- writing ---------------------------------------------------------------------
     def apply(self, event: CatalogueEvent) -> Applied:
         """Index ``event`` durably; the same event again, or late, converges to the same rows."""
-        submission = event.submission
-        with self.writing(lock=sample_key(submission.region, submission.sample_id)) as conn:
-            inserted = conn.execute(self._statements.keep_event, event_row(event)).first()
-            history = self._history(conn, submission.submission_id)
-            record = fold(history)
-            self._write_submission(conn, record)
-            # Every sample the submission was ever said to be of: one it left loses its row.
-            for region, sample_id in sorted({(e.submission.region, e.submission.sample_id) for e in history}):
-                self._refresh_sample(conn, region, sample_id)
-        return Applied(record, new=inserted is not None)
+        return self.apply_all([event])[0]
 
-    def _history(self, conn: Connection, submission_id: str) -> list[CatalogueEvent]:
-        rows = conn.execute(
-            select(
-                t.events.c.event_id,
-                t.events.c.time,
-                t.events.c.source,
-                t.events.c.trace_id,
-                t.events.c.type,
-                t.events.c.data,
-            ).where(t.events.c.submission_id == submission_id)
-        ).all()
-        return [
-            CatalogueEvent(
-                id=r.event_id,
-                time=r.time,
-                source=r.source,
-                trace_id=r.trace_id,
-                data=_MODELS[r.type].model_validate_json(r.data),
-            )
-            for r in rows
-        ]
+    def apply_all(self, batch: Sequence[CatalogueEvent]) -> list[Applied]:
+        """Index a batch of events in one transaction, with the rows they would leave one by one.
+
+        Each submission of the batch is folded once, from all its events (the batch's and
+        those kept before), so each event's ``Applied`` holds its submission's record after
+        the whole batch: what one by one the last of them would have said. Locked on every
+        sample of the batch, so a replica writing one of them waits, as it would for one event.
+        """
+        if not batch:
+            return []
+        samples = {sample_key(e.submission.region, e.submission.sample_id) for e in batch}
+        with self.writing(locks=samples) as conn:
+            new = [conn.execute(self._statements.keep_event, event_row(e)).first() is not None for e in batch]
+            submissions = sorted({e.submission.submission_id for e in batch})
+            histories = self._histories(conn, submissions)
+            records = {sid: fold(histories[sid]) for sid in submissions}
+            for sid in submissions:
+                self._write_submission(conn, records[sid])
+            # Every sample a submission was ever said to be of: one it left loses its row.
+            touched = {
+                (e.submission.region, e.submission.sample_id) for sid in submissions for e in histories[sid]
+            }
+            for region, sample_id in sorted(touched):
+                self._refresh_sample(conn, region, sample_id)
+        return [Applied(records[e.submission.submission_id], new=n) for e, n in zip(batch, new, strict=True)]
+
+    def _histories(self, conn: Connection, submission_ids: Sequence[str]) -> dict[str, list[CatalogueEvent]]:
+        """The kept events of each submission, read in a few queries rather than one each."""
+        found: dict[str, list[CatalogueEvent]] = {sid: [] for sid in submission_ids}
+        for start in range(0, len(submission_ids), _SUBMISSIONS_PER_READ):
+            chunk = submission_ids[start : start + _SUBMISSIONS_PER_READ]
+            rows = conn.execute(
+                select(
+                    t.events.c.event_id,
+                    t.events.c.submission_id,
+                    t.events.c.time,
+                    t.events.c.source,
+                    t.events.c.trace_id,
+                    t.events.c.type,
+                    t.events.c.data,
+                ).where(t.events.c.submission_id.in_(chunk))
+            ).all()
+            for r in rows:
+                found[r.submission_id].append(
+                    CatalogueEvent(
+                        id=r.event_id,
+                        time=r.time,
+                        source=r.source,
+                        trace_id=r.trace_id,
+                        data=_MODELS[r.type].model_validate_json(r.data),
+                    )
+                )
+        return found
 
     def _write_submission(self, conn: Connection, record: SubmissionRecord) -> None:
         conn.execute(self._statements.submission, submission_row(record))
