@@ -647,9 +647,13 @@ async def publish(
     producer = kafka_access(principal, settings).producer(acks="all", enable_idempotence=True)
     await producer.start()
     try:
+        # Sent in order and acknowledged together: one round trip for many events (a log
+        # written for a replay), not one per event; the idempotent producer keeps the order.
+        sent = []
         for event, event_id in events:
             key, value, headers = _record(event, event_id, source)
-            await producer.send_and_wait(topic_name(type(event)), value, key=key, headers=headers)
+            sent.append(await producer.send(topic_name(type(event)), value, key=key, headers=headers))
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
 
