@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aiokafka import TopicPartition  # noqa: E402
+from aiokafka.errors import KafkaError  # noqa: E402
 from sqlalchemy import Table  # noqa: E402
 from sqlalchemy.dialects import postgresql, sqlite  # noqa: E402
 
@@ -71,6 +72,7 @@ from shared.events import (  # noqa: E402
     Harmonised,
     Indexed,
     SampleStatus,
+    StoredFile,
     Submission,
     Validated,
 )
@@ -131,7 +133,9 @@ def submission_log(n: int) -> SubmissionLog:
     accepted = r.random() > 0.03
     ge = f"{r.randrange(200_000, 1_600_000) / 1_000_000:.6f}"
     checked = validated(sub, "accepted" if accepted else "rejected", ge)
-    received = FileReceived(submission=sub, files=[f.model_dump() for f in checked.files])
+    received = FileReceived(
+        submission=sub, files=[f.model_dump(include=set(StoredFile.model_fields)) for f in checked.files]
+    )
     events: list[tuple[Event, str]] = [(received, f"fr-{n:08d}"), (checked, f"va-{n:08d}")]
     if accepted:
         events.append((harmonised(sub, ge=ge), f"ha-{n:08d}"))
@@ -277,7 +281,11 @@ async def until_caught_up(
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"the process stopped ({proc.returncode}) before its lag was 0")
-            offsets = await admin.list_consumer_group_offsets(group, partitions=list(ends))
+            try:
+                offsets = await admin.list_consumer_group_offsets(group, partitions=list(ends))
+            except KafkaError:  # the group has no coordinator until its consumer joins
+                await asyncio.sleep(POLL_S)
+                continue
             done = sum(min(max(meta.offset, 0), ends[tp]) for tp, meta in offsets.items())
             now = time.perf_counter()
             if first is None and done > 0:

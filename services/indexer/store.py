@@ -253,22 +253,31 @@ class Catalogue(Store):
             return []
         samples = {sample_key(e.submission.region, e.submission.sample_id) for e in batch}
         with self.writing(locks=samples) as conn:
-            new = [conn.execute(self._statements.keep_event, event_row(e)).first() is not None for e in batch]
+            # One INSERT for the batch; it returns the ids it kept (not those kept before).
+            kept = set(conn.execute(self._statements.keep_event, [event_row(e) for e in batch]).scalars())
+            new = []
+            for e in batch:  # an event twice in one batch is new the first time only
+                new.append(e.id in kept)
+                kept.discard(e.id)
             submissions = sorted({e.submission.submission_id for e in batch})
-            histories = self._histories(conn, submissions)
+            histories = self._histories(conn, submissions, {e.id: e for e in batch})
             records = {sid: fold(histories[sid]) for sid in submissions}
-            for sid in submissions:
-                self._write_submission(conn, records[sid])
+            self._write_submissions(conn, [records[sid] for sid in submissions])
             # Every sample a submission was ever said to be of: one it left loses its row.
             touched = {
                 (e.submission.region, e.submission.sample_id) for sid in submissions for e in histories[sid]
             }
-            for region, sample_id in sorted(touched):
-                self._refresh_sample(conn, region, sample_id)
+            self._refresh_samples(conn, sorted(touched))
         return [Applied(records[e.submission.submission_id], new=n) for e, n in zip(batch, new, strict=True)]
 
-    def _histories(self, conn: Connection, submission_ids: Sequence[str]) -> dict[str, list[CatalogueEvent]]:
-        """The kept events of each submission, read in a few queries rather than one each."""
+    def _histories(
+        self, conn: Connection, submission_ids: Sequence[str], batch: Mapping[str, CatalogueEvent]
+    ) -> dict[str, list[CatalogueEvent]]:
+        """The kept events of each submission, read in a few queries rather than one each.
+
+        An event of the batch is taken as it came rather than read back: its data was
+        checked as it was decoded, and checking it again is most of a replay's cost.
+        Events kept before are read back and checked as ever."""
         found: dict[str, list[CatalogueEvent]] = {sid: [] for sid in submission_ids}
         for start in range(0, len(submission_ids), _SUBMISSIONS_PER_READ):
             chunk = submission_ids[start : start + _SUBMISSIONS_PER_READ]
@@ -284,6 +293,9 @@ class Catalogue(Store):
                 ).where(t.events.c.submission_id.in_(chunk))
             ).all()
             for r in rows:
+                if r.event_id in batch:
+                    found[r.submission_id].append(batch[r.event_id])
+                    continue
                 found[r.submission_id].append(
                     CatalogueEvent(
                         id=r.event_id,
@@ -295,16 +307,18 @@ class Catalogue(Store):
                 )
         return found
 
-    def _write_submission(self, conn: Connection, record: SubmissionRecord) -> None:
-        conn.execute(self._statements.submission, submission_row(record))
-        files = file_rows(record)
+    def _write_submissions(self, conn: Connection, records: Sequence[SubmissionRecord]) -> None:
+        """Upsert the submissions and their files, one statement of each for the batch."""
+        conn.execute(self._statements.submission, [submission_row(record) for record in records])
+        files = [row for record in records for row in file_rows(record)]
         if files:
             conn.execute(self._statements.files, files)
 
-    def _refresh_sample(self, conn: Connection, region: Region, sample_id: str) -> None:
+    def _refresh_samples(self, conn: Connection, samples: Sequence[tuple[Region, str]]) -> None:
+        """Recompute each sample's row from its submissions; a sample left with none loses it."""
         s = t.submissions
-        # One round trip: the sample's submissions, each with its file count (a round trip
-        # costs more than the rows on PostgreSQL, where ingest is bound by them).
+        # One round trip for many samples: their submissions, each with its file count (a
+        # round trip costs more than the rows on PostgreSQL, where ingest is bound by them).
         nfiles = (
             select(func.count())
             .select_from(t.files)
@@ -312,17 +326,24 @@ class Catalogue(Store):
             .scalar_subquery()
             .label("nfiles")
         )
-        rows = conn.execute(
-            select(s, nfiles).where(s.c.region == region.value, s.c.sample_id == sample_id)
-        ).all()
-        outcomes = [SubmissionOutcome(r.submission_id, r.received_at, r.status) for r in rows]
-        current = current_submission(outcomes)
-        if current is None:
-            conn.execute(delete(t.samples).where(_is_sample(t.samples, region, sample_id)))
-            return
-        row = next(r for r in rows if r.submission_id == current.submission_id)
-        submissions = sum(1 for o in outcomes if o.status is not None)
-        conn.execute(self._statements.sample, sample_row(row._mapping, row.nfiles, submissions))
+        for start in range(0, len(samples), _SUBMISSIONS_PER_READ):
+            chunk = samples[start : start + _SUBMISSIONS_PER_READ]
+            wanted = [(region.value, sample_id) for region, sample_id in chunk]
+            rows_of: dict[tuple[str, str], list[Any]] = {key: [] for key in wanted}
+            for row in conn.execute(select(s, nfiles).where(tuple_(s.c.region, s.c.sample_id).in_(wanted))):
+                rows_of[(row.region, row.sample_id)].append(row)
+            shown = []
+            for (region, sample_id), rows in rows_of.items():
+                outcomes = [SubmissionOutcome(r.submission_id, r.received_at, r.status) for r in rows]
+                current = current_submission(outcomes)
+                if current is None:
+                    conn.execute(delete(t.samples).where(_is_sample(t.samples, Region(region), sample_id)))
+                    continue
+                row = next(r for r in rows if r.submission_id == current.submission_id)
+                submissions = sum(1 for o in outcomes if o.status is not None)
+                shown.append(sample_row(row._mapping, row.nfiles, submissions))
+            if shown:
+                conn.execute(self._statements.sample, shown)
 
     # -- reading ---------------------------------------------------------------------
     def search(self, filters: SampleFilters, scope: Region | None = None) -> SamplePage:

@@ -59,6 +59,11 @@ def test_each_event_of_a_batch_returns_its_submission_after_the_batch(catalogue:
     assert applied[1].record.status is not None and applied[1].record.status.value == "harmonised"
 
 
+def test_an_event_twice_in_one_batch_is_new_once(catalogue: Catalogue) -> None:
+    first = event(validated(submission(1), "rejected"), 0)
+    assert [a.new for a in catalogue.apply_all([first, first])] == [True, False]
+
+
 def test_replaying_the_log_in_batches_changes_nothing(catalogue: Catalogue) -> None:
     events = log()
     apply_in_batches(catalogue, events, 5)
