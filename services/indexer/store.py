@@ -260,7 +260,9 @@ class Catalogue(Store):
                 new.append(e.id in kept)
                 kept.discard(e.id)
             submissions = sorted({e.submission.submission_id for e in batch})
-            histories = self._histories(conn, submissions, {e.id: e for e in batch})
+            # Only what this batch kept is taken as it came: a redelivered id keeps its first row.
+            fresh = {e.id: e for e, n in zip(batch, new, strict=True) if n}
+            histories = self._histories(conn, submissions, fresh)
             records = {sid: fold(histories[sid]) for sid in submissions}
             self._write_submissions(conn, [records[sid] for sid in submissions])
             # Every sample a submission was ever said to be of: one it left loses its row.
@@ -275,9 +277,9 @@ class Catalogue(Store):
     ) -> dict[str, list[CatalogueEvent]]:
         """The kept events of each submission, read in a few queries rather than one each.
 
-        An event of the batch is taken as it came rather than read back: its data was
-        checked as it was decoded, and checking it again is most of a replay's cost.
-        Events kept before are read back and checked as ever."""
+        An event this batch kept (``fresh``) is taken as it came rather than read back: its
+        data was checked as it was decoded, and checking it again is most of a replay's
+        cost. Events kept before are read back and checked as ever."""
         found: dict[str, list[CatalogueEvent]] = {sid: [] for sid in submission_ids}
         for start in range(0, len(submission_ids), _SUBMISSIONS_PER_READ):
             chunk = submission_ids[start : start + _SUBMISSIONS_PER_READ]
