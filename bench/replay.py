@@ -81,7 +81,7 @@ from shared.synthetic import DEPARTMENTS  # noqa: E402
 from shared.topics import ADMIN, SUBSCRIPTIONS, consumer_group, topic_name  # noqa: E402
 from tests.unit.indexer.factories import digest, harmonised, validated  # noqa: E402
 from tools.background import free_port  # noqa: E402
-from tools.kafka.broker import LocalBroker  # noqa: E402
+from tools.kafka.broker import start_for_benchmark  # noqa: E402
 
 REGIONS = list(DEPARTMENTS)
 REGION_WEIGHTS = [0.33, 0.15, 0.1, 0.22, 0.2]
@@ -370,14 +370,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="genomhub-bench-replay-"))
     home = work / "home"
-    broker = LocalBroker(home, get_settings().cache)
+    broker, _ = start_for_benchmark(home, get_settings().cache)
     server = None
     try:
-        state, _ = broker.start()
-        os.environ["GENOMHUB_HOME"] = str(home)
-        os.environ["GENOMHUB_KAFKA_BOOTSTRAP"] = state.bootstrap
-        os.environ["GENOMHUB_LOG_LEVEL"] = "WARNING"
-        get_settings.cache_clear()
         if "postgresql" in engines:
             from tests.postgres import PostgresServer
 

@@ -1,7 +1,9 @@
 """The event bus: how a service consumes, emits and dead-letters CloudEvents on Kafka.
 
 A :class:`Service` is one process: a consume loop that hands decoded events to plain async
-handlers, an HTTP server for probes and the service's API, and one way to emit.
+handlers (one event at a time, or a partition's poll batch at once, which a store can apply
+in one transaction: a replay of the whole log then commits once per batch), an HTTP server
+for probes and the service's API, and one way to emit.
 
 Delivery is at-least-once. An offset is committed only when the handler returned, and a
 handler returns only after its effect and any event it emitted are durable (emits wait for
@@ -156,7 +158,8 @@ class Service:
 
     The process runs, on one event loop: a consumer of the service's subscriptions (one
     aiokafka consumer in the service's group; each record is handed to its handler in turn,
-    partition order kept), one idempotent producer for what it emits and dead-letters, its
+    or each partition's poll batch to its batch handler, partition order kept), one
+    idempotent producer for what it emits and dead-letters, its
     HTTP server (probes, metrics, the service's API), and the background work ``app.py``
     registers with :meth:`task` and :meth:`timer`. Work that fails stops the process with
     a non-zero status, so that its supervisor (Kubernetes, ``genomhub up``) starts it again.
