@@ -34,6 +34,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -367,6 +368,8 @@ def main() -> None:
         run_raw(args.raw, args.url, args.submissions, args.group)
         return
     engines = [e for e in args.engines.split(",") if e]
+    # Stopped from outside, the run still stops its broker and its PostgreSQL server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
     work = Path(tempfile.mkdtemp(prefix="genomhub-bench-replay-"))
     home = work / "home"
