@@ -17,9 +17,9 @@ replay emits indexed events again, which would grow billing's topic):
 - genomhub: ``genomhub replay --service S --to-earliest``, then ``genomhub run S`` until its
   consumer group's lag is 0.
 
-Both are timed alike, from outside, by the group's committed offsets: events a second from
-the first commit to lag 0 (start-up, migrations and the group join excluded), and the wall
-time from the process's launch to lag 0 (included). Printed per service and engine: events
+Both are timed alike, from outside, by the consumer group: events a second from the moment
+the group is stable with the process in it to lag 0 (start-up, migrations and the group
+join excluded), and the wall time from the process's launch to lag 0 (included). Printed per service and engine: events
 a second, the ratio to raw, peak RSS, and the wall time of a whole national rebuild (the
 indexer's replay, then billing's of what it emitted: here the sum of the two walls).
 
@@ -272,10 +272,13 @@ def peak_rss_mb(pid: int) -> float:
 async def until_caught_up(
     access: KafkaAccess, group: str, ends: dict[TopicPartition, int], proc: subprocess.Popen[bytes]
 ) -> Figures:
-    """Watch ``group``'s committed offsets until they reach ``ends``; the process's figures."""
+    """Watch ``group`` until its committed offsets reach ``ends``; the process's figures.
+
+    The rate is counted from the moment the group is stable with the process as its member
+    (start-up, migrations and the join behind it) to lag 0, alike for both loops."""
     launched = time.perf_counter()
     total = sum(ends.values())
-    first: tuple[float, int] | None = None
+    joined: float | None = None
     admin = access.admin()
     await admin.start()
     try:
@@ -283,20 +286,20 @@ async def until_caught_up(
             if proc.poll() is not None:
                 raise RuntimeError(f"the process stopped ({proc.returncode}) before its lag was 0")
             try:
+                if joined is None:
+                    (described,) = await admin.describe_consumer_groups([group])
+                    if any(g[2] == "Stable" and g[5] for g in described.groups):
+                        joined = time.perf_counter()
+                    await asyncio.sleep(POLL_S / 4)
+                    continue
                 offsets = await admin.list_consumer_group_offsets(group, partitions=list(ends))
             except KafkaError:  # the group has no coordinator until its consumer joins
                 await asyncio.sleep(POLL_S)
                 continue
             done = sum(min(max(meta.offset, 0), ends[tp]) for tp, meta in offsets.items())
-            now = time.perf_counter()
-            if first is None and done > 0:
-                first = (now, done)
             if done >= total:
-                assert first is not None
-                rss = peak_rss_mb(proc.pid)
-                began, before = first
-                rate = (total - before) / (now - began) if now > began else float("nan")
-                return Figures(total, rate, now - launched, rss)
+                now = time.perf_counter()
+                return Figures(total, total / (now - joined), now - launched, peak_rss_mb(proc.pid))
             await asyncio.sleep(POLL_S)
     finally:
         await admin.close()

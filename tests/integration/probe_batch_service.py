@@ -21,6 +21,7 @@ from pathlib import Path
 
 from services.billing.accrual import accrual_of
 from services.billing.store import BillingStore
+from shared import telemetry
 from shared.bus import Consumed, Service
 from shared.events import Indexed
 from shared.topics import ADMIN
@@ -37,7 +38,10 @@ def main(name: str, database: Path, port: int) -> None:
         number = next(batches)
         with attempts.open("a") as out:
             out.writelines(f"{os.getpid()} {number} {c.envelope.id}\n" for c in batch)
-        found = [accrual_of(c.envelope.data, c.envelope.id) for c in batch]
+        found = []
+        for c in batch:
+            with c.current():  # the accrual keeps its own record's trace context
+                found.append(accrual_of(c.envelope.data, c.envelope.id, telemetry.current_traceparent()))
         await asyncio.to_thread(store.accrue_all, [a for a in found if a is not None])
         if crash_marker.exists() and any(c.envelope.id.startswith(crash_marker.read_text()) for c in batch):
             crash_marker.unlink()

@@ -10,6 +10,7 @@ from pathlib import Path
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.billing.store import BillingStore
+from shared import telemetry
 from shared.bus import end_offsets, partitions_of
 from shared.config import get_settings
 from shared.envelope import encode, normalise_headers
@@ -41,6 +42,19 @@ def attempts(database: Path, ids: set[str]) -> dict[tuple[int, int], list[str]]:
         if event_id in ids:
             found.setdefault((int(pid), int(number)), []).append(event_id)
     return found
+
+
+def trace_ids(database: Path, prefix: str) -> dict[str, str]:
+    """The trace id of each accrual's kept traceparent, by sample."""
+    store = BillingStore(f"sqlite:///{database}")
+    try:
+        return {
+            b.accrual.sample_id: str(b.accrual.trace_parent).split("-")[1]
+            for b in store.billed()
+            if b.accrual.sample_id.startswith(prefix)
+        }
+    finally:
+        store.dispose()
 
 
 def accrued(database: Path, prefix: str) -> dict[str, int]:
@@ -84,31 +98,38 @@ async def start_group_at_end(bootstrap: str, group: str) -> None:
         await consumer.stop()
 
 
-async def publish_together(bootstrap: str, events: list[tuple[Indexed, str]]) -> None:
+async def publish_together(bootstrap: str, events: list[tuple[Indexed, str]]) -> dict[str, str]:
     """Publish ``events`` in one record batch, as the indexer's batch of emits does, so that a
-    consumer fetches them together."""
+    consumer fetches them together, each in a trace of its own; returns each sample's trace id."""
+    traces: dict[str, str] = {}
     producer = kafka("indexer", bootstrap).producer(linger_ms=500, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         sent = []
+        tracer = telemetry.tracer("test")
         for event, event_id in events:
             headers, value = encode(event, event_id=event_id, source="/genomhub/indexer")
+            with tracer.start_as_current_span(f"upload {event_id}"):  # each its own trace
+                telemetry.inject(headers)
+                traces[event.submission.sample_id] = str(telemetry.current_trace_id())
             sent.append(await producer.send(TOPIC, value, key=event.key().encode(), headers=headers))
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
+    return traces
 
 
 def test_a_poison_event_in_a_batch_is_dead_lettered_and_the_good_ones_accrue(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    telemetry.setup("test")
     events = samples("BP", 5)
     poison, poison_id = events[2]
     # Accepted and rejected at once: billing refuses it (accrual_of), after it decoded.
     events[2] = (poison.model_copy(update={"status": SampleStatus.REJECTED}), poison_id)
     proc, database, port = probe(tmp_path, "probe-batch-poison")
     asyncio.run(start_group_at_end(kafka_bootstrap, consumer_group("probe-batch-poison")))
-    asyncio.run(publish_together(kafka_bootstrap, events))
+    traces = asyncio.run(publish_together(kafka_bootstrap, events))
     ids = {event_id for _, event_id in events}
     proc.start()
     try:
@@ -133,6 +154,8 @@ def test_a_poison_event_in_a_batch_is_dead_lettered_and_the_good_ones_accrue(
     assert sorted(tried[first]) == sorted(ids), "the five events came in one batch"
     # Then each alone: the good ones accrue, only the poison fails and is dead-lettered.
     assert sorted(i for n, batch in tried.items() if n != first for i in batch) == sorted(ids)
+    # Applied together, each accrual still keeps its own record's trace, not a neighbour's.
+    assert trace_ids(database, "BP") == {e.submission.sample_id: traces[e.submission.sample_id] for e in good}
     (letter,) = dead
     headers = dict(normalise_headers(letter.headers))
     assert headers["genomhub_dlq_code"] == b"handler_failed"
