@@ -49,7 +49,7 @@ from shared.events import Indexed  # noqa: E402
 from shared.kafka import kafka_access  # noqa: E402
 from shared.topics import ADMIN, topic_name  # noqa: E402
 from tests.unit.billing.billing_factories import indexed  # noqa: E402
-from tools.kafka.broker import LocalBroker  # noqa: E402
+from tools.kafka.broker import start_for_benchmark  # noqa: E402
 
 TOPIC = topic_name(Indexed)
 LOOPS = ("bare", "service")
@@ -172,12 +172,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="genomhub-bench-consume-"))
     home = work / "home"
-    broker = LocalBroker(home, StateSettings().cache)
+    broker, _ = start_for_benchmark(home, StateSettings().cache)
     try:
-        state, _ = broker.start()
-        os.environ["GENOMHUB_HOME"] = str(home)
-        os.environ["GENOMHUB_KAFKA_BOOTSTRAP"] = state.bootstrap
-        os.environ["GENOMHUB_LOG_LEVEL"] = "WARNING"
         started = time.perf_counter()
         asyncio.run(fill(args.records))
         print(f"{args.records} indexed events published in {time.perf_counter() - started:.1f} s")

@@ -1,7 +1,9 @@
 """The event bus: how a service consumes, emits and dead-letters CloudEvents on Kafka.
 
 A :class:`Service` is one process: a consume loop that hands decoded events to plain async
-handlers, an HTTP server for probes and the service's API, and one way to emit.
+handlers (one event at a time, or a partition's poll batch at once, which a store can apply
+in one transaction: a replay of the whole log then commits once per batch), an HTTP server
+for probes and the service's API, and one way to emit.
 
 Delivery is at-least-once. An offset is committed only when the handler returned, and a
 handler returns only after its effect and any event it emitted are durable (emits wait for
@@ -18,16 +20,17 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from shared import telemetry
 from shared.config import KafkaSettings, ServiceSettings, StateSettings
@@ -67,6 +70,42 @@ TOPICS_WAIT_S = 120.0
 COMMIT_INTERVAL_S = 1.0
 MAX_HANDLING_S = 1000
 log = telemetry.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Consumed(Generic[E]):
+    """One decoded record of a poll batch, with the consumer span it is handled in.
+
+    A batch handler applies many records at once, but each record still has its own span in
+    its own submission's trace: :meth:`current` makes it the current span, so that what is
+    kept or emitted for the record (billing's accrual traceparent, the indexer's indexed
+    event) belongs to that record's trace and not to its neighbour's.
+    """
+
+    envelope: Envelope[E]
+    span: Span
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        bound = telemetry.bind(submission_id=self.envelope.subject, event_id=self.envelope.id)
+        try:
+            with trace.use_span(self.span, end_on_exit=False):
+                yield
+        finally:
+            telemetry.unbind(bound)
+
+
+BatchHandler = Callable[[Sequence[Consumed[E]]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Route:
+    """What the consume loop does with a topic's records: one handler call per record, or
+    one per poll batch of a partition."""
+
+    model: type[Event]
+    handler: Handler[Any] | None = None
+    batch_handler: BatchHandler[Any] | None = None
 
 
 async def ensure_topics(admin_access: KafkaAccess, partitions: int, replicas: int) -> list[str]:
@@ -120,7 +159,8 @@ class Service:
 
     The process runs, on one event loop: a consumer of the service's subscriptions (one
     aiokafka consumer in the service's group; each record is handed to its handler in turn,
-    partition order kept), one idempotent producer for what it emits and dead-letters, its
+    or each partition's poll batch to its batch handler, partition order kept), one
+    idempotent producer for what it emits and dead-letters, its
     HTTP server (probes, metrics, the service's API), and the background work ``app.py``
     registers with :meth:`task` and :meth:`timer`. Work that fails stops the process with
     a non-zero status, so that its supervisor (Kubernetes, ``genomhub up``) starts it again.
@@ -146,13 +186,29 @@ class Service:
         self.web = make_web(self.readiness, self._record_lag)
         prepare_service(name)
         self.access = kafka_access(principal or name, settings.kafka, settings.state)
-        self._handlers: dict[str, tuple[type[Event], Handler[Any]]] = {}
+        self._handlers: dict[str, _Route] = {}
         self._background: list[Work] = []
         self._producer: AIOKafkaProducer | None = None
 
     # -- consuming -------------------------------------------------------------------
     def on(self, model: type[E], handler: Handler[E]) -> None:
         """Run ``handler`` for each event on ``model``'s topic; failures go to its DLQ."""
+        self._route(_Route(model, handler=handler))
+
+    def on_batch(self, model: type[E], handler: BatchHandler[E]) -> None:
+        """Run ``handler`` once per poll batch of a partition of ``model``'s topic, with every
+        record of it that decodes, so that it can apply them in one transaction.
+
+        The handler must apply all of them or raise having applied none durably (or only
+        what is idempotent to apply again). When it raises, the loop hands it each record
+        alone, and dead-letters only those that fail alone: a bad record neither rolls back
+        the good ones of its batch nor is lost. The batch's offsets are committed only after
+        the handler returned, as for :meth:`on`.
+        """
+        self._route(_Route(model, batch_handler=handler))
+
+    def _route(self, route: _Route) -> None:
+        model = route.model
         if self.name in SUBSCRIPTIONS and model not in SUBSCRIPTIONS[self.name]:
             raise ValueError(
                 f"{self.name} is not registered to consume {model.event_name} (shared/topics.py)"
@@ -160,12 +216,11 @@ class Service:
         topic = topic_name(model)
         if topic in self._handlers:
             raise ValueError(f"{self.name} already has a handler for {model.event_name}")
-        self._handlers[topic] = (model, handler)
+        self._handlers[topic] = route
 
-    async def deliver(self, model: type[E], handler: Handler[E], message: Any) -> None:
-        headers = normalise_headers(message.headers)
-        started = time.perf_counter()
-        with self.tracer.start_as_current_span(
+    def _span(self, model: type[Event], message: Any, headers: Headers) -> Span:
+        """The consumer span of one record, in the trace its producer started."""
+        return self.tracer.start_span(
             f"{self.name} {model.event_name}",
             context=telemetry.extract(headers),
             kind=SpanKind.CONSUMER,
@@ -173,39 +228,100 @@ class Service:
                 "messaging.destination.name": message.topic,
                 "messaging.kafka.offset": message.offset,
             },
-        ) as span:
-            try:
-                envelope = decode(headers, message.value, model, message.key)
-            except UndecodableEvent as exc:
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                await self.dead_letter(message, headers, exc.code, str(exc))
+        )
+
+    async def _decoded(
+        self, model: type[E], message: Any, headers: Headers, span: Span
+    ) -> Envelope[E] | None:
+        """The record's envelope; None when it does not decode, having dead-lettered it."""
+        try:
+            envelope = decode(headers, message.value, model, message.key)
+        except UndecodableEvent as exc:
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            await self.dead_letter(message, headers, exc.code, str(exc))
+            return None
+        except Exception as exc:  # decode says what is wrong; if it ever fails otherwise,
+            # the record is still dead-lettered rather than stop the consumer on it
+            log.exception("decoding failed", topic=message.topic, offset=message.offset)
+            await self.dead_letter(message, headers, "undecodable", type(exc).__name__)
+            return None
+        span.set_attribute("genomhub.submission_id", envelope.subject)
+        span.set_attribute("cloudevents.event_id", envelope.id)
+        return envelope
+
+    async def _failed(
+        self, model: type[Event], message: Any, headers: Headers, span: Span, exc: Exception
+    ) -> None:
+        """Dead-letter a record whose handler raised: a refusal with its own code, any other
+        failure as ``handler_failed``."""
+        EVENTS_FAILED.labels(self.name, model.event_name).inc()
+        span.set_status(Status(StatusCode.ERROR, str(exc)))
+        if isinstance(exc, RefusedEvent):  # the handler refused it before changing anything
+            await self.dead_letter(message, headers, exc.code, str(exc))
+            return
+        span.record_exception(exc)
+        log.error("handler failed", topic=message.topic, offset=message.offset, exc_info=exc)
+        await self.dead_letter(message, headers, "handler_failed", f"{type(exc).__name__}: {exc}")
+
+    async def deliver(self, model: type[E], handler: Handler[E], message: Any) -> None:
+        headers = normalise_headers(message.headers)
+        started = time.perf_counter()
+        span = self._span(model, message, headers)
+        with trace.use_span(span, end_on_exit=True):
+            envelope = await self._decoded(model, message, headers, span)
+            if envelope is None:
                 return
-            except Exception as exc:  # decode says what is wrong; if it ever fails otherwise,
-                # the record is still dead-lettered rather than stop the consumer on it
-                log.exception("decoding failed", topic=message.topic, offset=message.offset)
-                await self.dead_letter(message, headers, "undecodable", type(exc).__name__)
-                return
-            span.set_attribute("genomhub.submission_id", envelope.subject)
-            span.set_attribute("cloudevents.event_id", envelope.id)
             bound = telemetry.bind(submission_id=envelope.subject, event_id=envelope.id)
             try:
                 await handler(envelope)
-            except RefusedEvent as exc:  # the handler refused it before changing anything
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                EVENTS_FAILED.labels(self.name, model.event_name).inc()
-                await self.dead_letter(message, headers, exc.code, str(exc))
-                return
             except Exception as exc:  # any failure dead-letters the record; the loop goes on
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                log.exception("handler failed", topic=message.topic, offset=message.offset)
-                EVENTS_FAILED.labels(self.name, model.event_name).inc()
-                await self.dead_letter(message, headers, "handler_failed", f"{type(exc).__name__}: {exc}")
+                await self._failed(model, message, headers, span, exc)
                 return
             finally:
                 telemetry.unbind(bound)
             EVENTS_PROCESSED.labels(self.name, model.event_name).inc()
             LATENCY.labels(self.name, model.event_name).observe(time.perf_counter() - started)
+
+    async def deliver_batch(self, model: type[E], handler: BatchHandler[E], messages: Sequence[Any]) -> None:
+        """Decode a partition's poll batch, dead-letter what does not decode, and hand the
+        rest to ``handler`` at once; on failure, record by record (see :meth:`on_batch`)."""
+        started = time.perf_counter()
+        batch: list[tuple[Consumed[E], Any, Headers]] = []
+        try:
+            for message in messages:
+                headers = normalise_headers(message.headers)
+                span = self._span(model, message, headers)
+                envelope = await self._decoded(model, message, headers, span)
+                if envelope is None:
+                    span.end()
+                    continue
+                batch.append((Consumed(envelope, span), message, headers))
+            await self._apply_batch(model, handler, batch)
+        finally:
+            for consumed, _, _ in batch:
+                consumed.span.end()
+        if batch:
+            LATENCY.labels(self.name, model.event_name).observe((time.perf_counter() - started) / len(batch))
+
+    async def _apply_batch(
+        self, model: type[E], handler: BatchHandler[E], batch: Sequence[tuple[Consumed[E], Any, Headers]]
+    ) -> None:
+        if not batch:
+            return
+        try:
+            await handler([consumed for consumed, _, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                consumed, message, headers = batch[0]
+                with consumed.current():
+                    await self._failed(model, message, headers, consumed.span, exc)
+                return
+            # Which record failed is the handler's to say alone: each one again, by itself.
+            log.warning("batch failed; applying its records one by one", size=len(batch), error=str(exc))
+            for item in batch:
+                await self._apply_batch(model, handler, [item])
+            return
+        EVENTS_PROCESSED.labels(self.name, model.event_name).inc(len(batch))
 
     async def consume(self, done: _Handled) -> None:
         """Hand every record of the subscriptions to its handler, for as long as the process runs.
@@ -226,12 +342,22 @@ class Service:
             batches = await done.consumer.getmany(timeout_ms=1000)
             generation = done.generation
             for partition, records in batches.items():
-                model, handler = self._handlers[partition.topic]
+                route = self._handlers[partition.topic]
+                if route.batch_handler is not None:
+                    async with done.handling:
+                        if not done.current(generation) or partition not in done.consumer.assignment():
+                            continue  # fetched before a rebalance: the partition's owner goes on
+                        await self.deliver_batch(route.model, route.batch_handler, records)
+                        done.mark(partition, records[-1].offset + 1)
+                    if done.due():
+                        await done.commit()
+                    continue
+                assert route.handler is not None
                 for record in records:
                     async with done.handling:
                         if not done.current(generation) or partition not in done.consumer.assignment():
                             break  # fetched before a rebalance: the partition's owner goes on
-                        await self.deliver(model, handler, record)
+                        await self.deliver(route.model, route.handler, record)
                         done.mark(partition, record.offset + 1)
                     if done.due():
                         await done.commit()
@@ -284,6 +410,29 @@ class Service:
         same id again; an event that starts a chain (an upload) passes its own ``event_id``.
         A service emits only what the registry says it emits: the broker refuses the rest.
         """
+        event_id, sent = await self._send(event, cause, event_id)
+        await sent
+        EVENTS_EMITTED.labels(self.name, event.event_name).inc()
+        return event_id
+
+    async def emit_all(self, caused: Sequence[tuple[Event, Consumed[Any]]]) -> None:
+        """Send each event, caused by a record of a batch, and wait until the broker has them all.
+
+        Sent in order, each in its cause's trace, and acknowledged together: a batch handler
+        waits one round trip for its emits rather than one per event.
+        """
+        pending = []
+        for event, cause in caused:
+            with cause.current():
+                pending.append(await self._send(event, cause.envelope, None))
+        await asyncio.gather(*(sent for _, sent in pending))
+        for event, _ in caused:
+            EVENTS_EMITTED.labels(self.name, event.event_name).inc()
+
+    async def _send(
+        self, event: Event, cause: Envelope[Any] | None, event_id: str | None
+    ) -> tuple[str, asyncio.Future[Any]]:
+        """Hand ``event`` to the producer; returns its id and the broker's acknowledgement."""
         if type(event) not in EMITS.get(self.name, ()):
             raise ValueError(f"{self.name} is not registered to emit {event.event_name} (shared/topics.py)")
         if event_id is None:
@@ -294,9 +443,8 @@ class Service:
             f"{self.name} emit {event.event_name}", kind=SpanKind.PRODUCER
         ):
             key, value, headers = _record(event, event_id, self.source)
-            await self.producer.send_and_wait(topic_name(type(event)), value, key=key, headers=headers)
-        EVENTS_EMITTED.labels(self.name, event.event_name).inc()
-        return event_id
+            sent = await self.producer.send(topic_name(type(event)), value, key=key, headers=headers)
+        return event_id, sent
 
     # -- background work -------------------------------------------------------------
     def task(self, work: Work) -> Work:
@@ -535,9 +683,13 @@ async def publish(
     producer = kafka_access(principal, settings, state).producer(acks="all", enable_idempotence=True)
     await producer.start()
     try:
+        # Sent in order and acknowledged together: one round trip for many events (a log
+        # written for a replay), not one per event; the idempotent producer keeps the order.
+        sent = []
         for event, event_id in events:
             key, value, headers = _record(event, event_id, source)
-            await producer.send_and_wait(topic_name(type(event)), value, key=key, headers=headers)
+            sent.append(await producer.send(topic_name(type(event)), value, key=key, headers=headers))
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
 

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -313,11 +313,15 @@ class Store:
                 yield conn
 
     @contextmanager
-    def writing(self, lock: int | str | None = None) -> Iterator[Connection]:
-        """One serialised read-write transaction; on PostgreSQL under the advisory ``lock``."""
+    def writing(self, lock: int | str | None = None, *, locks: Iterable[str] = ()) -> Iterator[Connection]:
+        """One serialised read-write transaction; on PostgreSQL under the advisory ``lock``,
+        and under each of ``locks`` (a batch's samples), taken in sorted order so that two
+        writers of overlapping batches cannot each hold what the other waits for."""
         with self._transaction(writing=True) as conn:
-            if lock is not None and self.dialect == "postgresql":
-                conn.execute(_advisory_lock(lock))
+            if self.dialect == "postgresql":
+                keys: list[int | str] = [] if lock is None else [lock]
+                for key in keys + sorted(set(locks)):
+                    conn.execute(_advisory_lock(key))
             yield conn
 
     @contextmanager

@@ -8,7 +8,7 @@ Only wiring lives here: the rules are in ``accrual``, ``months``, ``refund`` and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -20,9 +20,8 @@ from services.billing.refund import Statement
 from services.billing.store import AUTO_CLOSE_BY, BillingStore, CloseRefused, open_store
 from shared import telemetry
 from shared.auth import Tokens
-from shared.bus import Service
+from shared.bus import Consumed, Service
 from shared.config import BillingSettings
-from shared.envelope import Envelope
 from shared.events import Indexed
 from shared.telemetry import get_logger
 
@@ -53,22 +52,32 @@ def build() -> Service:
     store = open_store(settings.database_url, settings.opening_balance_dkk)
     service.readiness.append(store.readiness())
 
-    async def on_indexed(envelope: Envelope[Indexed]) -> None:
-        accrual = accrual_of(envelope.data, envelope.id, telemetry.current_traceparent())
-        if accrual is None:
-            sub = envelope.data.submission
-            log.info("not billed: sample did not pass QC", sample_id=sub.sample_id, region=sub.region.value)
-            return
-        outcome = await asyncio.to_thread(store.accrue, accrual)
-        log.info(
-            "accrual",
-            outcome=outcome.value,
-            sample_id=accrual.sample_id,
-            region=accrual.region.value,
-            received_month=accrual.received_month,
-        )
+    async def on_indexed(batch: Sequence[Consumed[Indexed]]) -> None:
+        # A poll batch in one transaction: a national replay commits once per batch.
+        accruals = []
+        for consumed in batch:
+            with consumed.current():  # the traceparent kept is this record's, in its trace
+                accrual = accrual_of(
+                    consumed.envelope.data, consumed.envelope.id, telemetry.current_traceparent()
+                )
+            if accrual is None:
+                sub = consumed.envelope.data.submission
+                log.info(
+                    "not billed: sample did not pass QC", sample_id=sub.sample_id, region=sub.region.value
+                )
+            else:
+                accruals.append(accrual)
+        outcomes = await asyncio.to_thread(store.accrue_all, accruals)
+        for accrual, outcome in zip(accruals, outcomes, strict=True):
+            log.info(
+                "accrual",
+                outcome=outcome.value,
+                sample_id=accrual.sample_id,
+                region=accrual.region.value,
+                received_month=accrual.received_month,
+            )
 
-    service.on(Indexed, on_indexed)
+    service.on_batch(Indexed, on_indexed)
 
     async def emit(statement: Statement) -> None:
         with close_trace(service.tracer, store, statement):

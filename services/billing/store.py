@@ -10,14 +10,15 @@ the next open month, never on both or neither.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, tuple_, update
 
 from services.billing.accrual import Accrual, Outcome
 from services.billing.money import dkk_to_ore
@@ -76,6 +77,13 @@ _OF_SAMPLE = (accruals.c.region == bindparam("key_region")) & (accruals.c.sample
 _ACCRUAL_OF = select(accruals).where(_OF_SAMPLE)
 _INSERT_ACCRUAL = insert(accruals)
 _UPDATE_ACCRUAL = update(accruals).where(_OF_SAMPLE)
+_SAMPLES_PER_READ = 500
+"""Samples looked up by one query of a batch's accrual (a bound parameter pair each)."""
+
+
+def _without_key(row: dict[str, Any]) -> dict[str, Any]:
+    """An accrual row's values but its key (region, pseudonym), which an update keeps."""
+    return {k: v for k, v in row.items() if k not in ("region", "sample_id")}
 
 
 class BillingStore(Store):
@@ -111,37 +119,74 @@ class BillingStore(Store):
         The sample is (region, pseudonym): another region's sample of the same pseudonym is
         another accrual, never this one's update, nor a reason to freeze this one.
         """
+        return self.accrue_all([accrual])[0]
+
+    def accrue_all(self, batch: Sequence[Accrual]) -> list[Outcome]:
+        """Upsert a batch of accruals in one transaction, each with the outcome it would have
+        alone, in order (a later event about a sample in the batch decides, as it would one
+        by one).
+
+        One transaction, one read of the batch's samples and one write of each kind: a
+        replay of the whole log then costs a commit per poll batch, not per event.
+        """
+        if not batch:
+            return []
         with self.transaction() as conn:
             last_closed = self._last_closed(conn)
-            sample = {"key_region": accrual.region.value, "key": accrual.sample_id}
-            row = conn.execute(_ACCRUAL_OF, sample).first()
-            target = billed_month(accrual.received_month, last_closed)
-            values = {
-                "submission_id": accrual.submission_id,
-                "department": accrual.department,
-                "analysis_type": accrual.analysis_type.value,
-                "received_at": accrual.received_at,
-                "received_month": accrual.received_month,
-                "billed_month": target,
-                "ge_micro": accrual.ge_micro,
-                "event_id": accrual.event_id,
+            keys = sorted({(a.region.value, a.sample_id) for a in batch})
+            found: dict[tuple[str, str], dict[str, Any]] = {}
+            for start in range(0, len(keys), _SAMPLES_PER_READ):
+                chunk = keys[start : start + _SAMPLES_PER_READ]
+                query = select(accruals).where(tuple_(accruals.c.region, accruals.c.sample_id).in_(chunk))
+                for row in conn.execute(query).mappings():
+                    found[(row["region"], row["sample_id"])] = dict(row)
+            current = dict(found)
+            outcomes = [self._outcome(a, current, last_closed) for a in batch]
+            inserts = [current[k] for k in keys if k not in found]
+            updates = [
+                {**_without_key(current[k]), "key_region": k[0], "key": k[1]}
+                for k in keys
+                if k in found and current[k] != found[k]
+            ]
+            if inserts:
+                conn.execute(_INSERT_ACCRUAL, inserts)
+            if updates:
+                conn.execute(_UPDATE_ACCRUAL, updates)
+        return outcomes
+
+    @staticmethod
+    def _outcome(
+        accrual: Accrual, current: dict[tuple[str, str], dict[str, Any]], last_closed: str | None
+    ) -> Outcome:
+        """What ``accrual`` does to the sample's row in ``current`` (changed in place)."""
+        key = (accrual.region.value, accrual.sample_id)
+        values = {
+            "submission_id": accrual.submission_id,
+            "department": accrual.department,
+            "analysis_type": accrual.analysis_type.value,
+            "received_at": accrual.received_at,
+            "received_month": accrual.received_month,
+            "billed_month": billed_month(accrual.received_month, last_closed),
+            "ge_micro": accrual.ge_micro,
+            "event_id": accrual.event_id,
+        }
+        # The trace context is where the accrual was seen, not what it is: a redelivery,
+        # seen again in another span, leaves the accrual unchanged.
+        row = current.get(key)
+        if row is None:
+            current[key] = {
+                "region": key[0],
+                "sample_id": key[1],
+                **values,
+                "trace_parent": accrual.trace_parent,
             }
-            # The trace context is where the accrual was seen, not what it is: a redelivery,
-            # seen again in another span, leaves the accrual unchanged.
-            traced = {**values, "trace_parent": accrual.trace_parent}
-            if row is None:
-                conn.execute(
-                    _INSERT_ACCRUAL,
-                    {"region": accrual.region.value, "sample_id": accrual.sample_id, **traced},
-                )
-                return Outcome.ACCRUED
-            if last_closed is not None and row.billed_month <= last_closed:
-                return Outcome.FROZEN
-            current = {k: getattr(row, k) for k in values}
-            if current == values:
-                return Outcome.UNCHANGED
-            conn.execute(_UPDATE_ACCRUAL, {**sample, **traced})
-            return Outcome.UPDATED
+            return Outcome.ACCRUED
+        if last_closed is not None and row["billed_month"] <= last_closed:
+            return Outcome.FROZEN
+        if all(row[k] == v for k, v in values.items()):
+            return Outcome.UNCHANGED
+        current[key] = {**row, **values, "trace_parent": accrual.trace_parent}
+        return Outcome.UPDATED
 
     def billed(self, month: str | None = None) -> list[BilledAccrual]:
         """Every accrual (of one billed month), ordered by sample: region, then pseudonym."""

@@ -10,15 +10,16 @@ and ``indexed`` emitted, only when its outcome arrives: rejection, or harmonisat
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 from services.indexer.api import install
 from services.indexer.catalogue import CatalogueEvent
 from services.indexer.store import Catalogue
 from shared.auth import Tokens
-from shared.bus import Service
+from shared.bus import Consumed, Service
 from shared.config import IndexerSettings
-from shared.envelope import Envelope
-from shared.events import Harmonised, Validated
+from shared.events import Event, Harmonised, Validated
 from shared.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -32,27 +33,32 @@ def build() -> Service:
     install(service.web, catalogue, Tokens(settings.access.tokens))
     service.readiness.append(catalogue.readiness())
 
-    async def index(envelope: Envelope[Validated] | Envelope[Harmonised]) -> None:
-        event = CatalogueEvent.from_envelope(envelope)
-        applied = await asyncio.to_thread(catalogue.apply, event)
-        record = applied.record
-        log.info(
-            "indexed" if event.is_outcome else "kept on the timeline",
-            sample_id=record.sample_id,
-            region=record.submission.region.value,
-            status=record.status.value if record.status else None,
-            new=applied.new,
-        )
-        if event.is_outcome:
-            # Announces the submission as now folded; a duplicate re-sends the same id.
-            await service.emit(record.indexed_event(), cause=envelope)
+    async def index(batch: Sequence[Consumed[Validated]] | Sequence[Consumed[Harmonised]]) -> None:
+        # A poll batch in one transaction: a national replay commits once per batch.
+        events = [CatalogueEvent.from_envelope(consumed.envelope) for consumed in batch]
+        applied = await asyncio.to_thread(catalogue.apply_all, events)
+        announced: list[tuple[Event, Consumed[Any]]] = []
+        causes: list[Consumed[Any]] = list(batch)
+        for consumed, event, result in zip(causes, events, applied, strict=True):
+            record = result.record
+            log.info(
+                "indexed" if event.is_outcome else "kept on the timeline",
+                sample_id=record.sample_id,
+                region=record.submission.region.value,
+                status=record.status.value if record.status else None,
+                new=result.new,
+            )
+            if event.is_outcome:
+                # Announces the submission as now folded; a duplicate re-sends the same id.
+                announced.append((record.indexed_event(), consumed))
+        await service.emit_all(announced)
 
-    async def on_harmonised(envelope: Envelope[Harmonised]) -> None:
-        await index(envelope)
+    async def on_harmonised(batch: Sequence[Consumed[Harmonised]]) -> None:
+        await index(batch)
 
-    async def on_validated(envelope: Envelope[Validated]) -> None:
-        await index(envelope)
+    async def on_validated(batch: Sequence[Consumed[Validated]]) -> None:
+        await index(batch)
 
-    service.on(Harmonised, on_harmonised)
-    service.on(Validated, on_validated)
+    service.on_batch(Harmonised, on_harmonised)
+    service.on_batch(Validated, on_validated)
     return service

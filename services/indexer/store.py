@@ -65,6 +65,8 @@ SAMPLES_FTS = table("catalogue_samples_fts", column("rowid"), column("search"))
 """SQLite only (migration 0002): the trigram index of ``catalogue_samples.search``."""
 RARE_TERM = 1000
 """Below this many matches a text search is answered from the trigram index (SQLite)."""
+_SUBMISSIONS_PER_READ = 500
+"""Submissions whose kept events one query of a batch reads (a bound parameter each)."""
 _MODELS: dict[str, type[CatalogueData]] = {m.event_name: m for m in (Validated, Harmonised)}
 
 
@@ -237,49 +239,88 @@ class Catalogue(Store):
     # -- writing ---------------------------------------------------------------------
     def apply(self, event: CatalogueEvent) -> Applied:
         """Index ``event`` durably; the same event again, or late, converges to the same rows."""
-        submission = event.submission
-        with self.writing(lock=sample_key(submission.region, submission.sample_id)) as conn:
-            inserted = conn.execute(self._statements.keep_event, event_row(event)).first()
-            history = self._history(conn, submission.submission_id)
-            record = fold(history)
-            self._write_submission(conn, record)
-            # Every sample the submission was ever said to be of: one it left loses its row.
-            for region, sample_id in sorted({(e.submission.region, e.submission.sample_id) for e in history}):
-                self._refresh_sample(conn, region, sample_id)
-        return Applied(record, new=inserted is not None)
+        return self.apply_all([event])[0]
 
-    def _history(self, conn: Connection, submission_id: str) -> list[CatalogueEvent]:
-        rows = conn.execute(
-            select(
-                t.events.c.event_id,
-                t.events.c.time,
-                t.events.c.source,
-                t.events.c.trace_id,
-                t.events.c.type,
-                t.events.c.data,
-            ).where(t.events.c.submission_id == submission_id)
-        ).all()
-        return [
-            CatalogueEvent(
-                id=r.event_id,
-                time=r.time,
-                source=r.source,
-                trace_id=r.trace_id,
-                data=_MODELS[r.type].model_validate_json(r.data),
-            )
-            for r in rows
-        ]
+    def apply_all(self, batch: Sequence[CatalogueEvent]) -> list[Applied]:
+        """Index a batch of events in one transaction, with the rows they would leave one by one.
 
-    def _write_submission(self, conn: Connection, record: SubmissionRecord) -> None:
-        conn.execute(self._statements.submission, submission_row(record))
-        files = file_rows(record)
+        Each submission of the batch is folded once, from all its events (the batch's and
+        those kept before), so each event's ``Applied`` holds its submission's record after
+        the whole batch: what one by one the last of them would have said. Locked on every
+        sample of the batch, so a replica writing one of them waits, as it would for one event.
+        """
+        if not batch:
+            return []
+        samples = {sample_key(e.submission.region, e.submission.sample_id) for e in batch}
+        with self.writing(locks=samples) as conn:
+            # One INSERT for the batch; it returns the ids it kept (not those kept before).
+            kept = set(conn.execute(self._statements.keep_event, [event_row(e) for e in batch]).scalars())
+            new = []
+            for e in batch:  # an event twice in one batch is new the first time only
+                new.append(e.id in kept)
+                kept.discard(e.id)
+            submissions = sorted({e.submission.submission_id for e in batch})
+            # Only what this batch kept is taken as it came: a redelivered id keeps its first row.
+            fresh = {e.id: e for e, n in zip(batch, new, strict=True) if n}
+            histories = self._histories(conn, submissions, fresh)
+            records = {sid: fold(histories[sid]) for sid in submissions}
+            self._write_submissions(conn, [records[sid] for sid in submissions])
+            # Every sample a submission was ever said to be of: one it left loses its row.
+            touched = {
+                (e.submission.region, e.submission.sample_id) for sid in submissions for e in histories[sid]
+            }
+            self._refresh_samples(conn, sorted(touched))
+        return [Applied(records[e.submission.submission_id], new=n) for e, n in zip(batch, new, strict=True)]
+
+    def _histories(
+        self, conn: Connection, submission_ids: Sequence[str], batch: Mapping[str, CatalogueEvent]
+    ) -> dict[str, list[CatalogueEvent]]:
+        """The kept events of each submission, read in a few queries rather than one each.
+
+        An event this batch kept (``fresh``) is taken as it came rather than read back: its
+        data was checked as it was decoded, and checking it again is most of a replay's
+        cost. Events kept before are read back and checked as ever."""
+        found: dict[str, list[CatalogueEvent]] = {sid: [] for sid in submission_ids}
+        for start in range(0, len(submission_ids), _SUBMISSIONS_PER_READ):
+            chunk = submission_ids[start : start + _SUBMISSIONS_PER_READ]
+            rows = conn.execute(
+                select(
+                    t.events.c.event_id,
+                    t.events.c.submission_id,
+                    t.events.c.time,
+                    t.events.c.source,
+                    t.events.c.trace_id,
+                    t.events.c.type,
+                    t.events.c.data,
+                ).where(t.events.c.submission_id.in_(chunk))
+            ).all()
+            for r in rows:
+                if r.event_id in batch:
+                    found[r.submission_id].append(batch[r.event_id])
+                    continue
+                found[r.submission_id].append(
+                    CatalogueEvent(
+                        id=r.event_id,
+                        time=r.time,
+                        source=r.source,
+                        trace_id=r.trace_id,
+                        data=_MODELS[r.type].model_validate_json(r.data),
+                    )
+                )
+        return found
+
+    def _write_submissions(self, conn: Connection, records: Sequence[SubmissionRecord]) -> None:
+        """Upsert the submissions and their files, one statement of each for the batch."""
+        conn.execute(self._statements.submission, [submission_row(record) for record in records])
+        files = [row for record in records for row in file_rows(record)]
         if files:
             conn.execute(self._statements.files, files)
 
-    def _refresh_sample(self, conn: Connection, region: Region, sample_id: str) -> None:
+    def _refresh_samples(self, conn: Connection, samples: Sequence[tuple[Region, str]]) -> None:
+        """Recompute each sample's row from its submissions; a sample left with none loses it."""
         s = t.submissions
-        # One round trip: the sample's submissions, each with its file count (a round trip
-        # costs more than the rows on PostgreSQL, where ingest is bound by them).
+        # One round trip for many samples: their submissions, each with its file count (a
+        # round trip costs more than the rows on PostgreSQL, where ingest is bound by them).
         nfiles = (
             select(func.count())
             .select_from(t.files)
@@ -287,17 +328,24 @@ class Catalogue(Store):
             .scalar_subquery()
             .label("nfiles")
         )
-        rows = conn.execute(
-            select(s, nfiles).where(s.c.region == region.value, s.c.sample_id == sample_id)
-        ).all()
-        outcomes = [SubmissionOutcome(r.submission_id, r.received_at, r.status) for r in rows]
-        current = current_submission(outcomes)
-        if current is None:
-            conn.execute(delete(t.samples).where(_is_sample(t.samples, region, sample_id)))
-            return
-        row = next(r for r in rows if r.submission_id == current.submission_id)
-        submissions = sum(1 for o in outcomes if o.status is not None)
-        conn.execute(self._statements.sample, sample_row(row._mapping, row.nfiles, submissions))
+        for start in range(0, len(samples), _SUBMISSIONS_PER_READ):
+            chunk = samples[start : start + _SUBMISSIONS_PER_READ]
+            wanted = [(region.value, sample_id) for region, sample_id in chunk]
+            rows_of: dict[tuple[str, str], list[Any]] = {key: [] for key in wanted}
+            for row in conn.execute(select(s, nfiles).where(tuple_(s.c.region, s.c.sample_id).in_(wanted))):
+                rows_of[(row.region, row.sample_id)].append(row)
+            shown = []
+            for (region, sample_id), rows in rows_of.items():
+                outcomes = [SubmissionOutcome(r.submission_id, r.received_at, r.status) for r in rows]
+                current = current_submission(outcomes)
+                if current is None:
+                    conn.execute(delete(t.samples).where(_is_sample(t.samples, Region(region), sample_id)))
+                    continue
+                row = next(r for r in rows if r.submission_id == current.submission_id)
+                submissions = sum(1 for o in outcomes if o.status is not None)
+                shown.append(sample_row(row._mapping, row.nfiles, submissions))
+            if shown:
+                conn.execute(self._statements.sample, shown)
 
     # -- reading ---------------------------------------------------------------------
     def search(self, filters: SampleFilters, scope: Region | None = None) -> SamplePage:

@@ -308,6 +308,17 @@ class LocalBroker:
         return self.process.stop(timeout)
 
 
+def start_for_benchmark(home: Path, cache: Path) -> tuple[LocalBroker, BrokerState]:
+    """A fresh broker under ``home``, with this process (and every process it starts) pointed
+    at it and logging quietly: what a benchmark stands on. The caller stops it."""
+    broker = LocalBroker(home, cache)
+    state, _ = broker.start()
+    os.environ["GENOMHUB_HOME"] = str(home)
+    os.environ["GENOMHUB_KAFKA_BOOTSTRAP"] = state.bootstrap
+    os.environ["GENOMHUB_LOG_LEVEL"] = "WARNING"
+    return broker, state
+
+
 @dataclass(frozen=True)
 class Provisioned:
     topics: list[str]
