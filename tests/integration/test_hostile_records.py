@@ -29,7 +29,7 @@ from aiokafka.structs import OffsetAndMetadata
 from services.billing.store import BillingStore
 from services.harmoniser.jobs import JobStore
 from services.indexer.store import Catalogue
-from shared.bus import partitions_of
+from shared.bus import end_offsets, partitions_of
 from shared.config import ArchiveSettings, HarmoniserSettings, StateSettings
 from shared.envelope import encode, normalise_headers
 from shared.events import Event, FileReceived, Harmonised, Indexed, Region, Validated
@@ -67,11 +67,18 @@ async def _committed(bootstrap: str, service: str) -> dict[TopicPartition, int]:
     return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
+async def _subscribed(bootstrap: str, service: str) -> list[TopicPartition]:
+    operator = kafka(OPERATOR, bootstrap)
+    return [tp for model in SUBSCRIPTIONS[service] for tp in await partitions_of(operator, topic_name(model))]
+
+
+async def _ends(bootstrap: str, service: str) -> dict[TopicPartition, int]:
+    return await end_offsets(kafka(OPERATOR, bootstrap), await _subscribed(bootstrap, service))
+
+
 async def _commit(bootstrap: str, service: str, offsets: dict[TopicPartition, int]) -> None:
     operator = kafka(OPERATOR, bootstrap)
-    parts = [
-        tp for model in SUBSCRIPTIONS[service] for tp in await partitions_of(operator, topic_name(model))
-    ]
+    parts = await _subscribed(bootstrap, service)
     consumer = operator.consumer(group_id=consumer_group(service), enable_auto_commit=False)
     await consumer.start()
     try:
@@ -107,6 +114,11 @@ class GroupPosition:
             return True
 
         wait_for(put_back, timeout=60, what=f"the {self.service} group to take back its offsets")
+
+    def skip_to_end(self) -> None:
+        """Start the group after everything its topics hold now, so a service started next sees
+        only what the test sends, not what other suites left on the shared broker."""
+        asyncio.run(_commit(self.bootstrap, self.service, asyncio.run(_ends(self.bootstrap, self.service))))
 
 
 @contextmanager
