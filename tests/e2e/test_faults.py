@@ -36,6 +36,7 @@ from tools.stack.faults import (
     MID_CLOSE,
     MID_HARMONISATION,
     MID_UPLOAD,
+    SHORT_LEASES,
     close_month_under_fault,
     pipeline_completions,
     reads_for,
@@ -46,11 +47,6 @@ from tools.stack.supervisor import LocalStack
 
 SUBMISSIONS = 50
 REPLICAS = 2
-SHORT_LEASES = {
-    "GENOMHUB_RECEIVER_LEASE_SECONDS": "3",
-    "GENOMHUB_HARMONISER_LEASE": "6",
-    "GENOMHUB_HARMONISER_HEARTBEAT_INTERVAL": "1",
-}
 
 
 def event_ids_by(records: list[Any], key: str) -> dict[str, set[str]]:

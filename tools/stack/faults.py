@@ -50,6 +50,12 @@ Plan = list[tuple[Region, str, list[Path]]]
 MID_UPLOAD = "mid-upload"
 MID_HARMONISATION = "mid-harmonisation"
 MID_CLOSE = "mid-close"
+SHORT_LEASES = {
+    "GENOMHUB_RECEIVER_LEASE_SECONDS": "3",
+    "GENOMHUB_HARMONISER_LEASE": "6",
+    "GENOMHUB_HARMONISER_HEARTBEAT_INTERVAL": "1",
+}
+"""Leases short enough that a killed replica's files and jobs are taken over within a run."""
 AIM_TIMEOUT = 60.0
 """How long an aimed kill waits for its moment (a PUT held, a job running) before it is
 counted as missed; the test then fails on the missing count rather than hanging."""
