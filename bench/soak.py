@@ -36,7 +36,7 @@ from shared.topics import DLQ_SUFFIX, all_topics
 from tools.stack.demo import DemoTokens, stack_env, wait_until_accrued
 from tools.stack.environment import StackSettings
 from tools.stack.faults import (
-    SHORT_LEASES,
+    FAULT_RUN_ENV,
     FaultRun,
     close_month_under_fault,
     pipeline_completions,
@@ -55,9 +55,7 @@ def one_run(count: int, rounds: int, seed: int, faults: bool, replicas: int) -> 
         tokens = DemoTokens.make()
         env = {
             **stack_env(tokens),
-            **SHORT_LEASES,
-            "GENOMHUB_HARMONISER_CONCURRENCY": "2",
-            "GENOMHUB_HARMONISER_RETRY_DELAY": "2",
+            **FAULT_RUN_ENV,
         }
         plan = reads_for(settings, work / "reads", count)
         started = time.monotonic()

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from services.billing.refund import Statement
 from services.billing.tables import accruals, statements
 from services.harmoniser.jobs import jobs
 from services.indexer.tables import files, samples, submissions
@@ -33,10 +34,10 @@ from shared.topics import DLQ_SUFFIX, SERVICES, all_topics, topic_name
 from tests.e2e.conftest import stack_settings
 from tools.stack.demo import DemoTokens, stack_env, wait_until_accrued
 from tools.stack.faults import (
+    FAULT_RUN_ENV,
     MID_CLOSE,
     MID_HARMONISATION,
     MID_UPLOAD,
-    SHORT_LEASES,
     close_month_under_fault,
     pipeline_completions,
     reads_for,
@@ -66,9 +67,7 @@ def test_nothing_lost_doubled_or_run_twice_under_crashes_of_two_replicas(tmp_pat
     tokens = DemoTokens.make()
     env = {
         **stack_env(tokens),
-        **SHORT_LEASES,
-        "GENOMHUB_HARMONISER_CONCURRENCY": "2",
-        "GENOMHUB_HARMONISER_RETRY_DELAY": "2",
+        **FAULT_RUN_ENV,
     }
     plan = reads_for(settings, tmp_path / "reads", SUBMISSIONS)
     month = month_of(datetime.now(UTC))
@@ -109,9 +108,10 @@ def test_nothing_lost_doubled_or_run_twice_under_crashes_of_two_replicas(tmp_pat
         accrued = Counter(
             (row.region, row.sample_id) for row in db.execute(select(accruals.c.region, accruals.c.sample_id))
         )
-        month_statements = db.execute(
-            select(func.count()).select_from(statements).where(statements.c.month == month)
-        ).scalar_one()
+        documents = (
+            db.execute(select(statements.c.document).where(statements.c.month == month)).scalars().all()
+        )
+    closed = [Statement.from_document(json.loads(doc)) for doc in documents]
     with make_engine(HarmoniserSettings(state=settings.state).database_url).connect() as db:
         job_rows = db.execute(select(jobs.c.submission_id, jobs.c.state, jobs.c.attempts)).all()
 
@@ -129,7 +129,7 @@ def test_nothing_lost_doubled_or_run_twice_under_crashes_of_two_replicas(tmp_pat
         f"uploads the client retried {len(retried)}; files not byte-identical {not_identical}\n"
         f"jobs {len(job_rows)}, attempts {Counter(r.attempts for r in job_rows)}, "
         f"pipelines run to completion per job {Counter(completions.values())}\n"
-        f"month {month}: statements {month_statements}, refund events {refunds.get(month)}; closes {closes}\n"
+        f"month {month}: statements {[(c.statement_id, c.samples) for c in closed]}, refund events {refunds.get(month)}; closes {closes}\n"
         f"dead letters {len(dead)}: {[(r.topic, dict(r.headers).get('genomhub_dlq_error')) for r in dead]}"
     )
     assert all(run.faults[p] >= 1 for p in processes), (processes, run.faults)
@@ -146,5 +146,6 @@ def test_nothing_lost_doubled_or_run_twice_under_crashes_of_two_replicas(tmp_pat
     assert len(job_rows) == SUBMISSIONS and {r.state for r in job_rows} == {"succeeded"}
     assert set(completions) == {r.submission_id for r in job_rows} and set(completions.values()) == {1}
     assert len(harmonised) == SUBMISSIONS and all(len(ids) == 1 for ids in harmonised.values())
-    assert month_statements == 1 and len(refunds.get(month, set())) == 1, refunds
+    assert len(closed) == 1 and closed[0].samples == SUBMISSIONS, "one statement, paying every sample"
+    assert len(refunds.get(month, set())) == 1, refunds
     assert dead == [], [(r.topic, dict(r.headers)) for r in dead]

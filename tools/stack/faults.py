@@ -50,12 +50,16 @@ Plan = list[tuple[Region, str, list[Path]]]
 MID_UPLOAD = "mid-upload"
 MID_HARMONISATION = "mid-harmonisation"
 MID_CLOSE = "mid-close"
-SHORT_LEASES = {
+FAULT_RUN_ENV = {
     "GENOMHUB_RECEIVER_LEASE_SECONDS": "3",
     "GENOMHUB_HARMONISER_LEASE": "6",
     "GENOMHUB_HARMONISER_HEARTBEAT_INTERVAL": "1",
+    "GENOMHUB_HARMONISER_CONCURRENCY": "2",
+    "GENOMHUB_HARMONISER_RETRY_DELAY": "2",
+    "GENOMHUB_BILLING_OPENING_BALANCE_DKK": "100000",
 }
-"""Leases short enough that a killed replica's files and jobs are taken over within a run."""
+"""The stack's settings for a run under faults: leases short enough that a killed replica's
+files and jobs are taken over within the run, and a grant, so the month can be closed."""
 AIM_TIMEOUT = 60.0
 """How long an aimed kill waits for its moment (a PUT held, a job running) before it is
 counted as missed; the test then fails on the missing count rather than hanging."""
