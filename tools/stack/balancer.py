@@ -70,16 +70,11 @@ class RoundRobin:
             return
 
         async def close() -> None:
-            """Cancel the connections and let them end before the loop stops: a connection
-            left suspended when the loop closes is collected mid-await and Python reports
-            it as an error ("coroutine ignored GeneratorExit")."""
             assert self._server is not None
             self._server.close()
-            connections = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in connections:
-                task.cancel()
-            if connections:
-                await asyncio.wait(connections, timeout=5)
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from services.harmoniser.jobs import jobs
+from services.receiver.api import SEAL_LOCK
 from services.receiver.state import files as received_files
 from services.receiver.state import leases as receiver_leases
 from services.receiver.state import submissions as received_submissions
@@ -136,8 +137,9 @@ def _process_with_pid(stack: LocalStack, service: str, pid: int) -> Supervised |
 
 
 def receiver_holding_a_put(stack: LocalStack, receiver_db: Engine) -> Supervised | None:
-    """The receiver replica holding a file's lease now (``<submission>/<file>``; a seal's
-    lease is the submission's alone): one whose PUT is in progress. Holders are
+    """The receiver replica holding a file's lease now (``<submission>/<file>``, not a
+    seal's ``<submission>/`` :data:`SEAL_LOCK`): one whose PUT is in progress (the fault run
+    registers nothing from an inbox, the other use of a file's lease). Holders are
     ``host:pid:request``."""
     now = datetime.now(UTC)
     with receiver_db.connect() as db:
@@ -145,7 +147,7 @@ def receiver_holding_a_put(stack: LocalStack, receiver_db: Engine) -> Supervised
             select(receiver_leases.c.name, receiver_leases.c.holder, receiver_leases.c.expires_at)
         ).all()
     for row in rows:
-        if "/" not in row.name or row.expires_at <= now:
+        if "/" not in row.name or row.name.endswith(SEAL_LOCK) or row.expires_at <= now:
             continue
         pid = row.holder.split(":")[-2]
         if pid.isdigit() and (process := _process_with_pid(stack, "receiver", int(pid))) is not None:
