@@ -181,11 +181,19 @@ def _kill(process: Supervised, why: str, done: Counter[str]) -> None:
     done[process.name] += 1
 
 
-def _aimed(stack: LocalStack, find: Callable[[], Supervised | None], moment: str, done: Counter[str]) -> None:
-    """Kill the replica ``find`` names as soon as there is one, waiting up to :data:`AIM_TIMEOUT`."""
+def _aimed(
+    stack: LocalStack,
+    find: Callable[[], Supervised | None],
+    moment: str,
+    done: Counter[str],
+    possible: Callable[[], bool] = lambda: True,
+) -> None:
+    """Kill the replica ``find`` names as soon as there is one, waiting up to
+    :data:`AIM_TIMEOUT` and while the moment is still ``possible`` (no PUT comes once the
+    uploads are done)."""
     assert stack.supervisor is not None
     until = time.monotonic() + AIM_TIMEOUT
-    while time.monotonic() < until:
+    while time.monotonic() < until and possible():
         stack.supervisor.poll()
         try:
             process = find()
@@ -197,7 +205,7 @@ def _aimed(stack: LocalStack, find: Callable[[], Supervised | None], moment: str
             done[moment] += 1
             return
         time.sleep(0.02)
-    print(f"no {moment} moment within {AIM_TIMEOUT:.0f} s")
+    print(f"no {moment} moment caught (waited up to {AIM_TIMEOUT:.0f} s)")
 
 
 def run_with_faults(stack: LocalStack, plan: Plan, tokens: DemoTokens, seed: int) -> FaultRun:
@@ -225,7 +233,13 @@ def run_with_faults(stack: LocalStack, plan: Plan, tokens: DemoTokens, seed: int
         if kind == "kill" and process is not None:
             _kill(process, "at random", run.faults)
         elif kind == MID_UPLOAD:
-            _aimed(stack, lambda: receiver_holding_a_put(stack, receiver_db), MID_UPLOAD, run.faults)
+            _aimed(
+                stack,
+                lambda: receiver_holding_a_put(stack, receiver_db),
+                MID_UPLOAD,
+                run.faults,
+                uploader.is_alive,
+            )
         elif kind == MID_HARMONISATION:
             _aimed(stack, lambda: harmoniser_running_a_job(stack, jobs_db), MID_HARMONISATION, run.faults)
         else:
