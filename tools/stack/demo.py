@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -104,12 +105,20 @@ def simulate_sample(
 
 
 async def report_sample(
-    receiver_url: str, token: str, region: Region, sample_id: str, patient_id: str, reads: Iterable[Path]
+    receiver_url: str,
+    token: str,
+    region: Region,
+    sample_id: str,
+    patient_id: str,
+    reads: Iterable[Path],
+    said: IO[str] | None = None,
 ) -> str:
-    """Upload and seal one sample as its region would; returns the submission id."""
+    """Upload and seal one sample as its region would; returns the submission id. What the
+    uploader says (its retries, its resumes) goes to ``said``, or to stderr."""
     files = [LocalFile(p, FileRole.RAW_READS) for p in reads]
     plan = Plan(region.value, DEPARTMENTS[region][0], sample_id, patient_id, "WGS", "ILLUMINA", files)
-    sealed = await Uploader(receiver_url, token, retries=8).upload(plan, None, checksum=True)
+    uploader = Uploader(receiver_url, token, retries=8, stream=said if said is not None else sys.stderr)
+    sealed = await uploader.upload(plan, None, checksum=True)
     return str(sealed["submission_id"])
 
 
