@@ -13,7 +13,7 @@ from importlib.metadata import EntryPoint, entry_points
 import click
 
 import services
-from shared.config import SettingsError, database_urls
+from shared.config import SettingsError, database_urls, stateful_services
 from shared.topics import SERVICES
 
 # Each service's own commands, imported only when called: a short command (e.g. a region's
@@ -97,7 +97,7 @@ def db() -> None:
     "--service",
     "only",
     multiple=True,
-    type=click.Choice(["receiver", "indexer", "billing", "harmoniser", "access"]),
+    type=click.Choice(stateful_services()),
 )
 def db_upgrade(only: tuple[str, ...]) -> None:
     """Migrate each service's database to its newest schema (the Kubernetes migration Job)."""

@@ -551,15 +551,22 @@ SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
 """Each service's section by the service's name (``genomhub run``, the local stack's ports)."""
 
 
+def _stateful_sections() -> dict[str, type[StatefulServiceSettings]]:
+    return {
+        name: section
+        for name, section in SERVICE_SETTINGS.items()
+        if issubclass(section, StatefulServiceSettings)
+    }
+
+
+def stateful_services() -> list[str]:
+    """The services that keep relational state, each migrated by ``genomhub db upgrade``."""
+    return list(_stateful_sections())
+
+
 def database_urls() -> dict[str, str]:
     """The database of each service that keeps relational state (``genomhub db upgrade``)."""
-    return {
-        "receiver": ReceiverSettings().database_url,
-        "indexer": IndexerSettings().database_url,
-        "billing": BillingSettings().database_url,
-        "harmoniser": HarmoniserSettings().database_url,
-        "access": AccessSettings().database_url,
-    }
+    return {name: section().database_url for name, section in _stateful_sections().items()}
 
 
 def variables(section: type[Section]) -> dict[str, str]:
