@@ -154,21 +154,6 @@ class HttpSettings(Section):
     )
 
 
-class ArchiveSettings(Section):
-    store: str = Field(
-        default="",
-        description="fsspec URL of the archive (file:// or s3://). Unset: <home>/store.",
-    )
-    s3_endpoint_url: str | None = Field(
-        default=None, description="S3 endpoint for s3:// URLs (e.g. moto or on-premise S3)."
-    )
-    state: StateSettings = part(StateSettings)
-
-    @property
-    def store_url(self) -> str:
-        return self.store or (self.state.state_dir / "store").as_uri()
-
-
 class ArchiveKeySettings(Section):
     """NGC's archive key (Crypt4GH, X25519): every stored file's header is encrypted to it."""
 
@@ -189,6 +174,32 @@ class ArchiveKeySettings(Section):
         description="Passphrase that unlocks the archive's private key (from a Secret; never logged).",
     )
     state: StateSettings = part(StateSettings)
+
+
+class ArchiveSettings(Section):
+    store: str = Field(
+        default="",
+        description="fsspec URL of the archive (file:// or s3://). Unset: <home>/store.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for s3:// URLs (e.g. moto or on-premise S3)."
+    )
+    header_store: str = Field(
+        default="",
+        description="fsspec URL where the Crypt4GH header of every archived file lives, apart from "
+        "its body (key rotation rewrites headers only; back it up with the databases). Unset: "
+        "<home>/headers.",
+    )
+    key: ArchiveKeySettings = part(ArchiveKeySettings)
+    state: StateSettings = part(StateSettings)
+
+    @property
+    def store_url(self) -> str:
+        return self.store or (self.state.state_dir / "store").as_uri()
+
+    @property
+    def header_store_url(self) -> str:
+        return self.header_store or (self.state.state_dir / "headers").as_uri()
 
 
 class TelemetrySettings(Section):

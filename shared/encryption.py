@@ -439,9 +439,16 @@ class BodyDecryptor(io.RawIOBase):
     """
 
     def __init__(
-        self, header: bytes, body: BinaryIO, key: ArchiveKey, plaintext_size: int | None = None
+        self,
+        header: bytes,
+        body: BinaryIO,
+        key: ArchiveKey,
+        plaintext_size: int | None = None,
+        *,
+        close_body: bool = False,
     ) -> None:
         super().__init__()
+        self._close_body = close_body
         self._cipher = ChaCha20Poly1305(open_header(header, key))
         self._body = body
         self._expected_body = None if plaintext_size is None else body_size(plaintext_size)
@@ -455,6 +462,12 @@ class BodyDecryptor(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        """Closes the decryptor, and the body too when it was opened for this decryptor."""
+        if not self.closed and self._close_body:
+            self._body.close()
+        super().close()
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")

@@ -37,12 +37,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import fsspec
 import fsspec.asyn
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
+
+from shared.encryption import ArchiveKey, BodyDecryptor
+
+if TYPE_CHECKING:
+    from shared.headers import HeaderStore
 
 CHUNK = 4 << 20
 """Bytes moved at a time: large enough that per-call costs vanish, small enough to hold a few."""
@@ -718,3 +723,24 @@ def read_chunks(url: str, chunk_size: int = CHUNK) -> Iterable[bytes]:
 def local_path(url: str) -> str | None:
     """The path of a file:// URL, for tools (samtools, bwa) that need a real file."""
     return url[len("file://") :] if url.startswith("file://") else None
+
+
+def open_archived(url: str, plaintext_size: int, headers: HeaderStore, key: ArchiveKey) -> BodyDecryptor:
+    """The plaintext of the archived file at ``url``, decrypted as it streams.
+
+    The one way any service reads an archived file's bytes (the validator, the harmoniser,
+    the access service, replays, the demo): the body is read from the archive, its header
+    from the header store, and every 64 KiB segment is authenticated before a byte of it is
+    handed out. ``plaintext_size`` is the size the archive recorded (the ``file-received``
+    event's), so a body cut short or run on is refused as well as a corrupted one, and no
+    plaintext is ever written anywhere by reading. Close the result (or use it in ``with``);
+    it closes the body.
+    """
+    header = headers.read(url)
+    fs, path = filesystem(url)
+    body = fs.open(path, "rb")
+    try:
+        return BodyDecryptor(header, body, key, plaintext_size, close_body=True)
+    except BaseException:
+        body.close()
+        raise
