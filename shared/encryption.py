@@ -451,7 +451,9 @@ class BodyDecryptor(io.RawIOBase):
         self._close_body = close_body
         self._cipher = ChaCha20Poly1305(open_header(header, key))
         self._body = body
+        self._plaintext_size = plaintext_size
         self._expected_body = None if plaintext_size is None else body_size(plaintext_size)
+        self._position = 0
         self._segment_index = 0
         self._body_read = 0
         self._cipher_segment = bytearray(CIPHER_SEGMENT_SIZE)
@@ -475,7 +477,9 @@ class BodyDecryptor(io.RawIOBase):
             return 0
         if self._plaintext_start == self._plaintext_end:
             if len(out) >= SEGMENT_SIZE:  # a whole segment fits: no copy through our buffer
-                return self._next_segment_into(out)
+                size = self._next_segment_into(out)
+                self._position += size
+                return size
             self._plaintext_start, self._plaintext_end = (
                 0,
                 self._next_segment_into(memoryview(self._plaintext)),
@@ -483,17 +487,51 @@ class BodyDecryptor(io.RawIOBase):
         count = min(len(out), self._plaintext_end - self._plaintext_start)
         out[:count] = self._plaintext[self._plaintext_start : self._plaintext_start + count]
         self._plaintext_start += count
+        self._position += count
         return count
+
+    def seekable(self) -> bool:
+        """Seekable when the body is and its plaintext size is known: segments are sealed
+        one by one, so any offset is one segment's read and authentication away."""
+        return self._plaintext_size is not None and bool(getattr(self._body, "seekable", lambda: False)())
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Moves to a plaintext offset; the segment holding it is read and checked at once,
+        so an offset inside a corrupted segment fails here rather than on the next read."""
+        if not self.seekable():
+            raise io.UnsupportedOperation("the body cannot seek, or its plaintext size is not known")
+        assert self._plaintext_size is not None
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._plaintext_size}[whence]
+        target = base + offset
+        if target < 0:
+            raise ValueError(f"cannot seek to {target}, before the file's start")
+        segment = min(target, self._plaintext_size) // SEGMENT_SIZE
+        self._body.seek(segment * CIPHER_SEGMENT_SIZE)
+        self._body_read = segment * CIPHER_SEGMENT_SIZE
+        self._segment_index = segment
+        self._ended = False
+        self._plaintext_start = self._plaintext_end = 0
+        within = min(target, self._plaintext_size) - segment * SEGMENT_SIZE
+        if within:
+            self._plaintext_end = self._next_segment_into(memoryview(self._plaintext))
+            self._plaintext_start = within
+        self._position = target
+        return target
 
     def segments(self) -> Iterator[bytes]:
         """Each segment's plaintext in order, after what ``readinto`` has already returned."""
         if self._plaintext_start < self._plaintext_end:
+            self._position += self._plaintext_end - self._plaintext_start
             yield bytes(self._plaintext[self._plaintext_start : self._plaintext_end])
             self._plaintext_start = self._plaintext_end
         while True:
             size = self._next_segment_into(memoryview(self._plaintext))
             if not size:
                 return
+            self._position += size
             yield bytes(self._plaintext[:size])
 
     def _next_segment_into(self, out: memoryview) -> int:

@@ -444,3 +444,40 @@ def test_a_recipient_key_of_the_wrong_size_is_refused(archive: tuple[ArchiveKey,
     header, _ = _encrypt(b"x", key.public)
     with pytest.raises(ValueError, match="32 bytes, got 33"):
         reencrypt_header(header, key, key.public + b"\x00")
+
+
+@pytest.mark.parametrize(
+    "offset", [0, 1, SEGMENT_SIZE - 1, SEGMENT_SIZE, SEGMENT_SIZE + 7, 3 * SEGMENT_SIZE, 250_000]
+)
+def test_a_seek_reads_on_from_any_plaintext_offset(
+    archive: tuple[ArchiveKey, Path, Path], offset: int
+) -> None:
+    key = archive[0]
+    plaintext = os.urandom(250_000)
+    header, body = _encrypt(plaintext, key.public)
+    reader = BodyDecryptor(header, io.BytesIO(body), key, len(plaintext))
+    assert reader.seekable()
+    assert reader.seek(offset) == offset
+    assert reader.tell() == offset
+    assert io.BufferedReader(reader).read() == plaintext[offset:]
+    assert reader.seek(-10, io.SEEK_END) == len(plaintext) - 10
+    assert reader.read(100) == plaintext[-10:]
+
+
+def test_a_seek_into_a_corrupted_segment_fails_at_once(archive: tuple[ArchiveKey, Path, Path]) -> None:
+    key = archive[0]
+    header, body = _encrypt(os.urandom(3 * SEGMENT_SIZE), key.public)
+    damaged = bytearray(body)
+    damaged[CIPHER_SEGMENT_SIZE + 100] ^= 1
+    reader = BodyDecryptor(header, io.BytesIO(bytes(damaged)), key, 3 * SEGMENT_SIZE)
+    with pytest.raises(SegmentAuthenticationError, match="segment 1"):
+        reader.seek(SEGMENT_SIZE + 5)
+
+
+def test_without_a_recorded_size_a_body_does_not_seek(archive: tuple[ArchiveKey, Path, Path]) -> None:
+    key = archive[0]
+    header, body = _encrypt(b"x" * 100, key.public)
+    reader = BodyDecryptor(header, io.BytesIO(body), key)
+    assert not reader.seekable()
+    with pytest.raises(io.UnsupportedOperation):
+        reader.seek(5)
