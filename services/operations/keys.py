@@ -1,4 +1,5 @@
-"""``genomhub keys``: making and checking NGC's archive key (Crypt4GH, X25519).
+"""``genomhub keys``: making and checking NGC's archive key (Crypt4GH, X25519), and the hub's
+signing key (Ed25519) that the spokes' feeds are signed with (``shared.feed``).
 
 The mechanism is ``shared.encryption``; these commands only give it to operators: a new key
 pair in Crypt4GH's key format (which ``crypt4gh`` and ``crypt4gh-keygen`` read as their own),
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from shared.config import ArchiveKeySettings
+from shared.config import ArchiveKeySettings, HubKeySettings
 from shared.encryption import ArchiveKeyError, check_archive_key, write_key_pair
+from shared.feed import HubKeyError, key_id, read_hub_public_key, read_hub_secret_key, write_hub_key_pair
 
 
 @click.group("keys")
@@ -53,3 +55,48 @@ def check() -> None:
     except ArchiveKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"archive key {key.fingerprint}: unlocks, and its public half matches")
+
+
+@keys.command("generate-hub")
+@click.option(
+    "--out",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for hub.sec (the locked private key) and hub.pub (what spokes pin); created if missing.",
+)
+def generate_hub(directory: Path) -> None:
+    """Write a new hub signing key, the private key locked with GENOMHUB_HUB_KEY_PASSPHRASE.
+
+    Existing key files are never overwritten.
+    """
+    passphrase = HubKeySettings().key_passphrase
+    try:
+        secret, public = write_hub_key_pair(
+            directory.resolve(), passphrase.get_secret_value() if passphrase else ""
+        )
+    except HubKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"GENOMHUB_HUB_SECRET_KEY={secret}")
+    click.echo(f"GENOMHUB_HUB_PUBLIC_KEY={public}")
+    click.echo(f"GENOMHUB_SPOKE_HUB_PUBLIC_KEY={public}")
+
+
+@keys.command("check-hub")
+def check_hub() -> None:
+    """Load the configured hub signing key as the publisher does at start; exit 1 with the
+    reason if it cannot be used (missing, not Ed25519, wrong passphrase, halves of two pairs)."""
+    settings = HubKeySettings()
+    passphrase = settings.key_passphrase
+    try:
+        secret = read_hub_secret_key(
+            settings.secret_path(), passphrase.get_secret_value() if passphrase else ""
+        )
+        public = read_hub_public_key(settings.public_path())
+    except HubKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if key_id(secret.public_key()) != key_id(public):
+        raise click.ClickException(
+            f"{settings.public_path()} is not the public half of {settings.secret_path()}"
+        )
+    click.echo(f"hub key {key_id(public)}: unlocks, and its public half matches")
