@@ -75,11 +75,6 @@ CHECKPOINT_KEY = "checkpoint"
 HUB_KEY_PREFIX = "hub-key"
 
 
-def feed_topic(region: Region) -> str:
-    """The compacted topic a spoke reads (MirrorMaker 2 keeps its name, see tools/kafka/mirror)."""
-    return f"genomhub.spoke.{region.value}.catalogue.v1"
-
-
 # -- the bodies -------------------------------------------------------------------------------
 
 

@@ -28,11 +28,11 @@ from shared.feed import (
     Withdrawal,
     entry_digest,
     entry_key,
-    feed_topic,
     key_id,
     public_key_text,
     seal,
 )
+from shared.topics import feed_topic
 
 
 def partition_of(key: str, partitions: int) -> int:

@@ -31,11 +31,11 @@ from shared.feed import (
     StateHash,
     Withdrawal,
     entry_key,
-    feed_topic,
     key_id,
     open_record,
     public_key_from_text,
 )
+from shared.topics import feed_topic
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from shared.feed import (
     SampleSummary,
     StateHash,
     Withdrawal,
-    feed_topic,
     key_id,
     read_hub_public_key,
     read_hub_secret_key,
@@ -35,6 +34,7 @@ from shared.feed import (
     signed_message,
     write_hub_key_pair,
 )
+from shared.topics import feed_topic
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 SPOKE = Region.SYDDANMARK
