@@ -12,8 +12,9 @@ entry it would cover, whichever comes first; the app asks :meth:`FeedWriter.due`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiokafka.partitioner import murmur2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,13 +23,18 @@ from shared.events import Region
 from shared.feed import (
     Checkpoint,
     FeedEntry,
+    FeedRefusal,
     HubKey,
+    Opened,
     SampleBody,
+    SampleRecord,
+    SampleSummary,
     StateHash,
     Withdrawal,
     entry_digest,
     entry_key,
     key_id,
+    open_record,
     public_key_text,
     seal,
 )
@@ -47,6 +53,15 @@ class Record:
     key: bytes
     value: bytes
     seq: int
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A record of the feed as the hub's cluster holds it, read back at start."""
+
+    partition: int
+    offset: int
+    value: bytes | None
 
 
 @dataclass
@@ -69,6 +84,54 @@ class FeedWriter:
     @property
     def feed(self) -> str:
         return feed_topic(self.region)
+
+    @classmethod
+    def restore(
+        cls,
+        region: Region,
+        key: Ed25519PrivateKey,
+        partitions: int,
+        stored: Iterable[Stored],
+        every: int = 1000,
+        interval: float = 1.0,
+    ) -> FeedWriter:
+        """The writer that wrote ``stored`` (its feed, read from the start), to go on from.
+
+        The feed is the publisher's state: its sequence number, revision, and each sample's
+        last entry (compaction keeps exactly that, withdrawals included, since they are signed
+        entries and not Kafka's null tombstones). A restarted publisher so continues the
+        numbering a spoke checks, and sends no entry for a body the spoke has already.
+        Entries after the last checkpoint make one due at once.
+        """
+        writer = cls(region, key, partitions, every, interval)
+        latest: dict[str, tuple[int, Opened]] = {}
+        checkpoint_seq = 0
+        for record in stored:
+            if record.value is None:
+                continue
+            opened = open_record(record.value)
+            entry = opened.entry
+            if entry.feed != writer.feed:
+                raise FeedRefusal("wrong_feed", f"entry {entry.seq} of {entry.feed} is on {writer.feed}")
+            writer.seq = max(writer.seq, entry.seq)
+            writer._heads[record.partition] = max(writer._heads.get(record.partition, 0), entry.seq)
+            writer.delivered(record.partition, record.offset)
+            if isinstance(entry.body, Checkpoint):
+                if entry.body.revision > writer.revision:
+                    writer.revision, checkpoint_seq = entry.body.revision, entry.seq
+            elif not isinstance(entry.body, HubKey) and entry.seq > latest.get(entry.key, (0, opened))[0]:
+                latest[entry.key] = (entry.seq, opened)
+        for key_name, (seq, opened) in latest.items():
+            body = opened.entry.body
+            if isinstance(body, SampleSummary | SampleRecord):
+                writer._bodies[key_name] = body
+                writer._digests[key_name] = opened.digest
+                writer._hash.add(key_name, opened.digest)
+            if seq > checkpoint_seq:
+                writer._since_checkpoint += 1
+        if writer._since_checkpoint:
+            writer._first_uncovered = datetime.min.replace(tzinfo=UTC)
+        return writer
 
     @property
     def samples(self) -> int:

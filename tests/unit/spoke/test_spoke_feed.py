@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.publisher.writer import FeedWriter, Record
+from services.publisher.writer import FeedWriter, Record, Stored
 from services.spoke.verifier import FeedVerifier
 from shared.events import AnalysisType, Region, SampleStatus, Verdict
 from shared.feed import (
@@ -381,3 +381,51 @@ def test_genomhub_keys_generate_hub_and_check_hub(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("GENOMHUB_HUB_PUBLIC_KEY", str(tmp_path / "other" / "hub.pub"))
     mismatched = runner.invoke(keys, ["check-hub"])
     assert mismatched.exit_code == 1 and "not the public half" in mismatched.output
+
+
+def stored(records: list[Record]) -> list[Stored]:
+    """The records as the hub's cluster holds them, each partition numbered from 0."""
+    counts: dict[int, int] = {}
+    out = []
+    for r in records:
+        out.append(Stored(r.partition, counts.get(r.partition, 0), r.value))
+        counts[r.partition] = counts.get(r.partition, 0) + 1
+    return out
+
+
+def compacted(records: list[Record]) -> list[Record]:
+    """What compaction leaves: each key's last record, in the log's order."""
+    last = {r.key: r for r in records}
+    return [r for r in records if last[r.key] is r]
+
+
+def test_a_restarted_publisher_goes_on_from_its_feed(writer: FeedWriter) -> None:
+    log = published(writer, [summary(f"S{i}") for i in range(6)])
+    log.append(writer.checkpoint(NOW))
+    log += published(
+        writer,
+        [summary("S1", files=9), Withdrawal(region=Region.HOVEDSTADEN, sample_id="S2", reason="withdrawn")],
+    )
+    for kept in (log, compacted(log)):
+        again = FeedWriter.restore(SPOKE, writer.key, 3, stored(kept))
+        assert (again.seq, again.revision, again.samples) == (writer.seq, writer.revision, writer.samples)
+        assert again.state_hash() == writer.state_hash()
+        assert again.due(NOW)  # two entries after the last checkpoint
+        assert again.publish(summary("S3"), NOW) is None  # the spoke has it already
+    # A spoke that read the compacted feed from the start and one that followed it live
+    # switch to the same revision when the restarted publisher checkpoints.
+    again = FeedWriter.restore(SPOKE, writer.key, 3, stored(compacted(log)))
+    follower, newcomer = (
+        FeedVerifier(SPOKE, writer.key.public_key()),
+        FeedVerifier(SPOKE, writer.key.public_key()),
+    )
+    feed(follower, log)
+    # Compaction took S1's and S2's first entries, which the old checkpoint still counts:
+    # the newcomer refuses that revision, and shows nothing until the next one.
+    refused = [
+        f.reason for r in compacted(log) for f in newcomer.receive(r.partition, r.key, r.value).refused
+    ]
+    assert refused == ["state_mismatch"] and newcomer.visible_revision == 0
+    following = again.checkpoint(NOW)
+    assert feed(follower, [following]) == feed(newcomer, [following]) == [2]
+    assert follower.samples == newcomer.samples and "hovedstaden/S2" not in follower.samples
