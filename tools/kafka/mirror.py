@@ -50,10 +50,13 @@ def mirror_properties(hub: KafkaAccess, spoke: KafkaAccess, topics: str = FEED_T
         "sync.topic.configs.interval.seconds = 10",
         # What a spoke needs is the feed: no consumer groups to translate, no ACLs to copy.
         "sync.topic.acls.enabled = false",
-        "emit.checkpoints.enabled = false",
+        "groups.exclude = .*",
         "sync.group.offsets.enabled = false",
         "emit.heartbeats.enabled = false",
         "dedicated.mode.enable.internal.rest = false",
+        # Kafka's own jars declare their plugins: no seconds-long scan of the classpath at start.
+        "plugin.discovery = service_load",
+        f"{SPOKE}.plugin.discovery = service_load",
         "offset.flush.interval.ms = 1000",
         "replication.factor = 1",
         "offset-syncs.topic.replication.factor = 1",

@@ -5,11 +5,11 @@ broker on loopback and Kafka's own MirrorMaker 2, started once for the module.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -20,7 +20,7 @@ from services.spoke.verifier import FeedVerifier
 from shared.bus import ensure_topics, read_records
 from shared.config import StateSettings
 from shared.events import AnalysisType, Region, SampleStatus, Verdict
-from shared.feed import SampleSummary
+from shared.feed import FeedRefusal, SampleSummary
 from shared.kafka import KafkaAccess
 from shared.topics import ADMIN, feed_topic, spoke_feeds
 from tests.support import kafka, wait_for
@@ -29,6 +29,7 @@ from tools.kafka.mirror import LocalMirror
 
 SPOKE = Region.SYDDANMARK
 PARTITIONS = 3
+TOPIC = feed_topic(SPOKE)
 
 
 @dataclass(frozen=True)
@@ -79,14 +80,11 @@ async def cleanup_policy(access: KafkaAccess, topic: str) -> str:
         await admin.close()
 
 
-def test_a_signed_entry_on_the_hub_arrives_verified_on_the_spoke(link: Link, tmp_path: Path) -> None:
-    key = Ed25519PrivateKey.generate()
-    writer = FeedWriter(SPOKE, key, PARTITIONS)
-    now = datetime.now(UTC)
-    bodies = [
+def summaries(names: list[str], now: datetime) -> list[SampleSummary]:
+    return [
         SampleSummary(
             region=Region.HOVEDSTADEN,
-            sample_id=f"M{i}",
+            sample_id=name,
             analysis_type=AnalysisType.WGS,
             qc=Verdict.ACCEPTED,
             status=SampleStatus.HARMONISED,
@@ -94,26 +92,58 @@ def test_a_signed_entry_on_the_hub_arrives_verified_on_the_spoke(link: Link, tmp
             files=2,
             received_month=now.strftime("%Y-%m"),
         )
-        for i in range(6)
+        for name in names
     ]
-    entries = [r for b in bodies if (r := writer.publish(b, now)) is not None]
-    topic = feed_topic(SPOKE)
-    for record, offset in zip(entries, asyncio.run(produce(link.hub, topic, entries)), strict=True):
-        writer.delivered(record.partition, offset)
-    asyncio.run(produce(link.hub, topic, [writer.checkpoint(now)]))
 
-    def mirrored() -> list[object]:
+
+def publish(link: Link, writer: FeedWriter, names: list[str]) -> int:
+    """Entries for ``names`` and their checkpoint on the hub; the records the feed now holds."""
+    now = datetime.now(UTC)
+    entries = [r for b in summaries(names, now) if (r := writer.publish(b, now)) is not None]
+    for record, offset in zip(entries, asyncio.run(produce(link.hub, TOPIC, entries)), strict=True):
+        writer.delivered(record.partition, offset)
+    asyncio.run(produce(link.hub, TOPIC, [writer.checkpoint(now)]))
+    return writer.seq
+
+
+def spoke_holds(link: Link, count: int) -> Callable[[], list[Any]]:
+    def mirrored() -> list[Any]:
         try:
-            found = asyncio.run(read_records(link.spoke, [topic], timeout=5))
+            found = asyncio.run(read_records(link.spoke, [TOPIC], timeout=5))
         except Exception:  # the topic is not on the spoke yet
             return []
-        return found if len(found) == len(entries) + 1 else []
+        return found if len(found) >= count else []
 
-    arrived = wait_for(mirrored, timeout=90, what=f"MirrorMaker 2 to copy {topic} to the spoke")
+    return mirrored
+
+
+def test_the_feed_crosses_to_the_spoke_and_catches_up_after_the_link_was_cut(link: Link) -> None:
+    key = Ed25519PrivateKey.generate()
+    writer = FeedWriter(SPOKE, key, PARTITIONS)
+    held = publish(link, writer, [f"M{i}" for i in range(6)])
+    arrived = wait_for(spoke_holds(link, held), timeout=90, what=f"MirrorMaker 2 to copy {TOPIC}")
     spoke = FeedVerifier(SPOKE, key.public_key())
-    revisions = [spoke.receive(r.partition, r.key, r.value).revision for r in arrived]
-    assert [r.revision for r in revisions if r is not None] == [1]
-    assert spoke.state_hash() == writer.state_hash()
-    assert {r.partition for r in arrived} == {r.partition for r in entries}
-    assert asyncio.run(cleanup_policy(link.spoke, topic)) == "compact"
-    assert link.mirror.running()
+    shown = [
+        o.revision.revision for r in arrived if (o := spoke.receive(r.partition, r.key, r.value)).revision
+    ]
+    assert shown == [1] and spoke.state_hash() == writer.state_hash()
+    assert {r.partition for r in arrived} == set(range(PARTITIONS))  # partitions keep their numbers
+    assert asyncio.run(cleanup_policy(link.spoke, TOPIC)) == "compact"
+
+    # The link is cut; the hub goes on; the link comes back and MM2 resumes where it was.
+    link.mirror.stop()
+    held = publish(link, writer, [f"M{i}" for i in range(6, 10)] + ["M0"])
+    assert len(asyncio.run(read_records(link.spoke, [TOPIC], timeout=10))) == len(arrived)
+    link.mirror.start(link.hub, link.spoke)
+    caught_up = wait_for(spoke_holds(link, held), timeout=90, what="MirrorMaker 2 to catch up")
+    refused, later = [], []
+    for r in caught_up:  # the whole topic again, as a spoke re-reading it would: the old entries repeat
+        try:
+            outcome = spoke.receive(r.partition, r.key, r.value)
+        except FeedRefusal as exc:
+            refused.append(exc.reason)  # MM2 delivers at least once: a repeat is refused, not applied
+            continue
+        if outcome.revision is not None:
+            later.append(outcome.revision.revision)
+    assert later == [2] and set(refused) == {"replayed"} and len(refused) >= len(arrived)
+    assert spoke.state_hash() == writer.state_hash() and len(spoke.samples) == 10
