@@ -78,10 +78,9 @@ HUB_KEY_PREFIX = "hub-key"
 # -- the bodies -------------------------------------------------------------------------------
 
 
-class SampleSummary(Strict):
-    """What discovery needs of another region's sample, at Beacon's granularity."""
+class _Discoverable(Strict):
+    """What discovery needs of a sample, at Beacon's granularity: every spoke sees this much."""
 
-    kind: Literal["summary"] = "summary"
     region: Region
     sample_id: Pseudonym
     analysis_type: AnalysisType
@@ -92,18 +91,16 @@ class SampleSummary(Strict):
     received_month: Month
 
 
-class SampleRecord(Strict):
+class SampleSummary(_Discoverable):
+    """Another region's sample, as discovery sees it."""
+
+    kind: Literal["summary"] = "summary"
+
+
+class SampleRecord(_Discoverable):
     """A sample the spoke may see whole: its own, or granted to it until ``granted_until``."""
 
     kind: Literal["record"] = "record"
-    region: Region
-    sample_id: Pseudonym
-    analysis_type: AnalysisType
-    qc: Verdict
-    status: SampleStatus
-    genome_equivalents: SampleGenomeEquivalents
-    files: Count
-    received_month: Month
     submission_id: SubmissionId
     department: TypedText = Field(min_length=1, max_length=128)
     platform: TypedText = Field(min_length=1, max_length=64)

@@ -8,9 +8,11 @@ and the services' start-up check run on its own, so a Secret can be checked befo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+from pydantic import SecretStr
 
 from shared.config import ArchiveKeySettings, HubKeySettings
 from shared.encryption import ArchiveKeyError, check_archive_key, write_key_pair
@@ -22,28 +24,40 @@ def keys() -> None:
     """NGC's archive key, that every archived file's header is encrypted to."""
 
 
+def out_option(files: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(
+        "--out",
+        "directory",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help=f"Folder for {files}; created if missing.",
+    )
+
+
+def written(
+    write: Callable[[Path, str], tuple[Path, Path]],
+    directory: Path,
+    passphrase: SecretStr | None,
+    variables: tuple[str, ...],
+) -> None:
+    """Write a key pair with ``write`` and print the variables that name its files."""
+    try:
+        secret, public = write(directory.resolve(), passphrase.get_secret_value() if passphrase else "")
+    except (ArchiveKeyError, HubKeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for variable, path in zip(variables, (secret, public, public), strict=False):
+        click.echo(f"{variable}={path}")
+
+
 @keys.command("generate")
-@click.option(
-    "--out",
-    "directory",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for archive.sec (the locked private key) and archive.pub; created if missing.",
-)
+@out_option("archive.sec (the locked private key) and archive.pub")
 def generate(directory: Path) -> None:
     """Write a new key pair, the private key locked with GENOMHUB_ARCHIVE_KEY_PASSPHRASE.
 
     Existing key files are never overwritten.
     """
-    passphrase = ArchiveKeySettings().key_passphrase
-    try:
-        secret, public = write_key_pair(
-            directory.resolve(), passphrase.get_secret_value() if passphrase else ""
-        )
-    except ArchiveKeyError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"GENOMHUB_ARCHIVE_SECRET_KEY={secret}")
-    click.echo(f"GENOMHUB_ARCHIVE_PUBLIC_KEY={public}")
+    variables = ("GENOMHUB_ARCHIVE_SECRET_KEY", "GENOMHUB_ARCHIVE_PUBLIC_KEY")
+    written(write_key_pair, directory, ArchiveKeySettings().key_passphrase, variables)
 
 
 @keys.command("check")
@@ -58,28 +72,14 @@ def check() -> None:
 
 
 @keys.command("generate-hub")
-@click.option(
-    "--out",
-    "directory",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for hub.sec (the locked private key) and hub.pub (what spokes pin); created if missing.",
-)
+@out_option("hub.sec (the locked private key) and hub.pub (what spokes pin)")
 def generate_hub(directory: Path) -> None:
     """Write a new hub signing key, the private key locked with GENOMHUB_HUB_KEY_PASSPHRASE.
 
     Existing key files are never overwritten.
     """
-    passphrase = HubKeySettings().key_passphrase
-    try:
-        secret, public = write_hub_key_pair(
-            directory.resolve(), passphrase.get_secret_value() if passphrase else ""
-        )
-    except HubKeyError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"GENOMHUB_HUB_SECRET_KEY={secret}")
-    click.echo(f"GENOMHUB_HUB_PUBLIC_KEY={public}")
-    click.echo(f"GENOMHUB_SPOKE_HUB_PUBLIC_KEY={public}")
+    variables = ("GENOMHUB_HUB_SECRET_KEY", "GENOMHUB_HUB_PUBLIC_KEY", "GENOMHUB_SPOKE_HUB_PUBLIC_KEY")
+    written(write_hub_key_pair, directory, HubKeySettings().key_passphrase, variables)
 
 
 @keys.command("check-hub")
