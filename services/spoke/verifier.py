@@ -56,6 +56,7 @@ class Revision:
 
     revision: int
     upto: int
+    state_hash: str
     offsets: dict[int, int]
     samples: dict[str, Held]
     changed: frozenset[str]
@@ -85,6 +86,9 @@ class FeedVerifier:
 
     region: Region
     pinned: Ed25519PublicKey
+    floor: int = 0
+    """The revision the spoke's store shows already: a spoke that restarts reads its feed
+    again from the start, proves that revision again, and accepts nothing older."""
     visible_revision: int = 0
     visible_upto: int = 0
     samples: dict[str, Held] = field(default_factory=dict)
@@ -123,12 +127,14 @@ class FeedVerifier:
         self._check_place(partition, key, opened)
         self._check_signature(partition, opened)
         if isinstance(body, Checkpoint) and (
-            body.revision <= self.visible_revision or body.upto < self.visible_upto
+            body.revision <= self.visible_revision
+            or body.upto < self.visible_upto
+            or body.revision < self.floor
         ):
             raise FeedRefusal(
                 "rollback",
                 f"checkpoint of revision {body.revision} up to entry {body.upto}; the revision shown is "
-                f"{self.visible_revision}, up to entry {self.visible_upto}",
+                f"{max(self.visible_revision, self.floor)}, up to entry {self.visible_upto}",
             )
         if not isinstance(body, Checkpoint | HubKey) and entry.seq <= self.visible_upto:
             raise FeedRefusal(
@@ -216,7 +222,15 @@ class FeedVerifier:
             self.visible_revision, self.visible_upto = revision, checkpoint.upto
             self._pending = {seq: o for seq, o in self._pending.items() if seq > checkpoint.upto}
             self._checkpoints = {r: c for r, c in self._checkpoints.items() if r > revision}
-            shown = Revision(revision, checkpoint.upto, dict(checkpoint.offsets), samples, changed, removed)
+            shown = Revision(
+                revision,
+                checkpoint.upto,
+                checkpoint.state_hash,
+                dict(checkpoint.offsets),
+                samples,
+                changed,
+                removed,
+            )
             return Outcome(shown, tuple(refused))
         return Outcome(None, tuple(refused))
 
