@@ -15,7 +15,8 @@ not (a compacted source renumbers nothing, but MM2 writes densely), so a feed's 
 prove completeness by the entries' sequence numbers, never by offsets.
 
 MM2 reaches both brokers with SASL/SCRAM-SHA-512 as each broker's admin: it creates the
-mirrored topic and its own internal topics on the spoke and its offset-syncs topic on the hub.
+mirrored topic and all of its own internal topics on the spoke (offset syncs included), and
+only reads on the hub.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def mirror_properties(hub: KafkaAccess, spoke: KafkaAccess, topics: str = FEED_T
         "sync.topic.configs.interval.seconds = 10",
         # What a spoke needs is the feed: no consumer groups to translate, no ACLs to copy.
         "sync.topic.acls.enabled = false",
+        # MM2's bookkeeping stays on the spoke: the hub holds only what its registry names.
+        "offset-syncs.topic.location = target",
         "groups.exclude = .*",
         "sync.group.offsets.enabled = false",
         "emit.heartbeats.enabled = false",

@@ -22,7 +22,7 @@ from shared.config import StateSettings
 from shared.events import AnalysisType, Region, SampleStatus, Verdict
 from shared.feed import FeedRefusal, SampleSummary
 from shared.kafka import KafkaAccess
-from shared.topics import ADMIN, feed_topic, spoke_feeds
+from shared.topics import ADMIN, KAFKA_INTERNAL_TOPICS, all_topics, feed_topic, spoke_feeds
 from tests.support import kafka, wait_for
 from tools.kafka.broker import LocalBroker
 from tools.kafka.mirror import LocalMirror
@@ -44,7 +44,7 @@ def link(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """The session's broker as the hub, a second broker as Syddanmark's spoke, MM2 between."""
     home = tmp_path_factory.mktemp("spoke-syddanmark")
     hub = kafka(ADMIN)
-    asyncio.run(ensure_topics(hub, PARTITIONS, 1, spoke_feeds(PARTITIONS)))
+    feeds = asyncio.run(ensure_topics(hub, PARTITIONS, 1, spoke_feeds(PARTITIONS)))
     broker = LocalBroker(home, StateSettings().cache, PARTITIONS)
     mirror = LocalMirror(home, StateSettings().cache)
     try:
@@ -55,6 +55,26 @@ def link(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     finally:
         mirror.stop()
         broker.stop()
+        # The session's broker holds only registered topics again (test_broker_topics).
+        asyncio.run(delete_topics(hub, feeds))
+
+
+async def delete_topics(access: KafkaAccess, topics: list[str]) -> None:
+    admin = access.admin()
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+async def hub_topics(access: KafkaAccess) -> set[str]:
+    admin = access.admin()
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
 
 
 async def produce(access: KafkaAccess, topic: str, records: list[Record]) -> list[int]:
@@ -147,3 +167,6 @@ def test_the_feed_crosses_to_the_spoke_and_catches_up_after_the_link_was_cut(lin
             later.append(outcome.revision.revision)
     assert later == [2] and set(refused) == {"replayed"} and len(refused) >= len(arrived)
     assert spoke.state_hash() == writer.state_hash() and len(spoke.samples) == 10
+    # MirrorMaker 2 only read on the hub: it made no topic of its own there.
+    made = asyncio.run(hub_topics(link.hub)) - KAFKA_INTERNAL_TOPICS
+    assert made <= {t.name for t in all_topics(PARTITIONS)} | {t.name for t in spoke_feeds(PARTITIONS)}
