@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -51,6 +52,8 @@ from pydantic import AwareDatetime, Field, ValidationError
 
 from shared.envelope import UndecodableEvent, canonical_json, read_json
 from shared.events import (
+    SCHEMA_BASE,
+    SCHEMA_DIR,
     AnalysisType,
     Count,
     Moment,
@@ -159,6 +162,32 @@ class FeedEntry(Strict):
     signed_by: str = Field(pattern=r"^[0-9a-f]{16}$")
     issued_at: Moment
     body: Body
+
+
+class FeedRecord(Strict):
+    """A feed record's value: the entry and its signature (what :func:`seal` writes)."""
+
+    entry: FeedEntry
+    signature: str = Field(
+        description="Ed25519 over the context line and the entry's canonical JSON, base64."
+    )
+
+
+FEED_SCHEMA_PATH = SCHEMA_DIR / "spoke-catalogue-entry.v1.json"
+
+
+def render_feed_schema() -> str:
+    """The JSON Schema of a feed record's value, checked in beside the events' schemas, for
+    spokes and their operators to read; the spoke itself checks through the models."""
+    schema = FeedRecord.model_json_schema(mode="serialization")
+    schema["$id"] = f"{SCHEMA_BASE}/{FEED_SCHEMA_PATH.name}"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_feed_schema() -> Path:
+    FEED_SCHEMA_PATH.write_text(render_feed_schema())
+    return FEED_SCHEMA_PATH
 
 
 def entry_key(body: SampleBody | Checkpoint | HubKey) -> str:

@@ -429,3 +429,18 @@ def test_a_restarted_publisher_goes_on_from_its_feed(writer: FeedWriter) -> None
     following = again.checkpoint(NOW)
     assert feed(follower, [following]) == feed(newcomer, [following]) == [2]
     assert follower.samples == newcomer.samples and "hovedstaden/S2" not in follower.samples
+
+
+def test_the_checked_in_feed_schema_matches_the_models_and_a_sealed_record() -> None:
+    import jsonschema
+
+    from shared.feed import FEED_SCHEMA_PATH, render_feed_schema
+
+    assert FEED_SCHEMA_PATH.read_text() == render_feed_schema(), "run `genomhub schemas write`"
+    schema = json.loads(FEED_SCHEMA_PATH.read_text())
+    writer = FeedWriter(SPOKE, Ed25519PrivateKey.generate(), partitions=1)
+    records = [*published(writer, [summary("S1"), record("OWN1")]), writer.checkpoint(NOW)]
+    for r in records:
+        jsonschema.validate(json.loads(r.value), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(json.loads(records[0].value) | {"extra": 1}, schema)
