@@ -119,10 +119,11 @@ def schemas() -> None:
 
 @schemas.command("write")
 def schemas_write() -> None:
-    """Regenerate the schemas from the event models."""
+    """Regenerate the schemas from the event models (and the spokes' feed record's)."""
     from shared.events import write_schemas
+    from shared.feed import write_feed_schema
 
-    for path in write_schemas():
+    for path in [*write_schemas(), write_feed_schema()]:
         click.echo(path)
 
 

@@ -57,7 +57,7 @@ from shared.metrics import (
     LATENCY,
     prepare_service,
 )
-from shared.topics import EMITS, SUBSCRIPTIONS, all_topics, consumer_group, dlq_name, topic_name
+from shared.topics import EMITS, SUBSCRIPTIONS, Topic, all_topics, consumer_group, dlq_name, topic_name
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Envelope[E]], Awaitable[None]]
@@ -108,8 +108,11 @@ class _Route:
     batch_handler: BatchHandler[Any] | None = None
 
 
-async def ensure_topics(admin_access: KafkaAccess, partitions: int, replicas: int) -> list[str]:
-    """Create every registered topic that does not exist yet; returns those it created.
+async def ensure_topics(
+    admin_access: KafkaAccess, partitions: int, replicas: int, topics: Sequence[Topic] | None = None
+) -> list[str]:
+    """Create every registered topic (or each of ``topics``) that does not exist yet; returns
+    those it created.
 
     An admin's step at stack start (the local broker runs it; in Kubernetes the Topic
     Operator creates them from KafkaTopic resources): services may not create topics.
@@ -120,7 +123,7 @@ async def ensure_topics(admin_access: KafkaAccess, partitions: int, replicas: in
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(t.name, t.partitions, replicas, topic_configs=t.config)
-            for t in all_topics(partitions)
+            for t in (all_topics(partitions) if topics is None else topics)
             if t.name not in existing
         ]
         if wanted:

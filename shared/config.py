@@ -176,6 +176,50 @@ class ArchiveKeySettings(Section):
     state: StateSettings = part(StateSettings)
 
 
+class HubKeySettings(Section):
+    """The hub's signing key (Ed25519): every entry of every spoke's feed is signed with it."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_HUB_")
+
+    secret_key: Path | None = Field(
+        default=None,
+        description="PEM private key (PKCS#8, locked with `GENOMHUB_HUB_KEY_PASSPHRASE`) that signs the "
+        "spokes' feeds (from a Kubernetes Secret in production). Unset: <home>/keys/hub.sec.",
+    )
+    public_key: Path | None = Field(
+        default=None,
+        description="PEM public key of the hub's signing key, the one each spoke pins. Unset: "
+        "<home>/keys/hub.pub.",
+    )
+    key_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Passphrase that unlocks the hub's signing key (from a Secret; never logged).",
+    )
+    state: StateSettings = part(StateSettings)
+
+    def secret_path(self) -> Path:
+        return self.secret_key or self.state.state_dir / "keys" / "hub.sec"
+
+    def public_path(self) -> Path:
+        return self.public_key or self.state.state_dir / "keys" / "hub.pub"
+
+
+class SpokeFeedSettings(Section):
+    """What a spoke trusts of its feed."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_SPOKE_")
+
+    hub_public_key: Path | None = Field(
+        default=None,
+        description="Spoke: the hub's public key it pins (PEM, as `genomhub keys generate-hub` writes "
+        "it); entries not signed by it, or by a key it announced, are refused. Unset: <home>/keys/hub.pub.",
+    )
+    state: StateSettings = part(StateSettings)
+
+    def pinned_path(self) -> Path:
+        return self.hub_public_key or self.state.state_dir / "keys" / "hub.pub"
+
+
 class ArchiveSettings(Section):
     store: str = Field(
         default="",
@@ -301,6 +345,8 @@ SHARED_PARTS: tuple[type[Section], ...] = (
     HttpSettings,
     ArchiveSettings,
     ArchiveKeySettings,
+    HubKeySettings,
+    SpokeFeedSettings,
     TelemetrySettings,
     TokenSettings,
     ReferenceSettings,

@@ -217,7 +217,7 @@ def _finite(text: str) -> float:
     return number
 
 
-def _json(value: bytes) -> Any:
+def read_json(value: bytes) -> Any:
     """The record's value parsed as JSON (RFC 8259), or :class:`UndecodableEvent`.
 
     Python's parser takes more than JSON and fails in more ways than it says: it reads
@@ -234,6 +234,11 @@ def _json(value: bytes) -> Any:
         raise UndecodableEvent("not_json", "value is nested too deeply to read") from None
     except ValueError:
         raise UndecodableEvent("not_json", "value holds a number too long to read") from None
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one serialisation that is hashed or signed: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def decode(
@@ -277,7 +282,7 @@ def decode(
         raise UndecodableEvent("content_type", f"content-type is not {CONTENT_TYPE}")
     if value is None:
         raise UndecodableEvent("empty_value", "record has no value")
-    payload = _json(value)
+    payload = read_json(value)
     # A field's name is no place for a CPR number either, and unlike a value it would be
     # part of the refusal's location.
     found = first_direct_identifier(json_texts(payload, keys_only=True))

@@ -22,6 +22,7 @@ from shared.events import (
     Harmonised,
     Indexed,
     RefundCalculated,
+    Region,
     Validated,
 )
 
@@ -34,10 +35,15 @@ class Topic:
     name: str
     partitions: int
     retention_ms: int  # -1: forever
+    compacted: bool = False
+    """Keep each key's last record (a spoke's feed), rather than every record."""
 
     @property
     def config(self) -> dict[str, str]:
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": "delete"}
+        return {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": "compact" if self.compacted else "delete",
+        }
 
 
 KAFKA_INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
@@ -63,6 +69,19 @@ def all_topics(partitions: int) -> list[Topic]:
         topics.append(Topic(name, partitions, -1))
         topics.append(Topic(dlq_name(name), 1, DLQ_RETENTION_MS))
     return topics
+
+
+def feed_topic(region: Region) -> str:
+    """A spoke's catalogue feed (``shared.feed``): the topic MirrorMaker 2 carries to it, by
+    the same name (``tools.kafka.mirror``)."""
+    return f"genomhub.spoke.{region.value}.catalogue.v1"
+
+
+def spoke_feeds(partitions: int) -> list[Topic]:
+    """Each region's feed, compacted: a spoke that catches up or rebuilds reads each sample's
+    last entry, not its history. Not yet among :func:`all_topics`: the hub's publisher that
+    writes them, and their grants, come first."""
+    return [Topic(feed_topic(region), partitions, -1, compacted=True) for region in Region]
 
 
 SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {

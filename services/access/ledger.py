@@ -11,10 +11,11 @@ someone who does not trust the database's administrator, since its head is publi
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from shared.envelope import canonical_json
 
 GENESIS = "0" * 64
 """The previous hash of the first entry."""
@@ -59,11 +60,6 @@ class Entry:
             "detail": dict(self.detail),
             "prev_sha256": self.prev_sha256,
         }
-
-
-def canonical_json(value: Any) -> bytes:
-    """The one serialisation that is hashed: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def entry_hash(body: Mapping[str, Any]) -> str:

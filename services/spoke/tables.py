@@ -1,0 +1,33 @@
+"""The spoke's tables: the samples of the revision it shows, and that revision.
+
+Both change in one transaction, so the catalogue a spoke serves is always one whole,
+verified revision: a process killed mid-apply comes back on the previous one.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
+
+from shared.database import UtcDateTime
+
+metadata = MetaData()
+
+spoke_samples = Table(
+    "spoke_samples",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("body", Text, nullable=False, doc="The entry's body as the hub signed it (canonical JSON)."),
+)
+
+spoke_revision = Table(
+    "spoke_revision",
+    metadata,
+    Column("feed", String(96), primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("upto", BigInteger, nullable=False),
+    Column("state_hash", String(64), nullable=False),
+    Column("applied_at", UtcDateTime(), nullable=False),
+)
