@@ -202,6 +202,55 @@ class ArchiveSettings(Section):
         return self.header_store or (self.state.state_dir / "headers").as_uri()
 
 
+class TierSettings(Section):
+    """The archive's storage tiers: flash for what is in use, disk, and tape.
+
+    Each tier is an fsspec URL. A cold ``s3://`` tier is a tape gateway speaking S3's archive
+    storage classes; a cold ``file://`` tier is a folder whose reads wait for a simulated
+    recall (the delay and drives below), so the embedded stack shows what tape does."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_TIER_")
+
+    hot: str = Field(default="", description="fsspec URL of the hot tier (flash). Unset: <home>/tiers/hot.")
+    warm: str = Field(default="", description="fsspec URL of the warm tier (disk). Unset: <home>/tiers/warm.")
+    cold: str = Field(
+        default="",
+        description="fsspec URL of the cold tier (tape): s3:// on a tape gateway (archive storage classes), "
+        "or a folder recalled with the delay and drives below. Unset: <home>/tiers/cold.",
+    )
+    cold_storage_class: Literal["GLACIER", "DEEP_ARCHIVE"] = Field(
+        default="DEEP_ARCHIVE", description="S3 storage class bodies are written to on an s3:// cold tier."
+    )
+    recall_delay: float = Field(
+        default=30.0,
+        ge=0,
+        description="Folder cold tier: seconds one recall holds a drive before its file is readable.",
+    )
+    drives: int = Field(default=2, ge=1, description="Cold tier: recalls under way at once (tape drives).")
+    pin_hours: float = Field(
+        default=72.0, gt=0, description="Hours a recalled file stays readable (pinned) once staged."
+    )
+    lifecycle: dict[Literal["raw", "harmonised"], tuple[int, int]] = Field(
+        default_factory=lambda: {"raw": (30, 180), "harmonised": (90, 365)},
+        description="JSON object: kind of file (`raw` reads as received, `harmonised` outputs) -> "
+        "[days without access before hot->warm, before warm->cold].",
+    )
+    state: StateSettings = part(StateSettings)
+
+    @model_validator(mode="after")
+    def _cooling_order(self) -> TierSettings:
+        for kind, (warm, cold) in self.lifecycle.items():
+            if not 0 <= warm < cold:
+                raise ValueError(
+                    f"GENOMHUB_TIER_LIFECYCLE {kind}: warm after {warm} days must come before cold after {cold}"
+                )
+        return self
+
+    def url(self, tier: Literal["hot", "warm", "cold"]) -> str:
+        """The tier's URL, its folder under the state folder when unset."""
+        return str(getattr(self, tier)) or (self.state.state_dir / "tiers" / tier).as_uri()
+
+
 class TelemetrySettings(Section):
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
 
@@ -301,6 +350,7 @@ SHARED_PARTS: tuple[type[Section], ...] = (
     HttpSettings,
     ArchiveSettings,
     ArchiveKeySettings,
+    TierSettings,
     TelemetrySettings,
     TokenSettings,
     ReferenceSettings,

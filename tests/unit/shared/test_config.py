@@ -29,6 +29,7 @@ from shared.config import (
     Section,
     SettingsError,
     StateSettings,
+    TierSettings,
     TokenSettings,
     ValidatorSettings,
     database_urls,
@@ -132,6 +133,19 @@ def test_the_databases_default_to_sqlite_in_the_state_folder(
     monkeypatch.setenv("GENOMHUB_INDEXER_DATABASE_URL", "postgresql://db/catalogue")
     assert IndexerSettings().database_url == "postgresql://db/catalogue"
     assert BillingSettings().database_url.startswith("sqlite:///")
+
+
+def test_the_tiers_default_to_folders_in_the_state_folder_and_cool_in_order(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path))
+    monkeypatch.setenv("GENOMHUB_TIER_COLD", "s3://tape/archive")
+    tiers = TierSettings()
+    assert tiers.url("hot") == (tmp_path / "tiers" / "hot").as_uri()
+    assert tiers.url("cold") == "s3://tape/archive"
+    monkeypatch.setenv("GENOMHUB_TIER_LIFECYCLE", '{"raw": [200, 100]}')
+    with pytest.raises(ValueError, match="raw: warm after 200 days must come before cold after 100"):
+        TierSettings()
 
 
 @pytest.mark.parametrize("old", sorted(RENAMED))
