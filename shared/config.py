@@ -202,6 +202,14 @@ class ArchiveSettings(Section):
         return self.header_store or (self.state.state_dir / "headers").as_uri()
 
 
+FileKind = Literal["raw", "harmonised"]
+"""What the lifecycle tells apart: reads as received, and the harmoniser's outputs."""
+
+
+def _default_lifecycle() -> dict[FileKind, tuple[int, int]]:
+    return {"raw": (30, 180), "harmonised": (90, 365)}
+
+
 class TierSettings(Section):
     """The archive's storage tiers: flash for what is in use, disk, and tape.
 
@@ -230,8 +238,8 @@ class TierSettings(Section):
     pin_hours: float = Field(
         default=72.0, gt=0, description="Hours a recalled file stays readable (pinned) once staged."
     )
-    lifecycle: dict[Literal["raw", "harmonised"], tuple[int, int]] = Field(
-        default_factory=lambda: {"raw": (30, 180), "harmonised": (90, 365)},
+    lifecycle: dict[FileKind, tuple[int, int]] = Field(
+        default_factory=_default_lifecycle,
         description="JSON object: kind of file (`raw` reads as received, `harmonised` outputs) -> "
         "[days without access before hot->warm, before warm->cold].",
     )

@@ -128,10 +128,13 @@ class FolderTier:
         fs, full = filesystem(self._url(path))
         return bool(fs.exists(full))
 
-    def open(self, path: str) -> Readable:
+    def _read(self, path: str) -> Readable:
         fs, full = filesystem(self._url(path))
         handle: Readable = fs.open(full, "rb")
         return handle
+
+    def open(self, path: str) -> Readable:
+        return self._read(path)
 
     def store(self, path: str, source: Readable) -> Stored:
         write = AtomicWrite(self._url(path))
@@ -141,7 +144,7 @@ class FolderTier:
             write.abort()
             raise
         written = write.commit()
-        stored = digest_of(self.open(path))  # what the tier holds, read back, not what was sent
+        stored = digest_of(self._read(path))  # what the tier holds, read back, not what was sent
         if (stored.size, stored.sha256) != (written.size, written.sha256):
             raise TierError(f"{self.name}: {path} reads back other bytes than were written")
         return stored
@@ -253,7 +256,7 @@ class FolderColdTier(FolderTier):
     def open(self, path: str) -> Readable:
         if self.residence(path).state != "staged":
             raise NotStaged(f"cold: {path} is on tape; recall it first")
-        return super().open(path)
+        return self._read(path)
 
     def remove(self, path: str) -> None:
         super().remove(path)
