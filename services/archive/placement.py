@@ -62,6 +62,28 @@ moves = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+recall_requests = Table(
+    "archive_recall_requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("requester", String(255), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+recall_files = Table(
+    "archive_recall_files",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("not_before", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime()),
+    Column("finished_at", UtcDateTime()),
+    Column("pinned_until", UtcDateTime()),
+    Column("emitted", Boolean, nullable=False, default=False),
+)
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 OPEN: tuple[MoveState, ...] = ("copying", "removing")
 
@@ -97,6 +119,27 @@ class Move:
     @staticmethod
     def of(row: RowMapping) -> Move:
         return Move(**dict(row))
+
+
+@dataclass(frozen=True)
+class RecallFile:
+    """One file of a recall request, in the WLCG tape REST states (SUBMITTED, STARTED,
+    COMPLETED, FAILED, CANCELLED)."""
+
+    request_id: str
+    path: str
+    state: str
+    reason: str | None
+    attempts: int
+    not_before: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    pinned_until: datetime | None
+    emitted: bool
+
+    @staticmethod
+    def of(row: RowMapping) -> RecallFile:
+        return RecallFile(**dict(row))
 
 
 class Busy(Exception):
@@ -223,3 +266,53 @@ class PlacementStore(Store):
     def mark_emitted(self, move_id: int) -> None:
         with self.writing() as conn:
             conn.execute(update(moves).where(moves.c.id == move_id).values(emitted=True))
+
+    # -- recalls ---------------------------------------------------------------------------
+
+    def request_recall(self, request_id: str, requester: str, paths: list[str], now: datetime) -> bool:
+        """Record a recall request of ``paths``, every file SUBMITTED; False (and nothing
+        changed) if the request is known already, so a replayed request recalls nothing twice."""
+        with self.writing() as conn:
+            if conn.execute(select(recall_requests.c.id).where(recall_requests.c.id == request_id)).first():
+                return False
+            conn.execute(insert(recall_requests).values(id=request_id, requester=requester, created_at=now))
+            for path in sorted(set(paths)):
+                conn.execute(
+                    insert(recall_files).values(
+                        request_id=request_id,
+                        path=path,
+                        state="SUBMITTED",
+                        attempts=0,
+                        not_before=now,
+                        emitted=False,
+                    )
+                )
+        return True
+
+    def recall_files(self, request_id: str | None = None, states: tuple[str, ...] = ()) -> list[RecallFile]:
+        query = select(recall_files).order_by(recall_files.c.path, recall_files.c.request_id)
+        if request_id is not None:
+            query = query.where(recall_files.c.request_id == request_id)
+        if states:
+            query = query.where(recall_files.c.state.in_(states))
+        with self.reading() as conn:
+            return [RecallFile.of(r) for r in conn.execute(query).mappings().all()]
+
+    def recall_requests(self) -> list[str]:
+        with self.reading() as conn:
+            rows = conn.execute(select(recall_requests.c.id).order_by(recall_requests.c.created_at)).all()
+        return [r[0] for r in rows]
+
+    def set_recall(self, file: RecallFile, expected: tuple[str, ...], **values: object) -> bool:
+        """Change one file of a request, if it is still in one of the ``expected`` states."""
+        with self.writing() as conn:
+            changed = conn.execute(
+                update(recall_files)
+                .where(
+                    recall_files.c.request_id == file.request_id,
+                    recall_files.c.path == file.path,
+                    recall_files.c.state.in_(expected),
+                )
+                .values(**values)
+            ).rowcount
+        return bool(changed)

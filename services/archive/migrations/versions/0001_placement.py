@@ -1,4 +1,5 @@
-"""Where each body is (``archive_files``) and the moves between tiers (``archive_moves``).
+"""Where each body is (``archive_files``), the moves between tiers (``archive_moves``) and the
+recalls from tape (``archive_recall_requests``, ``archive_recall_files``).
 
 Revision ID: 0001
 Revises:
@@ -42,9 +43,30 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_archive_moves_path", "archive_moves", ["path"])
+    op.create_table(
+        "archive_recall_requests",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("requester", sa.String(255), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "archive_recall_files",
+        sa.Column("request_id", sa.String(64), primary_key=True),
+        sa.Column("path", sa.String(1024), primary_key=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("reason", sa.Text()),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True)),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("pinned_until", sa.DateTime(timezone=True)),
+        sa.Column("emitted", sa.Boolean(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("archive_recall_files")
+    op.drop_table("archive_recall_requests")
     op.drop_index("ix_archive_moves_path", "archive_moves")
     op.drop_table("archive_moves")
     op.drop_table("archive_files")
