@@ -219,7 +219,11 @@ class TierSettings(Section):
 
     model_config = SettingsConfigDict(env_prefix="GENOMHUB_TIER_")
 
-    hot: str = Field(default="", description="fsspec URL of the hot tier (flash). Unset: <home>/tiers/hot.")
+    hot: str = Field(
+        default="",
+        description="fsspec URL of the hot tier (flash), where the receiver archives. Unset: the archive "
+        "(`GENOMHUB_STORE`).",
+    )
     warm: str = Field(default="", description="fsspec URL of the warm tier (disk). Unset: <home>/tiers/warm.")
     cold: str = Field(
         default="",
@@ -244,6 +248,7 @@ class TierSettings(Section):
         "[days without access before hot->warm, before warm->cold].",
     )
     state: StateSettings = part(StateSettings)
+    archive: ArchiveSettings = part(ArchiveSettings)
 
     @model_validator(mode="after")
     def _cooling_order(self) -> TierSettings:
@@ -255,7 +260,9 @@ class TierSettings(Section):
         return self
 
     def url(self, tier: Literal["hot", "warm", "cold"]) -> str:
-        """The tier's URL, its folder under the state folder when unset."""
+        """The tier's URL: unset, the archive for hot, a folder under the state folder else."""
+        if tier == "hot":
+            return self.hot or self.archive.store_url
         return str(getattr(self, tier)) or (self.state.state_dir / "tiers" / tier).as_uri()
 
 
@@ -609,6 +616,34 @@ class AccessSettings(StatefulServiceSettings):
     access: TokenSettings = part(TokenSettings)
 
 
+class ArchiveServiceSettings(StatefulServiceSettings):
+    """The archive service: where each body is, its moves down the tiers, its recalls."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_ARCHIVE_")
+    embedded_database = "archive.sqlite"
+
+    port: int = Field(default=8486, description="Archive: probes and metrics.")
+    database_url: str = Field(
+        default="",
+        description="Archive: SQLAlchemy URL of where each body is, its moves and recalls. Unset: SQLite "
+        "<home>/archive.sqlite.",
+    )
+    round_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Archive: seconds between rounds of the lifecycle's moves and the recalls' progress.",
+    )
+    recall_attempts: int = Field(
+        default=4, ge=1, description="Archive: recalls of a file tried before it is reported FAILED."
+    )
+    recall_backoff: float = Field(
+        default=300.0,
+        gt=0,
+        description="Archive: seconds before a failed recall is tried again, doubled at each attempt.",
+    )
+    tiers: TierSettings = part(TierSettings)
+
+
 SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
     "receiver": ReceiverSettings,
     "validator": ValidatorSettings,
@@ -616,6 +651,7 @@ SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
     "indexer": IndexerSettings,
     "billing": BillingSettings,
     "access": AccessSettings,
+    "archive": ArchiveServiceSettings,
 }
 """Each service's section by the service's name (``genomhub run``, the local stack's ports)."""
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 
 from shared.config import FileKind
-from shared.database import Store, UtcDateTime
+from shared.database import Store, UtcDateTime, lease_table
 
 from .tiers import TierName
 
@@ -83,6 +83,9 @@ recall_files = Table(
     Column("pinned_until", UtcDateTime()),
     Column("emitted", Boolean, nullable=False, default=False),
 )
+
+leases = lease_table(metadata, "archive")
+"""The lease on the rounds (moves and recalls): one replica at a time runs them."""
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 OPEN: tuple[MoveState, ...] = ("copying", "removing")
@@ -316,3 +319,10 @@ class PlacementStore(Store):
                 .values(**values)
             ).rowcount
         return bool(changed)
+
+    def unemitted_staged(self) -> list[RecallFile]:
+        """Completed files whose ``file-staged`` the broker has not acknowledged."""
+        return [f for f in self.recall_files(states=("COMPLETED",)) if not f.emitted]
+
+    def mark_staged_emitted(self, file: RecallFile) -> None:
+        self.set_recall(file, ("COMPLETED",), emitted=True)

@@ -63,8 +63,16 @@ def upgrade() -> None:
         sa.Column("emitted", sa.Boolean(), nullable=False),
     )
 
+    op.create_table(
+        "archive_leases",
+        sa.Column("name", sa.String(512), primary_key=True),
+        sa.Column("holder", sa.String(160), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("archive_leases")
     op.drop_table("archive_recall_files")
     op.drop_table("archive_recall_requests")
     op.drop_index("ix_archive_moves_path", "archive_moves")
