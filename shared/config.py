@@ -245,7 +245,7 @@ class TierSettings(Section):
     lifecycle: dict[FileKind, tuple[int, int]] = Field(
         default_factory=_default_lifecycle,
         description="JSON object: kind of file (`raw` reads as received, `harmonised` outputs) -> "
-        "[days without access before hot->warm, before warm->cold].",
+        "[days without access before hot->warm, before ->cold] (equal: straight to cold).",
     )
     state: StateSettings = part(StateSettings)
     archive: ArchiveSettings = part(ArchiveSettings)
@@ -253,9 +253,9 @@ class TierSettings(Section):
     @model_validator(mode="after")
     def _cooling_order(self) -> TierSettings:
         for kind, (warm, cold) in self.lifecycle.items():
-            if not 0 <= warm < cold:
+            if not 0 <= warm <= cold:
                 raise ValueError(
-                    f"GENOMHUB_TIER_LIFECYCLE {kind}: warm after {warm} days must come before cold after {cold}"
+                    f"GENOMHUB_TIER_LIFECYCLE {kind}: warm after {warm} days must not come after cold after {cold}"
                 )
         return self
 
