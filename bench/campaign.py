@@ -50,8 +50,8 @@ def archive(samples: int, tapes: int, open_tapes: int, gb: float, seed: int) -> 
     capacity = sum(size for _, size in files) / tapes * 1.0001
     placed: list[OnTape] = []
     filling = list(range(open_tapes))
-    used = defaultdict(int)
-    position = defaultdict(int)
+    used: defaultdict[int, int] = defaultdict(int)
+    position: defaultdict[int, int] = defaultdict(int)
     next_tape = open_tapes
     for i, (path, size) in enumerate(files):
         slot = i % len(filling)
