@@ -1,8 +1,8 @@
 """The archive service: file-received and harmonised in (the bodies it learns, on the hot
 tier), and on a timer one round: finish moves a crash left open, run the lifecycle's due
 moves, advance the recalls; then send tier-moved and file-staged for what the broker has not
-acknowledged yet. One replica at a time runs the rounds, under a named lease renewed at each
-step of a move.
+acknowledged yet. One replica at a time runs the rounds, under a named lease that a heartbeat
+renews; a move stops at its next step once the lease is lost.
 
 Only wiring lives here: the rules are in ``tiers``, ``moves``, ``recalls`` and ``learning``.
 """
@@ -68,7 +68,8 @@ def build() -> Service:
     service = Service("archive", settings)
     store, placed, recaller = archive_parts(settings)
     service.readiness.append(store.readiness())
-    rounds = NamedLeases(store, leases, timedelta(seconds=max(3 * settings.round_interval, 60.0)))
+    lease_length = timedelta(seconds=max(3 * settings.round_interval, 60.0))
+    rounds = NamedLeases(store, leases, lease_length)
     store_url = settings.tiers.url("hot")
 
     async def on_arrival(envelope: Envelope[FileReceived] | Envelope[Harmonised]) -> None:
@@ -80,11 +81,10 @@ def build() -> Service:
     service.on(Harmonised, on_arrival)
 
     def one_round(lease: Lease) -> None:
-        def renewed(_step: str, _move: Move) -> None:
-            if not rounds.renew(lease):
-                lease.check()
+        def still_held(_step: str, _move: Move) -> None:
+            lease.check()  # lost (the heartbeat could not renew it): stop before the next step
 
-        mover = Mover(store, placed, now, renewed)
+        mover = Mover(store, placed, now, still_held)
         mover.resume()
         for move in mover.cool(settings.tiers.lifecycle):
             log.info("moved", path=move.path, source=move.source, target=move.target, state=move.state)
@@ -131,12 +131,20 @@ def build() -> Service:
             lease = await asyncio.to_thread(rounds.acquire, "rounds")
         except LeaseHeld:
             return  # another replica runs the rounds
+
+        async def heartbeat() -> None:
+            """Keep the lease through a round's long copies (a 500 GB body takes minutes)."""
+            while await asyncio.to_thread(rounds.renew, lease):
+                await asyncio.sleep(lease_length.total_seconds() / 3)
+
+        beating = asyncio.create_task(heartbeat())
         try:
             await asyncio.to_thread(one_round, lease)
             await send_pending()
         except Exception:  # a timer that raises stops the service: log, try at the next round
             log.exception("a round of the tiers failed; trying again at the next round")
         finally:
+            beating.cancel()
             await asyncio.to_thread(rounds.release, lease)
 
     service.timer(settings.round_interval)(round_of_the_tiers)
