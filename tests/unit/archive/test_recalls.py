@@ -151,3 +151,32 @@ def test_a_request_state_follows_its_files() -> None:
     assert request_state(["COMPLETED", "FAILED"]) == "FAILED"
     assert request_state(["COMPLETED", "CANCELLED"]) == "COMPLETED"
     assert request_state(["SUBMITTED", "COMPLETED"]) == "STARTED"
+
+
+class Killed(BaseException):
+    """What SIGKILL is to the round: nothing after it runs."""
+
+
+def test_a_round_killed_after_the_gateway_took_the_recall_does_not_recall_twice(tmp_path: Path) -> None:
+    clock = Clock()
+    store, cold = archive(tmp_path, clock, ["hovedstaden/S1/a.c4gh"])
+    asked: list[float] = []
+
+    class Dying(Gateway):
+        def recall(self, path: str, pin_seconds: float) -> Residence:
+            answer = super().recall(path, pin_seconds)
+            asked.append(self._read_ticket(path).requested)  # type: ignore[union-attr]
+            raise Killed("after the gateway took it, before STARTED was recorded")
+            return answer
+
+    dying = Dying((tmp_path / "cold").as_uri(), delay=600, drives=2, clock=clock.seconds)
+    Recaller(store, dying, POLICY, clock).request("r1", "operator", ["hovedstaden/S1/a.c4gh"])
+    with pytest.raises(Killed):
+        Recaller(store, dying, POLICY, clock).tick()
+    clock.now += timedelta(seconds=60)
+    restarted = Recaller(PlacementStore(store.url), cold, POLICY, clock)
+    restarted.tick()
+    assert cold._read_ticket("hovedstaden/S1/a.c4gh").requested == asked[0]  # type: ignore[union-attr]
+    clock.now += timedelta(seconds=540)  # the first recall's 600 s, not a second one's
+    assert [s.path for s in restarted.tick()] == ["hovedstaden/S1/a.c4gh"]
+    assert restarted.status("r1")[1][0].attempts == 1
