@@ -246,6 +246,70 @@ class ArchiveSettings(Section):
         return self.header_store or (self.state.state_dir / "headers").as_uri()
 
 
+FileKind = Literal["raw", "harmonised"]
+"""What the lifecycle tells apart: reads as received, and the harmoniser's outputs."""
+
+
+def _default_lifecycle() -> dict[FileKind, tuple[int, int]]:
+    return {"raw": (30, 180), "harmonised": (90, 365)}
+
+
+class TierSettings(Section):
+    """The archive's storage tiers: flash for what is in use, disk, and tape.
+
+    Each tier is an fsspec URL. A cold ``s3://`` tier is a tape gateway speaking S3's archive
+    storage classes; a cold ``file://`` tier is a folder whose reads wait for a simulated
+    recall (the delay and drives below), so the embedded stack shows what tape does."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_TIER_")
+
+    hot: str = Field(
+        default="",
+        description="fsspec URL of the hot tier (flash), where the receiver archives. Unset: the archive "
+        "(`GENOMHUB_STORE`).",
+    )
+    warm: str = Field(default="", description="fsspec URL of the warm tier (disk). Unset: <home>/tiers/warm.")
+    cold: str = Field(
+        default="",
+        description="fsspec URL of the cold tier (tape): s3:// on a tape gateway (archive storage classes), "
+        "or a folder recalled with the delay and drives below. Unset: <home>/tiers/cold.",
+    )
+    cold_storage_class: Literal["GLACIER", "DEEP_ARCHIVE"] = Field(
+        default="DEEP_ARCHIVE", description="S3 storage class bodies are written to on an s3:// cold tier."
+    )
+    recall_delay: float = Field(
+        default=30.0,
+        ge=0,
+        description="Folder cold tier: seconds one recall holds a drive before its file is readable.",
+    )
+    drives: int = Field(default=2, ge=1, description="Cold tier: recalls under way at once (tape drives).")
+    pin_hours: float = Field(
+        default=72.0, gt=0, description="Hours a recalled file stays readable (pinned) once staged."
+    )
+    lifecycle: dict[FileKind, tuple[int, int]] = Field(
+        default_factory=_default_lifecycle,
+        description="JSON object: kind of file (`raw` reads as received, `harmonised` outputs) -> "
+        "[days without access before hot->warm, before ->cold] (equal: straight to cold).",
+    )
+    state: StateSettings = part(StateSettings)
+    archive: ArchiveSettings = part(ArchiveSettings)
+
+    @model_validator(mode="after")
+    def _cooling_order(self) -> TierSettings:
+        for kind, (warm, cold) in self.lifecycle.items():
+            if not 0 <= warm <= cold:
+                raise ValueError(
+                    f"GENOMHUB_TIER_LIFECYCLE {kind}: warm after {warm} days must not come after cold after {cold}"
+                )
+        return self
+
+    def url(self, tier: Literal["hot", "warm", "cold"]) -> str:
+        """The tier's URL: unset, the archive for hot, a folder under the state folder else."""
+        if tier == "hot":
+            return self.hot or self.archive.store_url
+        return str(getattr(self, tier)) or (self.state.state_dir / "tiers" / tier).as_uri()
+
+
 class TelemetrySettings(Section):
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
 
@@ -347,6 +411,7 @@ SHARED_PARTS: tuple[type[Section], ...] = (
     ArchiveKeySettings,
     HubKeySettings,
     SpokeFeedSettings,
+    TierSettings,
     TelemetrySettings,
     TokenSettings,
     ReferenceSettings,
@@ -597,6 +662,34 @@ class AccessSettings(StatefulServiceSettings):
     access: TokenSettings = part(TokenSettings)
 
 
+class ArchiveServiceSettings(StatefulServiceSettings):
+    """The archive service: where each body is, its moves down the tiers, its recalls."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_ARCHIVE_")
+    embedded_database = "archive.sqlite"
+
+    port: int = Field(default=8486, description="Archive: probes and metrics.")
+    database_url: str = Field(
+        default="",
+        description="Archive: SQLAlchemy URL of where each body is, its moves and recalls. Unset: SQLite "
+        "<home>/archive.sqlite.",
+    )
+    round_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Archive: seconds between rounds of the lifecycle's moves and the recalls' progress.",
+    )
+    recall_attempts: int = Field(
+        default=4, ge=1, description="Archive: recalls of a file tried before it is reported FAILED."
+    )
+    recall_backoff: float = Field(
+        default=300.0,
+        gt=0,
+        description="Archive: seconds before a failed recall is tried again, doubled at each attempt.",
+    )
+    tiers: TierSettings = part(TierSettings)
+
+
 SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
     "receiver": ReceiverSettings,
     "validator": ValidatorSettings,
@@ -604,6 +697,7 @@ SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
     "indexer": IndexerSettings,
     "billing": BillingSettings,
     "access": AccessSettings,
+    "archive": ArchiveServiceSettings,
 }
 """Each service's section by the service's name (``genomhub run``, the local stack's ports)."""
 

@@ -712,6 +712,71 @@ class AuditHead(Event):
         return "audit"
 
 
+Tier = Literal["hot", "warm", "cold"]
+"""A storage tier of the archive: flash, disk, tape."""
+
+RecallId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+"""The archive service's id of a recall request (derived from what asked for it)."""
+
+ArchivedPath = Annotated[
+    str,
+    Field(min_length=1, max_length=4096),
+    AfterValidator(_no_cpr),
+    AfterValidator(_relative_path),
+]
+"""A body's path relative to the archive root (its header's key): file-name segments."""
+
+
+class ArchiveEvent(Event):
+    """An event about one archived body of a sample: keyed by the sample, so a sample's
+    files keep the order of their moves and recalls."""
+
+    region: Region
+    sample_id: Pseudonym
+    path: ArchivedPath
+
+    @model_validator(mode="after")
+    def _under_its_sample(self) -> ArchiveEvent:
+        if self.path.split("/")[:2] != [self.region.value, self.sample_id]:
+            raise _refuse(INCONSISTENT, "an archived body's path begins with its region and sample")
+        return self
+
+    def key(self) -> str:
+        return sample_key(self.region, self.sample_id)
+
+
+class TierMoved(ArchiveEvent):
+    """A body now lives on another tier, verified there; its old copy is gone."""
+
+    event_name: ClassVar[str] = "tier-moved"
+    source: Tier
+    target: Tier
+    sha256: Sha256 = Field(description="Of the body's bytes as stored (a Crypt4GH body), not the plaintext.")
+    moved_at: Moment
+
+    @model_validator(mode="after")
+    def _moved(self) -> TierMoved:
+        if self.source == self.target:
+            raise _refuse(INCONSISTENT, "a move goes to another tier than its source")
+        return self
+
+
+class FileStaged(ArchiveEvent):
+    """A recalled body is readable, on ``tier``, until ``pinned_until``: what a waiting party consumes."""
+
+    event_name: ClassVar[str] = "file-staged"
+    recall_id: RecallId
+    tier: Tier
+    staged_at: Moment
+    pinned_until: AwareDatetime
+
+    @model_validator(mode="after")
+    def _pinned_after_staging(self) -> FileStaged:
+        if self.pinned_until <= self.staged_at:
+            raise _refuse(INCONSISTENT, "a staged body is pinned until after it was staged")
+        return self
+
+
 EventModel = (
     FileReceived
     | Validated
@@ -722,6 +787,8 @@ EventModel = (
     | AccessDecided
     | AccessRevoked
     | AuditHead
+    | TierMoved
+    | FileStaged
 )
 EVENT_MODELS: tuple[type[Event], ...] = (
     FileReceived,
@@ -733,6 +800,8 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     AccessDecided,
     AccessRevoked,
     AuditHead,
+    TierMoved,
+    FileStaged,
 )
 MODEL_BY_TYPE: dict[str, type[Event]] = {m.ce_type(): m for m in EVENT_MODELS}
 

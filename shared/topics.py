@@ -19,10 +19,12 @@ from shared.events import (
     AuditHead,
     Event,
     FileReceived,
+    FileStaged,
     Harmonised,
     Indexed,
     RefundCalculated,
     Region,
+    TierMoved,
     Validated,
 )
 
@@ -91,6 +93,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     "indexer": (Validated, Harmonised),
     "billing": (Indexed,),
     "access": (Indexed, Harmonised),
+    "archive": (FileReceived, Harmonised),
 }
 """Which events each service consumes: its consumer group reads these topics."""
 
@@ -107,6 +110,7 @@ EMITS: dict[str, tuple[type[Event], ...]] = {
     "indexer": (Indexed,),
     "billing": (RefundCalculated,),
     "access": (AccessRequested, AccessDecided, AccessRevoked, AuditHead),
+    "archive": (TierMoved, FileStaged),
 }
 """Which events each service emits: the only topics its principal may write, beside the
 dead-letter topics of what it consumes."""

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test folder: one real Kafka broker per test session."""
+"""Fixtures shared by every test folder: one real Kafka broker and one S3 server per test session."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from shared.config import StateSettings, TopicSettings
+from tests.support import free_port
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +39,25 @@ def kafka_bootstrap(genomhub_home: Path) -> Iterator[str]:
         yield state.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3 server on loopback, with the buckets the tests write: the
+    receiver's ``archive`` and ``inbox``, the archive's cold tier ``tape``."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    for bucket in ("archive", "inbox", "tape"):
+        s3.create_bucket(Bucket=bucket)
+    try:
+        yield endpoint
+    finally:
+        server.stop()

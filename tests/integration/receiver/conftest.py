@@ -9,7 +9,6 @@ receiver sends parts of 5 MiB, S3's smallest, so a test file spans several.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import ssl
 from collections.abc import Iterator
@@ -17,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from shared.auth import token_hash
 from shared.events import FileReceived
@@ -135,24 +132,6 @@ def file_receiver(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
         yield receiver
     finally:
         receiver.stop()
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    for bucket in ("archive", "inbox"):
-        s3.create_bucket(Bucket=bucket)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

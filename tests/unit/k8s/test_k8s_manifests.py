@@ -314,7 +314,7 @@ def test_migration_job_upgrades_the_databases(
     # `genomhub db upgrade` migrates every database of `database_urls`: each one must be
     # the cluster's PostgreSQL, never a SQLite file in the Job's throwaway /tmp.
     urls = databases_of(environment(objects, job), monkeypatch)
-    assert set(urls) == {"receiver", "indexer", "billing", "harmoniser", "access"}
+    assert set(urls) == {"receiver", "indexer", "billing", "harmoniser", "access", "archive"}
     for service, url in urls.items():
         assert url.startswith("postgresql://"), service
     # The services read the very same URLs the Job migrated.

@@ -29,6 +29,7 @@ from shared.config import (
     Section,
     SettingsError,
     StateSettings,
+    TierSettings,
     TokenSettings,
     ValidatorSettings,
     database_urls,
@@ -120,7 +121,7 @@ def test_the_databases_default_to_sqlite_in_the_state_folder(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path))
-    for variable in ("RECEIVER", "INDEXER", "BILLING", "HARMONISER", "ACCESS"):
+    for variable in ("RECEIVER", "INDEXER", "BILLING", "HARMONISER", "ACCESS", "ARCHIVE"):
         monkeypatch.delenv(f"GENOMHUB_{variable}_DATABASE_URL", raising=False)
     assert database_urls() == {
         "receiver": f"sqlite:///{tmp_path.resolve() / 'receiver.db'}",
@@ -128,10 +129,25 @@ def test_the_databases_default_to_sqlite_in_the_state_folder(
         "billing": f"sqlite:///{tmp_path.resolve() / 'billing.sqlite'}",
         "harmoniser": f"sqlite:///{tmp_path.resolve() / 'harmoniser' / 'jobs.sqlite'}",
         "access": f"sqlite:///{tmp_path.resolve() / 'access.sqlite'}",
+        "archive": f"sqlite:///{tmp_path.resolve() / 'archive.sqlite'}",
     }
     monkeypatch.setenv("GENOMHUB_INDEXER_DATABASE_URL", "postgresql://db/catalogue")
     assert IndexerSettings().database_url == "postgresql://db/catalogue"
     assert BillingSettings().database_url.startswith("sqlite:///")
+
+
+def test_the_tiers_default_to_folders_in_the_state_folder_and_cool_in_order(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path))
+    monkeypatch.setenv("GENOMHUB_TIER_COLD", "s3://tape/archive")
+    tiers = TierSettings()
+    assert tiers.url("hot") == tiers.archive.store_url == (tmp_path / "store").as_uri()
+    assert tiers.url("warm") == (tmp_path / "tiers" / "warm").as_uri()
+    assert tiers.url("cold") == "s3://tape/archive"
+    monkeypatch.setenv("GENOMHUB_TIER_LIFECYCLE", '{"raw": [200, 100]}')
+    with pytest.raises(ValueError, match="raw: warm after 200 days must not come after cold after 100"):
+        TierSettings()
 
 
 @pytest.mark.parametrize("old", sorted(RENAMED))

@@ -152,5 +152,5 @@ def test_a_broker_formatted_before_its_users_existed_is_refused(tmp_path: Path) 
     broker = LocalBroker(tmp_path, tmp_path / "cache")
     (broker.dir / "data").mkdir(parents=True)
     (broker.dir / "data" / "meta.properties").write_text("version=1\n")
-    with pytest.raises(BrokerError, match="has no credentials for access, admin, billing"):
+    with pytest.raises(BrokerError, match="has no credentials for access, admin, archive, billing"):
         broker._write_config(1, 2)

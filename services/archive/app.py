@@ -1,0 +1,151 @@
+"""The archive service: file-received and harmonised in (the bodies it learns, on the hot
+tier), and on a timer one round: finish moves a crash left open, run the lifecycle's due
+moves, advance the recalls; then send tier-moved and file-staged for what the broker has not
+acknowledged yet. One replica at a time runs the rounds, under a named lease that a heartbeat
+renews; a move stops at its next step once the lease is lost.
+
+Only wiring lives here: the rules are in ``tiers``, ``moves``, ``recalls`` and ``learning``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from services.archive.learning import arrivals
+from services.archive.moves import Mover
+from services.archive.placement import Move, PlacementStore, leases
+from services.archive.recalls import Recaller, RecallPolicy
+from services.archive.tiers import FolderTier, Tier, TierName, cold_tier
+from shared.bus import Service
+from shared.config import ArchiveServiceSettings
+from shared.database import Lease, LeaseHeld, NamedLeases
+from shared.envelope import Envelope, derive_id
+from shared.events import FileReceived, FileStaged, Harmonised, Region, TierMoved
+from shared.storage import use_s3_endpoint
+from shared.telemetry import get_logger
+
+log = get_logger(__name__)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def archive_parts(settings: ArchiveServiceSettings) -> tuple[PlacementStore, dict[TierName, Tier], Recaller]:
+    """The store, the tiers and the recaller as the settings make them (the service and the
+    operator commands share them)."""
+    use_s3_endpoint(settings.tiers.archive.s3_endpoint_url)
+    tiers = settings.tiers
+    cold = cold_tier(
+        tiers.url("cold"),
+        storage_class=tiers.cold_storage_class,
+        delay=tiers.recall_delay,
+        drives=tiers.drives,
+    )
+    placed: dict[TierName, Tier] = {
+        "hot": FolderTier("hot", tiers.url("hot")),
+        "warm": FolderTier("warm", tiers.url("warm")),
+        "cold": cold,
+    }
+    store = PlacementStore(settings.database_url)
+    policy = RecallPolicy(
+        drives=tiers.drives,
+        pin=timedelta(hours=tiers.pin_hours),
+        attempts=settings.recall_attempts,
+        backoff=timedelta(seconds=settings.recall_backoff),
+    )
+    return store, placed, Recaller(store, cold, policy, now)
+
+
+def _sample(path: str) -> tuple[Region, str]:
+    region, sample_id = path.split("/")[:2]
+    return Region(region), sample_id
+
+
+def build() -> Service:
+    settings = ArchiveServiceSettings()
+    service = Service("archive", settings)
+    store, placed, recaller = archive_parts(settings)
+    service.readiness.append(store.readiness())
+    lease_length = timedelta(seconds=max(3 * settings.round_interval, 60.0))
+    rounds = NamedLeases(store, leases, lease_length)
+    store_url = settings.tiers.url("hot")
+
+    async def on_arrival(envelope: Envelope[FileReceived] | Envelope[Harmonised]) -> None:
+        found = arrivals(envelope.data, store_url)
+        new = [await asyncio.to_thread(store.learn, a.path, a.sample, a.kind, a.size, now()) for a in found]
+        log.info("bodies known", new=sum(new), named=len(found))
+
+    service.on(FileReceived, on_arrival)
+    service.on(Harmonised, on_arrival)
+
+    def one_round(lease: Lease) -> None:
+        def still_held(_step: str, _move: Move) -> None:
+            lease.check()  # lost (the heartbeat could not renew it): stop before the next step
+
+        mover = Mover(store, placed, now, still_held)
+        mover.resume()
+        for move in mover.cool(settings.tiers.lifecycle):
+            log.info("moved", path=move.path, source=move.source, target=move.target, state=move.state)
+        for staged in recaller.tick():
+            log.info("staged", recall_id=staged.request_id, path=staged.path, tier=staged.tier)
+
+    async def send_pending() -> None:
+        for move in await asyncio.to_thread(store.unemitted):
+            file = await asyncio.to_thread(store.file, move.path)
+            assert file is not None and file.sha256 is not None  # a done move recorded the digest
+            region, sample_id = _sample(move.path)
+            moved = TierMoved(
+                region=region,
+                sample_id=sample_id,
+                path=move.path,
+                source=move.source,
+                target=move.target,
+                sha256=file.sha256,
+                moved_at=move.updated_at,
+            )
+            cause = f"move|{move.path}|{move.id}"
+            await service.emit(moved, event_id=derive_id(cause, "archive", moved.ce_type()))
+            await asyncio.to_thread(store.mark_emitted, move.id)
+        for recalled in await asyncio.to_thread(store.unemitted_staged):
+            assert recalled.finished_at is not None and recalled.pinned_until is not None
+            placed_file = await asyncio.to_thread(store.file, recalled.path)
+            assert placed_file is not None
+            region, sample_id = _sample(recalled.path)
+            staged = FileStaged(
+                region=region,
+                sample_id=sample_id,
+                path=recalled.path,
+                recall_id=recalled.request_id,
+                tier=placed_file.tier,
+                staged_at=recalled.finished_at,
+                pinned_until=recalled.pinned_until,
+            )
+            cause = f"staged|{recalled.request_id}|{recalled.path}"
+            await service.emit(staged, event_id=derive_id(cause, "archive", staged.ce_type()))
+            await asyncio.to_thread(store.mark_staged_emitted, recalled)
+
+    async def round_of_the_tiers() -> None:
+        try:
+            lease = await asyncio.to_thread(rounds.acquire, "rounds")
+        except LeaseHeld:
+            return  # another replica runs the rounds
+
+        async def heartbeat() -> None:
+            """Keep the lease through a round's long copies (a 500 GB body takes minutes)."""
+            while await asyncio.to_thread(rounds.renew, lease):
+                await asyncio.sleep(lease_length.total_seconds() / 3)
+
+        beating = asyncio.create_task(heartbeat())
+        try:
+            await asyncio.to_thread(one_round, lease)
+            await send_pending()
+        except Exception:  # a timer that raises stops the service: log, try at the next round
+            log.exception("a round of the tiers failed; trying again at the next round")
+        finally:
+            beating.cancel()
+            await asyncio.to_thread(rounds.release, lease)
+
+    service.timer(settings.round_interval)(round_of_the_tiers)
+    return service

@@ -1,0 +1,73 @@
+"""The S3 cold tier against moto's server: archive storage classes, unreadable until restored.
+
+moto completes a restore at once, so what waiting looks like is the folder cold tier's
+(tests/unit/archive); here: the class the body is stored in, ``InvalidObjectState`` before a
+recall, ``RestoreAlreadyInProgress`` taken as the recall under way, and the restore header.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from services.archive.tiers import NotStaged, S3ColdTier, TierError, digest_of
+from shared.storage import use_s3_endpoint
+
+
+@pytest.fixture
+def tape(s3_endpoint: str) -> Iterator[S3ColdTier]:
+    use_s3_endpoint(s3_endpoint)
+    try:
+        yield S3ColdTier(f"s3://tape/{uuid.uuid4().hex}", storage_class="DEEP_ARCHIVE", part_size=5 << 20)
+    finally:
+        use_s3_endpoint(None)
+
+
+def test_a_body_goes_to_tape_in_its_storage_class_and_is_read_only_once_restored(
+    tape: S3ColdTier, s3_endpoint: str
+) -> None:
+    content = bytes(range(256)) * (45 << 10)  # 11.25 MiB: three parts
+    stored = tape.store("hovedstaden/S1/R1.fastq.gz.c4gh", io.BytesIO(content))
+    assert stored == digest_of(io.BytesIO(content))
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    key = f"{tape.prefix}/hovedstaden/S1/R1.fastq.gz.c4gh"
+    assert s3.head_object(Bucket="tape", Key=key)["StorageClass"] == "DEEP_ARCHIVE"
+    with pytest.raises(ClientError, match="InvalidObjectState"):
+        s3.get_object(Bucket="tape", Key=key)
+    assert tape.residence("hovedstaden/S1/R1.fastq.gz.c4gh").state == "offline"
+    with pytest.raises(NotStaged):
+        tape.open("hovedstaden/S1/R1.fastq.gz.c4gh")
+
+    staged = tape.recall("hovedstaden/S1/R1.fastq.gz.c4gh", pin_seconds=2 * 86400)
+    assert staged.state == "staged" and staged.expires is not None
+    assert 'ongoing-request="false"' in s3.head_object(Bucket="tape", Key=key)["Restore"]
+    assert digest_of(tape.open("hovedstaden/S1/R1.fastq.gz.c4gh")) == stored
+
+
+def test_an_empty_body_is_stored_too(tape: S3ColdTier) -> None:
+    assert tape.store("r/S/empty.c4gh", io.BytesIO(b"")) == digest_of(io.BytesIO(b""))
+    assert tape.exists("r/S/empty.c4gh")
+
+
+def test_a_recall_of_what_tape_does_not_hold_is_refused_with_the_gateways_reason(tape: S3ColdTier) -> None:
+    with pytest.raises(TierError, match="refused the recall of r/S/missing"):
+        tape.recall("r/S/missing", pin_seconds=86400)
+
+
+def test_an_interrupted_store_leaves_no_body_and_no_open_upload(tape: S3ColdTier, s3_endpoint: str) -> None:
+    class Cut(io.BytesIO):
+        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+            if self.tell() >= 6 << 20:
+                raise OSError("source went away")
+            return super().readinto(buffer)
+
+    with pytest.raises(OSError, match="source went away"):
+        tape.store("r/S/cut.c4gh", Cut(b"x" * (8 << 20)))
+    assert not tape.exists("r/S/cut.c4gh")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    assert s3.list_multipart_uploads(Bucket="tape", Prefix=tape.prefix).get("Uploads", []) == []
