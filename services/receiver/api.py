@@ -687,7 +687,7 @@ class ReceiverApi(Api):
             ) from None
         except BodyInterrupted as exc:
             await asyncio.shield(asyncio.to_thread(upload.close))
-            RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.size - offset)
+            RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.arrived - offset)
             request[OUTCOME] = RequestOutcome.INTERRUPTED
             log.warning("upload interrupted", name=declared.name, arrived=upload.arrived, reason=str(exc))
             raise error(
@@ -702,7 +702,7 @@ class ReceiverApi(Api):
             raise error(413, f"files larger than {self.max_file_size} bytes are not accepted") from None
         finally:
             await asyncio.shield(asyncio.to_thread(upload.close))
-        RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.size - offset)
+        RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.arrived - offset)
         if upload.size - offset != expected:  # never taken for a whole file, whatever the cause
             request[OUTCOME] = RequestOutcome.INTERRUPTED
             raise error(

@@ -319,7 +319,9 @@ class PartialUpload:
             return StoredObject(self.url, self.size, sha256, md5)
         stored = Intake()
         with object_source(self.url) as whole:
-            stored.take(self._plaintext(self._sink.header, cast(BinaryIO, SourceFile(whole)), self.size).readinto)
+            stored.take(
+                self._plaintext(self._sink.header, cast(BinaryIO, SourceFile(whole)), self.size).readinto
+            )
         if stored.size != self.size:
             raise OffsetMismatch(stored.size)
         sha256, md5 = stored.hexdigests()
