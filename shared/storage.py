@@ -7,7 +7,9 @@ a file that looks whole.
 
 How bytes move (:class:`Intake`): a source (a socket or a file) reads straight into one of
 :data:`RING` fixed buffers, and each filled buffer goes to three threads at once, md5, sha256
-and the write, then back to the source once all three are done with it. No chunk is copied
+and the write, then back to the source once all three are done with it. What is archived is
+encrypted in the write thread (:class:`EncryptingSink`, Crypt4GH segments into a buffer of
+its own), so the digests stay the plaintext's and no plaintext reaches the archive. No chunk is copied
 or allocated on the way, and memory is the same for 1 MB as for 100 GB. md5 is the slowest
 step (about 0.75 GB/s a core; sha256 with SHA-NI is more than twice that) and runs on a core
 of its own (hashlib releases the GIL on large buffers), so a stream moves at close to md5's

@@ -10,14 +10,23 @@ lives only under ``.incoming`` and is moved into place once its last byte arrive
 digests were checked; an S3 file in transit is an unfinished multipart upload, which no
 listing or GET shows, completed in its place at its last byte (a file whose declared sha256
 it then misses is removed before anything records it). Each PUT continues the file where what is stored ends; how the bytes are stored
-depends on the store, behind one :class:`PartialUpload`:
+depends on the store, behind one :class:`PartialUpload`.
+
+Every file is stored encrypted (a Crypt4GH body, ``shared.storage.EncryptingSink``): a file
+started at offset 0 gets a fresh data key, its header stored at once in the header store at
+the ``.incoming`` URL, and every later PUT, on any replica, goes on under the data key that
+header opens to with the archive key. What a file in transit holds is always whole 64 KiB
+segments: a PUT's plaintext tail short of one is dropped (its ``Upload-Offset`` says so) and
+only the file's last byte seals a short segment. At commit the header moves with the body.
 
 - **Local** (``file://``): the partial file is itself the record of how much arrived. A PUT
   writes at the offset where it ends and is made durable when the request ends, even when
   the client went away mid-way; a receiver that dies mid-PUT leaves the prefix it wrote. The
-  digests of a resumed file are rebuilt by streaming the prefix back through the hashes.
+  digests of a resumed file are rebuilt by decrypting the prefix back through the hashes; a
+  torn segment past the prefix is cut off, and one a crash left unauthentic ends the prefix.
 - **S3**: the file in transit is ONE multipart upload, created on its first whole part. Each
-  PUT streams into parts of ``GENOMHUB_RECEIVER_S3_PART_SIZE``; a part is recorded in the
+  PUT streams into parts of ``GENOMHUB_RECEIVER_S3_PART_SIZE`` (rounded up to whole cipher
+  segments, so the parts stored end on a segment boundary); a part is recorded in the
   receiver's database (``state.SubmissionStore``, the part ledger) only once S3 acknowledged
   it, and how much arrived is the sum of the recorded parts. A PUT cut mid-part keeps its
   whole parts and throws away the tail (the answer's ``Upload-Offset`` says where to resume,
@@ -31,7 +40,7 @@ depends on the store, behind one :class:`PartialUpload`:
 
   S3 cannot read back the parts of an unfinished upload, and hashlib's state cannot be
   saved, so the digests of a file whose bytes came in several PUTs are computed by reading
-  the completed object back once: they cover exactly the bytes stored, at the cost of one
+  the completed object back once, decrypted: they cover exactly the bytes stored, at the cost of one
   read of the file (measured with ``bench/upload.py --store s3``). A file sent in one PUT is
   hashed on the way, as locally.
 """
