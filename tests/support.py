@@ -215,3 +215,9 @@ def serve_app(app: Any) -> Any:
             thread.join(10)
 
     return serving()
+
+
+def crypt4gh_encrypt(plaintext: bytes, recipient: Path) -> bytes:
+    """The ``crypt4gh`` package's own command line, as a region encrypts a file to a key."""
+    command = [str(Path(sys.executable).with_name("crypt4gh")), "encrypt", "--recipient_pk", str(recipient)]
+    return subprocess.run(command, input=plaintext, capture_output=True, check=True).stdout

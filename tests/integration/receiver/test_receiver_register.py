@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 
 from shared.encryption import write_key_pair
 from tests.integration.receiver.conftest import Receiver, metadata
+from tests.support import crypt4gh_encrypt
 
 
 def inboxes(receiver: Receiver) -> tuple[Path, Path]:
@@ -85,18 +84,12 @@ def test_a_real_file_in_the_inbox_still_registers(file_receiver: Receiver) -> No
     assert registered["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def _crypt4gh_encrypt(plaintext: bytes, recipient: Path) -> bytes:
-    """The ``crypt4gh`` package's own command line, as a region encrypts a file to NGC's key."""
-    command = [str(Path(sys.executable).with_name("crypt4gh")), "encrypt", "--recipient_pk", str(recipient)]
-    return subprocess.run(command, input=plaintext, capture_output=True, check=True).stdout
-
-
 def test_a_file_encrypted_to_ngcs_key_is_decrypted_checked_and_stored_under_a_fresh_key(
     file_receiver: Receiver, genomhub_home: Path, tmp_path: Path
 ) -> None:
     mine, _ = inboxes(file_receiver)
     data = os.urandom(300_000)
-    encrypted = _crypt4gh_encrypt(data, genomhub_home / "keys" / "archive.pub")
+    encrypted = crypt4gh_encrypt(data, genomhub_home / "keys" / "archive.pub")
     (mine / "R2.fastq.gz.c4gh").write_bytes(encrypted)
     declared = metadata("S-C4GH", [])
     declared["files"] = [
@@ -127,7 +120,7 @@ def test_a_file_encrypted_to_another_key_is_refused_with_the_reason(
 ) -> None:
     mine, _ = inboxes(file_receiver)
     theirs = write_key_pair(tmp_path / "theirs", "not NGC's")[1]
-    (mine / "R2.other-key.c4gh").write_bytes(_crypt4gh_encrypt(b"reads" * 1000, theirs))
+    (mine / "R2.other-key.c4gh").write_bytes(crypt4gh_encrypt(b"reads" * 1000, theirs))
     sid = open_submission(file_receiver, "S-C4GH-OTHER")
     status, body = register(file_receiver, sid, f"{file_receiver.inbox}/R2.other-key.c4gh")
     assert status == 422, body

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +40,7 @@ from shared.storage import (
     open_archived,
     part_size_for,
 )
+from tests.support import crypt4gh_encrypt
 
 DATA = os.urandom(9 * CHUNK // 4 + 12_345)  # several chunks and a ragged end
 
@@ -228,6 +227,21 @@ def test_the_write_lane_encrypts_in_aligned_writes(piece: int, archive_key: Arch
     assert decrypted == DATA
 
 
+def test_writes_of_any_length_make_one_body(archive_key: ArchiveKey) -> None:
+    """Chunks that split segments anywhere (and one longer than a chunk) still seal whole
+    segments in order, the short last one at the finish."""
+    inner = Positions()
+    sink = EncryptingSink(inner, BodyEncryptor(archive_key.public))
+    at = 0
+    for size in (1, SEGMENT_SIZE - 1, SEGMENT_SIZE + 1, 3, 200_000, CHUNK + 5, 12_345):
+        sink.write(memoryview(DATA[at : at + size]))
+        at += size
+    sink.finish()
+    sink.sync()
+    assert sink.position == sink.stored == at
+    assert BodyDecryptor(sink.header, io.BytesIO(bytes(inner.body)), archive_key, at).read() == DATA[:at]
+
+
 def test_an_unfinished_body_keeps_whole_segments_only(archive_key: ArchiveKey) -> None:
     """An interrupted stream keeps its whole segments; the short tail is dropped, not sealed, so
     the body goes on later under the same data key."""
@@ -254,7 +268,7 @@ def test_a_crypt4gh_file_is_decrypted_on_intake_and_stored_under_a_fresh_key(
 ) -> None:
     """A file the `crypt4gh` command line encrypted to the archive key: its plaintext's digests,
     stored under a data key of the archive's own (a header other than the file's)."""
-    encrypted = _crypt4gh_encrypt(DATA, genomhub_home / "keys" / "archive.pub")
+    encrypted = crypt4gh_encrypt(DATA, genomhub_home / "keys" / "archive.pub")
     stored = copy_into(_file(tmp_path / "in.c4gh", encrypted), (tmp_path / "f.bin").as_uri(), archive_writer)
     assert (stored.size, stored.sha256, stored.md5) == (
         len(DATA),
@@ -271,23 +285,17 @@ def test_a_crypt4gh_file_for_another_key_or_damaged_is_refused(
     other = write_key_pair(tmp_path / "other", "another key")[1]
     with pytest.raises(HeaderKeyMismatch, match="another key"):
         copy_into(
-            _file(tmp_path / "theirs.c4gh", _crypt4gh_encrypt(DATA, other)),
+            _file(tmp_path / "theirs.c4gh", crypt4gh_encrypt(DATA, other)),
             (tmp_path / "a.bin").as_uri(),
             archive_writer,
         )
-    damaged = bytearray(_crypt4gh_encrypt(DATA, genomhub_home / "keys" / "archive.pub"))
+    damaged = bytearray(crypt4gh_encrypt(DATA, genomhub_home / "keys" / "archive.pub"))
     damaged[len(damaged) // 2] ^= 1
     with pytest.raises(SegmentAuthenticationError, match="Poly1305"):
         copy_into(
             _file(tmp_path / "damaged.c4gh", bytes(damaged)), (tmp_path / "b.bin").as_uri(), archive_writer
         )
     assert not (tmp_path / "a.bin").exists() and not (tmp_path / "b.bin").exists()
-
-
-def _crypt4gh_encrypt(plaintext: bytes, recipient: Path) -> bytes:
-    """The ``crypt4gh`` package's own command line, as a region would encrypt a file."""
-    command = [str(Path(sys.executable).with_name("crypt4gh")), "encrypt", "--recipient_pk", str(recipient)]
-    return subprocess.run(command, input=plaintext, capture_output=True, check=True).stdout
 
 
 def _file(path: Path, data: bytes) -> str:
