@@ -206,6 +206,7 @@ class PartialUpload:
         self._ends_at = total if ends_file else None
         self._resumed = offset != 0
         self._completed = False
+        self._closed = False
         self._multipart: MultipartSink | None = None
         if parts is None:
             self.intake = Intake(max_size)
@@ -292,8 +293,6 @@ class PartialUpload:
         """Append the source's bytes; what it delivered before failing is kept (see ``Intake``)."""
         assert not self._closed, "take after close"
         self.intake.take(readinto, self._sink)
-
-    _closed = False
 
     def close(self) -> None:
         """Make what arrived durable (also after an interrupted request): whole segments, a
