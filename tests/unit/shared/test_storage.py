@@ -40,7 +40,8 @@ from shared.storage import (
     open_archived,
     part_size_for,
 )
-from tests.support import crypt4gh_encrypt
+from tests.conftest import ARCHIVE_PASSPHRASE
+from tests.support import crypt4gh_decrypt, crypt4gh_encrypt
 
 DATA = os.urandom(9 * CHUNK // 4 + 12_345)  # several chunks and a ragged end
 
@@ -174,6 +175,15 @@ def test_atomic_write_and_copy(tmp_path: Path, archive_writer: ArchiveWriter) ->
     copied = copy_into(_file(tmp_path / "src.bin", DATA), (tmp_path / "b.bin").as_uri(), archive_writer)
     assert (copied.size, copied.sha256, copied.md5) == (stored.size, stored.sha256, stored.md5)
     assert archive_writer.headers.read(copied.url) != archive_writer.headers.read(stored.url)
+
+
+def test_an_archived_file_with_its_header_decrypts_with_the_crypt4gh_command_line(
+    tmp_path: Path, archive_writer: ArchiveWriter, genomhub_home: Path
+) -> None:
+    """Interoperability: ``cat header body | crypt4gh decrypt --sk archive.sec`` is the file."""
+    stored = copy_into(_file(tmp_path / "src.bin", DATA), (tmp_path / "f.bin").as_uri(), archive_writer)
+    whole = archive_writer.headers.read(stored.url) + (tmp_path / "f.bin").read_bytes()
+    assert crypt4gh_decrypt(whole, genomhub_home / "keys" / "archive.sec", ARCHIVE_PASSPHRASE) == DATA
 
 
 def test_a_failed_copy_leaves_no_file_that_looks_complete(
