@@ -22,6 +22,9 @@ from pathlib import Path
 from services.harmoniser.inputs import SampleReads, arrange_lanes
 from services.harmoniser.layout import collect
 from services.harmoniser.local import LocalBackend, shell_script, staged
+from shared.encryption import read_public_key, write_key_pair
+from shared.headers import HeaderStore
+from shared.storage import ArchiveWriter
 from shared.synthetic import simulate_paired_reads, synthetic_reference
 
 
@@ -32,6 +35,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-harmonise-") as tmp:
         root = Path(tmp)
+        writer = ArchiveWriter(  # the archive encrypts what it takes in, as the service does
+            read_public_key(write_key_pair(root / "keys", "bench")[1]),
+            HeaderStore((root / "store").as_uri(), (root / "headers").as_uri()),
+        )
         cache = root / "cache"
         fasta = synthetic_reference(cache)
         sim = simulate_paired_reads(
@@ -58,7 +65,7 @@ def main() -> None:
             started = time.perf_counter()
             outdir = asyncio.run(backend.run(reads, rundir, False, lambda _pgid: None))
             backend_times.append(time.perf_counter() - started)
-            collect(outdir, "S1", (root / "store" / str(n)).as_uri(), "bench")
+            collect(outdir, "S1", (root / "store" / str(n)).as_uri(), writer, "bench")
             archive_times.append(time.perf_counter() - started)
 
             shelldir = root / f"shell-{n}"

@@ -57,6 +57,9 @@ KEY_SIZE = 32
 DATA_ENCRYPTION_CHACHA20_POLY1305 = 0
 """Crypt4GH's code for both the header packets' and the segments' cipher."""
 
+CRYPT4GH_MAGIC = b"crypt4gh"
+"""The first bytes of every Crypt4GH file (its header's magic word)."""
+
 SECRET_KEY_FILE = "archive.sec"
 PUBLIC_KEY_FILE = "archive.pub"
 
@@ -104,6 +107,22 @@ def body_size(plaintext_size: int) -> int:
         raise ValueError(f"a plaintext size cannot be negative, got {plaintext_size}")
     segments = -(-plaintext_size // SEGMENT_SIZE)
     return plaintext_size + segments * (NONCE_SIZE + TAG_SIZE)
+
+
+def whole_segments_stored(stored_body: int) -> int:
+    """Plaintext bytes of the whole segments in a body prefix of ``stored_body`` bytes.
+
+    What a file in transit holds for certain: a resume continues after its last whole
+    segment, and a torn segment after it (a receiver that died mid-write) is written again.
+    """
+    return stored_body // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE
+
+
+def in_whole_segments(size: int) -> int:
+    """``size`` rounded up to whole cipher segments: a part of a body in parts (an S3
+    multipart upload) that ends on a segment boundary, so that the parts stored always
+    hold whole segments and a resume continues at a plaintext segment boundary."""
+    return -(-size // CIPHER_SEGMENT_SIZE) * CIPHER_SEGMENT_SIZE
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,11 +391,25 @@ class BodyEncryptor:
 
     def __init__(self, recipient: bytes) -> None:
         data_key = os.urandom(KEY_SIZE)
-        self.header = encrypt_header(data_key, recipient)
+        self._start(encrypt_header(data_key, recipient), data_key, 0)
+
+    @classmethod
+    def continuing(cls, header: bytes, key: ArchiveKey, plaintext_size: int) -> BodyEncryptor:
+        """The encryptor of a body whose first ``plaintext_size`` bytes (whole segments) are
+        stored already under ``header``: a resumed upload goes on under the same data key, on
+        any replica, because the header is kept and opens with the archive key."""
+        if plaintext_size % SEGMENT_SIZE:
+            raise ValueError(f"a stored prefix ends on a segment boundary, not at {plaintext_size}")
+        encryptor = cls.__new__(cls)
+        encryptor._start(header, open_header(header, key), plaintext_size)
+        return encryptor
+
+    def _start(self, header: bytes, data_key: bytes, plaintext_size: int) -> None:
+        self.header = header
         self._cipher = ChaCha20Poly1305(data_key)
         self._pending = bytearray()
-        self.plaintext_size = 0
-        self.body_size = 0
+        self.plaintext_size = plaintext_size
+        self.body_size = body_size(plaintext_size)
         self._finished = False
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[bytearray]:
@@ -411,11 +444,35 @@ class BodyEncryptor:
 
     def _seal(self, plaintext: bytes | bytearray | memoryview) -> bytearray:
         segment = bytearray(NONCE_SIZE + len(plaintext) + TAG_SIZE)
-        nonce = os.urandom(NONCE_SIZE)
-        segment[:NONCE_SIZE] = nonce
-        self._cipher.encrypt_into(nonce, plaintext, None, memoryview(segment)[NONCE_SIZE:])
-        self.body_size += len(segment)
+        self._seal_segment(plaintext, memoryview(segment))
         return segment
+
+    def seal_into(self, plaintext: memoryview, out: memoryview) -> int:
+        """Seals ``plaintext`` into ``out`` as consecutive segments, returning the bytes written.
+
+        The allocation-free form for a write lane that owns its buffers: every segment but the
+        last must be whole (so a call holds whole segments, or ends the body with a short one)
+        and ``out`` must hold :func:`body_size` of it. Not mixed with :meth:`feed`'s pending
+        bytes; a short segment is the body's last, after which nothing more is sealed.
+        """
+        if self._finished or self._pending:
+            raise RuntimeError("seal_into continues a body of whole segments only")
+        written = 0
+        for start in range(0, len(plaintext), SEGMENT_SIZE):
+            segment = plaintext[start : start + SEGMENT_SIZE]
+            size = NONCE_SIZE + len(segment) + TAG_SIZE
+            self._seal_segment(segment, out[written : written + size])
+            written += size
+            self.plaintext_size += len(segment)
+            if len(segment) < SEGMENT_SIZE:
+                self._finished = True
+        return written
+
+    def _seal_segment(self, plaintext: bytes | bytearray | memoryview, out: memoryview) -> None:
+        nonce = os.urandom(NONCE_SIZE)
+        out[:NONCE_SIZE] = nonce
+        self._cipher.encrypt_into(nonce, plaintext, None, out[NONCE_SIZE:])
+        self.body_size += len(out)
 
 
 def encrypt_chunks(

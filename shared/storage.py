@@ -7,7 +7,9 @@ a file that looks whole.
 
 How bytes move (:class:`Intake`): a source (a socket or a file) reads straight into one of
 :data:`RING` fixed buffers, and each filled buffer goes to three threads at once, md5, sha256
-and the write, then back to the source once all three are done with it. No chunk is copied
+and the write, then back to the source once all three are done with it. What is archived is
+encrypted in the write thread (:class:`EncryptingSink`, Crypt4GH segments into a buffer of
+its own), so the digests stay the plaintext's and no plaintext reaches the archive. No chunk is copied
 or allocated on the way, and memory is the same for 1 MB as for 100 GB. md5 is the slowest
 step (about 0.75 GB/s a core; sha256 with SHA-NI is more than twice that) and runs on a core
 of its own (hashlib releases the GIL on large buffers), so a stream moves at close to md5's
@@ -36,7 +38,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import fsspec
@@ -44,13 +46,26 @@ import fsspec.asyn
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
-from shared.encryption import ArchiveKey, BodyDecryptor
+from shared.config import ArchiveSettings
+from shared.encryption import (
+    CRYPT4GH_MAGIC,
+    SEGMENT_SIZE,
+    ArchiveKey,
+    BodyDecryptor,
+    BodyEncryptor,
+    HeaderKeyMismatch,
+    archive_key_paths,
+    body_size,
+    read_public_key,
+    split_header,
+)
 
 if TYPE_CHECKING:
     from shared.headers import HeaderStore
 
-CHUNK = 4 << 20
-"""Bytes moved at a time: large enough that per-call costs vanish, small enough to hold a few."""
+CHUNK = 64 * SEGMENT_SIZE
+"""Bytes moved at a time (4 MiB, 64 Crypt4GH segments): large enough that per-call costs
+vanish, small enough to hold a few, and whole segments so that the cipher splits no chunk."""
 
 RING = 4
 """Buffers a stream cycles through: one filling while up to three are hashed and written."""
@@ -610,23 +625,150 @@ class Intake:
         return self._sha256.hexdigest(), self._md5.hexdigest()
 
 
-class AtomicWrite:
-    """A write to ``url`` under a temporary name, renamed into place by :meth:`commit`."""
+class EncryptingSink:
+    """The write lane's cipher: plaintext chunks in, Crypt4GH body segments out to ``inner``.
 
-    def __init__(self, url: str, max_size: int | None = None) -> None:
+    What enters the archive is encrypted in the pass that hashes it (design.md section 13):
+    the write lane seals each chunk's whole segments into one preallocated, page-aligned
+    cipher buffer and writes that, so no chunk allocates. A cipher chunk is 28 bytes a
+    segment longer than its plaintext, no multiple of 4096, so the buffer keeps back the few
+    sealed bytes past the last 4096 boundary of the file and writes them ahead of the next
+    chunk's: all but a body's first and last writes stay aligned for ``O_DIRECT``.
+
+    A plaintext tail short of a segment waits in a buffer of its own: :meth:`finish` seals it
+    as the body's last, short segment; without it (an interrupted upload) :meth:`close`
+    drops it, so a body in transit always ends on a segment boundary and a resume goes on
+    under the same data key (:attr:`stored` is the plaintext it holds). ``position`` is
+    plaintext, as :class:`Intake` counts.
+    """
+
+    def __init__(self, inner: Sink, encryptor: BodyEncryptor) -> None:
+        self._inner = inner
+        self._encryptor = encryptor
+        self.stored = encryptor.plaintext_size
+        self.position = self.stored
+        capacity = body_size(CHUNK + SEGMENT_SIZE) + ALIGN
+        self._out = memoryview(mmap.mmap(-1, capacity))  # page-aligned, for O_DIRECT
+        self._sealed = 0
+        self._tail = memoryview(bytearray(SEGMENT_SIZE))
+        self._tail_size = 0
+
+    @property
+    def header(self) -> bytes:
+        return self._encryptor.header
+
+    def write(self, chunk: memoryview) -> None:
+        while chunk:
+            if self._tail_size:
+                take = min(SEGMENT_SIZE - self._tail_size, len(chunk))
+                self._tail[self._tail_size : self._tail_size + take] = chunk[:take]
+                self._tail_size += take
+                self.position += take
+                chunk = chunk[take:]
+                if self._tail_size < SEGMENT_SIZE:
+                    return
+                self._seal(self._tail)
+                self._tail_size = 0
+            piece = chunk[: CHUNK - CHUNK % SEGMENT_SIZE]
+            whole = len(piece) - len(piece) % SEGMENT_SIZE
+            if whole:
+                self._seal(piece[:whole])
+            rest = piece[whole:]
+            self._tail[: len(rest)] = rest
+            self._tail_size = len(rest)
+            self.position += len(piece)
+            chunk = chunk[len(piece) :]
+            self._drain(aligned=True)
+
+    def _seal(self, plaintext: memoryview) -> None:
+        if self._sealed + body_size(len(plaintext)) > len(self._out):
+            self._drain(aligned=False)
+        self._sealed += self._encryptor.seal_into(plaintext, self._out[self._sealed :])
+        self.stored += len(plaintext)
+
+    def _drain(self, *, aligned: bool) -> None:
+        """Write what is sealed; ``aligned``: only up to the file's last 4096 boundary."""
+        count = self._sealed
+        if aligned:
+            count -= (self._inner.position + count) % ALIGN
+        if count <= 0:
+            return
+        self._inner.write(self._out[:count])
+        left = self._sealed - count
+        self._out[:left] = self._out[count : self._sealed]
+        self._sealed = left
+
+    def finish(self) -> None:
+        """Seal the plaintext's short last segment, if any, and write everything sealed."""
+        if self._tail_size:
+            self._seal(self._tail[: self._tail_size])
+            self._tail_size = 0
+        self._drain(aligned=False)
+
+    def sync(self) -> None:
+        """Write every sealed byte and make it durable (a short tail stays unsealed)."""
+        self._drain(aligned=False)
+        self._inner.sync()
+
+    def close(self) -> None:
+        """Close the body; a tail short of a segment and not finished is dropped."""
+        self.position = self.stored
+        self._tail_size = 0
+        self._inner.close()
+
+
+@dataclass(frozen=True)
+class ArchiveWriter:
+    """What writing into the archive needs: the archive's public key, that every new body's
+    fresh data key is encrypted to, and the header store the header goes to. ``key``, the
+    archive key itself, only where files encrypted to NGC arrive to be opened on intake (the
+    receiver's inboxes)."""
+
+    recipient: bytes
+    headers: HeaderStore
+    key: ArchiveKey | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, settings: ArchiveSettings, key: ArchiveKey | None = None) -> ArchiveWriter:
+        """The configured archive's writer; its public key read (and checked) now, so a
+        service without a usable key stops at start rather than at its first file."""
+        from shared.headers import HeaderStore  # which builds on this module's filesystem()
+
+        recipient = key.public if key is not None else read_public_key(archive_key_paths(settings.key)[1])
+        return cls(recipient, HeaderStore.of(settings), key)
+
+
+class AtomicWrite:
+    """A write to ``url`` under a temporary name, renamed into place by :meth:`commit`.
+
+    With a ``writer``, the bytes taken are plaintext, encrypted on the way
+    (:class:`EncryptingSink`) under a fresh data key; the header is stored before the rename,
+    because a header without its body is harmless and a body without its header unreadable.
+    Without one, the bytes are a body sealed already (a tier move copies a body as it is,
+    its header staying where it is) and are stored unchanged.
+    """
+
+    def __init__(self, url: str, writer: ArchiveWriter | None, max_size: int | None = None) -> None:
         self.url = url
+        self.writer = writer
         self.fs, self.path = filesystem(url)
         self.tmp = f"{self.path}.part-{uuid.uuid4().hex}"
         self.intake = Intake(max_size)
-        self._sink = open_sink(self.fs, self.tmp)
+        inner = open_sink(self.fs, self.tmp)
+        self._cipher = EncryptingSink(inner, BodyEncryptor(writer.recipient)) if writer is not None else None
+        self._sink: Sink = self._cipher if self._cipher is not None else inner
 
     def take(self, readinto: ReadInto) -> None:
         self.intake.take(readinto, self._sink)
 
     def commit(self) -> StoredObject:
         try:
+            if self._cipher is not None:
+                self._cipher.finish()
             self._sink.sync()  # durable before the rename makes it look complete
             self._sink.close()
+            if self._cipher is not None and self.writer is not None:
+                self.writer.headers.write(self.url, self._cipher.header)
         except BaseException:  # a late write failed: leave no temporary file behind
             self.abort()
             raise
@@ -689,10 +831,59 @@ def open_inside(url: str, root: str) -> Readable:
         raise
 
 
+class SourceFile(io.RawIOBase):
+    """A source as the file object a :class:`BodyDecryptor` reads; ``prefix``, bytes read
+    from it already (to look for Crypt4GH's magic word), comes first."""
+
+    def __init__(self, readinto: ReadInto, prefix: bytes = b"") -> None:
+        super().__init__()
+        self._prefix = memoryview(prefix)
+        self._readinto = readinto
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._prefix:
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        return self._readinto(memoryview(buffer).cast("B"))
+
+
+def plaintext_source(readinto: ReadInto, key: ArchiveKey | None) -> ReadInto:
+    """``readinto``'s bytes as they arrive, or, for a Crypt4GH file (encrypted to NGC's
+    archive key by the ``crypt4gh`` command line, say), its plaintext: the header opened with
+    ``key`` and every segment authenticated as it streams. So a region may encrypt a file
+    before it leaves the hospital, and the archive still stores it under a data key of its
+    own and records the plaintext's digests, which the region's declared ones are checked
+    against."""
+    magic = bytearray(len(CRYPT4GH_MAGIC))
+    filled, failure = _fill(readinto, memoryview(magic))
+    if failure is not None:
+        raise failure
+    whole = SourceFile(readinto, bytes(magic[:filled]))
+    if bytes(magic[:filled]) != CRYPT4GH_MAGIC:
+        return whole.readinto
+    if key is None:
+        raise HeaderKeyMismatch("a Crypt4GH file arrived where no archive key is at hand to open it")
+    encrypted = io.BufferedReader(whole, SEGMENT_SIZE)
+    decryptor = BodyDecryptor(split_header(encrypted), encrypted, key)
+    return decryptor.readinto
+
+
 def copy_into(
-    src_url: str, dst_url: str, max_size: int | None = None, *, inside: str | None = None
+    src_url: str,
+    dst_url: str,
+    writer: ArchiveWriter,
+    max_size: int | None = None,
+    *,
+    inside: str | None = None,
 ) -> StoredObject:
-    """Stream a file from an inbox (any fsspec URL) into the archive, hashing on the way.
+    """Stream a file from an inbox (any fsspec URL) into the archive, encrypting and hashing
+    on the way; a Crypt4GH file is decrypted first (:func:`plaintext_source`), so the digests
+    are its plaintext's and it is stored under a fresh data key like any other.
 
     With ``inside`` (the inbox's URL) the source must really be in that folder
     (:func:`open_inside`), else :class:`OutsideRoot`.
@@ -703,9 +894,10 @@ def copy_into(
         fs, path = filesystem(src_url)
         opened = fs.open(path, "rb")
     with contextlib.closing(opened) as source:
-        write = AtomicWrite(dst_url, max_size)
+        plaintext = plaintext_source(source.readinto, writer.key)
+        write = AtomicWrite(dst_url, writer, max_size)
         try:
-            write.take(source.readinto)
+            write.take(plaintext)
         except BaseException:
             write.abort()
             raise

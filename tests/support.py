@@ -215,3 +215,20 @@ def serve_app(app: Any) -> Any:
             thread.join(10)
 
     return serving()
+
+
+def crypt4gh_encrypt(plaintext: bytes, recipient: Path) -> bytes:
+    """The ``crypt4gh`` package's own command line, as a region encrypts a file to a key."""
+    return _crypt4gh("encrypt", "--recipient_pk", str(recipient), stdin=plaintext)
+
+
+def crypt4gh_decrypt(encrypted: bytes, secret: Path, passphrase: str) -> bytes:
+    """The ``crypt4gh`` command line decrypting a whole Crypt4GH file (header and body)."""
+    return _crypt4gh("decrypt", "--sk", str(secret), stdin=encrypted, env={"C4GH_PASSPHRASE": passphrase})
+
+
+def _crypt4gh(*args: str, stdin: bytes, env: dict[str, str] | None = None) -> bytes:
+    command = [str(Path(sys.executable).with_name("crypt4gh")), *args]
+    done = subprocess.run(command, input=stdin, capture_output=True, env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout

@@ -137,7 +137,7 @@ class FolderTier:
         return self._read(path)
 
     def store(self, path: str, source: Readable) -> Stored:
-        write = AtomicWrite(self._url(path))
+        write = AtomicWrite(self._url(path), None)  # a sealed body, copied as it is
         try:
             write.take(source.readinto)
         except BaseException:

@@ -22,7 +22,7 @@ from shared.bus import Service
 from shared.config import HarmoniserSettings
 from shared.envelope import Envelope, derive_id, require_archived
 from shared.events import Harmonised, Validated, Verdict
-from shared.storage import use_s3_endpoint
+from shared.storage import ArchiveWriter, use_s3_endpoint
 
 log = telemetry.get_logger(__name__)
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -60,6 +60,7 @@ def make_harmoniser(settings: HarmoniserSettings) -> Harmoniser:
     return Harmoniser(
         backend,
         store_url=settings.archive.store_url,
+        writer=ArchiveWriter.of(settings.archive),
         pipeline=pipeline,
         pipeline_version=pipeline_version,
         reference=reference,

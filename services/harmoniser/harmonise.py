@@ -19,6 +19,7 @@ from services.harmoniser.layout import CollectError, OutputLayout, collect
 from services.harmoniser.steps import PipelineFailed, ProcessHook
 from shared.events import FileRole, Harmonised, OutputFile, Provenance, Validated
 from shared.paths import beneath
+from shared.storage import ArchiveWriter
 
 PASSTHROUGH_PIPELINE = "clinical-output-passthrough"
 
@@ -89,6 +90,7 @@ class Harmoniser:
         backend: Backend,
         *,
         store_url: str,
+        writer: ArchiveWriter,
         pipeline: str,
         pipeline_version: str,
         reference: str,
@@ -96,6 +98,7 @@ class Harmoniser:
     ) -> None:
         self.backend = backend
         self.store_url = store_url
+        self.writer = writer
         self.pipeline = pipeline
         self.pipeline_version = pipeline_version
         self.reference = reference
@@ -140,6 +143,7 @@ class Harmoniser:
                 outdir,
                 reads.sample,
                 prefix,
+                self.writer,
                 f"{pipeline} {pipeline_version}",
                 self.backend.layout(reads),
             )

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from shared.events import OutputFile
 from shared.paths import beneath
-from shared.storage import copy_into
+from shared.storage import ArchiveWriter, copy_into
 
 
 class CollectError(Exception):
@@ -119,13 +119,19 @@ def find_outputs(outdir: Path, sample: str, layout: OutputLayout | None = None) 
 
 
 def collect(
-    outdir: Path, sample: str, archive_prefix: str, provenance: str, layout: OutputLayout | None = None
+    outdir: Path,
+    sample: str,
+    archive_prefix: str,
+    writer: ArchiveWriter,
+    provenance: str,
+    layout: OutputLayout | None = None,
 ) -> list[OutputFile]:
-    """Copy the sample's outputs into ``archive_prefix`` (same relative layout) and describe them."""
+    """Copy the sample's outputs into ``archive_prefix`` (same relative layout), encrypted
+    like every archived file (the digests and sizes are the plaintext's), and describe them."""
     outputs = []
     for item in find_outputs(outdir, sample, layout):
         stored = copy_into(
-            beneath(outdir, item.relative).resolve().as_uri(), beneath(archive_prefix, item.relative)
+            beneath(outdir, item.relative).resolve().as_uri(), beneath(archive_prefix, item.relative), writer
         )
         outputs.append(
             OutputFile(

@@ -57,6 +57,7 @@ from shared import telemetry
 from shared.api import Answer, Api, answer, refusal, route
 from shared.auth import Tokens, principal_of, require_region
 from shared.database import Lease, LeaseHeld, LeaseLost
+from shared.encryption import EncryptionError
 from shared.envelope import derive_id
 from shared.events import FileReceived, StoredFile, new_submission_id
 from shared.http import BodyInterrupted, BodyReaders, FieldProblem, Pace, ReadersBusy, http_error, json_body
@@ -68,7 +69,7 @@ from shared.metrics import (
     prepare_receiver,
     request_outcome,
 )
-from shared.storage import OutsideRoot, SizeLimitExceeded, StoredObject, copy_into
+from shared.storage import ArchiveWriter, OutsideRoot, SizeLimitExceeded, StoredObject, copy_into
 
 log = telemetry.get_logger(__name__)
 
@@ -295,10 +296,12 @@ class ReceiverApi(Api):
         bodies: BodyReaders,
         inboxes: dict[str, str],
         s3_part_size: int,
+        writer: ArchiveWriter,
     ) -> None:
         self.store = store
         self.layout = layout
-        self.transit = Transit(layout, store, s3_part_size)
+        self.writer = writer
+        self.transit = Transit(layout, store, s3_part_size, writer)
         self.emit = emit
         self.tracer = tracer
         self.max_file_size = max_file_size
@@ -388,8 +391,9 @@ class ReceiverApi(Api):
         self, state: SubmissionState, declared: FileState, got: StoredObject
     ) -> tuple[FileState, bool]:
         """Put a complete file in place, or point at the sample's identical copy; record it."""
+        headers = self.writer.headers
         if declared.declared_sha256 and got.sha256 != declared.declared_sha256:
-            await asyncio.to_thread(archive.discard, got.url)
+            await asyncio.to_thread(archive.discard, got.url, headers)
             raise error(
                 422,
                 "sha256 mismatch",
@@ -397,7 +401,7 @@ class ReceiverApi(Api):
                 message=f"{declared.name}: declared {declared.declared_sha256}, received {got.sha256}",
             )
         if declared.complete:
-            await asyncio.to_thread(archive.discard, got.url)
+            await asyncio.to_thread(archive.discard, got.url, headers)
             if got.sha256 == declared.sha256:
                 return declared, True
             raise error(
@@ -406,11 +410,11 @@ class ReceiverApi(Api):
         copy = await asyncio.to_thread(self.store.copy_in_sample, state.region, state.sample_id, got.sha256)
         deduplicated = copy is not None and await asyncio.to_thread(archive.exists, copy.url)
         if copy is not None and deduplicated:
-            await asyncio.to_thread(archive.discard, got.url)
+            await asyncio.to_thread(archive.discard, got.url, headers)
             url = copy.url
         else:
             url = self.layout.final(state.region, state.sample_id, state.submission_id, declared.name)
-            await asyncio.to_thread(archive.commit, got.url, url)
+            await asyncio.to_thread(archive.commit, got.url, url, headers)
         stored = StoredFile(
             name=declared.name, role=declared.role, url=url, size=got.size, sha256=got.sha256, md5=got.md5
         )
@@ -674,16 +678,16 @@ class ReceiverApi(Api):
         except LeaseLost as exc:
             await asyncio.shield(asyncio.to_thread(upload.close))
             request[OUTCOME] = RequestOutcome.INTERRUPTED
-            log.warning("upload stopped: lease lost", name=declared.name, arrived=upload.size)
+            log.warning("upload stopped: lease lost", name=declared.name, arrived=upload.arrived)
             raise error(
                 409,
                 str(exc),
-                headers={"Upload-Offset": str(upload.size), "Retry-After": "5"},
-                arrived=upload.size,
+                headers={"Upload-Offset": str(upload.arrived), "Retry-After": "5"},
+                arrived=upload.arrived,
             ) from None
         except BodyInterrupted as exc:
             await asyncio.shield(asyncio.to_thread(upload.close))
-            RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.size - offset)
+            RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.arrived - offset)
             request[OUTCOME] = RequestOutcome.INTERRUPTED
             log.warning("upload interrupted", name=declared.name, arrived=upload.arrived, reason=str(exc))
             raise error(
@@ -698,7 +702,7 @@ class ReceiverApi(Api):
             raise error(413, f"files larger than {self.max_file_size} bytes are not accepted") from None
         finally:
             await asyncio.shield(asyncio.to_thread(upload.close))
-        RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.size - offset)
+        RECEIVER_RECEIVED_BYTES.labels(state.region, "upload").inc(upload.arrived - offset)
         if upload.size - offset != expected:  # never taken for a whole file, whatever the cause
             request[OUTCOME] = RequestOutcome.INTERRUPTED
             raise error(
@@ -763,9 +767,15 @@ class ReceiverApi(Api):
         assert declared is not None
         partial_url = self.layout.partial(state.submission_id, name)
         try:
-            got = await asyncio.to_thread(copy_into, url, partial_url, self.max_file_size, inside=inbox)
+            got = await asyncio.to_thread(
+                copy_into, url, partial_url, self.writer, self.max_file_size, inside=inbox
+            )
         except OutsideRoot as exc:
             raise error(422, "invalid registration", field=f"files[{i}].url", message=str(exc)) from None
+        except EncryptionError as exc:  # a Crypt4GH file not for NGC's key, damaged or cut short
+            raise error(
+                422, "invalid registration", field=f"files[{i}].url", code="not_decryptable", message=str(exc)
+            ) from None
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise error(
                 422,

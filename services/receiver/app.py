@@ -18,14 +18,18 @@ from services.receiver.state import SubmissionStore
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import ReceiverSettings
+from shared.encryption import check_archive_key
 from shared.events import FileReceived
 from shared.http import BodyReaders, Pace
-from shared.storage import use_s3_endpoint
+from shared.storage import ArchiveWriter, use_s3_endpoint
 
 
 def build() -> Service:
     settings = ReceiverSettings()
     use_s3_endpoint(settings.archive.s3_endpoint_url)
+    # The start-up key check: no receiver takes a byte it could not encrypt, or an upload it
+    # could not resume (the archive key opens the header of a file in transit).
+    writer = ArchiveWriter.of(settings.archive, check_archive_key(settings.archive.key))
     service = Service("receiver", settings)
     store = SubmissionStore(settings.database_url, lease_length=timedelta(seconds=settings.lease_seconds))
     service.readiness.append(store.readiness())
@@ -47,6 +51,7 @@ def build() -> Service:
         bodies=BodyReaders(settings.max_uploads, settings.max_uploads_per_region),
         inboxes=dict(settings.inboxes),
         s3_part_size=settings.s3_part_size,
+        writer=writer,
     )
     service.web.middlewares.append(cast(Middleware, count_requests))  # ahead of auth: 401s count too
     api.install(service.web, Tokens(settings.access.tokens))

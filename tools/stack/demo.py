@@ -268,6 +268,7 @@ def run_demo(settings: StackSettings, say: Callable[[str], None]) -> None:
     tokens = DemoTokens.make()
     env = {**stack_env(tokens), **DEMO_GE_SETTINGS}
     national = {"GENOMHUB_HOME": str(settings.state_dir), **env}
+    national |= settings.archive_key({**os.environ, **national})  # the commands read the archive too
     # January 2026 goes into billing's store while the broker starts (the store is migrated
     # first, here, so the billing service finds it ready whenever it opens it).
     billing = BillingSettings(state=settings.state)

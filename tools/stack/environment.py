@@ -11,12 +11,15 @@ environment exactly as Kubernetes would.
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field
 
 from shared.config import KafkaSettings, Section, StateSettings, TopicSettings
+from shared.encryption import SECRET_KEY_FILE, write_key_pair
 from shared.synthetic import synthetic_reference
 
 
@@ -28,6 +31,9 @@ class ReplicaSettings(Section):
         "its own behind a round-robin balancer on the service's port, as a Kubernetes Service is.",
     )
 
+
+LOCAL_PASSPHRASE_FILE = "passphrase"
+"""Beside a local stack's archive key: the passphrase it made for it (a local stack only)."""
 
 LOCAL_STACK_PARTS: tuple[type[Section], ...] = (ReplicaSettings,)
 """The settings only the local stack reads (documented in the README's table beside the rest)."""
@@ -69,7 +75,37 @@ class StackSettings:
 
     def process_environment(self, bootstrap: str) -> dict[str, str]:
         """The environment of a process the stack starts: this one's, with the stack's broker,
-        state folder and reference (a reference already configured is kept)."""
+        state folder, reference (a reference already configured is kept) and archive key."""
         env = {**os.environ, "GENOMHUB_KAFKA_BOOTSTRAP": bootstrap, "GENOMHUB_HOME": str(self.state_dir)}
         env.setdefault("GENOMHUB_REFERENCE_FASTA", str(self.reference()))
+        env.update(self.archive_key(env))
         return env
+
+    def archive_key(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The local stack's archive key, made under ``<home>/keys`` on its first start, and
+        what its processes then need in their environment to unlock it.
+
+        In production the key comes from a Secret and its passphrase from the environment,
+        and a service without them does not start; a local stack has neither until it makes
+        them, so it makes both once: the passphrase (unless the environment sets one) is
+        kept beside the key, readable only by its owner, since a local stack's archive is
+        only as secret as its state folder. A key configured elsewhere
+        (``GENOMHUB_ARCHIVE_SECRET_KEY``) is used as it is.
+        """
+        if env.get("GENOMHUB_ARCHIVE_SECRET_KEY"):
+            return {}
+        keys = self.state_dir / "keys"
+        added: dict[str, str] = {}
+        passphrase = env.get("GENOMHUB_ARCHIVE_KEY_PASSPHRASE", "")
+        if not passphrase:
+            kept = keys / LOCAL_PASSPHRASE_FILE
+            if not kept.exists():
+                keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+                descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as out:
+                    out.write(secrets.token_urlsafe(32))
+            passphrase = kept.read_text().strip()
+            added["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"] = passphrase
+        if not (keys / SECRET_KEY_FILE).exists():
+            write_key_pair(keys, passphrase, "genomhub local stack archive key")
+        return added

@@ -8,6 +8,7 @@ receiver sends parts of 5 MiB, S3's smallest, so a test file spans several.
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import ssl
@@ -20,7 +21,11 @@ import pytest
 import requests
 
 from shared.auth import token_hash
+from shared.config import ArchiveKeySettings, ArchiveSettings
+from shared.encryption import BodyDecryptor, body_size, check_archive_key, whole_segments_stored
 from shared.events import FileReceived
+from shared.headers import HeaderStore
+from shared.storage import open_archived, use_s3_endpoint
 from shared.topics import topic_name
 from tests.postgres import engine_urls, postgres_server
 from tests.support import Process, free_port, genomhub, records
@@ -79,6 +84,25 @@ class Receiver:
 
     def cli_env(self, holder: str = "hovedstaden") -> dict[str, str]:
         return {**self.env, "GENOMHUB_UPLOAD_TOKEN": TOKENS[holder]}
+
+    @property
+    def headers(self) -> HeaderStore:
+        """The receiver's header store (the session's default, ``<home>/headers``)."""
+        return HeaderStore(self.store, ArchiveSettings().header_store_url)
+
+    def archived(self, url: str, size: int) -> bytes:
+        """The plaintext of a file the receiver archived, read as every service reads it."""
+        use_s3_endpoint(self.env.get("GENOMHUB_S3_ENDPOINT_URL"))
+        with open_archived(url, size, self.headers, check_archive_key(ArchiveKeySettings())) as archived:
+            return archived.read()
+
+    def stored_prefix(self, partial: Path) -> bytes:
+        """The plaintext of the whole segments a local file in transit holds (what a resume
+        keeps), each authenticated."""
+        have = whole_segments_stored(partial.stat().st_size)
+        body = io.BytesIO(partial.read_bytes()[: body_size(have)])
+        header = self.headers.read(partial.as_uri())
+        return BodyDecryptor(header, body, check_archive_key(ArchiveKeySettings()), have).read()
 
 
 def metadata(sample: str, names: list[str], region: str = "hovedstaden", **extra: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from shared.encryption import SEGMENT_SIZE
 from tests.integration.receiver.conftest import TOKENS, Receiver, events_of, metadata
 from tests.support import genomhub, wait_for
 
@@ -65,8 +66,9 @@ def test_crash_during_upload_emits_nothing_and_the_client_resumes(
     store = Path(file_receiver.store[len("file://") :])
     assert not (store / "hovedstaden" / "S-CRASH" / sid / "R1.fastq.gz").exists()
     partial = store / ".incoming" / sid / "R1.fastq.gz"
-    kept = partial.read_bytes()
+    kept = file_receiver.stored_prefix(partial)
     assert 0 < len(kept) < len(data) and data.startswith(kept)
+    assert data[:SEGMENT_SIZE] not in partial.read_bytes()  # stored encrypted
     assert not events_of(kafka_bootstrap, sid)
 
     # The uploader starts while the receiver is still down: it backs off and retries.
@@ -100,7 +102,10 @@ def test_crash_during_upload_emits_nothing_and_the_client_resumes(
     assert hashlib.sha256(data).hexdigest() in record.value.decode()
     assert hashlib.md5(data).hexdigest() in record.value.decode()
     assert not partial.exists()
-    assert (store / "hovedstaden" / "S-CRASH" / sid / "R1.fastq.gz").read_bytes() == data
+    assert (
+        file_receiver.archived((store / "hovedstaden" / "S-CRASH" / sid / "R1.fastq.gz").as_uri(), len(data))
+        == data
+    )
 
 
 def test_a_client_cut_off_mid_body_keeps_its_prefix_and_resumes(file_receiver: Receiver) -> None:
@@ -115,11 +120,12 @@ def test_a_client_cut_off_mid_body_keeps_its_prefix_and_resumes(file_receiver: R
     conn.send(data[:3_500_000])
     conn.close()  # the uploader's network went away
 
+    kept = 3_500_000 // SEGMENT_SIZE * SEGMENT_SIZE  # its whole segments: the tail short of one goes
     wait_for(
-        lambda: file_receiver.call("HEAD", path).headers["Upload-Offset"] == "3500000",
+        lambda: file_receiver.call("HEAD", path).headers["Upload-Offset"] == str(kept),
         what="the prefix to be kept",
     )
-    rest = file_receiver.call("PUT", path, data=data[3_500_000:], headers={"Upload-Offset": "3500000"})
+    rest = file_receiver.call("PUT", path, data=data[kept:], headers={"Upload-Offset": str(kept)})
     assert rest.status_code == 200, rest.text
     assert rest.headers["Connection"] == "close"  # the body was read off the socket
     assert (rest.json()["sha256"], rest.json()["md5"]) == (

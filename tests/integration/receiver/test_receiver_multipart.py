@@ -16,11 +16,15 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from shared.encryption import body_size, in_whole_segments
 from tests.integration.receiver.conftest import S3_PART_SIZE, TOKENS, Receiver, events_of, metadata
 from tests.integration.receiver.test_receiver_upload import check_event, digests
 from tests.support import wait_for
 
 PART = S3_PART_SIZE
+CIPHER_PART = body_size(PART)
+"""A part as S3 holds it: 5 MiB of plaintext is 80 whole segments, 28 bytes more each."""
+assert in_whole_segments(PART) == CIPHER_PART
 
 
 def hang_up_after(receiver: Receiver, path: str, offset: int, rest: bytes, sent: int) -> None:
@@ -78,12 +82,12 @@ def test_s3_upload_resumes_by_parts_across_a_cut_and_a_restart(
     assert piece.json()["arrived"] == PART and piece.headers["Upload-Offset"] == str(PART)
     assert offset_of(s3_receiver, path) == PART
     (upload,) = uploads_in_transit(s3, sid)
-    assert parts_of(s3, upload) == [(1, PART)]
+    assert parts_of(s3, upload) == [(1, CIPHER_PART)]
 
     # A PUT cut mid-part: its whole part stays, its incomplete tail is dropped.
     hang_up_after(s3_receiver, path, PART, data[PART:], PART + 3_000_000)
     wait_for(lambda: offset_of(s3_receiver, path) == 2 * PART, what="the cut PUT's whole part")
-    assert parts_of(s3, upload) == [(1, PART), (2, PART)]
+    assert parts_of(s3, upload) == [(1, CIPHER_PART), (2, CIPHER_PART)]
 
     # An offset other than the parts' sum is refused with the one to resume from.
     wrong = s3_receiver.call(
@@ -102,7 +106,11 @@ def test_s3_upload_resumes_by_parts_across_a_cut_and_a_restart(
     )
     assert again.status_code == 202 and again.json()["arrived"] == 3 * PART
     assert [u["UploadId"] for u in uploads_in_transit(s3, sid)] == [upload["UploadId"]]
-    assert parts_of(s3, upload) == [(1, PART), (2, PART), (3, PART)]  # the next part number, not a new upload
+    assert parts_of(s3, upload) == [
+        (1, CIPHER_PART),
+        (2, CIPHER_PART),
+        (3, CIPHER_PART),
+    ]  # the next part number, not a new upload
 
     last = s3_receiver.call("PUT", path, data=data[3 * PART :], headers={"Upload-Offset": str(3 * PART)})
     assert last.status_code == 200, last.text
@@ -122,7 +130,7 @@ def test_s3_upload_resumes_by_parts_across_a_cut_and_a_restart(
     (record,) = events_of(kafka_bootstrap, sid)
     (stored,) = check_event(record, sid, {"R1.fastq.gz": reads}).files
     key = stored.url[len("s3://archive/") :]
-    assert s3.get_object(Bucket="archive", Key=key)["Body"].read() == data
+    assert s3_receiver.archived(stored.url, stored.size) == data
     assert s3.head_object(Bucket="archive", Key=key, PartNumber=1)["PartsCount"] == 5
     assert s3.list_objects_v2(Bucket="archive", Prefix=f"genomes/.incoming/{sid}/").get("KeyCount", 0) == 0
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared.encryption import write_key_pair
 from tests.integration.receiver.conftest import Receiver, metadata
+from tests.support import crypt4gh_encrypt
 
 
 def inboxes(receiver: Receiver) -> tuple[Path, Path]:
@@ -79,3 +82,50 @@ def test_a_real_file_in_the_inbox_still_registers(file_receiver: Receiver) -> No
     assert status == 200, body
     (registered,) = body["files"]
     assert registered["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_encrypted_to_ngcs_key_is_decrypted_checked_and_stored_under_a_fresh_key(
+    file_receiver: Receiver, genomhub_home: Path, tmp_path: Path
+) -> None:
+    mine, _ = inboxes(file_receiver)
+    data = os.urandom(300_000)
+    encrypted = crypt4gh_encrypt(data, genomhub_home / "keys" / "archive.pub")
+    (mine / "R2.fastq.gz.c4gh").write_bytes(encrypted)
+    declared = metadata("S-C4GH", [])
+    declared["files"] = [
+        {"name": "R2.fastq.gz", "role": "raw_reads", "sha256": hashlib.sha256(data).hexdigest()}
+    ]
+    created = file_receiver.call("POST", "/v1/submissions", json=declared)
+    assert created.status_code == 201, created.text
+    sid = created.json()["submission_id"]
+    status, body = register(file_receiver, sid, f"{file_receiver.inbox}/R2.fastq.gz.c4gh")
+    assert status == 200, body
+    (registered,) = body["files"]
+    assert (registered["size"], registered["md5"]) == (len(data), hashlib.md5(data).hexdigest())
+    assert file_receiver.archived(registered["url"], registered["size"]) == data
+    assert not encrypted.startswith(file_receiver.headers.read(registered["url"]))  # its own data key
+
+    # Declared digests are checked against the plaintext: other bytes under the same name fail.
+    other = metadata("S-C4GH-2", [])
+    other["files"] = [
+        {"name": "R2.fastq.gz", "role": "raw_reads", "sha256": hashlib.sha256(b"x").hexdigest()}
+    ]
+    sid = file_receiver.call("POST", "/v1/submissions", json=other).json()["submission_id"]
+    status, body = register(file_receiver, sid, f"{file_receiver.inbox}/R2.fastq.gz.c4gh")
+    assert status == 422 and body["problems"][0]["field"] == "sha256", body
+
+
+def test_a_file_encrypted_to_another_key_is_refused_with_the_reason(
+    file_receiver: Receiver, tmp_path: Path
+) -> None:
+    mine, _ = inboxes(file_receiver)
+    theirs = write_key_pair(tmp_path / "theirs", "not NGC's")[1]
+    (mine / "R2.other-key.c4gh").write_bytes(crypt4gh_encrypt(b"reads" * 1000, theirs))
+    sid = open_submission(file_receiver, "S-C4GH-OTHER")
+    status, body = register(file_receiver, sid, f"{file_receiver.inbox}/R2.other-key.c4gh")
+    assert status == 422, body
+    (problem,) = body["problems"]
+    assert (problem["field"], problem["code"]) == ("files[0].url", "not_decryptable")
+    assert "encrypted to another key" in problem["message"]
+    shown = file_receiver.call("GET", f"/v1/submissions/{sid}").json()
+    assert shown["files"][0]["complete"] is False

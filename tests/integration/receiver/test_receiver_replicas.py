@@ -34,6 +34,7 @@ from services.receiver.state import SubmissionStore, leases
 from shared.auth import Tokens, token_hash
 from shared.events import FileReceived
 from shared.http import BodyReaders, Pace, make_web
+from shared.storage import ArchiveWriter
 from tests.integration.receiver.conftest import TOKENS, _receiver, events_of, metadata
 from tests.integration.receiver.test_receiver_crash import send_until_released
 from tests.support import wait_for
@@ -53,7 +54,9 @@ class Replica:
         return str(self.server.make_url(path))
 
 
-async def start_replica(database_url: str, archive: str, emitted: list[str]) -> Replica:
+async def start_replica(
+    database_url: str, archive: str, emitted: list[str], writer: ArchiveWriter
+) -> Replica:
     store = SubmissionStore(database_url, lease_length=timedelta(seconds=3))
 
     async def emit(event: FileReceived, event_id: str) -> str:
@@ -71,6 +74,7 @@ async def start_replica(database_url: str, archive: str, emitted: list[str]) -> 
         bodies=BodyReaders(4),
         inboxes={},
         s3_part_size=5 << 20,
+        writer=writer,
     )
     app = make_web([])
     app.middlewares.append(cast(Middleware, count_requests))
@@ -81,11 +85,13 @@ async def start_replica(database_url: str, archive: str, emitted: list[str]) -> 
 
 
 @pytest.fixture
-async def replicas(receiver_url: str, tmp_path: Path) -> AsyncIterator[tuple[Replica, Replica]]:
+async def replicas(
+    receiver_url: str, tmp_path: Path, archive_writer: ArchiveWriter
+) -> AsyncIterator[tuple[Replica, Replica]]:
     emitted: list[str] = []  # one broker for both
     archive = (tmp_path / "store").as_uri()
-    first = await start_replica(receiver_url, archive, emitted)
-    second = await start_replica(receiver_url, archive, emitted)
+    first = await start_replica(receiver_url, archive, emitted, archive_writer)
+    second = await start_replica(receiver_url, archive, emitted, archive_writer)
     try:
         yield first, second
     finally:

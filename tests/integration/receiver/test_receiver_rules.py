@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.receiver.conftest import MAX_FILE_SIZE, TOKENS, Receiver, metadata
+from tests.integration.receiver.conftest import MAX_FILE_SIZE, TOKENS, Receiver, _receiver, metadata
+from tests.support import Process, genomhub
 
 
 def routes(sid: str) -> list[tuple[str, str, dict[str, object]]]:
@@ -138,3 +139,27 @@ def test_size_limit_is_enforced_before_reading(file_receiver: Receiver) -> None:
     )
     assert mismatch.status_code == 422 and mismatch.json()["error"] == "sha256 mismatch"
     assert mismatch.json()["problems"][0]["field"] == "sha256"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "reason"),
+    [
+        ("GENOMHUB_ARCHIVE_KEY_PASSPHRASE", "not the passphrase", "GENOMHUB_ARCHIVE_KEY_PASSPHRASE is wrong"),
+        ("GENOMHUB_ARCHIVE_SECRET_KEY", "/nonexistent/archive.sec", "does not exist"),
+    ],
+)
+def test_a_receiver_without_a_usable_archive_key_does_not_start(
+    kafka_bootstrap: str, tmp_path: Path, setting: str, value: str, reason: str
+) -> None:
+    """No byte is taken that could not be encrypted, nor an upload that could not be resumed."""
+    receiver = _receiver(
+        tmp_path, "keyless", (tmp_path / "store").as_uri(), (tmp_path / "inbox").as_uri(), {}
+    )
+    receiver.env[setting] = value
+    process = Process(genomhub("run", "receiver"), receiver.log, receiver.env).start()
+    try:
+        assert process.wait_exit(timeout=60) != 0
+    finally:
+        process.stop()
+    assert reason in receiver.log.read_text()
+    assert not (tmp_path / "store").exists()

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import jsonschema
 
+from shared.encryption import SEGMENT_SIZE
 from shared.envelope import decode, derive_id, normalise_headers
 from shared.events import FileReceived
 from tests.integration.receiver.conftest import S3_PART_SIZE, Receiver, events_of, metadata
@@ -90,7 +91,7 @@ def test_cli_uploads_to_file_store_and_seal_emits_one_valid_event(
     assert roles == {r1.name: "raw_reads", r2.name: "raw_reads", cram.name: "clinical_output"}
     for stored in event.files:
         assert stored.url.startswith(f"{file_receiver.store}/hovedstaden/{sample}/{submission_id}/")
-        assert Path(stored.url[len("file://") :]).read_bytes() == (tmp_path / stored.name).read_bytes()
+        assert file_receiver.archived(stored.url, stored.size) == (tmp_path / stored.name).read_bytes()
 
 
 def test_pieces_resume_409_and_a_repeated_seal_in_one_trace(
@@ -108,12 +109,14 @@ def test_pieces_resume_409_and_a_repeated_seal_in_one_trace(
     piece = file_receiver.call(
         "PUT", a, data=data[:2_500_000], headers={"Content-Range": f"bytes 0-2499999/{len(data)}"}
     )
-    assert piece.status_code == 202 and piece.json()["arrived"] == 2_500_000
+    kept = 2_500_000 // SEGMENT_SIZE * SEGMENT_SIZE  # whole segments: the answer says where to go on
+    assert piece.status_code == 202 and piece.json()["arrived"] == kept
+    assert piece.headers["Upload-Offset"] == str(kept)
     head = file_receiver.call("HEAD", a)
-    assert (head.headers["Upload-Offset"], head.headers["Upload-Complete"]) == ("2500000", "?0")
-    wrong = file_receiver.call("PUT", a, data=data[2_000_000:], headers={"Upload-Offset": "2000000"})
-    assert wrong.status_code == 409 and wrong.headers["Upload-Offset"] == "2500000"
-    rest = file_receiver.call("PUT", a, data=data[2_500_000:], headers={"Upload-Offset": "2500000"})
+    assert (head.headers["Upload-Offset"], head.headers["Upload-Complete"]) == (str(kept), "?0")
+    wrong = file_receiver.call("PUT", a, data=data[2_500_000:], headers={"Upload-Offset": "2500000"})
+    assert wrong.status_code == 409 and wrong.headers["Upload-Offset"] == str(kept)
+    rest = file_receiver.call("PUT", a, data=data[kept:], headers={"Upload-Offset": str(kept)})
     assert rest.status_code == 200, rest.text
     assert rest.json()["sha256"] == hashlib.sha256(data).hexdigest()
     assert file_receiver.call("HEAD", a).headers["Upload-Complete"] == "?1"
@@ -217,10 +220,7 @@ def test_s3_store_upload_and_register_from_inboxes(
     event = check_event(record, sid, {"R1.fastq.gz": reads, "R2.fastq.gz": inbox_file})
     for stored in event.files:
         assert stored.url.startswith(f"s3://archive/genomes/hovedstaden/S-S3/{sid}/")
-        key = stored.url[len("s3://archive/") :]
-        assert (
-            s3.get_object(Bucket="archive", Key=key)["Body"].read() == (tmp_path / stored.name).read_bytes()
-        )
+        assert s3_receiver.archived(stored.url, stored.size) == (tmp_path / stored.name).read_bytes()
     leftovers = s3.list_objects_v2(Bucket="archive", Prefix=f"genomes/.incoming/{sid}/").get("KeyCount", 0)
     assert leftovers == 0
 

@@ -18,6 +18,7 @@ from services.harmoniser.jobs import Job, JobStore
 from services.harmoniser.local import LocalBackend
 from services.harmoniser.runner import JobRunner
 from shared.events import FileRole, HarmonisationPolicy, Harmonised, Validated
+from shared.storage import ArchiveWriter
 from shared.synthetic import simulate_paired_reads
 from tests.ids import issued_id
 from tests.unit.harmoniser.factory import checked, validated
@@ -35,10 +36,13 @@ def queue(tmp_path: Path) -> JobStore:
     return JobStore(f"sqlite:///{tmp_path / 'state' / 'jobs.sqlite'}")
 
 
-def make_runner(tmp_path: Path, reference: Path, cache: Path, emit: Collected, retries: int = 1) -> JobRunner:
+def make_runner(
+    tmp_path: Path, reference: Path, cache: Path, writer: ArchiveWriter, emit: Collected, retries: int = 1
+) -> JobRunner:
     harmoniser = Harmoniser(
         LocalBackend(reference, cache, threads=2, sarek_version="3.5.1"),
         store_url=(tmp_path / "store").as_uri(),
+        writer=writer,
         pipeline="genomhub-local-germline",
         pipeline_version="0.1.0",
         reference="synthetic-v1",
@@ -91,10 +95,10 @@ def broken_pair(folder: Path, reference: Path) -> list[Path]:
 
 
 async def test_a_failing_run_is_retried_then_reported_failed_with_its_log(
-    tmp_path: Path, reference: Path, harmoniser_cache: Path
+    tmp_path: Path, reference: Path, harmoniser_cache: Path, archive_writer: ArchiveWriter
 ) -> None:
     emit = Collected()
-    runner = make_runner(tmp_path, reference, harmoniser_cache, emit, retries=1)
+    runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit, retries=1)
     files = [checked(p, FileRole.RAW_READS, "fastq") for p in broken_pair(tmp_path / "in", reference)]
     enqueue(
         runner,
@@ -121,10 +125,10 @@ class SlowBroker(Collected):
 
 
 async def test_a_finished_job_is_sent_once_while_its_own_report_waits_for_the_broker(
-    tmp_path: Path, reference: Path, harmoniser_cache: Path
+    tmp_path: Path, reference: Path, harmoniser_cache: Path, archive_writer: ArchiveWriter
 ) -> None:
     emit = SlowBroker()
-    runner = make_runner(tmp_path, reference, harmoniser_cache, emit, retries=0)
+    runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit, retries=0)
     files = [checked(p, FileRole.RAW_READS, "fastq") for p in broken_pair(tmp_path / "in", reference)]
     enqueue(
         runner,
@@ -144,10 +148,10 @@ async def test_a_finished_job_is_sent_once_while_its_own_report_waits_for_the_br
 
 
 async def test_passthrough_only_registers_clinical_output_in_place(
-    tmp_path: Path, reference: Path, harmoniser_cache: Path
+    tmp_path: Path, reference: Path, harmoniser_cache: Path, archive_writer: ArchiveWriter
 ) -> None:
     emit = Collected()
-    runner = make_runner(tmp_path, reference, harmoniser_cache, emit)
+    runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit)
     vcf = tmp_path / "clinical.vcf.gz"
     vcf.write_bytes(gzip.compress(b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"))
     files = [checked(vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True)]
@@ -170,10 +174,10 @@ async def test_passthrough_only_registers_clinical_output_in_place(
 
 
 async def test_a_dead_owners_job_is_taken_over_once_its_orphan_stopped_and_run_again(
-    tmp_path: Path, reference: Path, harmoniser_cache: Path
+    tmp_path: Path, reference: Path, harmoniser_cache: Path, archive_writer: ArchiveWriter
 ) -> None:
     emit = Collected()
-    runner = make_runner(tmp_path, reference, harmoniser_cache, emit)
+    runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit)
     vcf = tmp_path / "c.vcf.gz"
     vcf.write_bytes(gzip.compress(b"##fileformat=VCFv4.2\n"))
     files = [checked(vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True)]
@@ -196,7 +200,9 @@ async def test_a_dead_owners_job_is_taken_over_once_its_orphan_stopped_and_run_a
     orphan = subprocess.Popen(["sleep", "120"], cwd=rundir, start_new_session=True)
     assert runner.store.set_pgid(issued_id("sub-r"), dead, orphan.pid)
 
-    other = make_runner(tmp_path, reference, harmoniser_cache, emit)  # another replica's runner
+    other = make_runner(
+        tmp_path, reference, harmoniser_cache, archive_writer, emit
+    )  # another replica's runner
     assert await other.take_over_expired() == []  # the lease has not ended yet
     time.sleep(0.4)
     assert await other.take_over_expired() == [issued_id("sub-r")]
@@ -230,9 +236,9 @@ def test_claim_takes_each_job_once(tmp_path: Path, retries: int) -> None:
 
 
 async def test_a_job_whose_owner_died_on_this_host_is_taken_over_without_waiting_out_its_lease(
-    tmp_path: Path, reference: Path, harmoniser_cache: Path
+    tmp_path: Path, reference: Path, harmoniser_cache: Path, archive_writer: ArchiveWriter
 ) -> None:
-    runner = make_runner(tmp_path, reference, harmoniser_cache, Collected())
+    runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, Collected())
     ended = subprocess.Popen(["true"])
     ended.wait()  # its pid now names no process
     for sid, owner in (

@@ -18,6 +18,7 @@ from sqlalchemy import update
 
 from services.harmoniser.jobs import JobStore, jobs
 from shared.events import FileRole, HarmonisationPolicy
+from shared.storage import ArchiveWriter
 from shared.synthetic import simulate_paired_reads
 from tests.ids import issued_id
 from tests.postgres import engine_urls
@@ -193,10 +194,10 @@ def test_a_running_job_is_kept_by_its_heartbeats(replicas: tuple[JobStore, JobSt
 
 
 async def test_an_owner_that_lost_its_lease_stops_its_pipeline_and_emits_nothing(
-    tmp_path: Path, reference: Path, harmoniser_cache: Path
+    tmp_path: Path, reference: Path, harmoniser_cache: Path, archive_writer: ArchiveWriter
 ) -> None:
     emit = Collected()
-    paused = make_runner(tmp_path, reference, harmoniser_cache, emit)
+    paused = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit)
     reads = simulate_paired_reads(reference, tmp_path / "in", prefix="L1", coverage=20, snps=10, seed=11)
     files = [checked(p, FileRole.RAW_READS, "fastq") for p in (reads.fastq_1, reads.fastq_2)]
     sid = issued_id("sub-lost")

@@ -10,6 +10,8 @@ import pysam
 
 from services.harmoniser.layout import SampleLayout, collect, find_outputs
 from services.validator.references import contig_md5s
+from shared.encryption import ArchiveKey, body_size
+from shared.storage import ArchiveWriter, open_archived
 from tests.unit.harmoniser.conftest import LocalRun
 
 
@@ -85,13 +87,20 @@ def test_layout_and_trace_follow_sarek(local_run: LocalRun) -> None:
     ]
 
 
-def test_collector_archives_the_outputs_with_their_checksums(local_run: LocalRun, tmp_path: Path) -> None:
+def test_collector_archives_the_outputs_encrypted_with_their_checksums(
+    local_run: LocalRun, tmp_path: Path, archive_writer: ArchiveWriter, archive_key: ArchiveKey
+) -> None:
     store = (tmp_path / "store").as_uri()
-    outputs = collect(local_run.outdir, "S1", f"{store}/harmonised/sub-1", "genomhub-local-germline 0.1.0")
+    outputs = collect(
+        local_run.outdir, "S1", f"{store}/harmonised/sub-1", archive_writer, "genomhub-local-germline 0.1.0"
+    )
     by_name = {o.name: o for o in outputs}
     cram = by_name["preprocessing/markduplicates/S1/S1.md.cram"]
     data = (local_run.outdir / cram.name).read_bytes()
     assert cram.url == f"{store}/harmonised/sub-1/preprocessing/markduplicates/S1/S1.md.cram"
     assert (cram.size, cram.sha256) == (len(data), hashlib.sha256(data).hexdigest())
-    assert Path(cram.url.removeprefix("file://")).read_bytes() == data
+    assert Path(cram.url.removeprefix("file://")).stat().st_size == body_size(len(data))
+    assert all(archive_writer.headers.exists(o.url) for o in outputs)
+    with open_archived(cram.url, cram.size, archive_writer.headers, archive_key) as archived:
+        assert archived.read() == data
     assert {o.provenance for o in outputs} == {"genomhub-local-germline 0.1.0"}

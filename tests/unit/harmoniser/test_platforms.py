@@ -10,6 +10,7 @@ import pytest
 from services.harmoniser.inputs import InputError, Lane, arrange_lanes
 from services.harmoniser.local import align_command
 from services.harmoniser.reference import ReferenceIndex
+from shared.storage import ArchiveWriter
 
 
 def test_a_lane_is_long_read_by_its_platform_not_by_having_a_bam() -> None:
@@ -67,7 +68,7 @@ def test_an_unknown_platform_is_an_input_error() -> None:
     ("platform", "long_read"), [("Oxford Nanopore", True), ("NovaSeq 6000", False), ("PacBio Revio", True)]
 )
 def test_the_harmoniser_arranges_fastq_lanes_by_the_submissions_platform(
-    platform: str, long_read: bool, tmp_path: Path
+    platform: str, long_read: bool, tmp_path: Path, archive_writer: ArchiveWriter
 ) -> None:
     import gzip
 
@@ -92,6 +93,7 @@ def test_the_harmoniser_arranges_fastq_lanes_by_the_submissions_platform(
     harmoniser = Harmoniser(
         LocalBackend(tmp_path / "ref.fa", tmp_path, 1, "3.5.1"),
         store_url=tmp_path.as_uri(),
+        writer=archive_writer,
         pipeline="p",
         pipeline_version="1",
         reference="r",

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.storage import OutsideRoot, Readable, copy_into, open_inside
+from shared.encryption import ArchiveKey
+from shared.storage import ArchiveWriter, OutsideRoot, Readable, copy_into, open_archived, open_inside
 
 
 def read_all(handle: Readable) -> bytes:
@@ -73,13 +74,16 @@ def test_links_climbs_and_non_files_are_refused(tree: Path, name: str, why: str)
         open_inside(f"{inbox}/{name}", inbox)
 
 
-def test_copy_into_refuses_before_writing_anything(tree: Path, tmp_path: Path) -> None:
+def test_copy_into_refuses_before_writing_anything(
+    tree: Path, tmp_path: Path, archive_writer: ArchiveWriter, archive_key: ArchiveKey
+) -> None:
     inbox = (tree / "hovedstaden").as_uri()
     with pytest.raises(OutsideRoot):
-        copy_into(f"{inbox}/to-passwd", (tmp_path / "copy").as_uri(), inside=inbox)
+        copy_into(f"{inbox}/to-passwd", (tmp_path / "copy").as_uri(), archive_writer, inside=inbox)
     assert not list(tmp_path.iterdir())
-    stored = copy_into(f"{inbox}/run/R1.fastq.gz", (tmp_path / "copy").as_uri(), inside=inbox)
-    assert stored.size == 4 and (tmp_path / "copy").read_bytes() == b"mine"
+    stored = copy_into(f"{inbox}/run/R1.fastq.gz", (tmp_path / "copy").as_uri(), archive_writer, inside=inbox)
+    with open_archived(stored.url, stored.size, archive_writer.headers, archive_key) as archived:
+        assert stored.size == 4 and archived.read() == b"mine"
 
 
 def test_an_inbox_reached_through_a_link_still_holds_its_own_files(tree: Path, tmp_path: Path) -> None:

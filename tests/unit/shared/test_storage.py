@@ -11,20 +11,37 @@ from pathlib import Path
 
 import pytest
 
+from shared.encryption import (
+    CIPHER_SEGMENT_SIZE,
+    SEGMENT_SIZE,
+    ArchiveKey,
+    BodyDecryptor,
+    BodyEncryptor,
+    HeaderKeyMismatch,
+    SegmentAuthenticationError,
+    body_size,
+    write_key_pair,
+)
 from shared.storage import (
+    ALIGN,
     CHUNK,
     MAX_PARTS,
     MIN_PART,
     RING,
+    ArchiveWriter,
     AtomicWrite,
+    EncryptingSink,
     Intake,
     Lane,
     LocalFile,
     ReadInto,
     SizeLimitExceeded,
     copy_into,
+    open_archived,
     part_size_for,
 )
+from tests.conftest import ARCHIVE_PASSPHRASE
+from tests.support import crypt4gh_decrypt, crypt4gh_encrypt
 
 DATA = os.urandom(9 * CHUNK // 4 + 12_345)  # several chunks and a ragged end
 
@@ -136,25 +153,159 @@ def test_local_file_direct_and_cached_writes_give_the_same_bytes(tmp_path: Path,
     assert path.read_bytes() == DATA
 
 
-def test_atomic_write_and_copy(tmp_path: Path) -> None:
-    write = AtomicWrite((tmp_path / "a" / "f.bin").as_uri())
+def _plaintext(url: str, size: int, writer: ArchiveWriter) -> bytes:
+    assert writer.key is not None
+    with open_archived(url, size, writer.headers, writer.key) as archived:
+        return archived.read()
+
+
+def test_atomic_write_and_copy(tmp_path: Path, archive_writer: ArchiveWriter) -> None:
+    write = AtomicWrite((tmp_path / "a" / "f.bin").as_uri(), archive_writer)
     write.take(source(DATA))
     stored = write.commit()
-    assert (tmp_path / "a" / "f.bin").read_bytes() == DATA
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["f.bin"]
+    assert (tmp_path / "a" / "f.bin").stat().st_size == body_size(len(DATA))
+    assert DATA[:SEGMENT_SIZE] not in (tmp_path / "a" / "f.bin").read_bytes()
     assert (stored.size, stored.sha256, stored.md5) == (
         len(DATA),
         hashlib.sha256(DATA).hexdigest(),
         hashlib.md5(DATA).hexdigest(),
     )
-    copied = copy_into(stored.url, (tmp_path / "b.bin").as_uri())
+    assert _plaintext(stored.url, stored.size, archive_writer) == DATA
+    copied = copy_into(_file(tmp_path / "src.bin", DATA), (tmp_path / "b.bin").as_uri(), archive_writer)
     assert (copied.size, copied.sha256, copied.md5) == (stored.size, stored.sha256, stored.md5)
+    assert archive_writer.headers.read(copied.url) != archive_writer.headers.read(stored.url)
 
 
-def test_a_failed_copy_leaves_no_file_that_looks_complete(tmp_path: Path) -> None:
+def test_an_archived_file_with_its_header_decrypts_with_the_crypt4gh_command_line(
+    tmp_path: Path, archive_writer: ArchiveWriter, genomhub_home: Path
+) -> None:
+    """Interoperability: ``cat header body | crypt4gh decrypt --sk archive.sec`` is the file."""
+    stored = copy_into(_file(tmp_path / "src.bin", DATA), (tmp_path / "f.bin").as_uri(), archive_writer)
+    whole = archive_writer.headers.read(stored.url) + (tmp_path / "f.bin").read_bytes()
+    assert crypt4gh_decrypt(whole, genomhub_home / "keys" / "archive.sec", ARCHIVE_PASSPHRASE) == DATA
+
+
+def test_a_failed_copy_leaves_no_file_that_looks_complete(
+    tmp_path: Path, archive_writer: ArchiveWriter
+) -> None:
     with pytest.raises(SizeLimitExceeded):
-        copy_into(_file(tmp_path / "src.bin", DATA), (tmp_path / "out" / "f.bin").as_uri(), max_size=4999)
+        copy_into(
+            _file(tmp_path / "src.bin", DATA),
+            (tmp_path / "out" / "f.bin").as_uri(),
+            archive_writer,
+            max_size=4999,
+        )
     assert list((tmp_path / "out").iterdir()) == []
+    assert not archive_writer.headers.exists((tmp_path / "out" / "f.bin").as_uri())
+
+
+class Positions:
+    """A sink that notes where each write lands and how long it is."""
+
+    def __init__(self, position: int = 0) -> None:
+        self.position = position
+        self.writes: list[tuple[int, int]] = []
+        self.body = bytearray()
+
+    def write(self, chunk: memoryview) -> None:
+        self.writes.append((self.position, len(chunk)))
+        self.body += chunk
+        self.position += len(chunk)
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("piece", [65_536, 1_000_003])
+def test_the_write_lane_encrypts_in_aligned_writes(piece: int, archive_key: ArchiveKey) -> None:
+    """Cipher chunks are no multiple of 4096, yet every write but the last starts and ends on a
+    4096 boundary (O_DIRECT), and the body decrypts to the plaintext."""
+    inner = Positions()
+    sink = EncryptingSink(inner, BodyEncryptor(archive_key.public))
+    intake = Intake()
+    intake.take(source(DATA, piece=piece), sink)
+    sink.finish()
+    sink.sync()
+    assert len(inner.body) == body_size(len(DATA))
+    assert all(at % ALIGN == 0 and size % ALIGN == 0 for at, size in inner.writes[:-1])
+    assert len(inner.writes) > 2
+    decrypted = BodyDecryptor(sink.header, io.BytesIO(bytes(inner.body)), archive_key, len(DATA)).read()
+    assert decrypted == DATA
+
+
+def test_writes_of_any_length_make_one_body(archive_key: ArchiveKey) -> None:
+    """Chunks that split segments anywhere (and one longer than a chunk) still seal whole
+    segments in order, the short last one at the finish."""
+    inner = Positions()
+    sink = EncryptingSink(inner, BodyEncryptor(archive_key.public))
+    at = 0
+    for size in (1, SEGMENT_SIZE - 1, SEGMENT_SIZE + 1, 3, 200_000, CHUNK + 5, 12_345):
+        sink.write(memoryview(DATA[at : at + size]))
+        at += size
+    sink.finish()
+    sink.sync()
+    assert sink.position == sink.stored == at
+    assert BodyDecryptor(sink.header, io.BytesIO(bytes(inner.body)), archive_key, at).read() == DATA[:at]
+
+
+def test_an_unfinished_body_keeps_whole_segments_only(archive_key: ArchiveKey) -> None:
+    """An interrupted stream keeps its whole segments; the short tail is dropped, not sealed, so
+    the body goes on later under the same data key."""
+    inner = Positions()
+    encryptor = BodyEncryptor(archive_key.public)
+    sink = EncryptingSink(inner, encryptor)
+    Intake().take(source(DATA[: 3 * SEGMENT_SIZE + 100]), sink)
+    sink.sync()
+    sink.close()
+    assert (sink.stored, sink.position, len(inner.body)) == (
+        3 * SEGMENT_SIZE,
+        3 * SEGMENT_SIZE,
+        3 * CIPHER_SEGMENT_SIZE,
+    )
+    resumed = EncryptingSink(inner, BodyEncryptor.continuing(sink.header, archive_key, sink.stored))
+    Intake().take(source(DATA[sink.stored :]), resumed)
+    resumed.finish()
+    resumed.sync()
+    assert BodyDecryptor(sink.header, io.BytesIO(bytes(inner.body)), archive_key, len(DATA)).read() == DATA
+
+
+def test_a_crypt4gh_file_is_decrypted_on_intake_and_stored_under_a_fresh_key(
+    tmp_path: Path, archive_writer: ArchiveWriter, archive_key: ArchiveKey, genomhub_home: Path
+) -> None:
+    """A file the `crypt4gh` command line encrypted to the archive key: its plaintext's digests,
+    stored under a data key of the archive's own (a header other than the file's)."""
+    encrypted = crypt4gh_encrypt(DATA, genomhub_home / "keys" / "archive.pub")
+    stored = copy_into(_file(tmp_path / "in.c4gh", encrypted), (tmp_path / "f.bin").as_uri(), archive_writer)
+    assert (stored.size, stored.sha256, stored.md5) == (
+        len(DATA),
+        hashlib.sha256(DATA).hexdigest(),
+        hashlib.md5(DATA).hexdigest(),
+    )
+    assert _plaintext(stored.url, stored.size, archive_writer) == DATA
+    assert not encrypted.startswith(archive_writer.headers.read(stored.url))
+
+
+def test_a_crypt4gh_file_for_another_key_or_damaged_is_refused(
+    tmp_path: Path, archive_writer: ArchiveWriter, genomhub_home: Path
+) -> None:
+    other = write_key_pair(tmp_path / "other", "another key")[1]
+    with pytest.raises(HeaderKeyMismatch, match="another key"):
+        copy_into(
+            _file(tmp_path / "theirs.c4gh", crypt4gh_encrypt(DATA, other)),
+            (tmp_path / "a.bin").as_uri(),
+            archive_writer,
+        )
+    damaged = bytearray(crypt4gh_encrypt(DATA, genomhub_home / "keys" / "archive.pub"))
+    damaged[len(damaged) // 2] ^= 1
+    with pytest.raises(SegmentAuthenticationError, match="Poly1305"):
+        copy_into(
+            _file(tmp_path / "damaged.c4gh", bytes(damaged)), (tmp_path / "b.bin").as_uri(), archive_writer
+        )
+    assert not (tmp_path / "a.bin").exists() and not (tmp_path / "b.bin").exists()
 
 
 def _file(path: Path, data: bytes) -> str:

@@ -1,0 +1,43 @@
+"""The local stack makes its archive key on its first start, and its services unlock it."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from shared.config import ArchiveKeySettings, StateSettings
+from shared.encryption import check_archive_key
+from tools.stack.environment import StackSettings
+
+
+def _check(env: dict[str, str]) -> str:
+    """The services' start-up check, in the environment the stack gives them."""
+    settings = ArchiveKeySettings(
+        state=StateSettings(home=Path(env["GENOMHUB_HOME"])),
+        key_passphrase=env["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"],
+    )
+    return check_archive_key(settings).fingerprint
+
+
+def test_a_fresh_stack_makes_its_key_once_and_keeps_it(tmp_path: Path) -> None:
+    stack = StackSettings.fresh(tmp_path / "home", tmp_path / "cache")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GENOMHUB_ARCHIVE_")}
+    base["GENOMHUB_HOME"] = str(stack.state_dir)
+    first = base | stack.archive_key(base)
+    again = base | stack.archive_key(base)
+    assert first["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"] == again["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"]
+    assert _check(first) == _check(again)  # the same key, not a new one per start
+    kept = stack.state_dir / "keys" / "passphrase"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+
+def test_a_passphrase_or_key_from_the_environment_is_used_as_it_is(tmp_path: Path) -> None:
+    stack = StackSettings.fresh(tmp_path / "home", tmp_path / "cache")
+    env = {"GENOMHUB_HOME": str(stack.state_dir), "GENOMHUB_ARCHIVE_KEY_PASSPHRASE": "chosen by the operator"}
+    assert stack.archive_key(env) == {}
+    assert _check(env)
+    assert not (stack.state_dir / "keys" / "passphrase").exists()
+    elsewhere = StackSettings.fresh(tmp_path / "other", tmp_path / "cache")
+    assert elsewhere.archive_key({"GENOMHUB_ARCHIVE_SECRET_KEY": "/run/secrets/archive.sec"}) == {}
+    assert not (elsewhere.state_dir / "keys").exists()
