@@ -9,13 +9,26 @@ from pathlib import Path
 import pytest
 
 from shared.config import StateSettings, TopicSettings
+from shared.encryption import ArchiveKey, load_archive_key, write_key_pair
+
+ARCHIVE_PASSPHRASE = "the test session's archive key"
 
 
 @pytest.fixture(scope="session")
 def genomhub_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's state folder, holding its archive key where every service started in the
+    session looks by default (``<home>/keys``), unlocked by the passphrase in the environment."""
     home = tmp_path_factory.mktemp("genomhub-home")
     os.environ["GENOMHUB_HOME"] = str(home)
+    os.environ["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"] = ARCHIVE_PASSPHRASE
+    write_key_pair(home / "keys", ARCHIVE_PASSPHRASE)
     return home
+
+
+@pytest.fixture(scope="session")
+def archive_key(genomhub_home: Path) -> ArchiveKey:
+    keys = genomhub_home / "keys"
+    return load_archive_key(keys / "archive.sec", keys / "archive.pub", ARCHIVE_PASSPHRASE)
 
 
 @pytest.fixture(scope="session")

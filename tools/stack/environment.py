@@ -11,12 +11,14 @@ environment exactly as Kubernetes would.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field
 
 from shared.config import KafkaSettings, Section, StateSettings, TopicSettings
+from shared.encryption import SECRET_KEY_FILE, write_key_pair
 from shared.synthetic import synthetic_reference
 
 
@@ -72,4 +74,33 @@ class StackSettings:
         state folder and reference (a reference already configured is kept)."""
         env = {**os.environ, "GENOMHUB_KAFKA_BOOTSTRAP": bootstrap, "GENOMHUB_HOME": str(self.state_dir)}
         env.setdefault("GENOMHUB_REFERENCE_FASTA", str(self.reference()))
+        if "GENOMHUB_ARCHIVE_SECRET_KEY" not in env:
+            env["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"] = self.local_archive_key(
+                env.get("GENOMHUB_ARCHIVE_KEY_PASSPHRASE")
+            )
         return env
+
+    def local_archive_key(self, passphrase: str | None) -> str:
+        """The passphrase of the stack's own archive key, the key made on first use.
+
+        A pod's key and passphrase come from Secrets; a stack on this machine makes its own
+        pair under ``<home>/keys`` (where services look when no key is configured), locked by
+        the configured passphrase or else a random one kept beside it, readable by this user
+        only."""
+        keys = self.state_dir / "keys"
+        kept = keys / "passphrase"
+        if (keys / SECRET_KEY_FILE).exists():
+            if passphrase:
+                return passphrase
+            if kept.exists():
+                return kept.read_text().strip()
+            raise RuntimeError(
+                f"{keys} holds an archive key but not its passphrase: set GENOMHUB_ARCHIVE_KEY_PASSPHRASE"
+            )
+        if not passphrase:
+            passphrase = secrets.token_urlsafe(24)
+            keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+            kept.touch(mode=0o600)
+            kept.write_text(passphrase + "\n")
+        write_key_pair(keys, passphrase, comment="genomhub local stack archive key")
+        return passphrase
