@@ -27,6 +27,7 @@ SERVICE_COMMANDS = {
     "replay": "services.operations.commands:replay",
     "dlq": "services.operations.commands:dlq",
     "keys": "services.operations.keys:keys",
+    "archive": "services.operations.archive:archive",
     "access": "services.access.commands:access",
     "audit": "services.access.commands:audit",
 }
