@@ -26,6 +26,7 @@ import hashlib
 import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import BinaryIO
 
@@ -110,34 +111,54 @@ def rotate_headers(headers: HeaderStore, key: ArchiveKey) -> Iterator[Outcome]:
 def check_file(stored: StoredObject, headers: HeaderStore, key: ArchiveKey) -> Outcome:
     """``ok`` when the file's every segment authenticates, its length is the recorded one and
     its plaintext hashes to the recorded sha256; else ``failed`` with the specific reason."""
+    return _checked(stored.url, lambda: open_archived(stored.url, stored.size, headers, key), stored.sha256)
+
+
+def check_unrecorded(body_url: str, headers: HeaderStore, key: ArchiveKey) -> Outcome:
+    """A body with a header that the receiver did not record (a harmoniser's output): every
+    segment authenticated, but no size or digest to hold it to, which the outcome says."""
+
+    def opened() -> BodyDecryptor:
+        header = headers.read(body_url)
+        fs, path = filesystem(body_url)
+        body = fs.open(path, "rb")
+        try:
+            return BodyDecryptor(header, body, key, None, close_body=True)
+        except BaseException:
+            body.close()
+            raise
+
+    outcome = _checked(body_url, opened, None)
+    if outcome.failed:
+        return outcome
+    return Outcome(body_url, "ok", "segments authentic; the receiver recorded no size or sha256 for it")
+
+
+def _checked(url: str, opened: Callable[[], BodyDecryptor], sha256: str | None) -> Outcome:
     digest = hashlib.sha256()
     try:
-        with open_archived(stored.url, stored.size, headers, key) as plaintext:
+        with opened() as plaintext:
             for segment in plaintext.segments():
                 digest.update(segment)
     except MissingHeader:
-        return Outcome(stored.url, "failed", "missing header: the body has none in the header store")
+        return Outcome(url, "failed", "missing header: the body has none in the header store")
     except HeaderKeyMismatch as exc:
-        return Outcome(stored.url, "failed", f"header for another key: {exc}")
+        return Outcome(url, "failed", f"header for another key: {exc}")
     except ForeignHeader as exc:
-        return Outcome(stored.url, "failed", f"header belongs to another body (replayed): {exc}")
+        return Outcome(url, "failed", f"header belongs to another body (replayed): {exc}")
     except SegmentAuthenticationError as exc:
-        return Outcome(stored.url, "failed", f"corrupted segment {exc.segment}: {exc}")
+        return Outcome(url, "failed", f"corrupted segment {exc.segment}: {exc}")
     except TruncatedBody as exc:
-        return Outcome(stored.url, "failed", f"truncated: {exc}")
+        return Outcome(url, "failed", f"truncated: {exc}")
     except OverlongBody as exc:
-        return Outcome(stored.url, "failed", f"overlong: {exc}")
+        return Outcome(url, "failed", f"overlong: {exc}")
     except MalformedHeader as exc:
-        return Outcome(stored.url, "failed", f"malformed header: {exc}")
+        return Outcome(url, "failed", f"malformed header: {exc}")
     except FileNotFoundError:
-        return Outcome(stored.url, "failed", "missing body: nothing at this URL")
-    if digest.hexdigest() != stored.sha256:
-        return Outcome(
-            stored.url,
-            "failed",
-            f"plaintext sha256 {digest.hexdigest()} is not the recorded {stored.sha256}",
-        )
-    return Outcome(stored.url, "ok")
+        return Outcome(url, "failed", "missing body: nothing at this URL")
+    if sha256 is not None and digest.hexdigest() != sha256:
+        return Outcome(url, "failed", f"plaintext sha256 {digest.hexdigest()} is not the recorded {sha256}")
+    return Outcome(url, "ok")
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,10 +336,18 @@ def encrypt_plaintext_command() -> None:
 @archive.command("check")
 def check() -> None:
     """Read every archived file through its header as the services do; say per file whether
-    it is whole or why not (exit 1 if any is not)."""
+    it is whole or why not (exit 1 if any is not). Files the receiver recorded are held to
+    their size and sha256; other bodies with a header (harmoniser outputs) to their tags."""
     settings, headers = _archive()
     key = _key(settings)
-    counts = _report(check_file(stored, headers, key) for stored in _archived_files())
+    recorded = _archived_files()
+    known = {stored.url for stored in recorded}
+    counts = _report(
+        chain(
+            (check_file(stored, headers, key) for stored in recorded),
+            (check_unrecorded(url, headers, key) for url in headers.bodies() if url not in known),
+        )
+    )
     if counts.get("failed"):
         raise SystemExit(1)
 

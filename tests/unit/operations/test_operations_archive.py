@@ -267,6 +267,12 @@ def test_check_names_what_is_wrong_with_each_file(archive: Archive, pairs: dict[
         (archive.store / "wrong-digest.cram").as_uri(), encryptor.header
     )  # ... holds another
 
+    output = archive.store / "harmonised" / "S1.vcf.gz"  # a harmoniser's output: no receiver row
+    output.parent.mkdir()
+    encryptor = BodyEncryptor(key.public)
+    output.write_bytes(b"".join(encrypt_chunks(encryptor, [data(size)])))
+    archive.headers.write(output.as_uri(), encryptor.header)
+
     archive.use_key(pairs["old"])
     result = genomhub("archive", "check")
     assert result.exit_code == 1
@@ -281,7 +287,8 @@ def test_check_names_what_is_wrong_with_each_file(archive: Archive, pairs: dict[
     assert "header belongs to another body (replayed)" in said["replayed.cram"]
     assert "missing header" in said["missing-header.cram"]
     assert "is not the recorded" in said["wrong-digest.cram"]
-    assert result.output.strip().splitlines()[-1] == "6 failed, 1 ok"
+    assert said["S1.vcf.gz"].startswith("ok") and "recorded no size or sha256" in said["S1.vcf.gz"]
+    assert result.output.strip().splitlines()[-1] == "6 failed, 2 ok"
 
 
 # ---- export -----------------------------------------------------------------------------------
