@@ -108,6 +108,21 @@ def rotate_headers(headers: HeaderStore, key: ArchiveKey) -> Iterator[Outcome]:
 # --------------------------------------------------------------------------------------------
 
 
+REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (MissingHeader, "missing header: the body has none in the header store"),
+    (HeaderKeyMismatch, "header for another key: {0}"),
+    (ForeignHeader, "header belongs to another body (replayed): {0}"),
+    (SegmentAuthenticationError, "corrupted segment {0.segment}: {0}"),
+    (TruncatedBody, "truncated: {0}"),
+    (OverlongBody, "overlong: {0}"),
+    (MalformedHeader, "malformed header: {0}"),
+    (FileNotFoundError, "missing body: nothing at this URL"),
+    (EncryptionError, "{0}"),
+)
+"""What ``check`` says of each way a file fails to read, the most specific first (a replayed
+header is a failed segment too)."""
+
+
 def check_file(stored: StoredObject, headers: HeaderStore, key: ArchiveKey) -> Outcome:
     """``ok`` when the file's every segment authenticates, its length is the recorded one and
     its plaintext hashes to the recorded sha256; else ``failed`` with the specific reason."""
@@ -117,18 +132,7 @@ def check_file(stored: StoredObject, headers: HeaderStore, key: ArchiveKey) -> O
 def check_unrecorded(body_url: str, headers: HeaderStore, key: ArchiveKey) -> Outcome:
     """A body with a header that the receiver did not record (a harmoniser's output): every
     segment authenticated, but no size or digest to hold it to, which the outcome says."""
-
-    def opened() -> BodyDecryptor:
-        header = headers.read(body_url)
-        fs, path = filesystem(body_url)
-        body = fs.open(path, "rb")
-        try:
-            return BodyDecryptor(header, body, key, None, close_body=True)
-        except BaseException:
-            body.close()
-            raise
-
-    outcome = _checked(body_url, opened, None)
+    outcome = _checked(body_url, lambda: open_archived(body_url, None, headers, key), None)
     if outcome.failed:
         return outcome
     return Outcome(body_url, "ok", "segments authentic; the receiver recorded no size or sha256 for it")
@@ -140,22 +144,9 @@ def _checked(url: str, opened: Callable[[], BodyDecryptor], sha256: str | None) 
         with opened() as plaintext:
             for segment in plaintext.segments():
                 digest.update(segment)
-    except MissingHeader:
-        return Outcome(url, "failed", "missing header: the body has none in the header store")
-    except HeaderKeyMismatch as exc:
-        return Outcome(url, "failed", f"header for another key: {exc}")
-    except ForeignHeader as exc:
-        return Outcome(url, "failed", f"header belongs to another body (replayed): {exc}")
-    except SegmentAuthenticationError as exc:
-        return Outcome(url, "failed", f"corrupted segment {exc.segment}: {exc}")
-    except TruncatedBody as exc:
-        return Outcome(url, "failed", f"truncated: {exc}")
-    except OverlongBody as exc:
-        return Outcome(url, "failed", f"overlong: {exc}")
-    except MalformedHeader as exc:
-        return Outcome(url, "failed", f"malformed header: {exc}")
-    except FileNotFoundError:
-        return Outcome(url, "failed", "missing body: nothing at this URL")
+    except (MissingHeader, EncryptionError, FileNotFoundError) as exc:
+        reason = next(said for kind, said in REASONS if isinstance(exc, kind))
+        return Outcome(url, "failed", reason.format(exc))
     if sha256 is not None and digest.hexdigest() != sha256:
         return Outcome(url, "failed", f"plaintext sha256 {digest.hexdigest()} is not the recorded {sha256}")
     return Outcome(url, "ok")
