@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -33,7 +34,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from shared import telemetry
-from shared.config import KafkaSettings, ServiceSettings, StateSettings
+from shared.config import ArchiveSettings, KafkaSettings, ServiceSettings, SettingsError, StateSettings
+from shared.encryption import ArchiveKey, ArchiveKeyError, check_archive_key
 from shared.envelope import (
     Envelope,
     Headers,
@@ -492,9 +494,32 @@ class Service:
             {*consumed, *map(dlq_name, consumed), *(topic_name(m) for m in EMITS.get(self.name, ()))}
         )
 
+    @property
+    def touches_archive(self) -> bool:
+        """Whether this service reads or writes archived bytes: its section has the archive part."""
+        return isinstance(getattr(self.settings, "archive", None), ArchiveSettings)
+
+    @cached_property
+    def archive_key(self) -> ArchiveKey:
+        """The archive key (and the retiring one during a rotation), loaded once per process.
+
+        Every service with the archive part loads it here before it takes any work, so a
+        missing file, a wrong passphrase or mismatched halves stop the process at start with
+        one line naming the setting, rather than on its first file."""
+        archive = getattr(self.settings, "archive", None)
+        if not isinstance(archive, ArchiveSettings):
+            raise TypeError(f"{self.name} has no archive settings: it touches no archived bytes")
+        try:
+            return check_archive_key(archive.key)
+        except ArchiveKeyError as exc:
+            raise SettingsError(f"{self.name} cannot start: {exc}") from None
+
     def run(self) -> None:
-        """Wait for the topics, then consume, serve HTTP and run the background work until
-        SIGTERM or SIGINT; exits non-zero when any of it failed."""
+        """Check the archive key if the service touches archived bytes, wait for the topics,
+        then consume, serve HTTP and run the background work until SIGTERM or SIGINT; exits
+        non-zero when any of it failed."""
+        if self.touches_archive:
+            log.info("archive key loaded", service=self.name, fingerprint=self.archive_key.fingerprint)
         with contextlib.suppress(KeyboardInterrupt):
             failed = asyncio.run(self._run())
             if failed:

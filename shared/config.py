@@ -173,6 +173,17 @@ class ArchiveKeySettings(Section):
         default=None,
         description="Passphrase that unlocks the archive's private key (from a Secret; never logged).",
     )
+    previous_secret_key: Path | None = Field(
+        default=None,
+        description="During a key rotation only: the retiring archive key's private key file, that "
+        "readers also try on headers `genomhub archive rotate-key` has not rewritten yet. Unset "
+        "once the rotation has finished.",
+    )
+    previous_key_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Passphrase of `GENOMHUB_ARCHIVE_PREVIOUS_SECRET_KEY` (from a Secret; never "
+        "logged). Unset: the same as `GENOMHUB_ARCHIVE_KEY_PASSPHRASE`.",
+    )
     state: StateSettings = part(StateSettings)
 
 

@@ -136,11 +136,29 @@ class ArchiveKey:
 
     public: bytes
     secret: bytes = field(repr=False)
+    previous: ArchiveKey | None = field(default=None, repr=False)
+    """The retiring key during a rotation: headers not yet rewritten still open with it, so
+    readers need not wait for ``genomhub archive rotate-key`` to finish. Nothing is ever
+    encrypted to it."""
 
     @property
     def fingerprint(self) -> str:
         """A short name of the public key for logs and messages (never the secret half)."""
         return sha256(self.public).hexdigest()[:16]
+
+    @property
+    def current(self) -> ArchiveKey:
+        """This key alone, without the retiring one (to tell a rotated header from one not yet)."""
+        return ArchiveKey(public=self.public, secret=self.secret)
+
+    def _secrets(self) -> list[tuple[int, bytes, None]]:
+        keys = [self.secret] + ([self.previous.secret] if self.previous is not None else [])
+        return [(DATA_ENCRYPTION_CHACHA20_POLY1305, secret, None) for secret in keys]
+
+    def _names(self) -> str:
+        if self.previous is None:
+            return f"archive key {self.fingerprint}"
+        return f"archive key {self.fingerprint} nor the retiring {self.previous.fingerprint}"
 
 
 def read_public_key(path: Path) -> bytes:
@@ -218,8 +236,12 @@ def load_archive_key(secret_path: Path, public_path: Path, passphrase: str) -> A
     a key whose secret half NGC does not hold: that is refused here, before any byte is
     written.
     """
-    secret = read_secret_key(secret_path, passphrase)
-    public = read_public_key(public_path)
+    return _paired(
+        read_secret_key(secret_path, passphrase), read_public_key(public_path), secret_path, public_path
+    )
+
+
+def _paired(secret: bytes, public: bytes, secret_path: Path, public_path: Path) -> ArchiveKey:
     if bytes(c4gh_sodium.derive_pk(secret)) != public:
         raise ArchiveKeyError(
             f"{public_path} is not the public half of {secret_path}: they come from different key pairs"
@@ -236,12 +258,41 @@ def archive_key_paths(settings: ArchiveKeySettings) -> tuple[Path, Path]:
 
 
 def check_archive_key(settings: ArchiveKeySettings) -> ArchiveKey:
-    """The start-up check of a service that encrypts or decrypts: the archive key, or an
-    :class:`ArchiveKeyError` that says which setting to fix, so a service with a missing or
-    wrong key stops at once instead of failing on its first file."""
+    """The start-up check of a service that encrypts or decrypts: the archive key (with the
+    retiring one during a rotation), or an :class:`ArchiveKeyError` whose one line starts with
+    the setting to fix, so a service with a missing or wrong key stops at once instead of
+    failing on its first file. Neither a key nor a passphrase is ever part of the message."""
     secret_path, public_path = archive_key_paths(settings)
-    passphrase = settings.key_passphrase
-    return load_archive_key(secret_path, public_path, passphrase.get_secret_value() if passphrase else "")
+    passphrase = settings.key_passphrase.get_secret_value() if settings.key_passphrase else ""
+    try:
+        secret = read_secret_key(secret_path, passphrase)
+    except ArchiveKeyError as exc:
+        raise ArchiveKeyError(f"GENOMHUB_ARCHIVE_SECRET_KEY: {exc}") from None
+    try:
+        public = read_public_key(public_path)
+        key = _paired(secret, public, secret_path, public_path)
+    except ArchiveKeyError as exc:
+        raise ArchiveKeyError(f"GENOMHUB_ARCHIVE_PUBLIC_KEY: {exc}") from None
+    if settings.previous_secret_key is None:
+        return key
+    previous_passphrase = settings.previous_key_passphrase
+    try:
+        previous = read_secret_key(
+            settings.previous_secret_key,
+            previous_passphrase.get_secret_value() if previous_passphrase else passphrase,
+        )
+    except ArchiveKeyError as exc:
+        raise ArchiveKeyError(
+            f"GENOMHUB_ARCHIVE_PREVIOUS_SECRET_KEY: {exc}".replace(
+                "GENOMHUB_ARCHIVE_KEY_PASSPHRASE", "GENOMHUB_ARCHIVE_PREVIOUS_KEY_PASSPHRASE"
+            )
+        ) from None
+    if previous == secret:
+        raise ArchiveKeyError(
+            "GENOMHUB_ARCHIVE_PREVIOUS_SECRET_KEY: it is the current archive key; during a rotation "
+            "it names the retiring key, and after it is unset"
+        )
+    return ArchiveKey(public, secret, ArchiveKey(bytes(c4gh_sodium.derive_pk(previous)), previous))
 
 
 def write_key_pair(
@@ -321,10 +372,10 @@ def open_header(header: bytes, key: ArchiveKey) -> bytes:
     data keys is refused rather than half honoured.
     """
     packets = _header_packets(header)
-    opened, _ = c4gh_header.decrypt(packets, [(DATA_ENCRYPTION_CHACHA20_POLY1305, key.secret, None)])
+    opened, _ = c4gh_header.decrypt(packets, key._secrets())
     if not opened:
         raise HeaderKeyMismatch(
-            f"the header does not open with archive key {key.fingerprint}: it was encrypted to another key"
+            f"the header does not open with {key._names()}: it was encrypted to another key"
         )
     try:
         data_packets, edit_list = c4gh_header.partition_packets(opened)
@@ -353,7 +404,7 @@ def reencrypt_header(header: bytes, key: ArchiveKey, recipient: bytes) -> bytes:
     open_header(header, key)  # the same checks and errors as a read
     packets = c4gh_header.reencrypt(
         _header_packets(header),
-        [(DATA_ENCRYPTION_CHACHA20_POLY1305, key.secret, None)],
+        key._secrets(),
         [(DATA_ENCRYPTION_CHACHA20_POLY1305, os.urandom(KEY_SIZE), recipient)],
         trim=True,
     )

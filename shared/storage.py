@@ -917,7 +917,9 @@ def local_path(url: str) -> str | None:
     return url[len("file://") :] if url.startswith("file://") else None
 
 
-def open_archived(url: str, plaintext_size: int, headers: HeaderStore, key: ArchiveKey) -> BodyDecryptor:
+def open_archived(
+    url: str, plaintext_size: int | None, headers: HeaderStore, key: ArchiveKey
+) -> BodyDecryptor:
     """The plaintext of the archived file at ``url``, decrypted as it streams.
 
     The one way any service reads an archived file's bytes (the validator, the harmoniser,
@@ -926,7 +928,8 @@ def open_archived(url: str, plaintext_size: int, headers: HeaderStore, key: Arch
     handed out. ``plaintext_size`` is the size the archive recorded (the ``file-received``
     event's), so a body cut short or run on is refused as well as a corrupted one, and no
     plaintext is ever written anywhere by reading. Close the result (or use it in ``with``);
-    it closes the body.
+    it closes the body. ``None`` is only for a body whose size nothing recorded (a check of
+    the whole archive meets them): its segments are still authenticated, its length is not.
     """
     header = headers.read(url)
     fs, path = filesystem(url)

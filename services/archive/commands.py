@@ -11,13 +11,19 @@ import click
 
 from services.archive.app import archive_parts
 from services.archive.recalls import FINAL
+from services.operations.archive import check, encrypt_plaintext_command, export, rotate_key
 from shared.config import ArchiveServiceSettings
 from shared.identifiers import minted_free_of_cpr
 
 
 @click.group("archive")
 def archive() -> None:
-    """The archive's tiers: where bodies are, moves, recalls from tape."""
+    """The archive: its tiers (where bodies are, moves, recalls from tape) and its encryption
+    (key rotation, migration of plaintext, export, checks)."""
+
+
+for _encryption_command in (rotate_key, encrypt_plaintext_command, check, export):
+    archive.add_command(_encryption_command)
 
 
 @archive.command("recall")

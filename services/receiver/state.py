@@ -360,6 +360,18 @@ class SubmissionStore(Store):
             ).first()
         return None if row is None else StoredObject(row.url, row.size, row.sha256, row.md5)
 
+    def archived_files(self) -> list[StoredObject]:
+        """Every file the archive holds, with the plaintext size and digests recorded at intake,
+        in a stable order (the archive's own checks and migrations resume along it)."""
+        with self.reading() as conn:
+            rows = conn.execute(
+                select(files.c.url, files.c.size, files.c.sha256, files.c.md5)
+                .where(files.c.url.is_not(None), files.c.completed_at.is_not(None))
+                .distinct()
+                .order_by(files.c.url)
+            ).all()
+        return [StoredObject(r.url, r.size, r.sha256, r.md5) for r in rows]
+
     def complete_file(self, submission_id: str, stored: StoredFile) -> None:
         """Record that ``stored`` has arrived whole (idempotent for the same bytes)."""
         with self.writing() as conn:

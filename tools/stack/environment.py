@@ -99,6 +99,10 @@ class StackSettings:
         passphrase = env.get("GENOMHUB_ARCHIVE_KEY_PASSPHRASE", "")
         if not passphrase:
             kept = keys / LOCAL_PASSPHRASE_FILE
+            if not kept.exists() and (keys / SECRET_KEY_FILE).exists():
+                raise RuntimeError(
+                    f"{keys} holds an archive key but not its passphrase: set GENOMHUB_ARCHIVE_KEY_PASSPHRASE"
+                )
             if not kept.exists():
                 keys.mkdir(mode=0o700, parents=True, exist_ok=True)
                 descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -6,8 +6,10 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from shared.config import ArchiveKeySettings, StateSettings
-from shared.encryption import check_archive_key
+from shared.encryption import check_archive_key, write_key_pair
 from tools.stack.environment import StackSettings
 
 
@@ -41,3 +43,9 @@ def test_a_passphrase_or_key_from_the_environment_is_used_as_it_is(tmp_path: Pat
     elsewhere = StackSettings.fresh(tmp_path / "other", tmp_path / "cache")
     assert elsewhere.archive_key({"GENOMHUB_ARCHIVE_SECRET_KEY": "/run/secrets/archive.sec"}) == {}
     assert not (elsewhere.state_dir / "keys").exists()
+
+
+def test_a_key_without_its_passphrase_is_refused(tmp_path: Path) -> None:
+    write_key_pair(tmp_path / "home" / "keys", "somebody's")
+    with pytest.raises(RuntimeError, match="set GENOMHUB_ARCHIVE_KEY_PASSPHRASE"):
+        StackSettings.fresh(tmp_path / "home", tmp_path / "cache").archive_key({})
