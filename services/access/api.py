@@ -13,6 +13,8 @@ of them is a ledger entry; a request answers who asked, why (the case reference)
     GET  /v1/access/requests/{request_id}              one request and where it stands now
     POST /v1/access/requests/{request_id}/decision     grant or deny (access-decided)
     POST /v1/access/requests/{request_id}/revocation   revoke a grant at once (access-revoked)
+    POST /v1/access/department-keys                    register a department's Crypt4GH public key
+    GET  /v1/access/department-keys                    the keys of the token's region; NGC: all
     GET  /v1/audit                                     the ledger entries the token may read
     GET  /ga4gh/drs/v1/objects/{object_id}             DRS 1.4 object metadata, under a grant
 """
@@ -20,6 +22,7 @@ of them is a ledger entry; a request answers who asked, why (the case reference)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
@@ -31,6 +34,7 @@ from services.access import discovery
 from services.access.grants import (
     NotAllowed,
     check_decider,
+    check_key_registrar,
     check_revoker,
     grant_end,
     may_read_request,
@@ -41,14 +45,16 @@ from services.access.objects import DrsObject, drs_object
 from services.access.request_body import (
     AccessRequestBody,
     DecisionBody,
+    DepartmentKeyBody,
     RequestRefused,
     RevocationBody,
     parse_body,
 )
-from services.access.store import AccessStore, Audit, Conflict, RequestRecord
+from services.access.store import AccessStore, Audit, Conflict, DepartmentKey, RequestRecord
 from shared.api import Answer, Api, answer, path_of, query_of, refusal, route
 from shared.auth import Principal, Role, Tokens, principal_of
 from shared.bus import new_event_id
+from shared.encryption import public_key_text
 from shared.envelope import derive_id
 from shared.events import (
     AccessDecided,
@@ -113,6 +119,30 @@ class RequestView(BaseModel):
 
 class RequestList(BaseModel):
     requests: list[RequestView]
+
+
+class DepartmentKeyView(BaseModel):
+    region: Region
+    department: str
+    public_key: str = Field(description="The Crypt4GH public key file's text.")
+    fingerprint: str = Field(description="sha256 of the 32 key bytes, hex: to compare by voice.")
+    registered_by: str
+    registered_at: datetime
+
+
+class DepartmentKeyList(BaseModel):
+    keys: list[DepartmentKeyView]
+
+
+def _key_view(key: DepartmentKey) -> DepartmentKeyView:
+    return DepartmentKeyView(
+        region=key.region,
+        department=key.department,
+        public_key=public_key_text(key.public_key),
+        fingerprint=hashlib.sha256(key.public_key).hexdigest(),
+        registered_by=key.registered_by,
+        registered_at=key.registered_at,
+    )
 
 
 class LedgerEntryView(BaseModel):
@@ -413,6 +443,59 @@ class AccessApi(Api):
         )
         audit = _about(asked, principal, Action.REVOCATION, {"reason": body.reason})
         return await self._commit(request, self.store.revoke, event, audit, now)
+
+    @route(
+        "POST",
+        "/v1/access/department-keys",
+        operation_id="registerDepartmentKey",
+        summary="Register (or replace) a department's Crypt4GH public key: its region's data steward or NGC's operator.",
+        body={"application/json": DepartmentKeyBody},
+        roles=(Role.DATA_STEWARD, Role.OPERATOR),
+        responses={
+            201: answer("Registered; a ledger entry records it.", DepartmentKeyView),
+            403: refusal("Another region's department (logged)."),
+            422: refusal("Not a Crypt4GH public key, or a field wrong."),
+        },
+    )
+    async def register_key(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        try:
+            body = parse_body(DepartmentKeyBody, await json_body(request))
+        except RequestRefused as exc:
+            raise http_error(422, "department key refused", problems=exc.problems) from None
+        now = self.clock()
+        fingerprint = hashlib.sha256(body.key_bytes).hexdigest()
+        about = {"region": body.region.value, "department": body.department, "fingerprint": fingerprint}
+        try:
+            check_key_registrar(principal, body.region)
+        except NotAllowed as exc:
+            refused = Audit(
+                actor=principal.name,
+                action=Action.REFUSED,
+                concerns=(body.region.value, principal.name),
+                detail={"refused": "department-key", "reason": str(exc), **about},
+            )
+            await asyncio.to_thread(self.store.audit, refused, now)
+            raise http_error(403, str(exc)) from None
+        key = DepartmentKey(body.region, body.department, body.key_bytes, principal.name, now)
+        audit = Audit(
+            actor=principal.name, action=Action.DEPARTMENT_KEY, concerns=(body.region.value,), detail=about
+        )
+        await asyncio.to_thread(self.store.register_key, key, audit)
+        return _json(_key_view(key), status=201)
+
+    @route(
+        "GET",
+        "/v1/access/department-keys",
+        operation_id="listDepartmentKeys",
+        summary="The registered department keys of the token's region; NGC: every region's.",
+        query=NoParameters,
+        roles=READERS,
+        responses={200: answer("By region and department.", DepartmentKeyList)},
+    )
+    async def list_keys(self, request: web.Request) -> web.Response:
+        keys = await asyncio.to_thread(self.store.department_keys, principal_of(request).region)
+        return _json(DepartmentKeyList(keys=[_key_view(k) for k in keys]))
 
     @route(
         "GET",

@@ -1,6 +1,6 @@
 """``genomhub access ...`` and ``genomhub audit ...``.
 
-``access request|decide|revoke|list`` are clients of the access service's HTTP API: a
+``access request|decide|revoke|list|department-key`` are clients of the access service's HTTP API: a
 clinician or a data steward acts with their own token (read from an environment variable,
 ``$GENOMHUB_ACCESS_TOKEN`` unless ``--token-env`` names another, never from the command
 line), so the service applies the same rules, roles and ledger as to any caller.
@@ -163,6 +163,36 @@ def list_requests(ctx: click.Context) -> None:
             f"{asked['request_id']}  {item['standing']:<8} owner={asked['owner']} "
             f"by={asked['requester']['region']} case={asked['case_reference']} urgency={asked['urgency']}"
         )
+
+
+@access.group("department-key")
+def department_key() -> None:
+    """The departments' Crypt4GH public keys, that working copies are encrypted to."""
+
+
+@department_key.command("register")
+@click.option("--region", required=True, type=click.Choice([r.value for r in Region]))
+@click.option("--department", required=True, help="As the department's requests name it.")
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The department's Crypt4GH public key file.",
+)
+@click.pass_context
+def register_key(ctx: click.Context, region: str, department: str, public_key: Path) -> None:
+    """Register or replace a department's key (its region's data steward, or NGC's operator)."""
+    body = {"region": region, "department": department, "public_key": public_key.read_text()}
+    _echo(_call(ctx, "POST", "/v1/access/department-keys", body))
+
+
+@department_key.command("list")
+@click.pass_context
+def list_keys(ctx: click.Context) -> None:
+    """Your region's registered department keys (NGC: all), with their fingerprints."""
+    for key in _call(ctx, "GET", "/v1/access/department-keys")["keys"]:
+        click.echo(f"{key['region']:<12} {key['fingerprint'][:16]}  {key['department']}")
 
 
 @click.group("audit")

@@ -29,6 +29,8 @@ class Action:
     REVOCATION = "revocation"
     REFUSED = "refused"
     READ = "read"
+    DEPARTMENT_KEY = "department-key"
+    DELIVERY = "delivery"
 
 
 @dataclass(frozen=True)
