@@ -23,6 +23,7 @@ from shared.events import (
     Indexed,
     RefundCalculated,
     Validated,
+    WorkingCopyIssued,
 )
 
 DLQ_SUFFIX = ".dlq"
@@ -87,7 +88,7 @@ EMITS: dict[str, tuple[type[Event], ...]] = {
     "harmoniser": (Harmonised,),
     "indexer": (Indexed,),
     "billing": (RefundCalculated,),
-    "access": (AccessRequested, AccessDecided, AccessRevoked, AuditHead),
+    "access": (AccessRequested, AccessDecided, AccessRevoked, WorkingCopyIssued, AuditHead),
 }
 """Which events each service emits: the only topics its principal may write, beside the
 dead-letter topics of what it consumes."""

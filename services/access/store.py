@@ -277,6 +277,12 @@ class AccessStore(Store):
             self._queue(conn, event, event_id, at)
             return self._append(conn, audit, at)
 
+    def issue(self, event: Event, event_id: str, audit: Audit, at: datetime) -> Entry:
+        """Record a delivery: its event (working-copy-issued) and its ledger entry together."""
+        with self.writing(lock=LOCK_KEY) as conn:
+            self._queue(conn, event, event_id, at)
+            return self._append(conn, audit, at)
+
     @staticmethod
     def _record(conn: Connection, request_id: str) -> RequestRecord | None:
         row = conn.execute(select(requests.c.document).where(requests.c.request_id == request_id)).first()
