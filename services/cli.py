@@ -29,6 +29,7 @@ SERVICE_COMMANDS = {
     "keys": "services.operations.keys:keys",
     "access": "services.access.commands:access",
     "audit": "services.access.commands:audit",
+    "fetch": "services.access.commands:fetch",
 }
 LOCAL_STACK_COMMANDS = "genomhub.local_stack"
 """The entry-point group of the commands that run genomhub on this machine (``demo``, ``up``,

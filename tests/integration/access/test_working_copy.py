@@ -22,8 +22,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from click.testing import CliRunner
 
 from services.access.api import AccessApi
+from services.access.commands import fetch
 from services.access.delivery import Delivery
 from services.access.discovery import KnownSample
 from services.access.objects import ArchivedObject, object_id
@@ -242,3 +244,27 @@ async def test_a_body_failing_its_check_is_never_sent(copies: Copies) -> None:
     assert not event.complete
     (entry,) = [e for e in copies.store.entries() if e.action == "delivery"]
     assert "segment 40" in entry.detail["ended"]
+
+
+async def test_genomhub_fetch_decrypts_checks_and_is_refused_once_revoked(
+    copies: Copies, tmp_path: Path
+) -> None:
+    request_id = await copies.granted()
+    server = copies.client.server
+    uri = f"drs://127.0.0.1:{server.port}/{copies.found.object_id}"
+    out = tmp_path / "RH-1.cram"
+    keys = copies.secret_key.parent
+    arguments = [uri, "-o", str(out), "--secret-key", str(keys / "archive.sec")]
+    arguments += ["--public-key", str(keys / "archive.pub")]
+    env = {"GENOMHUB_ACCESS_TOKEN": "ouh-clinician", "C4GH_PASSPHRASE": "ouh-pass"}
+    fetched = await asyncio.to_thread(CliRunner().invoke, fetch, arguments, env=env)
+    assert fetched.exit_code == 0, fetched.output
+    assert "verified" in fetched.output and out.read_bytes() == copies.plaintext
+    out.unlink()
+    status, _ = await copies.call(
+        "POST", f"/v1/access/requests/{request_id}/revocation", "rh-steward", {"reason": "treatment ended"}
+    )
+    assert status == 201
+    refused = await asyncio.to_thread(CliRunner().invoke, fetch, arguments, env=env)
+    assert refused.exit_code == 1 and "PermissionDenied" in refused.output, refused.output
+    assert not out.exists() and not out.with_name("RH-1.cram.part").exists()
