@@ -30,6 +30,7 @@ SERVICE_COMMANDS = {
     "access": "services.access.commands:access",
     "audit": "services.access.commands:audit",
     "archive": "services.archive.commands:archive",
+    "fetch": "services.access.commands:fetch",
 }
 LOCAL_STACK_COMMANDS = "genomhub.local_stack"
 """The entry-point group of the commands that run genomhub on this machine (``demo``, ``up``,

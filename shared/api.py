@@ -109,6 +109,7 @@ class Route:
     query_refused: int = 422
     path_refused: int = 404
     roles: tuple[Role, ...] = ()
+    ga4gh: bool = False
 
     def parameters(self) -> list[dict[str, Any]]:
         """The OpenAPI parameter objects, from the parameter models."""
@@ -135,6 +136,7 @@ def route(
     query_refused: int = 422,
     path_refused: int = 404,
     roles: tuple[Role, ...] = (),
+    ga4gh: bool = False,
 ) -> Callable[[H], H]:
     """Declare the decorated :class:`Api` method the handler of ``method path``.
 
@@ -146,6 +148,8 @@ def route(
     401 of the token check is added to every route that is not ``public``. ``roles``, when
     given, are the roles of which the caller's token must have one (403 otherwise, before any
     parameter is looked at); the document names them (``x-genomhub-roles``) with the 403.
+    ``ga4gh`` routes (DRS) answer their errors in the one error body with GA4GH's fields added
+    (``msg``, ``status_code``), the role and parameter refusals included.
     """
     declared = Route(
         method.upper(),
@@ -162,6 +166,7 @@ def route(
         query_refused,
         path_refused,
         roles,
+        ga4gh,
     )
 
     def mark(handler: H) -> H:
@@ -288,6 +293,25 @@ def _validating(
 
     @functools.wraps(handler)
     async def validated(request: web.Request) -> web.StreamResponse:
+        if not declared.ga4gh:
+            return await checked(request)
+        try:
+            return await checked(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or not isinstance(exc.text, str):
+                raise
+            said = ErrorBody.model_validate_json(exc.text)
+            kept = {k: v for k, v in exc.headers.items() if not k.lower().startswith("content-")}
+            raise http_error(
+                exc.status,
+                said.error,
+                problems=list(said.problems),
+                detail=said.detail,
+                headers=kept,
+                ga4gh=True,
+            ) from None
+
+    async def checked(request: web.Request) -> web.StreamResponse:
         if declared.roles:
             require_role(request, declared.roles)
         parsed: dict[str, BaseModel] = {}

@@ -143,12 +143,17 @@ PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 
 
 def bearer_auth(tokens: Tokens, public: Iterable[str] = PROBES) -> Middleware:
-    """aiohttp middleware: authenticate every request but the public ones, and log it."""
+    """aiohttp middleware: authenticate every request but the public ones, and log it.
+
+    A public path may be a route's template (``/v1/working-copies/{ticket}``: a URL that is
+    its own credential), matched against the route the request was routed to."""
     open_paths = frozenset(public)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in open_paths:
+        resource = request.match_info.route.resource
+        template = resource.canonical if resource is not None else None
+        if request.path in open_paths or template in open_paths:
             return await handler(request)
         started = time.perf_counter()
         holder = "-"

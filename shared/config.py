@@ -670,7 +670,16 @@ class AccessSettings(StatefulServiceSettings):
         gt=0,
         description="Access: seconds between publications of the audit ledger's head (audit-head).",
     )
+    url_secret: SecretStr | None = Field(
+        default=None,
+        description="Access: secret that signs working-copy download URLs (from a Secret; the same "
+        "on every replica). Unset: <home>/access-url.secret, made at first use.",
+    )
+    url_minutes: int = Field(
+        default=5, ge=1, le=60, description="Access: minutes a signed working-copy download URL opens."
+    )
     access: TokenSettings = part(TokenSettings)
+    archive: ArchiveSettings = part(ArchiveSettings)
 
 
 class ArchiveServiceSettings(StatefulServiceSettings):

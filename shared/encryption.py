@@ -24,6 +24,8 @@ body's segments.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import logging
 import os
@@ -176,6 +178,33 @@ def read_public_key(path: Path) -> bytes:
     if len(public) != KEY_SIZE:
         raise ArchiveKeyError(f"{path} holds {len(public)} bytes, not a {KEY_SIZE}-byte X25519 public key")
     return public
+
+
+PUBLIC_KEY_BEGIN = "-----BEGIN CRYPT4GH PUBLIC KEY-----"
+PUBLIC_KEY_END = "-----END CRYPT4GH PUBLIC KEY-----"
+
+
+def parse_public_key(text: str) -> bytes:
+    """The 32 bytes of a Crypt4GH public key given as its file's text (a department's key
+    arrives in a request body, not as a file on this machine); ValueError says what is wrong."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if len(lines) != 3 or lines[0] != PUBLIC_KEY_BEGIN or lines[2] != PUBLIC_KEY_END:
+        raise ValueError(
+            f"not a Crypt4GH public key: expected {PUBLIC_KEY_BEGIN!r}, one base64 line, {PUBLIC_KEY_END!r}"
+        )
+    try:
+        public = base64.b64decode(lines[1], validate=True)
+    except binascii.Error:
+        raise ValueError("not a Crypt4GH public key: its middle line is not base64") from None
+    if len(public) != KEY_SIZE:
+        raise ValueError(f"the key holds {len(public)} bytes, not a {KEY_SIZE}-byte X25519 public key")
+    return public
+
+
+def public_key_text(public: bytes) -> str:
+    """The Crypt4GH public key file's text of ``public`` (what ``crypt4gh-keygen`` writes)."""
+    _check_recipient(public)
+    return f"{PUBLIC_KEY_BEGIN}\n{base64.b64encode(public).decode()}\n{PUBLIC_KEY_END}\n"
 
 
 def read_secret_key(path: Path, passphrase: str) -> bytes:
@@ -641,6 +670,16 @@ class BodyDecryptor(io.RawIOBase):
                 return
             self._position += size
             yield bytes(self._plaintext[:size])
+
+    def sealed_segments(self) -> Iterator[bytes]:
+        """Each remaining segment as stored (nonce, ciphertext, tag), once its tag checked.
+
+        A whole-file working copy sends the archive's body as it is, under a re-encrypted
+        header; opening every segment on the way out is what keeps a corrupted one from
+        ever leaving (the error is raised before its bytes are yielded)."""
+        while size := self._next_segment_into(memoryview(self._plaintext)):
+            self._position += size
+            yield bytes(self._cipher_segment[: NONCE_SIZE + size + TAG_SIZE])
 
     def _next_segment_into(self, out: memoryview) -> int:
         """Decrypts the next segment into ``out``; 0 at the end of a body of the right length."""

@@ -700,6 +700,25 @@ class AccessRevoked(AccessEvent):
         return self
 
 
+class WorkingCopyIssued(AccessEvent):
+    """Bytes of an archived file handed out under a grant, encrypted to the department's key.
+
+    One per delivery, also when it ended early (revoked mid-stream, a body failing its
+    check): ``complete`` says whether every byte promised went out, ``bytes_sent`` and
+    ``sha256`` what did."""
+
+    event_name: ClassVar[str] = "working-copy-issued"
+    object_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The DRS object handed out.")
+    sample: SampleRef
+    requester: Requester
+    part: Literal["whole-file", "slice"] = Field(description="A whole file (header re-encrypted) or a slice.")
+    recipient_key_sha256: Sha256 = Field(description="sha256 of the department's X25519 public key.")
+    bytes_sent: Count
+    sha256: Sha256 = Field(description="sha256 of the bytes sent, as sent (Crypt4GH).")
+    complete: bool
+    issued_at: Moment
+
+
 class AuditHead(Event):
     """The audit ledger's head: whoever keeps these can later prove the hub did not rewrite history."""
 
@@ -786,6 +805,7 @@ EventModel = (
     | AccessRequested
     | AccessDecided
     | AccessRevoked
+    | WorkingCopyIssued
     | AuditHead
     | TierMoved
     | FileStaged
@@ -799,6 +819,7 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     AccessRequested,
     AccessDecided,
     AccessRevoked,
+    WorkingCopyIssued,
     AuditHead,
     TierMoved,
     FileStaged,

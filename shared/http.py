@@ -67,6 +67,12 @@ class ErrorBody(BaseModel):
         default_factory=dict,
         description="Facts that help the client go on, e.g. how many bytes arrived or which files are missing.",
     )
+    msg: str | None = Field(
+        default=None, description="GA4GH routes (DRS) only: DRS's own field for `error`, which it repeats."
+    )
+    status_code: int | None = Field(
+        default=None, description="GA4GH routes (DRS) only: DRS's own field for `status`, which it repeats."
+    )
 
 
 ERROR_MEDIA_TYPE = "application/json"
@@ -78,11 +84,21 @@ def error_body(
     error: str,
     problems: list[FieldProblem] | None = None,
     detail: dict[str, Any] | None = None,
+    *,
+    ga4gh: bool = False,
 ) -> str:
-    """The JSON text of :class:`ErrorBody`: the one error body, built in one place."""
+    """The JSON text of :class:`ErrorBody`: the one error body, built in one place.
+
+    ``ga4gh`` adds the fields GA4GH's DRS error has (``msg``, ``status_code``), so a DRS
+    client reads its own shape and a genomhub client still reads ours."""
     return ErrorBody(
-        status=status, error=error, problems=problems or [], detail=detail or {}
-    ).model_dump_json()
+        status=status,
+        error=error,
+        problems=problems or [],
+        detail=detail or {},
+        msg=error if ga4gh else None,
+        status_code=status if ga4gh else None,
+    ).model_dump_json(exclude_none=True)
 
 
 def _error_class(status: int) -> type[web.HTTPError]:
@@ -103,10 +119,13 @@ def http_error(
     problems: list[FieldProblem] | None = None,
     detail: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    ga4gh: bool = False,
 ) -> web.HTTPException:
     """The exception a handler raises to answer ``status`` with the one error body."""
     return _error_class(status)(
-        text=error_body(status, error, problems, detail), content_type=ERROR_MEDIA_TYPE, headers=headers
+        text=error_body(status, error, problems, detail, ga4gh=ga4gh),
+        content_type=ERROR_MEDIA_TYPE,
+        headers=headers,
     )
 
 

@@ -26,6 +26,7 @@ from shared.events import (
     Region,
     TierMoved,
     Validated,
+    WorkingCopyIssued,
 )
 
 DLQ_SUFFIX = ".dlq"
@@ -109,7 +110,7 @@ EMITS: dict[str, tuple[type[Event], ...]] = {
     "harmoniser": (Harmonised,),
     "indexer": (Indexed,),
     "billing": (RefundCalculated,),
-    "access": (AccessRequested, AccessDecided, AccessRevoked, AuditHead),
+    "access": (AccessRequested, AccessDecided, AccessRevoked, WorkingCopyIssued, AuditHead),
     "archive": (TierMoved, FileStaged),
 }
 """Which events each service emits: the only topics its principal may write, beside the

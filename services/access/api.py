@@ -13,13 +13,22 @@ of them is a ledger entry; a request answers who asked, why (the case reference)
     GET  /v1/access/requests/{request_id}              one request and where it stands now
     POST /v1/access/requests/{request_id}/decision     grant or deny (access-decided)
     POST /v1/access/requests/{request_id}/revocation   revoke a grant at once (access-revoked)
+    POST /v1/access/department-keys                    register a department's Crypt4GH public key
+    GET  /v1/access/department-keys                    the keys of the token's region; NGC: all
     GET  /v1/audit                                     the ledger entries the token may read
     GET  /ga4gh/drs/v1/objects/{object_id}             DRS 1.4 object metadata, under a grant
+    GET  /ga4gh/drs/v1/objects/{id}/access/{access_id} a short-lived URL of the working copy
+    GET  /v1/working-copies/{ticket}                   the working copy's bytes (the URL is the credential)
+
+A working copy is Crypt4GH encrypted to the requesting department's registered key. Its
+download reads the grant again between chunks, and a revocation on this replica cuts every
+download in progress under that grant at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
@@ -27,28 +36,32 @@ from typing import Any, NoReturn, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.access import discovery
+from services.access import discovery, tickets
+from services.access.delivery import GRANT_RECHECK_SECONDS, Delivery, WholeFile, whole_file
 from services.access.grants import (
     NotAllowed,
     check_decider,
+    check_key_registrar,
     check_revoker,
     grant_end,
     may_read_request,
     opens,
 )
 from services.access.ledger import Action
-from services.access.objects import DrsObject, drs_object
+from services.access.objects import AccessUrl, ArchivedObject, DrsObject, drs_object
 from services.access.request_body import (
     AccessRequestBody,
     DecisionBody,
+    DepartmentKeyBody,
     RequestRefused,
     RevocationBody,
     parse_body,
 )
-from services.access.store import AccessStore, Audit, Conflict, RequestRecord
+from services.access.store import AccessStore, Audit, Conflict, DepartmentKey, RequestRecord
 from shared.api import Answer, Api, answer, path_of, query_of, refusal, route
 from shared.auth import Principal, Role, Tokens, principal_of
 from shared.bus import new_event_id
+from shared.encryption import EncryptionError, public_key_text
 from shared.envelope import derive_id
 from shared.events import (
     AccessDecided,
@@ -61,8 +74,10 @@ from shared.events import (
     RequestId,
     SampleRef,
     TypedText,
+    WorkingCopyIssued,
     new_request_id,
 )
+from shared.headers import MissingHeader
 from shared.http import FieldProblem, http_error, json_body
 from shared.telemetry import get_logger
 
@@ -100,6 +115,19 @@ class ObjectPath(BaseModel):
     object_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The DRS object id.")
 
 
+class AccessPath(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    object_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The DRS object id.")
+    access_id: RequestId = Field(description="An access method's id: the grant.")
+
+
+class TicketPath(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticket: str = Field(min_length=8, max_length=1024, description="The signed ticket DRS handed out.")
+
+
 class NoParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -113,6 +141,30 @@ class RequestView(BaseModel):
 
 class RequestList(BaseModel):
     requests: list[RequestView]
+
+
+class DepartmentKeyView(BaseModel):
+    region: Region
+    department: str
+    public_key: str = Field(description="The Crypt4GH public key file's text.")
+    fingerprint: str = Field(description="sha256 of the 32 key bytes, hex: to compare by voice.")
+    registered_by: str
+    registered_at: datetime
+
+
+class DepartmentKeyList(BaseModel):
+    keys: list[DepartmentKeyView]
+
+
+def _key_view(key: DepartmentKey) -> DepartmentKeyView:
+    return DepartmentKeyView(
+        region=key.region,
+        department=key.department,
+        public_key=public_key_text(key.public_key),
+        fingerprint=hashlib.sha256(key.public_key).hexdigest(),
+        registered_by=key.registered_by,
+        registered_at=key.registered_at,
+    )
 
 
 class LedgerEntryView(BaseModel):
@@ -172,12 +224,22 @@ class AccessApi(Api):
         "patient treatment, the owning region's decisions, revocation, and the audit ledger."
     )
 
-    def __init__(self, store: AccessStore, emit: Emit, grant_days: int, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: AccessStore,
+        emit: Emit,
+        grant_days: int,
+        clock: Clock | None = None,
+        delivery: Delivery | None = None,
+    ) -> None:
         self.store = store
         self.emit = emit
         self.grant_days = grant_days
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.delivery = delivery
         self._sending = asyncio.Lock()
+        self._downloads: dict[str, set[asyncio.Event]] = {}
+        """The downloads in progress under each grant: a revocation here sets their events."""
 
     async def send_pending(self) -> None:
         """Emit what the outbox holds; what the broker does not take stays for the next try.
@@ -412,7 +474,63 @@ class AccessApi(Api):
             revoked_at=now,
         )
         audit = _about(asked, principal, Action.REVOCATION, {"reason": body.reason})
-        return await self._commit(request, self.store.revoke, event, audit, now)
+        answered = await self._commit(request, self.store.revoke, event, audit, now)
+        for cut in self._downloads.get(asked.request_id, set()):
+            cut.set()
+        return answered
+
+    @route(
+        "POST",
+        "/v1/access/department-keys",
+        operation_id="registerDepartmentKey",
+        summary="Register (or replace) a department's Crypt4GH public key: its region's data steward or NGC's operator.",
+        body={"application/json": DepartmentKeyBody},
+        roles=(Role.DATA_STEWARD, Role.OPERATOR),
+        responses={
+            201: answer("Registered; a ledger entry records it.", DepartmentKeyView),
+            403: refusal("Another region's department (logged)."),
+            422: refusal("Not a Crypt4GH public key, or a field wrong."),
+        },
+    )
+    async def register_key(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        try:
+            body = parse_body(DepartmentKeyBody, await json_body(request))
+        except RequestRefused as exc:
+            raise http_error(422, "department key refused", problems=exc.problems) from None
+        now = self.clock()
+        fingerprint = hashlib.sha256(body.key_bytes).hexdigest()
+        about = {"region": body.region.value, "department": body.department, "fingerprint": fingerprint}
+        try:
+            check_key_registrar(principal, body.region)
+        except NotAllowed as exc:
+            refused = Audit(
+                actor=principal.name,
+                action=Action.REFUSED,
+                concerns=(body.region.value, principal.name),
+                detail={"refused": "department-key", "reason": str(exc), **about},
+            )
+            await asyncio.to_thread(self.store.audit, refused, now)
+            raise http_error(403, str(exc)) from None
+        key = DepartmentKey(body.region, body.department, body.key_bytes, principal.name, now)
+        audit = Audit(
+            actor=principal.name, action=Action.DEPARTMENT_KEY, concerns=(body.region.value,), detail=about
+        )
+        await asyncio.to_thread(self.store.register_key, key, audit)
+        return _json(_key_view(key), status=201)
+
+    @route(
+        "GET",
+        "/v1/access/department-keys",
+        operation_id="listDepartmentKeys",
+        summary="The registered department keys of the token's region; NGC: every region's.",
+        query=NoParameters,
+        roles=READERS,
+        responses={200: answer("By region and department.", DepartmentKeyList)},
+    )
+    async def list_keys(self, request: web.Request) -> web.Response:
+        keys = await asyncio.to_thread(self.store.department_keys, principal_of(request).region)
+        return _json(DepartmentKeyList(keys=[_key_view(k) for k in keys]))
 
     @route(
         "GET",
@@ -432,6 +550,36 @@ class AccessApi(Api):
         ]
         return _json(LedgerSlice(entries=views))
 
+    async def _grants_for(self, principal: Principal, found: ArchivedObject, now: datetime) -> list[str]:
+        """The requests of the caller's region whose grant, in force now, opens ``found``."""
+        if principal.region is None:
+            return []
+        records = await asyncio.to_thread(self.store.records, principal.region)
+        sample = (found.region, found.sample_id)
+        return [
+            r.request.request_id
+            for r in records
+            if opens(r.request, r.standing(now), principal.region, sample, found.deliverable)
+        ]
+
+    async def _refuse_object(
+        self, principal: Principal, found: ArchivedObject, what: str, why: str
+    ) -> NoReturn:
+        refused = Audit(
+            actor=principal.name,
+            action=Action.REFUSED,
+            concerns=(found.region.value, principal.name),
+            detail={"refused": what, "object_id": found.object_id, "reason": why},
+        )
+        await asyncio.to_thread(self.store.audit, refused, self.clock())
+        raise http_error(403, f"PermissionDenied: {why}")
+
+    async def _object(self, object_id: str) -> ArchivedObject:
+        found = await asyncio.to_thread(self.store.archived_object, object_id)
+        if found is None:
+            raise http_error(404, "no such object")
+        return found
+
     @route(
         "GET",
         "/ga4gh/drs/v1/objects/{object_id}",
@@ -439,53 +587,223 @@ class AccessApi(Api):
         summary="GA4GH DRS 1.4 object metadata (size, sha-256): the owner, NGC, or a grant in force.",
         path_parameters=ObjectPath,
         roles=READERS,
+        ga4gh=True,
         responses={
-            200: answer("The object.", DrsObject),
+            200: answer("The object; access methods for a caller with a grant in force.", DrsObject),
             403: refusal("PermissionDenied: no grant in force names this object's sample and kind (logged)."),
             404: refusal("No such object."),
         },
     )
     async def drs_object(self, request: web.Request) -> web.Response:
         principal = principal_of(request)
-        wanted = path_of(request, ObjectPath).object_id
-        found = await asyncio.to_thread(self.store.archived_object, wanted)
-        if found is None:
-            raise http_error(404, "no such object")
+        found = await self._object(path_of(request, ObjectPath).object_id)
         now = self.clock()
-        granting: str | None = None
-        if principal.region is not None and principal.region != found.region:
-            records = await asyncio.to_thread(self.store.records, principal.region)
-            sample = (found.region, found.sample_id)
-            granting = next(
-                (
-                    r.request.request_id
-                    for r in records
-                    if opens(r.request, r.standing(now), principal.region, sample, found.deliverable)
-                ),
-                None,
-            )
-            if granting is None:
-                refused = Audit(
-                    actor=principal.name,
-                    action=Action.REFUSED,
-                    concerns=(found.region.value, principal.name),
-                    detail={
-                        "refused": "drs-object",
-                        "object_id": found.object_id,
-                        "reason": "no grant in force",
-                    },
-                )
-                await asyncio.to_thread(self.store.audit, refused, now)
-                raise http_error(403, "PermissionDenied: no grant in force names this object")
+        grants = await self._grants_for(principal, found, now)
+        if principal.region is not None and principal.region != found.region and not grants:
+            await self._refuse_object(principal, found, "drs-object", "no grant in force names this object")
         read = Audit(
             actor=principal.name,
             action=Action.READ,
             concerns=(found.region.value, *([principal.name] if principal.region else [])),
             detail={"drs_object": found.object_id, "deliverable": found.deliverable.value},
-            request_id=granting,
+            request_id=grants[0] if grants else None,
         )
         await asyncio.to_thread(self.store.audit, read, now)
-        return _json(drs_object(found, request.host))
+        return _json(drs_object(found, request.host, grants))
+
+    @route(
+        "GET",
+        "/ga4gh/drs/v1/objects/{object_id}/access/{access_id}",
+        operation_id="GetAccessURL",
+        summary="A short-lived URL of the working copy, Crypt4GH encrypted to the department's key.",
+        path_parameters=AccessPath,
+        roles=(Role.CLINICIAN,),
+        ga4gh=True,
+        responses={
+            200: answer("The URL; it opens for minutes, for this grant and object only.", AccessUrl),
+            403: refusal(
+                "PermissionDenied: the grant is not in force, not the caller's, or its "
+                "department has no registered key (logged)."
+            ),
+            404: refusal("No such object."),
+        },
+    )
+    async def access_url(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        wanted = path_of(request, AccessPath)
+        found = await self._object(wanted.object_id)
+        now = self.clock()
+        if wanted.access_id not in await self._grants_for(principal, found, now):
+            await self._refuse_object(principal, found, "access-url", "no grant in force by that access id")
+        record = await asyncio.to_thread(self.store.record, wanted.access_id)
+        assert record is not None
+        department = record.request.requester.department
+        if (
+            await asyncio.to_thread(self.store.department_key, record.request.requester.region, department)
+            is None
+        ):
+            await self._refuse_object(
+                principal, found, "access-url", f"department {department!r} has no registered key"
+            )
+        delivery = self._delivery()
+        ticket = tickets.issue(
+            wanted.access_id, found.object_id, principal.name, now, delivery.url_minutes, delivery.url_secret
+        )
+        return _json(AccessUrl(url=f"{request.url.origin()}/v1/working-copies/{ticket}"))
+
+    def _delivery(self) -> Delivery:
+        if self.delivery is None:
+            raise http_error(503, "this access service hands out no working copies (no archive configured)")
+        return self.delivery
+
+    @route(
+        "GET",
+        "/v1/working-copies/{ticket}",
+        operation_id="downloadWorkingCopy",
+        summary="The working copy's bytes: a Crypt4GH file the department's secret key opens.",
+        path_parameters=TicketPath,
+        public=True,
+        responses={
+            200: Answer(
+                "The header re-encrypted to the department's key, then the archived body as "
+                "stored; cut short if the grant is revoked or ends mid-download.",
+                {"application/octet-stream": {"type": "string", "format": "binary"}},
+            ),
+            403: refusal(
+                "The URL is not the service's, has expired, or its grant is no longer in force (logged)."
+            ),
+            404: refusal("No such object or request."),
+            503: refusal("The archive's key or a file's header cannot be read now."),
+        },
+    )
+    async def working_copy(self, request: web.Request) -> web.StreamResponse:
+        delivery = self._delivery()
+        now = self.clock()
+        try:
+            ticket = tickets.check(path_of(request, TicketPath).ticket, delivery.url_secret, now)
+        except tickets.BadTicket as exc:
+            raise http_error(403, f"PermissionDenied: {exc}") from None
+        found = await self._object(ticket.object_id)
+        record = await asyncio.to_thread(self.store.record, ticket.request_id)
+        if record is None:
+            raise http_error(404, "no such request")
+        asked = record.request
+        principal = Principal(ticket.requester)
+        if ticket.request_id not in await self._grants_for(principal, found, now):
+            await self._refuse_object(principal, found, "working-copy", "the grant is no longer in force")
+        key = await asyncio.to_thread(
+            self.store.department_key, asked.requester.region, asked.requester.department
+        )
+        if key is None:
+            await self._refuse_object(
+                principal, found, "working-copy", "the department has no registered key"
+            )
+        try:
+            copy = await asyncio.to_thread(whole_file, found, delivery, key.public_key)
+        except (EncryptionError, MissingHeader, OSError) as exc:
+            log.error("working copy cannot be opened", object_id=found.object_id, error=str(exc))
+            raise http_error(503, "the archived file cannot be read now; nothing was sent") from None
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(copy.size),
+                "Content-Disposition": f'attachment; filename="{found.name}.c4gh"',
+            }
+        )
+        cut = asyncio.Event()
+        self._downloads.setdefault(asked.request_id, set()).add(cut)
+        digest, sent, ended = hashlib.sha256(), 0, "complete"
+        try:
+            await response.prepare(request)
+            ended, sent = await self._send(response, copy, cut, record, found, principal, digest)
+        finally:
+            self._downloads[asked.request_id].discard(cut)
+            await asyncio.to_thread(copy.close)
+            await self._issued(asked, found, principal, key.public_key, sent, digest.hexdigest(), ended)
+        if ended != "complete" and request.transport is not None:
+            request.transport.close()  # the client sees a body shorter than Content-Length
+            return response
+        await response.write_eof()
+        return response
+
+    async def _send(
+        self,
+        response: web.StreamResponse,
+        copy: WholeFile,
+        cut: asyncio.Event,
+        record: RequestRecord,
+        found: ArchivedObject,
+        principal: Principal,
+        digest: Any,
+    ) -> tuple[str, int]:
+        """Send the copy; how it ended ("complete", or why not) and the bytes that went out."""
+        loop = asyncio.get_running_loop()
+        await response.write(copy.header)
+        digest.update(copy.header)
+        sent = len(copy.header)
+        batches = copy.batches()
+        looked = loop.time()
+        while True:
+            if cut.is_set():
+                return "revoked during the download", sent
+            if loop.time() - looked >= GRANT_RECHECK_SECONDS:
+                looked = loop.time()
+                if record.request.request_id not in await self._grants_for(principal, found, self.clock()):
+                    return "the grant ended during the download", sent
+            try:
+                batch = await asyncio.to_thread(next, batches, None)
+            except EncryptionError as exc:
+                log.error(
+                    "working copy stopped: the body fails its check",
+                    object_id=found.object_id,
+                    error=str(exc),
+                )
+                return f"stopped: {exc}", sent
+            if batch is None:
+                return "complete", sent
+            for segment in batch:
+                if cut.is_set():
+                    return "revoked during the download", sent
+                await response.write(segment)
+                digest.update(segment)
+                sent += len(segment)
+
+    async def _issued(
+        self,
+        asked: AccessRequested,
+        found: ArchivedObject,
+        principal: Principal,
+        recipient: bytes,
+        sent: int,
+        sha256: str,
+        ended: str,
+    ) -> None:
+        """The delivery's event (working-copy-issued) and ledger entry, however it ended."""
+        now = self.clock()
+        event = WorkingCopyIssued(
+            request_id=asked.request_id,
+            owner=asked.owner,
+            object_id=found.object_id,
+            sample=SampleRef(region=found.region, sample_id=found.sample_id),
+            requester=asked.requester,
+            part="whole-file",
+            recipient_key_sha256=hashlib.sha256(recipient).hexdigest(),
+            bytes_sent=sent,
+            sha256=sha256,
+            complete=ended == "complete",
+            issued_at=now,
+        )
+        detail = {
+            "object_id": found.object_id,
+            "name": found.name,
+            "bytes_sent": sent,
+            "sha256": sha256,
+            "ended": ended,
+            "department": asked.requester.department,
+        }
+        audit = _about(asked, principal, Action.DELIVERY, detail)
+        await asyncio.to_thread(self.store.issue, event, new_event_id(), audit, now)
+        await self.send_pending()
 
 
 def install(app: web.Application, api: AccessApi, tokens: Tokens) -> None:

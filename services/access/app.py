@@ -9,17 +9,23 @@ and ``api``.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 
 from services.access.api import AccessApi, install
+from services.access.delivery import Delivery
 from services.access.discovery import KnownSample
 from services.access.objects import objects_of
 from services.access.store import AccessStore
+from services.access.tickets import url_secret
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import AccessSettings
+from shared.encryption import check_archive_key
 from shared.envelope import Envelope, derive_id
 from shared.events import AuditHead, Event, Harmonised, Indexed
+from shared.headers import HeaderStore
+from shared.storage import use_s3_endpoint
 from shared.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -34,7 +40,19 @@ def build() -> Service:
     async def emit(event: Event, event_id: str) -> None:
         await service.emit(event, event_id=event_id)
 
-    api = AccessApi(store, emit, settings.grant_days)
+    use_s3_endpoint(settings.archive.s3_endpoint_url)
+    delivery = Delivery(
+        headers=HeaderStore.of(settings.archive),
+        # Read at the first working copy, not at start: discovery, requests and decisions
+        # need no archive key, and a service without one answers 503 for copies only.
+        archive_key=functools.cache(lambda: check_archive_key(settings.archive.key)),
+        url_secret=url_secret(
+            settings.url_secret.get_secret_value() if settings.url_secret else None,
+            settings.state.state_dir,
+        ),
+        url_minutes=settings.url_minutes,
+    )
+    api = AccessApi(store, emit, settings.grant_days, delivery=delivery)
     install(service.web, api, Tokens(settings.access.tokens))
 
     async def on_indexed(envelope: Envelope[Indexed]) -> None:

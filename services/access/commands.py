@@ -1,9 +1,13 @@
 """``genomhub access ...`` and ``genomhub audit ...``.
 
-``access request|decide|revoke|list`` are clients of the access service's HTTP API: a
+``access request|decide|revoke|list|department-key`` are clients of the access service's HTTP API: a
 clinician or a data steward acts with their own token (read from an environment variable,
 ``$GENOMHUB_ACCESS_TOKEN`` unless ``--token-env`` names another, never from the command
 line), so the service applies the same rules, roles and ledger as to any caller.
+
+``fetch drs://host/id`` is the department's client of a working copy: DRS resolves it, the
+bytes are decrypted with the department's secret key as they arrive, and the plaintext is
+kept only if its sha-256 is DRS's.
 
 ``audit show|verify`` read the ledger's database directly (``GENOMHUB_ACCESS_DATABASE_URL``) as NGC's
 operator, inside NGC next to the database: ``verify`` recomputes every entry's hash and link
@@ -12,6 +16,8 @@ and names the first entry that does not hold, exiting 1.
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
 import os
 import ssl
@@ -27,6 +33,7 @@ import click
 from services.access.ledger import first_break
 from services.access.store import AccessStore
 from shared.config import AccessSettings
+from shared.encryption import BodyDecryptor, EncryptionError, load_archive_key, split_header
 from shared.events import Deliverable, Region, Urgency
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -163,6 +170,104 @@ def list_requests(ctx: click.Context) -> None:
             f"{asked['request_id']}  {item['standing']:<8} owner={asked['owner']} "
             f"by={asked['requester']['region']} case={asked['case_reference']} urgency={asked['urgency']}"
         )
+
+
+@access.group("department-key")
+def department_key() -> None:
+    """The departments' Crypt4GH public keys, that working copies are encrypted to."""
+
+
+@department_key.command("register")
+@click.option("--region", required=True, type=click.Choice([r.value for r in Region]))
+@click.option("--department", required=True, help="As the department's requests name it.")
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The department's Crypt4GH public key file.",
+)
+@click.pass_context
+def register_key(ctx: click.Context, region: str, department: str, public_key: Path) -> None:
+    """Register or replace a department's key (its region's data steward, or NGC's operator)."""
+    body = {"region": region, "department": department, "public_key": public_key.read_text()}
+    _echo(_call(ctx, "POST", "/v1/access/department-keys", body))
+
+
+@department_key.command("list")
+@click.pass_context
+def list_keys(ctx: click.Context) -> None:
+    """Your region's registered department keys (NGC: all), with their fingerprints."""
+    for key in _call(ctx, "GET", "/v1/access/department-keys")["keys"]:
+        click.echo(f"{key['region']:<12} {key['fingerprint'][:16]}  {key['department']}")
+
+
+@click.command("fetch")
+@click.argument("drs_uri")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--secret-key",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The department's Crypt4GH secret key (its passphrase in $C4GH_PASSPHRASE).",
+)
+@click.option(
+    "--public-key",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Its public half (checked against the secret one).",
+)
+@click.option("--token-env", default="GENOMHUB_ACCESS_TOKEN", show_default=True)
+@click.option("--ca-bundle", type=click.Path(path_type=Path, exists=True))
+def fetch(
+    drs_uri: str, output: Path, secret_key: Path, public_key: Path, token_env: str, ca_bundle: Path | None
+) -> None:
+    """Fetch a working copy (drs://host/id): resolve its access URL under your grant, download,
+    decrypt with the department's key as it streams, and check the sha-256 DRS states.
+
+    The plaintext goes to a temporary file beside OUTPUT and is renamed into place only when
+    its checksum holds; a copy that is cut (a revocation) or fails a check leaves nothing."""
+    parts = urlsplit(drs_uri)
+    object_id = parts.path.strip("/")
+    if parts.scheme != "drs" or not parts.netloc or not object_id:
+        raise click.UsageError("expected drs://<host>/<object id>")
+    token = os.environ.get(token_env)
+    if not token:
+        raise click.UsageError(f"set your bearer token in ${token_env}")
+    host = parts.hostname or ""
+    scheme = "http" if host in LOOPBACK else "https"
+    ctx = click.Context(
+        fetch, obj={"url": f"{scheme}://{parts.netloc}", "token": token, "ca_bundle": ca_bundle}
+    )
+    described = _call(ctx, "GET", f"/ga4gh/drs/v1/objects/{quote(object_id, safe='')}")
+    methods = described.get("access_methods") or []
+    if not methods:
+        click.echo("no access method: no grant in force lets you have this object", err=True)
+        sys.exit(1)
+    access_id = quote(methods[0]["access_id"], safe="")
+    url = _call(ctx, "GET", f"/ga4gh/drs/v1/objects/{quote(object_id, safe='')}/access/{access_id}")["url"]
+    wanted = next(c["checksum"] for c in described["checksums"] if c["type"] == "sha-256")
+    key = load_archive_key(secret_key, public_key, os.environ.get("C4GH_PASSPHRASE", ""))
+    context = ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else None
+    partial = output.with_name(output.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60, context=context) as response, partial.open("wb") as out:
+            header = split_header(response)
+            with BodyDecryptor(header, response, key, int(described["size"])) as body:
+                for segment in body.segments():
+                    digest.update(segment)
+                    out.write(segment)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, EncryptionError) as exc:
+        partial.unlink(missing_ok=True)
+        click.echo(f"working copy not fetched: {exc}", err=True)
+        sys.exit(1)
+    if digest.hexdigest() != wanted:
+        partial.unlink(missing_ok=True)
+        click.echo(f"the copy's sha-256 {digest.hexdigest()} is not DRS's {wanted}: discarded", err=True)
+        sys.exit(1)
+    partial.replace(output)
+    click.echo(f"{output}: {described['size']} bytes, sha-256 {wanted} verified")
 
 
 @click.group("audit")

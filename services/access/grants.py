@@ -73,6 +73,15 @@ def check_revoker(principal: Principal, owner: Region) -> None:
     raise NotAllowed(f"only {owner.value}'s data steward or NGC's operator revokes this grant")
 
 
+def check_key_registrar(principal: Principal, region: Region) -> None:
+    """A department's key is registered by its region's data steward, or by NGC's operator."""
+    if principal.national and principal.has(Role.OPERATOR):
+        return
+    if principal.region == region and principal.has(Role.DATA_STEWARD):
+        return
+    raise NotAllowed(f"only {region.value}'s data steward or NGC's operator registers {region.value}'s keys")
+
+
 def may_read_request(principal: Principal, owner: Region, requester: Region) -> bool:
     """A request is read by the region that made it, the region that owns its data, and NGC."""
     return principal.national or principal.region in (owner, requester)

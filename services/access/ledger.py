@@ -30,6 +30,8 @@ class Action:
     REVOCATION = "revocation"
     REFUSED = "refused"
     READ = "read"
+    DEPARTMENT_KEY = "department-key"
+    DELIVERY = "delivery"
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,24 @@ class Checksum(BaseModel):
     type: str = Field(description="The IANA-style name DRS uses: `sha-256`.")
 
 
+class AccessMethod(BaseModel):
+    """How a grantee gets the bytes: ``/objects/{id}/access/{access_id}`` gives the URL."""
+
+    type: str = Field(description="Always `https`.")
+    access_id: str = Field(description="The grant the working copy is handed out under.")
+
+
+class AccessUrl(BaseModel):
+    """DRS's ``AccessURL``: a short-lived URL that is its own credential (no bearer token)."""
+
+    url: str
+    headers: list[str] = Field(default_factory=list)
+
+
 class DrsObject(BaseModel):
-    """A DRS 1.4 ``DrsObject`` of a single blob. Its ``access_methods`` come with the delivery
-    of bytes (the working copy); until then a caller learns what exists, not where."""
+    """A DRS 1.4 ``DrsObject`` of a single blob. ``access_methods`` are listed to a caller
+    with a grant in force for it (one per such grant); anyone else learns what exists, not
+    how to get it, and never where it is stored."""
 
     id: str
     name: str
@@ -91,9 +106,10 @@ class DrsObject(BaseModel):
     created_time: datetime
     checksums: list[Checksum]
     description: str
+    access_methods: list[AccessMethod] = Field(default_factory=list)
 
 
-def drs_object(found: ArchivedObject, host: str) -> DrsObject:
+def drs_object(found: ArchivedObject, host: str, grants: list[str] | None = None) -> DrsObject:
     return DrsObject(
         id=found.object_id,
         name=found.name,
@@ -102,4 +118,5 @@ def drs_object(found: ArchivedObject, host: str) -> DrsObject:
         created_time=found.created_at,
         checksums=[Checksum(checksum=found.sha256, type="sha-256")],
         description=f"{found.deliverable.value} of {sample_key(found.region, found.sample_id)}",
+        access_methods=[AccessMethod(type="https", access_id=g) for g in grants or []],
     )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.encryption import parse_public_key
 from shared.events import Deliverable, GenomicRange, Pseudonym, Region, TypedText, Urgency
 from shared.http import FieldProblem
 from shared.identifiers import contains_cpr, json_texts, shown
@@ -75,6 +76,26 @@ class RevocationBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     reason: TypedText = Field(min_length=1, max_length=2000)
+
+
+class DepartmentKeyBody(BaseModel):
+    """A department's Crypt4GH public key, as ``crypt4gh-keygen`` (or ``genomhub keys``) wrote it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: Region
+    department: TypedText = Field(min_length=1, max_length=128, description="As its requests name it.")
+    public_key: str = Field(max_length=512, description="The public key file's text.")
+
+    @field_validator("public_key")
+    @classmethod
+    def _a_crypt4gh_key(cls, text: str) -> str:
+        parse_public_key(text)
+        return text
+
+    @property
+    def key_bytes(self) -> bytes:
+        return parse_public_key(self.public_key)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -23,7 +23,16 @@ from services.access.discovery import KnownSample
 from services.access.grants import Decision, Standing, standing
 from services.access.ledger import GENESIS, Entry, chained
 from services.access.objects import ArchivedObject
-from services.access.tables import decisions, ledger, objects, outbox, requests, revocations, samples
+from services.access.tables import (
+    decisions,
+    department_keys,
+    ledger,
+    objects,
+    outbox,
+    requests,
+    revocations,
+    samples,
+)
 from shared.database import Store
 from shared.events import (
     MODEL_BY_TYPE,
@@ -59,6 +68,17 @@ class RequestRecord:
             None if self.revocation is None else self.revocation.revoked_at,
             at,
         )
+
+
+@dataclass(frozen=True)
+class DepartmentKey:
+    """A department's registered Crypt4GH public key: its working copies open with its secret half."""
+
+    region: Region
+    department: str
+    public_key: bytes
+    registered_by: str
+    registered_at: datetime
 
 
 @dataclass(frozen=True)
@@ -166,6 +186,44 @@ class AccessStore(Store):
             r.created_at,
         )
 
+    # -- the departments' keys --------------------------------------------------------------
+    def register_key(self, key: DepartmentKey, audit: Audit) -> Entry:
+        """Record (or replace) a department's key with its ledger entry, in one transaction."""
+        where = (department_keys.c.region == key.region.value) & (
+            department_keys.c.department == key.department
+        )
+        values = {
+            "public_key": key.public_key.hex(),
+            "registered_by": key.registered_by,
+            "registered_at": key.registered_at,
+        }
+        with self.writing(lock=LOCK_KEY) as conn:
+            if conn.execute(select(department_keys.c.region).where(where)).first() is None:
+                conn.execute(
+                    insert(department_keys).values(
+                        region=key.region.value, department=key.department, **values
+                    )
+                )
+            else:
+                conn.execute(update(department_keys).where(where).values(**values))
+            return self._append(conn, audit, key.registered_at)
+
+    def department_keys(self, region: Region | None = None) -> list[DepartmentKey]:
+        query = select(department_keys).order_by(department_keys.c.region, department_keys.c.department)
+        if region is not None:
+            query = query.where(department_keys.c.region == region.value)
+        with self.reading() as conn:
+            rows = conn.execute(query).all()
+        return [
+            DepartmentKey(
+                Region(r.region), r.department, bytes.fromhex(r.public_key), r.registered_by, r.registered_at
+            )
+            for r in rows
+        ]
+
+    def department_key(self, region: Region, department: str) -> DepartmentKey | None:
+        return next((k for k in self.department_keys(region) if k.department == department), None)
+
     # -- requests, decisions, revocations ---------------------------------------------------
     def create_request(self, event: AccessRequested, event_id: str, audit: Audit, at: datetime) -> Entry:
         with self.writing(lock=LOCK_KEY) as conn:
@@ -216,6 +274,12 @@ class AccessStore(Store):
                     revoked_at=event.revoked_at,
                 )
             )
+            self._queue(conn, event, event_id, at)
+            return self._append(conn, audit, at)
+
+    def issue(self, event: Event, event_id: str, audit: Audit, at: datetime) -> Entry:
+        """Record a delivery: its event (working-copy-issued) and its ledger entry together."""
+        with self.writing(lock=LOCK_KEY) as conn:
             self._queue(conn, event, event_id, at)
             return self._append(conn, audit, at)
 

@@ -1,5 +1,5 @@
-"""The access service's tables: its projection of the catalogue, requests, decisions,
-revocations, an outbox of events to emit, and the audit ledger.
+"""The access service's tables: its projection of the catalogue, the departments' public
+keys, requests, decisions, revocations, an outbox of events to emit, and the audit ledger.
 
 Decisions, revocations and the ledger are append-only (the migration's triggers refuse
 UPDATE and DELETE): a decision is final, a revocation is forever, and history is not
@@ -38,6 +38,16 @@ objects = Table(
     Column("sha256", String(64), nullable=False),
     Column("url", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+department_keys = Table(
+    "access_department_keys",
+    metadata,
+    Column("region", String(16), primary_key=True),
+    Column("department", String(128), primary_key=True),
+    Column("public_key", String(64), nullable=False),  # X25519, hex
+    Column("registered_by", String(16), nullable=False),
+    Column("registered_at", UtcDateTime(), nullable=False),
 )
 
 requests = Table(

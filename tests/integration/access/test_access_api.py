@@ -7,6 +7,7 @@ test_access_service.py): what matters is what the API hands over, and when.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from services.access.discovery import KnownSample
 from services.access.objects import objects_of
 from services.access.store import AccessStore, Audit
 from shared.auth import Tokens, token_hash
+from shared.encryption import read_public_key, write_key_pair
 from shared.events import AccessDecided, AccessRequested, AccessRevoked, AnalysisType, Event, Region
 from shared.http import make_web
 from tests.support import assert_error_body, serve_app
@@ -95,9 +97,12 @@ def test_each_route_names_its_roles_in_the_document() -> None:
     assert paths["/v1/access/requests/{request_id}/decision"]["post"]["x-genomhub-roles"] == ["data-steward"]
     assert paths["/v1/access/requests"]["post"]["x-genomhub-roles"] == ["clinician"]
     assert "403" in paths["/v1/discovery"]["get"]["responses"]
+    public = [o["operationId"] for m in paths.values() for o in m.values() if o.get("security") == []]
+    assert public == ["downloadWorkingCopy"]  # its signed URL is its credential, bound to a grant
     for methods in paths.values():
         for operation in methods.values():
-            assert operation.get("x-genomhub-roles"), operation["operationId"]
+            if operation["operationId"] not in public:
+                assert operation.get("x-genomhub-roles"), operation["operationId"]
 
 
 async def test_a_token_without_the_role_is_refused(world: World) -> None:
@@ -267,6 +272,37 @@ async def test_drs_object_metadata_needs_a_grant_in_force_for_its_sample_and_kin
     assert [e.request_id for e in reads_logged] == [request_id]
 
 
+async def test_a_department_key_is_registered_by_its_regions_steward_or_ngc(
+    world: World, tmp_path: Path
+) -> None:
+    _, public_path = write_key_pair(tmp_path / "ouh", "pass", "OUH Klinisk Genetik")
+    text = public_path.read_text()
+    body = {"region": "syddanmark", "department": "OUH Klinisk Genetik", "public_key": text}
+    status, refused = await world.call("POST", "/v1/access/department-keys", "rh-steward", body)
+    assert status == 403 and "syddanmark's data steward" in refused["error"], refused
+    status, _ = await world.call("POST", "/v1/access/department-keys", "ouh-clinician", body)
+    assert status == 403  # a clinician has not the role
+    bad = {**body, "public_key": text.replace("PUBLIC", "PRIVATE")}
+    status, problem = await world.call("POST", "/v1/access/department-keys", "ouh-steward", bad)
+    assert status == 422 and problem["problems"][0]["field"] == "public_key", problem
+    status, made = await world.call("POST", "/v1/access/department-keys", "ouh-steward", body)
+    assert status == 201, made
+    assert bytes.fromhex(made["fingerprint"]) == hashlib.sha256(read_public_key(public_path)).digest()
+    status, _ = await world.call("POST", "/v1/access/department-keys", "ngc-operator", body)
+    assert status == 201  # NGC's operator may register (here: replace) any region's key
+    key = world.store.department_key(Region.SYDDANMARK, "OUH Klinisk Genetik")
+    assert key is not None and key.public_key == read_public_key(public_path) and key.registered_by == "ngc"
+    _, own = await world.call("GET", "/v1/access/department-keys", "ouh-clinician")
+    _, other = await world.call("GET", "/v1/access/department-keys", "rh-steward")
+    assert [k["department"] for k in own["keys"]] == ["OUH Klinisk Genetik"] and other["keys"] == []
+    actions = [(e.actor, e.action) for e in world.store.entries(Region.SYDDANMARK)]
+    assert actions == [
+        ("hovedstaden", "refused"),
+        ("syddanmark", "department-key"),
+        ("ngc", "department-key"),
+    ]
+
+
 REQUEST_ARGS = [
     *("request", "--owner", "hovedstaden", "--patient", "NP-7", "--department", "OUH"),
     *("--want", "harmonised-vcf", "--range", "chr17:43044294-43125482", "--case", "OUH-9"),
@@ -309,6 +345,18 @@ def test_the_access_commands_work_against_the_api(tmp_path: Path) -> None:
             )
             granted = runner.invoke(access, ["--url", base, "decide", request_id, "--grant"], env=steward)
             assert granted.exit_code == 0 and '"standing": "granted"' in granted.output, granted.output
+            _, public_path = write_key_pair(tmp_path / "rh", "pass")
+            registered = runner.invoke(
+                access,
+                [
+                    *("--url", base, "department-key", "register", "--region", "hovedstaden"),
+                    *("--department", "RH Genomic Medicine", "--public-key", str(public_path)),
+                ],
+                env=steward,
+            )
+            assert registered.exit_code == 0 and '"fingerprint"' in registered.output, registered.output
+            listed = runner.invoke(access, ["--url", base, "department-key", "list"], env=steward)
+            assert listed.output.count("RH Genomic Medicine") == 1, listed.output
             revoked = runner.invoke(
                 access, ["--url", base, "revoke", request_id, "--reason", "done"], env=steward
             )

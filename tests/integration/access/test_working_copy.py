@@ -1,0 +1,270 @@
+"""Working copies through DRS: the access method a grantee sees, the short-lived URL, and
+the download, a Crypt4GH file of the archive's body under a header re-encrypted to the
+department's registered key, which the ``crypt4gh`` command line opens.
+
+The archive here is a folder with a file encrypted as the receiver stores it (BodyEncryptor,
+its header in the HeaderStore); the API runs under aiohttp's test server, events go to a
+recording emitter (the broker's part is test_access_service.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from click.testing import CliRunner
+
+from services.access.api import AccessApi
+from services.access.commands import fetch
+from services.access.delivery import Delivery
+from services.access.discovery import KnownSample
+from services.access.objects import ArchivedObject, object_id
+from services.access.store import AccessStore
+from shared.auth import Tokens, token_hash
+from shared.encryption import (
+    CIPHER_SEGMENT_SIZE,
+    BodyEncryptor,
+    encrypt_chunks,
+    load_archive_key,
+    write_key_pair,
+)
+from shared.events import AnalysisType, Deliverable, Event, Region, WorkingCopyIssued
+from shared.headers import HeaderStore
+from shared.http import make_web
+
+TOKENS: dict[str, Any] = {
+    "ouh-clinician": {"holder": "syddanmark", "roles": ["clinician"]},
+    "ouh-steward": {"holder": "syddanmark", "roles": ["data-steward"]},
+    "rh-steward": {"holder": "hovedstaden", "roles": ["data-steward"]},
+}
+DEPARTMENT = "OUH Klinisk Genetik"
+RECEIVED = datetime(2026, 2, 10, 8, 0, tzinfo=UTC)
+SIZE = 12 << 20  # beyond what the sockets buffer, so a revocation lands mid-download
+
+
+@dataclass
+class Copies:
+    client: TestClient[Any, Any]
+    store: AccessStore
+    sent: list[Event]
+    found: ArchivedObject
+    plaintext: bytes
+    body_path: Path
+    secret_key: Path
+
+    async def call(self, method: str, path: str, token: str | None, body: Any = None) -> tuple[int, Any]:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        response = await self.client.request(method, path, json=body, headers=headers)
+        return response.status, await response.json()
+
+    async def granted(self) -> str:
+        """A Syddanmark department's key registered, and its request for RH-1's CRAM granted."""
+        public = (self.secret_key.parent / "archive.pub").read_text()
+        key = {"region": "syddanmark", "department": DEPARTMENT, "public_key": public}
+        status, _ = await self.call("POST", "/v1/access/department-keys", "ouh-steward", key)
+        assert status == 201
+        asked = {
+            "owner": "hovedstaden",
+            "samples": ["RH-1"],
+            "department": DEPARTMENT,
+            "wants": ["harmonised-cram"],
+            "purpose": "patient-treatment",
+            "case_reference": "OUH-2026-0042",
+            "urgency": "urgent",
+        }
+        _, made = await self.call("POST", "/v1/access/requests", "ouh-clinician", asked)
+        request_id: str = made["request"]["request_id"]
+        status, _ = await self.call(
+            "POST", f"/v1/access/requests/{request_id}/decision", "rh-steward", {"grant": True}
+        )
+        assert status == 201
+        return request_id
+
+    async def url(self, request_id: str) -> str:
+        status, access = await self.call(
+            "GET", f"/ga4gh/drs/v1/objects/{self.found.object_id}/access/{request_id}", "ouh-clinician"
+        )
+        assert status == 200, access
+        url: str = access["url"]
+        return url[url.index("/v1/working-copies/") :]
+
+
+@pytest.fixture
+async def copies(tmp_path: Path) -> AsyncIterator[Copies]:
+    archive_secret, archive_public = write_key_pair(tmp_path / "archive", "archive-pass")
+    archive_key = load_archive_key(archive_secret, archive_public, "archive-pass")
+    store_dir, headers_dir = tmp_path / "store", tmp_path / "headers"
+    headers = HeaderStore(store_dir.as_uri(), headers_dir.as_uri())
+    plaintext = os.urandom(SIZE)
+    body_path = store_dir / "hovedstaden" / "RH-1" / "RH-1.cram"
+    body_path.parent.mkdir(parents=True)
+    encryptor = BodyEncryptor(archive_key.public)
+    body_path.write_bytes(b"".join(encrypt_chunks(encryptor, [plaintext])))
+    headers.write(body_path.as_uri(), encryptor.header)
+    found = ArchivedObject(
+        object_id(Region.HOVEDSTADEN, "RH-1", "RH-1.cram"),
+        Region.HOVEDSTADEN,
+        "RH-1",
+        "RH-1.cram",
+        Deliverable.HARMONISED_CRAM,
+        SIZE,
+        hashlib.sha256(plaintext).hexdigest(),
+        body_path.as_uri(),
+        RECEIVED,
+    )
+    store = AccessStore(f"sqlite:///{tmp_path / 'access.sqlite'}")
+    store.project(KnownSample(Region.HOVEDSTADEN, "RH-1", "NP-7", AnalysisType.WGS, RECEIVED, True), "e1")
+    store.project_objects([found])
+    department_secret, _ = write_key_pair(tmp_path / "ouh", "ouh-pass", DEPARTMENT)
+    sent: list[Event] = []
+
+    async def emit(event: Event, event_id: str) -> None:
+        sent.append(event)
+
+    delivery = Delivery(headers, lambda: archive_key, b"test-url-secret", 5)
+    app = make_web([])
+    api = AccessApi(store, emit, 14, delivery=delivery)
+    api.install(app, Tokens({token_hash(t): e for t, e in TOKENS.items()}))
+    async with TestClient(TestServer(app)) as client:
+        yield Copies(client, store, sent, found, plaintext, body_path, department_secret)
+    store.dispose()
+
+
+def decrypted(copy: bytes, secret_key: Path) -> bytes:
+    """The plaintext the ``crypt4gh`` command line makes of ``copy`` with the department's key."""
+    done = subprocess.run(
+        ["crypt4gh", "decrypt", "--sk", str(secret_key)],
+        input=copy,
+        capture_output=True,
+        env={**os.environ, "C4GH_PASSPHRASE": "ouh-pass"},
+        check=True,
+    )
+    return done.stdout
+
+
+def issued(copies: Copies) -> list[WorkingCopyIssued]:
+    return [e for e in copies.sent if isinstance(e, WorkingCopyIssued)]
+
+
+async def test_a_grantee_fetches_a_working_copy_its_department_key_opens(copies: Copies) -> None:
+    oid = copies.found.object_id
+    status, refused = await copies.call("GET", f"/ga4gh/drs/v1/objects/{oid}", "ouh-clinician")
+    assert status == 403 and (refused["status_code"], refused["msg"]) == (403, refused["error"]), refused
+    request_id = await copies.granted()
+    status, drs = await copies.call("GET", f"/ga4gh/drs/v1/objects/{oid}", "ouh-clinician")
+    assert status == 200 and drs["access_methods"] == [{"type": "https", "access_id": request_id}], drs
+    _, owners = await copies.call("GET", f"/ga4gh/drs/v1/objects/{oid}", "rh-steward")
+    assert owners["access_methods"] == []  # the owner reads the metadata; copies go to grantees
+
+    response = await copies.client.get(await copies.url(request_id))
+    assert response.status == 200
+    copy = await response.read()
+    assert len(copy) == int(response.headers["Content-Length"])
+    header_size = len(copy) - (copies.body_path.stat().st_size)
+    assert copy[header_size:] == copies.body_path.read_bytes()  # the body as stored, not decrypted
+    plaintext = await asyncio.to_thread(decrypted, copy, copies.secret_key)
+    assert hashlib.sha256(plaintext).hexdigest() == drs["checksums"][0]["checksum"]
+
+    (event,) = issued(copies)
+    assert (event.bytes_sent, event.sha256, event.complete) == (
+        len(copy),
+        hashlib.sha256(copy).hexdigest(),
+        True,
+    )
+    assert event.part == "whole-file" and event.requester.department == DEPARTMENT
+    (entry,) = [e for e in copies.store.entries(Region.HOVEDSTADEN) if e.action == "delivery"]
+    assert entry.request_id == request_id and entry.detail["sha256"] == event.sha256
+
+
+async def test_a_url_that_is_not_ours_or_another_grant_opens_nothing(copies: Copies) -> None:
+    request_id = await copies.granted()
+    path = await copies.url(request_id)
+    payload, _, signature = path.rsplit("/", 1)[1].partition(".")
+    forged = f"/v1/working-copies/{payload}.{signature[:-2]}AA"
+    response = await copies.client.get(forged)
+    assert response.status == 403 and "signature" in (await response.json())["error"]
+    status, body = await copies.call(
+        "GET", f"/ga4gh/drs/v1/objects/{copies.found.object_id}/access/{'0' * 32}", "ouh-clinician"
+    )
+    assert status == 403 and body["status_code"] == 403
+    status, body = await copies.call(
+        "GET", f"/ga4gh/drs/v1/objects/{'0' * 32}/access/{request_id}", "ouh-clinician"
+    )
+    assert status == 404 and body["msg"] == "no such object"
+    assert issued(copies) == []
+
+
+async def test_a_revocation_cuts_a_download_in_progress(copies: Copies) -> None:
+    request_id = await copies.granted()
+    response = await copies.client.get(await copies.url(request_id))
+    assert response.status == 200
+    first = await response.content.readexactly(1 << 20)
+    status, _ = await copies.call(
+        "POST", f"/v1/access/requests/{request_id}/revocation", "rh-steward", {"reason": "wrong patient"}
+    )
+    assert status == 201
+    got = len(first)
+    with pytest.raises(aiohttp.ClientPayloadError):
+        while chunk := await response.content.read(1 << 16):
+            got += len(chunk)
+    assert got < int(response.headers["Content-Length"])
+    (event,) = issued(copies)
+    assert not event.complete and event.bytes_sent < copies.body_path.stat().st_size
+    status, _ = await copies.call(
+        "GET", f"/ga4gh/drs/v1/objects/{copies.found.object_id}/access/{request_id}", "ouh-clinician"
+    )
+    assert status == 403
+
+
+async def test_a_body_failing_its_check_is_never_sent(copies: Copies) -> None:
+    request_id = await copies.granted()
+    body = bytearray(copies.body_path.read_bytes())
+    bad_segment = 40
+    body[bad_segment * CIPHER_SEGMENT_SIZE + 100] ^= 1
+    copies.body_path.write_bytes(bytes(body))
+    response = await copies.client.get(await copies.url(request_id))
+    got = bytearray()
+    with pytest.raises(aiohttp.ClientPayloadError):
+        while chunk := await response.content.read(1 << 16):
+            got += chunk
+    header_size = int(response.headers["Content-Length"]) - len(body)
+    assert len(got) <= header_size + bad_segment * CIPHER_SEGMENT_SIZE  # nothing of the bad segment
+    assert bytes(got[header_size:]) == bytes(body[: len(got) - header_size])
+    (event,) = issued(copies)
+    assert not event.complete
+    (entry,) = [e for e in copies.store.entries() if e.action == "delivery"]
+    assert "segment 40" in entry.detail["ended"]
+
+
+async def test_genomhub_fetch_decrypts_checks_and_is_refused_once_revoked(
+    copies: Copies, tmp_path: Path
+) -> None:
+    request_id = await copies.granted()
+    server = copies.client.server
+    uri = f"drs://127.0.0.1:{server.port}/{copies.found.object_id}"
+    out = tmp_path / "RH-1.cram"
+    keys = copies.secret_key.parent
+    arguments = [uri, "-o", str(out), "--secret-key", str(keys / "archive.sec")]
+    arguments += ["--public-key", str(keys / "archive.pub")]
+    env = {"GENOMHUB_ACCESS_TOKEN": "ouh-clinician", "C4GH_PASSPHRASE": "ouh-pass"}
+    fetched = await asyncio.to_thread(CliRunner().invoke, fetch, arguments, env=env)
+    assert fetched.exit_code == 0, fetched.output
+    assert "verified" in fetched.output and out.read_bytes() == copies.plaintext
+    out.unlink()
+    status, _ = await copies.call(
+        "POST", f"/v1/access/requests/{request_id}/revocation", "rh-steward", {"reason": "treatment ended"}
+    )
+    assert status == 201
+    refused = await asyncio.to_thread(CliRunner().invoke, fetch, arguments, env=env)
+    assert refused.exit_code == 1 and "PermissionDenied" in refused.output, refused.output
+    assert not out.exists() and not out.with_name("RH-1.cram.part").exists()
