@@ -37,7 +37,14 @@ from shared.events import (
     Event,
     SubmissionEvent,
 )
-from shared.identifiers import contains_cpr, first_direct_identifier, json_texts, minted_free_of_cpr, shown
+from shared.identifiers import (
+    contains_cpr,
+    first_direct_identifier,
+    json_names_may_hold_cpr,
+    json_texts,
+    minted_free_of_cpr,
+    shown,
+)
 from shared.paths import PathEscape, inside
 
 SPEC_VERSION = "1.0"
@@ -280,7 +287,11 @@ def decode(
     payload = _json(value)
     # A field's name is no place for a CPR number either, and unlike a value it would be
     # part of the refusal's location.
-    found = first_direct_identifier(json_texts(payload, keys_only=True))
+    found = (
+        first_direct_identifier(json_texts(payload, keys_only=True))
+        if json_names_may_hold_cpr(value)
+        else None
+    )
     if found is not None:
         raise UndecodableEvent(DIRECT_IDENTIFIER, f"a field name in {found} looks like a Danish CPR number")
     try:

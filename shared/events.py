@@ -29,6 +29,7 @@ A statement id is derived from its month, so only its shape is checked.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -449,6 +450,7 @@ class Event(Strict):
         return SCHEMA_DIR / f"{cls.event_name}.v1.json"
 
     @classmethod
+    @functools.cache
     def schema_uri(cls) -> str:
         """The URI of the data's JSON Schema: the schema's ``$id`` and every record's
         ``ce_dataschema``, so a reader finds the schema from the record alone."""
