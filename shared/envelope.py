@@ -123,12 +123,20 @@ def checked(event: E) -> E:
     A model validates when it is built, but ``model_copy(update=...)`` skips validation and
     the time checks depend on the clock, so the way out checks again.
     """
+    _checked_json(event)
+    return event
+
+
+def _checked_json(event: Event) -> str:
+    """The JSON of ``event`` once it passed its model's checks (:func:`checked`): what was
+    checked is what is sent, written once."""
+    data = event.model_dump_json()
     try:
-        type(event).model_validate_json(event.model_dump_json())
+        type(event).model_validate_json(data)
     except ValidationError as exc:
         code, message = refusal(exc)
         raise ImpossibleEvent(code, f"refusing to emit {event.event_name}: {message}") from None
-    return event
+    return data
 
 
 @dataclass(frozen=True)
@@ -194,7 +202,7 @@ def encode(
     event: Event, *, event_id: str, source: str, time: datetime | None = None
 ) -> tuple[Headers, bytes]:
     """Headers and value of the record that carries ``event``; an impossible one is refused."""
-    checked(event)
+    data = _checked_json(event)
     subject = subject_of(event)
     moment = (time or datetime.now(UTC)).astimezone(UTC)
     headers: Headers = [
@@ -207,7 +215,7 @@ def encode(
         ("ce_dataschema", event.schema_uri().encode()),
         ("content-type", CONTENT_TYPE.encode()),
     ]
-    return headers, event.model_dump_json().encode()
+    return headers, data.encode()
 
 
 _UNKEYED = b"\x00not given"

@@ -151,16 +151,17 @@ _ASCII_TEN_DIGIT_CLUSTER = re.compile(f"[0-9](?:[{re.escape(_ASCII_BETWEEN)}]*[0
 scan in C (the two classes are disjoint, so it never backtracks far)."""
 
 
-def _may_hold_cpr(text: str) -> bool:
+def may_hold_cpr(text: str) -> bool:
     """False only when ``text`` cannot hold a candidate: ASCII (which NFKC leaves as it is)
     with no cluster of ten digits. Exact, and far cheaper than clustering: the guard runs on
-    every id, name and URL of every event a replay reads, and most hold no such cluster."""
+    every id, name and URL of every event a replay reads, and most hold no such cluster.
+    When it is False, so it is for every part of ``text``."""
     return not text.isascii() or _ASCII_TEN_DIGIT_CLUSTER.search(text) is not None
 
 
 def contains_cpr(text: str) -> bool:
     """Whether ``text`` holds something that looks like a Danish CPR number, however typed."""
-    return _may_hold_cpr(text) and any(is_cpr(digits) for digits in candidates(text))
+    return may_hold_cpr(text) and any(is_cpr(digits) for digits in candidates(text))
 
 
 def minted_free_of_cpr(draw: Callable[[int], str]) -> str:

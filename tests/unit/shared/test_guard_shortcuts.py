@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from urllib.parse import urlsplit
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from shared.identifiers import (
     first_direct_identifier,
     json_names_may_hold_cpr,
     json_texts,
+    may_hold_cpr,
 )
 from shared.paths import hidden_characters
 
@@ -70,3 +72,14 @@ def test_names_are_cleared_only_when_plain() -> None:
 def test_hidden_characters_by_category(text: str) -> None:
     categories = [unicodedata.category(c) for c in text]
     assert hidden_characters(text) == any(c.startswith("C") or c in ("Zl", "Zp") for c in categories)
+
+
+URLS = st.text(alphabet="0123456789" * 3 + "/?#:@.-_ \t\r\nxs", max_size=40).map(lambda t: "file:///" + t)
+
+
+@settings(max_examples=500, deadline=None)
+@given(URLS)
+def test_a_url_that_cannot_hold_a_cpr_has_no_part_that_can(url: str) -> None:
+    parts = urlsplit(url)  # drops tabs and line breaks: the parts are not all substrings
+    if any(contains_cpr(p) for p in (parts.netloc, *parts.path.split("/"), parts.query, parts.fragment)):
+        assert may_hold_cpr(url)
