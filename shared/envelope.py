@@ -37,7 +37,14 @@ from shared.events import (
     Event,
     SubmissionEvent,
 )
-from shared.identifiers import contains_cpr, first_direct_identifier, json_texts, minted_free_of_cpr, shown
+from shared.identifiers import (
+    contains_cpr,
+    first_direct_identifier,
+    json_names_may_hold_cpr,
+    json_texts,
+    minted_free_of_cpr,
+    shown,
+)
 from shared.paths import PathEscape, inside
 
 SPEC_VERSION = "1.0"
@@ -116,12 +123,20 @@ def checked(event: E) -> E:
     A model validates when it is built, but ``model_copy(update=...)`` skips validation and
     the time checks depend on the clock, so the way out checks again.
     """
+    _checked_json(event)
+    return event
+
+
+def _checked_json(event: Event) -> str:
+    """The JSON of ``event`` once it passed its model's checks (:func:`checked`): what was
+    checked is what is sent, written once."""
+    data = event.model_dump_json()
     try:
-        type(event).model_validate_json(event.model_dump_json())
+        type(event).model_validate_json(data)
     except ValidationError as exc:
         code, message = refusal(exc)
         raise ImpossibleEvent(code, f"refusing to emit {event.event_name}: {message}") from None
-    return event
+    return data
 
 
 @dataclass(frozen=True)
@@ -187,7 +202,7 @@ def encode(
     event: Event, *, event_id: str, source: str, time: datetime | None = None
 ) -> tuple[Headers, bytes]:
     """Headers and value of the record that carries ``event``; an impossible one is refused."""
-    checked(event)
+    data = _checked_json(event)
     subject = subject_of(event)
     moment = (time or datetime.now(UTC)).astimezone(UTC)
     headers: Headers = [
@@ -200,7 +215,7 @@ def encode(
         ("ce_dataschema", event.schema_uri().encode()),
         ("content-type", CONTENT_TYPE.encode()),
     ]
-    return headers, event.model_dump_json().encode()
+    return headers, data.encode()
 
 
 _UNKEYED = b"\x00not given"
@@ -285,7 +300,11 @@ def decode(
     payload = read_json(value)
     # A field's name is no place for a CPR number either, and unlike a value it would be
     # part of the refusal's location.
-    found = first_direct_identifier(json_texts(payload, keys_only=True))
+    found = (
+        first_direct_identifier(json_texts(payload, keys_only=True))
+        if json_names_may_hold_cpr(value)
+        else None
+    )
     if found is not None:
         raise UndecodableEvent(DIRECT_IDENTIFIER, f"a field name in {found} looks like a Danish CPR number")
     try:

@@ -29,6 +29,7 @@ A statement id is derived from its month, so only its shape is checked.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -53,7 +54,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.identifiers import contains_cpr, minted_free_of_cpr
+from shared.identifiers import contains_cpr, may_hold_cpr, minted_free_of_cpr
 from shared.paths import MAX_NAME, file_name_problem, hidden_characters
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -157,8 +158,10 @@ def _archive_url(value: str) -> str:
     parts = urlsplit(value)
     segments = parts.path.split("/")
     # First, segment by segment: a CPR number is refused as such, whatever else is wrong.
-    for segment in (parts.netloc, *segments, parts.query, parts.fragment):
-        _no_cpr(segment)
+    # (A URL that cannot hold one as a whole has no part that can: no need to look.)
+    if may_hold_cpr(value):
+        for segment in (parts.netloc, *segments, parts.query, parts.fragment):
+            _no_cpr(segment)
     if parts.scheme not in ("file", "s3") or hidden_characters(value):
         raise _refuse(UNSAFE_ID, "an archive URL is file:// or s3:// without control characters")
     if _PATH_ESCAPE.search(parts.path):
@@ -449,6 +452,7 @@ class Event(Strict):
         return SCHEMA_DIR / f"{cls.event_name}.v1.json"
 
     @classmethod
+    @functools.cache
     def schema_uri(cls) -> str:
         """The URI of the data's JSON Schema: the schema's ``$id`` and every record's
         ``ce_dataschema``, so a reader finds the schema from the record alone."""

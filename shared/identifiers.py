@@ -95,6 +95,8 @@ def _invisible(char: str) -> bool:
 
 def digit_clusters(text: str) -> list[list[str]]:
     """The text's digit groups (ASCII digits), clustered as described in the module docstring."""
+    if text.isascii():  # NFKC leaves ASCII as it is and no ASCII character is invisible
+        return [groups for run in _ASCII_CLUSTER.findall(text) if (groups := _ASCII_GROUP.findall(run))]
     clusters: list[list[str]] = []
     cluster: list[str] = []
     group: list[str] = []
@@ -139,25 +141,27 @@ _ASCII_CLUSTERED = "".join(
     for c in map(chr, range(128))
     if unicodedata.digit(c, None) is not None or _invisible(c) or _separates(c)
 )
-_ASCII_LONG_CLUSTER = re.compile(f"[{re.escape(_ASCII_CLUSTERED)}]{{{CPR_DIGITS},}}")
-"""A run of ASCII characters that :func:`digit_clusters` keeps in one cluster (digits,
-separators, invisibles), long enough to hold ten digits."""
+_ASCII_BETWEEN = "".join(c for c in _ASCII_CLUSTERED if not c.isdigit())
+"""The ASCII characters that end a digit group but not its cluster: separators (ASCII has
+no invisible characters)."""
+_ASCII_CLUSTER = re.compile(f"[{re.escape(_ASCII_CLUSTERED)}]+")
+_ASCII_GROUP = re.compile("[0-9]+")
+_ASCII_TEN_DIGIT_CLUSTER = re.compile(f"[0-9](?:[{re.escape(_ASCII_BETWEEN)}]*[0-9]){{{CPR_DIGITS - 1}}}")
+"""Ten digits within one cluster of ASCII text: the least that can hold a candidate. One
+scan in C (the two classes are disjoint, so it never backtracks far)."""
 
 
-def _may_hold_cpr(text: str) -> bool:
+def may_hold_cpr(text: str) -> bool:
     """False only when ``text`` cannot hold a candidate: ASCII (which NFKC leaves as it is)
     with no cluster of ten digits. Exact, and far cheaper than clustering: the guard runs on
-    every id, name and URL of every event a replay reads, and most hold no such cluster."""
-    if not text.isascii():
-        return True
-    return any(
-        sum(c.isdigit() for c in run.group()) >= CPR_DIGITS for run in _ASCII_LONG_CLUSTER.finditer(text)
-    )
+    every id, name and URL of every event a replay reads, and most hold no such cluster.
+    When it is False, so it is for every part of ``text``."""
+    return not text.isascii() or _ASCII_TEN_DIGIT_CLUSTER.search(text) is not None
 
 
 def contains_cpr(text: str) -> bool:
     """Whether ``text`` holds something that looks like a Danish CPR number, however typed."""
-    return _may_hold_cpr(text) and any(is_cpr(digits) for digits in candidates(text))
+    return may_hold_cpr(text) and any(is_cpr(digits) for digits in candidates(text))
 
 
 def minted_free_of_cpr(draw: Callable[[int], str]) -> str:
@@ -182,6 +186,28 @@ def first_direct_identifier(fields: Iterable[tuple[str, str]]) -> str | None:
         if contains_cpr(value):
             return name
     return None
+
+
+_JSON_LITERAL = re.compile(rb'"([^"]*)"[ \t\n\r]*(:?)')
+"""A string literal of JSON text without escapes, and the colon that makes it a field name."""
+
+
+def json_names_may_hold_cpr(document: bytes) -> bool:
+    """False only when no field name of ``document`` (JSON text that parses, in UTF-8) can
+    hold a CPR number: the text has no escapes, so each name is its literal as written, and
+    every name is ASCII without ten digits in one cluster. Exact, and one pass in C where
+    walking the parsed value costs a Python step per field; any other document is for
+    :func:`json_texts` to walk.
+
+    Without escapes every ``"`` opens or closes a literal (no byte of a multi-byte UTF-8
+    character is one), so the scan from the start meets them in pairs; a literal followed by
+    ``:`` (after JSON's whitespace) is a field name. JSON in UTF-16 or UTF-32, which the
+    parser also reads, has a zero byte beside its first character (no UTF-8 JSON has one),
+    and is walked."""
+    if b"\\" in document or b"\x00" in document:
+        return True
+    names = b"x".join(name for name, colon in _JSON_LITERAL.findall(document) if colon)
+    return not names.isascii() or _ASCII_TEN_DIGIT_CLUSTER.search(names.decode()) is not None
 
 
 def json_texts(

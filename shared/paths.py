@@ -32,8 +32,10 @@ def hidden_characters(text: str) -> bool:
     character (bidirectional overrides such as U+202E, which shows ``exe.gpj`` as
     ``jpg.exe``; zero-width spaces; the BOM), a private-use, surrogate or unassigned code
     point, or a line or paragraph separator. Names and typed text hold none of them."""
+    if text.isprintable():  # no character of C* or Zl/Zp is printable: no lookup per character
+        return False
     if text.isascii():  # the same answer, without a category lookup per character
-        return not text.isprintable()
+        return True
     return any(
         unicodedata.category(c).startswith("C") or unicodedata.category(c) in ("Zl", "Zp") for c in text
     )

@@ -8,6 +8,7 @@ trace and span ids, so a line in any service can be found from its Jaeger trace 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -40,6 +41,17 @@ _CREDENTIALS = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _redacted_value(text: str) -> str:
+    """:func:`redact_text` of a short value of a log line, remembered: most of a line's
+    values (service, level, event, region, outcome, month) recur on every line."""
+    return redact_text(text)
+
+
+SHORT_VALUE = 200
+"""The longest log value whose redaction is remembered (ids, names, months; not tracebacks)."""
+
+
 def redact_text(text: str) -> str:
     """``text`` without credentials (bearer and basic tokens, Authorization and Cookie
     header values) and without any line that holds something CPR-like.
@@ -59,7 +71,7 @@ def redact(value: Any, key: str | None = None) -> Any:
     if key is not None and key.lower() in SECRET_KEYS:
         return REDACTED
     if isinstance(value, str):
-        return redact_text(value)
+        return _redacted_value(value) if len(value) <= SHORT_VALUE else redact_text(value)
     if isinstance(value, bytes):
         return redact_text(value.decode("utf-8", errors="replace"))
     if isinstance(value, dict):

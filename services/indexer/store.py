@@ -334,16 +334,20 @@ class Catalogue(Store):
             rows_of: dict[tuple[str, str], list[Any]] = {key: [] for key in wanted}
             for row in conn.execute(select(s, nfiles).where(tuple_(s.c.region, s.c.sample_id).in_(wanted))):
                 rows_of[(row.region, row.sample_id)].append(row)
-            shown = []
+            shown, gone = [], []
             for (region, sample_id), rows in rows_of.items():
                 outcomes = [SubmissionOutcome(r.submission_id, r.received_at, r.status) for r in rows]
                 current = current_submission(outcomes)
                 if current is None:
-                    conn.execute(delete(t.samples).where(_is_sample(t.samples, Region(region), sample_id)))
+                    gone.append((region, sample_id))
                     continue
                 row = next(r for r in rows if r.submission_id == current.submission_id)
                 submissions = sum(1 for o in outcomes if o.status is not None)
                 shown.append(sample_row(row._mapping, row.nfiles, submissions))
+            if gone:  # one statement, not one a sample: a replay's first events all come here
+                conn.execute(
+                    delete(t.samples).where(tuple_(t.samples.c.region, t.samples.c.sample_id).in_(gone))
+                )
             if shown:
                 conn.execute(self._statements.sample, shown)
 
