@@ -45,6 +45,7 @@ from shared.synthetic import DEPARTMENTS, simulate_paired_reads
 from shared.topics import SERVICES, consumer_group, topic_name
 from tools.background import free_port
 from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, longest_chain, spans_by_service
+from tools.stack.demo_archive import show_archive_at_rest
 from tools.stack.environment import StackSettings
 from tools.stack.supervisor import LocalStack, render
 
@@ -286,6 +287,7 @@ def run_demo(settings: StackSettings, say: Callable[[str], None]) -> None:
                 f"{format_danish(statement.balance_after_ore)} left"
             )
             run_demo_month(settings, store, stack, tokens, env, national, say)
+    show_archive_at_rest(settings.state_dir, national, genomhub_command, say)
 
 
 def write_statement_pages(store: BillingStore, months: Iterable[str], folder: Path) -> list[Path]:
