@@ -22,6 +22,7 @@ from shared.bus import Service
 from shared.config import HarmoniserSettings
 from shared.envelope import Envelope, derive_id, require_archived
 from shared.events import Harmonised, Validated, Verdict
+from shared.headers import ArchiveReader
 from shared.storage import use_s3_endpoint
 
 log = telemetry.get_logger(__name__)
@@ -64,6 +65,7 @@ def make_harmoniser(settings: HarmoniserSettings) -> Harmoniser:
         pipeline_version=pipeline_version,
         reference=reference,
         guideline_version=settings.guideline.version,
+        archive=ArchiveReader.of(settings.archive),  # a missing or wrong key stops the service here
     )
 
 
