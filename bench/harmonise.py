@@ -56,7 +56,7 @@ def main() -> None:
         )
         backend = LocalBackend(fasta, cache, args.threads, "3.5.1")
         index = backend.index(reads)  # built once, outside both timings
-        script = shell_script(staged(reads, root / "inputs"), index, args.threads)  # local paths
+        script = shell_script(staged(reads), index, args.threads)  # local paths
         print(f"sample: {sim.pairs} pairs over 1 Mb, {args.threads} threads, {args.rounds} rounds")
 
         backend_times, archive_times, shell_times = [], [], []

@@ -8,6 +8,11 @@ compressed input; peak RSS is the largest resident set of any process of the run
 command's fixed start-up is timed on a 1-record pair, and the validator's throughput is
 shown again without it. Each command runs ``--rounds`` times, in turn; the fastest counts.
 
+Encryption at rest: the same pair is sealed once into an archive of the cache (Crypt4GH
+bodies, headers apart, a bench-only key) and validated as the service validates archived
+files, decrypted as they stream, beside the same validation of the plaintext through the
+same harness (``--check``); their ratio is the cost of decryption.
+
     .venv/bin/python bench/validate.py [--size-mb 1000]
 """
 
@@ -18,11 +23,15 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from isal import igzip
 
-from shared.config import StateSettings
+from shared.config import StateSettings, ValidatorSettings
+from shared.encryption import load_archive_key, write_key_pair
+from shared.events import AnalysisType, FileRole
+from shared.headers import ArchiveReader, HeaderStore, seal
 from shared.synthetic import contig_sequence
 
 POOL = 20_000
@@ -75,6 +84,63 @@ def startup_pair(directory: Path, r1: Path, r2: Path) -> tuple[Path, Path]:
     return pair[0], pair[1]
 
 
+BENCH_PASSPHRASE = "bench only: this key guards nothing"
+
+
+def archive_of(directory: Path) -> ArchiveReader:
+    keys = directory / "keys"
+    if not (keys / "archive.sec").exists():
+        write_key_pair(keys, BENCH_PASSPHRASE)
+    key = load_archive_key(keys / "archive.sec", keys / "archive.pub", BENCH_PASSPHRASE)
+    return ArchiveReader(HeaderStore((directory / "store").as_uri(), (directory / "headers").as_uri()), key)
+
+
+def chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(4 << 20):
+            yield chunk
+
+
+def sealed(directory: Path, files: tuple[Path, ...]) -> list[tuple[str, int]]:
+    """Each file archived encrypted (once; kept in the cache): its body's URL and plaintext size."""
+    archive = archive_of(directory)
+    out = []
+    for path in files:
+        url = f"{archive.headers.store}/bench/{path.name}"
+        if not archive.headers.exists(url):
+            seal(url, chunks(path), archive.headers, archive.key.public)
+        out.append((url, path.stat().st_size))
+    return out
+
+
+def check(directory: Path, files: tuple[Path, ...], archived: bool) -> None:
+    """The validator's own checks on the pair, in its worker processes: of the archived
+    bodies, decrypted, or of the plaintext files."""
+    from services.validator.sources import use_archive
+    from services.validator.validation import InputFile, validate, worker_pool
+
+    settings = ValidatorSettings()
+    archive = archive_of(directory) if archived else None
+    use_archive(archive)
+    inputs = (
+        [
+            InputFile(p.name, url, FileRole.RAW_READS, archived_size=size)
+            for p, (url, size) in zip(files, sealed(directory, files), strict=True)
+        ]
+        if archived
+        else [InputFile(p.name, p.as_uri(), FileRole.RAW_READS) for p in files]
+    )
+    pool = worker_pool(2, fork=True, archive=archive)
+    try:
+        outcome = validate(inputs, settings, AnalysisType.WGS, pool, "GRCh38")
+    finally:
+        pool.shutdown()
+    if outcome.verdict.value != "accepted":
+        raise SystemExit(
+            f"the bench pair was {outcome.verdict.value}: {[o.findings.problems for o in outcome.files]}"
+        )
+
+
 def run(label: str, command: str) -> tuple[float, float]:
     """Wall time of ``command`` (a shell line) and the peak RSS (MB) of any of its processes."""
     wrapped = ["/usr/bin/time", "-f", "%M", "bash", "-c", command]
@@ -92,9 +158,14 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="Runs of each command, in turn; the fastest counts."
     )
+    parser.add_argument("--check", choices=["plain", "archived"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     directory = StateSettings().cache / "bench" / f"validate-{args.size_mb}mb"
     r1, r2 = generate(directory, args.size_mb)
+    if args.check:
+        check(directory, (r1, r2), args.check == "archived")
+        return
+    sealed(directory, (r1, r2))
     s1, s2 = startup_pair(directory, r1, r2)
     megabytes = (r1.stat().st_size + r2.stat().st_size) / 1e6
     exe = Path(sys.executable)
@@ -102,6 +173,7 @@ def main() -> None:
     print(f"input: {r1.name} + {r2.name}, {megabytes:.0f} MB compressed, in {directory}")
     files = f"{r1} {r2}"
     validator = "validator (genomhub validate)"
+    plain, archived = "checks of the plaintext pair", "checks of the archived pair, decrypted"
     startup = "validator start-up (1-record pair)"
     commands = {
         validator: f"{genomhub} validate --json {files} > /dev/null",
@@ -117,6 +189,8 @@ def main() -> None:
         # workers) weighs on a 1 GB pair and vanishes on a genome's 50-100 GB: timed apart,
         # so that the checks' own throughput shows as well.
         startup: f"{genomhub} validate --json {s1} {s2} > /dev/null",
+        plain: f"{exe} {__file__} --size-mb {args.size_mb} --check plain",
+        archived: f"{exe} {__file__} --size-mb {args.size_mb} --check archived",
     }
     # The machine is shared: each command runs once per round, the rounds in turn, and the
     # fastest run of each counts, so that a burst of load elsewhere hits no one command.
@@ -127,7 +201,9 @@ def main() -> None:
             wall, peak = run(label, command)
             walls[label].append(wall)
             peaks[label] = max(peaks[label], peak)
-    rates = {label: megabytes / min(walls[label]) for label in commands if label != startup}
+    rates = {
+        label: megabytes / min(walls[label]) for label in commands if label not in (startup, plain, archived)
+    }
     for label, rate in rates.items():
         runs = " ".join(f"{w:.2f}" for w in walls[label])
         print(
@@ -142,6 +218,13 @@ def main() -> None:
     print(f"\n{startup}: {fixed:.2f} s; the validator without it: {checks:.1f} MB/s")
     for label in list(rates)[1:]:
         print(f"validator less start-up / {label:<38} {checks / rates[label]:5.2f}")
+    for label in (plain, archived):
+        runs = " ".join(f"{w:.2f}" for w in walls[label])
+        print(f"{label:<40} {min(walls[label]):7.2f} s  peak RSS {peaks[label]:7.1f} MB  (runs: {runs} s)")
+    print(
+        f"archived / plaintext time: {min(walls[archived]) / min(walls[plain]):.3f} "
+        "(aim: at most 1.10; a loaded, shared 2-core machine)"
+    )
 
 
 if __name__ == "__main__":

@@ -24,14 +24,22 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 from fsspec.implementations.local import LocalFileSystem
 
 from shared.config import ArchiveSettings
+from shared.encryption import (
+    ArchiveKey,
+    BodyDecryptor,
+    EncryptionError,
+    check_archive_key,
+)
 from shared.paths import beneath, inside
-from shared.storage import filesystem
+from shared.storage import ArchiveWriter, AtomicWrite, filesystem, open_archived
 
 HEADER_SUFFIX = ".c4gh-header"
 """What a header's name adds to its body's name."""
@@ -41,7 +49,7 @@ MAX_HEADER = 64 << 10
 object in the header store is refused rather than read into memory."""
 
 
-class MissingHeader(Exception):
+class MissingHeader(EncryptionError):
     """An archived body has no header: it cannot be read (or it was never encrypted)."""
 
 
@@ -115,3 +123,71 @@ class HeaderStore:
                 continue
             relative = path[len(prefix) : -len(HEADER_SUFFIX)]
             yield beneath(self.store, *relative.split("/"))
+
+
+@dataclass(frozen=True)
+class ArchiveReader:
+    """What a service needs to read archived plaintext: the header store and the archive key.
+
+    Picklable, so that a worker process (the validator's pool) is handed it once at start."""
+
+    headers: HeaderStore
+    key: ArchiveKey
+
+    @classmethod
+    def of(cls, settings: ArchiveSettings, key: ArchiveKey | None = None) -> ArchiveReader:
+        """The configured reader with ``key`` (a service's ``Service.archive_key``, checked at
+        its start), else the configured key loaded now (:class:`~shared.encryption.ArchiveKeyError`)."""
+        return cls(HeaderStore.of(settings), key if key is not None else check_archive_key(settings.key))
+
+    def open(self, url: str, plaintext_size: int) -> BodyDecryptor:
+        return open_archived(url, plaintext_size, self.headers, self.key)
+
+    def copy_to(self, url: str, plaintext_size: int, target: Path) -> None:
+        """The plaintext written to ``target`` (mode 0600), for a tool that must seek a real file.
+
+        Every byte is authenticated before it is written; on any failure the partial copy is
+        removed, so no unchecked or half-written plaintext is left for a tool to read."""
+        try:
+            with self.open(url, plaintext_size) as reader, _private_file(target) as out:
+                for segment in reader.segments():
+                    out.write(segment)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+
+def _private_file(path: Path) -> BinaryIO:
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
+
+
+def seal(
+    url: str, chunks: Iterable[bytes | bytearray | memoryview], headers: HeaderStore, recipient: bytes
+) -> int:
+    """Archives ``chunks`` at ``url`` as the receiver archives a file (the one write path,
+    :class:`~shared.storage.AtomicWrite` with a writer): a Crypt4GH body under a fresh data
+    key, its header in ``headers``. Returns the plaintext size, which a reader is given back."""
+    pending = iter(chunks)
+    left = memoryview(b"")
+
+    def readinto(buffer: memoryview) -> int:
+        nonlocal left
+        while not left:
+            chunk = next(pending, None)
+            if chunk is None:
+                return 0
+            left = memoryview(chunk).cast("B")
+        count = min(len(buffer), len(left))
+        buffer[:count] = left[:count]
+        left = left[count:]
+        return count
+
+    fs, path = filesystem(url)
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    write = AtomicWrite(url, ArchiveWriter(recipient, headers))
+    try:
+        write.take(readinto)
+    except BaseException:
+        write.abort()
+        raise
+    return write.commit().size

@@ -20,16 +20,19 @@ from services.harmoniser.sarek import SarekBackend, SarekOptions
 from shared import telemetry
 from shared.bus import Service
 from shared.config import HarmoniserSettings
+from shared.encryption import ArchiveKey, check_archive_key
 from shared.envelope import Envelope, derive_id, require_archived
 from shared.events import Harmonised, Validated, Verdict
+from shared.headers import ArchiveReader
 from shared.storage import ArchiveWriter, use_s3_endpoint
 
 log = telemetry.get_logger(__name__)
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 
-def make_harmoniser(settings: HarmoniserSettings) -> Harmoniser:
-    """The configured backend, with the provenance it reports."""
+def make_harmoniser(settings: HarmoniserSettings, key: ArchiveKey | None = None) -> Harmoniser:
+    """The configured backend, with the provenance it reports, reading and writing the archive
+    with ``key`` (the service's, checked at its start; else the configured key, loaded now)."""
     backend: Backend
     if settings.backend == "sarek":
         backend = SarekBackend(
@@ -57,14 +60,17 @@ def make_harmoniser(settings: HarmoniserSettings) -> Harmoniser:
             settings.sarek_version,
         )
         pipeline, pipeline_version, reference = PIPELINE, version("genomhub"), settings.reference.profile
+    if key is None:
+        key = check_archive_key(settings.archive.key)
     return Harmoniser(
         backend,
         store_url=settings.archive.store_url,
-        writer=ArchiveWriter.of(settings.archive),
+        writer=ArchiveWriter.of(settings.archive, key),
         pipeline=pipeline,
         pipeline_version=pipeline_version,
         reference=reference,
         guideline_version=settings.guideline.version,
+        archive=ArchiveReader.of(settings.archive, key),
     )
 
 
@@ -82,7 +88,7 @@ def build() -> Service:
 
     runner = JobRunner(
         store,
-        make_harmoniser(settings),
+        make_harmoniser(settings, service.archive_key),
         emit,
         runs_dir=settings.state.state_dir / "harmoniser" / "runs",
         concurrency=settings.concurrency,

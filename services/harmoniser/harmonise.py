@@ -10,6 +10,8 @@ result becomes one harmonised event.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Literal, Protocol
@@ -17,11 +19,15 @@ from typing import Literal, Protocol
 from services.harmoniser.inputs import InputError, SampleReads, arrange_lanes
 from services.harmoniser.layout import CollectError, OutputLayout, collect
 from services.harmoniser.steps import PipelineFailed, ProcessHook
-from shared.events import FileRole, Harmonised, OutputFile, Provenance, Validated
+from shared.encryption import EncryptionError
+from shared.events import CheckedFile, FileRole, Harmonised, OutputFile, Provenance, Validated
+from shared.headers import ArchiveReader
 from shared.paths import beneath
 from shared.storage import ArchiveWriter
 
 PASSTHROUGH_PIPELINE = "clinical-output-passthrough"
+INPUTS = "inputs"
+"""The run's folder of decrypted inputs: there only while the run is."""
 
 
 class Backend(Protocol):
@@ -95,8 +101,10 @@ class Harmoniser:
         pipeline_version: str,
         reference: str,
         guideline_version: str,
+        archive: ArchiveReader,
     ) -> None:
         self.backend = backend
+        self.archive = archive
         self.store_url = store_url
         self.writer = writer
         self.pipeline = pipeline
@@ -104,17 +112,35 @@ class Harmoniser:
         self.reference = reference
         self.guideline_version = guideline_version
 
-    def sample_reads(self, validated: Validated) -> SampleReads:
+    def sample_reads(self, validated: Validated, inputs: Path) -> SampleReads:
+        """The sample's lanes, each read decrypted into ``inputs`` (the run's scratch space):
+        Sarek, bwa and samtools read plaintext paths, and everything after this reads those."""
         decision = validated.harmonisation
-        files = {f.name: f.url for f in validated.files if f.name in decision.pipeline_inputs}
-        missing = set(decision.pipeline_inputs) - set(files)
+        wanted = {f.name: f for f in validated.files if f.name in decision.pipeline_inputs}
+        missing = set(decision.pipeline_inputs) - set(wanted)
         if missing:
             raise PipelineFailed(f"pipeline inputs not among the validated files: {sorted(missing)}")
+        stamp = validated.submission.received_at.timestamp()
+        files = {name: self.stage(f, inputs, stamp).as_uri() for name, f in sorted(wanted.items())}
         try:
             lanes = arrange_lanes(files, validated.submission.platform)
         except (InputError, OSError) as exc:
             raise PipelineFailed(f"cannot arrange the raw reads into lanes: {exc}") from exc
         return SampleReads(validated.submission.patient_id, validated.submission.sample_id, tuple(lanes))
+
+    def stage(self, file: CheckedFile, inputs: Path, stamp: float) -> Path:
+        """``file``'s plaintext at ``inputs/<name>``, every segment authenticated on the way.
+
+        Its modification time is the submission's reception, the same on every attempt, so
+        that a relaunched Sarek run (``-resume``) finds its cached tasks' inputs unchanged."""
+        inputs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = beneath(inputs, file.name)
+        try:
+            self.archive.copy_to(file.url, file.size, target)
+        except EncryptionError as exc:
+            raise PipelineFailed(f"{file.name} cannot be read from the archive: {exc}") from exc
+        os.utime(target, (stamp, stamp))
+        return target
 
     async def execute(
         self, validated: Validated, rundir: Path, resume: bool, on_process: ProcessHook
@@ -133,8 +159,14 @@ class Harmoniser:
                 },
                 duration_s=round(time.monotonic() - started, 3),
             )
-        reads = await asyncio.to_thread(self.sample_reads, validated)
-        outdir = await self.backend.run(reads, rundir, resume, on_process)
+        inputs = rundir / INPUTS
+        try:
+            reads = await asyncio.to_thread(self.sample_reads, validated, inputs)
+            outdir = await self.backend.run(reads, rundir, resume, on_process)
+        finally:
+            # Whatever the outcome (done, failed, cancelled, the lease lost), no plaintext
+            # outlives the run; shielded, so that a second cancellation cannot cut it short.
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, inputs, True))
         prefix = beneath(self.store_url, "harmonised", validated.submission.submission_id)
         pipeline, pipeline_version = self.backend.pipeline(reads) or (self.pipeline, self.pipeline_version)
         try:

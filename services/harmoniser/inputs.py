@@ -4,6 +4,10 @@ Both backends describe a sample the same way, as Sarek's samplesheet does: one r
 with the patient and sample pseudonyms, and either a FASTQ pair or an unaligned BAM. The
 flowcell of a FASTQ lane is read from its first read name, as Sarek does, because that is
 what goes into the read group's ID.
+
+The URLs given here are the run's decrypted copies (:meth:`Harmoniser.stage
+<services.harmoniser.harmonise.Harmoniser.stage>`), never archived bodies: the archive's
+bytes are read once, through ``shared.storage.open_archived``, into the run's scratch space.
 """
 
 from __future__ import annotations

@@ -19,12 +19,11 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-from services.harmoniser.inputs import Lane, SampleReads, read_group
+from services.harmoniser.inputs import InputError, Lane, SampleReads, read_group
 from services.harmoniser.layout import SampleLayout
 from services.harmoniser.reference import ReferenceIndex, reference_index
 from services.harmoniser.steps import ProcessHook, Step, run_steps, trace_timestamp
-from shared.paths import beneath
-from shared.storage import local_path, read_chunks
+from shared.storage import local_path
 
 PIPELINE = "genomhub-local-germline"
 BWA_MEM_ARGS = "-K 100000000 -Y"
@@ -134,37 +133,29 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def stage(url: str, folder: Path, name: str) -> str:
-    """A local path for ``url``: the file itself when it is local, else a copy in ``folder``."""
+def as_path(url: str | None) -> str | None:
+    """The path of a lane's input: the harmoniser staged it decrypted in the run's scratch."""
+    if url is None:
+        return None
     path = local_path(url)
-    if path is not None:
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    target = beneath(folder, name)
-    with target.open("wb") as out:
-        for chunk in read_chunks(url):
-            out.write(chunk)
-    return str(target)
+    if path is None:
+        raise InputError(f"{url} is not a staged local file; the tools read plaintext paths only")
+    return path
 
 
-def staged(reads: SampleReads, folder: Path) -> SampleReads:
-    lanes = []
-    for i, lane in enumerate(reads.lanes):
-
-        def local(url: str | None, mate: str, i: int = i) -> str | None:
-            return stage(url, folder, f"{i}-{mate}-{url.rsplit('/', 1)[-1]}") if url else None
-
-        lanes.append(
-            Lane(
-                lane.lane,
-                local(lane.fastq_1, "1"),
-                local(lane.fastq_2, "2"),
-                local(lane.bam, "bam"),
-                lane.flowcell,
-                lane.platform,
-                lane.read_group_description,
-            )
+def staged(reads: SampleReads) -> SampleReads:
+    lanes = [
+        Lane(
+            lane.lane,
+            as_path(lane.fastq_1),
+            as_path(lane.fastq_2),
+            as_path(lane.bam),
+            lane.flowcell,
+            lane.platform,
+            lane.read_group_description,
         )
+        for lane in reads.lanes
+    ]
     return SampleReads(reads.patient, reads.sample, tuple(lanes))
 
 
@@ -215,7 +206,7 @@ class LocalBackend:
         for sub in ("results", "tmp", "logs"):
             shutil.rmtree(rundir / sub, ignore_errors=True)
         rundir.mkdir(parents=True, exist_ok=True)
-        local = await asyncio.to_thread(staged, reads, rundir / "inputs")
+        local = staged(reads)
         index = await asyncio.to_thread(self.index, local)
         stamp = trace_timestamp()
         info = rundir / "results" / "pipeline_info"

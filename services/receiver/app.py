@@ -18,7 +18,6 @@ from services.receiver.state import SubmissionStore
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import ReceiverSettings
-from shared.encryption import check_archive_key
 from shared.events import FileReceived
 from shared.http import BodyReaders, Pace
 from shared.storage import ArchiveWriter, use_s3_endpoint
@@ -27,10 +26,10 @@ from shared.storage import ArchiveWriter, use_s3_endpoint
 def build() -> Service:
     settings = ReceiverSettings()
     use_s3_endpoint(settings.archive.s3_endpoint_url)
+    service = Service("receiver", settings)
     # The start-up key check: no receiver takes a byte it could not encrypt, or an upload it
     # could not resume (the archive key opens the header of a file in transit).
-    writer = ArchiveWriter.of(settings.archive, check_archive_key(settings.archive.key))
-    service = Service("receiver", settings)
+    writer = ArchiveWriter.of(settings.archive, service.archive_key)
     store = SubmissionStore(settings.database_url, lease_length=timedelta(seconds=settings.lease_seconds))
     service.readiness.append(store.readiness())
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ProcessPoolExecutor
 
+from services.validator.sources import use_archive
 from services.validator.validation import InputFile, Outcome, validate, worker_pool
 from shared.bus import Service
 from shared.config import ValidatorSettings
 from shared.envelope import Envelope, require_archived
 from shared.events import CheckedFile, FileReceived, StoredFile, Validated
+from shared.headers import ArchiveReader
 from shared.profiles import SYNTHETIC_NAME
 from shared.storage import use_s3_endpoint
 from shared.telemetry import get_logger
@@ -54,7 +56,7 @@ def to_event(received: FileReceived, outcome: Outcome) -> Validated:
 def validate_received(
     received: FileReceived, settings: ValidatorSettings, pool: ProcessPoolExecutor
 ) -> Validated:
-    files = [InputFile(f.name, f.url, f.role, f.sha256) for f in received.files]
+    files = [InputFile(f.name, f.url, f.role, f.sha256, archived_size=f.size) for f in received.files]
     outcome = validate(files, settings, received.submission.analysis_type, pool)
     return to_event(received, outcome)
 
@@ -65,11 +67,15 @@ def build() -> Service:
         settings.reference.required_fasta()  # the synthetic profile is read from it: stop now, not per event
     use_s3_endpoint(settings.archive.s3_endpoint_url)
     service = Service("validator", settings)
+    archive = ArchiveReader.of(settings.archive, service.archive_key)  # a bad key stops the service here
+    use_archive(archive)  # the first bytes of each file are sniffed in this process
     pool: list[ProcessPoolExecutor] = []
 
     def executor() -> ProcessPoolExecutor:
         if not pool:
-            pool.append(worker_pool(settings.workers, s3_endpoint=settings.archive.s3_endpoint_url))
+            pool.append(
+                worker_pool(settings.workers, s3_endpoint=settings.archive.s3_endpoint_url, archive=archive)
+            )
         return pool[0]
 
     async def handle(envelope: Envelope[FileReceived]) -> None:

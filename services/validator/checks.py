@@ -17,9 +17,10 @@ from services.validator.alignments import AlignmentReport, check_alignment
 from services.validator.fastq import check_fastq
 from services.validator.problems import problem
 from services.validator.references import Identification, profile, reference_needed
-from services.validator.sources import as_local_path, head
+from services.validator.sources import Source, as_fifo, as_local_path, head
 from services.validator.spring import decompress, read_params
 from services.validator.variants import VariantReport, check_vcf
+from shared.encryption import EncryptionError, SegmentAuthenticationError
 from shared.events import Problem
 
 NAME_HINTS = {
@@ -63,16 +64,40 @@ def expected_type_from_name(name: str) -> str | None:
     return None
 
 
+def unreadable(exc: EncryptionError) -> Problem:
+    """The problem of an archived file that does not decrypt, with the reason it does not."""
+    where = f"segment {exc.segment}" if isinstance(exc, SegmentAuthenticationError) else ""
+    return problem("archive.unreadable", f"the archived file cannot be read: {exc}", where)
+
+
 def check_file(
     name: str,
-    url: str,
+    url: Source,
     profile_name: str,
     need_bases: bool = False,
     reference_fasta: Path | None = None,
     spring_executable: Path | None = None,
 ) -> FileFindings:
     """``reference_fasta`` decodes CRAMs and is what the synthetic profile is read from;
-    ``spring_executable`` decompresses SPRING archives (without it they are reported)."""
+    ``spring_executable`` decompresses SPRING archives (without it they are reported).
+
+    An archived file that does not decrypt, at its first segment or its last, is that and
+    nothing else: what the checks made of the authentic bytes before the failure is dropped,
+    since the file as a whole is not the one that was archived."""
+    try:
+        return _check_file(name, url, profile_name, need_bases, reference_fasta, spring_executable)
+    except EncryptionError as exc:
+        return FileFindings(name, kinds.UNREADABLE, problems=[unreadable(exc)])
+
+
+def _check_file(
+    name: str,
+    url: Source,
+    profile_name: str,
+    need_bases: bool,
+    reference_fasta: Path | None,
+    spring_executable: Path | None,
+) -> FileFindings:
     expected = profile(profile_name, reference_fasta)
     reference = reference_fasta
     sniffed = kinds.sniff(head(url))
@@ -150,7 +175,7 @@ def check_file(
     return found
 
 
-def _fastq(found: FileFindings, url: str) -> None:
+def _fastq(found: FileFindings, url: Source) -> None:
     report = check_fastq(url)
     found.raw = True
     found.compression = report.compression
@@ -163,7 +188,7 @@ def _fastq(found: FileFindings, url: str) -> None:
     found.sequences_digest = report.sequences_digest
 
 
-def _spring(found: FileFindings, url: str, executable: Path | None) -> None:
+def _spring(found: FileFindings, url: Source, executable: Path | None) -> None:
     params = read_params(url)
     if params is None:
         found.detected_type = kinds.TAR
@@ -189,7 +214,7 @@ def _spring(found: FileFindings, url: str, executable: Path | None) -> None:
             )
         )
         return
-    with as_local_path(url, ".spring") as archive, tempfile.TemporaryDirectory() as tmp:
+    with as_fifo(url, ".spring") as archive, tempfile.TemporaryDirectory() as tmp:
         for fastq in decompress(executable, archive, Path(tmp)):
             part = check_fastq(fastq.as_uri())
             found.problems += part.problems

@@ -27,7 +27,7 @@ from isal import isal_zlib
 
 from services.validator._fastq_scan import Block, scan
 from services.validator.problems import problem
-from services.validator.sources import open_stream
+from services.validator.sources import Source, open_stream
 from shared.events import Problem
 
 READ_SIZE = 1 << 16
@@ -323,7 +323,7 @@ class FastqScanner:
         self._add(code, message + "; the rest of the file was not parsed", _location(record))
         self.broken = True
 
-    def run(self, url: str) -> Iterator[bytes]:
+    def run(self, url: Source) -> Iterator[bytes]:
         """Check the file at ``url``, yielding each block's read names as they are checked."""
         with open_stream(url) as handle:
             magic = handle.read(4)
@@ -372,7 +372,7 @@ class FastqScanner:
         return report
 
 
-def check_fastq(url: str) -> FastqReport:
+def check_fastq(url: Source) -> FastqReport:
     """Every record of the FASTQ at ``url`` (plain, gzip or BGZF), checked and counted."""
     scanner = FastqScanner()
     for _ in scanner.run(url):
@@ -380,13 +380,13 @@ def check_fastq(url: str) -> FastqReport:
     return scanner.finish()
 
 
-def names(url: str) -> Iterator[bytes]:
+def names(url: Source) -> Iterator[bytes]:
     """Each checked record's read name, for the side-by-side comparison of mates."""
     for block in FastqScanner().run(url):
         yield from block.split(b"\n")[:-1]
 
 
-def first_name_mismatch(url1: str, url2: str) -> tuple[int, str, str] | None:
+def first_name_mismatch(url1: Source, url2: Source) -> tuple[int, str, str] | None:
     """The first record whose names differ between two mate files, or None if all agree."""
     for index, (a, b) in enumerate(zip(names(url1), names(url2), strict=False)):
         if a != b:

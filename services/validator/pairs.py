@@ -15,9 +15,11 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from services.validator.checks import FileFindings
+from services.validator.checks import FileFindings, unreadable
 from services.validator.fastq import first_name_mismatch
 from services.validator.problems import problem
+from services.validator.sources import Source
+from shared.encryption import EncryptionError
 from shared.fastq_files import mate_in_file_name
 
 
@@ -26,7 +28,7 @@ class MateFile:
     """One FASTQ of a submission, as the pairing sees it."""
 
     name: str
-    url: str
+    url: Source
     findings: FileFindings
     sha256: str = ""
 
@@ -131,7 +133,11 @@ def check_mates(r1: MateFile, r2: MateFile, executor: Executor) -> None:
         )
     if a.headers_digest == b.headers_digest:
         return
-    mismatch = executor.submit(first_name_mismatch, r1.url, r2.url).result()
+    try:
+        mismatch = executor.submit(first_name_mismatch, r1.url, r2.url).result()
+    except EncryptionError as exc:  # read whole once already: the archive changed under us
+        b.problems.append(unreadable(exc))
+        return
     if mismatch is not None:
         index, left, right = mismatch
         b.problems.append(

@@ -32,6 +32,8 @@ BINARY = "binary"
 TAR = "tar"
 CORRUPT_BGZF = "corrupt_bgzf"
 """BGZF framing whose first block does not decompress: what it holds cannot be told."""
+UNREADABLE = "unreadable"
+"""An archived file that does not decrypt: none of its bytes is taken as data."""
 
 RAW_TYPES = frozenset({FASTQ, UBAM, SPRING})
 CLINICAL_TYPES = frozenset({CRAM, BAM, VCF})

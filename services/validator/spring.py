@@ -15,7 +15,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.validator.sources import open_stream
+from services.validator.sources import Source, open_stream
 
 # 8 bools, a double, 7 uint32 (bin_thr_thr, bin_thr_high, bin_thr_low, num_reads,
 # num_reads_clean[2], max_readlen), uint8 + bool, padding, 3 ints: 60 bytes (64 with padding).
@@ -46,7 +46,7 @@ def parse_params(data: bytes) -> SpringParams:
     )
 
 
-def read_params(url: str) -> SpringParams | None:
+def read_params(url: Source) -> SpringParams | None:
     """The parameters from the archive's ``cp.bin``, streaming through the tar; None if absent."""
     with open_stream(url) as handle, tarfile.open(fileobj=handle, mode="r|") as tar:
         for member in tar:

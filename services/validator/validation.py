@@ -25,16 +25,17 @@ from services.validator.harmonisation_policy import Candidate, Category, decide
 from services.validator.pairs import MateFile, check_pairs
 from services.validator.problems import has_errors, problem
 from services.validator.references import decoding_reference
-from services.validator.sources import head
+from services.validator.sources import ArchivedFile, Source, head, use_storage
 from shared.config import ValidatorSettings
+from shared.encryption import EncryptionError
 from shared.events import (
     AnalysisType,
     FileRole,
     HarmonisationDecision,
     Verdict,
 )
+from shared.headers import ArchiveReader
 from shared.identifiers import contains_cpr
-from shared.storage import use_s3_endpoint
 
 T = TypeVar("T")
 
@@ -46,6 +47,13 @@ class InputFile:
     role: FileRole | None = None
     """As declared by the uploader; None when checking offline (taken from the content)."""
     sha256: str = ""
+    archived_size: int | None = None
+    """The plaintext size ``file-received`` recorded, for a file in the archive: it is then
+    read decrypted and held to that size. None for a plain file (``genomhub validate``)."""
+
+    @property
+    def source(self) -> Source:
+        return self.url if self.archived_size is None else ArchivedFile(self.url, self.archived_size)
 
 
 @dataclass
@@ -78,17 +86,24 @@ class InProcess(Executor):
         return future
 
 
-def worker_pool(workers: int, fork: bool = False, s3_endpoint: str | None = None) -> ProcessPoolExecutor:
-    """Worker processes for the checks, each reading ``s3://`` URLs from ``s3_endpoint``.
+def worker_pool(
+    workers: int,
+    fork: bool = False,
+    s3_endpoint: str | None = None,
+    archive: ArchiveReader | None = None,
+) -> ProcessPoolExecutor:
+    """Worker processes for the checks, each reading ``s3://`` URLs from ``s3_endpoint`` and
+    archived files with ``archive`` (the header store and the key, handed over once).
 
     A service has threads (the broker client, the HTTP server), so its workers are spawned:
     a fork would copy locks held by other threads. A single-threaded command may fork,
     which spares each worker the re-import of the whole ``genomhub`` command. A spawned
-    worker starts from a fresh interpreter, so the archive's endpoint is handed to it.
+    worker starts from a fresh interpreter, so the archive's endpoint and reader are handed
+    to it.
     """
     context = multiprocessing.get_context("fork" if fork else "spawn")
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=use_s3_endpoint, initargs=(s3_endpoint,)
+        max_workers=workers, mp_context=context, initializer=use_storage, initargs=(s3_endpoint, archive)
     )
 
 
@@ -116,11 +131,17 @@ def validate(
     CRAMs) to the configured FASTA (:func:`~services.validator.references.decoding_reference`)."""
     profile_name = profile_name or settings.reference.profile
     reference_fasta = decoding_reference(settings.reference.fasta, reference_fasta)
-    sniffed = [kinds.sniff(head(f.url)).kind for f in files]
+    sniffed = [_sniffed_kind(f.source) for f in files]
     need_bases = not any(k in (kinds.FASTQ, kinds.SPRING, kinds.TAR) for k in sniffed)
     futures = [
         executor.submit(
-            check_file, f.name, f.url, profile_name, need_bases, reference_fasta, settings.spring_executable
+            check_file,
+            f.name,
+            f.source,
+            profile_name,
+            need_bases,
+            reference_fasta,
+            settings.spring_executable,
         )
         for f in files
     ]
@@ -161,6 +182,15 @@ def validate(
     return Outcome(verdict, outcomes, ge, raw_bases, raw_reads, policy.decision, profile_name)
 
 
+def _sniffed_kind(source: Source) -> str:
+    """The kind of a file from its first bytes; one that does not decrypt is reported by its
+    own check (:func:`~services.validator.checks.check_file`), here it is only unreadable."""
+    try:
+        return kinds.sniff(head(source)).kind
+    except EncryptionError:
+        return kinds.UNREADABLE
+
+
 def _role_of(found: FileFindings) -> FileRole:
     return FileRole.RAW_READS if found.raw else FileRole.CLINICAL_OUTPUT
 
@@ -168,7 +198,7 @@ def _role_of(found: FileFindings) -> FileRole:
 def _roles(outcomes: list[FileOutcome]) -> None:
     for o in outcomes:
         kind = o.findings.detected_type
-        if kind in (kinds.EMPTY, kinds.TEXT, kinds.BINARY, kinds.CORRUPT_BGZF):
+        if kind in (kinds.EMPTY, kinds.TEXT, kinds.BINARY, kinds.CORRUPT_BGZF, kinds.UNREADABLE):
             continue
         actual = _role_of(o.findings)
         if o.role is not actual:
@@ -183,7 +213,7 @@ def _roles(outcomes: list[FileOutcome]) -> None:
 def _pairs(outcomes: list[FileOutcome], executor: Executor) -> None:
     """Mates, held to each other by :mod:`services.validator.pairs`."""
     fastqs = [o for o in outcomes if o.findings.detected_type == kinds.FASTQ and o.findings.reads]
-    check_pairs([MateFile(o.file.name, o.file.url, o.findings, o.file.sha256) for o in fastqs], executor)
+    check_pairs([MateFile(o.file.name, o.file.source, o.findings, o.file.sha256) for o in fastqs], executor)
 
 
 def _samples(outcomes: list[FileOutcome]) -> None:

@@ -40,7 +40,7 @@ from services.receiver.state import submissions as received_submissions
 from shared.config import HarmoniserSettings, ReceiverSettings
 from shared.database import make_engine
 from shared.events import Region
-from shared.storage import read_chunks
+from shared.headers import ArchiveReader
 from shared.topics import SERVICES
 from tools.stack.demo import DemoTokens, report_sample, simulate_sample
 from tools.stack.environment import StackSettings
@@ -284,10 +284,13 @@ def close_month_under_fault(
     return outputs
 
 
-def sha256_of_object(url: str) -> str:
+def sha256_of_object(url: str, size: int, archive: ArchiveReader) -> str:
+    """The sha256 of an archived file's plaintext, read as every reader reads it (decrypted,
+    each segment authenticated, held to the size the receiver recorded)."""
     digest = hashlib.sha256()
-    for chunk in read_chunks(url):
-        digest.update(chunk)
+    with archive.open(url, size) as reader:
+        for segment in reader.segments():
+            digest.update(segment)
     return digest.hexdigest()
 
 
@@ -303,19 +306,21 @@ def uploads_not_identical(settings: StackSettings, plan: Plan) -> list[str]:
                 received_submissions.c.sample_id,
                 received_files.c.name,
                 received_files.c.url,
+                received_files.c.size,
                 received_files.c.completed_at,
             ).join(received_files, received_files.c.submission_id == received_submissions.c.submission_id)
         ).all()
     engine.dispose()
     stored = {(r.region, r.sample_id, r.name): r for r in rows}
+    archive = ArchiveReader.of(ReceiverSettings(state=settings.state).archive)
     wrong = []
     for key, source in sources.items():
         row = stored.get(key)
-        if row is None or row.completed_at is None or row.url is None:
+        if row is None or row.completed_at is None or row.url is None or row.size is None:
             wrong.append(f"{key}: not complete")
             continue
         sent = hashlib.sha256(source.read_bytes()).hexdigest()
-        if sha256_of_object(row.url) != sent:
+        if sha256_of_object(row.url, row.size, archive) != sent:
             wrong.append(f"{key}: stored bytes differ from {source}")
     return wrong
 

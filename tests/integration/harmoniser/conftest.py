@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,12 @@ from shared.bus import publish
 from shared.config import StateSettings
 from shared.envelope import decode, normalise_headers
 from shared.events import Harmonised, Validated
+from shared.headers import ArchiveReader
 from shared.synthetic import simulate_paired_reads
 from shared.topics import topic_name
 from tests.postgres import postgres_server
 from tests.support import Process, free_port, genomhub, records
+from tests.unit.harmoniser.factory import PASSPHRASE, archive_at
 from tools.stack.environment import StackSettings
 
 __all__ = ["postgres_server"]
@@ -37,6 +40,14 @@ class Inputs:
     broken_fastq: list[Path]
     clinical_vcf: Path
     clinical_tbi: Path
+
+
+@pytest.fixture(scope="session")
+def archive(genomhub_home: Path) -> ArchiveReader:
+    """The session's archive key where the harmoniser looks by default, its passphrase given
+    to the processes the tests start through the environment."""
+    os.environ["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"] = PASSPHRASE
+    return archive_at(genomhub_home)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from shared.bus import new_event_id
 from shared.config import HarmoniserSettings
 from shared.envelope import derive_id
 from shared.events import FileRole, HarmonisationPolicy, Harmonised
+from shared.headers import ArchiveReader
 from tests.integration.harmoniser.conftest import Inputs, harmonised, send, traceparent
 from tests.support import Process, wait_for
 from tests.unit.harmoniser.factory import checked, validated
@@ -23,12 +24,16 @@ CLINICAL = "clinical output, conforms to guideline set ngc-clinical-output-2026.
 
 
 def test_the_four_policies_end_to_end(
-    kafka_bootstrap: str, harmoniser: Process, harmoniser_inputs: Inputs
+    archive: ArchiveReader, kafka_bootstrap: str, harmoniser: Process, harmoniser_inputs: Inputs
 ) -> None:
     run = uuid.uuid4().hex[:8]
-    fastq = [checked(p, FileRole.RAW_READS, "fastq") for p in harmoniser_inputs.fastq]
-    vcf = checked(harmoniser_inputs.clinical_vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True)
-    tbi = checked(harmoniser_inputs.clinical_tbi, FileRole.CLINICAL_OUTPUT, "tbi", conforms=True)
+    fastq = [checked(p, FileRole.RAW_READS, "fastq", archive=archive) for p in harmoniser_inputs.fastq]
+    vcf = checked(
+        harmoniser_inputs.clinical_vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True, archive=archive
+    )
+    tbi = checked(
+        harmoniser_inputs.clinical_tbi, FileRole.CLINICAL_OUTPUT, "tbi", conforms=True, archive=archive
+    )
     cases = {
         HarmonisationPolicy.HARMONISE_AND_STORE: validated(
             f"{run}-1",
@@ -129,10 +134,10 @@ def test_the_four_policies_end_to_end(
 
 
 def test_a_failing_run_is_retried_then_reported_failed(
-    kafka_bootstrap: str, harmoniser: Process, harmoniser_inputs: Inputs
+    archive: ArchiveReader, kafka_bootstrap: str, harmoniser: Process, harmoniser_inputs: Inputs
 ) -> None:
     run = uuid.uuid4().hex[:8]
-    fastq = [checked(p, FileRole.RAW_READS, "fastq") for p in harmoniser_inputs.broken_fastq]
+    fastq = [checked(p, FileRole.RAW_READS, "fastq", archive=archive) for p in harmoniser_inputs.broken_fastq]
     event = validated(
         f"{run}-f", f"S{run}F", fastq, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True
     )

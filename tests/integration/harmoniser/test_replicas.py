@@ -15,6 +15,7 @@ import psutil
 from services.harmoniser.jobs import Job, JobStore
 from shared.bus import new_event_id
 from shared.events import FileRole, HarmonisationPolicy
+from shared.headers import ArchiveReader
 from tests.integration.harmoniser.conftest import SHORT_LEASE, Inputs, harmonised, send, start_harmoniser
 from tests.postgres import PostgresServer
 from tests.support import wait_for
@@ -26,12 +27,16 @@ def gone(pid: int) -> bool:
 
 
 def test_a_replica_killed_mid_job_has_its_job_finished_once_by_the_other(
-    kafka_bootstrap: str, harmoniser_inputs: Inputs, postgres_server: PostgresServer, tmp_path: Path
+    archive: ArchiveReader,
+    kafka_bootstrap: str,
+    harmoniser_inputs: Inputs,
+    postgres_server: PostgresServer,
+    tmp_path: Path,
 ) -> None:
     url = postgres_server.new_database("harmoniser")
     env = {"GENOMHUB_HARMONISER_DATABASE_URL": url, "GENOMHUB_HARMONISER_CONCURRENCY": "1", **SHORT_LEASE}
     run = uuid.uuid4().hex[:8]
-    fastq = [checked(p, FileRole.RAW_READS, "fastq") for p in harmoniser_inputs.big_fastq]
+    fastq = [checked(p, FileRole.RAW_READS, "fastq", archive=archive) for p in harmoniser_inputs.big_fastq]
     event = validated(
         f"{run}-x", f"S{run}X", fastq, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True
     )

@@ -11,17 +11,18 @@ from services.harmoniser.jobs import JobStore
 from shared.bus import new_event_id
 from shared.config import HarmoniserSettings
 from shared.events import FileRole, HarmonisationPolicy
+from shared.headers import ArchiveReader
 from tests.integration.harmoniser.conftest import SHORT_LEASE, Inputs, harmonised, send, start_harmoniser
 from tests.support import wait_for
 from tests.unit.harmoniser.factory import checked, validated
 
 
 def test_killed_mid_job_the_job_finishes_exactly_once_after_restart(
-    kafka_bootstrap: str, harmoniser_inputs: Inputs, tmp_path: Path
+    archive: ArchiveReader, kafka_bootstrap: str, harmoniser_inputs: Inputs, tmp_path: Path
 ) -> None:
     store = JobStore(HarmoniserSettings().database_url)
     run = uuid.uuid4().hex[:8]
-    fastq = [checked(p, FileRole.RAW_READS, "fastq") for p in harmoniser_inputs.big_fastq]
+    fastq = [checked(p, FileRole.RAW_READS, "fastq", archive=archive) for p in harmoniser_inputs.big_fastq]
     event = validated(
         f"{run}-r", f"S{run}R", fastq, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True
     )

@@ -8,20 +8,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.bus import publish
+from shared.encryption import CIPHER_SEGMENT_SIZE, load_archive_key, write_key_pair
 from shared.envelope import decode, derive_id, normalise_headers
 from shared.events import FileReceived, Validated, new_submission_id
+from shared.headers import HeaderStore, seal
 from shared.topics import topic_name
 from tests.support import Process, free_port, genomhub, records, wait_for
 from tests.unit.validator import corpus
 from tools.stack.environment import StackSettings
 
+PASSPHRASE = "validator service test"
 
-def stored(path: Path, role: str) -> dict[str, object]:
+
+def stored(path: Path, role: str, headers: HeaderStore, public: bytes) -> dict[str, object]:
+    """``path`` archived as the receiver archives it: a Crypt4GH body, its header apart."""
     data = path.read_bytes()
+    url = f"{headers.store}/syddanmark/{path.parent.name}/{path.name}"
+    seal(url, [data], headers, public)
     return {
         "name": path.name,
         "role": role,
-        "url": path.as_uri(),
+        "url": url,
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "md5": hashlib.md5(data).hexdigest(),
@@ -61,13 +68,32 @@ def validated_for(bootstrap: str, ids: set[str]) -> dict[str, tuple[str, Validat
 
 def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path) -> None:
     StackSettings().reference()  # the synthetic reference, made once into the shared cache
-    r1, r2 = corpus.fastq_pair(tmp_path, n=2000)
-    truncated = tmp_path / "cut_R1.fastq.gz"
+    secret, public = write_key_pair(tmp_path / "keys", PASSPHRASE)
+    key = load_archive_key(secret, public, PASSPHRASE)
+    headers = HeaderStore((tmp_path / "store").as_uri(), (tmp_path / "headers").as_uri())
+    (tmp_path / "in").mkdir()
+    r1, r2 = corpus.fastq_pair(tmp_path / "in", n=2000)
+    truncated = tmp_path / "in" / "cut_R1.fastq.gz"
     truncated.write_bytes(r1.read_bytes()[:-300])
-    good, bad = new_submission_id(), new_submission_id()
+    good, bad, spoilt = new_submission_id(), new_submission_id(), new_submission_id()
+    (tmp_path / "spoilt").mkdir()
+    copy = tmp_path / "spoilt" / r1.name  # a body of its own: the pair above keeps theirs whole
+    copy.write_bytes(r1.read_bytes())
+    spoilt_r1 = stored(copy, "raw_reads", headers, key.public)
+    body = Path(str(spoilt_r1["url"]).removeprefix("file://"))
+    data = bytearray(body.read_bytes())
+    data[CIPHER_SEGMENT_SIZE // 2] ^= 1  # the body changed on disk: segment 0 fails its tag
+    body.write_bytes(bytes(data))
     events = [
-        (received(good, [stored(r1, "raw_reads"), stored(r2, "raw_reads")]), f"fr-{good}"),
-        (received(bad, [stored(truncated, "raw_reads"), stored(r2, "raw_reads")]), f"fr-{bad}"),
+        (
+            received(good, [stored(p, "raw_reads", headers, key.public) for p in (r1, r2)]),
+            f"fr-{good}",
+        ),
+        (
+            received(bad, [stored(p, "raw_reads", headers, key.public) for p in (truncated, r2)]),
+            f"fr-{bad}",
+        ),
+        (received(spoilt, [spoilt_r1, stored(r2, "raw_reads", headers, key.public)]), f"fr-{spoilt}"),
     ]
     asyncio.run(publish(events, "/genomhub/test", principal="receiver"))
 
@@ -75,15 +101,22 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
     proc = Process(
         genomhub("run", "validator"),
         tmp_path / "validator.log",
-        env={"GENOMHUB_VALIDATOR_PORT": str(port), "GENOMHUB_STORE": tmp_path.as_uri()},
+        env={
+            "GENOMHUB_VALIDATOR_PORT": str(port),
+            "GENOMHUB_STORE": headers.store,
+            "GENOMHUB_HEADER_STORE": headers.headers,
+            "GENOMHUB_ARCHIVE_SECRET_KEY": str(secret),
+            "GENOMHUB_ARCHIVE_PUBLIC_KEY": str(public),
+            "GENOMHUB_ARCHIVE_KEY_PASSPHRASE": PASSPHRASE,
+        },
     )
     proc.start()
     try:
         proc.wait_http(port)
         found = wait_for(
-            lambda: v if len(v := validated_for(kafka_bootstrap, {good, bad})) == 2 else None,
+            lambda: v if len(v := validated_for(kafka_bootstrap, {good, bad, spoilt})) == 3 else None,
             timeout=120,
-            what="two validated events",
+            what="three validated events",
         )
     finally:
         proc.stop()
@@ -101,3 +134,10 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
     codes = {p.code for f in rejected.files for p in f.problems}
     assert "gzip.truncated" in codes
     assert rejected.genome_equivalents == 0
+
+    _, unreadable = found[spoilt]
+    assert unreadable.verdict.value == "rejected"
+    first, second = unreadable.files
+    assert [p.code for p in first.problems] == ["archive.unreadable"] and not first.accepted
+    assert "fails its Poly1305 tag" in first.problems[0].message
+    assert first.detected_type == "unreadable" and second.detected_type == "fastq"

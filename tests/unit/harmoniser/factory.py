@@ -8,16 +8,35 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from shared.encryption import load_archive_key, write_key_pair
 from shared.events import CheckedFile, FileRole, HarmonisationDecision, HarmonisationPolicy, Validated
+from shared.headers import ArchiveReader, HeaderStore, seal
 from tests.ids import issued_id
 
+PASSPHRASE = "harmoniser test passphrase"
 
-def checked(path: Path, role: FileRole, detected_type: str, conforms: bool | None = None) -> CheckedFile:
+
+def archive_at(home: Path) -> ArchiveReader:
+    """The archive of a genomhub home as the services default to it: ``store``, ``headers``
+    and the key pair in ``keys`` (made on first use, locked with :data:`PASSPHRASE`)."""
+    keys = home / "keys"
+    if not (keys / "archive.sec").exists():
+        write_key_pair(keys, PASSPHRASE)
+    key = load_archive_key(keys / "archive.sec", keys / "archive.pub", PASSPHRASE)
+    return ArchiveReader(HeaderStore((home / "store").as_uri(), (home / "headers").as_uri()), key)
+
+
+def checked(
+    path: Path, role: FileRole, detected_type: str, conforms: bool | None = None, *, archive: ArchiveReader
+) -> CheckedFile:
+    """``path`` archived as the receiver archives it (encrypted, its header apart), as checked."""
     data = path.read_bytes()
+    url = f"{archive.headers.store}/midtjylland/{path.parent.name}/{path.name}"
+    seal(url, [data], archive.headers, archive.key.public)
     return CheckedFile(
         name=path.name,
         role=role,
-        url=path.resolve().as_uri(),
+        url=url,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),

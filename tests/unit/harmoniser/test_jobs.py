@@ -21,7 +21,7 @@ from shared.events import FileRole, HarmonisationPolicy, Harmonised, Validated
 from shared.storage import ArchiveWriter
 from shared.synthetic import simulate_paired_reads
 from tests.ids import issued_id
-from tests.unit.harmoniser.factory import checked, validated
+from tests.unit.harmoniser.factory import archive_at, checked, validated
 
 
 class Collected:
@@ -36,10 +36,9 @@ def queue(tmp_path: Path) -> JobStore:
     return JobStore(f"sqlite:///{tmp_path / 'state' / 'jobs.sqlite'}")
 
 
-def make_runner(
-    tmp_path: Path, reference: Path, cache: Path, writer: ArchiveWriter, emit: Collected, retries: int = 1
-) -> JobRunner:
-    harmoniser = Harmoniser(
+def local_harmoniser(tmp_path: Path, reference: Path, cache: Path, writer: ArchiveWriter) -> Harmoniser:
+    """The local backend's harmoniser over the archive of ``tmp_path``."""
+    return Harmoniser(
         LocalBackend(reference, cache, threads=2, sarek_version="3.5.1"),
         store_url=(tmp_path / "store").as_uri(),
         writer=writer,
@@ -47,10 +46,16 @@ def make_runner(
         pipeline_version="0.1.0",
         reference="synthetic-v1",
         guideline_version="ngc-clinical-output-2026.1",
+        archive=archive_at(tmp_path),
     )
+
+
+def make_runner(
+    tmp_path: Path, reference: Path, cache: Path, writer: ArchiveWriter, emit: Collected, retries: int = 1
+) -> JobRunner:
     return JobRunner(
         queue(tmp_path),
-        harmoniser,
+        local_harmoniser(tmp_path, reference, cache, writer),
         emit,
         runs_dir=tmp_path / "runs",
         concurrency=1,
@@ -99,7 +104,10 @@ async def test_a_failing_run_is_retried_then_reported_failed_with_its_log(
 ) -> None:
     emit = Collected()
     runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit, retries=1)
-    files = [checked(p, FileRole.RAW_READS, "fastq") for p in broken_pair(tmp_path / "in", reference)]
+    files = [
+        checked(p, FileRole.RAW_READS, "fastq", archive=archive_at(tmp_path))
+        for p in broken_pair(tmp_path / "in", reference)
+    ]
     enqueue(
         runner,
         validated(
@@ -129,7 +137,10 @@ async def test_a_finished_job_is_sent_once_while_its_own_report_waits_for_the_br
 ) -> None:
     emit = SlowBroker()
     runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit, retries=0)
-    files = [checked(p, FileRole.RAW_READS, "fastq") for p in broken_pair(tmp_path / "in", reference)]
+    files = [
+        checked(p, FileRole.RAW_READS, "fastq", archive=archive_at(tmp_path))
+        for p in broken_pair(tmp_path / "in", reference)
+    ]
     enqueue(
         runner,
         validated(
@@ -154,7 +165,7 @@ async def test_passthrough_only_registers_clinical_output_in_place(
     runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit)
     vcf = tmp_path / "clinical.vcf.gz"
     vcf.write_bytes(gzip.compress(b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"))
-    files = [checked(vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True)]
+    files = [checked(vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True, archive=archive_at(tmp_path))]
     event = validated(
         issued_id("sub-national"),
         "N1",
@@ -180,7 +191,7 @@ async def test_a_dead_owners_job_is_taken_over_once_its_orphan_stopped_and_run_a
     runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit)
     vcf = tmp_path / "c.vcf.gz"
     vcf.write_bytes(gzip.compress(b"##fileformat=VCFv4.2\n"))
-    files = [checked(vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True)]
+    files = [checked(vcf, FileRole.CLINICAL_OUTPUT, "vcf", conforms=True, archive=archive_at(tmp_path))]
     enqueue(
         runner,
         validated(

@@ -16,13 +16,14 @@ import psutil
 import pytest
 from sqlalchemy import update
 
+from services.harmoniser.harmonise import INPUTS
 from services.harmoniser.jobs import JobStore, jobs
 from shared.events import FileRole, HarmonisationPolicy
 from shared.storage import ArchiveWriter
 from shared.synthetic import simulate_paired_reads
 from tests.ids import issued_id
 from tests.postgres import engine_urls
-from tests.unit.harmoniser.factory import checked, validated
+from tests.unit.harmoniser.factory import archive_at, checked, validated
 from tests.unit.harmoniser.test_jobs import Collected, enqueue, make_runner
 
 database_url = engine_urls("harmoniser")
@@ -199,7 +200,10 @@ async def test_an_owner_that_lost_its_lease_stops_its_pipeline_and_emits_nothing
     emit = Collected()
     paused = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit)
     reads = simulate_paired_reads(reference, tmp_path / "in", prefix="L1", coverage=20, snps=10, seed=11)
-    files = [checked(p, FileRole.RAW_READS, "fastq") for p in (reads.fastq_1, reads.fastq_2)]
+    files = [
+        checked(p, FileRole.RAW_READS, "fastq", archive=archive_at(tmp_path))
+        for p in (reads.fastq_1, reads.fastq_2)
+    ]
     sid = issued_id("sub-lost")
     enqueue(paused, validated(sid, "L1", files, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True))
     other = JobStore(paused.store.url)
@@ -210,6 +214,8 @@ async def test_an_owner_that_lost_its_lease_stops_its_pipeline_and_emits_nothing
             assert time.monotonic() < deadline, "the pipeline did not start"
             await asyncio.sleep(0.05)
         pgid = job.pgid
+        staged = paused.rundir(sid) / INPUTS
+        assert (staged / reads.fastq_1.name).read_bytes() == reads.fastq_1.read_bytes()  # decrypted
         # Without yielding to the event loop, as a paused process sees it: its lease ends,
         # another replica takes the job over and claims it.
         expire(other, sid)
@@ -222,6 +228,7 @@ async def test_an_owner_that_lost_its_lease_stops_its_pipeline_and_emits_nothing
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # five heartbeats and ten polls more: nothing may be sent
         assert sid not in paused._running
+        assert not staged.exists(), "the lost job's decrypted inputs outlived it"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -75,7 +75,7 @@ def test_the_harmoniser_arranges_fastq_lanes_by_the_submissions_platform(
     from services.harmoniser.harmonise import Harmoniser
     from services.harmoniser.local import LocalBackend
     from shared.events import FileRole, HarmonisationPolicy
-    from tests.unit.harmoniser.factory import checked, validated
+    from tests.unit.harmoniser.factory import archive_at, checked, validated
 
     fastq = tmp_path / "L1.fastq.gz"
     with gzip.open(fastq, "wt") as handle:
@@ -83,7 +83,7 @@ def test_the_harmoniser_arranges_fastq_lanes_by_the_submissions_platform(
     event = validated(
         "sub-1",
         "L1",
-        [checked(fastq, FileRole.RAW_READS, "fastq")],
+        [checked(fastq, FileRole.RAW_READS, "fastq", archive=archive_at(tmp_path))],
         next(iter(HarmonisationPolicy)),
         needs_harmonisation=True,
     )
@@ -98,8 +98,9 @@ def test_the_harmoniser_arranges_fastq_lanes_by_the_submissions_platform(
         pipeline_version="1",
         reference="r",
         guideline_version="g",
+        archive=archive_at(tmp_path),
     )
-    [lane] = harmoniser.sample_reads(event).lanes
+    [lane] = harmoniser.sample_reads(event, tmp_path / "inputs").lanes
     assert lane.long_read is long_read
 
 
