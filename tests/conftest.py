@@ -13,9 +13,7 @@ from shared.config import StateSettings, TopicSettings
 from shared.encryption import ArchiveKey, load_archive_key, write_key_pair
 from shared.headers import HeaderStore
 from shared.storage import ArchiveWriter
-from tests.support import free_port
-
-ARCHIVE_PASSPHRASE = "the test session's archive key"
+from tests.support import ARCHIVE_PASSPHRASE, free_port
 
 
 @pytest.fixture(scope="session")

@@ -84,6 +84,11 @@ class Process:
         )
 
 
+ARCHIVE_PASSPHRASE = "the test session's archive key"
+"""What locks the session's archive key (``<home>/keys``), given to every process through
+``GENOMHUB_ARCHIVE_KEY_PASSPHRASE``."""
+
+
 def python(*args: str) -> list[str]:
     return [sys.executable, *args]
 

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import io
 import json
+import os
 import random
 import re
 import signal
@@ -37,7 +38,7 @@ from services.receiver.api import SEAL_LOCK
 from services.receiver.state import files as received_files
 from services.receiver.state import leases as receiver_leases
 from services.receiver.state import submissions as received_submissions
-from shared.config import HarmoniserSettings, ReceiverSettings
+from shared.config import ArchiveKeySettings, ArchiveSettings, HarmoniserSettings, ReceiverSettings
 from shared.database import make_engine
 from shared.events import Region
 from shared.headers import ArchiveReader
@@ -294,6 +295,16 @@ def sha256_of_object(url: str, size: int, archive: ArchiveReader) -> str:
     return digest.hexdigest()
 
 
+def stack_archive(settings: StackSettings) -> ArchiveSettings:
+    """The stack's archive as its processes see it: under its state folder, its key unlocked
+    with the passphrase the stack gives them (``StackSettings.archive_key``)."""
+    passphrase = settings.archive_key(os.environ).get(
+        "GENOMHUB_ARCHIVE_KEY_PASSPHRASE", os.environ.get("GENOMHUB_ARCHIVE_KEY_PASSPHRASE")
+    )
+    key = ArchiveKeySettings(state=settings.state, key_passphrase=passphrase)
+    return ArchiveSettings(state=settings.state, key=key)
+
+
 def uploads_not_identical(settings: StackSettings, plan: Plan) -> list[str]:
     """Every file of ``plan`` whose stored object is missing, incomplete or differs from the
     file sent (sha256 of the stored bytes against the source's); empty: all identical."""
@@ -312,7 +323,7 @@ def uploads_not_identical(settings: StackSettings, plan: Plan) -> list[str]:
         ).all()
     engine.dispose()
     stored = {(r.region, r.sample_id, r.name): r for r in rows}
-    archive = ArchiveReader.of(ReceiverSettings(state=settings.state).archive)
+    archive = ArchiveReader.of(stack_archive(settings))
     wrong = []
     for key, source in sources.items():
         row = stored.get(key)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from shared.encryption import (
 from shared.events import AnalysisType, Deliverable, Event, Region, WorkingCopyIssued
 from shared.headers import HeaderStore
 from shared.http import make_web
+from tests.support import crypt4gh_decrypt
 
 TOKENS: dict[str, Any] = {
     "ouh-clinician": {"holder": "syddanmark", "roles": ["clinician"]},
@@ -142,14 +142,7 @@ async def copies(tmp_path: Path) -> AsyncIterator[Copies]:
 
 def decrypted(copy: bytes, secret_key: Path) -> bytes:
     """The plaintext the ``crypt4gh`` command line makes of ``copy`` with the department's key."""
-    done = subprocess.run(
-        ["crypt4gh", "decrypt", "--sk", str(secret_key)],
-        input=copy,
-        capture_output=True,
-        env={**os.environ, "C4GH_PASSPHRASE": "ouh-pass"},
-        check=True,
-    )
-    return done.stdout
+    return crypt4gh_decrypt(copy, secret_key, "ouh-pass")
 
 
 def issued(copies: Copies) -> list[WorkingCopyIssued]:

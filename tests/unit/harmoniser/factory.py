@@ -12,8 +12,10 @@ from shared.encryption import load_archive_key, write_key_pair
 from shared.events import CheckedFile, FileRole, HarmonisationDecision, HarmonisationPolicy, Validated
 from shared.headers import ArchiveReader, HeaderStore, seal
 from tests.ids import issued_id
+from tests.support import ARCHIVE_PASSPHRASE
 
-PASSPHRASE = "harmoniser test passphrase"
+PASSPHRASE = ARCHIVE_PASSPHRASE
+"""The session's: a harmoniser test may share the session's home and its key."""
 
 
 def archive_at(home: Path) -> ArchiveReader:

@@ -40,8 +40,7 @@ from shared.storage import (
     open_archived,
     part_size_for,
 )
-from tests.conftest import ARCHIVE_PASSPHRASE
-from tests.support import crypt4gh_decrypt, crypt4gh_encrypt
+from tests.support import ARCHIVE_PASSPHRASE, crypt4gh_decrypt, crypt4gh_encrypt
 
 DATA = os.urandom(9 * CHUNK // 4 + 12_345)  # several chunks and a ragged end
 
