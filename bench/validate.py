@@ -31,7 +31,8 @@ from isal import igzip
 from shared.config import StateSettings, ValidatorSettings
 from shared.encryption import load_archive_key, write_key_pair
 from shared.events import AnalysisType, FileRole
-from shared.headers import ArchiveReader, HeaderStore, seal
+from shared.headers import HeaderStore
+from shared.storage import ArchiveReader, seal
 from shared.synthetic import contig_sequence
 
 POOL = 20_000

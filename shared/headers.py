@@ -24,22 +24,17 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
 
+import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from shared.config import ArchiveSettings
 from shared.encryption import (
-    ArchiveKey,
-    BodyDecryptor,
     EncryptionError,
-    check_archive_key,
 )
 from shared.paths import beneath, inside
-from shared.storage import ArchiveWriter, AtomicWrite, filesystem, open_archived
 
 HEADER_SUFFIX = ".c4gh-header"
 """What a header's name adds to its body's name."""
@@ -71,7 +66,7 @@ class HeaderStore:
         return beneath(self.headers, *folders, name + HEADER_SUFFIX)
 
     def read(self, body_url: str) -> bytes:
-        fs, path = filesystem(self.url_for(body_url))
+        fs, path = fsspec.core.url_to_fs(self.url_for(body_url))
         try:
             with fs.open(path, "rb") as handle:
                 header = handle.read(MAX_HEADER + 1)
@@ -90,7 +85,7 @@ class HeaderStore:
         torn one: the header is written under a temporary name and renamed into place (on
         S3, a single PUT is atomic by itself)."""
         url = self.url_for(body_url)
-        fs, path = filesystem(url)
+        fs, path = fsspec.core.url_to_fs(url)
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
         if not isinstance(fs, LocalFileSystem):
             with fs.open(path, "wb") as handle:
@@ -104,17 +99,17 @@ class HeaderStore:
         fs.mv(temporary, path)
 
     def remove(self, body_url: str) -> None:
-        fs, path = filesystem(self.url_for(body_url))
+        fs, path = fsspec.core.url_to_fs(self.url_for(body_url))
         if fs.exists(path):
             fs.rm(path)
 
     def exists(self, body_url: str) -> bool:
-        fs, path = filesystem(self.url_for(body_url))
+        fs, path = fsspec.core.url_to_fs(self.url_for(body_url))
         return bool(fs.exists(path))
 
     def bodies(self) -> Iterator[str]:
         """The URL of every body that has a header, in a stable order (for a resumable rotation)."""
-        fs, root = filesystem(self.headers)
+        fs, root = fsspec.core.url_to_fs(self.headers)
         if not fs.exists(root):
             return
         prefix = root.rstrip("/") + "/"
@@ -123,71 +118,3 @@ class HeaderStore:
                 continue
             relative = path[len(prefix) : -len(HEADER_SUFFIX)]
             yield beneath(self.store, *relative.split("/"))
-
-
-@dataclass(frozen=True)
-class ArchiveReader:
-    """What a service needs to read archived plaintext: the header store and the archive key.
-
-    Picklable, so that a worker process (the validator's pool) is handed it once at start."""
-
-    headers: HeaderStore
-    key: ArchiveKey
-
-    @classmethod
-    def of(cls, settings: ArchiveSettings, key: ArchiveKey | None = None) -> ArchiveReader:
-        """The configured reader with ``key`` (a service's ``Service.archive_key``, checked at
-        its start), else the configured key loaded now (:class:`~shared.encryption.ArchiveKeyError`)."""
-        return cls(HeaderStore.of(settings), key if key is not None else check_archive_key(settings.key))
-
-    def open(self, url: str, plaintext_size: int) -> BodyDecryptor:
-        return open_archived(url, plaintext_size, self.headers, self.key)
-
-    def copy_to(self, url: str, plaintext_size: int, target: Path) -> None:
-        """The plaintext written to ``target`` (mode 0600), for a tool that must seek a real file.
-
-        Every byte is authenticated before it is written; on any failure the partial copy is
-        removed, so no unchecked or half-written plaintext is left for a tool to read."""
-        try:
-            with self.open(url, plaintext_size) as reader, _private_file(target) as out:
-                for segment in reader.segments():
-                    out.write(segment)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
-
-
-def _private_file(path: Path) -> BinaryIO:
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
-
-
-def seal(
-    url: str, chunks: Iterable[bytes | bytearray | memoryview], headers: HeaderStore, recipient: bytes
-) -> int:
-    """Archives ``chunks`` at ``url`` as the receiver archives a file (the one write path,
-    :class:`~shared.storage.AtomicWrite` with a writer): a Crypt4GH body under a fresh data
-    key, its header in ``headers``. Returns the plaintext size, which a reader is given back."""
-    pending = iter(chunks)
-    left = memoryview(b"")
-
-    def readinto(buffer: memoryview) -> int:
-        nonlocal left
-        while not left:
-            chunk = next(pending, None)
-            if chunk is None:
-                return 0
-            left = memoryview(chunk).cast("B")
-        count = min(len(buffer), len(left))
-        buffer[:count] = left[:count]
-        left = left[count:]
-        return count
-
-    fs, path = filesystem(url)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    write = AtomicWrite(url, ArchiveWriter(recipient, headers))
-    try:
-        write.take(readinto)
-    except BaseException:
-        write.abort()
-        raise
-    return write.commit().size

@@ -39,7 +39,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import IO, Any, BinaryIO, Protocol
 
 import fsspec
 import fsspec.asyn
@@ -56,12 +57,11 @@ from shared.encryption import (
     HeaderKeyMismatch,
     archive_key_paths,
     body_size,
+    check_archive_key,
     read_public_key,
     split_header,
 )
-
-if TYPE_CHECKING:
-    from shared.headers import HeaderStore
+from shared.headers import HeaderStore
 
 CHUNK = 64 * SEGMENT_SIZE
 """Bytes moved at a time (4 MiB, 64 Crypt4GH segments): large enough that per-call costs
@@ -732,8 +732,6 @@ class ArchiveWriter:
     def of(cls, settings: ArchiveSettings, key: ArchiveKey | None = None) -> ArchiveWriter:
         """The configured archive's writer; its public key read (and checked) now, so a
         service without a usable key stops at start rather than at its first file."""
-        from shared.headers import HeaderStore  # which builds on this module's filesystem()
-
         recipient = key.public if key is not None else read_public_key(archive_key_paths(settings.key)[1])
         return cls(recipient, HeaderStore.of(settings), key)
 
@@ -939,3 +937,71 @@ def open_archived(
     except BaseException:
         body.close()
         raise
+
+
+@dataclass(frozen=True)
+class ArchiveReader:
+    """What a service needs to read archived plaintext: the header store and the archive key.
+
+    Picklable, so that a worker process (the validator's pool) is handed it once at start."""
+
+    headers: HeaderStore
+    key: ArchiveKey
+
+    @classmethod
+    def of(cls, settings: ArchiveSettings, key: ArchiveKey | None = None) -> ArchiveReader:
+        """The configured reader with ``key`` (a service's ``Service.archive_key``, checked at
+        its start), else the configured key loaded now (:class:`~shared.encryption.ArchiveKeyError`)."""
+        return cls(HeaderStore.of(settings), key if key is not None else check_archive_key(settings.key))
+
+    def open(self, url: str, plaintext_size: int) -> BodyDecryptor:
+        return open_archived(url, plaintext_size, self.headers, self.key)
+
+    def copy_to(self, url: str, plaintext_size: int, target: Path) -> None:
+        """The plaintext written to ``target`` (mode 0600), for a tool that must seek a real file.
+
+        Every byte is authenticated before it is written; on any failure the partial copy is
+        removed, so no unchecked or half-written plaintext is left for a tool to read."""
+        try:
+            with self.open(url, plaintext_size) as reader, _private_file(target) as out:
+                for segment in reader.segments():
+                    out.write(segment)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+
+def _private_file(path: Path) -> BinaryIO:
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
+
+
+def seal(
+    url: str, chunks: Iterable[bytes | bytearray | memoryview], headers: HeaderStore, recipient: bytes
+) -> int:
+    """Archives ``chunks`` at ``url`` as the receiver archives a file (the one write path,
+    :class:`~shared.storage.AtomicWrite` with a writer): a Crypt4GH body under a fresh data
+    key, its header in ``headers``. Returns the plaintext size, which a reader is given back."""
+    pending = iter(chunks)
+    left = memoryview(b"")
+
+    def readinto(buffer: memoryview) -> int:
+        nonlocal left
+        while not left:
+            chunk = next(pending, None)
+            if chunk is None:
+                return 0
+            left = memoryview(chunk).cast("B")
+        count = min(len(buffer), len(left))
+        buffer[:count] = left[:count]
+        left = left[count:]
+        return count
+
+    fs, path = filesystem(url)
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    write = AtomicWrite(url, ArchiveWriter(recipient, headers))
+    try:
+        write.take(readinto)
+    except BaseException:
+        write.abort()
+        raise
+    return write.commit().size

@@ -23,8 +23,7 @@ from shared.config import HarmoniserSettings
 from shared.encryption import ArchiveKey, check_archive_key
 from shared.envelope import Envelope, derive_id, require_archived
 from shared.events import Harmonised, Validated, Verdict
-from shared.headers import ArchiveReader
-from shared.storage import ArchiveWriter, use_s3_endpoint
+from shared.storage import ArchiveReader, ArchiveWriter, use_s3_endpoint
 
 log = telemetry.get_logger(__name__)
 TRACE_HEADERS = ("traceparent", "tracestate")

@@ -21,9 +21,8 @@ from services.harmoniser.layout import CollectError, OutputLayout, collect
 from services.harmoniser.steps import PipelineFailed, ProcessHook
 from shared.encryption import EncryptionError
 from shared.events import CheckedFile, FileRole, Harmonised, OutputFile, Provenance, Validated
-from shared.headers import ArchiveReader
 from shared.paths import beneath
-from shared.storage import ArchiveWriter
+from shared.storage import ArchiveReader, ArchiveWriter
 
 PASSTHROUGH_PIPELINE = "clinical-output-passthrough"
 INPUTS = "inputs"

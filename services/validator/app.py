@@ -18,9 +18,8 @@ from shared.bus import Service
 from shared.config import ValidatorSettings
 from shared.envelope import Envelope, require_archived
 from shared.events import CheckedFile, FileReceived, StoredFile, Validated
-from shared.headers import ArchiveReader
 from shared.profiles import SYNTHETIC_NAME
-from shared.storage import use_s3_endpoint
+from shared.storage import ArchiveReader, use_s3_endpoint
 from shared.telemetry import get_logger
 
 log = get_logger(__name__)

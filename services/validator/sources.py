@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from shared.encryption import SEGMENT_SIZE
-from shared.headers import ArchiveReader
-from shared.storage import CHUNK, filesystem, local_path, use_s3_endpoint
+from shared.storage import CHUNK, ArchiveReader, filesystem, local_path, use_s3_endpoint
 
 
 @dataclass(frozen=True)

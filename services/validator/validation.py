@@ -34,8 +34,8 @@ from shared.events import (
     HarmonisationDecision,
     Verdict,
 )
-from shared.headers import ArchiveReader
 from shared.identifiers import contains_cpr
+from shared.storage import ArchiveReader
 
 T = TypeVar("T")
 

@@ -41,7 +41,7 @@ from services.receiver.state import submissions as received_submissions
 from shared.config import ArchiveKeySettings, ArchiveSettings, HarmoniserSettings, ReceiverSettings
 from shared.database import make_engine
 from shared.events import Region
-from shared.headers import ArchiveReader
+from shared.storage import ArchiveReader
 from shared.topics import SERVICES
 from tools.stack.demo import DemoTokens, report_sample, simulate_sample
 from tools.stack.environment import StackSettings

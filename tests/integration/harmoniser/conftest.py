@@ -22,7 +22,7 @@ from shared.bus import publish
 from shared.config import StateSettings
 from shared.envelope import decode, normalise_headers
 from shared.events import Harmonised, Validated
-from shared.headers import ArchiveReader
+from shared.storage import ArchiveReader
 from shared.synthetic import simulate_paired_reads
 from shared.topics import topic_name
 from tests.postgres import postgres_server

@@ -9,7 +9,7 @@ from shared.bus import new_event_id
 from shared.config import HarmoniserSettings
 from shared.envelope import derive_id
 from shared.events import FileRole, HarmonisationPolicy, Harmonised
-from shared.headers import ArchiveReader
+from shared.storage import ArchiveReader
 from tests.integration.harmoniser.conftest import Inputs, harmonised, send, traceparent
 from tests.support import Process, wait_for
 from tests.unit.harmoniser.factory import checked, validated

@@ -15,7 +15,7 @@ import psutil
 from services.harmoniser.jobs import Job, JobStore
 from shared.bus import new_event_id
 from shared.events import FileRole, HarmonisationPolicy
-from shared.headers import ArchiveReader
+from shared.storage import ArchiveReader
 from tests.integration.harmoniser.conftest import SHORT_LEASE, Inputs, harmonised, send, start_harmoniser
 from tests.postgres import PostgresServer
 from tests.support import wait_for

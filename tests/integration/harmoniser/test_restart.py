@@ -11,7 +11,7 @@ from services.harmoniser.jobs import JobStore
 from shared.bus import new_event_id
 from shared.config import HarmoniserSettings
 from shared.events import FileRole, HarmonisationPolicy
-from shared.headers import ArchiveReader
+from shared.storage import ArchiveReader
 from tests.integration.harmoniser.conftest import SHORT_LEASE, Inputs, harmonised, send, start_harmoniser
 from tests.support import wait_for
 from tests.unit.harmoniser.factory import checked, validated

@@ -11,7 +11,8 @@ from shared.bus import publish
 from shared.encryption import CIPHER_SEGMENT_SIZE, load_archive_key, write_key_pair
 from shared.envelope import decode, derive_id, normalise_headers
 from shared.events import FileReceived, Validated, new_submission_id
-from shared.headers import HeaderStore, seal
+from shared.headers import HeaderStore
+from shared.storage import seal
 from shared.topics import topic_name
 from tests.support import Process, free_port, genomhub, records, wait_for
 from tests.unit.validator import corpus

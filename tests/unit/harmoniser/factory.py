@@ -10,7 +10,8 @@ from pathlib import Path
 
 from shared.encryption import load_archive_key, write_key_pair
 from shared.events import CheckedFile, FileRole, HarmonisationDecision, HarmonisationPolicy, Validated
-from shared.headers import ArchiveReader, HeaderStore, seal
+from shared.headers import HeaderStore
+from shared.storage import ArchiveReader, seal
 from tests.ids import issued_id
 from tests.support import ARCHIVE_PASSPHRASE
 

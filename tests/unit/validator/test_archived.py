@@ -17,7 +17,8 @@ from services.validator.sources import ArchivedFile, as_fifo, tail, use_archive
 from services.validator.validation import InProcess, InputFile, validate
 from shared.encryption import CIPHER_SEGMENT_SIZE, load_archive_key, write_key_pair
 from shared.events import AnalysisType, FileRole, Verdict
-from shared.headers import ArchiveReader, HeaderStore, seal
+from shared.headers import HeaderStore
+from shared.storage import ArchiveReader, seal
 from tests.unit.validator import corpus
 
 PROFILE = "synthetic-v1"
