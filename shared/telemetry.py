@@ -52,17 +52,43 @@ SHORT_VALUE = 200
 """The longest log value whose redaction is remembered (ids, names, months; not tracebacks)."""
 
 
+_LOG_NUMBERS = re.compile(
+    r"(?<![0-9])[0-9]{4}-[0-9]{2}-[0-9]{2}"  # an ISO 8601 date, with its time if it has one
+    r"(?:[T ][0-2][0-9]:[0-5][0-9](?::[0-6][0-9](?:[.,][0-9]+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
+    r"(?![0-9])"
+    r"|(?<![0-9:])[0-2][0-9]:[0-5][0-9]:[0-6][0-9](?:[.,][0-9]+)?(?![0-9:])"  # a clock time
+    r"|(?<![0-9A-Za-z])(?=[0-9]*[a-f])(?:[0-9a-f]{16}|[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})(?![0-9A-Za-z])"
+    r"|(?<![0-9.,:/_-])[0-9]{1,5}\.[0-9]+(?:[eE][+-]?[0-9]+)?(?![.,:/_-]?[0-9])"  # a decimal number
+)
+"""What in a log line is a number of the log's own, never a CPR number, though its digits
+may read as one: ISO timestamps (structlog's own ``...T21:24:05.123456Z`` holds
+``2405123456``, a valid date, on about one line in ten), clock times, trace, span and
+digest ids in hex (with a letter in them: an all-digit run is never let through as an id)
+and decimal numbers with a short integer part (``0.1203851234`` seconds). Plain integers
+stay checked whatever label they carry: a size or count may be a region's value, and a
+region's value may be a CPR number; so does a decimal with six digits before its point
+(DDMMYY.SSSS is how some type a CPR number)."""
+
+
+def looks_like_cpr_in_log(line: str) -> bool:
+    """The CPR guard (:func:`shared.identifiers.contains_cpr`) on a log line, its timestamps
+    and numbers (:data:`_LOG_NUMBERS`) left out: each becomes a letter, which ends a digit
+    cluster, so the digits either side of it do not join into one."""
+    return contains_cpr(line) and contains_cpr(_LOG_NUMBERS.sub("x", line))
+
+
 def redact_text(text: str) -> str:
     """``text`` without credentials (bearer and basic tokens, Authorization and Cookie
     header values) and without any line that holds something CPR-like.
 
     A line, not the digits alone, goes for a CPR: the guard decides whether a value looks
     like a CPR number, not where its separators end, and a log line that lost its CPR can
-    still be read around it (a traceback keeps its other lines).
+    still be read around it (a traceback keeps its other lines). A log's own numbers
+    (timestamps, durations, offsets) are not CPR numbers: :func:`looks_like_cpr_in_log`.
     """
     text = _CREDENTIALS.sub(lambda m: f"{m.group(1) or m.group(3)}{m.group(2) or m.group(4)}{REDACTED}", text)
-    if contains_cpr(text):
-        text = "\n".join(CPR_REDACTED if contains_cpr(line) else line for line in text.split("\n"))
+    if looks_like_cpr_in_log(text):
+        text = "\n".join(CPR_REDACTED if looks_like_cpr_in_log(line) else line for line in text.split("\n"))
     return text
 
 

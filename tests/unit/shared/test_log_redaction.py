@@ -92,3 +92,32 @@ def test_stdlib_records_are_redacted_whoever_formats_them(capfd: pytest.CaptureF
     assert "Error handling request" in err and "RuntimeError" in err
     for secret in ("tok-123456789", "tok-abcdefghij", CPRS[2]):
         assert secret not in err
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2026-12-02T21:24:05.123456Z",  # 2405123456 reads as a CPR number of 24 May 1905
+        '{"timestamp": "2026-03-07T07:03:85", "event": "accrued"}',
+        "took 0.0703851234 s",
+        "trace_id=4bf92f3577b34da6a3ce920703851234 span 00f0670703851234",
+        "21:24:05.1234567 job claimed",
+    ],
+)
+def test_a_logs_own_numbers_are_not_taken_for_a_cpr(line: str) -> None:
+    """Timestamps, clock times, durations and hex ids stay: a log whose timestamp vanished
+    now and then could not be read in order, and an operator would stop trusting it."""
+    assert telemetry.redact_text(line) == line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"2026-12-02T21:24:05.123456Z rejected {CPRS[0]}",
+        f"size={CPRS[0]}",  # a plain integer may be a region's value: always checked
+        "sample 070385.1234 refused",  # a CPR number typed with a dot
+        f"offset 12 lag 3 {CPRS[1]}",
+    ],
+)
+def test_a_cpr_beside_a_logs_numbers_still_goes(line: str) -> None:
+    assert telemetry.redact_text(line) == telemetry.CPR_REDACTED
