@@ -538,6 +538,7 @@ class ValidatorSettings(ServiceSettings):
     guideline: GuidelineSettings = part(GuidelineSettings)
     genome_equivalents: GenomeEquivalentSettings = part(GenomeEquivalentSettings)
     policy: PolicySettings = part(PolicySettings)
+    tiers: TierSettings = part(TierSettings)
 
 
 class HarmoniserSettings(StatefulServiceSettings):
@@ -587,6 +588,7 @@ class HarmoniserSettings(StatefulServiceSettings):
     )
     nextflow: str = Field(default="nextflow", description="Harmoniser: the Nextflow launcher.")
     archive: ArchiveSettings = part(ArchiveSettings)
+    tiers: TierSettings = part(TierSettings)
     reference: ReferenceSettings = part(ReferenceSettings)
     guideline: GuidelineSettings = part(GuidelineSettings)
     heartbeat_interval: float = Field(
@@ -680,6 +682,7 @@ class AccessSettings(StatefulServiceSettings):
     )
     access: TokenSettings = part(TokenSettings)
     archive: ArchiveSettings = part(ArchiveSettings)
+    tiers: TierSettings = part(TierSettings)
 
 
 class ArchiveServiceSettings(StatefulServiceSettings):

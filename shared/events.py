@@ -800,6 +800,53 @@ class FileStaged(ArchiveEvent):
         return self
 
 
+RecallState = Literal["SUBMITTED", "STARTED", "COMPLETED", "FAILED", "CANCELLED"]
+"""The WLCG tape REST states a recalled file goes through."""
+
+
+class RecallRequested(Event):
+    """Bodies on tape are needed (a working copy asked for one): the archive records the
+    recall under ``recall_id`` (one recall per id, so a replayed request recalls nothing
+    twice), gives it a drive, and ends each file in ``file-staged``."""
+
+    event_name: ClassVar[str] = "recall-requested"
+    recall_id: RecallId
+    region: Region
+    sample_id: Pseudonym
+    paths: list[ArchivedPath] = Field(min_length=1, max_length=1000)
+    requested_by: Label = Field(description="Who needs the files: a service and what for, never a person.")
+    requested_at: Moment
+
+    @model_validator(mode="after")
+    def _of_its_sample(self) -> RecallRequested:
+        if any(p.split("/")[:2] != [self.region.value, self.sample_id] for p in self.paths):
+            raise _refuse(INCONSISTENT, "a recall's bodies all begin with its region and sample")
+        return self
+
+    def key(self) -> str:
+        return sample_key(self.region, self.sample_id)
+
+
+class RecallUpdated(ArchiveEvent):
+    """Where one file of a recall stands now, and, while it is under way, when the recall
+    scheduler expects it staged: what the catalogue shows and a DRS client is told to wait."""
+
+    event_name: ClassVar[str] = "recall-updated"
+    recall_id: RecallId
+    state: RecallState
+    expected_at: AwareDatetime | None = Field(
+        default=None, description="While SUBMITTED or STARTED: the scheduler's estimate of when it is staged."
+    )
+    reason: Label | None = Field(default=None, description="Why a file FAILED or was retried.")
+    updated_at: Moment
+
+    @model_validator(mode="after")
+    def _estimate_while_under_way(self) -> RecallUpdated:
+        if (self.expected_at is not None) != (self.state in ("SUBMITTED", "STARTED")):
+            raise _refuse(INCONSISTENT, "a recall has an estimate exactly while it is under way")
+        return self
+
+
 EventModel = (
     FileReceived
     | Validated
@@ -813,6 +860,8 @@ EventModel = (
     | AuditHead
     | TierMoved
     | FileStaged
+    | RecallRequested
+    | RecallUpdated
 )
 EVENT_MODELS: tuple[type[Event], ...] = (
     FileReceived,
@@ -827,6 +876,8 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     AuditHead,
     TierMoved,
     FileStaged,
+    RecallRequested,
+    RecallUpdated,
 )
 MODEL_BY_TYPE: dict[str, type[Event]] = {m.ce_type(): m for m in EVENT_MODELS}
 

@@ -915,8 +915,22 @@ def local_path(url: str) -> str | None:
     return url[len("file://") :] if url.startswith("file://") else None
 
 
+class BodyLocator(Protocol):
+    """Where an archived body's bytes are now (:class:`shared.tiers.ArchiveTiers`): the
+    archive moves bodies between tiers, while every event names a body by its intake URL."""
+
+    def locate(self, url: str) -> str:
+        """The URL to read the body named ``url`` from now; raises what keeps it unreadable
+        (:class:`shared.tiers.NeedsRecall` for a body on tape that is not staged)."""
+        ...
+
+
 def open_archived(
-    url: str, plaintext_size: int | None, headers: HeaderStore, key: ArchiveKey
+    url: str,
+    plaintext_size: int | None,
+    headers: HeaderStore,
+    key: ArchiveKey,
+    tiers: BodyLocator | None = None,
 ) -> BodyDecryptor:
     """The plaintext of the archived file at ``url``, decrypted as it streams.
 
@@ -928,9 +942,13 @@ def open_archived(
     plaintext is ever written anywhere by reading. Close the result (or use it in ``with``);
     it closes the body. ``None`` is only for a body whose size nothing recorded (a check of
     the whole archive meets them): its segments are still authenticated, its length is not.
+
+    With ``tiers`` the body is read from whichever tier holds it now (a body on tape that no
+    recall staged raises :class:`shared.tiers.NeedsRecall` before anything is read); its
+    header stays keyed by ``url``, which a move never changes.
     """
     header = headers.read(url)
-    fs, path = filesystem(url)
+    fs, path = filesystem(tiers.locate(url) if tiers is not None else url)
     body = fs.open(path, "rb")
     try:
         return BodyDecryptor(header, body, key, plaintext_size, close_body=True)
@@ -947,15 +965,21 @@ class ArchiveReader:
 
     headers: HeaderStore
     key: ArchiveKey
+    tiers: BodyLocator | None = None
+    """Where bodies are now; None reads every body at its intake URL (an archive of one tier)."""
 
     @classmethod
-    def of(cls, settings: ArchiveSettings, key: ArchiveKey | None = None) -> ArchiveReader:
+    def of(
+        cls, settings: ArchiveSettings, key: ArchiveKey | None = None, tiers: BodyLocator | None = None
+    ) -> ArchiveReader:
         """The configured reader with ``key`` (a service's ``Service.archive_key``, checked at
         its start), else the configured key loaded now (:class:`~shared.encryption.ArchiveKeyError`)."""
-        return cls(HeaderStore.of(settings), key if key is not None else check_archive_key(settings.key))
+        return cls(
+            HeaderStore.of(settings), key if key is not None else check_archive_key(settings.key), tiers
+        )
 
     def open(self, url: str, plaintext_size: int) -> BodyDecryptor:
-        return open_archived(url, plaintext_size, self.headers, self.key)
+        return open_archived(url, plaintext_size, self.headers, self.key, self.tiers)
 
     def copy_to(self, url: str, plaintext_size: int, target: Path) -> None:
         """The plaintext written to ``target`` (mode 0600), for a tool that must seek a real file.

@@ -22,6 +22,8 @@ from shared.events import (
     FileStaged,
     Harmonised,
     Indexed,
+    RecallRequested,
+    RecallUpdated,
     RefundCalculated,
     Region,
     TierMoved,
@@ -91,10 +93,10 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     "receiver": (),
     "validator": (FileReceived,),
     "harmoniser": (Validated,),
-    "indexer": (Validated, Harmonised),
+    "indexer": (Validated, Harmonised, TierMoved, RecallUpdated, FileStaged),
     "billing": (Indexed,),
-    "access": (Indexed, Harmonised),
-    "archive": (FileReceived, Harmonised),
+    "access": (Indexed, Harmonised, RecallUpdated, FileStaged),
+    "archive": (FileReceived, Harmonised, RecallRequested),
 }
 """Which events each service consumes: its consumer group reads these topics."""
 
@@ -110,8 +112,8 @@ EMITS: dict[str, tuple[type[Event], ...]] = {
     "harmoniser": (Harmonised,),
     "indexer": (Indexed,),
     "billing": (RefundCalculated,),
-    "access": (AccessRequested, AccessDecided, AccessRevoked, WorkingCopyIssued, AuditHead),
-    "archive": (TierMoved, FileStaged),
+    "access": (AccessRequested, AccessDecided, AccessRevoked, WorkingCopyIssued, AuditHead, RecallRequested),
+    "archive": (TierMoved, FileStaged, RecallUpdated),
 }
 """Which events each service emits: the only topics its principal may write, beside the
 dead-letter topics of what it consumes."""

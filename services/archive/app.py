@@ -16,7 +16,6 @@ from services.archive.learning import arrivals
 from services.archive.moves import Mover
 from services.archive.placement import Move, PlacementStore, leases
 from services.archive.recalls import Recaller, RecallPolicy
-from services.archive.tiers import FolderTier, Tier, TierName, cold_tier
 from shared.bus import Service
 from shared.config import ArchiveServiceSettings
 from shared.database import Lease, LeaseHeld, NamedLeases
@@ -24,6 +23,7 @@ from shared.envelope import Envelope, derive_id
 from shared.events import FileReceived, FileStaged, Harmonised, Region, TierMoved
 from shared.storage import use_s3_endpoint
 from shared.telemetry import get_logger
+from shared.tiers import FolderTier, Tier, TierName, cold_tier
 
 log = get_logger(__name__)
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from shared.config import FileKind
+from shared.tiers import TIERS, Tier, TierError, TierName
 
 from .placement import ArchivedFile, Move, PlacementStore
-from .tiers import TIERS, Tier, TierError, TierName
 
 Checkpoint = Callable[[str, Move], None]
 """Called after each step (``copied``, ``recorded``, ``removed``): where tests kill a move."""

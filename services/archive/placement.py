@@ -29,8 +29,7 @@ from sqlalchemy.engine import RowMapping
 
 from shared.config import FileKind
 from shared.database import Store, UtcDateTime, lease_table
-
-from .tiers import TierName
+from shared.tiers import TierName
 
 MoveState = str
 """``copying`` (the body is being written to the target), ``removing`` (the target holds it

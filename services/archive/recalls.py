@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.tiers import ColdTier, TierError
+
 from .placement import PlacementStore, RecallFile
-from .tiers import ColdTier, TierError
 
 SUBMITTED, STARTED, COMPLETED, FAILED, CANCELLED = "SUBMITTED", "STARTED", "COMPLETED", "FAILED", "CANCELLED"
 UNDER_WAY = (SUBMITTED, STARTED)

@@ -24,6 +24,7 @@ from shared.encryption import ArchiveKey, check_archive_key
 from shared.envelope import Envelope, derive_id, require_archived
 from shared.events import Harmonised, Validated, Verdict
 from shared.storage import ArchiveReader, ArchiveWriter, use_s3_endpoint
+from shared.tiers import ArchiveTiers
 
 log = telemetry.get_logger(__name__)
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -69,7 +70,7 @@ def make_harmoniser(settings: HarmoniserSettings, key: ArchiveKey | None = None)
         pipeline_version=pipeline_version,
         reference=reference,
         guideline_version=settings.guideline.version,
-        archive=ArchiveReader.of(settings.archive, key),
+        archive=ArchiveReader.of(settings.archive, key, ArchiveTiers.of(settings.tiers)),
     )
 
 

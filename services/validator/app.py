@@ -21,6 +21,7 @@ from shared.events import CheckedFile, FileReceived, StoredFile, Validated
 from shared.profiles import SYNTHETIC_NAME
 from shared.storage import ArchiveReader, use_s3_endpoint
 from shared.telemetry import get_logger
+from shared.tiers import ArchiveTiers, require_readable
 
 log = get_logger(__name__)
 
@@ -66,7 +67,8 @@ def build() -> Service:
         settings.reference.required_fasta()  # the synthetic profile is read from it: stop now, not per event
     use_s3_endpoint(settings.archive.s3_endpoint_url)
     service = Service("validator", settings)
-    archive = ArchiveReader.of(settings.archive, service.archive_key)  # a bad key stops the service here
+    tiers = ArchiveTiers.of(settings.tiers)
+    archive = ArchiveReader.of(settings.archive, service.archive_key, tiers)  # a bad key stops it here
     use_archive(archive)  # the first bytes of each file are sniffed in this process
     pool: list[ProcessPoolExecutor] = []
 
@@ -80,6 +82,7 @@ def build() -> Service:
     async def handle(envelope: Envelope[FileReceived]) -> None:
         received = envelope.data
         require_archived(settings.archive.store_url, [f.url for f in received.files])
+        await asyncio.to_thread(require_readable, tiers, [f.url for f in received.files])
         validated = await asyncio.to_thread(validate_received, received, settings, executor())
         await service.emit(validated, cause=envelope)
         log.info(

@@ -15,8 +15,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from services.archive.tiers import NotStaged, S3ColdTier, TierError, digest_of
 from shared.storage import use_s3_endpoint
+from shared.tiers import NotStaged, S3ColdTier, TierError, digest_of
 
 
 @pytest.fixture

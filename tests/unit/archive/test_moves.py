@@ -11,8 +11,8 @@ import pytest
 
 from services.archive.moves import Mover, due_moves
 from services.archive.placement import Move, PlacementStore
-from services.archive.tiers import FolderColdTier, FolderTier, Tier, TierError, TierName, digest_of
 from shared.config import FileKind
+from shared.tiers import FolderColdTier, FolderTier, Tier, TierError, TierName, digest_of
 
 PATH = "hovedstaden/S1/R1.fastq.gz.c4gh"
 BODY = bytes(range(256)) * 9000

@@ -12,7 +12,7 @@ import pytest
 from services.archive.moves import Mover
 from services.archive.placement import PlacementStore
 from services.archive.recalls import Recaller, RecallPolicy, request_state
-from services.archive.tiers import FolderColdTier, FolderTier, Residence, Tier, TierError, TierName
+from shared.tiers import FolderColdTier, FolderTier, Residence, Tier, TierError, TierName
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 POLICY = RecallPolicy(drives=2, pin=timedelta(hours=72), attempts=3, backoff=timedelta(minutes=5))

@@ -9,6 +9,12 @@ Hot and warm tiers are plain fsspec folders or buckets, readable at once. The co
 tape, behind one small port (:class:`ColdTier`) with one provider per technology: S3's
 archive storage classes on a tape gateway (:class:`S3ColdTier`), and a folder that makes a
 read wait for a simulated recall (:class:`FolderColdTier`), the embedded default.
+
+Every reader of an archived body (the validator, the harmoniser's inputs, the access
+service's working copies, replays) finds it through :class:`ArchiveTiers`: a body is named
+by its intake URL on the hot tier for ever (events carry that URL, the header store keys
+its header by the path beneath it), and :meth:`ArchiveTiers.locate` says where its bytes
+are now. A body on tape that is not staged is :class:`NeedsRecall`, never a wrong read.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from shared.paths import beneath
+from shared.config import TierSettings
+from shared.envelope import RefusedEvent
+from shared.paths import beneath, inside
 from shared.storage import CHUNK, AtomicWrite, Readable, filesystem
 
 TierName = Literal["hot", "warm", "cold"]
@@ -36,6 +44,21 @@ Clock = Callable[[], float]
 
 class NotStaged(Exception):
     """A cold body was asked for before its recall made it readable."""
+
+
+class NeedsRecall(Exception):
+    """A body is on the cold tier alone and not staged: it can be read once a recall has
+    staged it. Not a fault of the body (nothing about it is wrong): whoever needs it asks
+    the archive for a recall and comes back on ``file-staged``."""
+
+    def __init__(self, path: str, state: RecallState) -> None:
+        doing = "a recall is under way" if state == "recalling" else "no recall has staged it"
+        super().__init__(f"{path} is on tape (the cold tier) and {doing}: it needs a recall to be read")
+        self.path = path
+        self.state: RecallState = state
+
+    def __reduce__(self) -> tuple[type[NeedsRecall], tuple[str, RecallState]]:
+        return NeedsRecall, (self.path, self.state)  # raised in a worker, re-raised whole here
 
 
 class TierError(Exception):
@@ -107,6 +130,10 @@ class Tier(Protocol):
 class ColdTier(Tier, Protocol):
     """Tape: a body is written once and read only after a recall."""
 
+    def url_of(self, path: str) -> str:
+        """The fsspec URL of the body at ``path`` (readable only while it is staged)."""
+        ...
+
     def residence(self, path: str) -> Residence: ...
 
     def recall(self, path: str, pin_seconds: float) -> Residence:
@@ -123,6 +150,10 @@ class FolderTier:
 
     def _url(self, path: str) -> str:
         return beneath(self.url, *path.split("/"))
+
+    def url_of(self, path: str) -> str:
+        """The fsspec URL the body at ``path`` has on this tier."""
+        return self._url(path)
 
     def exists(self, path: str) -> bool:
         fs, full = filesystem(self._url(path))
@@ -310,6 +341,9 @@ class S3ColdTier:
     def exists(self, path: str) -> bool:
         return self._head(path) is not None
 
+    def url_of(self, path: str) -> str:
+        return f"s3://{self.bucket}/{self._key(path)}"
+
     def store(self, path: str, source: Readable) -> Stored:
         key = self._key(path)
         upload = self._call("create_multipart_upload", Key=key, StorageClass=self.storage_class)["UploadId"]
@@ -404,11 +438,105 @@ def cold_tier(
     return FolderColdTier(url, delay=delay, drives=drives, clock=clock)
 
 
+TierOrder = tuple[TierName, ...]
+
+
+@dataclass(frozen=True)
+class ArchiveTiers:
+    """The archive's three tiers as the settings name them: where a reader finds a body now.
+
+    Only URLs and numbers, so a reader holding it pickles to a worker process (the
+    validator's pool); the tiers themselves are made when asked for."""
+
+    hot: str
+    warm: str
+    cold: str
+    storage_class: str = "DEEP_ARCHIVE"
+    delay: float = 0.0
+    drives: int = 1
+
+    @classmethod
+    def of(cls, settings: TierSettings) -> ArchiveTiers:
+        return cls(
+            settings.url("hot"),
+            settings.url("warm"),
+            settings.url("cold"),
+            settings.cold_storage_class,
+            settings.recall_delay,
+            settings.drives,
+        )
+
+    def placed(self, clock: Clock = time.time) -> dict[TierName, Tier]:
+        """Each tier by its name (the cold one as its URL's provider)."""
+        return {
+            "hot": FolderTier("hot", self.hot),
+            "warm": FolderTier("warm", self.warm),
+            "cold": self.cold_tier(clock),
+        }
+
+    def cold_tier(self, clock: Clock = time.time) -> ColdTier:
+        return cold_tier(
+            self.cold, storage_class=self.storage_class, delay=self.delay, drives=self.drives, clock=clock
+        )
+
+    def path_of(self, url: str) -> str:
+        """The body's path relative to the archive root, from its intake URL (on the hot
+        tier, as every event names it); a URL elsewhere is :class:`~shared.paths.PathEscape`."""
+        return inside(self.hot, url)[len(self.hot.rstrip("/")) + 1 :]
+
+    def locate(self, url: str) -> str:
+        """Where the body named by its intake ``url`` can be read now: its URL on the hot or
+        warm tier, or on the cold tier while a recall keeps it staged; :class:`NeedsRecall`
+        if it is on tape alone; :class:`FileNotFoundError` if no tier holds it.
+
+        Looked for from the fastest tier down. During a move a body is briefly on two tiers,
+        the verified target and the source not yet removed: both hold the same bytes, and
+        either is right (the reader's decryption authenticates every segment regardless)."""
+        path = self.path_of(url)
+        for name in ("hot", "warm"):
+            tier = FolderTier(name, getattr(self, name))
+            if tier.exists(path):
+                return tier.url_of(path)
+        cold = self.cold_tier()
+        if cold.exists(path):
+            where = cold.residence(path)
+            if where.state == "staged":
+                return cold.url_of(path)
+            raise NeedsRecall(path, where.state)
+        raise FileNotFoundError(f"no tier of the archive holds {path} (hot, warm or cold)")
+
+
+NEEDS_RECALL = "needs_recall"
+"""The dead-letter code of an event whose bodies are on tape: redriven once they are staged."""
+
+
+def require_readable(tiers: ArchiveTiers, urls: list[str]) -> None:
+    """Refuse (:class:`~shared.envelope.RefusedEvent`, ``needs_recall``) an event whose bodies
+    are not all readable now, before anything is read or changed: a consumer never waits
+    for tape, and a body on tape is never taken for a broken one (the validator would
+    otherwise reject a good sample as unreadable). The bodies that need a recall are named."""
+    cold: list[str] = []
+    for url in urls:
+        try:
+            tiers.locate(url)
+        except NeedsRecall as needs:
+            cold.append(f"{needs.path} ({'being recalled' if needs.state == 'recalling' else 'on tape'})")
+    if cold:
+        raise RefusedEvent(
+            NEEDS_RECALL,
+            f"{len(cold)} file(s) are on tape and need a recall before they can be read: {', '.join(cold)}; "
+            "redrive this event once file-staged announced them",
+        )
+
+
 __all__ = [
+    "NEEDS_RECALL",
     "TIERS",
+    "ArchiveTiers",
     "ColdTier",
     "FolderColdTier",
     "FolderTier",
+    "NeedsRecall",
     "NotStaged",
     "Residence",
     "S3ColdTier",
@@ -418,4 +546,5 @@ __all__ = [
     "TierName",
     "cold_tier",
     "digest_of",
+    "require_readable",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.archive.tiers import FolderColdTier, FolderTier, NotStaged, TierError, digest_of
+from shared.tiers import FolderColdTier, FolderTier, NotStaged, TierError, digest_of
 
 
 class FakeClock:
