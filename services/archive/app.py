@@ -12,15 +12,24 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from services.archive.estimates import expected_staged
 from services.archive.learning import arrivals
 from services.archive.moves import Mover
 from services.archive.placement import Move, PlacementStore, leases
-from services.archive.recalls import Recaller, RecallPolicy
+from services.archive.recalls import UNDER_WAY, Recaller, RecallPolicy
 from shared.bus import Service
 from shared.config import ArchiveServiceSettings
 from shared.database import Lease, LeaseHeld, NamedLeases
-from shared.envelope import Envelope, derive_id
-from shared.events import FileReceived, FileStaged, Harmonised, Region, TierMoved
+from shared.envelope import Envelope, RefusedEvent, derive_id
+from shared.events import (
+    FileReceived,
+    FileStaged,
+    Harmonised,
+    RecallRequested,
+    RecallUpdated,
+    Region,
+    TierMoved,
+)
 from shared.storage import use_s3_endpoint
 from shared.telemetry import get_logger
 from shared.tiers import FolderTier, Tier, TierName, cold_tier
@@ -80,6 +89,17 @@ def build() -> Service:
     service.on(FileReceived, on_arrival)
     service.on(Harmonised, on_arrival)
 
+    async def on_recall_requested(envelope: Envelope[RecallRequested]) -> None:
+        asked = envelope.data
+        try:
+            new = await asyncio.to_thread(recaller.request, asked.recall_id, asked.requested_by, asked.paths)
+        except ValueError as exc:  # a body the archive does not know: nothing to recall, nothing changed
+            raise RefusedEvent("unknown_body", str(exc)) from None
+        log.info("recall requested", recall_id=asked.recall_id, files=len(asked.paths), new=new)
+
+    service.on(RecallRequested, on_recall_requested)
+    recall_duration = timedelta(seconds=settings.tiers.recall_delay)
+
     def one_round(lease: Lease) -> None:
         def still_held(_step: str, _move: Move) -> None:
             lease.check()  # lost (the heartbeat could not renew it): stop before the next step
@@ -125,6 +145,34 @@ def build() -> Service:
             cause = f"staged|{recalled.request_id}|{recalled.path}"
             await service.emit(staged, event_id=derive_id(cause, "archive", staged.ce_type()))
             await asyncio.to_thread(store.mark_staged_emitted, recalled)
+        await announce_recalls()
+
+    async def announce_recalls() -> None:
+        """recall-updated for every file whose state changed, with the scheduler's estimate
+        while it is under way (the catalogue shows it, DRS tells a client when to come back)."""
+        told = await asyncio.to_thread(store.unannounced)
+        if not told:
+            return
+        under_way = await asyncio.to_thread(store.recall_files, None, UNDER_WAY)
+        expected = expected_staged(under_way, settings.tiers.drives, recall_duration, now())
+        for file in told:
+            estimate = expected.get((file.request_id, file.path))
+            if file.state in UNDER_WAY and estimate is None:
+                continue  # its state moved on between the two reads: told at the next round
+            region, sample_id = _sample(file.path)
+            updated = RecallUpdated(
+                region=region,
+                sample_id=sample_id,
+                path=file.path,
+                recall_id=file.request_id,
+                state=file.state,
+                expected_at=estimate if file.state in UNDER_WAY else None,
+                reason=file.reason[:128] if file.reason else None,
+                updated_at=now(),
+            )
+            cause = f"recall|{file.request_id}|{file.path}|{file.standing}"
+            await service.emit(updated, event_id=derive_id(cause, "archive", updated.ce_type()))
+            await asyncio.to_thread(store.mark_announced, file)
 
     async def round_of_the_tiers() -> None:
         try:

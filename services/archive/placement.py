@@ -81,6 +81,7 @@ recall_files = Table(
     Column("finished_at", UtcDateTime()),
     Column("pinned_until", UtcDateTime()),
     Column("emitted", Boolean, nullable=False, default=False),
+    Column("announced", String(32)),
 )
 
 leases = lease_table(metadata, "archive")
@@ -138,6 +139,13 @@ class RecallFile:
     finished_at: datetime | None
     pinned_until: datetime | None
     emitted: bool
+    announced: str | None = None
+    """The state and attempt last told in ``recall-updated`` (``STATE/attempts``); None: none yet."""
+
+    @property
+    def standing(self) -> str:
+        """What :attr:`announced` compares against: a retry (SUBMITTED again) is news too."""
+        return f"{self.state}/{self.attempts}"
 
     @staticmethod
     def of(row: RowMapping) -> RecallFile:
@@ -325,3 +333,21 @@ class PlacementStore(Store):
 
     def mark_staged_emitted(self, file: RecallFile) -> None:
         self.set_recall(file, ("COMPLETED",), emitted=True)
+
+    def unannounced(self) -> list[RecallFile]:
+        """Files whose present state ``recall-updated`` has not told yet."""
+        return [f for f in self.recall_files() if f.announced != f.standing]
+
+    def mark_announced(self, file: RecallFile) -> None:
+        """``file``'s state as it was read is told (a change since stays to be told)."""
+        with self.writing() as conn:
+            conn.execute(
+                update(recall_files)
+                .where(
+                    recall_files.c.request_id == file.request_id,
+                    recall_files.c.path == file.path,
+                    recall_files.c.state == file.state,
+                    recall_files.c.attempts == file.attempts,
+                )
+                .values(announced=file.standing)
+            )

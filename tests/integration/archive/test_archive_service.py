@@ -1,6 +1,7 @@
 """The archive service as a real process on the real broker: it learns a received body,
 cools it to the (folder) cold tier at once under a zero-day lifecycle and says so with
-tier-moved; an operator's recall goes SUBMITTED -> COMPLETED and ends in file-staged."""
+tier-moved; an operator's recall goes SUBMITTED -> COMPLETED and ends in file-staged, and so
+does a recall another service asks for with recall-requested, each step told in recall-updated."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.bus import publish
-from shared.events import FileReceived, FileStaged, Submission, TierMoved
+from shared.events import FileReceived, FileStaged, RecallRequested, RecallUpdated, Submission, TierMoved
 from shared.topics import topic_name
 from tests.ids import issued_id
 from tests.support import Process, free_port, genomhub, records, wait_for
@@ -94,5 +95,27 @@ def test_a_body_cools_to_tape_and_an_operators_recall_stages_it(kafka_bootstrap:
         )
         assert f"recall {recall_id}: COMPLETED (1/1 files final)" in shown.stdout, shown.stderr
         assert f"COMPLETED {path}  attempts=1" in shown.stdout
+
+        wanted = RecallRequested(
+            recall_id=uuid.uuid4().hex,
+            region="hovedstaden",
+            sample_id=f"AR-{run_id}",
+            paths=[path],
+            requested_by="access: a working copy",
+            requested_at=datetime.now(UTC),
+        )
+        asyncio.run(publish([(wanted, f"{run_id}-recall")], "/genomhub/test-access", principal="access"))
+        wait_for(
+            lambda: [
+                s for s in of_path(kafka_bootstrap, FileStaged, path) if s["recall_id"] == wanted.recall_id
+            ],
+            timeout=60,
+            what="file-staged for the requested recall",
+        )
+        told = of_path(kafka_bootstrap, RecallUpdated, path)
+        for recall in (recall_id, wanted.recall_id):
+            states = [t for t in told if t["recall_id"] == recall]
+            assert states[-1]["state"] == "COMPLETED" and states[-1]["expected_at"] is None
+            assert all(t["expected_at"] for t in states if t["state"] in ("SUBMITTED", "STARTED"))
     finally:
         service.stop()
