@@ -37,6 +37,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.access import discovery, tickets
+from services.access.availability import RecallUnderWay, RecallWait, availability
 from services.access.delivery import GRANT_RECHECK_SECONDS, Delivery, WholeFile, whole_file
 from services.access.grants import (
     NotAllowed,
@@ -80,6 +81,7 @@ from shared.events import (
 from shared.headers import MissingHeader
 from shared.http import FieldProblem, http_error, json_body
 from shared.telemetry import get_logger
+from shared.tiers import NeedsRecall
 
 log = get_logger(__name__)
 Emit = Callable[[Event, str], Awaitable[None]]
@@ -213,6 +215,15 @@ def _about(asked: AccessRequested, principal: Principal, action: str, detail: di
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(text=model.model_dump_json(), status=status)
+
+
+def _recalling(waiting: RecallUnderWay) -> web.Response:
+    """202 with Retry-After (DRS 1.4): no request waits for tape."""
+    return web.json_response(
+        text=RecallWait.of(waiting).model_dump_json(),
+        status=202,
+        headers={"Retry-After": str(waiting.retry_after)},
+    )
 
 
 class AccessApi(Api):
@@ -621,6 +632,11 @@ class AccessApi(Api):
         ga4gh=True,
         responses={
             200: answer("The URL; it opens for minutes, for this grant and object only.", AccessUrl),
+            202: answer(
+                "The file is on tape: its recall is under way (started or joined); the same request "
+                "succeeds once it is staged. Retry-After says when, from the archive's estimate.",
+                RecallWait,
+            ),
             403: refusal(
                 "PermissionDenied: the grant is not in force, not the caller's, or its "
                 "department has no registered key (logged)."
@@ -646,6 +662,18 @@ class AccessApi(Api):
                 principal, found, "access-url", f"department {department!r} has no registered key"
             )
         delivery = self._delivery()
+        if delivery.tiers is not None:
+            waiting = await asyncio.to_thread(
+                availability,
+                found,
+                delivery.tiers,
+                self.store,
+                now,
+                f"access: working copy {wanted.access_id}",
+            )
+            if isinstance(waiting, RecallUnderWay):
+                await self.send_pending()
+                return _recalling(waiting)
         ticket = tickets.issue(
             wanted.access_id, found.object_id, principal.name, now, delivery.url_minutes, delivery.url_secret
         )
@@ -700,6 +728,8 @@ class AccessApi(Api):
             )
         try:
             copy = await asyncio.to_thread(whole_file, found, delivery, key.public_key)
+        except NeedsRecall as exc:  # went to tape after its URL was handed out: ask DRS again
+            raise http_error(503, f"{exc}; ask for the object's access URL again") from None
         except (EncryptionError, MissingHeader, OSError) as exc:
             log.error("working copy cannot be opened", object_id=found.object_id, error=str(exc))
             raise http_error(503, "the archived file cannot be read now; nothing was sent") from None

@@ -16,17 +16,18 @@ from services.access.api import AccessApi, install
 from services.access.delivery import Delivery
 from services.access.discovery import KnownSample
 from services.access.objects import objects_of
-from services.access.store import AccessStore
+from services.access.store import AccessStore, KnownRecall
 from services.access.tickets import url_secret
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import AccessSettings
 from shared.encryption import check_archive_key
 from shared.envelope import Envelope, derive_id
-from shared.events import AuditHead, Event, Harmonised, Indexed
+from shared.events import AuditHead, Event, FileStaged, Harmonised, Indexed, RecallUpdated
 from shared.headers import HeaderStore
 from shared.storage import use_s3_endpoint
 from shared.telemetry import get_logger
+from shared.tiers import ArchiveTiers
 
 log = get_logger(__name__)
 
@@ -51,6 +52,7 @@ def build() -> Service:
             settings.state.state_dir,
         ),
         url_minutes=settings.url_minutes,
+        tiers=ArchiveTiers.of(settings.tiers),
     )
     api = AccessApi(store, emit, settings.grant_days, delivery=delivery)
     install(service.web, api, Tokens(settings.access.tokens))
@@ -76,6 +78,23 @@ def build() -> Service:
         log.info("files known", region=sub.region.value, sample_id=sub.sample_id, new=added)
 
     service.on(Harmonised, on_harmonised)
+
+    async def on_recall_updated(envelope: Envelope[RecallUpdated]) -> None:
+        told = envelope.data
+        known = KnownRecall(told.path, told.recall_id, told.state, told.expected_at, None, told.updated_at)
+        changed = await asyncio.to_thread(store.project_recall, known)
+        log.info("recall told", recall_id=told.recall_id, state=told.state, changed=changed)
+
+    async def on_file_staged(envelope: Envelope[FileStaged]) -> None:
+        staged = envelope.data
+        known = KnownRecall(
+            staged.path, staged.recall_id, "COMPLETED", None, staged.pinned_until, staged.staged_at
+        )
+        changed = await asyncio.to_thread(store.project_recall, known)
+        log.info("file staged", recall_id=staged.recall_id, changed=changed)
+
+    service.on(RecallUpdated, on_recall_updated)
+    service.on(FileStaged, on_file_staged)
 
     async def publish_head() -> None:
         try:

@@ -15,6 +15,7 @@ from services.access.objects import ArchivedObject
 from shared.encryption import ArchiveKey, BodyDecryptor, body_size, reencrypt_header
 from shared.headers import HeaderStore
 from shared.storage import open_archived
+from shared.tiers import ArchiveTiers
 
 BATCH_SEGMENTS = 16
 """Segments read per step of a download (1 MiB): between steps the grant is looked at again."""
@@ -31,6 +32,8 @@ class Delivery:
     archive_key: Callable[[], ArchiveKey]
     url_secret: bytes
     url_minutes: int
+    tiers: ArchiveTiers | None = None
+    """Where bodies are now (a cold one is recalled before its copy goes); None: the archive's one tier."""
 
 
 @dataclass
@@ -59,5 +62,5 @@ def whole_file(found: ArchivedObject, delivery: Delivery, recipient: bytes) -> W
     header that does not open, and storage errors of a body that cannot be read)."""
     key = delivery.archive_key()
     header = reencrypt_header(delivery.headers.read(found.url), key, recipient)
-    body = open_archived(found.url, found.size, delivery.headers, key)
+    body = open_archived(found.url, found.size, delivery.headers, key, delivery.tiers)
     return WholeFile(header, body, len(header) + body_size(found.size))

@@ -29,6 +29,7 @@ from services.access.tables import (
     ledger,
     objects,
     outbox,
+    recalls,
     requests,
     revocations,
     samples,
@@ -95,6 +96,23 @@ class Audit:
 
 def _padded(regions: Iterable[str]) -> str:
     return " " + " ".join(sorted(set(regions))) + " "
+
+
+@dataclass(frozen=True)
+class KnownRecall:
+    """The recall from tape a file last had, as far as this service knows."""
+
+    path: str
+    recall_id: str
+    state: str
+    expected_at: datetime | None
+    pinned_until: datetime | None
+    updated_at: datetime
+
+    @property
+    def ended(self) -> bool:
+        """COMPLETED, FAILED or CANCELLED: a file on tape again needs a new recall."""
+        return self.state not in ("SUBMITTED", "STARTED")
 
 
 class AccessStore(Store):
@@ -331,6 +349,40 @@ class AccessStore(Store):
         with self.reading() as conn:
             found = [self._record(conn, rid) for rid in conn.execute(query).scalars().all()]
         return [r for r in found if r is not None]
+
+    # -- recalls from tape -----------------------------------------------------------------
+    def recall_of(self, path: str) -> KnownRecall | None:
+        with self.reading() as conn:
+            row = conn.execute(select(recalls).where(recalls.c.path == path)).mappings().first()
+        return KnownRecall(**dict(row)) if row else None
+
+    def project_recall(self, told: KnownRecall) -> bool:
+        """The archive told where a recall of a file stands: kept if it is the recall known
+        for the file, or a new one under way after the last ended (a replay changes nothing)."""
+        with self.writing(lock=LOCK_KEY) as conn:
+            row = conn.execute(select(recalls).where(recalls.c.path == told.path)).mappings().first()
+            if row is None:
+                conn.execute(insert(recalls).values(**vars(told)))
+                return True
+            known = KnownRecall(**dict(row))
+            if known.recall_id != told.recall_id and not (known.ended and not told.ended):
+                return False
+            conn.execute(update(recalls).where(recalls.c.path == told.path).values(**vars(told)))
+            return True
+
+    def ask_recall(self, asked: KnownRecall, event: Event, event_id: str) -> KnownRecall:
+        """Join the recall under way for the file, or record this one and its
+        recall-requested in one transaction: the recall a request waits for."""
+        with self.writing(lock=LOCK_KEY) as conn:
+            row = conn.execute(select(recalls).where(recalls.c.path == asked.path)).mappings().first()
+            if row is not None and not KnownRecall(**dict(row)).ended:
+                return KnownRecall(**dict(row))
+            if row is None:
+                conn.execute(insert(recalls).values(**vars(asked)))
+            else:
+                conn.execute(update(recalls).where(recalls.c.path == asked.path).values(**vars(asked)))
+            self._queue(conn, event, event_id, asked.updated_at)
+        return asked
 
     # -- the outbox ------------------------------------------------------------------------
     @staticmethod

@@ -1,5 +1,6 @@
 """The access service's tables: its projection of the catalogue, the departments' public
-keys, requests, decisions, revocations, an outbox of events to emit, and the audit ledger.
+keys, requests, decisions, revocations, an outbox of events to emit, the audit ledger, and
+the recall from tape each archived file last had (what a working copy of a cold file waits for).
 
 Decisions, revocations and the ledger are append-only (the migration's triggers refuse
 UPDATE and DELETE): a decision is final, a revocation is forever, and history is not
@@ -105,3 +106,18 @@ ledger = Table(
 )
 
 APPEND_ONLY = ("access_decisions", "access_revocations", "access_ledger")
+
+recalls = Table(
+    "access_recalls",
+    metadata,
+    Column("path", String(1024), primary_key=True, comment="The body's path relative to the archive root."),
+    Column("recall_id", String(32), nullable=False),
+    Column(
+        "state", String(16), nullable=False, comment="SUBMITTED, STARTED, COMPLETED, FAILED or CANCELLED."
+    ),
+    Column(
+        "expected_at", UtcDateTime(), comment="The archive's estimate of when it is staged, while under way."
+    ),
+    Column("pinned_until", UtcDateTime(), comment="Once staged: readable until then."),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)

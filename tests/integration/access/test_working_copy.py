@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from services.access.commands import fetch
 from services.access.delivery import Delivery
 from services.access.discovery import KnownSample
 from services.access.objects import ArchivedObject, object_id
-from services.access.store import AccessStore
+from services.access.store import AccessStore, KnownRecall
 from shared.auth import Tokens, token_hash
 from shared.encryption import (
     CIPHER_SEGMENT_SIZE,
@@ -37,9 +37,10 @@ from shared.encryption import (
     load_archive_key,
     write_key_pair,
 )
-from shared.events import AnalysisType, Deliverable, Event, Region, WorkingCopyIssued
+from shared.events import AnalysisType, Deliverable, Event, RecallRequested, Region, WorkingCopyIssued
 from shared.headers import HeaderStore
 from shared.http import make_web
+from shared.tiers import ArchiveTiers
 from tests.support import crypt4gh_decrypt
 
 TOKENS: dict[str, Any] = {
@@ -61,6 +62,7 @@ class Copies:
     plaintext: bytes
     body_path: Path
     secret_key: Path
+    tiers: ArchiveTiers
 
     async def call(self, method: str, path: str, token: str | None, body: Any = None) -> tuple[int, Any]:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -131,12 +133,15 @@ async def copies(tmp_path: Path) -> AsyncIterator[Copies]:
     async def emit(event: Event, event_id: str) -> None:
         sent.append(event)
 
-    delivery = Delivery(headers, lambda: archive_key, b"test-url-secret", 5)
+    tiers = ArchiveTiers(
+        store_dir.as_uri(), (tmp_path / "warm").as_uri(), (tmp_path / "cold").as_uri(), delay=0
+    )
+    delivery = Delivery(headers, lambda: archive_key, b"test-url-secret", 5, tiers)
     app = make_web([])
     api = AccessApi(store, emit, 14, delivery=delivery)
     api.install(app, Tokens({token_hash(t): e for t, e in TOKENS.items()}))
     async with TestClient(TestServer(app)) as client:
-        yield Copies(client, store, sent, found, plaintext, body_path, department_secret)
+        yield Copies(client, store, sent, found, plaintext, body_path, department_secret, tiers)
     store.dispose()
 
 
@@ -261,3 +266,43 @@ async def test_genomhub_fetch_decrypts_checks_and_is_refused_once_revoked(
     refused = await asyncio.to_thread(CliRunner().invoke, fetch, arguments, env=env)
     assert refused.exit_code == 1 and "PermissionDenied" in refused.output, refused.output
     assert not out.exists() and not out.with_name("RH-1.cram.part").exists()
+
+
+async def test_a_cold_file_answers_202_until_its_recall_stages_it(copies: Copies) -> None:
+    """DRS 1.4's 202 with Retry-After: the first request starts the recall (recall-requested),
+    the next joins it with the archive's estimate, and once staged the same request succeeds."""
+    request_id = await copies.granted()
+    path = "hovedstaden/RH-1/RH-1.cram"
+    cold = copies.tiers.cold_tier()
+    with copies.body_path.open("rb") as stream:
+        cold.store(path, stream)
+    copies.body_path.unlink()  # cooled to tape, as the archive's mover leaves it
+    access = f"/ga4gh/drs/v1/objects/{copies.found.object_id}/access/{request_id}"
+    headers = {"Authorization": "Bearer ouh-clinician"}
+
+    first = await copies.client.get(access, headers=headers)
+    waiting = await first.json()
+    assert first.status == 202 and int(first.headers["Retry-After"]) >= 1, waiting
+    assert waiting["state"] == "SUBMITTED" and waiting["status_code"] == 202
+    (asked,) = [e for e in copies.sent if isinstance(e, RecallRequested)]
+    assert (asked.recall_id, asked.paths) == (waiting["recall_id"], [path])
+
+    expected = datetime.now(UTC) + timedelta(minutes=10)  # the archive's scheduler says, in recall-updated
+    copies.store.project_recall(
+        KnownRecall(path, asked.recall_id, "STARTED", expected, None, datetime.now(UTC))
+    )
+    again = await copies.client.get(access, headers=headers)
+    assert again.status == 202 and 590 <= int(again.headers["Retry-After"]) <= 600
+    assert (await again.json())["recall_id"] == asked.recall_id
+    assert len([e for e in copies.sent if isinstance(e, RecallRequested)]) == 1  # joined, not asked twice
+
+    cold.recall(path, pin_seconds=3600)  # the gateway stages it (this folder tape has no delay)
+    staged = datetime.now(UTC)
+    copies.store.project_recall(
+        KnownRecall(path, asked.recall_id, "COMPLETED", None, staged + timedelta(hours=1), staged)
+    )
+    url = await copies.url(request_id)
+    response = await copies.client.get(url)
+    assert response.status == 200
+    copy = await response.read()
+    assert await asyncio.to_thread(decrypted, copy, copies.secret_key) == copies.plaintext
