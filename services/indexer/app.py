@@ -19,7 +19,8 @@ from services.indexer.store import Catalogue
 from shared.auth import Tokens
 from shared.bus import Consumed, Service
 from shared.config import IndexerSettings
-from shared.events import Event, Harmonised, Validated
+from shared.envelope import Envelope
+from shared.events import Event, FileStaged, Harmonised, RecallUpdated, TierMoved, Validated
 from shared.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -61,4 +62,43 @@ def build() -> Service:
 
     service.on_batch(Harmonised, on_harmonised)
     service.on_batch(Validated, on_validated)
+
+    # Where the archive keeps each file, and its recall from tape with the estimate: shown
+    # beside the file, because it tells a reader how soon a file can be had.
+    async def on_tier_moved(envelope: Envelope[TierMoved]) -> None:
+        moved = envelope.data
+        changed = await asyncio.to_thread(
+            catalogue.tier_moved, moved.region, moved.sample_id, moved.path, moved.target
+        )
+        log.info("tier moved", path=moved.path, tier=moved.target, files=changed)
+
+    async def on_recall_updated(envelope: Envelope[RecallUpdated]) -> None:
+        told = envelope.data
+        changed = await asyncio.to_thread(
+            catalogue.recall_told,
+            told.region,
+            told.sample_id,
+            told.path,
+            told.recall_id,
+            told.state,
+            told.expected_at,
+        )
+        log.info("recall told", path=told.path, state=told.state, files=changed)
+
+    async def on_file_staged(envelope: Envelope[FileStaged]) -> None:
+        staged = envelope.data
+        changed = await asyncio.to_thread(
+            catalogue.recall_told,
+            staged.region,
+            staged.sample_id,
+            staged.path,
+            staged.recall_id,
+            "COMPLETED",
+            None,
+        )
+        log.info("file staged", path=staged.path, files=changed)
+
+    service.on(TierMoved, on_tier_moved)
+    service.on(RecallUpdated, on_recall_updated)
+    service.on(FileStaged, on_file_staged)
     return service

@@ -38,7 +38,9 @@ from shared.events import (
 HARMONISED_ROLE = "harmonised"
 """File role of a harmonised output, beside the uploaded roles raw_reads and clinical_output."""
 INITIAL_TIER = "hot"
-"""Every file starts on the hot tier; a later tiering process moves it to warm or tape."""
+"""Every file starts on the hot tier; the archive's tier-moved moves it to warm or tape."""
+CATALOGUE_TIERS = {"hot": "hot", "warm": "warm", "cold": "tape"}
+"""The archive's tier names as the catalogue shows them: the cold tier is tape."""
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 

@@ -31,11 +31,13 @@ from sqlalchemy import (
     select,
     table,
     tuple_,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.indexer import tables as t
 from services.indexer.catalogue import (
+    CATALOGUE_TIERS,
     INITIAL_TIER,
     CatalogueData,
     CatalogueEvent,
@@ -47,6 +49,7 @@ from services.indexer.catalogue import (
 from services.indexer.filters import Cursor, SampleFilters
 from services.indexer.views import (
     CatalogueFile,
+    FileRecall,
     SampleDetail,
     SamplePage,
     SampleSummary,
@@ -106,7 +109,7 @@ class _Statements:
             .returning(t.events.c.event_id),
             submission=_upsert(dialect, t.submissions),
             # The tier is the storage's business once the file is known: a re-index keeps it.
-            files=_upsert(dialect, t.files, keep=("tier",)),
+            files=_upsert(dialect, t.files, keep=("tier", "recall_id", "recall_state", "recall_expected_at")),
             sample=_upsert(dialect, t.samples),
         )
 
@@ -408,6 +411,38 @@ class Catalogue(Store):
             return walk
         return literal_column("catalogue_samples.rowid").in_(hits)
 
+    # -- where the archive keeps each file ------------------------------------------------
+    def _archived_file(self, region: Region, sample_id: str, path: str) -> ColumnElement[bool]:
+        """The catalogue's files of the archive's body at ``path`` (relative to the archive
+        root, as tier-moved and the recall events name it; the catalogue keeps the URL)."""
+        return (
+            (t.files.c.region == region.value)
+            & (t.files.c.sample_id == sample_id)
+            & t.files.c.url.endswith("/" + path, autoescape=True)
+        )
+
+    def tier_moved(self, region: Region, sample_id: str, path: str, tier: str) -> int:
+        """The body is on ``tier`` now (the archive's name; cold is shown as tape): the files changed."""
+        shown = CATALOGUE_TIERS[tier]
+        with self.writing(lock=sample_key(region, sample_id)) as conn:
+            where = self._archived_file(region, sample_id, path) & (t.files.c.tier != shown)
+            return int(conn.execute(update(t.files).where(where).values(tier=shown)).rowcount)
+
+    def recall_told(
+        self,
+        region: Region,
+        sample_id: str,
+        path: str,
+        recall_id: str,
+        state: str,
+        expected_at: datetime | None,
+    ) -> int:
+        """Where the file's recall from tape stands, with the archive's estimate while under way."""
+        with self.writing(lock=sample_key(region, sample_id)) as conn:
+            where = self._archived_file(region, sample_id, path)
+            values = {"recall_id": recall_id, "recall_state": state, "recall_expected_at": expected_at}
+            return int(conn.execute(update(t.files).where(where).values(**values)).rowcount)
+
     def sample(self, region: Region, sample_id: str, scope: Region | None = None) -> SampleDetail | None:
         """Region ``region``'s sample ``sample_id``; None when absent or outside ``scope``."""
         if scope is not None and region is not scope:
@@ -451,6 +486,11 @@ class Catalogue(Store):
                     sha256=f.sha256,
                     md5=f.md5,
                     tier=f.tier,
+                    recall=None
+                    if f.recall_id is None
+                    else FileRecall(
+                        recall_id=f.recall_id, state=f.recall_state, expected_at=f.recall_expected_at
+                    ),
                     accepted=f.accepted,
                     conforms=f.conforms,
                     metrics=f.metrics,

@@ -127,6 +127,13 @@ files = Table(
     Column("sha256", String(64), nullable=False),
     Column("md5", String(32)),
     Column("tier", String(8), nullable=False, comment="hot, warm or tape; set hot on first sight."),
+    Column("recall_id", String(32), comment="The last recall from tape, if any."),
+    Column("recall_state", String(16), comment="SUBMITTED, STARTED, COMPLETED, FAILED, CANCELLED."),
+    Column(
+        "recall_expected_at",
+        UtcDateTime(),
+        comment="While a recall is under way: the archive's estimate of when it is staged.",
+    ),
     Column("accepted", Boolean),
     Column("conforms", Boolean),
     Column("metrics", JSON, nullable=False),

@@ -50,6 +50,15 @@ class SamplePage(View):
     limit: int
 
 
+class FileRecall(View):
+    """The file's last recall from tape: under way (SUBMITTED, STARTED) with the archive's
+    estimate of when it is staged, or how it ended."""
+
+    recall_id: str
+    state: str
+    expected_at: datetime | None = Field(description="While under way: when the archive expects it staged.")
+
+
 class CatalogueFile(View):
     """A file NGC holds for the sample: uploaded (raw reads, clinical output) or harmonised."""
 
@@ -60,6 +69,7 @@ class CatalogueFile(View):
     sha256: str
     md5: str | None
     tier: Literal["hot", "warm", "tape"]
+    recall: FileRecall | None = Field(default=None, description="Its recall from tape, if it had one.")
     accepted: bool | None
     conforms: bool | None
     metrics: dict[str, Any]

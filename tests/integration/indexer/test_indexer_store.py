@@ -448,3 +448,38 @@ def test_the_downgrade_to_0003_gives_back_naive_utc(catalogue: Catalogue) -> Non
         assert summary.received_at == received
     finally:
         again.close()
+
+
+def test_the_archives_moves_and_recalls_show_beside_each_file(catalogue: Catalogue) -> None:
+    """tier-moved and the recall events, matched to the catalogue's files by the body's path."""
+    sub = submission()
+    catalogue.apply(event(harmonised(sub), 5))
+    path = f"hovedstaden/{sub.submission_id}/R1.fastq.gz"  # the factory's archive layout
+    assert catalogue.tier_moved(sub.region, sub.sample_id, path, "cold") == 1
+    expected = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    assert catalogue.recall_told(sub.region, sub.sample_id, path, "a" * 32, "STARTED", expected) == 1
+    assert (
+        catalogue.recall_told(
+            sub.region, sub.sample_id, "hovedstaden/other/R1.fastq.gz", "b" * 32, "STARTED", expected
+        )
+        == 0
+    )
+    catalogue.apply(event(harmonised(sub), 5))  # a re-index keeps what the archive said
+    detail = catalogue.sample(sub.region, sub.sample_id)
+    assert detail is not None
+    (cold,) = [f for f in detail.catalogue_files if f.name == "R1.fastq.gz"]
+    assert cold.tier == "tape" and cold.recall is not None
+    assert (cold.recall.recall_id, cold.recall.state, cold.recall.expected_at) == (
+        "a" * 32,
+        "STARTED",
+        expected,
+    )
+    assert all(
+        f.tier == "hot" and f.recall is None for f in detail.catalogue_files if f.name != "R1.fastq.gz"
+    )
+    catalogue.recall_told(sub.region, sub.sample_id, path, "a" * 32, "COMPLETED", None)
+    detail = catalogue.sample(sub.region, sub.sample_id)
+    assert detail is not None
+    assert [(f.recall.state, f.recall.expected_at) for f in detail.catalogue_files if f.recall] == [
+        ("COMPLETED", None)
+    ]
