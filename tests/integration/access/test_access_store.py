@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from services.access.ledger import first_break
-from services.access.store import AccessStore, Audit, Conflict
-from shared.events import AccessDecided, AccessRequested, new_request_id
+from services.access.store import AccessStore, Audit, Conflict, KnownRecall
+from shared.events import AccessDecided, AccessRequested, RecallRequested, new_request_id
 
 
 def _request(now: datetime) -> AccessRequested:
@@ -65,5 +65,38 @@ def test_decisions_and_the_ledger_are_append_only_and_the_chain_holds(access_url
                 conn.execute(text(statement))
         record = store.record(asked.request_id)
         assert record is not None and record.standing(now + timedelta(days=1)).value == "granted"
+    finally:
+        store.dispose()
+
+
+def test_a_files_recall_is_joined_while_under_way_and_replaced_once_it_ended(access_url: str) -> None:
+    """What a DRS request for a cold file waits for: the recall under way (anyone's), a new one
+    only after the last ended; the archive's word on an older recall changes nothing."""
+    store = AccessStore(access_url)
+    try:
+        now = datetime(2026, 12, 3, 8, tzinfo=UTC)
+        path = "hovedstaden/RH-9/RH-9.cram"
+        event = RecallRequested(
+            recall_id="1" * 32,
+            region="hovedstaden",
+            sample_id="RH-9",
+            paths=[path],
+            requested_by="access: a working copy",
+            requested_at=now,
+        )
+        first = KnownRecall(path, "1" * 32, "SUBMITTED", None, None, now)
+        assert store.ask_recall(first, event, "e-recall-1") == first
+        second = KnownRecall(path, "2" * 32, "SUBMITTED", None, None, now)
+        assert store.ask_recall(second, event, "e-recall-2") == first  # joined: nothing queued
+        assert [e.event_name for _, e in store.unemitted()] == ["recall-requested"]
+        estimate = now + timedelta(minutes=30)
+        assert store.project_recall(KnownRecall(path, "1" * 32, "STARTED", estimate, None, now))
+        assert not store.project_recall(KnownRecall(path, "3" * 32, "STARTED", estimate, None, now))
+        staged = KnownRecall(path, "1" * 32, "COMPLETED", None, now + timedelta(hours=72), now)
+        assert store.project_recall(staged) and store.recall_of(path) == staged
+        assert (
+            store.ask_recall(second, event.model_copy(update={"recall_id": "2" * 32}), "e-recall-2") == second
+        )
+        assert len(store.unemitted()) == 2
     finally:
         store.dispose()
