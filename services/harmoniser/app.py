@@ -24,7 +24,7 @@ from shared.encryption import ArchiveKey, check_archive_key
 from shared.envelope import Envelope, derive_id, require_archived
 from shared.events import Harmonised, Validated, Verdict
 from shared.storage import ArchiveReader, ArchiveWriter, use_s3_endpoint
-from shared.tiers import ArchiveTiers
+from shared.tiers import ArchiveTiers, require_readable
 
 log = telemetry.get_logger(__name__)
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -78,6 +78,7 @@ def build() -> Service:
     settings = HarmoniserSettings()
     use_s3_endpoint(settings.archive.s3_endpoint_url)
     service = Service("harmoniser", settings)
+    tiers = ArchiveTiers.of(settings.tiers)
     store = JobStore(settings.database_url)
 
     async def emit(job: Job, event: Harmonised) -> None:
@@ -106,6 +107,11 @@ def build() -> Service:
             settings.archive.store_url,
             [f.url for f in validated.files],
         )
+        if await asyncio.to_thread(store.get, validated.submission.submission_id) is None:
+            # A new run reads its inputs: on tape, it waits for their recall (dead-lettered as
+            # needs_recall, nothing queued) rather than fail as a broken sample would. A known
+            # job (a replay) reads nothing and re-emits what it stored.
+            await asyncio.to_thread(require_readable, tiers, [f.url for f in validated.files])
         job, created = await asyncio.to_thread(
             store.enqueue,
             validated.submission.submission_id,
