@@ -1,4 +1,6 @@
-"""The validator as a real process on the real broker: file-received in, validated out."""
+"""The validator as a real process on the real broker: file-received in, validated out; a
+body the archive moved to the warm tier is read there, one on tape is dead-lettered as
+needs_recall (never rejected as unreadable)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from shared.envelope import decode, derive_id, normalise_headers
 from shared.events import FileReceived, Validated, new_submission_id
 from shared.headers import HeaderStore
 from shared.storage import seal
-from shared.topics import topic_name
+from shared.topics import dlq_name, topic_name
 from tests.support import Process, free_port, genomhub, records, wait_for
 from tests.unit.validator import corpus
 from tools.stack.environment import StackSettings
@@ -77,6 +79,19 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
     truncated = tmp_path / "in" / "cut_R1.fastq.gz"
     truncated.write_bytes(r1.read_bytes()[:-300])
     good, bad, spoilt = new_submission_id(), new_submission_id(), new_submission_id()
+    warm, cold = new_submission_id(), new_submission_id()
+    (tmp_path / "cooled").mkdir()
+    cooled = {}
+    for tier, submission in (("warm", warm), ("cold", cold)):  # bodies of their own, then moved
+        pair = [
+            stored(corpus_copy(p, tmp_path / "cooled" / tier), "raw_reads", headers, key.public)
+            for p in (r1, r2)
+        ]
+        moved = Path(str(pair[0]["url"]).removeprefix("file://"))
+        target = tmp_path / tier / moved.relative_to(tmp_path / "store")
+        target.parent.mkdir(parents=True)
+        moved.rename(target)  # as the archive's mover leaves it: on the new tier only
+        cooled[submission] = pair
     (tmp_path / "spoilt").mkdir()
     copy = tmp_path / "spoilt" / r1.name  # a body of its own: the pair above keeps theirs whole
     copy.write_bytes(r1.read_bytes())
@@ -95,6 +110,8 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
             f"fr-{bad}",
         ),
         (received(spoilt, [spoilt_r1, stored(r2, "raw_reads", headers, key.public)]), f"fr-{spoilt}"),
+        (received(warm, cooled[warm]), f"fr-{warm}"),
+        (received(cold, cooled[cold]), f"fr-{cold}"),
     ]
     asyncio.run(publish(events, "/genomhub/test", principal="receiver"))
 
@@ -109,15 +126,26 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
             "GENOMHUB_ARCHIVE_SECRET_KEY": str(secret),
             "GENOMHUB_ARCHIVE_PUBLIC_KEY": str(public),
             "GENOMHUB_ARCHIVE_KEY_PASSPHRASE": PASSPHRASE,
+            "GENOMHUB_TIER_WARM": (tmp_path / "warm").as_uri(),
+            "GENOMHUB_TIER_COLD": (tmp_path / "cold").as_uri(),
         },
     )
     proc.start()
     try:
         proc.wait_http(port)
         found = wait_for(
-            lambda: v if len(v := validated_for(kafka_bootstrap, {good, bad, spoilt})) == 3 else None,
+            lambda: v if len(v := validated_for(kafka_bootstrap, {good, bad, spoilt, warm})) == 4 else None,
             timeout=120,
-            what="three validated events",
+            what="four validated events",
+        )
+        [dead] = wait_for(
+            lambda: [
+                r
+                for r in records(kafka_bootstrap, dlq_name(topic_name(FileReceived)))
+                if dict(normalise_headers(r.headers)).get("ce_subject") == cold.encode()
+            ],
+            timeout=60,
+            what="the cold submission dead-lettered",
         )
     finally:
         proc.stop()
@@ -142,3 +170,18 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
     assert [p.code for p in first.problems] == ["archive.unreadable"] and not first.accepted
     assert "fails its Poly1305 tag" in first.problems[0].message
     assert first.detected_type == "unreadable" and second.detected_type == "fastq"
+
+    _, from_warm = found[warm]
+    assert from_warm.verdict.value == "accepted" and from_warm.raw_reads == 4000
+    letter = dict(normalise_headers(dead.headers))
+    assert letter["genomhub_dlq_code"] == b"needs_recall"
+    assert b"on tape and need a recall" in letter["genomhub_dlq_error"]
+    assert cold not in validated_for(kafka_bootstrap, {cold})  # no verdict on bytes never read
+
+
+def corpus_copy(path: Path, folder: Path) -> Path:
+    """``path`` copied into ``folder`` (named after the submission's tier), a body of its own."""
+    folder.mkdir(exist_ok=True)
+    copy = folder / path.name
+    copy.write_bytes(path.read_bytes())
+    return copy
