@@ -10,13 +10,14 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from shared.storage import use_s3_endpoint
-from shared.tiers import NotStaged, S3ColdTier, TierError, digest_of
+from shared.storage import filesystem, use_s3_endpoint
+from shared.tiers import ArchiveTiers, NeedsRecall, NotStaged, S3ColdTier, TierError, digest_of
 
 
 @pytest.fixture
@@ -71,3 +72,24 @@ def test_an_interrupted_store_leaves_no_body_and_no_open_upload(tape: S3ColdTier
     assert not tape.exists("r/S/cut.c4gh")
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     assert s3.list_multipart_uploads(Bucket="tape", Prefix=tape.prefix).get("Uploads", []) == []
+
+
+def test_a_reader_finds_a_body_on_the_gateway_only_once_it_is_restored(
+    tape: S3ColdTier, tmp_path: Path
+) -> None:
+    """The read path's locator with an s3:// cold tier: the body named by its intake URL, on
+    tape NeedsRecall, restored read at its key on the gateway."""
+    content = bytes(range(256)) * 64
+    path = "hovedstaden/S1/R1.fastq.gz.c4gh"
+    tape.store(path, io.BytesIO(content))
+    tiers = ArchiveTiers((tmp_path / "store").as_uri(), (tmp_path / "warm").as_uri(), tape.url)
+    intake = f"{tiers.hot}/{path}"
+    with pytest.raises(NeedsRecall) as needs:
+        tiers.locate(intake)
+    assert (needs.value.path, needs.value.state) == (path, "offline")
+    tape.recall(path, pin_seconds=86400)
+    located = tiers.locate(intake)
+    assert located == f"{tape.url}/{path}"
+    fs, where = filesystem(located)
+    with fs.open(where, "rb") as handle:
+        assert handle.read() == content
