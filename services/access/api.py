@@ -11,6 +11,7 @@ of them is a ledger entry; a request answers who asked, why (the case reference)
     POST /v1/access/requests                           a clinician's request (access-requested)
     GET  /v1/access/requests                           the requests a region made or owns
     GET  /v1/access/requests/{request_id}              one request and where it stands now
+    GET  /v1/access/requests/{request_id}/objects      the DRS objects it names (access methods under its grant)
     POST /v1/access/requests/{request_id}/decision     grant or deny (access-decided)
     POST /v1/access/requests/{request_id}/revocation   revoke a grant at once (access-revoked)
     POST /v1/access/department-keys                    register a department's Crypt4GH public key
@@ -143,6 +144,14 @@ class RequestView(BaseModel):
 
 class RequestList(BaseModel):
     requests: list[RequestView]
+
+
+class RequestObjects(BaseModel):
+    """The files a request covers (its samples, the deliverables it wants), as DRS objects;
+    each has the request as its access method while the request is a grant in force to the
+    caller's region, so a grantee finds what to fetch without knowing the archive's names."""
+
+    objects: list[DrsObject]
 
 
 class DepartmentKeyView(BaseModel):
@@ -438,6 +447,42 @@ class AccessApi(Api):
     )
     async def get_request(self, request: web.Request) -> web.Response:
         return _json(_view(await self._visible(request), self.clock()))
+
+    @route(
+        "GET",
+        "/v1/access/requests/{request_id}/objects",
+        operation_id="listRequestObjects",
+        summary="The DRS objects a request covers; the request is their access method while it is a grant in force.",
+        path_parameters=RequestPath,
+        roles=READERS,
+        responses={
+            200: answer("By sample and name (a ledger entry records the read).", RequestObjects),
+            404: NOT_FOUND,
+        },
+    )
+    async def request_objects(self, request: web.Request) -> web.Response:
+        principal = principal_of(request)
+        record = await self._visible(request)
+        asked, now = record.request, self.clock()
+        found = await asyncio.to_thread(
+            self.store.objects_of_samples, asked.owner, [s.sample_id for s in asked.samples]
+        )
+        wanted = [o for o in found if o.deliverable in asked.wants]
+        standing = record.standing(now)
+        listed = [
+            drs_object(
+                o,
+                request.host,
+                [asked.request_id]
+                if principal.region is not None
+                and opens(asked, standing, principal.region, (o.region, o.sample_id), o.deliverable)
+                else [],
+            )
+            for o in wanted
+        ]
+        read = _about(asked, principal, Action.READ, {"drs_objects": [o.object_id for o in wanted]})
+        await asyncio.to_thread(self.store.audit, read, now)
+        return _json(RequestObjects(objects=listed))
 
     @route(
         "POST",

@@ -190,19 +190,16 @@ class AccessStore(Store):
     def archived_object(self, object_id: str) -> ArchivedObject | None:
         with self.reading() as conn:
             r = conn.execute(select(objects).where(objects.c.object_id == object_id)).first()
-        if r is None:
-            return None
-        return ArchivedObject(
-            r.object_id,
-            Region(r.region),
-            r.sample_id,
-            r.name,
-            Deliverable(r.deliverable),
-            int(r.size),
-            r.sha256,
-            r.url,
-            r.created_at,
+        return None if r is None else _archived(r)
+
+    def objects_of_samples(self, region: Region, sample_ids: Iterable[str]) -> list[ArchivedObject]:
+        """The files of a region's samples that a working copy can be made of, by sample and name."""
+        query = select(objects).where(
+            objects.c.region == region.value, objects.c.sample_id.in_(sorted(set(sample_ids)))
         )
+        with self.reading() as conn:
+            rows = conn.execute(query.order_by(objects.c.sample_id, objects.c.name)).all()
+        return [_archived(r) for r in rows]
 
     # -- the departments' keys --------------------------------------------------------------
     def register_key(self, key: DepartmentKey, audit: Audit) -> Entry:
@@ -494,4 +491,18 @@ def _known(row: Any) -> KnownSample:
         analysis_type=AnalysisType(row.analysis_type),
         received_at=row.received_at,
         accepted=bool(row.accepted),
+    )
+
+
+def _archived(r: Any) -> ArchivedObject:
+    return ArchivedObject(
+        r.object_id,
+        Region(r.region),
+        r.sample_id,
+        r.name,
+        Deliverable(r.deliverable),
+        int(r.size),
+        r.sha256,
+        r.url,
+        r.created_at,
     )

@@ -306,3 +306,23 @@ async def test_a_cold_file_answers_202_until_its_recall_stages_it(copies: Copies
     assert response.status == 200
     copy = await response.read()
     assert await asyncio.to_thread(decrypted, copy, copies.secret_key) == copies.plaintext
+
+
+async def test_a_request_lists_its_objects_and_opens_them_only_while_granted(copies: Copies) -> None:
+    oid = copies.found.object_id
+    request_id = await copies.granted()
+    status, listed = await copies.call("GET", f"/v1/access/requests/{request_id}/objects", "ouh-clinician")
+    assert status == 200 and [o["id"] for o in listed["objects"]] == [oid], listed
+    assert listed["objects"][0]["access_methods"] == [{"type": "https", "access_id": request_id}]
+    _, owners = await copies.call("GET", f"/v1/access/requests/{request_id}/objects", "rh-steward")
+    assert [o["access_methods"] for o in owners["objects"]] == [[]]  # copies go to the grantee
+    status, _ = await copies.call(
+        "POST", f"/v1/access/requests/{request_id}/revocation", "rh-steward", {"reason": "case closed"}
+    )
+    assert status == 201
+    _, revoked = await copies.call("GET", f"/v1/access/requests/{request_id}/objects", "ouh-clinician")
+    assert [o["access_methods"] for o in revoked["objects"]] == [[]]
+    reads = [e for e in copies.store.entries(Region.SYDDANMARK) if e.detail.get("drs_objects") == [oid]]
+    assert len(reads) == 3 and all(e.request_id == request_id for e in reads)
+    status, _ = await copies.call("GET", f"/v1/access/requests/{'0' * 32}/objects", "ouh-clinician")
+    assert status == 404
