@@ -18,7 +18,7 @@ Printed: the length of each (days), its mounts, and its ratio to the physical bo
 bytes / (drives x rate) plus one mount per tape, shared by the drives). A pure simulation:
 no tape is read; the figures are the model's, not this machine's.
 
-    .venv/bin/python bench/campaign.py [--samples 60000] [--tapes 400] [--drives 8]
+    .venv/bin/python bench/tiers.py [--samples 60000] [--tapes 400] [--drives 8]
 """
 
 from __future__ import annotations
