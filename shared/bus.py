@@ -28,7 +28,14 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    KafkaError,
+    NotCoordinatorForGroupError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.structs import OffsetAndMetadata
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -798,15 +805,49 @@ async def read_records(access: KafkaAccess, topics: Sequence[str], timeout: floa
 # -- a consumer group and its offsets, seen from outside it (operators' tools) ---------------
 
 
+COORDINATOR_ELECTION = 30.0
+"""Seconds an operator's group question waits for the broker to elect the group's coordinator."""
+
+_T = TypeVar("_T")
+
+
+async def _asked_of_coordinator(access: KafkaAccess, group: str, ask: Callable[[Any], Awaitable[_T]]) -> _T:
+    """``ask(admin)`` once the broker has a coordinator for ``group``.
+
+    A broker elects coordinators only once ``__consumer_offsets`` exists, and it creates that
+    topic on the first group question it is asked: on a fresh broker (a new stack, a restored
+    cluster) an operator's first ``genomhub replay`` is that question, and the broker answers it
+    with GroupCoordinatorNotAvailable while it creates the topic. Kafka calls the error
+    retriable; it is asked again until the coordinator answers, for at most
+    :data:`COORDINATOR_ELECTION` seconds.
+    """
+    deadline = time.monotonic() + COORDINATOR_ELECTION
+    while True:
+        admin = access.admin()
+        await admin.start()
+        try:
+            return await ask(admin)
+        except (
+            GroupCoordinatorNotAvailableError,
+            GroupLoadInProgressError,
+            NotCoordinatorForGroupError,
+        ) as exc:
+            if time.monotonic() > deadline:
+                raise KafkaError(
+                    f"the broker elected no coordinator for group {group} in {COORDINATOR_ELECTION:.0f} s: {exc}"
+                ) from exc
+            log.info("waiting for the group's coordinator", group=group, error=type(exc).__name__)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)
+
+
 async def group_members(access: KafkaAccess, group: str) -> tuple[str, list[tuple[str, str]]]:
     """The group's state and the (client id, host) of each member, from DescribeGroups; an
     unknown group is ``("", [])``."""
-    admin = access.admin()
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group])
-    finally:
-        await admin.close()
+    (response,) = await _asked_of_coordinator(
+        access, group, lambda admin: admin.describe_consumer_groups([group])
+    )
     for described in response.groups:
         error_code, name, state, _protocol_type, _protocol, members = described[:6]
         if name != group:
@@ -822,14 +863,10 @@ async def committed_offsets(
 ) -> dict[TopicPartition, OffsetAndMetadata]:
     """What ``group`` has committed (on ``partitions``, or wherever it has), with metadata;
     a partition it never committed on has offset -1."""
-    admin = access.admin()
-    await admin.start()
-    try:
-        found = await admin.list_consumer_group_offsets(
-            group, partitions=None if partitions is None else list(partitions)
-        )
-    finally:
-        await admin.close()
+    asked = None if partitions is None else list(partitions)
+    found = await _asked_of_coordinator(
+        access, group, lambda admin: admin.list_consumer_group_offsets(group, partitions=asked)
+    )
     return dict(found)
 
 

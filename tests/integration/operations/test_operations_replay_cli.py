@@ -4,6 +4,7 @@ consumer of the service's group is alive."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -180,3 +181,29 @@ def test_refuses_while_a_consumer_is_live_and_the_consumer_replays_after(
         )
     finally:
         worker.stop()
+
+
+def test_replay_on_a_fresh_broker_waits_for_the_group_coordinator(tmp_path: Path) -> None:
+    """On a broker that has never been asked about a group, ``__consumer_offsets`` does not exist
+    yet and the broker answers the first group question with GroupCoordinatorNotAvailable while
+    it creates it: the operator's first replay on a new stack waits for the coordinator instead
+    of failing."""
+    from shared.config import StateSettings, TopicSettings
+    from tools.kafka.broker import LocalBroker
+
+    broker = LocalBroker(tmp_path, StateSettings().cache, TopicSettings().partitions)
+    state, _took = broker.start()
+    try:
+        env = {**os.environ, "GENOMHUB_HOME": str(tmp_path), "GENOMHUB_KAFKA_BOOTSTRAP": state.bootstrap}
+        dry = subprocess.run(
+            genomhub("replay", "--service", "indexer", "--to-earliest", "--dry-run"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        broker.stop()
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: nothing committed" in dry.stdout
+    assert "first commit" in dry.stdout
