@@ -37,7 +37,14 @@ def test_group_is_the_service_s_consumer_group() -> None:
 
 
 def test_consumed_topics_from_the_map_and_the_committed_event_topics() -> None:
-    assert consumed_topics("indexer", [], EVENT_TOPICS) == [HAR, VAL]
+    # The indexer also follows the archive: where each file is and any recall under way.
+    assert consumed_topics("indexer", [], EVENT_TOPICS) == [
+        "genomhub.file-staged.v1",
+        HAR,
+        "genomhub.recall-updated.v1",
+        "genomhub.tier-moved.v1",
+        VAL,
+    ]
     assert consumed_topics("validator", [FR, "genomhub-validator-__assignor-__leader"], EVENT_TOPICS) == [FR]
     assert consumed_topics("billing", [VAL], EVENT_TOPICS) == ["genomhub.indexed.v1", VAL]
 
