@@ -180,3 +180,19 @@ def test_a_round_killed_after_the_gateway_took_the_recall_does_not_recall_twice(
     clock.now += timedelta(seconds=540)  # the first recall's 600 s, not a second one's
     assert [s.path for s in restarted.tick()] == ["hovedstaden/S1/a.c4gh"]
     assert restarted.status("r1")[1][0].attempts == 1
+
+
+def test_a_recall_of_a_body_the_archive_does_not_hold_is_refused_whole(tmp_path: Path) -> None:
+    """What ``recall-requested`` from a careless or compromised sender may name: a path the
+    archive never held (beside one it does), or no path at all. Refused before any change,
+    so the service dead-letters it as ``unknown_body`` and nothing of it is recalled."""
+    clock = Clock()
+    known = "hovedstaden/S1/a.c4gh"
+    store, cold = archive(tmp_path, clock, [known])
+    recaller = Recaller(store, cold, POLICY, clock)
+    with pytest.raises(ValueError, match=r"\.\./\.\./etc/passwd"):
+        recaller.request("r1", "access", [known, "../../etc/passwd"])
+    with pytest.raises(ValueError, match="none given"):
+        recaller.request("r2", "access", [])
+    assert recaller.status("r1")[1] == [] and recaller.status("r2")[1] == []
+    assert store.recall_files(states=("SUBMITTED",)) == []
