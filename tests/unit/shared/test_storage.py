@@ -28,6 +28,7 @@ from shared.storage import (
     MAX_PARTS,
     MIN_PART,
     RING,
+    WRITES_AHEAD,
     ArchiveWriter,
     AtomicWrite,
     EncryptingSink,
@@ -249,6 +250,44 @@ def test_writes_of_any_length_make_one_body(archive_key: ArchiveKey) -> None:
     sink.sync()
     assert sink.position == sink.stored == at
     assert BodyDecryptor(sink.header, io.BytesIO(bytes(inner.body)), archive_key, at).read() == DATA[:at]
+
+
+def test_sealed_buffers_are_written_by_a_lane_of_their_own_over_a_few_buffers(
+    archive_key: ArchiveKey,
+) -> None:
+    """The disk's time is not added to the cipher's: writes run in a thread that is neither
+    the caller's nor the sealing lane's, from the same few buffers whatever the length."""
+    inner = Recorder()
+    sink = EncryptingSink(inner, BodyEncryptor(archive_key.public))
+    sealing: set[int] = set()
+    seal = sink.write
+
+    def write(chunk: memoryview) -> None:
+        sealing.add(threading.get_ident())
+        seal(chunk)
+
+    sink.write = write  # type: ignore[method-assign]
+    Intake().take(source(DATA * 3), sink)
+    sink.finish()
+    sink.sync()
+    sink.close()
+    assert len(inner.threads) == 1 and not inner.threads & (sealing | {threading.get_ident()})
+    assert len(inner.buffers) <= WRITES_AHEAD + 1
+    body = b"".join(inner.chunks)
+    assert BodyDecryptor(sink.header, io.BytesIO(body), archive_key, 3 * len(DATA)).read() == DATA * 3
+
+
+@pytest.mark.parametrize("fail_at", [0, 2])
+def test_a_failed_write_of_a_sealed_buffer_is_raised_and_nothing_is_written_after_it(
+    fail_at: int, archive_key: ArchiveKey
+) -> None:
+    inner = Recorder(fail_at=fail_at)
+    sink = EncryptingSink(inner, BodyEncryptor(archive_key.public))
+    with pytest.raises(OSError, match="No space"):
+        Intake().take(source(DATA * 3), sink)
+        sink.finish()
+    sink.close()  # waits for nothing more: the failure was told once
+    assert len(inner.chunks) == fail_at  # a later write would land where the failed one belonged
 
 
 def test_an_unfinished_body_keeps_whole_segments_only(archive_key: ArchiveKey) -> None:
