@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 import click
 
-from shared.config import ArchiveSettings, ReceiverSettings
+from shared.config import ArchiveSettings, ReceiverSettings, TierSettings
 from shared.encryption import (
     ArchiveKey,
     ArchiveKeyError,
@@ -52,6 +52,7 @@ from shared.encryption import (
 )
 from shared.headers import HeaderStore, MissingHeader
 from shared.storage import StoredObject, filesystem, open_archived, use_s3_endpoint
+from shared.tiers import ArchiveTiers, NeedsRecall
 
 CHUNK = 1 << 20
 """Bytes read at a time from a body: memory stays flat whatever the file's size."""
@@ -123,33 +124,62 @@ REASONS: tuple[tuple[type[Exception], str], ...] = (
 header is a failed segment too)."""
 
 
-def check_file(stored: StoredObject, headers: HeaderStore, key: ArchiveKey) -> Outcome:
+def check_file(
+    stored: StoredObject, headers: HeaderStore, key: ArchiveKey, tiers: ArchiveTiers | None = None
+) -> Outcome:
     """``ok`` when the file's every segment authenticates, its length is the recorded one and
-    its plaintext hashes to the recorded sha256; else ``failed`` with the specific reason."""
-    return _checked(stored.url, lambda: open_archived(stored.url, stored.size, headers, key), stored.sha256)
+    its plaintext hashes to the recorded sha256; else ``failed`` with the specific reason.
+    With ``tiers`` the body is read on whichever tier holds it now (see :func:`_checked`)."""
+    return _checked(stored.url, stored.size, stored.sha256, headers, key, tiers)
 
 
-def check_unrecorded(body_url: str, headers: HeaderStore, key: ArchiveKey) -> Outcome:
+def check_unrecorded(
+    body_url: str, headers: HeaderStore, key: ArchiveKey, tiers: ArchiveTiers | None = None
+) -> Outcome:
     """A body with a header that the receiver did not record (a harmoniser's output): every
     segment authenticated, but no size or digest to hold it to, which the outcome says."""
-    outcome = _checked(body_url, lambda: open_archived(body_url, None, headers, key), None)
-    if outcome.failed:
+    outcome = _checked(body_url, None, None, headers, key, tiers)
+    if outcome.failed or outcome.status != "ok":
         return outcome
-    return Outcome(body_url, "ok", "segments authentic; the receiver recorded no size or sha256 for it")
+    said = "segments authentic; the receiver recorded no size or sha256 for it"
+    return Outcome(body_url, "ok", f"{said} ({outcome.reason})" if outcome.reason else said)
 
 
-def _checked(url: str, opened: Callable[[], BodyDecryptor], sha256: str | None) -> Outcome:
+def _checked(
+    url: str,
+    size: int | None,
+    sha256: str | None,
+    headers: HeaderStore,
+    key: ArchiveKey,
+    tiers: ArchiveTiers | None,
+) -> Outcome:
+    """Read the body as the services do. A body the lifecycle moved is read where it is now,
+    and the outcome names that tier; one on tape and not staged is ``on-tape``, not read and
+    not failed: a check never waits for tape, nor recalls it (a recall is a person's decision,
+    and its cost is a drive's hours), and tape is not where a body is missing from."""
     digest = hashlib.sha256()
+    where = ""
     try:
-        with opened() as plaintext:
+        if tiers is not None:
+            located = tiers.locate(url)
+            where = "" if located == url else f"read on the {_tier_of(tiers, located)} tier"
+        with open_archived(url, size, headers, key, tiers) as plaintext:
             for segment in plaintext.segments():
                 digest.update(segment)
+    except NeedsRecall as needs:
+        state = "being recalled" if needs.state == "recalling" else "on tape and not staged"
+        return Outcome(url, "on-tape", f"not read: {state} (a recall stages it to be checked)")
     except (MissingHeader, EncryptionError, FileNotFoundError) as exc:
         reason = next(said for kind, said in REASONS if isinstance(exc, kind))
-        return Outcome(url, "failed", reason.format(exc))
+        return Outcome(url, "failed", reason.format(exc) + (f" ({where})" if where else ""))
     if sha256 is not None and digest.hexdigest() != sha256:
-        return Outcome(url, "failed", f"plaintext sha256 {digest.hexdigest()} is not the recorded {sha256}")
-    return Outcome(url, "ok")
+        reason = f"plaintext sha256 {digest.hexdigest()} is not the recorded {sha256}"
+        return Outcome(url, "failed", reason + (f" ({where})" if where else ""))
+    return Outcome(url, "ok", where)
+
+
+def _tier_of(tiers: ArchiveTiers, located: str) -> str:
+    return next(name for name in ("warm", "cold", "hot") if located.startswith(getattr(tiers, name)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,15 +353,18 @@ def encrypt_plaintext_command() -> None:
 def check() -> None:
     """Read every archived file through its header as the services do; say per file whether
     it is whole or why not (exit 1 if any is not). Files the receiver recorded are held to
-    their size and sha256; other bodies with a header (harmoniser outputs) to their tags."""
+    their size and sha256; other bodies with a header (harmoniser outputs) to their tags. A
+    body moved down the tiers is read where it is now; one on tape and not staged is listed
+    ``on-tape``, unread (a check recalls nothing)."""
     settings, headers = _archive()
     key = _key(settings)
+    tiers = ArchiveTiers.of(TierSettings())
     recorded = _archived_files()
     known = {stored.url for stored in recorded}
     counts = _report(
         chain(
-            (check_file(stored, headers, key) for stored in recorded),
-            (check_unrecorded(url, headers, key) for url in headers.bodies() if url not in known),
+            (check_file(stored, headers, key, tiers) for stored in recorded),
+            (check_unrecorded(url, headers, key, tiers) for url in headers.bodies() if url not in known),
         )
     )
     if counts.get("failed"):

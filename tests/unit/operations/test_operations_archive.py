@@ -34,6 +34,7 @@ from shared.encryption import (
 )
 from shared.headers import HeaderStore
 from shared.storage import StoredObject
+from shared.tiers import FolderColdTier
 
 PASSPHRASE = "the archive operations' passphrase"
 BIN = Path(sys.executable).parent
@@ -289,6 +290,54 @@ def test_check_names_what_is_wrong_with_each_file(archive: Archive, pairs: dict[
     assert "is not the recorded" in said["wrong-digest.cram"]
     assert said["S1.vcf.gz"].startswith("ok") and "recorded no size or sha256" in said["S1.vcf.gz"]
     assert result.output.strip().splitlines()[-1] == "6 failed, 2 ok"
+
+
+def test_check_reads_a_moved_body_where_it_is_and_leaves_one_on_tape_unread(
+    archive: Archive, pairs: dict[str, Pair]
+) -> None:
+    """A body the lifecycle moved is checked on its tier (a corrupted one there still fails,
+    named with its tier); one on tape is listed as such, not read and not failed, unless a
+    recall staged it; a body on no tier at all is missing."""
+    key = pairs["old"].key
+    size = 2 * SEGMENT_SIZE + 7
+    tiers = archive.root / "home" / "tiers"
+    archive.monkeypatch.setenv("GENOMHUB_TIER_RECALL_DELAY", "0")
+    for name in ("warm.cram", "warm-corrupted.cram", "cold.cram", "cold-staged.cram", "gone.cram"):
+        archive.encrypted(name, data(size), key)
+    archive.encrypted("hot.cram", data(size), key)
+    for name, tier in (
+        ("warm.cram", "warm"),
+        ("warm-corrupted.cram", "warm"),
+        ("cold.cram", "cold"),
+        ("cold-staged.cram", "cold"),
+    ):
+        (tiers / tier).mkdir(parents=True, exist_ok=True)
+        shutil.move(archive.body(name), tiers / tier / name)
+    body = bytearray((tiers / "warm" / "warm-corrupted.cram").read_bytes())
+    body[100] ^= 1
+    (tiers / "warm" / "warm-corrupted.cram").write_bytes(body)
+    archive.body("gone.cram").unlink()
+    FolderColdTier((tiers / "cold").as_uri(), delay=0, drives=1).recall("cold-staged.cram", 3600)
+
+    archive.use_key(pairs["old"])
+    result = genomhub("archive", "check")
+    said = {
+        line.split()[1].rsplit("/", 1)[1].rstrip(":"): line
+        for line in result.output.strip().splitlines()[:-1]
+    }
+    assert said["hot.cram"].split() == ["ok", (archive.store / "hot.cram").as_uri()]
+    assert said["warm.cram"].startswith("ok") and said["warm.cram"].endswith("read on the warm tier")
+    assert said["warm-corrupted.cram"].startswith("failed")
+    assert (
+        "corrupted segment 0" in said["warm-corrupted.cram"]
+        and "(read on the warm tier)" in said["warm-corrupted.cram"]
+    )
+    assert said["cold.cram"].startswith("on-tape") and "on tape and not staged" in said["cold.cram"]
+    assert said["cold-staged.cram"].startswith("ok") and said["cold-staged.cram"].endswith("cold tier")
+    assert "missing body" in said["gone.cram"]
+    assert result.output.strip().splitlines()[-1] == "2 failed, 3 ok, 1 on-tape"
+    assert result.exit_code == 1
+    assert not (tiers / "cold" / ".recalls" / "cold.cram.json").exists()  # a check recalls nothing
 
 
 # ---- export -----------------------------------------------------------------------------------
