@@ -37,9 +37,10 @@ from shared.bus import (
     send_with_offsets,
     transactional_producer,
 )
-from shared.config import TopicSettings
+from shared.config import TierSettings, TopicSettings
 from shared.envelope import normalise_headers
 from shared.kafka import KafkaAccess, KafkaAccessError, kafka_access
+from shared.tiers import ArchiveTiers, NeedsRecall
 from shared.topics import DLQ_SUFFIX, OPERATOR, SERVICES, all_topics, consumer_group
 
 READ_TIMEOUT_S = 30.0
@@ -293,15 +294,41 @@ def _original_record(letter: dl.DeadLetter) -> OutgoingRecord:
     return OutgoingRecord(topic, letter.value, letter.key, partition, letter.original_headers())
 
 
-async def _redrive(ids: Sequence[dl.LetterId], topics: Sequence[str]) -> None:
+def _staged_only(
+    letters: Sequence[dl.DeadLetter], ledgers: dict[tuple[str, int], dl.Ledger]
+) -> list[dl.LetterId]:
+    """The pending ``needs_recall`` letters whose bodies a recall has staged (read where the
+    tiers say they are now); those still waiting are named with the bodies they wait for."""
+    tiers = ArchiveTiers.of(TierSettings())
+
+    def readable(url: str) -> bool:
+        try:
+            tiers.locate(url)
+        except (NeedsRecall, FileNotFoundError):
+            return False
+        return True
+
+    wait = dl.staged_letters(letters, ledgers, tiers.hot, readable)
+    for letter, cold in wait.waiting:
+        click.echo(f"still waiting for tape: {letter.id} ({', '.join(cold) or 'names no archived body'})")
+    return [letter.id for letter in wait.staged]
+
+
+async def _redrive(ids: Sequence[dl.LetterId], topics: Sequence[str], staged: bool = False) -> None:
     """Send the chosen dead letters' original records back, and advance the ledger, in one
     transaction. The transactional producer starts before the ledger is read, fencing any
     redrive still in flight: two operators redriving at once cannot both send the same
-    dead letter."""
+    dead letter. ``staged``: only the letters refused for bodies on tape that a recall has
+    staged since."""
     access = _operator()
     async with transactional_producer(access, dl.REDRIVE_GROUP) as producer:
         letters, starts = await _read_letters(access, topics)
         ledgers = await _ledgers(access, sorted(starts))
+        if staged:
+            ids = _staged_only(letters, ledgers)
+            if not ids:
+                click.echo("nothing to redrive")
+                return
         selection = dl.select(letters, ledgers, ids)
         for letter in selection.already:
             click.echo(f"already redriven, not sent again: {letter.id}")
@@ -354,12 +381,24 @@ def dlq_show(letter_id: str) -> None:
 @click.option("--id", "ids", multiple=True, metavar="DLQ-TOPIC:PARTITION:OFFSET", help="Repeatable.")
 @click.option("--topic", help="Every pending dead letter of this topic.")
 @click.option("--all", "everything", is_flag=True, help="Every pending dead letter of every topic.")
-def dlq_redrive(ids: tuple[str, ...], topic: str | None, everything: bool) -> None:
+@click.option(
+    "--staged",
+    is_flag=True,
+    help="Every pending needs_recall dead letter whose bodies a recall has staged since "
+    "(with --topic: of that topic).",
+)
+def dlq_redrive(ids: tuple[str, ...], topic: str | None, everything: bool, staged: bool) -> None:
     """Send dead letters' original records (original key, value and headers) back to their
     source topic. A dead letter is redriven at most once: a ledger kept in the consumer
-    group genomhub-dlq-redrive, committed with the records, remembers what was sent."""
-    if sum([bool(ids), topic is not None, everything]) != 1:
-        raise click.UsageError("give exactly one of --id (repeatable), --topic, --all")
+    group genomhub-dlq-redrive, committed with the records, remembers what was sent.
+
+    An event refused because its bodies were on tape (code needs_recall) goes back with
+    --staged once the archive announced them staged (file-staged): it is then read as if it
+    had never waited, and one whose bodies are still on tape stays where it is."""
+    if staged and (ids or everything):
+        raise click.UsageError("--staged chooses the letters itself; give it alone or with --topic")
+    if not staged and sum([bool(ids), topic is not None, everything]) != 1:
+        raise click.UsageError("give exactly one of --id (repeatable), --topic, --all, --staged")
     settings = TopicSettings()
     try:
         letter_ids = [dl.LetterId.parse(i) for i in ids]
@@ -374,4 +413,4 @@ def dlq_redrive(ids: tuple[str, ...], topic: str | None, everything: bool) -> No
             topics = _dlq_topics(settings)
     except dl.DlqError as exc:
         raise click.UsageError(str(exc)) from exc
-    _run(_redrive(letter_ids, topics))
+    _run(_redrive(letter_ids, topics, staged))

@@ -18,12 +18,14 @@ can then tell pending from redriven letters without any store outside Kafka.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.bus import DLQ_HEADER_PREFIX
 from shared.envelope import Headers
+from shared.paths import PathEscape, inside
+from shared.tiers import NEEDS_RECALL
 from shared.topics import DLQ_SUFFIX, REDRIVE_ID, dlq_name
 
 REDRIVE_GROUP = REDRIVE_ID
@@ -244,6 +246,70 @@ def select(
             continue
         selection.send.append(letter)
     return selection
+
+
+def bodies_named(letter: DeadLetter, archive: str) -> list[str]:
+    """The archived bodies the letter's event names: every string in its JSON value that is
+    a URL inside ``archive`` (the hot tier, where every event names a body by its intake
+    URL). Generic over the event types, so a new event that reads bodies needs nothing here;
+    a value that is not JSON names none."""
+    try:
+        value = json.loads(letter.value or b"")
+    except ValueError:
+        return []
+
+    def strings(node: object) -> Iterator[str]:
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            for item in node.values():
+                yield from strings(item)
+        elif isinstance(node, list):
+            for item in node:
+                yield from strings(item)
+
+    named: list[str] = []
+    for text in strings(value):
+        try:
+            inside(archive, text)
+        except PathEscape:
+            continue
+        if text not in named:
+            named.append(text)
+    return named
+
+
+@dataclass
+class TapeWait:
+    """The pending ``needs_recall`` letters: those whose bodies are all readable again (a
+    recall staged them), and those still waiting, with the bodies they wait for."""
+
+    staged: list[DeadLetter] = field(default_factory=list)
+    waiting: list[tuple[DeadLetter, list[str]]] = field(default_factory=list)
+
+
+def staged_letters(
+    letters: Sequence[DeadLetter],
+    ledgers: dict[tuple[str, int], Ledger],
+    archive: str,
+    readable: Callable[[str], bool],
+) -> TapeWait:
+    """Sort the letters refused because their bodies were on tape into those that can go
+    back now and those that cannot. Only ``needs_recall`` letters not yet redriven count; one
+    that names no body (it cannot be checked) waits, rather than go back to fail again."""
+    wait = TapeWait()
+    for letter in letters:
+        if letter.dlq("code") != NEEDS_RECALL:
+            continue
+        if ledgers.get((letter.topic, letter.partition), Ledger()).redriven(letter.offset):
+            continue
+        bodies = bodies_named(letter, archive)
+        cold = [url for url in bodies if not readable(url)]
+        if bodies and not cold:
+            wait.staged.append(letter)
+        else:
+            wait.waiting.append((letter, cold))
+    return wait
 
 
 def list_rows(

@@ -1,6 +1,7 @@
 """The validator as a real process on the real broker: file-received in, validated out; a
 body the archive moved to the warm tier is read there, one on tape is dead-lettered as
-needs_recall (never rejected as unreadable)."""
+needs_recall (never rejected as unreadable) and judged once a recall staged it and
+``genomhub dlq redrive --staged`` sent it back."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner, Result
+
+from services.cli import main
 from shared.bus import publish
 from shared.encryption import CIPHER_SEGMENT_SIZE, load_archive_key, write_key_pair
 from shared.envelope import decode, derive_id, normalise_headers
 from shared.events import FileReceived, Validated, new_submission_id
 from shared.headers import HeaderStore
 from shared.storage import seal
+from shared.tiers import FolderColdTier
 from shared.topics import dlq_name, topic_name
 from tests.support import Process, free_port, genomhub, records, wait_for
 from tests.unit.validator import corpus
@@ -69,7 +75,13 @@ def validated_for(bootstrap: str, ids: set[str]) -> dict[str, tuple[str, Validat
     return found
 
 
-def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path) -> None:
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_verdicts_from_a_running_validator(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     StackSettings().reference()  # the synthetic reference, made once into the shared cache
     secret, public = write_key_pair(tmp_path / "keys", PASSPHRASE)
     key = load_archive_key(secret, public, PASSPHRASE)
@@ -115,6 +127,12 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
     ]
     asyncio.run(publish(events, "/genomhub/test", principal="receiver"))
 
+    tier_env = {
+        "GENOMHUB_STORE": headers.store,
+        "GENOMHUB_TIER_WARM": (tmp_path / "warm").as_uri(),
+        "GENOMHUB_TIER_COLD": (tmp_path / "cold").as_uri(),
+        "GENOMHUB_TIER_RECALL_DELAY": "0",  # a recall stages at once: the test recalls by hand
+    }
     port = free_port()
     proc = Process(
         genomhub("run", "validator"),
@@ -126,8 +144,7 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
             "GENOMHUB_ARCHIVE_SECRET_KEY": str(secret),
             "GENOMHUB_ARCHIVE_PUBLIC_KEY": str(public),
             "GENOMHUB_ARCHIVE_KEY_PASSPHRASE": PASSPHRASE,
-            "GENOMHUB_TIER_WARM": (tmp_path / "warm").as_uri(),
-            "GENOMHUB_TIER_COLD": (tmp_path / "cold").as_uri(),
+            **tier_env,
         },
     )
     proc.start()
@@ -147,6 +164,26 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
             timeout=60,
             what="the cold submission dead-lettered",
         )
+        letter_id = f"{dead.topic}:{dead.partition}:{dead.offset}"
+        assert cold not in validated_for(kafka_bootstrap, {cold})  # no verdict on bytes never read
+        for variable, value in tier_env.items():
+            monkeypatch.setenv(variable, value)
+        waiting = cli("dlq", "redrive", "--staged", "--topic", topic_name(FileReceived))
+        assert f"still waiting for tape: {letter_id} ({cooled[cold][0]['url']})" in waiting.output
+        assert "nothing to redrive" in waiting.output
+        on_tape = str(cooled[cold][0]["url"])[len(headers.store) + 1 :]
+        FolderColdTier((tmp_path / "cold").as_uri(), delay=0, drives=1).recall(on_tape, 3600)
+        redriven = cli("dlq", "redrive", "--staged", "--topic", topic_name(FileReceived))
+        assert (
+            f"redriven {letter_id} -> " in redriven.output and "redrove 1 dead letter(s)" in redriven.output
+        )
+        [(_, from_tape)] = wait_for(
+            lambda: list(v.values()) if (v := validated_for(kafka_bootstrap, {cold})) else None,
+            timeout=120,
+            what="the cold submission validated once its body was staged",
+        )
+        again = cli("dlq", "redrive", "--staged", "--topic", topic_name(FileReceived))
+        assert letter_id not in again.output  # redriven once: neither sent again nor waiting
     finally:
         proc.stop()
 
@@ -176,7 +213,8 @@ def test_verdicts_from_a_running_validator(kafka_bootstrap: str, tmp_path: Path)
     letter = dict(normalise_headers(dead.headers))
     assert letter["genomhub_dlq_code"] == b"needs_recall"
     assert b"on tape and need a recall" in letter["genomhub_dlq_error"]
-    assert cold not in validated_for(kafka_bootstrap, {cold})  # no verdict on bytes never read
+    # No verdict on bytes never read; once staged and redriven, the sample is judged as any other.
+    assert from_tape.verdict.value == "accepted" and from_tape.raw_reads == 4000
 
 
 def corpus_copy(path: Path, folder: Path) -> Path:
