@@ -702,6 +702,13 @@ class ArchiveServiceSettings(StatefulServiceSettings):
         gt=0,
         description="Archive: seconds between rounds of the lifecycle's moves and the recalls' progress.",
     )
+    lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Archive: length of the lease under which one replica runs the rounds, renewed every "
+        "third of it (and never shorter than three rounds); a replica that dies mid-move hands the "
+        "rounds over after this long.",
+    )
     recall_attempts: int = Field(
         default=4, ge=1, description="Archive: recalls of a file tried before it is reported FAILED."
     )

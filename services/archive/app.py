@@ -77,7 +77,7 @@ def build() -> Service:
     service = Service("archive", settings)
     store, placed, recaller = archive_parts(settings)
     service.readiness.append(store.readiness())
-    lease_length = timedelta(seconds=max(3 * settings.round_interval, 60.0))
+    lease_length = timedelta(seconds=max(3 * settings.round_interval, settings.lease_seconds))
     rounds = NamedLeases(store, leases, lease_length)
     store_url = settings.tiers.url("hot")
 
