@@ -28,6 +28,21 @@ def of_path(bootstrap: str, model: type[Any], path: str) -> list[dict[str, Any]]
     return [f for f in found if f["path"] == path]
 
 
+def archive_env(tmp_path: Path, port: int, *, round_interval: float, recall_delay: float) -> dict[str, str]:
+    """An archive service on ``tmp_path``'s tiers (the store is hot) that sends every raw body
+    straight to the folder cold tier."""
+    return {
+        "GENOMHUB_ARCHIVE_PORT": str(port),
+        "GENOMHUB_ARCHIVE_DATABASE_URL": f"sqlite:///{tmp_path / 'archive.sqlite'}",
+        "GENOMHUB_ARCHIVE_ROUND_INTERVAL": str(round_interval),
+        "GENOMHUB_STORE": (tmp_path / "store").as_uri(),
+        "GENOMHUB_TIER_WARM": (tmp_path / "warm").as_uri(),
+        "GENOMHUB_TIER_COLD": (tmp_path / "cold").as_uri(),
+        "GENOMHUB_TIER_LIFECYCLE": json.dumps({"raw": [0, 0]}),
+        "GENOMHUB_TIER_RECALL_DELAY": str(recall_delay),
+    }
+
+
 def test_a_body_cools_to_tape_and_an_operators_recall_stages_it(kafka_bootstrap: str, tmp_path: Path) -> None:
     run_id = uuid.uuid4().hex[:8]
     store = tmp_path / "store"
@@ -59,16 +74,7 @@ def test_a_body_cools_to_tape_and_an_operators_recall_stages_it(kafka_bootstrap:
         ],
     )
     port = free_port()
-    env = {
-        "GENOMHUB_ARCHIVE_PORT": str(port),
-        "GENOMHUB_ARCHIVE_DATABASE_URL": f"sqlite:///{tmp_path / 'archive.sqlite'}",
-        "GENOMHUB_ARCHIVE_ROUND_INTERVAL": "0.5",
-        "GENOMHUB_STORE": store.as_uri(),
-        "GENOMHUB_TIER_WARM": (tmp_path / "warm").as_uri(),
-        "GENOMHUB_TIER_COLD": (tmp_path / "cold").as_uri(),
-        "GENOMHUB_TIER_LIFECYCLE": json.dumps({"raw": [0, 0]}),
-        "GENOMHUB_TIER_RECALL_DELAY": "1",
-    }
+    env = archive_env(tmp_path, port, round_interval=0.5, recall_delay=1)
     service = Process(genomhub("run", "archive"), tmp_path / "archive.log", env).start()
     try:
         service.wait_http(port, "/readyz", timeout=90)
@@ -133,6 +139,16 @@ def ce_ids(bootstrap: str, model: type[Any], paths: set[str]) -> dict[str, set[s
     return found
 
 
+def announced_once(bootstrap: str, model: type[Any], paths: set[str]) -> None:
+    """Wait for ``model``'s event for every path, then hold each path to one event id."""
+    told = wait_for(
+        lambda: found if len(found := ce_ids(bootstrap, model, paths)) == len(paths) else None,
+        timeout=120,
+        what=f"{model.__name__} for every body",
+    )
+    assert all(len(ids) == 1 for ids in told.values()), told
+
+
 def test_an_archive_killed_mid_move_and_mid_recall_loses_nothing_and_recalls_nothing_twice(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -174,14 +190,7 @@ def test_an_archive_killed_mid_move_and_mid_recall_loses_nothing_and_recalls_not
     )
     port = free_port()
     env = {
-        "GENOMHUB_ARCHIVE_PORT": str(port),
-        "GENOMHUB_ARCHIVE_DATABASE_URL": f"sqlite:///{tmp_path / 'archive.sqlite'}",
-        "GENOMHUB_ARCHIVE_ROUND_INTERVAL": "0.2",
-        "GENOMHUB_STORE": store.as_uri(),
-        "GENOMHUB_TIER_WARM": (tmp_path / "warm").as_uri(),
-        "GENOMHUB_TIER_COLD": (tmp_path / "cold").as_uri(),
-        "GENOMHUB_TIER_LIFECYCLE": json.dumps({"raw": [0, 0]}),
-        "GENOMHUB_TIER_RECALL_DELAY": "0.5",
+        **archive_env(tmp_path, port, round_interval=0.2, recall_delay=0.5),
         "GENOMHUB_TIER_DRIVES": "2",
         "GENOMHUB_ARCHIVE_LEASE_SECONDS": "3",  # a killed replica's rounds are taken over soon
     }
@@ -204,12 +213,7 @@ def test_an_archive_killed_mid_move_and_mid_recall_loses_nothing_and_recalls_not
         service.stop(signal.SIGKILL)
         assert any((store / p).exists() for p in paths), "every move was done before the kill: kill sooner"
         service = started()
-        moved = wait_for(
-            lambda: m if len(m := ce_ids(kafka_bootstrap, TierMoved, paths)) == len(paths) else None,
-            timeout=120,
-            what="tier-moved for every body",
-        )
-        assert all(len(ids) == 1 for ids in moved.values()), moved
+        announced_once(kafka_bootstrap, TierMoved, paths)
         for path, body in bodies.items():
             assert not (store / path).exists() and not (tmp_path / "warm" / path).exists()
             assert (tmp_path / "cold" / path).read_bytes() == body
@@ -230,12 +234,7 @@ def test_an_archive_killed_mid_move_and_mid_recall_loses_nothing_and_recalls_not
         service.stop(signal.SIGKILL)
         assert len(ce_ids(kafka_bootstrap, FileStaged, paths)) < len(paths), "all staged before the kill"
         service = started()
-        staged = wait_for(
-            lambda: s if len(s := ce_ids(kafka_bootstrap, FileStaged, paths)) == len(paths) else None,
-            timeout=120,
-            what="file-staged for every body",
-        )
-        assert all(len(ids) == 1 for ids in staged.values()), staged
+        announced_once(kafka_bootstrap, FileStaged, paths)
         shown = subprocess.run(
             genomhub("archive", "status", "--recall", recall_id), env=cli, capture_output=True, text=True
         )
