@@ -668,6 +668,7 @@ class EncryptingSink:
         self._writing: deque[tuple[memoryview, Future[None]]] = deque()
         self._disk = Lane("disk", inner.write)
         self._submitted = inner.position  # where ``inner`` ends once every write sent is done
+        self._failure: BaseException | None = None  # a failed write: every later call raises it
         self._tail = memoryview(bytearray(SEGMENT_SIZE))
         self._tail_size = 0
 
@@ -676,6 +677,7 @@ class EncryptingSink:
         return self._encryptor.header
 
     def write(self, chunk: memoryview) -> None:
+        self._refuse_after_failure()
         while chunk:
             if self._tail_size:
                 take = min(SEGMENT_SIZE - self._tail_size, len(chunk))
@@ -719,26 +721,36 @@ class EncryptingSink:
             self._out = self._free.pop()
         else:
             self._out, oldest = self._writing.popleft()
-            oldest.result()
+            self._outcome(oldest)
         left = self._sealed - count
         self._out[:left] = sent[count : self._sealed]  # the disk lane reads only sent[:count]
         self._sealed = left
 
+    def _outcome(self, done: Future[None]) -> None:
+        try:
+            done.result()
+        except BaseException as exc:
+            self._failure = self._failure or exc
+            raise
+
+    def _refuse_after_failure(self) -> None:
+        """After a failed write the body has a hole where that write belonged, so nothing
+        more is sealed, written or finished: the file must never look complete."""
+        if self._failure is not None:
+            raise self._failure
+
     def _written(self) -> None:
         """Wait for every write sent; the first that failed is raised once all are done."""
-        failure: BaseException | None = None
         while self._writing:
             buffer, done = self._writing.popleft()
-            try:
-                done.result()
-            except BaseException as exc:  # wait for the rest all the same: none left busy
-                failure = failure or exc
+            with contextlib.suppress(BaseException):  # wait for the rest all the same: none left busy
+                self._outcome(done)
             self._free.append(buffer)
-        if failure is not None:
-            raise failure
+        self._refuse_after_failure()
 
     def finish(self) -> None:
         """Seal the plaintext's short last segment, if any, and write everything sealed."""
+        self._refuse_after_failure()
         if self._tail_size:
             self._seal(self._tail[: self._tail_size])
             self._tail_size = 0
@@ -747,17 +759,22 @@ class EncryptingSink:
 
     def sync(self) -> None:
         """Write every sealed byte and make it durable (a short tail stays unsealed)."""
+        self._refuse_after_failure()
         self._drain(aligned=False)
         self._written()
         self._inner.sync()
 
     def close(self) -> None:
         """Close the body once its writes are done; a tail short of a segment and not
-        finished is dropped."""
+        finished is dropped. A failed write is raised here only if nothing raised it yet."""
+        told = self._failure is not None
         self.position = self.stored
         self._tail_size = 0
         try:
             self._written()
+        except BaseException:
+            if not told:
+                raise
         finally:
             self._disk.close()
             self._inner.close()

@@ -285,9 +285,25 @@ def test_a_failed_write_of_a_sealed_buffer_is_raised_and_nothing_is_written_afte
     sink = EncryptingSink(inner, BodyEncryptor(archive_key.public))
     with pytest.raises(OSError, match="No space"):
         Intake().take(source(DATA * 3), sink)
-        sink.finish()
-    sink.close()  # waits for nothing more: the failure was told once
+    for after in (sink.finish, sink.sync):  # the body has a hole: it never looks complete
+        with pytest.raises(OSError, match="No space"):
+            after()
+    sink.close()  # the failure was told already
     assert len(inner.chunks) == fail_at  # a later write would land where the failed one belonged
+
+
+def test_a_failed_write_of_the_last_sealed_buffers_fails_the_finish(archive_key: ArchiveKey) -> None:
+    """A write that fails while the last chunks are still being sealed is raised by the
+    finish, which writes nothing more."""
+    inner = Recorder(fail_at=0)
+    sink = EncryptingSink(inner, BodyEncryptor(archive_key.public))
+    sink.write(memoryview(DATA[: 2 * CHUNK]))  # sent to the disk lane, its failure not yet seen
+    with pytest.raises(OSError, match="No space"):
+        sink.finish()
+    with pytest.raises(OSError, match="No space"):
+        sink.write(memoryview(DATA[2 * CHUNK :]))
+    sink.close()
+    assert inner.chunks == []
 
 
 def test_an_unfinished_body_keeps_whole_segments_only(archive_key: ArchiveKey) -> None:
