@@ -185,7 +185,7 @@ def move_bench(count: int, size: int) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             offset = i % 4096
             target.write_bytes(block[offset : offset + size])  # no two files alike
-        shell(f"sync; cat $(find {hot} -type f) > /dev/null")  # the sources in the page cache
+        shell(f"sync; find {hot} -type f -exec cat {{}} + > /dev/null")  # the sources in the page cache
         mb = count * size / 1e6
 
         copy = work / "copy"

@@ -139,7 +139,7 @@ def check_unrecorded(
     """A body with a header that the receiver did not record (a harmoniser's output): every
     segment authenticated, but no size or digest to hold it to, which the outcome says."""
     outcome = _checked(body_url, None, None, headers, key, tiers)
-    if outcome.failed or outcome.status != "ok":
+    if outcome.status != "ok":
         return outcome
     said = "segments authentic; the receiver recorded no size or sha256 for it"
     return Outcome(body_url, "ok", f"{said} ({outcome.reason})" if outcome.reason else said)
@@ -179,7 +179,9 @@ def _checked(
 
 
 def _tier_of(tiers: ArchiveTiers, located: str) -> str:
-    return next(name for name in ("warm", "cold", "hot") if located.startswith(getattr(tiers, name)))
+    return next(
+        name for name in ("warm", "cold", "hot") if located.startswith(getattr(tiers, name).rstrip("/") + "/")
+    )
 
 
 # --------------------------------------------------------------------------------------------

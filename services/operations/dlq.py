@@ -255,21 +255,10 @@ def bodies_named(letter: DeadLetter, archive: str) -> list[str]:
     a value that is not JSON names none."""
     try:
         value = json.loads(letter.value or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # a value nested past the parser's depth names none
         return []
-
-    def strings(node: object) -> Iterator[str]:
-        if isinstance(node, str):
-            yield node
-        elif isinstance(node, dict):
-            for item in node.values():
-                yield from strings(item)
-        elif isinstance(node, list):
-            for item in node:
-                yield from strings(item)
-
     named: list[str] = []
-    for text in strings(value):
+    for text in _strings(value):
         try:
             inside(archive, text)
         except PathEscape:
@@ -277,6 +266,20 @@ def bodies_named(letter: DeadLetter, archive: str) -> list[str]:
         if text not in named:
             named.append(text)
     return named
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string in a parsed JSON value, walked with a stack of its own: however deep a
+    hostile letter nests, the walk needs no recursion."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
 
 
 @dataclass

@@ -43,6 +43,11 @@ def test_the_bodies_an_event_names_are_its_urls_inside_the_archive_once_each() -
     )
     assert bodies_named(named, ARCHIVE) == [f"{ARCHIVE}/a/R1.fq", f"{ARCHIVE}/a/R2.fq"]
     assert bodies_named(letter(2, b"\xff not json"), ARCHIVE) == []
+    deep = b"[" * 100_000 + json.dumps(f"{ARCHIVE}/a/R1.fq").encode() + b"]" * 100_000
+    assert bodies_named(letter(3, deep), ARCHIVE) == []  # past the parser's depth: names none
+    url = json.dumps(f"{ARCHIVE}/a/R1.fq").encode()
+    nested = b'{"x": [' * 450 + url + b"]}" * 450  # as deep as the parser goes: found all the same
+    assert bodies_named(letter(4, nested), ARCHIVE) == [f"{ARCHIVE}/a/R1.fq"]
 
 
 def test_only_pending_tape_letters_whose_every_body_is_readable_go_back() -> None:
