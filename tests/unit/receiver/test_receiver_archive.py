@@ -85,13 +85,18 @@ def test_a_receiver_dying_mid_write_leaves_a_prefix(
 ) -> None:
     partial = Layout(tmp_path.as_uri()).partial("sub", "R1")
     upload = PartialUpload(partial, 0, len(DATA), archive_writer)
-    upload.take(io.BytesIO(DATA[:5_000_000]).readinto)  # never closed: the process is gone
+    upload.take(io.BytesIO(DATA[:5_000_000]).readinto)
+    # The process died once its disk lane's writes had landed (waited for here by the close:
+    # the lane writes from a thread of its own, so touching the file before would race it),
+    # and the file system kept its last segment's length without all of its bytes.
+    upload.close()
     path = Path(partial[len("file://") :])
-    with path.open("ab") as torn:  # and its last write was torn mid-segment
+    with path.open("r+b") as torn:
+        torn.seek(-(CIPHER_SEGMENT_SIZE // 2), io.SEEK_END)
         torn.write(b"\0" * (CIPHER_SEGMENT_SIZE // 2))
     counted = arrived(partial)
     assert counted % SEGMENT_SIZE == 0 and counted > 0
-    with pytest.raises(OffsetMismatch) as caught:  # the segment the zeros completed fails its tag
+    with pytest.raises(OffsetMismatch) as caught:  # the segment ending in zeros fails its tag
         PartialUpload(partial, counted, len(DATA), archive_writer)
     have = caught.value.arrived
     assert have == counted - SEGMENT_SIZE and arrived(partial) == have
