@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from shared.auth import Role, Tokens, bearer_auth, require_role
-from shared.http import ERROR_MEDIA_TYPE, PROBES, ErrorBody, FieldProblem, http_error
+from shared.http import ERROR_MEDIA_TYPE, PROBES, ErrorBody, FieldProblem, Ga4gh, http_error
 
 M = TypeVar("M", bound=BaseModel)
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
@@ -109,7 +109,7 @@ class Route:
     query_refused: int = 422
     path_refused: int = 404
     roles: tuple[Role, ...] = ()
-    ga4gh: bool = False
+    ga4gh: Ga4gh | None = None
 
     def parameters(self) -> list[dict[str, Any]]:
         """The OpenAPI parameter objects, from the parameter models."""
@@ -136,7 +136,7 @@ def route(
     query_refused: int = 422,
     path_refused: int = 404,
     roles: tuple[Role, ...] = (),
-    ga4gh: bool = False,
+    ga4gh: Ga4gh | None = None,
 ) -> Callable[[H], H]:
     """Declare the decorated :class:`Api` method the handler of ``method path``.
 
@@ -148,8 +148,9 @@ def route(
     401 of the token check is added to every route that is not ``public``. ``roles``, when
     given, are the roles of which the caller's token must have one (403 otherwise, before any
     parameter is looked at); the document names them (``x-genomhub-roles``) with the 403.
-    ``ga4gh`` routes (DRS) answer their errors in the one error body with GA4GH's fields added
-    (``msg``, ``status_code``), the role and parameter refusals included.
+    ``ga4gh`` routes (DRS, htsget) answer their errors in the one error body with that API's
+    own fields added (DRS's ``msg`` and ``status_code``, htsget's ``htsget`` object), the
+    role and parameter refusals included.
     """
     declared = Route(
         method.upper(),
@@ -271,13 +272,17 @@ class Api:
         the document to ``app``.
 
         Middlewares that must see a 401 (a request counter) are appended before this call.
+        The errors of a ``ga4gh`` route, its 401 included, are put in that API's shape outside
+        the token check.
         """
+        kinds: dict[Any, Ga4gh] = {}
+        app.middlewares.append(cast(Middleware, _ga4gh_errors(kinds)))
         app.middlewares.append(cast(Middleware, bearer_auth(tokens, self.public_paths())))
         for attribute, declared in self.routes():
-            handler = getattr(self, attribute)
-            app.router.add_route(
-                declared.method, declared.path, _validating(declared, handler), name=declared.name
-            )
+            handler = _validating(declared, getattr(self, attribute))
+            app.router.add_route(declared.method, declared.path, handler, name=declared.name)
+            if declared.ga4gh is not None:
+                kinds[handler] = declared.ga4gh
         spec = self.document()
 
         async def openapi(_: web.Request) -> web.Response:
@@ -286,17 +291,17 @@ class Api:
         app.router.add_get(OPENAPI_PATH, openapi)
 
 
-def _validating(
-    declared: Route, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """``handler`` behind the validation of its route's query, then path, parameters."""
+def _ga4gh_errors(kinds: Mapping[Any, Ga4gh]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """A middleware answering the errors of the routes in ``kinds`` in the one error body with
+    their GA4GH API's fields added (see :func:`shared.http.error_body`)."""
 
-    @functools.wraps(handler)
-    async def validated(request: web.Request) -> web.StreamResponse:
-        if not declared.ga4gh:
-            return await checked(request)
+    @web.middleware
+    async def shaped(request: web.Request, handler: Any) -> web.StreamResponse:
+        kind = kinds.get(request.match_info.handler)
+        if kind is None:
+            return cast(web.StreamResponse, await handler(request))
         try:
-            return await checked(request)
+            return cast(web.StreamResponse, await handler(request))
         except web.HTTPException as exc:
             if exc.status < 400 or not isinstance(exc.text, str):
                 raise
@@ -308,9 +313,18 @@ def _validating(
                 problems=list(said.problems),
                 detail=said.detail,
                 headers=kept,
-                ga4gh=True,
+                ga4gh=kind,
             ) from None
 
+    return shaped
+
+
+def _validating(
+    declared: Route, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``handler`` behind the validation of its route's query, then path, parameters."""
+
+    @functools.wraps(handler)
     async def checked(request: web.Request) -> web.StreamResponse:
         if declared.roles:
             require_role(request, declared.roles)
@@ -332,7 +346,7 @@ def _validating(
         request[_PARAMETERS] = parsed
         return await handler(request)
 
-    return validated
+    return checked
 
 
 def _content(content: Mapping[str, Schema]) -> dict[str, Any]:

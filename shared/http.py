@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
@@ -55,6 +55,23 @@ class FieldProblem(BaseModel):
     message: str = Field(description="What is wrong; never the offending value, which may be a CPR number.")
 
 
+Ga4gh = Literal["drs", "htsget"]
+"""The GA4GH API whose error fields a route's errors carry beside genomhub's own."""
+HTSGET_ERRORS = {400: "InvalidInput", 401: "InvalidAuthentication", 403: "PermissionDenied", 404: "NotFound"}
+"""htsget's error name by status, where the message does not start with a name of its own
+(``InvalidRange: ...``, ``UnsupportedFormat: ...``)."""
+_HTSGET_NAMED = {"InvalidRange", "UnsupportedFormat", *HTSGET_ERRORS.values()}
+
+
+class HtsgetError(BaseModel):
+    """htsget 1.3's error object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error: str = Field(description="htsget's name: InvalidInput, InvalidRange, NotFound, PermissionDenied...")
+    message: str
+
+
 class ErrorBody(BaseModel):
     """The one body of every error answer of every genomhub HTTP API, aiohttp's own included."""
 
@@ -73,6 +90,7 @@ class ErrorBody(BaseModel):
     status_code: int | None = Field(
         default=None, description="GA4GH routes (DRS) only: DRS's own field for `status`, which it repeats."
     )
+    htsget: HtsgetError | None = Field(default=None, description="htsget routes only: htsget's error object.")
 
 
 ERROR_MEDIA_TYPE = "application/json"
@@ -85,19 +103,26 @@ def error_body(
     problems: list[FieldProblem] | None = None,
     detail: dict[str, Any] | None = None,
     *,
-    ga4gh: bool = False,
+    ga4gh: Ga4gh | None = None,
 ) -> str:
     """The JSON text of :class:`ErrorBody`: the one error body, built in one place.
 
-    ``ga4gh`` adds the fields GA4GH's DRS error has (``msg``, ``status_code``), so a DRS
-    client reads its own shape and a genomhub client still reads ours."""
+    ``ga4gh`` adds the fields of that GA4GH API's error: DRS's ``msg`` and ``status_code``,
+    htsget's ``htsget`` object, so a GA4GH client reads its own shape and a genomhub client
+    still reads ours."""
+    name, colon, _ = error.partition(":")
+    htsget = None
+    if ga4gh == "htsget":
+        named = name if colon and name in _HTSGET_NAMED else HTSGET_ERRORS.get(status, "InvalidInput")
+        htsget = HtsgetError(error=named, message=error)
     return ErrorBody(
         status=status,
         error=error,
         problems=problems or [],
         detail=detail or {},
-        msg=error if ga4gh else None,
-        status_code=status if ga4gh else None,
+        msg=error if ga4gh == "drs" else None,
+        status_code=status if ga4gh == "drs" else None,
+        htsget=htsget,
     ).model_dump_json(exclude_none=True)
 
 
@@ -119,7 +144,7 @@ def http_error(
     problems: list[FieldProblem] | None = None,
     detail: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
-    ga4gh: bool = False,
+    ga4gh: Ga4gh | None = None,
 ) -> web.HTTPException:
     """The exception a handler raises to answer ``status`` with the one error body."""
     return _error_class(status)(

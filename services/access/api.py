@@ -32,25 +32,27 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.access import discovery, tickets
 from services.access.availability import RecallUnderWay, RecallWait, availability
-from services.access.delivery import GRANT_RECHECK_SECONDS, Delivery, WholeFile, whole_file
+from services.access.delivery import GRANT_RECHECK_SECONDS, Delivery, Slice, WholeFile, slice_of, whole_file
 from services.access.grants import (
     NotAllowed,
     check_decider,
     check_key_registrar,
     check_revoker,
+    covers,
     grant_end,
     may_read_request,
     opens,
 )
 from services.access.ledger import Action
 from services.access.objects import AccessUrl, ArchivedObject, DrsObject, drs_object
+from services.access.objects import object_id as object_id_of
 from services.access.request_body import (
     AccessRequestBody,
     DecisionBody,
@@ -59,6 +61,7 @@ from services.access.request_body import (
     RevocationBody,
     parse_body,
 )
+from services.access.slices import UNMAPPED, SliceRefused, UnreadableIndex
 from services.access.store import AccessStore, Audit, Conflict, DepartmentKey, RequestRecord
 from shared.api import Answer, Api, answer, path_of, query_of, refusal, route
 from shared.auth import Principal, Role, Tokens, principal_of
@@ -69,7 +72,9 @@ from shared.events import (
     AccessDecided,
     AccessRequested,
     AccessRevoked,
+    Deliverable,
     Event,
+    GenomicRange,
     Pseudonym,
     Region,
     Requester,
@@ -129,6 +134,68 @@ class TicketPath(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ticket: str = Field(min_length=8, max_length=1024, description="The signed ticket DRS handed out.")
+
+
+class HtsgetQuery(BaseModel):
+    """htsget 1.3's query (``fields``, ``tags`` and ``notags`` are not offered: a slice is cut
+    from whole containers and blocks, never re-encoded, so it keeps every field)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: str | None = Field(
+        default=None, description="CRAM for reads, VCF for variants: what is archived."
+    )
+    reference_name: str | None = Field(
+        default=None,
+        alias="referenceName",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.*:|+-]+$",
+        description="The reference, as the file's header names it; `*` for unplaced reads.",
+    )
+    start: int | None = Field(default=None, ge=0, le=2**31, description="0-based, inclusive.")
+    end: int | None = Field(default=None, ge=0, le=2**31, description="0-based, exclusive.")
+    part: Literal["header"] | None = Field(
+        default=None, alias="class", description="`header`: the file's header alone."
+    )
+
+
+class HtsgetUrl(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    url: str = Field(description="Opens for minutes, for this grant and slice only; no token needed.")
+    class_: Literal["header", "body"] | None = Field(default=None, alias="class", serialization_alias="class")
+
+
+class HtsgetTicketBody(BaseModel):
+    format: str
+    urls: list[HtsgetUrl]
+
+
+class HtsgetTicket(BaseModel):
+    """htsget 1.3's ticket. Its one URL gives the slice as a Crypt4GH file encrypted to the
+    department's registered key: what `crypt4gh decrypt` makes of it is the CRAM or VCF."""
+
+    htsget: HtsgetTicketBody
+
+
+HTSGET_FORMATS = {"reads": ("CRAM", Deliverable.HARMONISED_CRAM, ".cram", ".crai"),
+                  "variants": ("VCF", Deliverable.HARMONISED_VCF, ".vcf.gz", ".tbi")}  # fmt: skip
+"""What each htsget endpoint serves of the archive: format, deliverable, file and index suffix."""
+
+
+def _locus(asked: HtsgetQuery) -> GenomicRange | None:
+    """The range of an htsget query (None: the whole file's header, for ``class=header``),
+    or the 400 htsget gives for one that cannot be a range."""
+    if asked.reference_name is None:
+        if asked.start is not None or asked.end is not None:
+            raise http_error(400, "InvalidInput: start and end need a referenceName")
+        return None
+    if asked.reference_name == UNMAPPED and (asked.start is not None or asked.end is not None):
+        raise http_error(400, "InvalidInput: the unplaced reads ('*') have no coordinates")
+    if asked.start is not None and asked.end is not None and asked.end <= asked.start:
+        raise http_error(400, "InvalidRange: end must lie after start")
+    return GenomicRange(reference_name=asked.reference_name, start=asked.start, end=asked.end)
 
 
 class NoParameters(BaseModel):
@@ -220,6 +287,21 @@ def _about(asked: AccessRequested, principal: Principal, action: str, detail: di
         case_reference=asked.case_reference,
         request_id=asked.request_id,
     )
+
+
+HTSGET_ANSWERS = {
+    200: answer(
+        "The ticket: one URL giving the slice, Crypt4GH encrypted to the department's key.", HtsgetTicket
+    ),
+    202: answer(
+        "The file or its index is on tape: its recall is under way; the same request succeeds "
+        "once it is staged. Retry-After says when, from the archive's estimate.",
+        RecallWait,
+    ),
+    400: refusal("InvalidInput, InvalidRange or UnsupportedFormat (htsget's error object)."),
+    403: refusal("PermissionDenied: no grant in force, or one that does not cover the range (logged)."),
+    404: refusal("NotFound: no such object of this kind, no such reference in the file, or no index."),
+}
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -643,7 +725,7 @@ class AccessApi(Api):
         summary="GA4GH DRS 1.4 object metadata (size, sha-256): the owner, NGC, or a grant in force.",
         path_parameters=ObjectPath,
         roles=READERS,
-        ga4gh=True,
+        ga4gh="drs",
         responses={
             200: answer("The object; access methods for a caller with a grant in force.", DrsObject),
             403: refusal("PermissionDenied: no grant in force names this object's sample and kind (logged)."),
@@ -674,7 +756,7 @@ class AccessApi(Api):
         summary="A short-lived URL of the working copy, Crypt4GH encrypted to the department's key.",
         path_parameters=AccessPath,
         roles=(Role.CLINICIAN,),
-        ga4gh=True,
+        ga4gh="drs",
         responses={
             200: answer("The URL; it opens for minutes, for this grant and object only.", AccessUrl),
             202: answer(
@@ -724,6 +806,125 @@ class AccessApi(Api):
         )
         return _json(AccessUrl(url=f"{request.url.origin()}/v1/working-copies/{ticket}"))
 
+    async def _index_of(self, found: ArchivedObject, suffix: str) -> ArchivedObject:
+        index = await asyncio.to_thread(
+            self.store.archived_object, object_id_of(found.region, found.sample_id, found.name + suffix)
+        )
+        if index is None:
+            raise http_error(404, "NotFound: the file has no index to cut a slice by")
+        return index
+
+    async def _cut(
+        self,
+        found: ArchivedObject,
+        index: ArchivedObject,
+        locus: GenomicRange | None,
+        delivery: Delivery,
+        recipient: bytes,
+    ) -> Slice:
+        """The open slice of ``found`` holding ``locus`` (None: its header), or the htsget
+        error of a range the file cannot give, or a 503 for an archive that cannot be read."""
+        try:
+            return await asyncio.to_thread(slice_of, found, index, locus, delivery, recipient)
+        except SliceRefused as exc:
+            raise http_error(404 if exc.code == "NotFound" else 400, f"{exc.code}: {exc}") from None
+        except NeedsRecall as exc:  # went to tape after its URL was handed out: ask again
+            raise http_error(503, f"{exc}; ask for the slice's ticket again") from None
+        except (UnreadableIndex, EncryptionError, MissingHeader, OSError) as exc:
+            log.error("htsget slice cannot be cut", object_id=found.object_id, error=str(exc))
+            raise http_error(
+                503, "the archived file or its index cannot be read now; nothing was sent"
+            ) from None
+
+    async def _htsget(self, request: web.Request, endpoint: str) -> web.Response:
+        """The ticket of an htsget slice (reads or variants) of an object a grant in force opens."""
+        principal = principal_of(request)
+        asked = query_of(request, HtsgetQuery)
+        fmt, deliverable, suffix, index_suffix = HTSGET_FORMATS[endpoint]
+        found = await self._object(path_of(request, ObjectPath).object_id)
+        if found.deliverable is not deliverable or not found.name.endswith(suffix):
+            raise http_error(404, f"NotFound: no {endpoint} by that id")
+        if asked.format is not None and asked.format != fmt:
+            raise http_error(400, f"UnsupportedFormat: the archive holds {endpoint} as {fmt}")
+        wanted = _locus(asked)
+        now = self.clock()
+        grants = await self._grants_for(principal, found, now)
+        if not grants:
+            await self._refuse_object(principal, found, "htsget", "no grant in force names this object")
+        # htsget's three asks: the header alone, the whole file (no referenceName), a range.
+        part = "header" if asked.part == "header" else "whole-file" if wanted is None else "slice"
+        records = [await asyncio.to_thread(self.store.record, g) for g in grants]
+        covering = [r for r in records if r is not None and (part == "header" or covers(r.request, wanted))]
+        if not covering:
+            await self._refuse_object(principal, found, "htsget", "the grant does not cover that range")
+        record = covering[0]
+        department = record.request.requester.department
+        key = await asyncio.to_thread(self.store.department_key, record.request.requester.region, department)
+        if key is None:
+            await self._refuse_object(
+                principal, found, "htsget", f"department {department!r} has no registered key"
+            )
+        index = await self._index_of(found, index_suffix)
+        delivery = self._delivery()
+        if delivery.tiers is not None:
+            for needed in (found, index):
+                waiting = await asyncio.to_thread(
+                    availability, needed, delivery.tiers, self.store, now,
+                    f"access: htsget slice {record.request.request_id}",
+                )  # fmt: skip
+                if isinstance(waiting, RecallUnderWay):
+                    await self.send_pending()
+                    return _recalling(waiting)
+        if part != "whole-file":  # cut once now: a range the file cannot give is refused here
+            cut = await self._cut(found, index, wanted, delivery, key.public_key)
+            await asyncio.to_thread(cut.close)
+        ticket = tickets.issue(
+            record.request.request_id,
+            found.object_id,
+            principal.name,
+            now,
+            delivery.url_minutes,
+            delivery.url_secret,
+            part=part,
+            locus=None if wanted is None else wanted.model_dump(),
+        )
+        url = HtsgetUrl(url=f"{request.url.origin()}/v1/working-copies/{ticket}", class_=asked.part)
+        return web.json_response(
+            text=HtsgetTicket(htsget=HtsgetTicketBody(format=fmt, urls=[url])).model_dump_json(
+                by_alias=True, exclude_none=True
+            )
+        )
+
+    @route(
+        "GET",
+        "/ga4gh/htsget/v1/reads/{object_id}",
+        operation_id="searchReads",
+        summary="htsget 1.3: a ticket for a genomic range of an archived CRAM, under a grant in force.",
+        path_parameters=ObjectPath,
+        query=HtsgetQuery,
+        query_refused=400,
+        roles=(Role.CLINICIAN,),
+        ga4gh="htsget",
+        responses=HTSGET_ANSWERS,
+    )
+    async def htsget_reads(self, request: web.Request) -> web.Response:
+        return await self._htsget(request, "reads")
+
+    @route(
+        "GET",
+        "/ga4gh/htsget/v1/variants/{object_id}",
+        operation_id="searchVariants",
+        summary="htsget 1.3: a ticket for a genomic range of an archived VCF, under a grant in force.",
+        path_parameters=ObjectPath,
+        query=HtsgetQuery,
+        query_refused=400,
+        roles=(Role.CLINICIAN,),
+        ga4gh="htsget",
+        responses=HTSGET_ANSWERS,
+    )
+    async def htsget_variants(self, request: web.Request) -> web.Response:
+        return await self._htsget(request, "variants")
+
     def _delivery(self) -> Delivery:
         if self.delivery is None:
             raise http_error(503, "this access service hands out no working copies (no archive configured)")
@@ -771,13 +972,20 @@ class AccessApi(Api):
             await self._refuse_object(
                 principal, found, "working-copy", "the department has no registered key"
             )
-        try:
-            copy = await asyncio.to_thread(whole_file, found, delivery, key.public_key)
-        except NeedsRecall as exc:  # went to tape after its URL was handed out: ask DRS again
-            raise http_error(503, f"{exc}; ask for the object's access URL again") from None
-        except (EncryptionError, MissingHeader, OSError) as exc:
-            log.error("working copy cannot be opened", object_id=found.object_id, error=str(exc))
-            raise http_error(503, "the archived file cannot be read now; nothing was sent") from None
+        copy: WholeFile | Slice
+        if ticket.part == "whole-file":
+            try:
+                copy = await asyncio.to_thread(whole_file, found, delivery, key.public_key)
+            except NeedsRecall as exc:  # went to tape after its URL was handed out: ask DRS again
+                raise http_error(503, f"{exc}; ask for the object's access URL again") from None
+            except (EncryptionError, MissingHeader, OSError) as exc:
+                log.error("working copy cannot be opened", object_id=found.object_id, error=str(exc))
+                raise http_error(503, "the archived file cannot be read now; nothing was sent") from None
+        else:
+            locus = None if ticket.locus is None else GenomicRange.model_validate(ticket.locus)
+            index_suffix = ".crai" if found.deliverable is Deliverable.HARMONISED_CRAM else ".tbi"
+            index = await self._index_of(found, index_suffix)
+            copy = await self._cut(found, index, locus, delivery, key.public_key)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "application/octet-stream",
@@ -794,7 +1002,17 @@ class AccessApi(Api):
         finally:
             self._downloads[asked.request_id].discard(cut)
             await asyncio.to_thread(copy.close)
-            await self._issued(asked, found, principal, key.public_key, sent, digest.hexdigest(), ended)
+            await self._issued(
+                asked,
+                found,
+                principal,
+                key.public_key,
+                sent,
+                digest.hexdigest(),
+                ended,
+                copy.part,
+                ticket.locus,
+            )
         if ended != "complete" and request.transport is not None:
             request.transport.close()  # the client sees a body shorter than Content-Length
             return response
@@ -804,7 +1022,7 @@ class AccessApi(Api):
     async def _send(
         self,
         response: web.StreamResponse,
-        copy: WholeFile,
+        copy: WholeFile | Slice,
         cut: asyncio.Event,
         record: RequestRecord,
         found: ArchivedObject,
@@ -852,6 +1070,8 @@ class AccessApi(Api):
         sent: int,
         sha256: str,
         ended: str,
+        part: Literal["whole-file", "slice"],
+        locus: dict[str, Any] | None,
     ) -> None:
         """The delivery's event (working-copy-issued) and ledger entry, however it ended."""
         now = self.clock()
@@ -861,7 +1081,7 @@ class AccessApi(Api):
             object_id=found.object_id,
             sample=SampleRef(region=found.region, sample_id=found.sample_id),
             requester=asked.requester,
-            part="whole-file",
+            part=part,
             recipient_key_sha256=hashlib.sha256(recipient).hexdigest(),
             bytes_sent=sent,
             sha256=sha256,
@@ -875,6 +1095,7 @@ class AccessApi(Api):
             "sha256": sha256,
             "ended": ended,
             "department": asked.requester.department,
+            **({"part": part, "range": locus} if part == "slice" else {}),
         }
         audit = _about(asked, principal, Action.DELIVERY, detail)
         await asyncio.to_thread(self.store.issue, event, new_event_id(), audit, now)

@@ -1,18 +1,25 @@
-"""What a whole-file working copy is made of: the archive's header re-encrypted to the
-department's key, then the archive's body as stored, each segment's tag checked on the way.
+"""What a working copy is made of, whole or a slice, each a Crypt4GH file that the
+department's secret key opens.
 
-No plaintext exists anywhere on the way: the body is never decrypted for sending (its
-segments are opened only to check their Poly1305 tags, and what is sent is the stored
-ciphertext), and the department's secret key opens the result as any Crypt4GH file.
+A whole file is the archive's header re-encrypted to the department's key, then the
+archive's body as stored, each segment's tag checked on the way: the body is never
+decrypted for sending (its segments are opened only to check their Poly1305 tags, and what
+is sent is the stored ciphertext). A slice (htsget) is made of parts of the plaintext, so
+it is encrypted again as it streams, under a data key of its own sealed to the department's
+key; its plaintext exists only a megabyte at a time in the process's memory.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
+from services.access import slices
 from services.access.objects import ArchivedObject
-from shared.encryption import ArchiveKey, BodyDecryptor, body_size, reencrypt_header
+from shared.encryption import ArchiveKey, BodyDecryptor, BodyEncryptor, body_size, reencrypt_header
+from shared.events import GenomicRange
 from shared.headers import HeaderStore
 from shared.storage import open_archived
 from shared.tiers import ArchiveTiers
@@ -43,6 +50,7 @@ class WholeFile:
     header: bytes
     body: BodyDecryptor
     size: int
+    part: Literal["whole-file"] = "whole-file"
 
     def batches(self) -> Iterator[list[bytes]]:
         """The body's stored segments, :data:`BATCH_SEGMENTS` at a time, each checked."""
@@ -64,3 +72,66 @@ def whole_file(found: ArchivedObject, delivery: Delivery, recipient: bytes) -> W
     header = reencrypt_header(delivery.headers.read(found.url), key, recipient)
     body = open_archived(found.url, found.size, delivery.headers, key, delivery.tiers)
     return WholeFile(header, body, len(header) + body_size(found.size))
+
+
+@dataclass
+class Slice:
+    """One htsget slice being sent: a fresh ``header`` sealed to the department's key, then
+    ``batches()`` of the slice's plaintext encrypted as it is read."""
+
+    header: bytes
+    body: BodyDecryptor
+    pieces: list[slices.Piece]
+    encryptor: BodyEncryptor
+    size: int
+    part: Literal["slice"] = "slice"
+
+    def batches(self) -> Iterator[list[bytes]]:
+        """The slice's segments, about :data:`BATCH_SEGMENTS` at a time."""
+        for chunk in slices.plaintext(self.pieces, self._read_at, BATCH_SEGMENTS << 16):
+            if sealed := self.encryptor.feed(chunk):
+                yield [bytes(s) for s in sealed]
+        if last := self.encryptor.finish():
+            yield [bytes(s) for s in last]
+
+    def _read_at(self, offset: int, length: int) -> bytes:
+        return read_at(self.body, offset, length)
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def read_at(body: BodyDecryptor, offset: int, length: int) -> bytes:
+    """``length`` plaintext bytes of ``body`` from ``offset`` (fewer only at its end)."""
+    body.seek(offset)
+    out = bytearray(length)
+    view, got = memoryview(out), 0
+    while got < length and (count := body.readinto(view[got:])):
+        got += count
+    return bytes(out[:got])
+
+
+def slice_of(
+    found: ArchivedObject,
+    index: ArchivedObject,
+    locus: GenomicRange | None,
+    delivery: Delivery,
+    recipient: bytes,
+) -> Slice:
+    """Open the htsget slice of ``found`` holding ``locus`` (None: its header alone), cut
+    with ``index`` (its ``.crai`` or ``.tbi``), for ``recipient``. Raises
+    :class:`slices.SliceRefused` for a range the file cannot give, and the errors of
+    :func:`whole_file` for an archive that cannot be read."""
+    key = delivery.archive_key()
+    with open_archived(index.url, index.size, delivery.headers, key, delivery.tiers) as stored_index:
+        index_bytes = io.BufferedReader(stored_index).read()
+    body = open_archived(found.url, found.size, delivery.headers, key, delivery.tiers)
+    try:
+        cut = slices.cram_slice if index.name.endswith(".crai") else slices.vcf_slice
+        pieces = cut(index_bytes, lambda offset, length: read_at(body, offset, length), found.size, locus)
+        encryptor = BodyEncryptor(recipient)
+        header = encryptor.header
+        return Slice(header, body, pieces, encryptor, len(header) + body_size(slices.size_of(pieces)))
+    except BaseException:
+        body.close()
+        raise

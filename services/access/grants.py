@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shared.auth import Principal, Role
-from shared.events import AccessRequested, Deliverable, Region
+from shared.events import AccessRequested, Deliverable, GenomicRange, Region
 
 
 class Standing(StrEnum):
@@ -103,4 +103,20 @@ def opens(
         and request.owner == region
         and any(s.sample_id == sample_id for s in request.samples)
         and what in request.wants
+    )
+
+
+def covers(request: AccessRequested, locus: GenomicRange | None) -> bool:
+    """Whether a slice of ``locus`` lies within what ``request`` asked for: anything, when it
+    named no genomic ranges; else inside one of them (a slice without a range is the whole
+    file, which a request for ranges does not cover)."""
+    if not request.genomic_ranges:
+        return True
+    if locus is None:
+        return False
+    return any(
+        granted.reference_name == locus.reference_name
+        and (granted.start or 0) <= (locus.start or 0)
+        and (granted.end is None or (locus.end is not None and locus.end <= granted.end))
+        for granted in request.genomic_ranges
     )

@@ -19,6 +19,7 @@ import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 
 class BadTicket(Exception):
@@ -32,6 +33,10 @@ class Ticket:
     requester: str
     expires: int
     """Unix seconds."""
+    part: str = "whole-file"
+    """``whole-file``, or an htsget ``slice`` (of ``locus``, or the header alone without one)."""
+    locus: dict[str, Any] | None = None
+    """The slice's range as a :class:`shared.events.GenomicRange` dumps it."""
 
 
 def _b64(data: bytes) -> str:
@@ -42,9 +47,20 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue(request_id: str, object_id: str, requester: str, now: datetime, minutes: int, secret: bytes) -> str:
+def issue(
+    request_id: str,
+    object_id: str,
+    requester: str,
+    now: datetime,
+    minutes: int,
+    secret: bytes,
+    *,
+    part: str = "whole-file",
+    locus: dict[str, Any] | None = None,
+) -> str:
     """The signed text of a ticket that opens until ``minutes`` after ``now``."""
-    ticket = Ticket(request_id, object_id, requester, int((now + timedelta(minutes=minutes)).timestamp()))
+    expires = int((now + timedelta(minutes=minutes)).timestamp())
+    ticket = Ticket(request_id, object_id, requester, expires, part, locus)
     payload = _b64(json.dumps(asdict(ticket), sort_keys=True, separators=(",", ":")).encode())
     mac = hmac.new(secret, payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{_b64(mac)}"
