@@ -854,7 +854,7 @@ class AccessApi(Api):
         # htsget's three asks: the header alone, the whole file (no referenceName), a range.
         part = "header" if asked.part == "header" else "whole-file" if wanted is None else "slice"
         records = [await asyncio.to_thread(self.store.record, g) for g in grants]
-        covering = [r for r in records if r is not None and (part == "header" or covers(r.request, wanted))]
+        covering = [r for r in records if r is not None and (part == "header" or covers(r.request.genomic_ranges, wanted))]
         if not covering:
             await self._refuse_object(principal, found, "htsget", "the grant does not cover that range")
         record = covering[0]

@@ -9,6 +9,7 @@ at every use, with the moment of use, not only by a timer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -106,11 +107,11 @@ def opens(
     )
 
 
-def covers(request: AccessRequested, locus: GenomicRange | None) -> bool:
-    """Whether a slice of ``locus`` lies within what ``request`` asked for: anything, when it
-    named no genomic ranges; else inside one of them (a slice without a range is the whole
-    file, which a request for ranges does not cover)."""
-    if not request.genomic_ranges:
+def covers(ranges: Sequence[GenomicRange], locus: GenomicRange | None) -> bool:
+    """Whether a slice of ``locus`` lies within the genomic ``ranges`` a request asked for:
+    anything, when it named none; else inside one of them (a slice without a range is the
+    whole file, which a request for ranges does not cover)."""
+    if not ranges:
         return True
     if locus is None:
         return False
@@ -118,5 +119,5 @@ def covers(request: AccessRequested, locus: GenomicRange | None) -> bool:
         granted.reference_name == locus.reference_name
         and (granted.start or 0) <= (locus.start or 0)
         and (granted.end is None or (locus.end is not None and locus.end <= granted.end))
-        for granted in request.genomic_ranges
+        for granted in ranges
     )

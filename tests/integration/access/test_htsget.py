@@ -15,7 +15,7 @@ import hashlib
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,13 @@ from services.access.api import AccessApi
 from services.access.delivery import Delivery
 from services.access.discovery import KnownSample
 from services.access.objects import ArchivedObject, object_id
-from services.access.store import AccessStore
+from services.access.store import AccessStore, KnownRecall
 from shared.auth import Tokens, token_hash
 from shared.encryption import BodyEncryptor, encrypt_chunks, load_archive_key, write_key_pair
-from shared.events import AnalysisType, Deliverable, Event, Region, WorkingCopyIssued
+from shared.events import AnalysisType, Deliverable, Event, RecallRequested, Region, WorkingCopyIssued
 from shared.headers import HeaderStore
 from shared.http import make_web
+from shared.tiers import ArchiveTiers
 from tests.support import crypt4gh_decrypt
 from tests.unit.validator.corpus import (
     aligned_sam,
@@ -89,6 +90,8 @@ class Slices:
     genome: Path
     secret_key: Path
     objects: dict[str, ArchivedObject]
+    store_dir: Path
+    tiers: ArchiveTiers
 
     async def call(self, path: str, token: str | None = "ouh-clinician", body: Any = None) -> tuple[int, Any]:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -162,11 +165,15 @@ async def slices(tmp_path: Path, genome: Path) -> AsyncIterator[Slices]:
     async def emit(event: Event, event_id: str) -> None:
         sent.append(event)
 
+    tiers = ArchiveTiers(
+        store_dir.as_uri(), (tmp_path / "warm").as_uri(), (tmp_path / "cold").as_uri(), delay=0
+    )
     app = make_web([])
-    api = AccessApi(store, emit, 14, delivery=Delivery(headers, lambda: archive_key, b"test-url-secret", 5))
+    delivery = Delivery(headers, lambda: archive_key, b"test-url-secret", 5, tiers)
+    api = AccessApi(store, emit, 14, delivery=delivery)
     api.install(app, Tokens({token_hash(t): e for t, e in TOKENS.items()}))
     async with TestClient(TestServer(app)) as client:
-        yield Slices(client, store, sent, genome, department_secret, objects)
+        yield Slices(client, store, sent, genome, department_secret, objects, store_dir, tiers)
     store.dispose()
 
 
@@ -290,3 +297,51 @@ async def test_a_grant_for_a_range_opens_slices_within_it_only(slices: Slices) -
     assert len(refused) == 3 and {e.detail["reason"] for e in refused} == {
         "the grant does not cover that range"
     }
+
+
+async def test_a_slice_of_a_file_on_tape_answers_202_until_it_is_staged(
+    slices: Slices, tmp_path: Path
+) -> None:
+    await slices.granted()
+    path = f"hovedstaden/{SAMPLE}/RH-1.cram"
+    cold = slices.tiers.cold_tier()
+    with (slices.store_dir / path).open("rb") as stream:
+        cold.store(path, stream)
+    (slices.store_dir / path).unlink()  # cooled to tape, as the archive's mover leaves it
+    ticket_of = f"/ga4gh/htsget/v1/reads/{slices.id_of('RH-1.cram')}?referenceName=chr2&start=1000&end=2000"
+    status, waiting = await slices.call(ticket_of)
+    assert status == 202 and waiting["state"] == "SUBMITTED", waiting
+    (asked,) = [e for e in slices.sent if isinstance(e, RecallRequested)]
+    assert asked.paths == [path] and asked.recall_id == waiting["recall_id"]
+
+    cold.recall(path, pin_seconds=3600)  # the gateway stages it (this folder tape has no delay)
+    staged = datetime.now(UTC)
+    slices.store.project_recall(
+        KnownRecall(path, asked.recall_id, "COMPLETED", None, staged + timedelta(hours=1), staged)
+    )
+    status, ticket = await slices.call(ticket_of)
+    assert status == 200, ticket
+    cut = tmp_path / "staged.cram"
+    cut.write_bytes(await slices.fetched(ticket))
+    subprocess.run(["samtools", "index", str(cut)], check=True)
+    assert reads(cut, "chr2:1001-2000") == reads(slices.genome / "RH-1.cram", "chr2:1001-2000")
+
+
+async def test_a_revoked_grant_opens_no_ticket_and_no_url_handed_out_before(slices: Slices) -> None:
+    request_id = await slices.granted()
+    status, ticket = await slices.call(
+        f"/ga4gh/htsget/v1/variants/{slices.id_of('RH-1.vcf.gz')}?referenceName=chr1"
+    )
+    assert status == 200
+    revoked = {"reason": "wrong patient"}
+    assert (await slices.call(f"/v1/access/requests/{request_id}/revocation", "rh-steward", revoked))[
+        0
+    ] == 201
+    url = ticket["htsget"]["urls"][0]["url"]
+    response = await slices.client.get(url[url.index("/v1/working-copies/") :])
+    assert response.status == 403
+    status, body = await slices.call(
+        f"/ga4gh/htsget/v1/variants/{slices.id_of('RH-1.vcf.gz')}?referenceName=chr1"
+    )
+    assert (status, body["htsget"]["error"]) == (403, "PermissionDenied")
+    assert not [e for e in slices.sent if isinstance(e, WorkingCopyIssued)]
