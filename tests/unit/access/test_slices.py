@@ -14,6 +14,7 @@ from services.access.grants import covers
 from services.access.slices import (
     BGZF_EOF,
     Made,
+    Piece,
     ReadAt,
     SliceRefused,
     Stored,
@@ -69,7 +70,7 @@ def test_a_grant_for_ranges_covers_what_lies_inside_one() -> None:
 
 def test_plaintext_streams_the_pieces_and_refuses_a_file_shorter_than_its_index(tmp_path: Path) -> None:
     data = bytes(range(256)) * 100
-    pieces = [Stored(10, 3000), Made(b"made"), Stored(0, 5)]
+    pieces: list[Piece] = [Stored(10, 3000), Made(b"made"), Stored(0, 5)]
     assert size_of(pieces) == 3009
     assert b"".join(plaintext(pieces, reader(data), step=1000)) == data[10:3010] + b"made" + data[:5]
     with pytest.raises(UnreadableIndex, match="ends before"):
