@@ -11,8 +11,12 @@ key; its plaintext exists only a megabyte at a time in the process's memory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,6 +30,8 @@ from shared.tiers import ArchiveTiers
 
 BATCH_SEGMENTS = 16
 """Segments read per step of a download (1 MiB): between steps the grant is looked at again."""
+READ_AHEAD = 4
+"""Batches a download's reader thread keeps ready ahead of the socket."""
 GRANT_RECHECK_SECONDS = 0.5
 """How often a download in progress reads its grant again from the database, for a
 revocation made on another replica (one made on this replica cuts the stream at once)."""
@@ -45,18 +51,19 @@ class Delivery:
 
 @dataclass
 class WholeFile:
-    """One whole-file working copy being sent: ``header`` first, then ``batches()``."""
+    """One whole-file working copy being sent: ``header`` first, then ``batches()``, each the
+    bytes of up to :data:`BATCH_SEGMENTS` segments."""
 
     header: bytes
     body: BodyDecryptor
     size: int
     part: Literal["whole-file"] = "whole-file"
 
-    def batches(self) -> Iterator[list[bytes]]:
+    def batches(self) -> Iterator[bytes]:
         """The body's stored segments, :data:`BATCH_SEGMENTS` at a time, each checked."""
         segments = self.body.sealed_segments()
         while True:
-            batch = [s for _, s in zip(range(BATCH_SEGMENTS), segments, strict=False)]
+            batch = b"".join(s for _, s in zip(range(BATCH_SEGMENTS), segments, strict=False))
             if not batch:
                 return
             yield batch
@@ -86,13 +93,13 @@ class Slice:
     size: int
     part: Literal["slice"] = "slice"
 
-    def batches(self) -> Iterator[list[bytes]]:
+    def batches(self) -> Iterator[bytes]:
         """The slice's segments, about :data:`BATCH_SEGMENTS` at a time."""
         for chunk in slices.plaintext(self.pieces, self._read_at, BATCH_SEGMENTS << 16):
             if sealed := self.encryptor.feed(chunk):
-                yield [bytes(s) for s in sealed]
+                yield b"".join(sealed)
         if last := self.encryptor.finish():
-            yield [bytes(s) for s in last]
+            yield b"".join(last)
 
     def _read_at(self, offset: int, length: int) -> bytes:
         return read_at(self.body, offset, length)
@@ -135,3 +142,37 @@ def slice_of(
     except BaseException:
         body.close()
         raise
+
+
+class ReadAhead:
+    """A copy's batches read and checked by a thread of the download's own, up to
+    :data:`READ_AHEAD` batches ahead of the one being sent.
+
+    The event loop hashes and writes while the thread reads and checks tags (both release
+    the GIL), so they take a core each. Handing each batch to a pool thread only when the
+    last was taken left either side waiting on the other: measured in process on 512 MB, 1.5
+    s a GB against 1.0 with the thread kept busy. One thread, so the generator is only ever
+    advanced in order.
+    """
+
+    def __init__(self, batches: Iterator[bytes]) -> None:
+        self._batches = batches
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="working-copy")
+        self._ready = deque(self._read() for _ in range(READ_AHEAD))
+
+    def _read(self) -> asyncio.Future[bytes | None]:
+        return asyncio.wrap_future(self._pool.submit(next, self._batches, None))
+
+    async def next(self) -> bytes | None:
+        """The next batch, None at the end; raises what reading or checking it raised."""
+        batch = await self._ready.popleft()
+        if batch is not None:
+            self._ready.append(self._read())
+        return batch
+
+    async def close(self) -> None:
+        """Wait until the thread is done with the copy (its body can then be closed)."""
+        for pending in self._ready:
+            with contextlib.suppress(BaseException):
+                await pending
+        self._pool.shutdown(wait=False)
