@@ -37,6 +37,18 @@ from shared.encryption import BodyDecryptor, EncryptionError, load_archive_key, 
 from shared.events import Deliverable, Region, Urgency
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+RANGE_FORM = "chr17, or chr17:43044294-43125482 counted as htsget does (0-based start, end excluded)"
+HTSGET_ENDPOINTS = {".cram": "reads", ".vcf.gz": "variants"}
+"""Which htsget endpoint slices an object, by the end of its name."""
+
+
+def genomic_range(text: str) -> dict[str, Any]:
+    """``chr17`` or ``chr17:START-END`` as a genomic range's fields (the numbers as htsget's)."""
+    name, colon, span = text.partition(":")
+    start, dash, end = span.partition("-")
+    if not name or (colon and not (dash and start.isdigit() and end.isdigit())):
+        raise click.BadParameter(f"{text!r} is not a genomic range: {RANGE_FORM}")
+    return {"reference_name": name, **({"start": int(start), "end": int(end)} if colon else {})}
 
 
 def _call(ctx: click.Context, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -108,7 +120,7 @@ def discover(ctx: click.Context, patient: str, case_reference: str) -> None:
 @click.option(
     "--want", "wants", multiple=True, required=True, type=click.Choice([d.value for d in Deliverable])
 )
-@click.option("--range", "ranges", multiple=True, help="A genomic range: chr17 or chr17:43044294-43125482.")
+@click.option("--range", "ranges", multiple=True, help=f"A genomic range: {RANGE_FORM}.")
 @click.option("--case", "case_reference", required=True, help="The case reference of the treatment.")
 @click.option(
     "--urgency", type=click.Choice([u.value for u in Urgency]), default="routine", show_default=True
@@ -116,11 +128,7 @@ def discover(ctx: click.Context, patient: str, case_reference: str) -> None:
 @click.pass_context
 def request(ctx: click.Context, /, ranges: tuple[str, ...], **options: Any) -> None:
     """Request a working copy for patient treatment; prints the request."""
-    genomic = []
-    for text in ranges:
-        name, _, span = text.partition(":")
-        start, _, end = span.partition("-")
-        genomic.append({"reference_name": name, **({"start": int(start), "end": int(end)} if span else {})})
+    genomic = [genomic_range(text) for text in ranges]
     body = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v not in (None, ())}
     _echo(
         _call(
@@ -217,16 +225,26 @@ def list_keys(ctx: click.Context) -> None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Its public half (checked against the secret one).",
 )
+@click.option("--range", "locus", help=f"Only this range of a CRAM or VCF, through htsget: {RANGE_FORM}.")
 @click.option("--token-env", default="GENOMHUB_ACCESS_TOKEN", show_default=True)
 @click.option("--ca-bundle", type=click.Path(path_type=Path, exists=True))
 def fetch(
-    drs_uri: str, output: Path, secret_key: Path, public_key: Path, token_env: str, ca_bundle: Path | None
+    drs_uri: str,
+    output: Path,
+    secret_key: Path,
+    public_key: Path,
+    locus: str | None,
+    token_env: str,
+    ca_bundle: Path | None,
 ) -> None:
     """Fetch a working copy (drs://host/id): resolve its access URL under your grant, download,
     decrypt with the department's key as it streams, and check the sha-256 DRS states.
 
-    The plaintext goes to a temporary file beside OUTPUT and is renamed into place only when
-    its checksum holds; a copy that is cut (a revocation) or fails a check leaves nothing."""
+    With ``--range``, only that range of a CRAM or VCF, as an htsget slice (a CRAM or VCF of
+    its own, holding every record of the range); DRS states no checksum of a slice, so its
+    size and sha-256 are printed. The plaintext goes to a temporary file beside OUTPUT and is
+    renamed into place only when every check holds; a copy that is cut (a revocation) or
+    fails a check leaves nothing. A file on tape exits 3, saying when to try again."""
     parts = urlsplit(drs_uri)
     object_id = parts.path.strip("/")
     if parts.scheme != "drs" or not parts.netloc or not object_id:
@@ -239,35 +257,67 @@ def fetch(
     ctx = click.Context(
         fetch, obj={"url": f"{scheme}://{parts.netloc}", "token": token, "ca_bundle": ca_bundle}
     )
-    described = _call(ctx, "GET", f"/ga4gh/drs/v1/objects/{quote(object_id, safe='')}")
+    quoted = quote(object_id, safe="")
+    described = _call(ctx, "GET", f"/ga4gh/drs/v1/objects/{quoted}")
     methods = described.get("access_methods") or []
     if not methods:
         click.echo("no access method: no grant in force lets you have this object", err=True)
         sys.exit(1)
-    access_id = quote(methods[0]["access_id"], safe="")
-    url = _call(ctx, "GET", f"/ga4gh/drs/v1/objects/{quote(object_id, safe='')}/access/{access_id}")["url"]
-    wanted = next(c["checksum"] for c in described["checksums"] if c["type"] == "sha-256")
+    wanted: str | None = None
+    size: int | None = None
+    if locus is None:
+        access_id = quote(methods[0]["access_id"], safe="")
+        url = _ready(_call(ctx, "GET", f"/ga4gh/drs/v1/objects/{quoted}/access/{access_id}"))["url"]
+        wanted = next(c["checksum"] for c in described["checksums"] if c["type"] == "sha-256")
+        size = int(described["size"])
+    else:
+        endpoint = next((e for end, e in HTSGET_ENDPOINTS.items() if described["name"].endswith(end)), None)
+        if endpoint is None:
+            raise click.UsageError(f"{described['name']} is no CRAM or VCF: only those are sliced")
+        asked = genomic_range(locus)
+        fields: dict[str, Any] = {"referenceName": asked.pop("reference_name"), **asked}
+        query = urlencode(fields)
+        ticket = _ready(_call(ctx, "GET", f"/ga4gh/htsget/v1/{endpoint}/{quoted}?{query}"))["htsget"]
+        (url,) = [u["url"] for u in ticket["urls"]]
     key = load_archive_key(secret_key, public_key, os.environ.get("C4GH_PASSPHRASE", ""))
     context = ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else None
     partial = output.with_name(output.name + ".part")
     digest = hashlib.sha256()
+    got = 0
     try:
         with urllib.request.urlopen(url, timeout=60, context=context) as response, partial.open("wb") as out:
             header = split_header(response)
-            with BodyDecryptor(header, response, key, int(described["size"])) as body:
+            with BodyDecryptor(header, response, key, size) as body:
                 for segment in body.segments():
                     digest.update(segment)
                     out.write(segment)
+                    got += len(segment)
     except (urllib.error.URLError, http.client.HTTPException, OSError, EncryptionError) as exc:
         partial.unlink(missing_ok=True)
         click.echo(f"working copy not fetched: {exc}", err=True)
         sys.exit(1)
-    if digest.hexdigest() != wanted:
+    if wanted is not None and digest.hexdigest() != wanted:
         partial.unlink(missing_ok=True)
         click.echo(f"the copy's sha-256 {digest.hexdigest()} is not DRS's {wanted}: discarded", err=True)
         sys.exit(1)
     partial.replace(output)
-    click.echo(f"{output}: {described['size']} bytes, sha-256 {wanted} verified")
+    if wanted is None:
+        click.echo(
+            f"{output}: slice {locus} of {described['name']}, {got} bytes, sha-256 {digest.hexdigest()}"
+        )
+    else:
+        click.echo(f"{output}: {described['size']} bytes, sha-256 {wanted} verified")
+
+
+def _ready(answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer``, unless it is a 202's: the file is on tape; say when to ask again, exit 3."""
+    if "retry_after" in answer and "url" not in answer and "htsget" not in answer:
+        click.echo(
+            f"on tape: recall {answer['recall_id']} is {answer['state']}; try again in {answer['retry_after']} s",
+            err=True,
+        )
+        sys.exit(3)
+    return answer
 
 
 @click.group("audit")

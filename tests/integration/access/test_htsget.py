@@ -22,8 +22,10 @@ from typing import Any
 import htsget
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from click.testing import CliRunner
 
 from services.access.api import AccessApi
+from services.access.commands import fetch
 from services.access.delivery import Delivery
 from services.access.discovery import KnownSample
 from services.access.objects import ArchivedObject, object_id
@@ -345,3 +347,20 @@ async def test_a_revoked_grant_opens_no_ticket_and_no_url_handed_out_before(slic
     )
     assert (status, body["htsget"]["error"]) == (403, "PermissionDenied")
     assert not [e for e in slices.sent if isinstance(e, WorkingCopyIssued)]
+
+
+async def test_genomhub_fetch_range_gives_a_slice_samtools_reads(slices: Slices, tmp_path: Path) -> None:
+    await slices.granted()
+    uri = f"drs://127.0.0.1:{slices.client.server.port}/{slices.id_of('RH-1.cram')}"
+    out = tmp_path / "slice.cram"
+    keys = slices.secret_key.parent
+    arguments = [uri, "-o", str(out), "--secret-key", str(keys / "archive.sec")]
+    arguments += ["--public-key", str(keys / "archive.pub"), "--range", "chr2:100000-120000"]
+    env = {"GENOMHUB_ACCESS_TOKEN": "ouh-clinician", "C4GH_PASSPHRASE": "ouh-pass"}
+    fetched = await asyncio.to_thread(CliRunner().invoke, fetch, arguments, env=env)
+    assert fetched.exit_code == 0, fetched.output
+    assert f"slice chr2:100000-120000 of RH-1.cram, {out.stat().st_size} bytes" in fetched.output
+    subprocess.run(["samtools", "index", str(out)], check=True)
+    assert reads(out, "chr2:100001-120000") == reads(slices.genome / "RH-1.cram", "chr2:100001-120000")
+    wrong = await asyncio.to_thread(CliRunner().invoke, fetch, [*arguments[:-1], "chr2:100000"], env=env)
+    assert wrong.exit_code == 2 and "not a genomic range" in wrong.output

@@ -295,6 +295,19 @@ async def test_a_cold_file_answers_202_until_its_recall_stages_it(copies: Copies
     assert again.status == 202 and 590 <= int(again.headers["Retry-After"]) <= 600
     assert (await again.json())["recall_id"] == asked.recall_id
     assert len([e for e in copies.sent if isinstance(e, RecallRequested)]) == 1  # joined, not asked twice
+    keys = copies.secret_key.parent
+    uri = f"drs://127.0.0.1:{copies.client.server.port}/{copies.found.object_id}"
+    arguments = [
+        uri,
+        "-o",
+        str(copies.body_path.with_suffix(".out")),
+        "--secret-key",
+        str(keys / "archive.sec"),
+    ]
+    arguments += ["--public-key", str(keys / "archive.pub")]
+    env = {"GENOMHUB_ACCESS_TOKEN": "ouh-clinician", "C4GH_PASSPHRASE": "ouh-pass"}
+    waited = await asyncio.to_thread(CliRunner().invoke, fetch, arguments, env=env)
+    assert waited.exit_code == 3 and f"recall {asked.recall_id} is STARTED; try again in" in waited.output
 
     cold.recall(path, pin_seconds=3600)  # the gateway stages it (this folder tape has no delay)
     staged = datetime.now(UTC)
