@@ -180,6 +180,17 @@ def list_requests(ctx: click.Context) -> None:
         )
 
 
+@access.command("objects")
+@click.argument("request_id")
+@click.pass_context
+def request_objects(ctx: click.Context, request_id: str) -> None:
+    """The files a request covers, as DRS URIs for `genomhub fetch` (while it is a grant)."""
+    answered = _call(ctx, "GET", f"/v1/access/requests/{quote(request_id, safe='')}/objects")
+    for found in answered["objects"]:
+        usable = "fetchable" if found["access_methods"] else "not granted"
+        click.echo(f"{found['self_uri']}  {found['size']:>12}  {usable:<11}  {found['name']}")
+
+
 @access.group("department-key")
 def department_key() -> None:
     """The departments' Crypt4GH public keys, that working copies are encrypted to."""

@@ -1,11 +1,13 @@
 """``genomhub demo``: the whole pipeline on the embedded defaults, on this machine.
 
-It brings a fresh local stack up (its own broker, Jaeger when it can be built, the five
+It brings a fresh local stack up (its own broker, Jaeger when it can be built, the
 services) with one genome equivalent per WGS (the `analysis` rule), writes January 2026 from
 the minutes into billing's store while the broker starts (a balance-limited month: 264 kr.
 per GE), reports one simulated sample per region through the uploader client, waits until
 each is indexed and accrued, closes the month, prints the refund statement, writes both
-months' statement pages and prints each submission's trace, and shuts the stack down. Every run starts from an empty state folder,
+months' statement pages and prints each submission's trace, tells the data-out story (a
+Syddanmark clinician's working copy of a Hovedstaden patient's genome, ``demo_access``), and
+shuts the stack down. Every run starts from an empty state folder,
 so it shows the same thing each time. The end-to-end and fault tests drive the stack with
 these same functions.
 """
@@ -21,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -45,6 +47,7 @@ from shared.synthetic import DEPARTMENTS, simulate_paired_reads
 from shared.topics import SERVICES, consumer_group, topic_name
 from tools.background import free_port
 from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, longest_chain, spans_by_service
+from tools.stack.demo_access import ROLES, show_data_out
 from tools.stack.demo_archive import show_archive_at_rest
 from tools.stack.environment import StackSettings
 from tools.stack.supervisor import LocalStack, render
@@ -77,16 +80,25 @@ statement øre. Finance counts a WGS as one genome."""
 
 @dataclass(frozen=True)
 class DemoTokens:
-    """A fresh token for each region and for the national operator, for one stack's life."""
+    """A fresh token for each region and for the national operator, and one for each person
+    of the data-out story (:data:`tools.stack.demo_access.ROLES`), for one stack's life."""
 
     by_holder: dict[str, str]
+    by_role: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def make(cls) -> DemoTokens:
-        return cls({holder: new_token() for holder in [*(r.value for r in Region), NATIONAL]})
+        return cls(
+            {holder: new_token() for holder in [*(r.value for r in Region), NATIONAL]},
+            {person: new_token() for person in ROLES},
+        )
 
     def env(self) -> dict[str, str]:
-        return {"GENOMHUB_TOKENS": json.dumps({token_hash(t): h for h, t in self.by_holder.items()})}
+        entries: dict[str, object] = {token_hash(t): h for h, t in self.by_holder.items()}
+        for person, token in self.by_role.items():
+            holder, role = ROLES[person]
+            entries[token_hash(token)] = {"holder": holder, "roles": [role]}
+        return {"GENOMHUB_TOKENS": json.dumps(entries)}
 
 
 def stack_env(tokens: DemoTokens) -> dict[str, str]:
@@ -286,7 +298,17 @@ def run_demo(settings: StackSettings, say: Callable[[str], None]) -> None:
                 f"(standard {statement.standard_rate_dkk}), {format_danish(statement.total_ore)} paid, "
                 f"{format_danish(statement.balance_after_ore)} left"
             )
-            run_demo_month(settings, store, stack, tokens, env, national, say)
+            patients = run_demo_month(settings, store, stack, tokens, env, national, say)
+            show_data_out(
+                settings.state_dir / "data-out",
+                settings.reference(),
+                tokens.by_role,
+                national,
+                patients[Region.HOVEDSTADEN],
+                genomhub_command,
+                say,
+            )
+            say("\nstopping the stack")
     show_archive_at_rest(settings.state_dir, national, genomhub_command, say)
 
 
@@ -308,8 +330,9 @@ def run_demo_month(
     env: Mapping[str, str],
     national: dict[str, str],
     say: Callable[[str], None],
-) -> None:
-    """The demo's own month: one sample per region through all five stages, then closed."""
+) -> dict[Region, str]:
+    """The demo's own month: one sample per region through all five stages, then closed;
+    returns each region's patient pseudonym."""
     national["GENOMHUB_KAFKA_BOOTSTRAP"] = stack.bootstrap
     say(
         genomhub_command(
@@ -320,11 +343,13 @@ def run_demo_month(
     receiver = f"http://127.0.0.1:{env['GENOMHUB_RECEIVER_PORT']}"
     fasta = settings.reference()
     submissions: dict[str, Region] = {}
+    patients: dict[Region, str] = {}
     for seed, region in enumerate(Region, start=1):
         sample = f"DEMO-{region.value.upper()}-S1"
         reads = simulate_sample(fasta, settings.state_dir / "samples", sample, seed)
+        patients[region] = f"DEMO-P{seed}"
         sid = asyncio.run(
-            report_sample(receiver, tokens.by_holder[region.value], region, sample, f"DEMO-P{seed}", reads)
+            report_sample(receiver, tokens.by_holder[region.value], region, sample, patients[region], reads)
         )
         submissions[sid] = region
         say(f"{region.value}: reported {sample} as submission {sid}")
@@ -344,7 +369,7 @@ def run_demo_month(
             continue
         say(f"  {region.value:<12} {stack.jaeger_state.trace_url(trace_id)}")
         say(f"  {'':<12} {' -> '.join(trace_chain(stack, trace_id))}")
-    say("\nstopping the stack")
+    return patients
 
 
 @click.command("demo")
