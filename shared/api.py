@@ -218,7 +218,7 @@ class Api:
 
     @classmethod
     def public_paths(cls) -> tuple[str, ...]:
-        return (*PROBES, OPENAPI_PATH, *(r.path for _, r in cls.routes() if r.public))
+        return (*PROBES, OPENAPI_PATH, *(f"{r.method} {r.path}" for _, r in cls.routes() if r.public))
 
     @classmethod
     def document(cls) -> dict[str, Any]:

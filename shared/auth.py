@@ -146,14 +146,17 @@ def bearer_auth(tokens: Tokens, public: Iterable[str] = PROBES) -> Middleware:
     """aiohttp middleware: authenticate every request but the public ones, and log it.
 
     A public path may be a route's template (``/v1/working-copies/{ticket}``: a URL that is
-    its own credential), matched against the route the request was routed to."""
+    its own credential), matched against the route the request was routed to, and may name
+    its one method (``POST /ga4gh/drs/v1/objects/{object_id}``: DRS's Passport form of a
+    path whose GET takes a token)."""
     open_paths = frozenset(public)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
         template = resource.canonical if resource is not None else None
-        if request.path in open_paths or template in open_paths:
+        asked = (request.path, template, f"{request.method} {request.path}", f"{request.method} {template}")
+        if not open_paths.isdisjoint(asked):
             return await handler(request)
         started = time.perf_counter()
         holder = "-"

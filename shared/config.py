@@ -680,6 +680,16 @@ class AccessSettings(StatefulServiceSettings):
     url_minutes: int = Field(
         default=5, ge=1, le=60, description="Access: minutes a signed working-copy download URL opens."
     )
+    visa_key: SecretStr | None = Field(
+        default=None,
+        description="Access: PEM of the EC P-256 key that signs GA4GH Passport visas (from a Secret; the "
+        "same on every replica). Unset: <home>/access-visa.pem, made at first use.",
+    )
+    passport_issuer: str = Field(
+        default="",
+        description="Access: the issuer URL of its visas and Passports: its public base URL, where "
+        "/.well-known/jwks.json is served. Unset: http://127.0.0.1:<port>.",
+    )
     access: TokenSettings = part(TokenSettings)
     archive: ArchiveSettings = part(ArchiveSettings)
     tiers: TierSettings = part(TierSettings)

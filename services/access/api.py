@@ -50,6 +50,7 @@ from services.access.delivery import (
 )
 from services.access.grants import (
     NotAllowed,
+    Standing,
     check_decider,
     check_key_registrar,
     check_revoker,
@@ -61,13 +62,16 @@ from services.access.grants import (
 from services.access.ledger import Action
 from services.access.objects import AccessUrl, ArchivedObject, DrsObject, drs_object
 from services.access.objects import object_id as object_id_of
+from services.access.passports import PassportRefused, Passports, grants_in, passport, visa
 from services.access.request_body import (
     AccessRequestBody,
     DecisionBody,
     DepartmentKeyBody,
+    PassportsBody,
     RequestRefused,
     RevocationBody,
     parse_body,
+    parse_passports,
 )
 from services.access.slices import UNMAPPED, SliceRefused, UnreadableIndex
 from services.access.store import AccessStore, Audit, Conflict, DepartmentKey, RequestRecord
@@ -206,6 +210,15 @@ def _locus(asked: HtsgetQuery) -> GenomicRange | None:
     return GenomicRange(reference_name=asked.reference_name, start=asked.start, end=asked.end)
 
 
+class PassportView(BaseModel):
+    """A grant as GA4GH AAI carries it: a Passport holding its ``ControlledAccessGrants``
+    visa, both signed by the service (keys at ``/.well-known/jwks.json``)."""
+
+    passport: str = Field(description='A Passport JWT: send it in DRS\'s POST body, `{"passports": [...]}`.')
+    visas: list[str] = Field(description="The visa JWTs it carries.")
+    expires_at: datetime = Field(description="The grant's end: when the visa and the Passport expire.")
+
+
 class NoParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -341,8 +354,10 @@ class AccessApi(Api):
         grant_days: int,
         clock: Clock | None = None,
         delivery: Delivery | None = None,
+        passports: Passports | None = None,
     ) -> None:
         self.store = store
+        self.passports = passports
         self.emit = emit
         self.grant_days = grant_days
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
@@ -667,6 +682,72 @@ class AccessApi(Api):
 
     @route(
         "GET",
+        "/v1/access/requests/{request_id}/passport",
+        operation_id="getRequestPassport",
+        summary="The grant as a GA4GH Passport with its ControlledAccessGrants visa, for DRS's POST.",
+        path_parameters=RequestPath,
+        roles=(Role.CLINICIAN,),
+        responses={
+            200: answer(
+                "Signed until the grant's end; checked against the grant at every use.", PassportView
+            ),
+            404: NOT_FOUND,
+            409: refusal("The request is not a grant in force to the caller's region."),
+        },
+    )
+    async def request_passport(self, request: web.Request) -> web.Response:
+        if self.passports is None:
+            raise http_error(503, "this access service issues no Passports")
+        principal = principal_of(request)
+        record = await self._visible(request)
+        now = self.clock()
+        asked = record.request
+        if record.standing(now) is not Standing.GRANTED or asked.requester.region != principal.region:
+            raise http_error(409, "not a grant in force to your region: no visa")
+        assert record.decision is not None and record.decision.valid_until is not None
+        expires = record.decision.valid_until
+        issued = visa(
+            self.passports.key,
+            self.passports.issuer,
+            subject=principal.name,
+            request_id=asked.request_id,
+            owner=asked.owner.value,
+            asserted=record.decision.decided_at,
+            expires=expires,
+            now=now,
+        )
+        signed = passport(
+            self.passports.key,
+            self.passports.issuer,
+            subject=principal.name,
+            visas=[issued],
+            expires=expires,
+            now=now,
+        )
+        audit = _about(
+            asked,
+            principal,
+            Action.PASSPORT,
+            {"visa": "ControlledAccessGrants", "expires_at": expires.isoformat()},
+        )
+        await asyncio.to_thread(self.store.audit, audit, now)
+        return _json(PassportView(passport=signed, visas=[issued], expires_at=expires))
+
+    @route(
+        "GET",
+        "/.well-known/jwks.json",
+        operation_id="getJwks",
+        summary="The public keys of the service's visas and Passports (a JSON Web Key Set).",
+        public=True,
+        responses={200: answer("The key set.", {"type": "object"})},
+    )
+    async def jwks(self, request: web.Request) -> web.Response:
+        if self.passports is None:
+            raise http_error(404, "this access service issues no Passports")
+        return web.json_response(self.passports.key.jwks())
+
+    @route(
+        "GET",
         "/v1/access/department-keys",
         operation_id="listDepartmentKeys",
         summary="The registered department keys of the token's region; NGC: every region's.",
@@ -741,11 +822,44 @@ class AccessApi(Api):
         },
     )
     async def drs_object(self, request: web.Request) -> web.Response:
-        principal = principal_of(request)
         found = await self._object(path_of(request, ObjectPath).object_id)
+        return await self._drs_object(request, principal_of(request), found, None)
+
+    @route(
+        "POST",
+        "/ga4gh/drs/v1/objects/{object_id}",
+        operation_id="PostObject",
+        summary="GA4GH DRS 1.4 object metadata for the bearer of GA4GH Passports (no token): the grants their visas claim.",
+        path_parameters=ObjectPath,
+        body={"application/json": PassportsBody},
+        public=True,
+        ga4gh="drs",
+        responses={
+            200: answer(
+                "The object, with an access method for each grant in force a visa claims.", DrsObject
+            ),
+            401: refusal("No Passport, or one that is not this service's, malformed or expired."),
+            403: refusal("PermissionDenied: no visa's grant in force names this object (logged)."),
+            404: refusal("No such object."),
+        },
+    )
+    async def drs_object_by_passport(self, request: web.Request) -> web.Response:
+        found = await self._object(path_of(request, ObjectPath).object_id)
+        principal, claimed = await self._passport_holder(request)
+        return await self._drs_object(request, principal, found, claimed)
+
+    async def _drs_object(
+        self, request: web.Request, principal: Principal, found: ArchivedObject, claimed: set[str] | None
+    ) -> web.Response:
+        """The object as ``principal`` may see it; with ``claimed`` (a Passport's grants) only
+        those grants open it, and its metadata too."""
         now = self.clock()
         grants = await self._grants_for(principal, found, now)
-        if principal.region is not None and principal.region != found.region and not grants:
+        if claimed is not None:
+            grants = [g for g in grants if g in claimed]
+        if (
+            (principal.region is not None and principal.region != found.region) or claimed is not None
+        ) and not grants:
             await self._refuse_object(principal, found, "drs-object", "no grant in force names this object")
         read = Audit(
             actor=principal.name,
@@ -756,6 +870,24 @@ class AccessApi(Api):
         )
         await asyncio.to_thread(self.store.audit, read, now)
         return _json(drs_object(found, request.host, grants))
+
+    async def _passport_holder(self, request: web.Request) -> tuple[Principal, set[str]]:
+        """Who a DRS POST's Passports say the caller is, and the grants their visas claim
+        (each Passport and visa verified against the service's own key); 401 otherwise."""
+        if self.passports is None:
+            raise http_error(401, "this access service takes no Passports")
+        try:
+            body = parse_passports(await json_body(request))
+        except RequestRefused as exc:
+            raise http_error(422, "passports refused", problems=exc.problems) from None
+        try:
+            claims = grants_in(self.passports.key, self.passports.issuer, list(body.passports), self.clock())
+        except PassportRefused as exc:
+            raise http_error(401, f"the Passport is refused: {exc}") from None
+        subjects = {c.subject for c in claims}
+        if len(subjects) != 1 or next(iter(subjects)) not in {r.value for r in Region}:
+            raise http_error(401, "the Passports claim no grant of one region")
+        return Principal(subjects.pop(), frozenset({Role.CLINICIAN})), {c.request_id for c in claims}
 
     @route(
         "GET",
@@ -780,10 +912,36 @@ class AccessApi(Api):
         },
     )
     async def access_url(self, request: web.Request) -> web.Response:
-        principal = principal_of(request)
-        wanted = path_of(request, AccessPath)
+        return await self._access_url(request, principal_of(request), path_of(request, AccessPath), None)
+
+    @route(
+        "POST",
+        "/ga4gh/drs/v1/objects/{object_id}/access/{access_id}",
+        operation_id="PostAccessURL",
+        summary="The working copy's short-lived URL for the bearer of GA4GH Passports (no token) whose visa claims the grant.",
+        path_parameters=AccessPath,
+        body={"application/json": PassportsBody},
+        public=True,
+        ga4gh="drs",
+        responses={
+            200: answer("The URL; it opens for minutes, for this grant and object only.", AccessUrl),
+            202: answer("The file is on tape: its recall is under way (see the GET).", RecallWait),
+            401: refusal("No Passport, or one that is not this service's, malformed or expired."),
+            403: refusal("PermissionDenied: no visa claims that grant, or it is not in force (logged)."),
+            404: refusal("No such object."),
+        },
+    )
+    async def access_url_by_passport(self, request: web.Request) -> web.Response:
+        principal, claimed = await self._passport_holder(request)
+        return await self._access_url(request, principal, path_of(request, AccessPath), claimed)
+
+    async def _access_url(
+        self, request: web.Request, principal: Principal, wanted: AccessPath, claimed: set[str] | None
+    ) -> web.Response:
         found = await self._object(wanted.object_id)
         now = self.clock()
+        if claimed is not None and wanted.access_id not in claimed:
+            await self._refuse_object(principal, found, "access-url", "no visa claims that access id")
         if wanted.access_id not in await self._grants_for(principal, found, now):
             await self._refuse_object(principal, found, "access-url", "no grant in force by that access id")
         record = await asyncio.to_thread(self.store.record, wanted.access_id)

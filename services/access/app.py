@@ -16,6 +16,7 @@ from services.access.api import AccessApi, install
 from services.access.delivery import Delivery
 from services.access.discovery import KnownSample
 from services.access.objects import objects_of
+from services.access.passports import Passports, VisaKey
 from services.access.store import AccessStore, KnownRecall
 from services.access.tickets import url_secret
 from shared.auth import Tokens
@@ -54,7 +55,13 @@ def build() -> Service:
         url_minutes=settings.url_minutes,
         tiers=ArchiveTiers.of(settings.tiers),
     )
-    api = AccessApi(store, emit, settings.grant_days, delivery=delivery)
+    passports = Passports(
+        VisaKey.of(
+            settings.visa_key.get_secret_value() if settings.visa_key else None, settings.state.state_dir
+        ),
+        (settings.passport_issuer or f"http://127.0.0.1:{settings.port}").rstrip("/"),
+    )
+    api = AccessApi(store, emit, settings.grant_days, delivery=delivery, passports=passports)
     install(service.web, api, Tokens(settings.access.tokens))
 
     async def on_indexed(envelope: Envelope[Indexed]) -> None:

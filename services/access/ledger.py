@@ -32,6 +32,7 @@ class Action:
     READ = "read"
     DEPARTMENT_KEY = "department-key"
     DELIVERY = "delivery"
+    PASSPORT = "passport"
 
 
 @dataclass(frozen=True)

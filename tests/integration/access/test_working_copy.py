@@ -22,12 +22,15 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
+from joserfc import jwt
+from joserfc.jwk import KeySet
 
 from services.access.api import AccessApi
 from services.access.commands import fetch
 from services.access.delivery import Delivery
 from services.access.discovery import KnownSample
 from services.access.objects import ArchivedObject, object_id
+from services.access.passports import Passports, VisaKey
 from services.access.store import AccessStore, KnownRecall
 from shared.auth import Tokens, token_hash
 from shared.encryption import (
@@ -50,7 +53,11 @@ TOKENS: dict[str, Any] = {
 }
 DEPARTMENT = "OUH Klinisk Genetik"
 RECEIVED = datetime(2026, 2, 10, 8, 0, tzinfo=UTC)
-SIZE = 12 << 20  # beyond what the sockets buffer, so a revocation lands mid-download
+ISSUER = "https://genomhub.test/access"
+SIZE = 12 << 20
+LARGER_THAN_SOCKETS_BUFFER = 80 << 20
+"""A body a revocation must cut mid-download: more than loopback's sockets hold between
+the two sides (Linux lets a receive buffer grow to 32 MiB and a send buffer to 4 MiB)."""
 
 
 @dataclass
@@ -63,6 +70,7 @@ class Copies:
     body_path: Path
     secret_key: Path
     tiers: ArchiveTiers
+    shift: list[timedelta]
 
     async def call(self, method: str, path: str, token: str | None, body: Any = None) -> tuple[int, Any]:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -102,12 +110,13 @@ class Copies:
 
 
 @pytest.fixture
-async def copies(tmp_path: Path) -> AsyncIterator[Copies]:
+async def copies(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Copies]:
+    size: int = getattr(request, "param", SIZE)
     archive_secret, archive_public = write_key_pair(tmp_path / "archive", "archive-pass")
     archive_key = load_archive_key(archive_secret, archive_public, "archive-pass")
     store_dir, headers_dir = tmp_path / "store", tmp_path / "headers"
     headers = HeaderStore(store_dir.as_uri(), headers_dir.as_uri())
-    plaintext = os.urandom(SIZE)
+    plaintext = os.urandom(size)
     body_path = store_dir / "hovedstaden" / "RH-1" / "RH-1.cram"
     body_path.parent.mkdir(parents=True)
     encryptor = BodyEncryptor(archive_key.public)
@@ -119,7 +128,7 @@ async def copies(tmp_path: Path) -> AsyncIterator[Copies]:
         "RH-1",
         "RH-1.cram",
         Deliverable.HARMONISED_CRAM,
-        SIZE,
+        size,
         hashlib.sha256(plaintext).hexdigest(),
         body_path.as_uri(),
         RECEIVED,
@@ -129,6 +138,7 @@ async def copies(tmp_path: Path) -> AsyncIterator[Copies]:
     store.project_objects([found])
     department_secret, _ = write_key_pair(tmp_path / "ouh", "ouh-pass", DEPARTMENT)
     sent: list[Event] = []
+    shift = [timedelta(0)]  # a test moves the service's clock forward by this much
 
     async def emit(event: Event, event_id: str) -> None:
         sent.append(event)
@@ -138,10 +148,13 @@ async def copies(tmp_path: Path) -> AsyncIterator[Copies]:
     )
     delivery = Delivery(headers, lambda: archive_key, b"test-url-secret", 5, tiers)
     app = make_web([])
-    api = AccessApi(store, emit, 14, delivery=delivery)
+    passports = Passports(VisaKey.of(None, tmp_path / "visa"), ISSUER)
+    api = AccessApi(
+        store, emit, 14, delivery=delivery, passports=passports, clock=lambda: datetime.now(UTC) + shift[0]
+    )
     api.install(app, Tokens({token_hash(t): e for t, e in TOKENS.items()}))
     async with TestClient(TestServer(app)) as client:
-        yield Copies(client, store, sent, found, plaintext, body_path, department_secret, tiers)
+        yield Copies(client, store, sent, found, plaintext, body_path, department_secret, tiers, shift)
     store.dispose()
 
 
@@ -202,6 +215,7 @@ async def test_a_url_that_is_not_ours_or_another_grant_opens_nothing(copies: Cop
     assert issued(copies) == []
 
 
+@pytest.mark.parametrize("copies", [LARGER_THAN_SOCKETS_BUFFER], indirect=True)
 async def test_a_revocation_cuts_a_download_in_progress(copies: Copies) -> None:
     request_id = await copies.granted()
     response = await copies.client.get(await copies.url(request_id))
@@ -339,3 +353,77 @@ async def test_a_request_lists_its_objects_and_opens_them_only_while_granted(cop
     assert len(reads) == 3 and all(e.request_id == request_id for e in reads)
     status, _ = await copies.call("GET", f"/v1/access/requests/{'0' * 32}/objects", "ouh-clinician")
     assert status == 404
+
+
+async def _post(copies: Copies, path: str, body: Any) -> tuple[int, Any]:
+    response = await copies.client.post(path, json=body)
+    return response.status, await response.json()
+
+
+async def test_a_grant_as_a_passport_opens_drs_without_a_token(copies: Copies) -> None:
+    request_id = await copies.granted()
+    status, issued_view = await copies.call(
+        "GET", f"/v1/access/requests/{request_id}/passport", "ouh-clinician"
+    )
+    assert status == 200, issued_view
+    (visa_text,) = issued_view["visas"]
+    _, jwks = await copies.call("GET", "/.well-known/jwks.json", None)
+    keys = KeySet.import_key_set(jwks)  # anyone checks a visa offline with the published key
+    claims = jwt.decode(visa_text, keys, algorithms=["ES256"]).claims
+    assert claims["iss"] == ISSUER and claims["sub"] == "syddanmark"
+    assert claims["ga4gh_visa_v1"]["type"] == "ControlledAccessGrants"
+    assert claims["ga4gh_visa_v1"]["value"] == f"{ISSUER}/v1/access/requests/{request_id}"
+    assert jwt.decode(issued_view["passport"], keys).claims["ga4gh_passport_v1"] == [visa_text]
+
+    passports = {"passports": [issued_view["passport"]]}
+    oid = copies.found.object_id
+    status, drs = await _post(copies, f"/ga4gh/drs/v1/objects/{oid}", passports)
+    assert status == 200 and drs["access_methods"] == [{"type": "https", "access_id": request_id}], drs
+    status, access = await _post(copies, f"/ga4gh/drs/v1/objects/{oid}/access/{request_id}", passports)
+    assert status == 200, access
+    response = await copies.client.get(access["url"][access["url"].index("/v1/working-copies/") :])
+    copy = await response.read()
+    assert await asyncio.to_thread(decrypted, copy, copies.secret_key) == copies.plaintext
+    entries = copies.store.entries(Region.HOVEDSTADEN)
+    assert [e.action for e in entries if e.action in ("passport", "delivery")] == ["passport", "delivery"]
+
+
+async def test_a_passport_opens_nothing_it_should_not(copies: Copies, tmp_path: Path) -> None:
+    request_id = await copies.granted()
+    oid = copies.found.object_id
+    _, issued_view = await copies.call("GET", f"/v1/access/requests/{request_id}/passport", "ouh-clinician")
+    good = issued_view["passport"]
+    stranger = VisaKey.of(None, tmp_path / "stranger")  # the same claims, signed by someone else
+    claims = jwt.decode(
+        good, KeySet.import_key_set((await copies.call("GET", "/.well-known/jwks.json", None))[1])
+    ).claims
+    forged = stranger.sign(claims, ISSUER)
+    for body, status, said in (
+        ({}, 422, "passports refused"),
+        ({"passports": ["not.a.jwt"]}, 401, "not a JWT signed by this service"),
+        ({"passports": [forged]}, 401, "not a JWT signed by this service"),
+        ({"passports": [good, "x"]}, 401, "not a JWT signed by this service"),
+    ):
+        got, refused = await _post(copies, f"/ga4gh/drs/v1/objects/{oid}/access/{request_id}", body)
+        assert (got, refused["status_code"]) == (status, status) and said in refused["msg"], refused
+    got, refused = await _post(
+        copies, f"/ga4gh/drs/v1/objects/{oid}/access/{'0' * 32}", {"passports": [good]}
+    )
+    assert got == 403 and "no visa claims that access id" in refused["msg"]
+    status, _ = await copies.call("GET", f"/v1/access/requests/{request_id}/passport", "rh-steward")
+    assert status == 403  # stewards decide; clinicians carry visas
+
+    revoked = {"reason": "wrong patient"}
+    assert (await copies.call("POST", f"/v1/access/requests/{request_id}/revocation", "rh-steward", revoked))[
+        0
+    ] == 201
+    got, refused = await _post(
+        copies, f"/ga4gh/drs/v1/objects/{oid}/access/{request_id}", {"passports": [good]}
+    )
+    assert got == 403 and "no grant in force" in refused["msg"]  # the visa verifies; the grant is gone
+    status, said = await copies.call("GET", f"/v1/access/requests/{request_id}/passport", "ouh-clinician")
+    assert status == 409, said
+
+    copies.shift[0] = timedelta(days=15)  # past the grant's end: the visa itself has expired
+    got, refused = await _post(copies, f"/ga4gh/drs/v1/objects/{oid}", {"passports": [good]})
+    assert got == 401 and "expired" in refused["msg"]
