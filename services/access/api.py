@@ -32,6 +32,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from importlib import metadata
 from typing import Any, Literal, NoReturn, TypeVar
 
 from aiohttp import web
@@ -217,6 +218,41 @@ class PassportView(BaseModel):
     passport: str = Field(description='A Passport JWT: send it in DRS\'s POST body, `{"passports": [...]}`.')
     visas: list[str] = Field(description="The visa JWTs it carries.")
     expires_at: datetime = Field(description="The grant's end: when the visa and the Passport expire.")
+
+
+class ServiceType(BaseModel):
+    group: str
+    artifact: str
+    version: str
+
+
+class Organization(BaseModel):
+    name: str
+    url: str
+
+
+class ServiceInfo(BaseModel):
+    """GA4GH service-info, as DRS serves it at ``/ga4gh/drs/v1/service-info``."""
+
+    id: str
+    name: str
+    type: ServiceType
+    description: str
+    organization: Organization
+    version: str
+
+
+DRS_SERVICE = ServiceInfo(
+    id="dk.ngc.genomhub.drs",
+    name="genomhub DRS",
+    type=ServiceType(group="org.ga4gh", artifact="drs", version="1.4.0"),
+    description=(
+        "Working copies of the National Genome Database's files for patient treatment, under the owning "
+        "region's grant: each a Crypt4GH file encrypted to the requesting department's key."
+    ),
+    organization=Organization(name="Danish National Genome Center", url="https://www.ngc.dk"),
+    version=metadata.version("genomhub"),
+)
 
 
 class NoParameters(BaseModel):
@@ -806,6 +842,18 @@ class AccessApi(Api):
         if found is None:
             raise http_error(404, "no such object")
         return found
+
+    @route(
+        "GET",
+        "/ga4gh/drs/v1/service-info",
+        operation_id="GetServiceInfo",
+        summary="GA4GH service-info of the DRS endpoint: what it is, who runs it, which DRS it speaks.",
+        public=True,
+        ga4gh="drs",
+        responses={200: answer("The service.", ServiceInfo)},
+    )
+    async def drs_service_info(self, request: web.Request) -> web.Response:
+        return _json(DRS_SERVICE)
 
     @route(
         "GET",

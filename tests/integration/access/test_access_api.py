@@ -100,7 +100,13 @@ def test_each_route_names_its_roles_in_the_document() -> None:
     public = [o["operationId"] for m in paths.values() for o in m.values() if o.get("security") == []]
     # The signed URL is its own credential, bound to a grant; DRS's POSTs carry Passports,
     # checked by their signature; the key set is what anyone checks a visa with.
-    assert sorted(public) == ["PostAccessURL", "PostObject", "downloadWorkingCopy", "getJwks"]
+    assert sorted(public) == [
+        "GetServiceInfo",
+        "PostAccessURL",
+        "PostObject",
+        "downloadWorkingCopy",
+        "getJwks",
+    ]
     for methods in paths.values():
         for operation in methods.values():
             if operation["operationId"] not in public:

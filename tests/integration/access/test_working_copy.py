@@ -45,6 +45,7 @@ from shared.headers import HeaderStore
 from shared.http import make_web
 from shared.tiers import ArchiveTiers
 from tests.support import crypt4gh_decrypt
+from tools.interop import drs_compliance
 
 TOKENS: dict[str, Any] = {
     "ouh-clinician": {"holder": "syddanmark", "roles": ["clinician"]},
@@ -427,3 +428,33 @@ async def test_a_passport_opens_nothing_it_should_not(copies: Copies, tmp_path: 
     copies.shift[0] = timedelta(days=15)  # past the grant's end: the visa itself has expired
     got, refused = await _post(copies, f"/ga4gh/drs/v1/objects/{oid}", {"passports": [good]})
     assert got == 401 and "expired" in refused["msg"]
+
+
+async def test_the_ga4gh_drs_compliance_suite_passes_with_a_token_and_with_a_passport(copies: Copies) -> None:
+    """The GA4GH DRS compliance suite (PyPI ``drs-compliance-suite``, which checks DRS 1.2.0):
+    service-info, the object's metadata and its access URL, each by bearer token and by
+    Passport (DRS's POST form), every status, content type and response schema."""
+    request_id = await copies.granted()
+    _, issued_view = await copies.call("GET", f"/v1/access/requests/{request_id}/passport", "ouh-clinician")
+    oid = copies.found.object_id
+    by_token = {"drs_id": oid, "auth_type": "bearer", "auth_token": "ouh-clinician", "is_bundle": False}
+    by_passport = {
+        "drs_id": oid,
+        "auth_type": "passport",
+        "auth_token": [issued_view["passport"]],
+        "is_bundle": False,
+    }
+    config = {
+        "service_info": {"auth_type": "none", "auth_token": ""},
+        "drs_object_info": [by_token, by_passport],
+        "drs_object_access": [by_token, by_passport],
+    }
+    base = str(copies.client.make_url("/ga4gh/drs/v1"))
+    report = await asyncio.to_thread(drs_compliance.run, base, config)
+    checked = drs_compliance.cases(report)
+    failed = [c for c in checked if c[3] != "PASS"]
+    assert not failed, failed
+    phases = {phase for phase, *_ in checked}
+    assert phases == {"service info", "drs object info", "drs object access"}, phases
+    # 3 of service-info, 5 of each object read, 3 of each access URL: by token and by Passport
+    assert report["summary"] == {"unknown": 0, "passed": 19, "warned": 0, "failed": 0, "skipped": 0}
