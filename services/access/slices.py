@@ -40,6 +40,10 @@ CRAM_EOF = bytes.fromhex("0f000000ffffffff0fe0454f4600000000010005bdd94f00010006
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 BGZF_MAX_INPUT = 0xFF00
 """Plaintext per BGZF block made here (htslib's own limit, so a block never outgrows 64 KiB)."""
+MAX_HEADER = 64 << 20
+"""The most a file's header may hold here (a CRAM's header container, a VCF's header lines):
+a header is read whole into memory, and an index that places the first record past this is
+not believed."""
 _TBI_LINEAR_SHIFT = 14
 _TBI_PSEUDO_BIN = 37450
 
@@ -140,6 +144,8 @@ def _ltf8(data: bytes, at: int) -> int:
 
 def cram_header(read_at: ReadAt, header_end: int) -> str:
     """The SAM header text of a CRAM 3, from its file definition and header container."""
+    if header_end > MAX_HEADER:
+        raise UnreadableIndex(f"the index puts the first container past {MAX_HEADER} bytes")
     data = read_at(0, header_end)
     if data[:4] != b"CRAM" or data[4] < 3:
         raise UnreadableIndex("not a CRAM 3 file")
@@ -210,6 +216,8 @@ def cram_slice(index: bytes, read_at: ReadAt, size: int, locus: GenomicRange | N
     entries = _crai(index)
     containers = sorted({e.container for e in entries})
     body_end = size - len(CRAM_EOF) if read_at(size - len(CRAM_EOF), len(CRAM_EOF)) == CRAM_EOF else size
+    if containers[0] < 26 or containers[-1] >= body_end:
+        raise UnreadableIndex("the index names a container outside the file")
     header = Stored(0, containers[0])
     if locus is None:
         return [header, Made(CRAM_EOF)]
@@ -321,6 +329,8 @@ def _vcf_header(read_at: ReadAt, size: int) -> tuple[str, int]:
         block, length = _block_at(read_at, offset)
         start = len(text)
         text += block
+        if len(text) > MAX_HEADER:
+            raise UnreadableIndex(f"no record within the first {MAX_HEADER} bytes of the VCF")
         lines_end = 0
         while lines_end < len(text):
             if text[lines_end : lines_end + 1] != b"#":

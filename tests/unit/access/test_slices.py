@@ -117,3 +117,10 @@ def test_an_index_or_file_that_does_not_read_is_the_archives_fault(vcf: tuple[by
     crai = gzip.compress(b"0\t1\t100\t30\t0\t10\n")
     with pytest.raises(UnreadableIndex, match="not a CRAM 3"):
         cram_slice(crai, reader(data), len(data), locus)  # a VCF is no CRAM
+    for container in (0, len(data), len(data) + 10**9, 1 << 40):  # an index that lies about the file
+        lying = gzip.compress(f"0\t1\t100\t{container}\t0\t10\n".encode())
+        with pytest.raises(UnreadableIndex, match="outside the file"):
+            cram_slice(lying, reader(data), len(data), locus)
+    far = gzip.compress(f"0\t1\t100\t{100 << 20}\t0\t10\n".encode())  # a header of 100 MB is not read
+    with pytest.raises(UnreadableIndex, match="first container past"):
+        cram_slice(far, reader(data), 1 << 30, locus)
