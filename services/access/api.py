@@ -1065,8 +1065,11 @@ class AccessApi(Api):
         grants = await self._grants_for(principal, found, now)
         if not grants:
             await self._refuse_object(principal, found, "htsget", "no grant in force names this object")
-        # htsget's three asks: the header alone, the whole file (no referenceName), a range.
+        # htsget's three asks: the header alone (whatever range is named), the whole file (no
+        # referenceName), a range.
         part = "header" if asked.part == "header" else "whole-file" if wanted is None else "slice"
+        if part == "header":
+            wanted = None
         records = [await asyncio.to_thread(self.store.record, g) for g in grants]
         covering = [
             r
