@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ class Copies:
     store: AccessStore
     sent: list[Event]
     found: ArchivedObject
-    plaintext: bytes
+    plaintext: bytes = field(repr=False)  # a repr of megabytes, made on every task switch, took seconds
     body_path: Path
     secret_key: Path
     tiers: ArchiveTiers
