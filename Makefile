@@ -24,10 +24,14 @@ setup: debian $(STAMP)
 debian:
 	@bash tools/debian/install.sh
 
+# uv installs the pinned packages (the same set pip would, from the same constraints) in
+# seconds rather than the minute and a half pip takes here.
+UV := uv==0.13.9
+
 $(STAMP): pyproject.toml constraints.txt services/validator/_fastq_scan.c
 	python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q $(UV)
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev]'
 	touch $@
 
 # Refreshes the pins after a change of pyproject.toml's dependencies.
