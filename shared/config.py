@@ -727,6 +727,22 @@ class ArchiveServiceSettings(StatefulServiceSettings):
         gt=0,
         description="Archive: seconds before a failed recall is tried again, doubled at each attempt.",
     )
+    campaign_budget_gb: float = Field(
+        default=500.0,
+        gt=0,
+        description="Archive: raw reads a reanalysis campaign holds recalled at once (GB), from a "
+        "submission's recall until its rerun is harmonised; the next submission waits for room.",
+    )
+    drive_rate_mb: float = Field(
+        default=400.0,
+        gt=0,
+        description="Archive: a tape drive's read rate (MB/s), by which a campaign deals the tapes to the drives.",
+    )
+    mount_seconds: float = Field(
+        default=90.0,
+        ge=0,
+        description="Archive: seconds a tape mount costs (robot, load, thread), for the campaign's plan.",
+    )
     tiers: TierSettings = part(TierSettings)
 
 

@@ -303,6 +303,12 @@ Month = Annotated[
     AfterValidator(_month_within_service_life),
 ]
 
+CampaignId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+"""A reanalysis campaign's id (the archive service mints it when the campaign is planned)."""
+
+SarekVersion = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?([.-][0-9A-Za-z]+)*$", max_length=32)]
+"""An nf-core/sarek release, as ``nextflow run -r`` names it (``3.5.1``)."""
+
 
 def month_of(moment: datetime) -> str:
     """The month (``YYYY-MM``) of an aware instant on Copenhagen's calendar.
@@ -514,6 +520,10 @@ class Harmonised(SubmissionEvent):
     provenance: Provenance
     attempts: int = Field(ge=1, le=MAX_COUNT)
     log_tail: str = ""
+    campaign_id: CampaignId | None = Field(
+        default=None,
+        description="The reanalysis campaign this run was for; none for the harmonisation at intake.",
+    )
 
 
 class SampleStatus(StrEnum):
@@ -804,6 +814,24 @@ RecallState = Literal["SUBMITTED", "STARTED", "COMPLETED", "FAILED", "CANCELLED"
 """The WLCG tape REST states a recalled file goes through."""
 
 
+class ReharmonisationRequested(Event):
+    """A reanalysis campaign's submission has its raw reads readable (recalled from tape, or
+    never there): the harmoniser runs it again with ``sarek_version``, as one more job of
+    that submission (keyed by submission and version, so a replayed request runs nothing
+    twice), from the inputs it validated at intake. Its harmonised event names the campaign."""
+
+    event_name: ClassVar[str] = "reharmonisation-requested"
+    campaign_id: CampaignId
+    region: Region
+    sample_id: Pseudonym
+    submission_id: SubmissionId
+    sarek_version: SarekVersion
+    requested_at: Moment
+
+    def key(self) -> str:
+        return sample_key(self.region, self.sample_id)
+
+
 class RecallRequested(Event):
     """Bodies on tape are needed (a working copy asked for one): the archive records the
     recall under ``recall_id`` (one recall per id, so a replayed request recalls nothing
@@ -862,6 +890,7 @@ EventModel = (
     | FileStaged
     | RecallRequested
     | RecallUpdated
+    | ReharmonisationRequested
 )
 EVENT_MODELS: tuple[type[Event], ...] = (
     FileReceived,
@@ -878,6 +907,7 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     FileStaged,
     RecallRequested,
     RecallUpdated,
+    ReharmonisationRequested,
 )
 MODEL_BY_TYPE: dict[str, type[Event]] = {m.ce_type(): m for m in EVENT_MODELS}
 

@@ -26,6 +26,7 @@ from shared.events import (
     RecallUpdated,
     RefundCalculated,
     Region,
+    ReharmonisationRequested,
     TierMoved,
     Validated,
     WorkingCopyIssued,
@@ -92,7 +93,7 @@ def spoke_feeds(partitions: int) -> list[Topic]:
 SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     "receiver": (),
     "validator": (FileReceived,),
-    "harmoniser": (Validated,),
+    "harmoniser": (Validated, ReharmonisationRequested),
     "indexer": (Validated, Harmonised, TierMoved, RecallUpdated, FileStaged),
     "billing": (Indexed,),
     "access": (Indexed, Harmonised, RecallUpdated, FileStaged),
@@ -113,7 +114,7 @@ EMITS: dict[str, tuple[type[Event], ...]] = {
     "indexer": (Indexed,),
     "billing": (RefundCalculated,),
     "access": (AccessRequested, AccessDecided, AccessRevoked, WorkingCopyIssued, AuditHead, RecallRequested),
-    "archive": (TierMoved, FileStaged, RecallUpdated),
+    "archive": (TierMoved, FileStaged, RecallUpdated, ReharmonisationRequested),
 }
 """Which events each service emits: the only topics its principal may write, beside the
 dead-letter topics of what it consumes."""

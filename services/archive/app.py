@@ -1,10 +1,11 @@
 """The archive service: file-received and harmonised in (the bodies it learns, on the hot
 tier), and on a timer one round: finish moves a crash left open, run the lifecycle's due
-moves, advance the recalls; then send tier-moved and file-staged for what the broker has not
-acknowledged yet. One replica at a time runs the rounds, under a named lease that a heartbeat
+moves, advance the recalls and the reanalysis campaigns; then send tier-moved, file-staged,
+recall-updated and reharmonisation-requested for what the broker has not acknowledged yet. One replica at a time runs the rounds, under a named lease that a heartbeat
 renews; a move stops at its next step once the lease is lost.
 
-Only wiring lives here: the rules are in ``tiers``, ``moves``, ``recalls`` and ``learning``.
+Only wiring lives here: the rules are in ``tiers``, ``moves``, ``recalls``, ``reanalysis`` and
+``learning``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from services.archive.estimates import expected_staged
 from services.archive.learning import arrivals
 from services.archive.moves import Mover
 from services.archive.placement import Move, PlacementStore, leases
+from services.archive.reanalysis import Campaigns
 from services.archive.recalls import UNDER_WAY, Recaller, RecallPolicy
 from shared.bus import Service
 from shared.config import ArchiveServiceSettings
@@ -28,6 +30,7 @@ from shared.events import (
     RecallRequested,
     RecallUpdated,
     Region,
+    ReharmonisationRequested,
     TierMoved,
 )
 from shared.storage import use_s3_endpoint
@@ -41,9 +44,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def archive_parts(settings: ArchiveServiceSettings) -> tuple[PlacementStore, dict[TierName, Tier], Recaller]:
-    """The store, the tiers and the recaller as the settings make them (the service and the
-    operator commands share them)."""
+def archive_parts(
+    settings: ArchiveServiceSettings,
+) -> tuple[PlacementStore, dict[TierName, Tier], Recaller, Campaigns]:
+    """The store, the tiers, the recaller and the campaigns as the settings make them (the
+    service and the operator commands share them)."""
     use_s3_endpoint(settings.tiers.archive.s3_endpoint_url)
     tiers = settings.tiers
     cold = cold_tier(
@@ -64,7 +69,8 @@ def archive_parts(settings: ArchiveServiceSettings) -> tuple[PlacementStore, dic
         attempts=settings.recall_attempts,
         backoff=timedelta(seconds=settings.recall_backoff),
     )
-    return store, placed, Recaller(store, cold, policy, now)
+    recaller = Recaller(store, cold, policy, now)
+    return store, placed, recaller, Campaigns(store, recaller, now)
 
 
 def _sample(path: str) -> tuple[Region, str]:
@@ -75,7 +81,7 @@ def _sample(path: str) -> tuple[Region, str]:
 def build() -> Service:
     settings = ArchiveServiceSettings()
     service = Service("archive", settings)
-    store, placed, recaller = archive_parts(settings)
+    store, placed, recaller, campaigns = archive_parts(settings)
     service.readiness.append(store.readiness())
     lease_length = timedelta(seconds=max(3 * settings.round_interval, settings.lease_seconds))
     rounds = NamedLeases(store, leases, lease_length)
@@ -83,11 +89,23 @@ def build() -> Service:
 
     async def on_arrival(envelope: Envelope[FileReceived] | Envelope[Harmonised]) -> None:
         found = arrivals(envelope.data, store_url)
-        new = [await asyncio.to_thread(store.learn, a.path, a.sample, a.kind, a.size, now()) for a in found]
+        new = [
+            await asyncio.to_thread(store.learn, a.path, a.sample, a.kind, a.size, now(), a.submission_id)
+            for a in found
+        ]
         log.info("bodies known", new=sum(new), named=len(found))
 
+    async def on_harmonised(envelope: Envelope[Harmonised]) -> None:
+        await on_arrival(envelope)
+        done = envelope.data
+        if done.campaign_id is not None:
+            counted = await asyncio.to_thread(
+                campaigns.harmonised, done.campaign_id, done.submission.submission_id, done.status == "succeeded"
+            )
+            log.info("campaign rerun reported", campaign_id=done.campaign_id, status=done.status, new=counted)
+
     service.on(FileReceived, on_arrival)
-    service.on(Harmonised, on_arrival)
+    service.on(Harmonised, on_harmonised)
 
     async def on_recall_requested(envelope: Envelope[RecallRequested]) -> None:
         asked = envelope.data
@@ -110,6 +128,7 @@ def build() -> Service:
             log.info("moved", path=move.path, source=move.source, target=move.target, state=move.state)
         for staged in recaller.tick():
             log.info("staged", recall_id=staged.request_id, path=staged.path, tier=staged.tier)
+        campaigns.advance()
 
     async def send_pending() -> None:
         for move in await asyncio.to_thread(store.unemitted):
@@ -146,6 +165,25 @@ def build() -> Service:
             await service.emit(staged, event_id=derive_id(cause, "archive", staged.ce_type()))
             await asyncio.to_thread(store.mark_staged_emitted, recalled)
         await announce_recalls()
+        await ask_for_reruns()
+
+    async def ask_for_reruns() -> None:
+        """reharmonisation-requested for each campaign run whose raw reads are all readable."""
+        for run in await asyncio.to_thread(campaigns.staged):
+            campaign = await asyncio.to_thread(campaigns.campaign, run.campaign_id)
+            assert campaign is not None
+            region, sample_id = _sample(run.sample)
+            asked = ReharmonisationRequested(
+                campaign_id=run.campaign_id,
+                region=region,
+                sample_id=sample_id,
+                submission_id=run.submission_id,
+                sarek_version=campaign.sarek_version,
+                requested_at=now(),
+            )
+            cause = f"rerun|{run.campaign_id}|{run.submission_id}"
+            await service.emit(asked, event_id=derive_id(cause, "archive", asked.ce_type()))
+            await asyncio.to_thread(campaigns.requested, run)
 
     async def announce_recalls() -> None:
         """recall-updated for every file whose state changed, with the scheduler's estimate

@@ -1,4 +1,4 @@
-"""``genomhub archive recall|status``: NGC's operators, next to the archive's database
+"""``genomhub archive recall|status|campaign``: NGC's operators, next to the archive's database
 (``GENOMHUB_ARCHIVE_DATABASE_URL``), as ``genomhub audit`` is next to the ledger's. A recall
 asked for here is recorded; the archive service's next round gives it a drive."""
 
@@ -8,11 +8,13 @@ import uuid
 from collections import Counter
 
 import click
+from pydantic import TypeAdapter, ValidationError
 
 from services.archive.app import archive_parts
 from services.archive.recalls import FINAL
 from services.operations.archive import check, encrypt_plaintext_command, export, rotate_key
 from shared.config import ArchiveServiceSettings
+from shared.events import SarekVersion
 from shared.identifiers import minted_free_of_cpr
 
 
@@ -30,7 +32,7 @@ for _encryption_command in (rotate_key, encrypt_plaintext_command, check, export
 @click.argument("target")
 def recall(target: str) -> None:
     """Recall TARGET from tape: a sample (REGION/PSEUDONYM) or one body (its path)."""
-    store, _tiers, recaller = archive_parts(ArchiveServiceSettings())
+    store, _tiers, recaller, _campaigns = archive_parts(ArchiveServiceSettings())
     try:
         file = store.file(target)
         paths = [file.path] if file is not None else [f.path for f in store.of_sample(target)]
@@ -47,7 +49,7 @@ def recall(target: str) -> None:
 @click.option("--recall", "recall_id", help="Only this recall, file by file.")
 def status(recall_id: str | None) -> None:
     """Bodies per tier, moves under way, and each recall's state (WLCG tape states)."""
-    store, _tiers, recaller = archive_parts(ArchiveServiceSettings())
+    store, _tiers, recaller, _campaigns = archive_parts(ArchiveServiceSettings())
     try:
         if recall_id is None:
             tiers = Counter(f.tier for f in store.every_file())
@@ -67,3 +69,104 @@ def status(recall_id: str | None) -> None:
                     click.echo(f"  {f.state:<9} {f.path}  attempts={f.attempts}{reason}")
     finally:
         store.dispose()
+
+
+@archive.group("campaign", invoke_without_command=True)
+@click.option("--reharmonise", is_flag=True, help="Rerun every harmonised submission (what a campaign does).")
+@click.option("--sarek-version", help="The nf-core/sarek release to rerun with (`nextflow run -r`).")
+@click.option(
+    "--budget-gb",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Raw reads held recalled at once (GB); default GENOMHUB_ARCHIVE_CAMPAIGN_BUDGET_GB.",
+)
+@click.pass_context
+def campaign(ctx: click.Context, reharmonise: bool, sarek_version: str | None, budget_gb: float | None) -> None:
+    """A reanalysis campaign: ``--reharmonise --sarek-version X`` plans one (tape order,
+    each tape read once) that the archive service's rounds then recall, within the budget,
+    and hand to the harmoniser as the raw reads arrive; ``status``, ``pause`` and ``resume``
+    follow and steer it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not reharmonise or not sarek_version:
+        raise click.UsageError("a campaign is planned with --reharmonise --sarek-version X")
+    try:
+        release = TypeAdapter(SarekVersion).validate_python(sarek_version)
+    except ValidationError:
+        raise click.BadParameter(f"{sarek_version!r} is no nf-core/sarek release", param_hint="--sarek-version") from None
+    settings = ArchiveServiceSettings()
+    store, _tiers, _recaller, campaigns = archive_parts(settings)
+    try:
+        budget = budget_gb if budget_gb is not None else settings.campaign_budget_gb
+        planned = campaigns.plan(
+            release,
+            int(budget * 1e9),
+            settings.tiers.drives,
+            settings.mount_seconds,
+            settings.drive_rate_mb * 1e6,
+        )
+        runs = campaigns.runs(planned.id)
+    finally:
+        store.dispose()
+    tapes = len({r.tape for r in runs if r.tape})
+    click.echo(
+        f"campaign {planned.id}: {len(runs)} submission(s) to rerun with nf-core/sarek {release}, "
+        f"{sum(r.size for r in runs) / 1e9:.3f} GB of raw reads ({tapes} on tape), "
+        f"at most {budget:g} GB recalled at once"
+    )
+
+
+@campaign.command("status")
+@click.argument("campaign_id", required=False)
+def campaign_status(campaign_id: str | None) -> None:
+    """Each campaign's runs per state, the bytes rerun and its ETA at the pace so far."""
+    store, _tiers, _recaller, campaigns = archive_parts(ArchiveServiceSettings())
+    try:
+        chosen = [campaign_id] if campaign_id else [c.id for c in campaigns.every_campaign()]
+        for one in chosen:
+            try:
+                progress = campaigns.progress(one)
+            except KeyError:
+                raise click.ClickException(f"no campaign {one}") from None
+            c = progress.campaign
+            counts = ", ".join(f"{state} {n}" for state, n in progress.runs.items() if n)
+            eta = progress.eta.isoformat(timespec="seconds") if progress.eta else "not yet known"
+            click.echo(
+                f"campaign {c.id}: {c.state}, nf-core/sarek {c.sarek_version}; {counts or 'no runs'}; "
+                f"{progress.done_bytes / 1e9:.3f} of {progress.total_bytes / 1e9:.3f} GB done, "
+                f"{progress.held_bytes / 1e9:.3f} GB held of {c.budget / 1e9:g}; "
+                f"{'ended' if c.state == 'done' else 'ETA'} {eta}"
+            )
+            if campaign_id:
+                for run in campaigns.runs(one):
+                    reason = f"  {run.reason}" if run.reason else ""
+                    click.echo(f"  {run.position:>5} {run.state:<10} {run.sample} {run.submission_id}{reason}")
+    finally:
+        store.dispose()
+
+
+def _steer(campaign_id: str, pause: bool) -> None:
+    store, _tiers, _recaller, campaigns = archive_parts(ArchiveServiceSettings())
+    try:
+        changed = campaigns.pause(campaign_id) if pause else campaigns.resume(campaign_id)
+        found = campaigns.campaign(campaign_id)
+    finally:
+        store.dispose()
+    if found is None:
+        raise click.ClickException(f"no campaign {campaign_id}")
+    if not changed:
+        raise click.ClickException(f"campaign {campaign_id} is {found.state}")
+    click.echo(f"campaign {campaign_id}: {found.state}")
+
+
+@campaign.command("pause")
+@click.argument("campaign_id")
+def campaign_pause(campaign_id: str) -> None:
+    """Start no more recalls for the campaign; what is under way goes on to its rerun."""
+    _steer(campaign_id, pause=True)
+
+
+@campaign.command("resume")
+@click.argument("campaign_id")
+def campaign_resume(campaign_id: str) -> None:
+    """Go on with a paused campaign where it stopped."""
+    _steer(campaign_id, pause=False)

@@ -18,6 +18,7 @@ class Arrival:
     sample: str
     kind: FileKind
     size: int
+    submission_id: str
 
 
 def _relative(store_url: str, url: str) -> str:
@@ -36,4 +37,7 @@ def arrivals(event: FileReceived | Harmonised, store_url: str) -> list[Arrival]:
     else:
         named = []
     require_archived(store_url, [url for url, _, _ in named])
-    return [Arrival(_relative(store_url, url), sample, kind, size) for url, size, kind in named]
+    submission_id = event.submission.submission_id
+    return [
+        Arrival(_relative(store_url, url), sample, kind, size, submission_id) for url, size, kind in named
+    ]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Index,
     Integer,
     MetaData,
     String,
@@ -46,6 +47,7 @@ files = Table(
     Column("sha256", String(64)),
     Column("tier", String(8), nullable=False),
     Column("last_access", UtcDateTime(), nullable=False),
+    Column("submission_id", String(64), comment="The submission that reported the body or whose run made it."),
 )
 moves = Table(
     "archive_moves",
@@ -91,6 +93,33 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 OPEN: tuple[MoveState, ...] = ("copying", "removing")
 
 
+campaigns = Table(
+    "archive_campaigns",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("sarek_version", String(32), nullable=False),
+    Column("budget", BigInteger, nullable=False, comment="Bytes of raw reads recalled at once."),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+campaign_runs = Table(
+    "archive_campaign_runs",
+    metadata,
+    Column("campaign_id", String(32), primary_key=True),
+    Column("submission_id", String(64), primary_key=True),
+    Column("sample", String(255), nullable=False),
+    Column("position", Integer, nullable=False, comment="Its place in the campaign's tape order."),
+    Column("tape", String(1024), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("paths", Text, nullable=False, comment="Its raw bodies, one path a line."),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+Index("archive_campaign_runs_by_state", campaign_runs.c.campaign_id, campaign_runs.c.state, campaign_runs.c.position)
+
+
 @dataclass(frozen=True)
 class ArchivedFile:
     path: str
@@ -101,6 +130,8 @@ class ArchivedFile:
     """Of the body as stored, recorded at its first move; None until then."""
     tier: TierName
     last_access: datetime
+    submission_id: str | None = None
+    """None for a body learnt before the archive kept submissions."""
 
     @staticmethod
     def of(row: RowMapping) -> ArchivedFile:
@@ -167,14 +198,23 @@ class PlacementStore(Store):
     def __init__(self, url: str) -> None:
         super().__init__(url, migrate=True)
 
-    def learn(self, path: str, sample: str, kind: FileKind, size: int, now: datetime) -> bool:
+    def learn(
+        self, path: str, sample: str, kind: FileKind, size: int, now: datetime, submission_id: str | None = None
+    ) -> bool:
         """Record a body that arrived on the hot tier; False if it is known already."""
         with self.writing() as conn:
             if conn.execute(select(files.c.path).where(files.c.path == path)).first():
                 return False
             conn.execute(
                 insert(files).values(
-                    path=path, sample=sample, kind=kind, size=size, sha256=None, tier="hot", last_access=now
+                    path=path,
+                    sample=sample,
+                    kind=kind,
+                    size=size,
+                    sha256=None,
+                    tier="hot",
+                    last_access=now,
+                    submission_id=submission_id,
                 )
             )
         return True

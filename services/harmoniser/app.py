@@ -1,4 +1,5 @@
-"""Wiring of the harmoniser: validated events in, jobs queued, harmonised events out.
+"""Wiring of the harmoniser: validated events (and campaigns' reharmonisation requests) in,
+jobs queued, harmonised events out.
 
 The handler only queues a job (one committed row) and returns, so the consumer keeps
 polling while Sarek runs for hours; the job runner runs beside it as an app task. Each job
@@ -13,7 +14,7 @@ import asyncio
 from importlib.metadata import version
 
 from services.harmoniser.harmonise import Backend, Harmoniser
-from services.harmoniser.jobs import Job, JobStore
+from services.harmoniser.jobs import Job, JobStore, Rerun, job_key
 from services.harmoniser.local import PIPELINE, LocalBackend
 from services.harmoniser.runner import JobRunner
 from services.harmoniser.sarek import SarekBackend, SarekOptions
@@ -21,8 +22,8 @@ from shared import telemetry
 from shared.bus import Service
 from shared.config import HarmoniserSettings
 from shared.encryption import ArchiveKey, check_archive_key
-from shared.envelope import Envelope, derive_id, require_archived
-from shared.events import Harmonised, Validated, Verdict
+from shared.envelope import Envelope, RefusedEvent, derive_id, require_archived
+from shared.events import INCONSISTENT, Harmonised, ReharmonisationRequested, Validated, Verdict
 from shared.storage import ArchiveReader, ArchiveWriter, use_s3_endpoint
 from shared.tiers import ArchiveTiers, require_readable
 
@@ -30,9 +31,14 @@ log = telemetry.get_logger(__name__)
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 
-def make_harmoniser(settings: HarmoniserSettings, key: ArchiveKey | None = None) -> Harmoniser:
+def make_harmoniser(
+    settings: HarmoniserSettings, key: ArchiveKey | None = None, rerun_release: str | None = None
+) -> Harmoniser:
     """The configured backend, with the provenance it reports, reading and writing the archive
-    with ``key`` (the service's, checked at its start; else the configured key, loaded now)."""
+    with ``key`` (the service's, checked at its start; else the configured key, loaded now);
+    ``rerun_release``: the same backend running that Sarek release for a reanalysis campaign."""
+    if rerun_release is not None:
+        settings = settings.model_copy(update={"sarek_version": rerun_release})
     backend: Backend
     if settings.backend == "sarek":
         backend = SarekBackend(
@@ -71,6 +77,7 @@ def make_harmoniser(settings: HarmoniserSettings, key: ArchiveKey | None = None)
         reference=reference,
         guideline_version=settings.guideline.version,
         archive=ArchiveReader.of(settings.archive, key, ArchiveTiers.of(settings.tiers)),
+        rerun_release=rerun_release,
     )
 
 
@@ -91,6 +98,7 @@ def build() -> Service:
         store,
         make_harmoniser(settings, service.archive_key),
         emit,
+        rerun_harmoniser=lambda release: make_harmoniser(settings, service.archive_key, release),
         runs_dir=settings.state.state_dir / "harmoniser" / "runs",
         concurrency=settings.concurrency,
         retries=settings.retries,
@@ -129,11 +137,44 @@ def build() -> Service:
         else:
             log.info("job already queued", state=job.state)
 
+    async def on_reharmonisation(envelope: Envelope[ReharmonisationRequested]) -> None:
+        """A campaign's run of a submission harmonised at intake: its own job (one per
+        submission and release), from the validated inputs the intake's job kept."""
+        asked = envelope.data
+        intake = await asyncio.to_thread(store.get, job_key(asked.submission_id))
+        if intake is None:
+            raise RefusedEvent(
+                "unknown_submission", f"no harmonisation at intake of {asked.submission_id} to run again"
+            )
+        validated = Validated.model_validate_json(intake.request)
+        if (validated.submission.region, validated.submission.sample_id) != (asked.region, asked.sample_id):
+            raise RefusedEvent(
+                INCONSISTENT, f"submission {asked.submission_id} is not of sample {asked.region}/{asked.sample_id}"
+            )
+        rerun = Rerun(asked.campaign_id, asked.sarek_version)
+        if await asyncio.to_thread(store.get, job_key(asked.submission_id, asked.sarek_version)) is None:
+            await asyncio.to_thread(require_readable, tiers, [f.url for f in validated.files])
+        job, created = await asyncio.to_thread(
+            store.enqueue,
+            asked.submission_id,
+            envelope.id,
+            derive_id(envelope.id, service.name, Harmonised.ce_type()),
+            intake.request,
+            [(k, v) for k, v in envelope.headers if k in TRACE_HEADERS],
+            rerun,
+        )
+        if created:
+            log.info("campaign job queued", campaign_id=asked.campaign_id, release=asked.sarek_version)
+            runner.wake()
+        elif job.finished and job.result is not None:
+            await runner.report(job)
+
     async def run_jobs() -> None:
         await runner.take_over_expired()
         await runner.run()
 
     service.on(Validated, on_validated)
+    service.on(ReharmonisationRequested, on_reharmonisation)
     service.readiness.append(store.readiness())
     service.task(run_jobs)
 

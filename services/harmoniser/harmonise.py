@@ -101,8 +101,12 @@ class Harmoniser:
         reference: str,
         guideline_version: str,
         archive: ArchiveReader,
+        rerun_release: str | None = None,
     ) -> None:
+        """``rerun_release``: this harmoniser runs a reanalysis campaign's Sarek release, and
+        writes each sample's outputs beside those of its harmonisation at intake, never over them."""
         self.backend = backend
+        self.rerun_release = rerun_release
         self.archive = archive
         self.store_url = store_url
         self.writer = writer
@@ -167,6 +171,8 @@ class Harmoniser:
             # outlives the run; shielded, so that a second cancellation cannot cut it short.
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, inputs, True))
         prefix = beneath(self.store_url, "harmonised", validated.submission.submission_id)
+        if self.rerun_release is not None:
+            prefix = beneath(prefix, f"sarek-{self.rerun_release}")
         pipeline, pipeline_version = self.backend.pipeline(reads) or (self.pipeline, self.pipeline_version)
         try:
             made = await asyncio.to_thread(
@@ -206,6 +212,7 @@ def harmonised_event(
     provenance: Provenance,
     attempts: int,
     log_tail: str = "",
+    campaign_id: str | None = None,
 ) -> Harmonised:
     return Harmonised(
         submission=validated.submission,
@@ -217,4 +224,5 @@ def harmonised_event(
         provenance=provenance,
         attempts=max(attempts, 1),
         log_tail=log_tail,
+        campaign_id=campaign_id,
     )

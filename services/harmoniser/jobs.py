@@ -1,6 +1,8 @@
 """The harmoniser's job table: what is queued, running and finished survives a restart.
 
-One row per submission (the natural key), in the harmoniser's database
+One row per run of a submission: its harmonisation at intake, keyed by the submission id (the
+natural key), and each reanalysis campaign's run of it, keyed by submission and Sarek release
+(:func:`job_key`), in the harmoniser's database
 (``GENOMHUB_HARMONISER_DATABASE_URL``: PostgreSQL in production, shared by every replica; unset,
 SQLite under the state folder), its schema in Alembic migrations
 (``services/harmoniser/migrations``). A replayed validated event finds the row and changes
@@ -60,7 +62,10 @@ metadata = MetaData()
 jobs = Table(
     "harmoniser_jobs",
     metadata,
-    Column("submission_id", String(64), primary_key=True),
+    Column("job_key", String(128), primary_key=True),
+    Column("submission_id", String(64), nullable=False),
+    Column("sarek_version", String(32), comment="A campaign's release; none: the service's own, at intake."),
+    Column("campaign_id", String(32), comment="The reanalysis campaign that asked for this run."),
     Column("cause_id", String(64), nullable=False),
     Column("event_id", String(64), nullable=False),
     Column("state", String(16), nullable=False),
@@ -91,8 +96,23 @@ def host_of(owner: str) -> str:
     return owner.split("/", 1)[0]
 
 
+def job_key(submission_id: str, sarek_version: str | None = None) -> str:
+    """A job's key: the submission id for its harmonisation at intake (what a replayed
+    validated event finds), ``<submission>.sarek-<release>`` for a campaign's run of it."""
+    return submission_id if sarek_version is None else f"{submission_id}.sarek-{sarek_version}"
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """What makes a job a campaign's run: the campaign and the Sarek release it asked for."""
+
+    campaign_id: str
+    sarek_version: str
+
+
 @dataclass(frozen=True)
 class Job:
+    key: str
     submission_id: str
     cause_id: str
     event_id: str
@@ -108,6 +128,7 @@ class Job:
     updated_at: datetime
     owner: str | None
     lease_expires_at: datetime | None
+    rerun: Rerun | None = None
 
     @property
     def finished(self) -> bool:
@@ -115,7 +136,11 @@ class Job:
 
     @staticmethod
     def of(row: RowMapping) -> Job:
+        rerun = None
+        if row["campaign_id"] is not None:
+            rerun = Rerun(row["campaign_id"], row["sarek_version"])
         return Job(
+            key=row["job_key"],
             submission_id=row["submission_id"],
             cause_id=row["cause_id"],
             event_id=row["event_id"],
@@ -131,6 +156,7 @@ class Job:
             updated_at=row["updated_at"],
             owner=row["owner"],
             lease_expires_at=row["lease_expires_at"],
+            rerun=rerun,
         )
 
 
@@ -170,9 +196,9 @@ class JobStore(Store):
     def __init__(self, url: str) -> None:
         super().__init__(url, migrate=True)
 
-    def get(self, submission_id: str) -> Job | None:
+    def get(self, key: str) -> Job | None:
         with self.reading() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.submission_id == submission_id)).mappings().first()
+            row = conn.execute(select(jobs).where(jobs.c.job_key == key)).mappings().first()
         return Job.of(row) if row else None
 
     def all(self) -> list[Job]:
@@ -187,15 +213,21 @@ class JobStore(Store):
         event_id: str,
         request: str,
         trace_headers: list[tuple[str, bytes]],
+        rerun: Rerun | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a job unless the submission has one; returns the job and whether it is new."""
+        """Queue a job unless the submission has one (for ``rerun``'s release, if given);
+        returns the job and whether it is new."""
+        key = job_key(submission_id, rerun.sarek_version if rerun else None)
         now = _now()
         headers = json.dumps([(k, v.decode(errors="replace")) for k, v in trace_headers])
         try:
             with self.writing() as conn:
                 conn.execute(
                     insert(jobs).values(
+                        job_key=key,
                         submission_id=submission_id,
+                        sarek_version=rerun.sarek_version if rerun else None,
+                        campaign_id=rerun.campaign_id if rerun else None,
                         cause_id=cause_id,
                         event_id=event_id,
                         state="queued",
@@ -212,7 +244,7 @@ class JobStore(Store):
             created = True
         except IntegrityError:
             created = False
-        job = self.get(submission_id)
+        job = self.get(key)
         assert job is not None
         return job, created
 
@@ -227,7 +259,7 @@ class JobStore(Store):
         """
         with self.writing() as conn:
             taken = conn.execute(
-                select(jobs.c.submission_id)
+                select(jobs.c.job_key)
                 .where(jobs.c.state == "queued", jobs.c.not_before <= time.time())
                 .order_by(jobs.c.created_at)
                 .limit(1)
@@ -238,7 +270,7 @@ class JobStore(Store):
             now = _now()
             conn.execute(
                 update(jobs)
-                .where(jobs.c.submission_id == taken, jobs.c.state == "queued")
+                .where(jobs.c.job_key == taken, jobs.c.state == "queued")
                 .values(
                     state="running",
                     attempts=jobs.c.attempts + 1,
@@ -248,29 +280,29 @@ class JobStore(Store):
                     updated_at=now,
                 )
             )
-            row = conn.execute(select(jobs).where(jobs.c.submission_id == taken)).mappings().one()
+            row = conn.execute(select(jobs).where(jobs.c.job_key == taken)).mappings().one()
         return Job.of(row)
 
-    def _set_if_held(self, submission_id: str, holder: str, **values: Any) -> bool:
+    def _set_if_held(self, key: str, holder: str, **values: Any) -> bool:
         """Change a job only while ``holder`` owns it; False: the job is another replica's now."""
         with self.writing() as conn:
             changed = conn.execute(
                 update(jobs)
-                .where(jobs.c.submission_id == submission_id, _held_by(holder))
+                .where(jobs.c.job_key == key, _held_by(holder))
                 .values(updated_at=_now(), **values)
             )
         return changed.rowcount == 1
 
-    def heartbeat(self, submission_id: str, owner: str, lease: float) -> bool:
+    def heartbeat(self, key: str, owner: str, lease: float) -> bool:
         """Push the lease on by ``lease`` seconds from now; False: ``owner`` lost the job."""
-        return self._set_if_held(submission_id, owner, lease_expires_at=_now() + timedelta(seconds=lease))
+        return self._set_if_held(key, owner, lease_expires_at=_now() + timedelta(seconds=lease))
 
-    def set_pgid(self, submission_id: str, owner: str, pgid: int | None) -> bool:
-        return self._set_if_held(submission_id, owner, pgid=pgid)
+    def set_pgid(self, key: str, owner: str, pgid: int | None) -> bool:
+        return self._set_if_held(key, owner, pgid=pgid)
 
-    def retry_later(self, submission_id: str, owner: str, delay: float, log_tail: str) -> bool:
+    def retry_later(self, key: str, owner: str, delay: float, log_tail: str) -> bool:
         return self._set_if_held(
-            submission_id,
+            key,
             owner,
             state="queued",
             not_before=time.time() + delay,
@@ -280,12 +312,12 @@ class JobStore(Store):
             lease_expires_at=None,
         )
 
-    def release(self, submission_id: str, owner: str) -> bool:
+    def release(self, key: str, owner: str) -> bool:
         """Give a running job back to the queue (its owner is stopping): due at once, for any replica."""
         with self.writing() as conn:
             changed = conn.execute(
                 update(jobs)
-                .where(jobs.c.submission_id == submission_id, _held_by(owner), jobs.c.state == "running")
+                .where(jobs.c.job_key == key, _held_by(owner), jobs.c.state == "running")
                 .values(
                     state="queued",
                     not_before=0.0,
@@ -297,19 +329,19 @@ class JobStore(Store):
             )
         return changed.rowcount == 1
 
-    def finish(self, submission_id: str, owner: str, state: State, result: str, log_tail: str = "") -> bool:
+    def finish(self, key: str, owner: str, state: State, result: str, log_tail: str = "") -> bool:
         """Store the outcome and the event that reports it, not yet sent; the owner keeps its
         lease until the event is sent. False: the job is no longer ``owner``'s, nothing stored."""
         return self._set_if_held(
-            submission_id, owner, state=state, result=result, emitted=False, log_tail=log_tail, pgid=None
+            key, owner, state=state, result=result, emitted=False, log_tail=log_tail, pgid=None
         )
 
-    def mark_emitted(self, submission_id: str) -> None:
+    def mark_emitted(self, key: str) -> None:
         """The broker acknowledged the event: nothing is left to hold a lease on."""
         with self.writing() as conn:
             conn.execute(
                 update(jobs)
-                .where(jobs.c.submission_id == submission_id)
+                .where(jobs.c.job_key == key)
                 .values(emitted=True, owner=None, lease_expires_at=None, updated_at=_now())
             )
 
@@ -361,7 +393,7 @@ class JobStore(Store):
             changed = conn.execute(
                 update(jobs)
                 .where(
-                    jobs.c.submission_id == job.submission_id,
+                    jobs.c.job_key == job.key,
                     jobs.c.state == job.state,
                     old,
                     _owned_work(),

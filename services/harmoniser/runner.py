@@ -33,7 +33,7 @@ from services.harmoniser.harmonise import Harmoniser, harmonised_event
 from services.harmoniser.jobs import Job, JobStore, host_of, replica_id
 from services.harmoniser.steps import PipelineFailed, kill_group
 from shared import telemetry
-from shared.events import Harmonised, Validated
+from shared.events import Harmonised, Provenance, Validated
 from shared.paths import beneath
 
 log = telemetry.get_logger(__name__)
@@ -47,6 +47,7 @@ class JobRunner:
         store: JobStore,
         harmoniser: Harmoniser,
         emit: Emit,
+        rerun_harmoniser: Callable[[str], Harmoniser] | None = None,
         *,
         runs_dir: Path,
         concurrency: int,
@@ -57,7 +58,9 @@ class JobRunner:
         poll_interval: float = 1.0,
         owner: str | None = None,
     ) -> None:
-        """``owner`` is this replica's id in the queue (:func:`replica_id` unless a test names it)."""
+        """``owner`` is this replica's id in the queue (:func:`replica_id` unless a test names it);
+        ``rerun_harmoniser`` gives the harmoniser of a campaign's Sarek release (without it, a
+        campaign's job fails with the reason)."""
         if heartbeat_interval >= lease:
             raise ValueError(
                 f"the heartbeat interval ({heartbeat_interval} s) must be shorter than the lease ({lease} s), "
@@ -65,6 +68,8 @@ class JobRunner:
             )
         self.store = store
         self.harmoniser = harmoniser
+        self.rerun_harmoniser = rerun_harmoniser
+        self._reruns: dict[str, Harmoniser] = {}
         self.emit = emit
         self.runs_dir = runs_dir
         self.concurrency = concurrency
@@ -83,9 +88,20 @@ class JobRunner:
         """A job was queued: look now rather than at the next poll."""
         self._wake.set()
 
-    def rundir(self, submission_id: str) -> Path:
+    def rundir(self, key: str) -> Path:
         """The job's run folder, which the runner creates and removes: only ever below ``runs_dir``."""
-        return beneath(self.runs_dir, submission_id)
+        return beneath(self.runs_dir, key)
+
+    def harmoniser_of(self, job: Job) -> Harmoniser:
+        """The intake's harmoniser, or the one of the campaign's release (made once per release)."""
+        if job.rerun is None:
+            return self.harmoniser
+        release = job.rerun.sarek_version
+        if release not in self._reruns:
+            if self.rerun_harmoniser is None:
+                raise PipelineFailed("this harmoniser was started without campaign releases")
+            self._reruns[release] = self.rerun_harmoniser(release)
+        return self._reruns[release]
 
     async def take_over_expired(self) -> list[str]:
         """Take over the jobs whose lease ended; returns the submission ids this replica took.
@@ -98,9 +114,7 @@ class JobRunner:
         try:
             expired = await asyncio.to_thread(self.store.expired)
             gone = [j for j in await asyncio.to_thread(self.store.held) if self._owner_gone(j.owner)]
-            candidates = {j.submission_id: (j, False) for j in expired} | {
-                j.submission_id: (j, True) for j in gone
-            }
+            candidates = {j.key: (j, False) for j in expired} | {j.key: (j, True) for j in gone}
             for job, owner_gone in candidates.values():
                 if job.state == "running" and job.pgid is not None:
                     await asyncio.to_thread(self._stop_orphan, job)
@@ -108,7 +122,7 @@ class JobRunner:
                     self.store.take_over, job, self.owner, self.lease, owner_gone=owner_gone
                 ):
                     continue
-                taken.append(job.submission_id)
+                taken.append(job.key)
                 log.warning(
                     "took over a job whose lease ended",
                     submission_id=job.submission_id,
@@ -137,7 +151,7 @@ class JobRunner:
         assert job.pgid is not None
         if job.owner is not None and host_of(job.owner) != socket.gethostname():
             return
-        rundir = str(self.rundir(job.submission_id).resolve())
+        rundir = str(self.rundir(job.key).resolve())
         try:
             cwd = psutil.Process(job.pgid).cwd()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -160,9 +174,9 @@ class JobRunner:
                         job = await asyncio.to_thread(self.store.claim, self.owner, self.lease)
                         if job is None:
                             break
-                        task = asyncio.create_task(self._execute(job), name=f"harmonise {job.submission_id}")
-                        self._running[job.submission_id] = task
-                        task.add_done_callback(self._done_callback(job.submission_id))
+                        task = asyncio.create_task(self._execute(job), name=f"harmonise {job.key}")
+                        self._running[job.key] = task
+                        task.add_done_callback(self._done_callback(job.key))
                 except Exception:  # a passing store or broker failure must not stop the runner
                     log.exception("job runner pass failed; trying again at the next poll")
                 self._wake.clear()
@@ -174,9 +188,9 @@ class JobRunner:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _done_callback(self, submission_id: str) -> Callable[[asyncio.Task[None]], None]:
+    def _done_callback(self, key: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:
-            self._running.pop(submission_id, None)
+            self._running.pop(key, None)
             self._wake.set()
 
         return done
@@ -189,9 +203,9 @@ class JobRunner:
         A job still running here has finished in the store but is reporting itself: sending
         it from here too would emit its event twice."""
         for job in await asyncio.to_thread(self.store.unemitted):
-            if job.owner != self.owner or job.submission_id in self._running:
+            if job.owner != self.owner or job.key in self._running:
                 continue
-            if not await asyncio.to_thread(self.store.heartbeat, job.submission_id, self.owner, self.lease):
+            if not await asyncio.to_thread(self.store.heartbeat, job.key, self.owner, self.lease):
                 continue
             try:
                 await self.report(job)
@@ -202,9 +216,9 @@ class JobRunner:
     async def report(self, job: Job) -> None:
         assert job.result is not None
         await self.emit(job, Harmonised.model_validate_json(job.result))
-        await asyncio.to_thread(self.store.mark_emitted, job.submission_id)
+        await asyncio.to_thread(self.store.mark_emitted, job.key)
 
-    async def _keep_lease(self, submission_id: str, run: asyncio.Task[None]) -> None:
+    async def _keep_lease(self, key: str, run: asyncio.Task[None]) -> None:
         """Heartbeat the job's lease while ``run`` lasts; stop ``run`` once the job is lost.
 
         Lost: the heartbeat finds another owner, or no heartbeat got through for a whole
@@ -214,17 +228,17 @@ class JobRunner:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             try:
-                held = await asyncio.to_thread(self.store.heartbeat, submission_id, self.owner, self.lease)
+                held = await asyncio.to_thread(self.store.heartbeat, key, self.owner, self.lease)
                 if held:
                     last = time.monotonic()
             except Exception:
-                log.exception("heartbeat failed", submission_id=submission_id)
+                log.exception("heartbeat failed", job=key)
                 held = time.monotonic() - last < self.lease
             if not held:
                 log.error(
-                    "lease lost: stopping the run, the job is another replica's", submission_id=submission_id
+                    "lease lost: stopping the run, the job is another replica's", job=key
                 )
-                self._lost.add(submission_id)
+                self._lost.add(key)
                 run.cancel()
                 return
 
@@ -232,23 +246,32 @@ class JobRunner:
         """Run a claimed job under its lease; a job whose lease was lost ends here quietly."""
         run = asyncio.current_task()
         assert run is not None
-        keeper = asyncio.create_task(self._keep_lease(job.submission_id, run))
+        keeper = asyncio.create_task(self._keep_lease(job.key, run))
         try:
             await self._run_job(job)
         except asyncio.CancelledError:
-            if job.submission_id not in self._lost:
-                log.warning("job interrupted; giving it back to the queue", submission_id=job.submission_id)
+            if job.key not in self._lost:
+                log.warning("job interrupted; giving it back to the queue", job=job.key)
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(asyncio.to_thread(self.store.release, job.submission_id, self.owner))
+                    await asyncio.shield(asyncio.to_thread(self.store.release, job.key, self.owner))
                 raise
         finally:
             keeper.cancel()
-            self._lost.discard(job.submission_id)
+            self._lost.discard(job.key)
+
+    def _failed_provenance(self, job: Job, validated: Validated, duration_s: float) -> Provenance:
+        """What a failed run reports it ran: its release's pipeline, even if that never started."""
+        try:
+            harmoniser = self.harmoniser_of(job)
+        except PipelineFailed:
+            harmoniser = self.harmoniser
+        return harmoniser.failed_provenance(validated, duration_s)
 
     async def _run_job(self, job: Job) -> None:
         validated = Validated.model_validate_json(job.request)
-        sid = job.submission_id
-        rundir = self.rundir(sid)
+        sid, key = job.submission_id, job.key
+        rundir = self.rundir(key)
+        campaign_id = job.rerun.campaign_id if job.rerun else None
         resume = job.attempts > 1
         bound = telemetry.bind(submission_id=sid)
         started = time.monotonic()
@@ -262,12 +285,15 @@ class JobRunner:
                 log.info("job started", attempt=job.attempts, backend=self.harmoniser.backend.name)
 
                 def on_process(pgid: int | None) -> None:
-                    self.store.set_pgid(sid, self.owner, pgid)
+                    self.store.set_pgid(key, self.owner, pgid)
 
-                outputs, provenance = await self.harmoniser.execute(validated, rundir, resume, on_process)
-                event = harmonised_event(validated, "succeeded", outputs, provenance, job.attempts)
+                harmoniser = self.harmoniser_of(job)
+                outputs, provenance = await harmoniser.execute(validated, rundir, resume, on_process)
+                event = harmonised_event(
+                    validated, "succeeded", outputs, provenance, job.attempts, campaign_id=campaign_id
+                )
                 if not await asyncio.to_thread(
-                    self.store.finish, sid, self.owner, "succeeded", event.model_dump_json()
+                    self.store.finish, key, self.owner, "succeeded", event.model_dump_json()
                 ):
                     log.error(
                         "lease lost before the outcome was stored; not reporting it", attempt=job.attempts
@@ -281,7 +307,7 @@ class JobRunner:
                 )
                 await asyncio.to_thread(shutil.rmtree, rundir, ignore_errors=True)
             except asyncio.CancelledError:
-                if sid in self._lost:
+                if key in self._lost:
                     log.warning("job stopped: its lease was lost", attempt=job.attempts)
                 raise
             except Exception as exc:
@@ -290,13 +316,13 @@ class JobRunner:
                 log_tail = exc.log_tail if isinstance(exc, PipelineFailed) else ""
                 message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, PipelineFailed) else str(exc)
                 log_tail = f"{message}\n{log_tail}".strip()
-                if sid in self._lost:
+                if key in self._lost:
                     log.warning("job stopped: its lease was lost", attempt=job.attempts, error=message)
                     return
                 if job.attempts <= self.retries:
                     log.warning("job failed; relaunching later", attempt=job.attempts, error=message)
                     await asyncio.to_thread(
-                        self.store.retry_later, sid, self.owner, self.retry_delay, log_tail
+                        self.store.retry_later, key, self.owner, self.retry_delay, log_tail
                     )
                     return
                 log.error("job failed for good", attempts=job.attempts, error=message)
@@ -304,12 +330,13 @@ class JobRunner:
                     validated,
                     "failed",
                     [],
-                    self.harmoniser.failed_provenance(validated, time.monotonic() - started),
+                    self._failed_provenance(job, validated, time.monotonic() - started),
                     job.attempts,
                     log_tail[-8000:],
+                    campaign_id=campaign_id,
                 )
                 if not await asyncio.to_thread(
-                    self.store.finish, sid, self.owner, "failed", event.model_dump_json(), log_tail
+                    self.store.finish, key, self.owner, "failed", event.model_dump_json(), log_tail
                 ):
                     log.error(
                         "lease lost before the outcome was stored; not reporting it", attempt=job.attempts
@@ -317,7 +344,7 @@ class JobRunner:
                     return
             finally:
                 telemetry.unbind(bound)
-            finished = await asyncio.to_thread(self.store.get, sid)
+            finished = await asyncio.to_thread(self.store.get, key)
             assert finished is not None
             try:
                 await self.report(finished)

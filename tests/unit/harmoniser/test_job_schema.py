@@ -45,12 +45,12 @@ def _schema_differences(store: JobStore) -> list[object]:
 
 def test_a_new_queue_is_migrated_to_the_declared_schema_and_reopens_harmlessly(tmp_path: Path) -> None:
     store = JobStore(queue_url(tmp_path))
-    assert _version(store) == "0002" and _schema_differences(store) == []
+    assert _version(store) == "0003" and _schema_differences(store) == []
     store.enqueue("s1", "c1", "e1", "{}", [])
     store.dispose()
     again = JobStore(queue_url(tmp_path))
     try:
-        assert _version(again) == "0002" and [j.submission_id for j in again.all()] == ["s1"]
+        assert _version(again) == "0003" and [j.submission_id for j in again.all()] == ["s1"]
     finally:
         again.dispose()
 
@@ -98,7 +98,7 @@ def test_a_queue_made_by_create_all_is_adopted_with_its_jobs(tmp_path: Path) -> 
 
     store = JobStore(queue_url(tmp_path))
     try:
-        assert _version(store) == "0002" and _schema_differences(store) == []
+        assert _version(store) == "0003" and _schema_differences(store) == []
         job = store.get("s-old")
         assert job is not None and job.state == "queued"
         assert job.created_at == queued and job.created_at.tzinfo is UTC
@@ -122,7 +122,7 @@ def test_db_upgrade_migrates_the_job_queue_at_its_configured_url(
         with engine.connect() as conn:
             assert (
                 conn.execute(text("SELECT version_num FROM alembic_version_harmoniser")).scalar_one()
-                == "0002"
+                == "0003"
             )
         assert {"owner", "lease_expires_at"} <= {
             c["name"] for c in inspect(engine).get_columns("harmoniser_jobs")

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from services.harmoniser.harmonise import Harmoniser
-from services.harmoniser.jobs import Job, JobStore
+from services.harmoniser.jobs import Job, JobStore, Rerun, job_key
 from services.harmoniser.local import LocalBackend
 from services.harmoniser.runner import JobRunner
 from shared.events import FileRole, HarmonisationPolicy, Harmonised, Validated
@@ -36,10 +36,13 @@ def queue(tmp_path: Path) -> JobStore:
     return JobStore(f"sqlite:///{tmp_path / 'state' / 'jobs.sqlite'}")
 
 
-def local_harmoniser(tmp_path: Path, reference: Path, cache: Path, writer: ArchiveWriter) -> Harmoniser:
-    """The local backend's harmoniser over the archive of ``tmp_path``."""
+def local_harmoniser(
+    tmp_path: Path, reference: Path, cache: Path, writer: ArchiveWriter, rerun_release: str | None = None
+) -> Harmoniser:
+    """The local backend's harmoniser over the archive of ``tmp_path`` (of a campaign's
+    release, if ``rerun_release``)."""
     return Harmoniser(
-        LocalBackend(reference, cache, threads=2, sarek_version="3.5.1"),
+        LocalBackend(reference, cache, threads=2, sarek_version=rerun_release or "3.5.1"),
         store_url=(tmp_path / "store").as_uri(),
         writer=writer,
         pipeline="genomhub-local-germline",
@@ -47,6 +50,7 @@ def local_harmoniser(tmp_path: Path, reference: Path, cache: Path, writer: Archi
         reference="synthetic-v1",
         guideline_version="ngc-clinical-output-2026.1",
         archive=archive_at(tmp_path),
+        rerun_release=rerun_release,
     )
 
 
@@ -57,6 +61,7 @@ def make_runner(
         queue(tmp_path),
         local_harmoniser(tmp_path, reference, cache, writer),
         emit,
+        rerun_harmoniser=lambda release: local_harmoniser(tmp_path, reference, cache, writer, release),
         runs_dir=tmp_path / "runs",
         concurrency=1,
         retries=retries,
@@ -226,6 +231,41 @@ async def test_a_dead_owners_job_is_taken_over_once_its_orphan_stopped_and_run_a
     done = other.store.get(issued_id("sub-r"))
     assert done is not None and done.emitted and done.owner is None
     assert not runner.store.heartbeat(issued_id("sub-r"), dead, 60.0)  # the dead owner holds nothing
+
+
+async def test_a_campaigns_rerun_is_a_job_of_its_own_whose_outputs_sit_beside_the_intakes(
+    tmp_path: Path, reference: Path, harmoniser_cache: Path, archive_writer: ArchiveWriter
+) -> None:
+    emit = Collected()
+    runner = make_runner(tmp_path, reference, harmoniser_cache, archive_writer, emit)
+    sim = simulate_paired_reads(reference, tmp_path / "in", prefix="C1", coverage=0.3, snps=5, seed=7)
+    files = [
+        checked(p, FileRole.RAW_READS, "fastq", archive=archive_at(tmp_path)) for p in (sim.fastq_1, sim.fastq_2)
+    ]
+    sid = issued_id("sub-campaign")
+    event = validated(sid, "C1", files, HarmonisationPolicy.INTERNATIONAL, needs_harmonisation=True)
+    enqueue(runner, event)
+    await run_until(runner, emit, 1)
+    rerun = Rerun("c" * 32, "3.6.0")
+    job, created = runner.store.enqueue(sid, "cause-rerun", "event-rerun", event.model_dump_json(), [], rerun)
+    assert created and job.key == job_key(sid, "3.6.0") != sid and job.rerun == rerun
+    assert not runner.store.enqueue(sid, "cause-rerun", "event-rerun", event.model_dump_json(), [], rerun)[1]
+    await run_until(runner, emit, 2)
+
+    [(intake_job, intake), (rerun_job, rerun_event)] = emit.events
+    assert intake_job.key == sid and intake.campaign_id is None
+    assert rerun_job.key == job.key and rerun_event.campaign_id == rerun.campaign_id
+    assert rerun_event.status == "succeeded" and rerun_event.submission == intake.submission
+    assert rerun_event.provenance.parameters["mirrors"] == "nf-core/sarek 3.6.0"
+    assert intake.provenance.parameters["mirrors"] == "nf-core/sarek 3.5.1"
+    made = [o for o in rerun_event.outputs if o.kind in ("cram", "vcf")]
+    assert made and all(f"/harmonised/{sid}/sarek-3.6.0/" in o.url for o in made)
+    kept = {o.url: o.sha256 for o in intake.outputs}
+    assert not set(kept) & {o.url for o in made}, "the rerun wrote nothing over the intake's outputs"
+    for url, sha256 in kept.items():
+        assert url.startswith("file://") and Path(url.removeprefix("file://")).exists(), url
+        assert sha256 == next(o.sha256 for o in intake.outputs if o.url == url)
+    assert {j.key for j in runner.store.all()} == {sid, job.key}
 
 
 def test_enqueue_is_idempotent_by_submission(tmp_path: Path) -> None:
