@@ -66,6 +66,7 @@ from shared.metrics import (
     LATENCY,
     prepare_service,
 )
+from shared.retry import Backoff, GaveUp, retrying
 from shared.topics import EMITS, SUBSCRIPTIONS, Topic, all_topics, consumer_group, dlq_name, topic_name
 
 E = TypeVar("E", bound=Event)
@@ -73,7 +74,9 @@ Handler = Callable[[Envelope[E]], Awaitable[None]]
 Work = Callable[[], Coroutine[Any, Any, None]]
 
 DLQ_HEADER_PREFIX = "genomhub_dlq_"
-DEAD_LETTER_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+DEAD_LETTER_RETRIES = Backoff(0.5, 7)
+"""A dead letter the broker cannot take is tried again for half a minute (0.5 s doubling to
+16 s between seven sends); then the process exits, and the record comes again after its restart."""
 EXIT_UNDELIVERABLE = 75  # EX_TEMPFAIL: restart me
 TOPICS_WAIT_S = 120.0
 COMMIT_INTERVAL_S = 1.0
@@ -393,14 +396,18 @@ class Service:
             partition=message.partition,
             offset=message.offset,
         )
-        for pause in DEAD_LETTER_RETRIES:
-            try:
-                await self.producer.send_and_wait(dlq, message.value, key=message.key, headers=letter)
-                DLQ_SENDS.labels(self.name, dlq).inc()
-                return
-            except Exception as exc:  # the broker is unreachable: wait, then try again
-                log.warning("dead letter not sent", topic=dlq, error=str(exc), retry_in=pause)
-                await asyncio.sleep(pause)
+        async def send() -> None:
+            await self.producer.send_and_wait(dlq, message.value, key=message.key, headers=letter)
+
+        def unsent(exc: BaseException, pause: float) -> None:
+            log.warning("dead letter not sent", topic=dlq, error=str(exc), retry_in=pause)
+
+        try:  # the broker may be unreachable a while: wait, then try again
+            await retrying(send, DEAD_LETTER_RETRIES, (Exception,), unsent)
+            DLQ_SENDS.labels(self.name, dlq).inc()
+            return
+        except GaveUp:
+            pass
         log.critical("dead letter could not be sent; exiting so the record is delivered again", topic=dlq)
         telemetry.flush()
         os._exit(EXIT_UNDELIVERABLE)

@@ -557,7 +557,7 @@ class HarmoniserSettings(StatefulServiceSettings):
         default=2, ge=0, description="Harmoniser: relaunches of a failed run before it is reported failed."
     )
     retry_delay: float = Field(
-        default=60.0, ge=0, description="Harmoniser: seconds before a failed run is relaunched."
+        default=60.0, ge=0, description="Harmoniser: seconds before a failed run is first relaunched, doubled at each further relaunch."
     )
     sarek_version: str = Field(
         default="3.5.1", description="Harmoniser: the pinned nf-core/sarek release (`nextflow run -r`)."

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.retry import Backoff
 from shared.tiers import ColdTier, TierError
 
 from .placement import PlacementStore, RecallFile
@@ -55,6 +56,11 @@ class RecallPolicy:
     pin: timedelta
     attempts: int = 4
     backoff: timedelta = timedelta(minutes=5)
+
+    @property
+    def retries(self) -> Backoff:
+        """A file's recalls: ``attempts`` in all, ``backoff`` before the second, doubling."""
+        return Backoff(self.backoff.total_seconds(), self.attempts)
 
 
 class Recaller:
@@ -136,12 +142,12 @@ class Recaller:
     def _failed_attempt(self, file: RecallFile, reason: str, expected: tuple[str, ...]) -> None:
         now = self.clock()
         attempts = file.attempts + (1 if file.state == SUBMITTED else 0)
-        if attempts >= self.policy.attempts:
+        if self.policy.retries.exhausted(attempts):
             self.store.set_recall(
                 file, expected, state=FAILED, attempts=attempts, finished_at=now, reason=reason
             )
             return
-        delay = self.policy.backoff * 2 ** max(0, attempts - 1)
+        delay = timedelta(seconds=self.policy.retries.pause(max(1, attempts)))
         self.store.set_recall(
             file, expected, state=SUBMITTED, attempts=attempts, not_before=now + delay, reason=reason
         )

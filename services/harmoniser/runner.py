@@ -2,8 +2,8 @@
 
 The consumer only queues (a database row); this runner claims due jobs, runs each as an
 asyncio task whose pipeline steps are subprocesses (so the event loop, and with it the
-consumer's polling, never waits on a pipeline), relaunches failed runs after a delay up to
-the configured number of retries, and reports every finished job as a harmonised event,
+consumer's polling, never waits on a pipeline), relaunches failed runs after a doubling delay
+(``shared.retry``) up to the configured number of retries, and reports every finished job as a harmonised event,
 succeeded or failed with the tail of its log: a job is never dropped silently.
 
 Every replica runs one. A claimed job is held by a lease that the runner renews every
@@ -35,6 +35,7 @@ from services.harmoniser.steps import PipelineFailed, kill_group
 from shared import telemetry
 from shared.events import Harmonised, Provenance, Validated
 from shared.paths import beneath
+from shared.retry import Backoff
 
 log = telemetry.get_logger(__name__)
 Emit = Callable[[Job, Harmonised], Awaitable[None]]
@@ -73,8 +74,7 @@ class JobRunner:
         self.emit = emit
         self.runs_dir = runs_dir
         self.concurrency = concurrency
-        self.retries = retries
-        self.retry_delay = retry_delay
+        self.relaunches = Backoff(retry_delay, retries + 1)
         self.heartbeat_interval = heartbeat_interval
         self.lease = lease
         self.poll_interval = poll_interval
@@ -319,10 +319,10 @@ class JobRunner:
                 if key in self._lost:
                     log.warning("job stopped: its lease was lost", attempt=job.attempts, error=message)
                     return
-                if job.attempts <= self.retries:
+                if not self.relaunches.exhausted(job.attempts):
                     log.warning("job failed; relaunching later", attempt=job.attempts, error=message)
                     await asyncio.to_thread(
-                        self.store.retry_later, key, self.owner, self.retry_delay, log_tail
+                        self.store.retry_later, key, self.owner, self.relaunches.pause(job.attempts), log_tail
                     )
                     return
                 log.error("job failed for good", attempts=job.attempts, error=message)

@@ -34,6 +34,7 @@ import rich.progress
 from rich.console import Console
 
 from shared.events import FileRole
+from shared.retry import Backoff, GaveUp, retrying
 from shared.storage import CHUNK
 
 T = TypeVar("T")
@@ -193,22 +194,25 @@ class Uploader:
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt`` until it succeeds, backing off after each transient failure."""
-        for n in range(self.retries + 1):
+
+        async def verified() -> T:
             try:
                 return await attempt()
-            except aiohttp.ClientConnectorCertificateError as exc:
+            except aiohttp.ClientConnectorCertificateError as exc:  # not transient: said at once
                 bundle = f"the CA bundle {self.ca_bundle}" if self.ca_bundle else "the system's CA store"
                 raise UploadError(
                     f"{what}: the server's TLS certificate was not verified against {bundle}: "
                     f"{exc.certificate_error}. Is this NGC's receiver, and is --ca-bundle NGC's CA?"
                 ) from exc
-            except (aiohttp.ClientError, TimeoutError, Retryable) as exc:
-                if n == self.retries:
-                    raise UploadError(f"{what}: gave up after {self.retries} retries: {exc}") from exc
-                pause = min(30.0, self.backoff * 2**n)
-                self._say(f"{what}: {type(exc).__name__}: {exc}; retrying in {pause:.1f} s")
-                await asyncio.sleep(pause)
-        raise AssertionError("unreachable")
+
+        def said(exc: BaseException, pause: float) -> None:
+            self._say(f"{what}: {type(exc).__name__}: {exc}; retrying in {pause:.1f} s")
+
+        backoff = Backoff(self.backoff, self.retries + 1, ceiling=30.0)
+        try:
+            return await retrying(verified, backoff, (aiohttp.ClientError, TimeoutError, Retryable), said)
+        except GaveUp as gave_up:
+            raise UploadError(f"{what}: gave up after {self.retries} retries: {gave_up.last}") from gave_up.last
 
     @staticmethod
     async def _check(response: aiohttp.ClientResponse, what: str) -> dict[str, Any]:
