@@ -760,6 +760,19 @@ ArchivedPath = Annotated[
 """A body's path relative to the archive root (its header's key): file-name segments."""
 
 
+HARMONISED_OUTPUTS = "harmonised"
+"""The archive folder of the harmoniser's outputs (``harmonised/<submission>/...``): named by
+submission, not by sample, so only the archive (which learnt each from its harmonised event)
+knows the sample such a body belongs to."""
+
+
+def _of_sample(path: str, region: Region, sample_id: str) -> bool:
+    """Whether ``path`` can be a body of the sample: a body as received lies under
+    ``<region>/<sample>/``; a harmoniser output under ``harmonised/``, which the archive checks."""
+    head = path.split("/")[:2]
+    return head == [region.value, sample_id] or head[0] == HARMONISED_OUTPUTS
+
+
 class ArchiveEvent(Event):
     """An event about one archived body of a sample: keyed by the sample, so a sample's
     files keep the order of their moves and recalls."""
@@ -770,8 +783,10 @@ class ArchiveEvent(Event):
 
     @model_validator(mode="after")
     def _under_its_sample(self) -> ArchiveEvent:
-        if self.path.split("/")[:2] != [self.region.value, self.sample_id]:
-            raise _refuse(INCONSISTENT, "an archived body's path begins with its region and sample")
+        if not _of_sample(self.path, self.region, self.sample_id):
+            raise _refuse(
+                INCONSISTENT, "an archived body's path begins with its region and sample, or is a harmonised output"
+            )
         return self
 
     def key(self) -> str:
@@ -847,8 +862,10 @@ class RecallRequested(Event):
 
     @model_validator(mode="after")
     def _of_its_sample(self) -> RecallRequested:
-        if any(p.split("/")[:2] != [self.region.value, self.sample_id] for p in self.paths):
-            raise _refuse(INCONSISTENT, "a recall's bodies all begin with its region and sample")
+        if not all(_of_sample(p, self.region, self.sample_id) for p in self.paths):
+            raise _refuse(
+                INCONSISTENT, "a recall's bodies all begin with its region and sample, or are harmonised outputs"
+            )
         return self
 
     def key(self) -> str:

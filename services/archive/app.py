@@ -24,6 +24,7 @@ from shared.config import ArchiveServiceSettings
 from shared.database import Lease, LeaseHeld, NamedLeases
 from shared.envelope import Envelope, RefusedEvent, derive_id
 from shared.events import (
+    INCONSISTENT,
     FileReceived,
     FileStaged,
     Harmonised,
@@ -32,6 +33,7 @@ from shared.events import (
     Region,
     ReharmonisationRequested,
     TierMoved,
+    sample_key,
 )
 from shared.storage import use_s3_endpoint
 from shared.telemetry import get_logger
@@ -73,8 +75,9 @@ def archive_parts(
     return store, placed, recaller, Campaigns(store, recaller, now)
 
 
-def _sample(path: str) -> tuple[Region, str]:
-    region, sample_id = path.split("/")[:2]
+def _sample(sample: str) -> tuple[Region, str]:
+    """(region, pseudonym) of a sample key as the store keeps it (``<region>/<pseudonym>``)."""
+    region, sample_id = sample.split("/")[:2]
     return Region(region), sample_id
 
 
@@ -109,6 +112,11 @@ def build() -> Service:
 
     async def on_recall_requested(envelope: Envelope[RecallRequested]) -> None:
         asked = envelope.data
+        sample = sample_key(asked.region, asked.sample_id)
+        for path in asked.paths:
+            known = await asyncio.to_thread(store.file, path)
+            if known is not None and known.sample != sample:  # e.g. a harmonised output of another sample
+                raise RefusedEvent(INCONSISTENT, f"{path} is a body of {known.sample}, not of {sample}")
         try:
             new = await asyncio.to_thread(recaller.request, asked.recall_id, asked.requested_by, asked.paths)
         except ValueError as exc:  # a body the archive does not know: nothing to recall, nothing changed
@@ -134,7 +142,7 @@ def build() -> Service:
         for move in await asyncio.to_thread(store.unemitted):
             file = await asyncio.to_thread(store.file, move.path)
             assert file is not None and file.sha256 is not None  # a done move recorded the digest
-            region, sample_id = _sample(move.path)
+            region, sample_id = _sample(file.sample)
             moved = TierMoved(
                 region=region,
                 sample_id=sample_id,
@@ -151,7 +159,7 @@ def build() -> Service:
             assert recalled.finished_at is not None and recalled.pinned_until is not None
             placed_file = await asyncio.to_thread(store.file, recalled.path)
             assert placed_file is not None
-            region, sample_id = _sample(recalled.path)
+            region, sample_id = _sample(placed_file.sample)
             staged = FileStaged(
                 region=region,
                 sample_id=sample_id,
@@ -197,7 +205,9 @@ def build() -> Service:
             estimate = expected.get((file.request_id, file.path))
             if file.state in UNDER_WAY and estimate is None:
                 continue  # its state moved on between the two reads: told at the next round
-            region, sample_id = _sample(file.path)
+            known = await asyncio.to_thread(store.file, file.path)
+            assert known is not None  # recalls name known bodies only
+            region, sample_id = _sample(known.sample)
             updated = RecallUpdated(
                 region=region,
                 sample_id=sample_id,

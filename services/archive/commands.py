@@ -1,21 +1,29 @@
-"""``genomhub archive recall|status|campaign``: NGC's operators, next to the archive's database
+"""``genomhub archive recall|cool|status|campaign``: NGC's operators, next to the archive's database
 (``GENOMHUB_ARCHIVE_DATABASE_URL``), as ``genomhub audit`` is next to the ledger's. A recall
 asked for here is recorded; the archive service's next round gives it a drive."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import click
 from pydantic import TypeAdapter, ValidationError
 
 from services.archive.app import archive_parts
+from services.archive.app import now as archive_now
+from services.archive.moves import Mover
+from services.archive.placement import leases
 from services.archive.recalls import FINAL
 from services.operations.archive import check, encrypt_plaintext_command, export, rotate_key
 from shared.config import ArchiveServiceSettings
+from shared.database import LeaseHeld, NamedLeases
 from shared.events import SarekVersion
 from shared.identifiers import minted_free_of_cpr
+from shared.tiers import TIERS, TierName
 
 
 @click.group("archive")
@@ -43,6 +51,58 @@ def recall(target: str) -> None:
     finally:
         store.dispose()
     click.echo(f"recall {request_id}: {len(paths)} file(s) SUBMITTED")
+
+
+@archive.command("cool")
+@click.argument("target")
+@click.option("--to", "tier", type=click.Choice(["warm", "cold"]), default="cold", show_default=True)
+@click.option("--wait", type=click.FloatRange(min=0), default=120.0, show_default=True, help="Seconds to wait for the rounds' lease.")
+def cool(target: str, tier: TierName, wait: float) -> None:
+    """Move TARGET (a sample REGION/PSEUDONYM, or one body by its path) down to a tier now,
+    as the lifecycle does once it is due: copied, verified there, then removed above. Run
+    under the lease of the archive service's rounds, so no round moves a body at the same
+    time; the service announces each move (tier-moved) at its next round."""
+    settings = ArchiveServiceSettings()
+    store, placed, _recaller, _campaigns = archive_parts(settings)
+    try:
+        file = store.file(target)
+        bodies = [file] if file is not None else store.of_sample(target)
+        if not bodies:
+            raise click.ClickException(f"the archive knows no sample or body {target!r}")
+        rounds = NamedLeases(store, leases, timedelta(seconds=max(60.0, settings.lease_seconds)))
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                lease = rounds.acquire("rounds")
+                break
+            except LeaseHeld:
+                if time.monotonic() > deadline:
+                    raise click.ClickException(f"the archive's rounds kept their lease for {wait:g} s") from None
+                time.sleep(0.5)
+        length = timedelta(seconds=max(60.0, settings.lease_seconds))
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            """Keep the lease through a long copy, as the service's rounds do."""
+            while not done.wait(length.total_seconds() / 3) and rounds.renew(lease):
+                pass
+
+        beating = threading.Thread(target=heartbeat, daemon=True)
+        beating.start()
+        try:
+            mover = Mover(store, placed, archive_now, lambda _step, _move: lease.check())
+            for body in bodies:
+                if TIERS.index(body.tier) >= TIERS.index(tier):
+                    click.echo(f"{body.path}: on {body.tier} already")
+                    continue
+                moved = mover.move(body.path, tier)
+                click.echo(f"{body.path}: {moved.source} -> {moved.target} {moved.state}")
+        finally:
+            done.set()
+            beating.join()
+            rounds.release(lease)
+    finally:
+        store.dispose()
 
 
 @archive.command("status")

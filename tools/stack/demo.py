@@ -72,10 +72,16 @@ TOP_UP_DKK = "10000"
 """The demo's top-up after January, so the demo's own month is paid at the standard rate."""
 MINUTES_IDS = uuid.UUID("5d1c2f0e-7a43-4e0b-9a57-3c2b8f1e6d24")
 """Namespace of the minutes month's sample submissions and events: the same every run."""
+DEMO_SAMPLE = "DEMO-{region}-S1"
+"""Each region's one sample of the demo's month."""
 DEMO_GE_SETTINGS = {"GENOMHUB_GE_RULE": "analysis"}
 """One genome equivalent per WGS sample: the demo's samples are tiny (a few hundred kilobases
 of the synthetic genome), so under the `bases` rule each would be 0.000043 GE and the
 statement øre. Finance counts a WGS as one genome."""
+
+DEMO_TAPE_SETTINGS = {"GENOMHUB_ARCHIVE_ROUND_INTERVAL": "2", "GENOMHUB_TIER_RECALL_DELAY": "10"}
+"""The archive's rounds every 2 s and a 10 s tape recall (the embedded cold tier's drives), so
+the demo's recall is seen through its states in seconds rather than minutes."""
 
 
 @dataclass(frozen=True)
@@ -279,7 +285,7 @@ def record_minutes_month(store: BillingStore, standard_rate_dkk: int) -> Stateme
 def run_demo(settings: StackSettings, say: Callable[[str], None]) -> None:
     ensure_jaeger(settings, say)
     tokens = DemoTokens.make()
-    env = {**stack_env(tokens), **DEMO_GE_SETTINGS}
+    env = {**stack_env(tokens), **DEMO_GE_SETTINGS, **DEMO_TAPE_SETTINGS}
     national = {"GENOMHUB_HOME": str(settings.state_dir), **env}
     national |= settings.archive_key({**os.environ, **national})  # the commands read the archive too
     # January 2026 goes into billing's store while the broker starts (the store is migrated
@@ -305,6 +311,7 @@ def run_demo(settings: StackSettings, say: Callable[[str], None]) -> None:
                 tokens.by_role,
                 national,
                 patients[Region.HOVEDSTADEN],
+                f"{Region.HOVEDSTADEN.value}/{DEMO_SAMPLE.format(region=Region.HOVEDSTADEN.value.upper())}",
                 genomhub_command,
                 say,
             )
@@ -345,7 +352,7 @@ def run_demo_month(
     submissions: dict[str, Region] = {}
     patients: dict[Region, str] = {}
     for seed, region in enumerate(Region, start=1):
-        sample = f"DEMO-{region.value.upper()}-S1"
+        sample = DEMO_SAMPLE.format(region=region.value.upper())
         reads = simulate_sample(fasta, settings.state_dir / "samples", sample, seed)
         patients[region] = f"DEMO-P{seed}"
         sid = asyncio.run(

@@ -4,8 +4,9 @@ A clinician at Odense (Region Syddanmark) treats a patient whose genome Rigshosp
 (Region Hovedstaden) reported in the demo's month: she asks whether the national database
 holds data for the patient's pseudonym, requests a working copy, Hovedstaden's data steward
 grants it, she fetches the harmonised CRAM (checked against DRS's sha-256) and one slice of
-it through htsget, the steward revokes the grant, her next fetch is refused, and the ledger's
-chain verifies. Each step is the command the person in that role would run, with their own
+it through htsget; the sample then cools to tape, her next fetch is answered 202 while the
+archive recalls it (its WLCG states shown) and delivers the same bytes once staged; the steward
+revokes the grant, her next fetch is refused, and the ledger's chain verifies. Each step is the command the person in that role would run, with their own
 token, so what the demo prints is what those commands print.
 """
 
@@ -46,6 +47,42 @@ def _refused(args: list[str], env: Mapping[str, str]) -> str:
     return (done.stderr or done.stdout).strip().splitlines()[-1]
 
 
+def _through_a_recall(
+    sample: str,
+    fetch: list[str],
+    clinician: Mapping[str, str],
+    national: Mapping[str, str],
+    command: Command,
+    say: Callable[[str], None],
+    timeout: float = 300,
+) -> None:
+    """The sample cools to tape; the clinician's fetch is answered 202 (the DRS endpoint asks
+    the archive for a recall), the recall goes through its WLCG states, and the same fetch
+    then delivers the copy."""
+    say(f"  {sample} cools to tape now (the operator's `genomhub archive cool`, as the lifecycle would):")
+    for line in command(["archive", "cool", sample, "--to", "cold"], national).splitlines():
+        say(f"    {line}")
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run([GENOMHUB, *fetch], env={**os.environ, **clinician}, capture_output=True, text=True)
+        if done.returncode == 0:
+            say("  " + done.stdout.strip())
+            return
+        if done.returncode != 3:
+            raise RuntimeError(f"genomhub {' '.join(fetch)} failed:\n{done.stdout}{done.stderr}")
+        if not seen:
+            say(f"  the fetch: {(done.stderr or done.stdout).strip().splitlines()[-1]}")
+        states = [line for line in command(["archive", "status"], national).splitlines() if line.startswith("recall ")]
+        for state in states[-1:]:
+            if state not in seen:
+                seen.append(state)
+                say(f"    {state}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the recall did not stage the copy within {timeout:g} s: {seen}")
+        time.sleep(2)
+
+
 def _cram_uri(command: Command, request_id: str, env: Mapping[str, str], timeout: float = 120) -> str:
     """The DRS URI of the granted CRAM, once the access service has its harmonised event."""
     deadline = time.monotonic() + timeout
@@ -65,10 +102,12 @@ def show_data_out(
     role_tokens: Mapping[str, str],
     national: Mapping[str, str],
     patient: str,
+    sample: str,
     command: Command,
     say: Callable[[str], None],
 ) -> None:
-    """Tell the story above; ``national`` is the operator's environment (ports, home)."""
+    """Tell the story above; ``national`` is the operator's environment (ports, home);
+    ``sample`` (``region/pseudonym``) is the patient's sample, which goes to tape midway."""
     say("\ndata out: a Syddanmark clinician, a Hovedstaden patient")
     folder.mkdir(parents=True, exist_ok=True)
     secret, public = write_key_pair(folder / "ouh-key", PASSPHRASE, DEPARTMENT)
@@ -111,6 +150,12 @@ def show_data_out(
         for cram in (piece, whole)
     ]
     say(f"  samtools reads {counts[0]} reads of {region} in the slice, as in the whole copy ({counts[1]})")
+
+    from_tape = folder / "from-tape.cram"
+    _through_a_recall(sample, ["fetch", uri, "-o", str(from_tape), *keys], clinician, national, command, say)
+    if from_tape.read_bytes() != whole.read_bytes():
+        raise RuntimeError("the copy recalled from tape differs from the one fetched before")
+    say("  the copy from tape is byte for byte the one fetched before")
 
     command(["access", "revoke", request_id, "--reason", "treatment completed"], owner)
     say("  Hovedstaden's steward revoked the grant (access-revoked)")
