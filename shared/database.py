@@ -352,6 +352,24 @@ def replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def holder_gone(holder: str) -> bool:
+    """Whether the holder of a lease (a :func:`replica_id` and a suffix) is a process of this
+    host that no longer exists: it will never renew, so its lease need not be waited out (a
+    receiver restarted on its host takes its predecessor's files back at once). A pid that
+    exists may be a reused one, and a holder elsewhere cannot be seen: then the lease decides."""
+    host, _, rest = holder.partition(":")
+    pid = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, as another user's
+        return False
+    return False
+
+
 def lease_table(metadata: MetaData, service: str) -> Table:
     """The table of a service's named leases, ``<service>_leases`` (each service migrates its
     own, so services sharing one database keep theirs apart)."""
@@ -432,13 +450,14 @@ class NamedLeases:
         self.replica = replica_id()
 
     def acquire(self, name: str) -> Lease:
-        """Take the lease on ``name`` if it is free or expired; else :class:`LeaseHeld`."""
+        """Take the lease on ``name`` if it is free, expired or its holder's process is gone
+        (:func:`holder_gone`); else :class:`LeaseHeld`."""
         t = self.table
         holder = f"{self.replica}:{uuid.uuid4().hex[:8]}"
         now = datetime.now(UTC)
         with self.store.writing(lock=f"lease:{t.name}:{name}") as conn:
             current = conn.execute(select(t.c.holder, t.c.expires_at).where(t.c.name == name)).first()
-            if current is not None and current.expires_at > now:
+            if current is not None and current.expires_at > now and not holder_gone(current.holder):
                 raise LeaseHeld(name, current.holder)
             if current is not None:
                 conn.execute(delete(t).where(t.c.name == name))

@@ -23,9 +23,7 @@ changes nothing and emits nothing.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,6 +52,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from shared.database import Store, UtcDateTime
+from shared.database import replica_id as process_id
 
 State = Literal["queued", "running", "succeeded", "failed"]
 FINISHED: tuple[State, ...] = ("succeeded", "failed")
@@ -86,14 +85,14 @@ Index("harmoniser_jobs_by_state", jobs.c.state, jobs.c.created_at)  # what every
 
 
 def replica_id() -> str:
-    """Who a replica is while it lives: its host (the pod's name in Kubernetes), its pid and a
-    random part, since a restarted container may be given the same pid on the same host."""
-    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+    """Who a replica is while it lives: the process (``shared.database.replica_id``: host and
+    pid) and a random part, since a restarted container may be given the same pid on the same host."""
+    return f"{process_id()}:{secrets.token_hex(4)}"
 
 
 def host_of(owner: str) -> str:
     """The host part of a :func:`replica_id`: where the owner's processes can be seen."""
-    return owner.split("/", 1)[0]
+    return owner.partition(":")[0]
 
 
 def job_key(submission_id: str, sarek_version: str | None = None) -> str:

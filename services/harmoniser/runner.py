@@ -33,6 +33,7 @@ from services.harmoniser.harmonise import Harmoniser, harmonised_event
 from services.harmoniser.jobs import Job, JobStore, host_of, replica_id
 from services.harmoniser.steps import PipelineFailed, kill_group
 from shared import telemetry
+from shared.database import holder_gone
 from shared.events import Harmonised, Provenance, Validated
 from shared.paths import beneath
 from shared.retry import Backoff
@@ -141,10 +142,7 @@ class JobRunner:
         again, so its jobs are taken over at once (a harmoniser restarted on its host does not
         wait out its predecessor's lease). A pid that exists may be a reused one: then the
         lease decides, as it does for every owner on another host."""
-        if owner is None or owner == self.owner or host_of(owner) != socket.gethostname():
-            return False
-        pid = owner.split("/")[1]
-        return pid.isdigit() and not psutil.pid_exists(int(pid))
+        return owner is not None and owner != self.owner and holder_gone(owner)
 
     def _stop_orphan(self, job: Job) -> None:
         """Stop the old run's process group, if it runs here: only its own host can see it."""

@@ -84,7 +84,8 @@ def show_archive_at_rest(
     say("  " + genomhub_command(["archive", "check"], national).strip().splitlines()[-1])
 
     recorded = _recorded(home)
-    sample = next(s for s in recorded if s.url.endswith((".fastq.gz", ".fq.gz"))) if recorded else None
+    on_disk = (s for s in recorded if s.url.endswith((".fastq.gz", ".fq.gz")) and filesystem(s.url)[1] in before)
+    sample = next(on_disk, None)  # one of the hot tier (the data-out story sent a sample to tape)
     if sample is None:
         raise click.ClickException("the receiver recorded no archived FASTQ to take out")
     exported = home / "exported.c4gh"

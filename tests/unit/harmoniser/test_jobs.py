@@ -208,7 +208,7 @@ async def test_a_dead_owners_job_is_taken_over_once_its_orphan_stopped_and_run_a
             passthrough=[vcf.name],
         ),
     )
-    dead = f"{socket.gethostname()}/1/dead"  # an owner on this host that will never heartbeat
+    dead = f"{socket.gethostname()}:1:dead"  # an owner on this host that will never heartbeat
     claimed = runner.store.claim(dead, lease=0.3)
     assert claimed is not None and claimed.state == "running" and claimed.owner == dead
     rundir = runner.rundir(issued_id("sub-r"))
@@ -293,9 +293,9 @@ async def test_a_job_whose_owner_died_on_this_host_is_taken_over_without_waiting
     ended = subprocess.Popen(["true"])
     ended.wait()  # its pid now names no process
     for sid, owner in (
-        ("s-here", f"{socket.gethostname()}/{ended.pid}/gone"),
-        ("s-elsewhere", f"another-host/{ended.pid}/alive-there"),
-        ("s-alive", f"{socket.gethostname()}/1/reused"),  # pid 1 exists: the lease decides
+        ("s-here", f"{socket.gethostname()}:{ended.pid}:gone"),
+        ("s-elsewhere", f"another-host:{ended.pid}:alive-there"),
+        ("s-alive", f"{socket.gethostname()}:1:reused"),  # pid 1 exists: the lease decides
     ):
         runner.store.enqueue(sid, f"c-{sid}", f"e-{sid}", "{}", [])
         claimed = runner.store.claim(owner, lease=60.0)
