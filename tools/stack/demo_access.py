@@ -67,6 +67,8 @@ def _through_a_recall(
     while True:
         done = subprocess.run([GENOMHUB, *fetch], env={**os.environ, **clinician}, capture_output=True, text=True)
         if done.returncode == 0:
+            ended = [line for line in command(["archive", "status"], national).splitlines() if line.startswith("recall ")]
+            say(f"    {ended[-1]}" if ended else "    (no recall left on record)")
             say("  " + done.stdout.strip())
             return
         if done.returncode != 3:
