@@ -95,6 +95,12 @@ def host_of(owner: str) -> str:
     return owner.partition(":")[0]
 
 
+def pid_of(owner: str) -> int | None:
+    """The pid part of a :func:`replica_id` (None if ``owner`` has none)."""
+    pid = owner.split(":")[1:2]
+    return int(pid[0]) if pid and pid[0].isdigit() else None
+
+
 def job_key(submission_id: str, sarek_version: str | None = None) -> str:
     """A job's key: the submission id for its harmonisation at intake (what a replayed
     validated event finds), ``<submission>.sarek-<release>`` for a campaign's run of it."""

@@ -27,6 +27,7 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    insert,
     literal_column,
     select,
     table,
@@ -318,6 +319,7 @@ class Catalogue(Store):
         files = [row for record in records for row in file_rows(record)]
         if files:
             conn.execute(self._statements.files, files)
+            self._apply_placements(conn, {(f["region"], f["sample_id"]) for f in files})
 
     def _refresh_samples(self, conn: Connection, samples: Sequence[tuple[Region, str]]) -> None:
         """Recompute each sample's row from its submissions; a sample left with none loses it."""
@@ -422,11 +424,35 @@ class Catalogue(Store):
         )
 
     def tier_moved(self, region: Region, sample_id: str, path: str, tier: str) -> int:
-        """The body is on ``tier`` now (the archive's name; cold is shown as tape): the files changed."""
+        """The body is on ``tier`` now (the archive's name; cold is shown as tape): the files
+        changed. Kept as the body's placement too, for files the catalogue learns later."""
         shown = CATALOGUE_TIERS[tier]
         with self.writing(lock=sample_key(region, sample_id)) as conn:
+            self._place(conn, region, sample_id, path, {"tier": shown})
             where = self._archived_file(region, sample_id, path) & (t.files.c.tier != shown)
             return int(conn.execute(update(t.files).where(where).values(tier=shown)).rowcount)
+
+    def _place(self, conn: Connection, region: Region, sample_id: str, path: str, values: dict[str, Any]) -> None:
+        key = {"region": region.value, "sample_id": sample_id, "path": path}
+        p = t.placements
+        where = (p.c.region == region.value) & (p.c.sample_id == sample_id) & (p.c.path == path)
+        if conn.execute(update(p).where(where).values(**values)).rowcount == 0:
+            conn.execute(insert(p).values(**key, **values))
+
+    def _apply_placements(self, conn: Connection, samples: set[tuple[str, str]]) -> None:
+        """Give files just written what the archive said of their bodies before they were known."""
+        p = t.placements
+        for region, sample_id in sorted(samples):
+            placed = conn.execute(
+                select(p).where(p.c.region == region, p.c.sample_id == sample_id)
+            ).mappings().all()
+            for place in placed:
+                values = {"tier": place["tier"]} if place["tier"] is not None else {}
+                if place["recall_id"] is not None:
+                    values |= {k: place[k] for k in ("recall_id", "recall_state", "recall_expected_at")}
+                if values:
+                    where = self._archived_file(Region(region), sample_id, place["path"])
+                    conn.execute(update(t.files).where(where).values(**values))
 
     def recall_told(
         self,
@@ -441,6 +467,7 @@ class Catalogue(Store):
         with self.writing(lock=sample_key(region, sample_id)) as conn:
             where = self._archived_file(region, sample_id, path)
             values = {"recall_id": recall_id, "recall_state": state, "recall_expected_at": expected_at}
+            self._place(conn, region, sample_id, path, values)
             return int(conn.execute(update(t.files).where(where).values(**values)).rowcount)
 
     def sample(self, region: Region, sample_id: str, scope: Region | None = None) -> SampleDetail | None:
@@ -581,7 +608,7 @@ class Catalogue(Store):
         """
         out: dict[str, list[dict[str, Any]]] = {}
         with self.reading() as conn:
-            for table in (t.events, t.submissions, t.samples, t.files):
+            for table in (t.events, t.submissions, t.samples, t.files, t.placements):
                 key = [c for c in table.primary_key.columns]
                 rows = conn.execute(select(table).order_by(*key)).mappings().all()
                 out[table.name] = [{k: _plain(v) for k, v in row.items()} for row in rows]

@@ -143,3 +143,18 @@ files = Table(
     Column("trace_id", String(32)),
     Index("ix_catalogue_files_sample", "region", "sample_id"),
 )
+
+placements = Table(
+    "catalogue_placements",
+    metadata,
+    Column("region", String(32), primary_key=True),
+    Column("sample_id", String(128), primary_key=True),
+    Column("path", Text, primary_key=True, comment="The body's path relative to the archive root."),
+    Column("tier", String(8), comment="hot, warm or tape, as the last tier-moved said."),
+    Column("recall_id", String(32)),
+    Column("recall_state", String(16)),
+    Column("recall_expected_at", UtcDateTime()),
+    comment="Where the archive said each body is, kept apart from the files so that a move or "
+    "recall told before the catalogue knows the file (a replay reads the topics in any order) "
+    "is applied once it does.",
+)

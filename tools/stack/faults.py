@@ -33,7 +33,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from services.harmoniser.jobs import jobs
+from services.harmoniser.jobs import jobs, pid_of
 from services.receiver.api import SEAL_LOCK
 from services.receiver.state import files as received_files
 from services.receiver.state import leases as receiver_leases
@@ -157,12 +157,12 @@ def receiver_holding_a_put(stack: LocalStack, receiver_db: Engine) -> Supervised
 
 
 def harmoniser_running_a_job(stack: LocalStack, jobs_db: Engine) -> Supervised | None:
-    """The harmoniser replica that owns a running job now (owners are ``host/pid/random``)."""
+    """The harmoniser replica that owns a running job now (owners are ``host:pid:random``)."""
     with jobs_db.connect() as db:
         owners = db.execute(select(jobs.c.owner).where(jobs.c.state == "running")).scalars().all()
     for owner in owners:
-        pid = (owner or "").split("/")[1:2]
-        if pid and pid[0].isdigit() and (process := _process_with_pid(stack, "harmoniser", int(pid[0]))):
+        pid = pid_of(owner or "")
+        if pid is not None and (process := _process_with_pid(stack, "harmoniser", pid)):
             return process
     return None
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from services.harmoniser.jobs import Job, JobStore
+from services.harmoniser.jobs import Job, JobStore, pid_of
 from shared.bus import new_event_id
 from shared.events import FileRole, HarmonisationPolicy
 from shared.storage import ArchiveReader
@@ -54,7 +54,8 @@ def test_a_replica_killed_mid_job_has_its_job_finished_once_by_the_other(
 
         job = wait_for(running, timeout=120, what="a replica to run the job's pipeline")
         assert job.owner is not None and job.pgid is not None
-        owner_pid = int(job.owner.split("/")[1])
+        owner_pid = pid_of(job.owner)
+        assert owner_pid is not None, job.owner
         [killed] = [
             name for name, proc in replicas.items() if proc.proc is not None and proc.proc.pid == owner_pid
         ]

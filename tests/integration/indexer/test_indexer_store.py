@@ -483,3 +483,18 @@ def test_the_archives_moves_and_recalls_show_beside_each_file(catalogue: Catalog
     assert [(f.recall.state, f.recall.expected_at) for f in detail.catalogue_files if f.recall] == [
         ("COMPLETED", None)
     ]
+
+
+def test_a_move_and_a_recall_told_before_the_file_is_known_converge(catalogue: Catalogue) -> None:
+    """A replay reads the archive's topics and the intake's in any order: what the archive
+    said of a body before the catalogue knew its file is there once the file arrives."""
+    sub = submission()
+    path = f"hovedstaden/{sub.submission_id}/R1.fastq.gz"
+    assert catalogue.tier_moved(sub.region, sub.sample_id, path, "cold") == 0
+    assert catalogue.recall_told(sub.region, sub.sample_id, path, "c" * 32, "SUBMITTED", None) == 0
+    catalogue.apply(event(harmonised(sub), 5))
+    detail = catalogue.sample(sub.region, sub.sample_id)
+    assert detail is not None
+    (cold,) = [f for f in detail.catalogue_files if f.name == "R1.fastq.gz"]
+    assert cold.tier == "tape" and cold.recall is not None and cold.recall.state == "SUBMITTED"
+    assert all(f.tier == "hot" for f in detail.catalogue_files if f.name != "R1.fastq.gz")
