@@ -25,14 +25,25 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
+from sqlalchemy import update
 
 from services.billing.store import BillingStore
 from services.harmoniser.jobs import JobStore
+from services.harmoniser.jobs import jobs as job_table
 from services.indexer.store import Catalogue
 from shared.bus import end_offsets, partitions_of
 from shared.config import ArchiveSettings, HarmoniserSettings, StateSettings
 from shared.envelope import encode, normalise_headers
-from shared.events import Event, FileReceived, Harmonised, Indexed, Region, Validated
+from shared.events import (
+    SAMPLE_KEY_SEPARATOR,
+    Event,
+    FileReceived,
+    Harmonised,
+    Indexed,
+    Region,
+    ReharmonisationRequested,
+    Validated,
+)
 from shared.topics import OPERATOR, SUBSCRIPTIONS, consumer_group, dlq_name, emitter_of, topic_name
 from tests.ids import issued_id
 from tests.support import Process, free_port, genomhub, kafka, records, wait_for
@@ -147,12 +158,23 @@ def consuming(
         proc.stop()
 
 
+def record_key_of(data: dict[str, Any]) -> str:
+    """The key a producer would give ``data``: a submission's bare pseudonym (which replays of
+    old records still carry), else the sample's own key, so that each payload is judged on its
+    data rather than refused for its key."""
+    if isinstance(submission := data.get("submission"), dict) and "sample_id" in submission:
+        return str(submission["sample_id"])
+    if isinstance(data.get("region"), str) and isinstance(data.get("sample_id"), str):
+        return f"{data['region']}{SAMPLE_KEY_SEPARATOR}{data['sample_id']}"
+    return "hostile"
+
+
 def send_hostile(bootstrap: str, template: Event, hostile: list[Hostile]) -> None:
     """Each hostile payload under the headers of ``template``'s type, with its own event id."""
     items = []
     for event_id, data, _ in hostile:
         headers, _ = encode(template, event_id=event_id, source="/genomhub/compromised")
-        key = str(data.get("submission", {}).get("sample_id", "hostile")).encode()
+        key = record_key_of(data).encode()
         items.append((key, json.dumps(data).encode(), headers))
     asyncio.run(write_as_compromised_service(bootstrap, type(template), items))
 
@@ -434,3 +456,60 @@ def test_forged_headers_and_keys_are_never_billed(
         proc.stop()
     assert forged.submission.sample_id not in {b.accrual.sample_id for b in billed()}
     assert "120385" not in (tmp_path / "billing.log").read_text()
+
+
+def test_a_forged_reharmonisation_request_queues_no_run(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What a compromised archive could ask the harmoniser: a rerun of a submission it never
+    harmonised, of a known submission under another sample (its headers agreeing with either the
+    data or the true sample), of a path for a submission, with a release that is no release. Each
+    is dead-lettered with its code, and no run is queued."""
+    run_id = uuid.uuid4().hex[:8]
+    sub = submission(1, sample=f"S-{run_id}-R").model_copy(update={"submission_id": issued_id(run_id + "r")})
+    jobs = JobStore(HarmoniserSettings().database_url)
+    intake = validated(sub, "accepted")
+    jobs.enqueue(sub.submission_id, f"{run_id}-cause", f"{run_id}-event", intake.model_dump_json(), [])
+    with jobs.writing() as conn:  # its intake run long finished and reported: nothing for the service to run
+        conn.execute(
+            update(job_table)
+            .where(job_table.c.job_key == sub.submission_id)
+            .values(state="failed", emitted=True)
+        )
+    template = ReharmonisationRequested(
+        campaign_id="a" * 32,
+        region=sub.region,
+        sample_id=sub.sample_id,
+        submission_id=sub.submission_id,
+        sarek_version="3.6.0",
+        requested_at=datetime.now(UTC),
+    )
+    asked = json.loads(template.model_dump_json())
+    unknown = issued_id(run_id + "unknown")
+    # each of these under headers and a key that agree with it: refused for what it asks
+    never_harmonised = template.model_copy(update={"submission_id": unknown})
+    another_sample = template.model_copy(update={"sample_id": f"S-{run_id}-OTHER"})
+    asked_of: list[tuple[Event, Hostile]] = [
+        (
+            never_harmonised,
+            (f"{run_id}-unknown", json.loads(never_harmonised.model_dump_json()), "unknown_submission"),
+        ),
+        (
+            another_sample,
+            (f"{run_id}-sample", json.loads(another_sample.model_dump_json()), "inconsistent_event"),
+        ),
+    ]
+    forged: list[Hostile] = [
+        (f"{run_id}-headers", asked | {"sample_id": f"S-{run_id}-OTHER"}, "inconsistent_event"),
+        (f"{run_id}-path", asked | {"submission_id": "../../../etc"}, "unsafe_id"),
+        (f"{run_id}-release", asked | {"sarek_version": "3.6.0; rm -rf /"}, "schema"),
+    ]
+    send_hostile(kafka_bootstrap, template, forged)
+    for own, payload in asked_of:
+        send_hostile(kafka_bootstrap, own, [payload])
+    hostile = forged + [payload for _, payload in asked_of]
+    with consuming("harmoniser", kafka_bootstrap, tmp_path, request):
+        expect_dead_letters(kafka_bootstrap, ReharmonisationRequested, hostile)
+    assert [j.key for j in jobs.all() if j.submission_id in (sub.submission_id, unknown)] == [
+        sub.submission_id
+    ]
