@@ -187,10 +187,25 @@ class Service:
         settings: ServiceSettings,
         http_port: int | None = None,
         principal: str | None = None,
+        *,
+        whole_log: bool = False,
     ) -> None:
         """``principal`` is whose credentials the process uses: the service's own (its name)
-        unless a test's probe, which is no registered service, says otherwise."""
+        unless a test's probe, which is no registered service, says otherwise.
+
+        A ``whole_log`` service keeps what it consumed in memory only, so it has no consumer
+        group and no committed offsets: each start it reads every partition of its
+        subscriptions from the log's start (committed records only), once :meth:`start_consuming`
+        is called, and :attr:`caught_up` is set when it has reached the log's end as it stood
+        then. Every other service consumes from the start of its run."""
         self.name = name
+        self.whole_log = whole_log
+        self._consuming = asyncio.Event()
+        if not whole_log:
+            self._consuming.set()
+        self.caught_up = asyncio.Event()
+        """Set once the consumer has handled every record that was on its partitions when it
+        started (a whole-log service's state is then the log's)."""
         self.settings = settings
         self.http_port = http_port if http_port is not None else settings.port
         self.source = f"/genomhub/{name}"
@@ -206,6 +221,10 @@ class Service:
         self._producer: AIOKafkaProducer | None = None
 
     # -- consuming -------------------------------------------------------------------
+    def start_consuming(self) -> None:
+        """Let a whole-log service's consumer start (when what it needs first is ready)."""
+        self._consuming.set()
+
     def on(self, model: type[E], handler: Handler[E]) -> None:
         """Run ``handler`` for each event on ``model``'s topic; failures go to its DLQ."""
         self._route(_Route(model, handler=handler))
@@ -377,6 +396,9 @@ class Service:
                     if done.due():
                         await done.commit()
             await done.commit()
+            if not self.caught_up.is_set() and await done.reached_ends():
+                log.info("caught up with the log", service=self.name)
+                self.caught_up.set()
 
     async def dead_letter(self, message: Any, headers: Headers, code: str, error: str) -> None:
         """Copy the record to its DLQ; if even that keeps failing, stop the process.
@@ -560,8 +582,7 @@ class Service:
                 head_timeout=self.settings.http.head_timeout,
             )
             if handled is not None:
-                await handled.consumer.start()
-                work.append(asyncio.create_task(self.consume(handled), name=f"{self.name} consumer"))
+                work.append(asyncio.create_task(self._start_and_consume(handled), name=f"{self.name} consumer"))
             work += [asyncio.create_task(w(), name=f"{self.name} {w.__name__}") for w in self._background]
             return await until_stopped_or_failed(stopping, work)
         finally:
@@ -580,8 +601,25 @@ class Service:
             self._producer = None
             telemetry.flush()
 
+    async def _start_and_consume(self, handled: _Handled) -> None:
+        await self._consuming.wait()
+        consumer = handled.consumer
+        await consumer.start()
+        if self.whole_log:
+            partitions = [tp for topic in sorted(self._handlers) for tp in await partitions_of(self.access, topic)]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            handled.ends = dict(await consumer.end_offsets(partitions))
+        await self.consume(handled)
+
     def _subscribe(self) -> _Handled:
-        """The service's consumer, subscribed to what it handles, with what it has handled."""
+        """The service's consumer, subscribed to what it handles, with what it has handled
+        (a whole-log service's is assigned every partition when it starts, in no group)."""
+        if self.whole_log:
+            consumer = self.access.consumer(
+                enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed"
+            )
+            return _Handled(consumer, grouped=False)
         consumer = self.access.consumer(
             group_id=self.group,
             enable_auto_commit=False,
@@ -625,8 +663,13 @@ class _Handled:
     """The next offset of each partition whose records are handled, not yet committed; and
     the consumer's rebalances, which records fetched before one must not outlive."""
 
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, *, grouped: bool = True) -> None:
         self.consumer = consumer
+        self.grouped = grouped
+        """False for a whole-log service's consumer: no group, nothing to commit."""
+        self.ends: dict[TopicPartition, int] = {}
+        """Each partition's end when the consumer started; empty until then (a grouped
+        consumer's ends are read at its first :meth:`reached_ends`)."""
         self.pending: dict[TopicPartition, int] = {}
         self.last = time.monotonic()
         self.handling = asyncio.Lock()
@@ -646,8 +689,20 @@ class _Handled:
     def due(self) -> bool:
         return time.monotonic() - self.last >= COMMIT_INTERVAL_S
 
+    async def reached_ends(self) -> bool:
+        """Whether every partition owned is at or past its end as it was at the start."""
+        owned = self.consumer.assignment()
+        if not owned:
+            return False
+        if not self.ends:
+            self.ends = dict(await self.consumer.end_offsets(list(owned)))
+        return all([await self.consumer.position(tp) >= self.ends.get(tp, 0) for tp in owned])
+
     async def commit(self) -> None:
         self.last = time.monotonic()
+        if not self.grouped:
+            self.pending.clear()
+            return
         owned = self.consumer.assignment()
         offsets = {tp: offset for tp, offset in self.pending.items() if tp in owned}
         self.pending.clear()
@@ -775,11 +830,15 @@ class ReadTimeout(RuntimeError):
     """A topic could not be read to its end in the time allowed."""
 
 
-async def read_records(access: KafkaAccess, topics: Sequence[str], timeout: float = 30.0) -> list[Any]:
+async def read_records(
+    access: KafkaAccess, topics: Sequence[str], timeout: float = 30.0, *, committed: bool = False
+) -> list[Any]:
     """Every record now on ``topics``, from the log start to the current end, without a group.
 
     For operators' tools and checks that look at a whole topic (dead letters, a demo's
-    results); services consume through their groups instead.
+    results), and for a writer reading back its own topic at start (the publisher's feeds,
+    ``committed``: only what its transactions committed, up to the last stable offset);
+    services consume through their groups instead.
     """
     partitions: list[TopicPartition] = []
     for topic in topics:
@@ -788,7 +847,8 @@ async def read_records(access: KafkaAccess, topics: Sequence[str], timeout: floa
         return []
     # "earliest" as the reset policy too: assign() starts a background reset that would
     # otherwise race the explicit seeks below and leave a partition at its end.
-    consumer = access.consumer(enable_auto_commit=False, auto_offset_reset="earliest")
+    isolation = "read_committed" if committed else "read_uncommitted"
+    consumer = access.consumer(enable_auto_commit=False, auto_offset_reset="earliest", isolation_level=isolation)
     await consumer.start()
     try:
         consumer.assign(partitions)

@@ -746,6 +746,48 @@ class ArchiveServiceSettings(StatefulServiceSettings):
     tiers: TierSettings = part(TierSettings)
 
 
+class PublisherSettings(StatefulServiceSettings):
+    """The hub's publisher: each spoke's signed catalogue feed (design.md section 11)."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_PUBLISHER_")
+    embedded_database = "publisher.sqlite"
+
+    port: int = Field(default=8487, description="Publisher: probes and metrics.")
+    database_url: str = Field(
+        default="",
+        description="Publisher: SQLAlchemy URL of the lease that makes one replica the feeds' writer. "
+        "Unset: SQLite <home>/publisher.sqlite.",
+    )
+    checkpoint_every: int = Field(
+        default=1000,
+        ge=1,
+        description="Publisher: a feed's signed checkpoint follows at most this many entries.",
+    )
+    checkpoint_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Publisher: seconds at most between an entry and the checkpoint that lets a spoke show it.",
+    )
+    publish_interval: float = Field(
+        default=0.2,
+        gt=0,
+        description="Publisher: seconds between publications of what changed (coalesced per spoke and sample).",
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Publisher: length of the lease under which one replica writes the feeds, renewed every "
+        "third of it; a standby replica takes over this long after the writer died elsewhere (at once on "
+        "the same host).",
+    )
+    restore_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Publisher: seconds allowed to read a spoke's feed whole at start (its state).",
+    )
+    hub: HubKeySettings = part(HubKeySettings)
+
+
 SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
     "receiver": ReceiverSettings,
     "validator": ValidatorSettings,
@@ -754,6 +796,7 @@ SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
     "billing": BillingSettings,
     "access": AccessSettings,
     "archive": ArchiveServiceSettings,
+    "publisher": PublisherSettings,
 }
 """Each service's section by the service's name (``genomhub run``, the local stack's ports)."""
 

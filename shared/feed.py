@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, Field, ValidationError
 
+from shared.config import HubKeySettings
 from shared.envelope import UndecodableEvent, canonical_json, read_json
 from shared.events import (
     SCHEMA_BASE,
@@ -202,6 +203,10 @@ def entry_key(body: SampleBody | Checkpoint | HubKey) -> str:
 # -- keys -------------------------------------------------------------------------------------
 
 
+HUB_SECRET_KEY_FILE, HUB_PUBLIC_KEY_FILE = "hub.sec", "hub.pub"
+"""The files of a hub key pair (``genomhub keys generate-hub --out DIR``)."""
+
+
 class HubKeyError(Exception):
     """The hub's signing key or a spoke's pinned key cannot be used; the message says why."""
 
@@ -231,7 +236,7 @@ def write_hub_key_pair(directory: Path, passphrase: str) -> tuple[Path, Path]:
     if not passphrase:
         raise HubKeyError("a hub key needs a passphrase: set GENOMHUB_HUB_KEY_PASSPHRASE")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    secret_path, public_path = directory / "hub.sec", directory / "hub.pub"
+    secret_path, public_path = directory / HUB_SECRET_KEY_FILE, directory / HUB_PUBLIC_KEY_FILE
     for existing in (secret_path, public_path):
         if existing.exists():
             raise HubKeyError(f"{existing} exists; refusing to overwrite a key")
@@ -279,6 +284,18 @@ def read_hub_public_key(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise HubKeyError(f"{path} is not an Ed25519 key")
     return key
+
+
+def hub_signing_key(settings: HubKeySettings) -> Ed25519PrivateKey:
+    """The configured hub signing key, unlocked, with the configured public half (the pin a
+    spoke is given) checked to be its own: what the publisher loads at start and
+    ``genomhub keys check-hub`` checks, so that both fail for the same reasons."""
+    passphrase = settings.key_passphrase
+    secret = read_hub_secret_key(settings.secret_path(), passphrase.get_secret_value() if passphrase else "")
+    public = read_hub_public_key(settings.public_path())
+    if key_id(secret.public_key()) != key_id(public):
+        raise HubKeyError(f"{settings.public_path()} is not the public half of {settings.secret_path()}")
+    return secret
 
 
 # -- signing and reading ----------------------------------------------------------------------

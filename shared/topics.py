@@ -68,13 +68,14 @@ def dlq_name(topic: str) -> str:
 
 
 def all_topics(partitions: int) -> list[Topic]:
-    """Every topic with its dead-letter topic, for a cluster with ``partitions`` per topic."""
+    """Every event topic with its dead-letter topic, and each spoke's feed, for a cluster with
+    ``partitions`` per topic."""
     topics: list[Topic] = []
     for model in EVENT_MODELS:
         name = topic_name(model)
         topics.append(Topic(name, partitions, -1))
         topics.append(Topic(dlq_name(name), 1, DLQ_RETENTION_MS))
-    return topics
+    return topics + spoke_feeds(partitions)
 
 
 def feed_topic(region: Region) -> str:
@@ -85,8 +86,7 @@ def feed_topic(region: Region) -> str:
 
 def spoke_feeds(partitions: int) -> list[Topic]:
     """Each region's feed, compacted: a spoke that catches up or rebuilds reads each sample's
-    last entry, not its history. Not yet among :func:`all_topics`: the hub's publisher that
-    writes them, and their grants, come first."""
+    last entry, not its history. Written by the publisher alone (:data:`FEED_WRITER`)."""
     return [Topic(feed_topic(region), partitions, -1, compacted=True) for region in Region]
 
 
@@ -98,6 +98,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     "billing": (Indexed,),
     "access": (Indexed, Harmonised, RecallUpdated, FileStaged),
     "archive": (FileReceived, Harmonised, RecallRequested),
+    "publisher": (Indexed, AccessRequested, AccessDecided, AccessRevoked),
 }
 """Which events each service consumes: its consumer group reads these topics."""
 
@@ -115,6 +116,7 @@ EMITS: dict[str, tuple[type[Event], ...]] = {
     "billing": (RefundCalculated,),
     "access": (AccessRequested, AccessDecided, AccessRevoked, WorkingCopyIssued, AuditHead, RecallRequested),
     "archive": (TierMoved, FileStaged, RecallUpdated, ReharmonisationRequested),
+    "publisher": (),
 }
 """Which events each service emits: the only topics its principal may write, beside the
 dead-letter topics of what it consumes."""
@@ -137,6 +139,11 @@ SERVICES: tuple[str, ...] = tuple(SUBSCRIPTIONS)
 CLIENT_PRINCIPALS: tuple[str, ...] = (*SERVICES, OPERATOR, FINANCE, ADMIN)
 SUPER_USERS: tuple[str, ...] = (BROKER, ADMIN)
 REDRIVE_ID = "genomhub-dlq-redrive"
+FEED_WRITER = "publisher"
+"""The one service that writes the spokes' feeds (not events: signed feed records)."""
+PUBLISHER_TRANSACTIONAL_ID = "genomhub-publisher"
+"""The feeds' writes are transactions under this id: a successor's first write fences a
+writer that lost its lease without knowing it."""
 """Transactional id and ledger consumer group of `genomhub dlq redrive`."""
 
 ResourceType = Literal["topic", "group", "transactionalId", "cluster"]
@@ -183,8 +190,14 @@ def _service_grants(service: str) -> list[Grant]:
         for m in SUBSCRIPTIONS[service]
     ]
     grants += [Grant("topic", topic_name(m), "literal", ("Write", "Describe")) for m in EMITS[service]]
-    grants.append(Grant("group", group, "literal", ("Read", "Describe")))
     grants.append(IDEMPOTENT_PRODUCER)
+    if service != FEED_WRITER:
+        grants.append(Grant("group", group, "literal", ("Read", "Describe")))
+        return grants
+    # The publisher reads its subscriptions whole at every start, in no group, and its feeds
+    # are its state, read back at start too.
+    grants += [Grant("topic", t.name, "literal", ("Read", "Write", "Describe")) for t in spoke_feeds(1)]
+    grants.append(Grant("transactionalId", PUBLISHER_TRANSACTIONAL_ID, "literal", ("Write", "Describe")))
     return grants
 
 
@@ -199,7 +212,9 @@ def _operator_grants() -> list[Grant]:
         )
         for t in all_topics(1)
     ]
-    grants += [Grant("group", consumer_group(s), "literal", ("Read", "Describe")) for s in SUBSCRIPTIONS]
+    grants += [
+        Grant("group", consumer_group(s), "literal", ("Read", "Describe")) for s in SUBSCRIPTIONS if s != FEED_WRITER
+    ]
     grants.append(Grant("group", REDRIVE_ID, "literal", ("Read", "Describe")))
     grants.append(Grant("transactionalId", REDRIVE_ID, "literal", ("Write", "Describe")))
     grants.append(IDEMPOTENT_PRODUCER)

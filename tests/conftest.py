@@ -11,6 +11,7 @@ import pytest
 
 from shared.config import StateSettings, TopicSettings
 from shared.encryption import ArchiveKey, load_archive_key, write_key_pair
+from shared.feed import write_hub_key_pair
 from shared.headers import HeaderStore
 from shared.storage import ArchiveWriter
 from tests.support import ARCHIVE_PASSPHRASE, free_port
@@ -19,11 +20,18 @@ from tests.support import ARCHIVE_PASSPHRASE, free_port
 @pytest.fixture(scope="session")
 def genomhub_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's state folder, holding its archive key where every service started in the
-    session looks by default (``<home>/keys``), unlocked by the passphrase in the environment."""
+    session looks by default (``<home>/keys``), unlocked by the passphrase in the environment,
+    and the hub's signing key."""
     home = tmp_path_factory.mktemp("genomhub-home")
     os.environ["GENOMHUB_HOME"] = str(home)
     os.environ["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"] = ARCHIVE_PASSPHRASE
     write_key_pair(home / "keys", ARCHIVE_PASSPHRASE)
+    # One hub signing key for the session, named outright so that a stack started under
+    # another home signs the session broker's feeds with it too: a feed is one key's.
+    os.environ["GENOMHUB_HUB_KEY_PASSPHRASE"] = ARCHIVE_PASSPHRASE
+    secret, public = write_hub_key_pair(home / "keys", ARCHIVE_PASSPHRASE)
+    os.environ["GENOMHUB_HUB_SECRET_KEY"], os.environ["GENOMHUB_HUB_PUBLIC_KEY"] = str(secret), str(public)
+    os.environ["GENOMHUB_SPOKE_HUB_PUBLIC_KEY"] = str(public)
     return home
 
 

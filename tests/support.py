@@ -12,12 +12,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from services.spoke.verifier import FeedVerifier, Revision
 from shared.bus import read_records
 from shared.config import KafkaSettings
+from shared.events import Region
+from shared.feed import FeedRefusal, read_hub_public_key
 from shared.kafka import KafkaAccess, kafka_access
 from shared.topics import ADMIN
 from tools.background import free_port
@@ -237,3 +240,42 @@ def _crypt4gh(*args: str, stdin: bytes, env: dict[str, str] | None = None) -> by
     done = subprocess.run(command, input=stdin, capture_output=True, env={**os.environ, **(env or {})})
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout
+
+
+class FeedReading:
+    """A spoke's verifier reading the hub's copy of its feed, as MirrorMaker 2 hands it on:
+    each record once, in its partition's order, every refusal kept for the test to show."""
+
+    def __init__(self, access: KafkaAccess, region: Region, pinned: Path) -> None:
+        self.access = access
+        self.verifier = FeedVerifier(region, read_hub_public_key(pinned))
+        self.positions: dict[int, int] = {}
+        self.refused: list[FeedRefusal] = []
+        self.shown: Revision | None = None
+
+    def catch_up(self) -> Revision | None:
+        records = asyncio.run(read_records(self.access, [self.verifier.feed], committed=True))
+        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+            if record.offset < self.positions.get(record.partition, 0):
+                continue
+            self.positions[record.partition] = record.offset + 1
+            try:
+                outcome = self.verifier.receive(record.partition, record.key, record.value)
+            except FeedRefusal as refusal:
+                self.refused.append(refusal)
+                continue
+            self.refused += outcome.refused
+            self.shown = outcome.revision or self.shown
+        return self.shown
+
+    def sees(self, wanted: Callable[[Revision], bool], timeout: float = 60) -> Revision:
+        """The first verified revision for which ``wanted`` holds."""
+
+        def shown() -> Revision | None:
+            revision = self.catch_up()
+            return revision if revision is not None and wanted(revision) else None
+
+        found: Revision = wait_for(
+            shown, timeout=timeout, what=f"a verified revision of {self.verifier.feed}"
+        )
+        return found

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.events import COPENHAGEN
-from shared.topics import SUBSCRIPTIONS, topic_name
+from shared.topics import FEED_WRITER, SUBSCRIPTIONS, topic_name
 
 Partition = tuple[str, int]
 
@@ -36,6 +36,11 @@ def consumed_topics(service: str, committed_topics: Sequence[str], event_topics:
     """
     if service not in SUBSCRIPTIONS:
         raise ReplayError(f"unknown service {service!r}; one of {', '.join(SUBSCRIPTIONS)}")
+    if service == FEED_WRITER:
+        raise ReplayError(
+            f"{service} reads its subscriptions whole at every start, in no consumer group: restarting it "
+            "is its replay"
+        )
     topics = {topic_name(m) for m in SUBSCRIPTIONS[service]}
     topics |= {t for t in committed_topics if t in set(event_topics)}
     if not topics:

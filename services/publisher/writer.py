@@ -25,6 +25,7 @@ from shared.feed import (
     FeedEntry,
     FeedRefusal,
     HubKey,
+    HubKeyError,
     Opened,
     SampleBody,
     SampleRecord,
@@ -101,10 +102,13 @@ class FeedWriter:
         last entry (compaction keeps exactly that, withdrawals included, since they are signed
         entries and not Kafka's null tombstones). A restarted publisher so continues the
         numbering a spoke checks, and sends no entry for a body the spoke has already.
-        Entries after the last checkpoint make one due at once.
+        Entries after the last checkpoint make one due at once. A feed whose partitions are
+        signed by another key than ``key`` (after any rollover it announced) is not this key's
+        to go on: :class:`HubKeyError`.
         """
         writer = cls(region, key, partitions, every, interval)
         latest: dict[str, tuple[int, Opened]] = {}
+        signers: dict[int, tuple[int, str]] = {}
         checkpoint_seq = 0
         for record in stored:
             if record.value is None:
@@ -116,11 +120,22 @@ class FeedWriter:
             writer.seq = max(writer.seq, entry.seq)
             writer._heads[record.partition] = max(writer._heads.get(record.partition, 0), entry.seq)
             writer.delivered(record.partition, record.offset)
+            signer = entry.body.key_id if isinstance(entry.body, HubKey) else entry.signed_by
+            if entry.seq > signers.get(record.partition, (0, ""))[0]:
+                signers[record.partition] = (entry.seq, signer)
             if isinstance(entry.body, Checkpoint):
                 if entry.body.revision > writer.revision:
                     writer.revision, checkpoint_seq = entry.body.revision, entry.seq
             elif not isinstance(entry.body, HubKey) and entry.seq > latest.get(entry.key, (0, opened))[0]:
                 latest[entry.key] = (entry.seq, opened)
+        ours = key_id(key.public_key())
+        for partition, (_, signer) in sorted(signers.items()):
+            if signer != ours:
+                raise HubKeyError(
+                    f"{writer.feed}[{partition}] is signed by hub key {signer}, not by this key ({ours}): a "
+                    "spoke would refuse every entry after it. Configure the key that signs the feed, and change "
+                    "keys only by a rollover, which that key announces"
+                )
         for key_name, (seq, opened) in latest.items():
             body = opened.entry.body
             if isinstance(body, SampleSummary | SampleRecord):

@@ -24,20 +24,24 @@ from aiokafka.errors import (
 )
 
 from shared.config import StateSettings
-from shared.events import Harmonised
+from shared.events import Harmonised, Region
 from shared.kafka import Credentials, KafkaAccess
 from shared.topics import (
     ADMIN,
     CLIENT_PRINCIPALS,
     EMITS,
+    FEED_WRITER,
     FINANCE,
     OPERATOR,
+    PUBLISHER_TRANSACTIONAL_ID,
     SUBSCRIPTIONS,
     all_topics,
     consumed_topics,
     consumer_group,
     dlq_name,
+    feed_topic,
     kafka_user,
+    spoke_feeds,
     topic_name,
 )
 from tests.support import anonymous
@@ -170,19 +174,23 @@ def test_each_service_writes_and_reads_exactly_what_it_needs(
     rights: dict[str, tuple[set[str], set[str]]], service: str
 ) -> None:
     consumed = [topic_name(m) for m in SUBSCRIPTIONS[service]]
-    may_write = {topic_name(m) for m in EMITS[service]} | {dlq_name(t) for t in consumed}
+    feeds = {t.name for t in spoke_feeds(1)} if service == FEED_WRITER else set()  # the publisher's state
+    may_write = {topic_name(m) for m in EMITS[service]} | {dlq_name(t) for t in consumed} | feeds
     written, read = rights[service]
     assert written == may_write
-    assert read == set(consumed)
+    assert read == set(consumed) | feeds
 
 
 @pytest.mark.parametrize("service", [s for s in SUBSCRIPTIONS if SUBSCRIPTIONS[s]])
 def test_each_service_uses_only_its_own_consumer_group(broker: LocalBroker, service: str) -> None:
     access = broker.access(service)
     topic = topic_name(SUBSCRIPTIONS[service][0])
-    # its own group: the real consumer's commit, at the log start, changes nothing of note
-    asyncio.run(_commit_as(access, f"{consumer_group(service)}", topic))
     other = next(s for s in SUBSCRIPTIONS if s != service)
+    if service == FEED_WRITER:  # it reads its subscriptions whole, in no group: it has none
+        with pytest.raises(GroupAuthorizationFailedError):
+            asyncio.run(_commit_as(access, consumer_group(service), topic))
+    else:  # its own group: the real consumer's commit, at the log start, changes nothing of note
+        asyncio.run(_commit_as(access, f"{consumer_group(service)}", topic))
     with pytest.raises(GroupAuthorizationFailedError):
         asyncio.run(_commit_as(access, consumer_group(other), topic))
 
@@ -266,6 +274,11 @@ def test_provision_is_idempotent_and_needs_the_admin(
     assert "ClusterAuthorizationFailed" in refused.output
 
 
+def output_of(service: str) -> str:
+    """A topic ``service`` writes: the first event it emits, or for the publisher a feed."""
+    return topic_name(EMITS[service][0]) if EMITS[service] else feed_topic(Region.SYDDANMARK)
+
+
 async def _admin_rights(access: KafkaAccess, service: str) -> dict[str, bool]:
     """Which administrative acts the broker lets ``access`` do: each True is a hole."""
     from aiokafka.admin import NewTopic
@@ -274,7 +287,7 @@ async def _admin_rights(access: KafkaAccess, service: str) -> dict[str, bool]:
     from tools.kafka.acls import _Create
 
     other = next(s for s in SUBSCRIPTIONS if s != service)
-    emitted = topic_name(EMITS[service][0])
+    emitted = output_of(service)
     done: dict[str, bool] = {}
     admin = access.admin(request_timeout_ms=10000)
     await admin.start()
@@ -321,4 +334,24 @@ def test_a_service_cannot_administer_the_bus(broker: LocalBroker, service: str) 
     and opens no transaction: its rights are its topics and its group, nothing more."""
     rights = asyncio.run(_admin_rights(broker.access(service), service))
     assert not [what for what, allowed in rights.items() if allowed], rights
-    assert topic_name(EMITS[service][0]) in asyncio.run(_writable(broker.access(service), TOPICS))
+    assert output_of(service) in asyncio.run(_writable(broker.access(service), TOPICS))
+
+
+def test_only_the_publisher_opens_the_feeds_transactions(broker: LocalBroker) -> None:
+    """The feeds' writes are transactions under one id: the publisher's, which no other
+    service may take (it could fence the publisher, or write a feed in its name)."""
+
+    async def opens(service: str) -> bool:
+        producer = broker.access(service).producer(
+            transactional_id=PUBLISHER_TRANSACTIONAL_ID, request_timeout_ms=10000
+        )
+        try:
+            await producer.start()
+            return True
+        except Exception:  # TransactionalIdAuthorizationFailed
+            return False
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(opens(FEED_WRITER))
+    assert not asyncio.run(opens("indexer"))

@@ -208,15 +208,15 @@ def genomhub_command(args: list[str], env: Mapping[str, str]) -> str:
 
 def trace_chain(stack: LocalStack, trace_id: str, timeout: float = 30.0) -> list[str]:
     """The services along a trace's longest causal chain, once the five of intake have reported
-    (the access service consumes indexed too, but beside billing, not after it, and the archive
-    file-received, beside the validator)."""
+    (the access service and the publisher consume indexed too, but beside billing, not after
+    it, and the archive file-received, beside the validator)."""
     assert stack.jaeger_state is not None
     deadline = time.monotonic() + timeout
     chain: list[str] = []
     while time.monotonic() < deadline:
         trace = fetch_trace(stack.jaeger_state, trace_id)
         chain = longest_chain(spans_by_service(trace)) if trace else []
-        if set(SERVICES) - {"access", "archive"} <= set(chain):
+        if set(SERVICES) - {"access", "archive", "publisher"} <= set(chain):
             break
         time.sleep(1.0)
     return chain

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from shared.config import KafkaSettings, Section, StateSettings, TopicSettings
 from shared.encryption import SECRET_KEY_FILE, write_key_pair
+from shared.feed import HUB_SECRET_KEY_FILE, write_hub_key_pair
 from shared.synthetic import synthetic_reference
 
 
@@ -33,7 +34,7 @@ class ReplicaSettings(Section):
 
 
 LOCAL_PASSPHRASE_FILE = "passphrase"
-"""Beside a local stack's archive key: the passphrase it made for it (a local stack only)."""
+"""Beside a local stack's archive and hub keys: the passphrase it made for them (a local stack only)."""
 
 LOCAL_STACK_PARTS: tuple[type[Section], ...] = (ReplicaSettings,)
 """The settings only the local stack reads (documented in the README's table beside the rest)."""
@@ -75,10 +76,11 @@ class StackSettings:
 
     def process_environment(self, bootstrap: str) -> dict[str, str]:
         """The environment of a process the stack starts: this one's, with the stack's broker,
-        state folder, reference (a reference already configured is kept) and archive key."""
+        state folder, reference (a reference already configured is kept), archive key and hub key."""
         env = {**os.environ, "GENOMHUB_KAFKA_BOOTSTRAP": bootstrap, "GENOMHUB_HOME": str(self.state_dir)}
         env.setdefault("GENOMHUB_REFERENCE_FASTA", str(self.reference()))
         env.update(self.archive_key(env))
+        env.update(self.hub_key(env))
         return env
 
     def archive_key(self, env: Mapping[str, str]) -> dict[str, str]:
@@ -95,21 +97,35 @@ class StackSettings:
         if env.get("GENOMHUB_ARCHIVE_SECRET_KEY"):
             return {}
         keys = self.state_dir / "keys"
-        added: dict[str, str] = {}
-        passphrase = env.get("GENOMHUB_ARCHIVE_KEY_PASSPHRASE", "")
-        if not passphrase:
-            kept = keys / LOCAL_PASSPHRASE_FILE
-            if not kept.exists() and (keys / SECRET_KEY_FILE).exists():
-                raise RuntimeError(
-                    f"{keys} holds an archive key but not its passphrase: set GENOMHUB_ARCHIVE_KEY_PASSPHRASE"
-                )
-            if not kept.exists():
-                keys.mkdir(mode=0o700, parents=True, exist_ok=True)
-                descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(descriptor, "w") as out:
-                    out.write(secrets.token_urlsafe(32))
-            passphrase = kept.read_text().strip()
-            added["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"] = passphrase
+        passphrase, added = self._passphrase(env, "GENOMHUB_ARCHIVE_KEY_PASSPHRASE", keys / SECRET_KEY_FILE)
         if not (keys / SECRET_KEY_FILE).exists():
             write_key_pair(keys, passphrase, "genomhub local stack archive key")
         return added
+
+    def hub_key(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The local stack's hub signing key (the spokes' feeds), made as the archive key is,
+        under the same kept passphrase; one configured elsewhere (``GENOMHUB_HUB_SECRET_KEY``)
+        is used as it is."""
+        if env.get("GENOMHUB_HUB_SECRET_KEY"):
+            return {}
+        keys = self.state_dir / "keys"
+        passphrase, added = self._passphrase(env, "GENOMHUB_HUB_KEY_PASSPHRASE", keys / HUB_SECRET_KEY_FILE)
+        if not (keys / HUB_SECRET_KEY_FILE).exists():
+            write_hub_key_pair(keys, passphrase)
+        return added
+
+    def _passphrase(self, env: Mapping[str, str], variable: str, key: Path) -> tuple[str, dict[str, str]]:
+        """``variable``'s passphrase from the environment, else the one kept beside the keys
+        (made on first use): and what the processes need to be given of it."""
+        if env.get(variable):
+            return env[variable], {}
+        kept = key.parent / LOCAL_PASSPHRASE_FILE
+        if not kept.exists() and key.exists():
+            raise RuntimeError(f"{key.parent} holds {key.name} but not its passphrase: set {variable}")
+        if not kept.exists():
+            key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+        passphrase = kept.read_text().strip()
+        return passphrase, {variable: passphrase}

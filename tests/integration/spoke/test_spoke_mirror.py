@@ -5,6 +5,8 @@ broker on loopback and Kafka's own MirrorMaker 2, started once for the module.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,16 +15,17 @@ from typing import Any
 
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.publisher.writer import FeedWriter, Record
 from services.spoke.verifier import FeedVerifier
 from shared.bus import ensure_topics, read_records
-from shared.config import StateSettings
+from shared.config import StateSettings, TopicSettings
 from shared.events import AnalysisType, Region, SampleStatus, Verdict
 from shared.feed import FeedRefusal, SampleSummary
 from shared.kafka import KafkaAccess
-from shared.topics import ADMIN, KAFKA_INTERNAL_TOPICS, all_topics, feed_topic, spoke_feeds
+from shared.topics import ADMIN, KAFKA_INTERNAL_TOPICS, Topic, all_topics, feed_topic, spoke_feeds
 from tests.support import kafka, wait_for
 from tools.kafka.broker import LocalBroker
 from tools.kafka.mirror import LocalMirror
@@ -41,10 +44,13 @@ class Link:
 
 @pytest.fixture(scope="module")
 def link(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Link]:
-    """The session's broker as the hub, a second broker as Syddanmark's spoke, MM2 between."""
+    """The session's broker as the hub, a second broker as Syddanmark's spoke, MM2 between.
+
+    The hub's feeds are made empty first (a publisher of the session may have written them)
+    so that this test's own writer is the only one, and are left empty again, as registered."""
     home = tmp_path_factory.mktemp("spoke-syddanmark")
     hub = kafka(ADMIN)
-    feeds = asyncio.run(ensure_topics(hub, PARTITIONS, 1, spoke_feeds(PARTITIONS)))
+    asyncio.run(recreate(hub, spoke_feeds(PARTITIONS)))
     broker = LocalBroker(home, StateSettings().cache, PARTITIONS)
     mirror = LocalMirror(home, StateSettings().cache)
     try:
@@ -55,17 +61,31 @@ def link(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     finally:
         mirror.stop()
         broker.stop()
-        # The session's broker holds only registered topics again (test_broker_topics).
-        asyncio.run(delete_topics(hub, feeds))
+        asyncio.run(recreate(hub, spoke_feeds(TopicSettings().partitions)))
 
 
-async def delete_topics(access: KafkaAccess, topics: list[str]) -> None:
+async def recreate(access: KafkaAccess, topics: list[Topic], timeout: float = 60.0) -> None:
+    """``topics`` deleted and made again, empty: each step waited for, since the broker deletes
+    a topic in the background and refuses to make one of the same name until it is gone."""
+    names = {t.name for t in topics}
+    deadline = time.monotonic() + timeout
     admin = access.admin()
     await admin.start()
     try:
-        await admin.delete_topics(topics)
+        if present := sorted(names & set(await admin.list_topics())):
+            await admin.delete_topics(present)
+        while names & set(await admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the broker did not delete {sorted(names)} in {timeout:.0f} s")
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
+    while not names <= await hub_topics(access):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the broker did not make {sorted(names)} again in {timeout:.0f} s")
+        with contextlib.suppress(KafkaError):  # still being deleted: the next try makes it
+            await ensure_topics(access, 1, 1, topics)
+        await asyncio.sleep(0.2)
 
 
 async def hub_topics(access: KafkaAccess) -> set[str]:

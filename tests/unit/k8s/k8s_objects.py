@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
 import sys
@@ -49,3 +51,26 @@ def one(objects: list[Obj], kind: str, name: str) -> Obj:
 
 def of_kind(objects: list[Obj], kind: str) -> list[Obj]:
     return [o for o in objects if o["kind"] == kind]
+
+
+def only_container(workload: Obj) -> Obj:
+    """The one container of a workload's pods."""
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    return container  # type: ignore[no-any-return]
+
+
+def secret_volumes(workload: Obj, secret_name: str) -> list[Obj]:
+    """The volumes of a workload's pods that mount the Secret ``secret_name``."""
+    volumes = workload["spec"]["template"]["spec"].get("volumes", [])
+    return [v for v in volumes if v.get("secret", {}).get("secretName") == secret_name]
+
+
+def rendered_texts(objects: list[Obj]) -> tuple[str, str]:
+    """What the manifests say as text: every object, and every Secret's data decoded, where
+    key material must never be."""
+    decoded = " ".join(
+        base64.b64decode(v).decode(errors="replace")
+        for s in of_kind(objects, "Secret")
+        for v in s.get("data", {}).values()
+    )
+    return json.dumps(objects), decoded

@@ -4,27 +4,24 @@ no key material anywhere in the repository's manifests."""
 
 from __future__ import annotations
 
-import base64
-import json
 import posixpath
 import subprocess
 from pathlib import Path
 
 from shared.config import SERVICE_SETTINGS
-from tests.unit.k8s.k8s_objects import K8S, ROOT, Obj, of_kind, one
+from tests.unit.k8s.k8s_objects import (
+    K8S,
+    ROOT,
+    Obj,
+    of_kind,
+    one,
+    only_container,
+    rendered_texts,
+    secret_volumes,
+)
 
 ARCHIVED = {name for name, section in SERVICE_SETTINGS.items() if "archive" in section.model_fields}
 KEY_SECRET = "genomhub-archive-key"
-
-
-def _container(workload: Obj) -> Obj:
-    (container,) = workload["spec"]["template"]["spec"]["containers"]
-    return container  # type: ignore[no-any-return]
-
-
-def _key_volumes(workload: Obj) -> list[Obj]:
-    volumes = workload["spec"]["template"]["spec"].get("volumes", [])
-    return [v for v in volumes if v.get("secret", {}).get("secretName") == KEY_SECRET]
 
 
 def test_the_pods_that_touch_archived_bytes_mount_the_key_and_no_other_does(
@@ -39,9 +36,9 @@ def test_the_pods_that_touch_archived_bytes_mount_the_key_and_no_other_does(
     assert settings["GENOMHUB_HEADER_STORE"].startswith("s3://")  # never the pod's ephemeral /tmp
     for name in SERVICE_SETTINGS:
         workload = one(objects, "Deployment", name)
-        container = _container(workload)
+        container = only_container(workload)
         passphrase = [e for e in container.get("env", []) if e["name"] == "GENOMHUB_ARCHIVE_KEY_PASSPHRASE"]
-        volumes = _key_volumes(workload)
+        volumes = secret_volumes(workload, KEY_SECRET)
         if name not in ARCHIVED:
             assert not volumes and not passphrase, f"{name} touches no archived bytes and gets no key"
             continue
@@ -65,13 +62,7 @@ def test_no_key_material_is_in_the_manifests(overlay: tuple[str, list[Obj]]) -> 
     """The key's Secret is the operator's, never rendered from the repository."""
     _, objects = overlay
     assert KEY_SECRET not in {s["metadata"]["name"] for s in of_kind(objects, "Secret")}
-    rendered = json.dumps(objects)
-    decoded = " ".join(
-        base64.b64decode(v).decode(errors="replace")
-        for s in of_kind(objects, "Secret")
-        for v in s.get("data", {}).values()
-    )
-    for text in (rendered, decoded):
+    for text in rendered_texts(objects):
         assert "CRYPT4GH" not in text and "GENOMHUB_ARCHIVE_KEY_PASSPHRASE=" not in text
 
 

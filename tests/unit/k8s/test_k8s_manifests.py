@@ -49,6 +49,7 @@ SECRET_SETTINGS = {
     "GENOMHUB_INDEXER_DATABASE_URL",
     "GENOMHUB_BILLING_DATABASE_URL",
     "GENOMHUB_HARMONISER_DATABASE_URL",
+    "GENOMHUB_PUBLISHER_DATABASE_URL",
 }
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 NAMESPACES = {"dev": "genomhub-dev", "prod": "genomhub"}
@@ -314,11 +315,11 @@ def test_migration_job_upgrades_the_databases(
     # `genomhub db upgrade` migrates every database of `database_urls`: each one must be
     # the cluster's PostgreSQL, never a SQLite file in the Job's throwaway /tmp.
     urls = databases_of(environment(objects, job), monkeypatch)
-    assert set(urls) == {"receiver", "indexer", "billing", "harmoniser", "access", "archive"}
+    assert set(urls) == {"receiver", "indexer", "billing", "harmoniser", "access", "archive", "publisher"}
     for service, url in urls.items():
         assert url.startswith("postgresql://"), service
     # The services read the very same URLs the Job migrated.
-    for service in ("receiver", "indexer", "billing", "harmoniser"):
+    for service in ("receiver", "indexer", "billing", "harmoniser", "publisher"):
         env = environment(objects, one(objects, "Deployment", service))
         assert databases_of(env, monkeypatch)[service] == urls[service]
 
@@ -482,7 +483,7 @@ def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(
     # More consumers than partitions of their input topic would sit idle.
     for name in SERVICES:
         assert one(prod, "Deployment", name)["spec"]["replicas"] <= default_partitions(), name
-    for name in ("harmoniser", "indexer", "billing"):
+    for name in ("harmoniser", "indexer", "billing", "publisher"):  # the publisher: writer and standby
         assert one(prod, "Deployment", name)["spec"]["replicas"] == 2
     data = config(prod)
     assert data["GENOMHUB_REFERENCE_PROFILE"] == "GRCh38"

@@ -121,7 +121,7 @@ def test_the_databases_default_to_sqlite_in_the_state_folder(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path))
-    for variable in ("RECEIVER", "INDEXER", "BILLING", "HARMONISER", "ACCESS", "ARCHIVE"):
+    for variable in ("RECEIVER", "INDEXER", "BILLING", "HARMONISER", "ACCESS", "ARCHIVE", "PUBLISHER"):
         monkeypatch.delenv(f"GENOMHUB_{variable}_DATABASE_URL", raising=False)
     assert database_urls() == {
         "receiver": f"sqlite:///{tmp_path.resolve() / 'receiver.db'}",
@@ -130,6 +130,7 @@ def test_the_databases_default_to_sqlite_in_the_state_folder(
         "harmoniser": f"sqlite:///{tmp_path.resolve() / 'harmoniser' / 'jobs.sqlite'}",
         "access": f"sqlite:///{tmp_path.resolve() / 'access.sqlite'}",
         "archive": f"sqlite:///{tmp_path.resolve() / 'archive.sqlite'}",
+        "publisher": f"sqlite:///{tmp_path.resolve() / 'publisher.sqlite'}",
     }
     monkeypatch.setenv("GENOMHUB_INDEXER_DATABASE_URL", "postgresql://db/catalogue")
     assert IndexerSettings().database_url == "postgresql://db/catalogue"

@@ -17,12 +17,15 @@ from shared.kafka import Credentials, KafkaAccessError, credentials_dir, kafka_a
 from shared.topics import (
     CLIENT_PRINCIPALS,
     EMITS,
+    FEED_WRITER,
+    PUBLISHER_TRANSACTIONAL_ID,
     SUBSCRIPTIONS,
     all_topics,
     consumer_group,
     dlq_name,
     emitter_of,
     grants_of,
+    spoke_feeds,
     topic_name,
 )
 from tests.unit.indexer.factories import harmonised, submission
@@ -105,12 +108,16 @@ def test_a_service_writes_only_what_it_emits_and_its_dead_letters() -> None:
             for g in grants
             if g.resource == "topic" and g.pattern == "literal" and "Read" in g.operations
         }
-        assert written == {topic_name(m) for m in EMITS[service]} | {dlq_name(t) for t in consumed}
-        assert read == consumed
+        # The publisher alone writes the spokes' feeds, reads them back (its state), in
+        # transactions under its own id, and reads its subscriptions in no group.
+        feeds = {t.name for t in spoke_feeds(1)} if service == FEED_WRITER else set()
+        assert written == {topic_name(m) for m in EMITS[service]} | {dlq_name(t) for t in consumed} | feeds
+        assert read == consumed | feeds
         groups = {g.name for g in grants if g.resource == "group"}
-        assert groups == {consumer_group(service)}
+        assert groups == (set() if service == FEED_WRITER else {consumer_group(service)})
         assert not [g for g in grants if g.pattern == "prefix"], "a service creates no topics of its own"
-        assert not {g.name for g in grants if g.resource == "transactionalId"}
+        transactional = {g.name for g in grants if g.resource == "transactionalId"}
+        assert transactional == ({PUBLISHER_TRANSACTIONAL_ID} if service == FEED_WRITER else set())
 
 
 def test_every_event_has_exactly_one_emitter_and_every_topic_a_reader() -> None:

@@ -369,6 +369,9 @@ def test_genomhub_keys_generate_hub_and_check_hub(tmp_path: Path, monkeypatch: p
     from services.operations.keys import keys
 
     monkeypatch.setenv("GENOMHUB_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for name in ("GENOMHUB_HUB_KEY_PASSPHRASE", "GENOMHUB_HUB_SECRET_KEY", "GENOMHUB_HUB_PUBLIC_KEY"):
+        monkeypatch.delenv(name, raising=False)  # a session's own hub key (tests/conftest.py)
     runner = CliRunner()
     assert "GENOMHUB_HUB_KEY_PASSPHRASE" in runner.invoke(keys, ["generate-hub", "--out", "k"]).output
     monkeypatch.setenv("GENOMHUB_HUB_KEY_PASSPHRASE", "a passphrase")
@@ -429,6 +432,18 @@ def test_a_restarted_publisher_goes_on_from_its_feed(writer: FeedWriter) -> None
     following = again.checkpoint(NOW)
     assert feed(follower, [following]) == feed(newcomer, [following]) == [2]
     assert follower.samples == newcomer.samples and "hovedstaden/S2" not in follower.samples
+
+
+def test_a_publisher_goes_on_only_with_the_key_that_signs_the_feed(writer: FeedWriter) -> None:
+    log = [*published(writer, [summary(f"S{i}") for i in range(4)]), writer.checkpoint(NOW)]
+    with pytest.raises(HubKeyError, match="not by this key"):
+        FeedWriter.restore(SPOKE, Ed25519PrivateKey.generate(), 3, stored(log))
+    # After a rollover the feed is the new key's, on every partition: the old one may not go on.
+    old_key, new_key = writer.key, Ed25519PrivateKey.generate()
+    log += writer.roll_over(new_key, NOW)
+    assert FeedWriter.restore(SPOKE, new_key, 3, stored(log)).seq == writer.seq
+    with pytest.raises(HubKeyError):
+        FeedWriter.restore(SPOKE, old_key, 3, stored(log))
 
 
 def test_the_checked_in_feed_schema_matches_the_models_and_a_sealed_record() -> None:
