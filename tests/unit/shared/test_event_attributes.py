@@ -122,7 +122,7 @@ def test_a_time_that_is_no_instant_is_refused(moment: str) -> None:
         "1900-01-01T00:00:00Z",
         "0001-01-01T00:00:00+00:00",
         "9999-12-31T23:59:59Z",
-        (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        pytest.param((datetime.now(UTC) + timedelta(hours=1)).isoformat(), id="an-hour-from-now"),
     ],
 )
 def test_a_time_outside_the_service_s_life_is_refused(moment: str) -> None:
