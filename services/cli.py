@@ -14,7 +14,7 @@ import click
 
 import services
 from shared.config import SettingsError, database_urls, stateful_services
-from shared.topics import SERVICES
+from shared.topics import SERVICES, SPOKE
 
 # Each service's own commands, imported only when called: a short command (e.g. a region's
 # `genomhub validate`) should not pay for importing every service.
@@ -82,7 +82,7 @@ def main() -> None:
 
 
 @main.command("run")
-@click.argument("service", type=click.Choice(SERVICES))
+@click.argument("service", type=click.Choice([*SERVICES, SPOKE]))
 def run(service: str) -> None:
     """Run one service (its consumer and its HTTP server) in the foreground."""
     module = importlib.import_module(f"services.{service}.app")

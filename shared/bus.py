@@ -20,7 +20,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -606,10 +606,7 @@ class Service:
         consumer = handled.consumer
         await consumer.start()
         if self.whole_log:
-            partitions = [tp for topic in sorted(self._handlers) for tp in await partitions_of(self.access, topic)]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            handled.ends = dict(await consumer.end_offsets(partitions))
+            handled.ends = await assign_from_start(self.access, consumer, sorted(self._handlers))
         await self.consume(handled)
 
     def _subscribe(self) -> _Handled:
@@ -696,7 +693,7 @@ class _Handled:
             return False
         if not self.ends:
             self.ends = dict(await self.consumer.end_offsets(list(owned)))
-        return all([await self.consumer.position(tp) >= self.ends.get(tp, 0) for tp in owned])
+        return await reached(self.consumer, self.ends)
 
     async def commit(self) -> None:
         self.last = time.monotonic()
@@ -824,6 +821,42 @@ async def group_lag(access: KafkaAccess, group: str) -> dict[TopicPartition, tup
     committed = await committed_offsets(access, group)
     ends = await end_offsets(access, list(committed))
     return {tp: (meta.offset, ends[tp]) for tp, meta in committed.items() if meta.offset >= 0}
+
+
+async def assign_from_start(
+    access: KafkaAccess, consumer: AIOKafkaConsumer, topics: Sequence[str]
+) -> dict[TopicPartition, int]:
+    """Give a started consumer in no group every partition of ``topics``, from the log's
+    start; returns each partition's end as it is now, for :func:`reached`."""
+    partitions = [tp for topic in topics for tp in await partitions_of(access, topic)]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    return dict(await consumer.end_offsets(partitions))
+
+
+async def reached(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> bool:
+    """Whether the consumer is at or past ``ends`` on every partition it has."""
+    return all([await consumer.position(tp) >= ends.get(tp, 0) for tp in consumer.assignment()])
+
+
+async def follow(access: KafkaAccess, topics: Sequence[str]) -> AsyncIterator[tuple[list[Any], bool]]:
+    """Every committed record of ``topics`` from the log's start, then each new one as it
+    comes, in no group: for a reader whose state is what it read (a spoke's verifier, which
+    proves its feed again at every start). Yields each poll's records, in each partition's
+    order, with whether the reader has reached the ends the topics had when it began."""
+    consumer = access.consumer(
+        enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        ends = await assign_from_start(access, consumer, topics)
+        caught_up = False
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            caught_up = caught_up or await reached(consumer, ends)
+            yield [r for tp in sorted(batches) for r in batches[tp]], caught_up
+    finally:
+        await consumer.stop()
 
 
 class ReadTimeout(RuntimeError):

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.events import HarmonisationPolicy
+from shared.events import HarmonisationPolicy, Region
 from shared.profiles import SYNTHETIC_NAME
 
 RENAMED = {
@@ -215,20 +215,25 @@ class HubKeySettings(Section):
         return self.public_key or self.state.state_dir / "keys" / "hub.pub"
 
 
-class SpokeFeedSettings(Section):
-    """What a spoke trusts of its feed."""
+class HubKafkaSettings(KafkaSettings):
+    """A spoke's way to the hub's broker, where it acknowledges each revision it shows (its
+    own broker, with its mirrored feed, is ``GENOMHUB_KAFKA_*``)."""
 
-    model_config = SettingsConfigDict(env_prefix="GENOMHUB_SPOKE_")
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_SPOKE_HUB_KAFKA_")
 
-    hub_public_key: Path | None = Field(
+    bootstrap: str | None = Field(
         default=None,
-        description="Spoke: the hub's public key it pins (PEM, as `genomhub keys generate-hub` writes "
-        "it); entries not signed by it, or by a key it announced, are refused. Unset: <home>/keys/hub.pub.",
+        description="Spoke: the hub's Kafka bootstrap servers, where it acknowledges each revision it shows "
+        "(spoke-revision-applied). Unset: it acknowledges nothing, and shows what it verifies all the same.",
     )
-    state: StateSettings = part(StateSettings)
-
-    def pinned_path(self) -> Path:
-        return self.hub_public_key or self.state.state_dir / "keys" / "hub.pub"
+    username: str | None = Field(
+        default=None,
+        description="Spoke: its Kafka user on the hub's broker (genomhub-spoke-<region>). Unset: the password the hub's "
+        "local broker wrote under <home>/kafka/credentials.",
+    )
+    password: SecretStr | None = Field(
+        default=None, description="Spoke: the password of its Kafka user on the hub's broker."
+    )
 
 
 class ArchiveSettings(Section):
@@ -421,7 +426,7 @@ SHARED_PARTS: tuple[type[Section], ...] = (
     ArchiveSettings,
     ArchiveKeySettings,
     HubKeySettings,
-    SpokeFeedSettings,
+    HubKafkaSettings,
     TierSettings,
     TelemetrySettings,
     TokenSettings,
@@ -557,7 +562,9 @@ class HarmoniserSettings(StatefulServiceSettings):
         default=2, ge=0, description="Harmoniser: relaunches of a failed run before it is reported failed."
     )
     retry_delay: float = Field(
-        default=60.0, ge=0, description="Harmoniser: seconds before a failed run is first relaunched, doubled at each further relaunch."
+        default=60.0,
+        ge=0,
+        description="Harmoniser: seconds before a failed run is first relaunched, doubled at each further relaunch.",
     )
     sarek_version: str = Field(
         default="3.5.1", description="Harmoniser: the pinned nf-core/sarek release (`nextflow run -r`)."
@@ -786,6 +793,35 @@ class PublisherSettings(StatefulServiceSettings):
         description="Publisher: seconds allowed to read a spoke's feed whole at start (its state).",
     )
     hub: HubKeySettings = part(HubKeySettings)
+    access: TokenSettings = part(TokenSettings)
+
+
+class SpokeSettings(StatefulServiceSettings):
+    """A region's spoke (design.md section 11): its mirror of the national catalogue, beside
+    the region's own broker, not part of the hub's stack."""
+
+    model_config = SettingsConfigDict(env_prefix="GENOMHUB_SPOKE_")
+    embedded_database = "spoke.sqlite"
+
+    port: int = Field(default=8488, description="Spoke: its catalogue API and probes.")
+    region: Region | None = Field(
+        default=None, description="Spoke: the region whose spoke this is, whose feed it reads; required."
+    )
+    database_url: str = Field(
+        default="",
+        description="Spoke: SQLAlchemy URL of the catalogue it shows (one verified revision). Unset: SQLite "
+        "<home>/spoke.sqlite.",
+    )
+    hub_public_key: Path | None = Field(
+        default=None,
+        description="Spoke: the hub's public key it pins (PEM, as `genomhub keys generate-hub` writes "
+        "it); entries not signed by it, or by a key it announced, are refused. Unset: <home>/keys/hub.pub.",
+    )
+    hub_kafka: HubKafkaSettings = part(HubKafkaSettings)
+    access: TokenSettings = part(TokenSettings)
+
+    def pinned_path(self) -> Path:
+        return self.hub_public_key or self.state.state_dir / "keys" / "hub.pub"
 
 
 SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
@@ -799,6 +835,11 @@ SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
     "publisher": PublisherSettings,
 }
 """Each service's section by the service's name (``genomhub run``, the local stack's ports)."""
+
+
+SITE_SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {"spoke": SpokeSettings}
+"""The services a region runs at its own site, beside its own broker, not in the hub's stack
+(nor its Kubernetes base, nor its ``genomhub db upgrade``)."""
 
 
 def _stateful_sections() -> dict[str, type[StatefulServiceSettings]]:
@@ -832,7 +873,7 @@ def variables(section: type[Section]) -> dict[str, str]:
 def every_variable() -> dict[str, tuple[type[Section], str]]:
     """Every ``GENOMHUB_*`` variable of every section -> the section and field that read it."""
     found: dict[str, tuple[type[Section], str]] = {}
-    for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values()):
+    for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values(), *SITE_SERVICE_SETTINGS.values()):
         for variable, name in variables(section).items():
             found[variable] = (section, name)
     return found

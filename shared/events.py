@@ -745,6 +745,23 @@ class AuditHead(Event):
         return "audit"
 
 
+class SpokeRevisionApplied(Event):
+    """A spoke shows a revision of its feed: it held every entry up to it and its own state
+    hash equalled the checkpoint's. The hub keeps the latest of each spoke, to show how far
+    behind each one is (design.md section 11)."""
+
+    event_name: ClassVar[str] = "spoke-revision-applied"
+    region: Region = Field(description="The spoke: the region whose feed this is.")
+    revision: Count = Field(description="The revision now shown.")
+    upto: Count = Field(description="The feed sequence number of the last entry it covers.")
+    state_hash: Sha256 = Field(description="The state hash the spoke computed and the checkpoint named.")
+    samples: Count = Field(description="Samples the spoke shows at this revision.")
+    applied_at: Moment
+
+    def key(self) -> str:
+        return self.region.value
+
+
 Tier = Literal["hot", "warm", "cold"]
 """A storage tier of the archive: flash, disk, tape."""
 
@@ -908,6 +925,7 @@ EventModel = (
     | RecallRequested
     | RecallUpdated
     | ReharmonisationRequested
+    | SpokeRevisionApplied
 )
 EVENT_MODELS: tuple[type[Event], ...] = (
     FileReceived,
@@ -925,6 +943,7 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     RecallRequested,
     RecallUpdated,
     ReharmonisationRequested,
+    SpokeRevisionApplied,
 )
 MODEL_BY_TYPE: dict[str, type[Event]] = {m.ce_type(): m for m in EVENT_MODELS}
 

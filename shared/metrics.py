@@ -51,6 +51,13 @@ RECEIVER_UPLOADS_IN_FLIGHT = Gauge(
 )
 RECEIVED_VIA = ("upload", "register")
 
+SPOKE_REFUSED = Counter(
+    "genomhub_spoke_refused",
+    "Feed records or checkpoints a spoke refused, by the reason it gave (shared.feed.FeedRefusal)",
+    ["reason"],
+)
+SPOKE_REVISION = Gauge("genomhub_spoke_revision", "The revision of its feed a spoke shows")
+
 
 class RequestOutcome(StrEnum):
     """How a request ended, in the few kinds an operator alerts on."""

@@ -27,6 +27,7 @@ from shared.events import (
     RefundCalculated,
     Region,
     ReharmonisationRequested,
+    SpokeRevisionApplied,
     TierMoved,
     Validated,
     WorkingCopyIssued,
@@ -98,7 +99,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     "billing": (Indexed,),
     "access": (Indexed, Harmonised, RecallUpdated, FileStaged),
     "archive": (FileReceived, Harmonised, RecallRequested),
-    "publisher": (Indexed, AccessRequested, AccessDecided, AccessRevoked),
+    "publisher": (Indexed, AccessRequested, AccessDecided, AccessRevoked, SpokeRevisionApplied),
 }
 """Which events each service consumes: its consumer group reads these topics."""
 
@@ -117,6 +118,7 @@ EMITS: dict[str, tuple[type[Event], ...]] = {
     "access": (AccessRequested, AccessDecided, AccessRevoked, WorkingCopyIssued, AuditHead, RecallRequested),
     "archive": (TierMoved, FileStaged, RecallUpdated, ReharmonisationRequested),
     "publisher": (),
+    "spoke": (SpokeRevisionApplied,),
 }
 """Which events each service emits: the only topics its principal may write, beside the
 dead-letter topics of what it consumes."""
@@ -135,8 +137,21 @@ BROKER = "broker"
 """The broker's own principal (inter-broker and controller traffic); never a client's."""
 
 SERVICES: tuple[str, ...] = tuple(SUBSCRIPTIONS)
-"""Every genomhub service, in the order a submission passes them; each is also a principal."""
-CLIENT_PRINCIPALS: tuple[str, ...] = (*SERVICES, OPERATOR, FINANCE, ADMIN)
+"""Every genomhub service of the hub, in the order a submission passes them; each is also a principal."""
+SPOKE = "spoke"
+"""The service a region runs beside its own broker (``genomhub run spoke``): it reads its feed
+there, mirrored from the hub, and acknowledges each revision it shows to the hub's broker."""
+
+
+def spoke_principal(region: Region) -> str:
+    """Whose credentials a region's spoke uses, on its own broker and on the hub's: one per
+    region, so that a spoke's may read its own region's feed and no other (another region's
+    feed holds that region's records whole)."""
+    return f"{SPOKE}-{region.value}"
+
+
+SPOKE_PRINCIPALS: tuple[str, ...] = tuple(spoke_principal(r) for r in Region)
+CLIENT_PRINCIPALS: tuple[str, ...] = (*SERVICES, *SPOKE_PRINCIPALS, OPERATOR, FINANCE, ADMIN)
 SUPER_USERS: tuple[str, ...] = (BROKER, ADMIN)
 REDRIVE_ID = "genomhub-dlq-redrive"
 FEED_WRITER = "publisher"
@@ -213,10 +228,21 @@ def _operator_grants() -> list[Grant]:
         for t in all_topics(1)
     ]
     grants += [
-        Grant("group", consumer_group(s), "literal", ("Read", "Describe")) for s in SUBSCRIPTIONS if s != FEED_WRITER
+        Grant("group", consumer_group(s), "literal", ("Read", "Describe"))
+        for s in SUBSCRIPTIONS
+        if s != FEED_WRITER
     ]
     grants.append(Grant("group", REDRIVE_ID, "literal", ("Read", "Describe")))
     grants.append(Grant("transactionalId", REDRIVE_ID, "literal", ("Write", "Describe")))
+    grants.append(IDEMPOTENT_PRODUCER)
+    return grants
+
+
+def _spoke_grants(region: Region) -> list[Grant]:
+    """On a spoke's broker it reads its region's feed; on the hub's it writes its
+    acknowledgements, and nothing else. It reads in no group."""
+    grants = [Grant("topic", feed_topic(region), "literal", ("Read", "Describe"))]
+    grants += [Grant("topic", topic_name(m), "literal", ("Write", "Describe")) for m in EMITS[SPOKE]]
     grants.append(IDEMPOTENT_PRODUCER)
     return grants
 
@@ -225,6 +251,8 @@ def grants_of(principal: str) -> list[Grant]:
     """Everything ``principal`` may do; nothing else is allowed (super users may do all)."""
     if principal in SUBSCRIPTIONS:
         return sorted(_service_grants(principal))
+    if principal in SPOKE_PRINCIPALS:
+        return sorted(_spoke_grants(Region(principal.removeprefix(f"{SPOKE}-"))))
     if principal == OPERATOR:
         return sorted(_operator_grants())
     if principal == FINANCE:

@@ -25,14 +25,16 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 
+from services.publisher.api import install
 from services.publisher.projection import Change, Projection
 from services.publisher.store import FEEDS_LEASE, PublisherStore
 from services.publisher.writer import FeedWriter, Record, Stored
+from shared.auth import Tokens
 from shared.bus import Service, partitions_of, read_records, transactional_producer
 from shared.config import PublisherSettings, SettingsError
 from shared.database import Lease, LeaseHeld
 from shared.envelope import Envelope
-from shared.events import AccessDecided, AccessRequested, AccessRevoked, Indexed, Region
+from shared.events import AccessDecided, AccessRequested, AccessRevoked, Indexed, Region, SpokeRevisionApplied
 from shared.feed import HubKeyError, SampleBody, entry_key, hub_signing_key
 from shared.telemetry import get_logger
 from shared.topics import PUBLISHER_TRANSACTIONAL_ID, feed_topic
@@ -61,6 +63,7 @@ def build() -> Service:
     projection = Projection()
     pending: dict[tuple[Region, str], SampleBody] = {}
     writers: dict[Region, FeedWriter] = {}
+    shown: dict[Region, SpokeRevisionApplied] = {}
 
     def changed(changes: list[Change]) -> None:
         for spoke, body in changes:  # the last body of a spoke's sample is the one to publish
@@ -83,15 +86,28 @@ def build() -> Service:
     service.on(AccessDecided, on_decided)
     service.on(AccessRevoked, on_revoked)
 
+    async def on_spoke_revision(envelope: Envelope[SpokeRevisionApplied]) -> None:
+        applied = envelope.data
+        current = shown.get(applied.region)
+        if current is None or applied.revision >= current.revision:  # acknowledgements may come late
+            shown[applied.region] = applied
+
+    service.on(SpokeRevisionApplied, on_spoke_revision)
+    install(service.web, writers, shown, Tokens(settings.access.tokens))
+
     async def restore(region: Region) -> FeedWriter:
         topic = feed_topic(region)
         partitions = len(await partitions_of(service.access, topic))
-        records = await read_records(service.access, [topic], timeout=settings.restore_timeout, committed=True)
+        records = await read_records(
+            service.access, [topic], timeout=settings.restore_timeout, committed=True
+        )
         stored = [Stored(r.partition, r.offset, r.value) for r in records]
         writer = FeedWriter.restore(
             region, key, partitions, stored, settings.checkpoint_every, settings.checkpoint_interval
         )
-        log.info("feed restored", feed=topic, seq=writer.seq, revision=writer.revision, samples=writer.samples)
+        log.info(
+            "feed restored", feed=topic, seq=writer.seq, revision=writer.revision, samples=writer.samples
+        )
         return writer
 
     async def send(producer: AIOKafkaProducer, sent: list[tuple[FeedWriter, Record]]) -> None:
@@ -109,7 +125,9 @@ def build() -> Service:
         pending.clear()
         for chunk in _chunks(bodies, TRANSACTION_RECORDS):
             lease.check()
-            entries = [(writers[spoke], r) for spoke, body in chunk if (r := writers[spoke].publish(body, now))]
+            entries = [
+                (writers[spoke], r) for spoke, body in chunk if (r := writers[spoke].publish(body, now))
+            ]
             if not entries:
                 continue
             async with producer.transaction():

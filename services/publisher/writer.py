@@ -74,6 +74,8 @@ class FeedWriter:
     interval: float = 1.0
     seq: int = 0
     revision: int = 0
+    upto: int = 0
+    """The last entry the newest checkpoint covers: what a spoke can show at best."""
     _bodies: dict[str, SampleBody] = field(default_factory=dict)
     _digests: dict[str, str] = field(default_factory=dict)
     _hash: StateHash = field(default_factory=StateHash)
@@ -125,7 +127,11 @@ class FeedWriter:
                 signers[record.partition] = (entry.seq, signer)
             if isinstance(entry.body, Checkpoint):
                 if entry.body.revision > writer.revision:
-                    writer.revision, checkpoint_seq = entry.body.revision, entry.seq
+                    writer.revision, writer.upto, checkpoint_seq = (
+                        entry.body.revision,
+                        entry.body.upto,
+                        entry.seq,
+                    )
             elif not isinstance(entry.body, HubKey) and entry.seq > latest.get(entry.key, (0, opened))[0]:
                 latest[entry.key] = (entry.seq, opened)
         ours = key_id(key.public_key())
@@ -209,6 +215,7 @@ class FeedWriter:
         """The signed checkpoint of everything published so far (the app produces it once the
         entries it covers are delivered, so its offsets are theirs)."""
         self.revision += 1
+        self.upto = self.seq
         body = Checkpoint(
             revision=self.revision,
             upto=self.seq,

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import TypeAdapter
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from services.spoke.tables import spoke_revision, spoke_samples
 from services.spoke.verifier import Revision
 from shared.database import Store
 from shared.envelope import canonical_json
+from shared.events import SAMPLE_KEY_SEPARATOR, Region
 from shared.feed import Listed, SampleRecord, SampleSummary, StateHash
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -89,6 +90,30 @@ class SpokeStore(Store):
                     .where(spoke_revision.c.feed == self.feed)
                     .values(applied_at=now, **values)
                 )
+
+    def listed(
+        self, kind: str | None = None, region: Region | None = None
+    ) -> list[SampleSummary | SampleRecord]:
+        """The samples shown, in key order: records and summaries, or one kind; all regions'
+        or one's (a key is ``<region>/<pseudonym>``)."""
+        query = select(spoke_samples.c.body).order_by(spoke_samples.c.key)
+        if kind is not None:
+            query = query.where(spoke_samples.c.kind == kind)
+        if region is not None:
+            query = query.where(
+                spoke_samples.c.key.startswith(f"{region.value}{SAMPLE_KEY_SEPARATOR}", autoescape=True)
+            )
+        with self.reading() as conn:
+            return [BODY.validate_python(json.loads(body)) for body in conn.execute(query).scalars()]
+
+    def sample(self, key: str) -> SampleSummary | SampleRecord | None:
+        with self.reading() as conn:
+            body = conn.execute(select(spoke_samples.c.body).where(spoke_samples.c.key == key)).scalar()
+        return None if body is None else BODY.validate_python(json.loads(body))
+
+    def count(self) -> int:
+        with self.reading() as conn:
+            return int(conn.execute(select(func.count()).select_from(spoke_samples)).scalar_one())
 
     def samples(self) -> dict[str, SampleSummary | SampleRecord]:
         with self.reading() as conn:

@@ -34,6 +34,7 @@ from shared.topics import (
     FINANCE,
     OPERATOR,
     PUBLISHER_TRANSACTIONAL_ID,
+    SPOKE,
     SUBSCRIPTIONS,
     all_topics,
     consumed_topics,
@@ -42,6 +43,7 @@ from shared.topics import (
     feed_topic,
     kafka_user,
     spoke_feeds,
+    spoke_principal,
     topic_name,
 )
 from tests.support import anonymous
@@ -67,7 +69,7 @@ def rights(broker: LocalBroker) -> dict[str, tuple[set[str], set[str]]]:
     """What each service, finance and the operators may write and read, probed for all of
     them at once: a refused read is only seen as the record not arriving within the read's
     timeout, so the principals wait out that timeout together rather than one after another."""
-    principals = [*SUBSCRIPTIONS, FINANCE, OPERATOR]
+    principals = [*SUBSCRIPTIONS, spoke_principal(Region.SYDDANMARK), FINANCE, OPERATOR]
 
     async def probe(principal: str) -> tuple[set[str], set[str]]:
         access = broker.access(principal)
@@ -193,6 +195,16 @@ def test_each_service_uses_only_its_own_consumer_group(broker: LocalBroker, serv
         asyncio.run(_commit_as(access, f"{consumer_group(service)}", topic))
     with pytest.raises(GroupAuthorizationFailedError):
         asyncio.run(_commit_as(access, consumer_group(other), topic))
+
+
+def test_a_spoke_reads_the_feeds_and_writes_only_its_acknowledgements(
+    rights: dict[str, tuple[set[str], set[str]]],
+) -> None:
+    """One registry on every broker: on its own a spoke reads its region's feed (another
+    region's holds that region's records whole); on the hub's it writes that it shows a
+    revision, and nothing else."""
+    own = spoke_principal(Region.SYDDANMARK)
+    assert rights[own] == ({topic_name(*EMITS[SPOKE])}, {feed_topic(Region.SYDDANMARK)})
 
 
 def test_operators_and_finance_have_their_own_narrow_rights(

@@ -47,6 +47,9 @@ def mirror_properties(hub: KafkaAccess, spoke: KafkaAccess, topics: str = FEED_T
         "tasks.max = 1",
         # A feed created after MM2 started is mirrored within a second, not ten minutes.
         "refresh.topics.interval.seconds = 1",
+        # The publisher writes the feeds in transactions: only committed entries cross, never
+        # an aborted one of a writer killed mid-write, whose numbers its successor reuses.
+        f"{HUB}.consumer.isolation.level = read_committed",
         "sync.topic.configs.enabled = true",
         "sync.topic.configs.interval.seconds = 10",
         # What a spoke needs is the feed: no consumer groups to translate, no ACLs to copy.

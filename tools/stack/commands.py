@@ -14,6 +14,7 @@ import sys
 import click
 
 from shared.config import KafkaSettings, TopicSettings
+from shared.events import Region
 from tools.kafka.broker import LocalBroker
 from tools.stack.environment import StackSettings
 
@@ -99,7 +100,14 @@ def kafka_status() -> None:
     default=None,
     help="Processes of each service, behind one address each (default: GENOMHUB_REPLICAS, 1).",
 )
-def up(no_jaeger: bool, replicas: int | None) -> None:
+@click.option(
+    "--spoke",
+    "spokes",
+    multiple=True,
+    type=click.Choice([r.value for r in Region]),
+    help="Also a region's spoke: its own broker, MirrorMaker 2 from the hub, the spoke service (repeatable).",
+)
+def up(no_jaeger: bool, replicas: int | None, spokes: tuple[str, ...]) -> None:
     """Start the whole local stack and show its status; Ctrl-C stops everything."""
     import signal
 
@@ -110,7 +118,11 @@ def up(no_jaeger: bool, replicas: int | None) -> None:
 
     signal.signal(signal.SIGTERM, interrupt)
     with LocalStack(
-        StackSettings.from_environment(), jaeger=not no_jaeger, say=click.echo, replicas=replicas
+        StackSettings.from_environment(),
+        jaeger=not no_jaeger,
+        say=click.echo,
+        replicas=replicas,
+        spokes=[Region(s) for s in spokes],
     ) as stack:
         try:
             stack.wait_ready()

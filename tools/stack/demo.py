@@ -49,6 +49,7 @@ from tools.background import free_port
 from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, longest_chain, spans_by_service
 from tools.stack.demo_access import ROLES, show_data_out
 from tools.stack.demo_archive import show_archive_at_rest
+from tools.stack.demo_spoke import show_spoke
 from tools.stack.environment import StackSettings
 from tools.stack.supervisor import LocalStack, render
 
@@ -294,7 +295,7 @@ def run_demo(settings: StackSettings, say: Callable[[str], None]) -> None:
     store = open_store(billing.database_url, billing.opening_balance_dkk)
     with ThreadPoolExecutor(1) as pool:
         january = pool.submit(record_minutes_month, store, billing.standard_rate_dkk)
-        with LocalStack(settings, env=env, say=say) as stack:
+        with LocalStack(settings, env=env, say=say, spokes=[Region.SYDDANMARK]) as stack:
             stack.wait_ready()
             statement = january.result()
             say(
@@ -315,6 +316,8 @@ def run_demo(settings: StackSettings, say: Callable[[str], None]) -> None:
                 genomhub_command,
                 say,
             )
+            (spoke,) = stack.spokes
+            show_spoke(stack, spoke, tokens.by_holder[spoke.region.value], tokens.by_holder[NATIONAL], say)
             say("\nstopping the stack")
     show_archive_at_rest(settings.state_dir, national, genomhub_command, say)
 

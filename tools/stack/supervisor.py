@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,12 +33,25 @@ from rich.live import Live
 from rich.table import Table
 
 from shared.bus import end_offsets, group_lag, partitions_of
-from shared.config import SERVICE_SETTINGS, KafkaSettings
-from shared.kafka import KafkaAccess, kafka_access
-from shared.topics import OPERATOR, SERVICES, SUBSCRIPTIONS, consumer_group, dlq_name, topic_name
+from shared.config import SERVICE_SETTINGS, HubKeySettings, KafkaSettings
+from shared.events import Region
+from shared.kafka import KafkaAccess, credentials_dir, kafka_access, read_credentials
+from shared.topics import (
+    ADMIN,
+    OPERATOR,
+    SERVICES,
+    SPOKE,
+    SUBSCRIPTIONS,
+    consumer_group,
+    dlq_name,
+    feed_topic,
+    spoke_principal,
+    topic_name,
+)
 from tools.background import free_port
 from tools.jaeger.server import JaegerState, LocalJaeger
 from tools.kafka.broker import LocalBroker
+from tools.kafka.mirror import LocalMirror
 from tools.stack.balancer import RoundRobin
 from tools.stack.environment import StackSettings
 
@@ -146,7 +160,7 @@ async def _group_status(access: KafkaAccess, service: str) -> tuple[int | None, 
     try:
         committed = await group_lag(access, consumer_group(service))
         lag = sum(max(end - offset, 0) for offset, end in committed.values()) if committed else None
-        for model in SUBSCRIPTIONS[service]:
+        for model in SUBSCRIPTIONS.get(service, ()):  # a spoke consumes no events
             dlq = dlq_name(topic_name(model))
             ends = await end_offsets(access, await partitions_of(access, dlq))
             dead += sum(ends.values())
@@ -187,6 +201,65 @@ def render(rows: list[ServiceStatus]) -> str:
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()).strip("\n")
 
 
+class LocalSpoke:
+    """A region's spoke beside the local hub, as a region's site runs one: its own KRaft broker
+    under ``<home>/spokes/<region>``, MirrorMaker 2 from the hub's broker to it, and the spoke
+    service, supervised with the hub's services. The spoke pins the hub's public key; the hub's
+    secret key and its passphrase are not in its environment."""
+
+    def __init__(self, region: Region, settings: StackSettings) -> None:
+        self.region = region
+        self.home = settings.state_dir / "spokes" / region.value
+        self.broker = LocalBroker(self.home, settings.cache, settings.topics.partitions)
+        self.mirror = LocalMirror(self.home, settings.cache)
+        self.state = settings.state
+        self.bootstrap = ""
+        self.port = free_port()
+
+    @property
+    def name(self) -> str:
+        return f"{SPOKE}-{self.region.value}"
+
+    def start(self, hub: LocalStack, env: Mapping[str, str], genomhub: str) -> Supervised:
+        """Its broker and MirrorMaker 2 started; the spoke service's process, to supervise."""
+        state, took = self.broker.start()
+        self.bootstrap = state.bootstrap
+        hub_admin = kafka_access(ADMIN, KafkaSettings(bootstrap=hub.bootstrap), hub.settings.state)
+        # Its own region's feed and no other: another region's holds that region's records whole.
+        self.mirror.start(hub_admin, self.broker.access(ADMIN, state), re.escape(feed_topic(self.region)))
+        hub.say(
+            f"spoke {self.region.value}: its broker at {state.bootstrap} in {took:.1f} s, MirrorMaker 2 from the hub"
+        )
+        principal = spoke_principal(self.region)
+        on_the_hub = read_credentials(credentials_dir(hub.settings.state_dir), principal)
+        if on_the_hub is None:
+            raise RuntimeError(
+                f"the hub's broker has no credentials for {principal} under {hub.settings.state_dir}"
+            )
+        hub_keys = HubKeySettings(state=hub.settings.state)
+        own = {
+            k: v
+            for k, v in env.items()
+            if k not in ("GENOMHUB_HUB_SECRET_KEY", "GENOMHUB_HUB_KEY_PASSPHRASE")
+        }
+        own |= {
+            "GENOMHUB_HOME": str(self.home),
+            "GENOMHUB_KAFKA_BOOTSTRAP": state.bootstrap,
+            "GENOMHUB_SPOKE_REGION": self.region.value,
+            "GENOMHUB_SPOKE_PORT": str(self.port),
+            "GENOMHUB_SPOKE_HUB_PUBLIC_KEY": str(hub_keys.public_path()),
+            "GENOMHUB_SPOKE_HUB_KAFKA_BOOTSTRAP": hub.bootstrap,
+            "GENOMHUB_SPOKE_HUB_KAFKA_USERNAME": on_the_hub.username,
+            "GENOMHUB_SPOKE_HUB_KAFKA_PASSWORD": on_the_hub.password,
+        }
+        log = hub.logs / f"{self.name}.log"
+        return Supervised(self.name, SPOKE, [genomhub, "run", SPOKE], own, log, self.port)
+
+    def stop(self) -> None:
+        self.mirror.stop()
+        self.broker.stop()
+
+
 class LocalStack:
     """The whole local stack as a context manager; what it started, it stops."""
 
@@ -199,8 +272,10 @@ class LocalStack:
         say: Callable[[str], None] = print,
         jaeger_ports: tuple[int, int, int] = (4318, 4317, 16686),
         replicas: int | None = None,
+        spokes: Iterable[Region] = (),
     ) -> None:
-        """``replicas`` of each service (unset: ``GENOMHUB_REPLICAS``)."""
+        """``replicas`` of each service (unset: ``GENOMHUB_REPLICAS``); a spoke for each of
+        ``spokes`` (:class:`LocalSpoke`)."""
         self.settings = settings
         self.names = list(services)
         self.replicas = replicas or settings.replicas
@@ -220,6 +295,7 @@ class LocalStack:
         self._operator: KafkaAccess | None = None
         self.supervisor: Supervisor | None = None
         self.logs = settings.state_dir / "logs"
+        self.spokes = [LocalSpoke(region, settings) for region in dict.fromkeys(spokes)]
 
     def __enter__(self) -> LocalStack:
         try:
@@ -273,6 +349,8 @@ class LocalStack:
                     Supervised(replica, name, command, own_env, self.logs / f"{replica}.log", own)
                 )
             self.balancers.append(RoundRobin(name, port, ports).start())
+        for spoke in self.spokes:
+            supervised.append(spoke.start(self, env, genomhub))
         self.supervisor = Supervisor(supervised, self.say)
         self.supervisor.start()
 
@@ -318,6 +396,8 @@ class LocalStack:
         self.balancers = []
         if self.supervisor is not None:
             self.supervisor.stop()
+        for spoke in self.spokes:
+            spoke.stop()
         if self.started_jaeger:
             self.jaeger.stop()
         if self.started_broker:

@@ -20,6 +20,7 @@ from shared.config import (
     RENAMED,
     SERVICE_SETTINGS,
     SHARED_PARTS,
+    SITE_SERVICE_SETTINGS,
     ArchiveSettings,
     BillingSettings,
     HarmoniserSettings,
@@ -61,7 +62,7 @@ def shown(field: FieldInfo) -> str:
 def expected_rows() -> dict[str, str]:
     """Each variable's row of the README's table, from the sections."""
     rows = {}
-    for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values(), *LOCAL_STACK_PARTS):
+    for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values(), *SITE_SERVICE_SETTINGS.values(), *LOCAL_STACK_PARTS):
         for variable, name in variables(section).items():
             field = section.model_fields[name]
             rows[variable] = f"| `{variable}` | {shown(field)} | {field.description} |"
@@ -88,12 +89,12 @@ def test_the_readme_table_is_every_setting_as_its_section_defines_it() -> None:
 
 def test_each_variable_is_read_by_one_section_under_its_prefix() -> None:
     claimed: dict[str, list[str]] = {}
-    for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values()):
+    for section in (*SHARED_PARTS, *SERVICE_SETTINGS.values(), *SITE_SERVICE_SETTINGS.values()):
         for variable in variables(section):
             claimed.setdefault(variable, []).append(section.__name__)
     assert {v: s for v, s in claimed.items() if len(s) > 1} == {}
     assert set(claimed) == set(every_variable())
-    for service, section in SERVICE_SETTINGS.items():
+    for service, section in {**SERVICE_SETTINGS, **SITE_SERVICE_SETTINGS}.items():
         assert all(v.startswith(f"GENOMHUB_{service.upper()}_") for v in variables(section)), service
     assert not set(RENAMED) & set(claimed), "an old name is still read"
 
@@ -156,7 +157,7 @@ def test_an_old_name_stops_every_section_and_names_the_new_one(
     monkeypatch: pytest.MonkeyPatch, old: str
 ) -> None:
     monkeypatch.setenv(old, "postgresql://db/genomhub")
-    sections: list[type[Section]] = [*SHARED_PARTS, *SERVICE_SETTINGS.values()]
+    sections: list[type[Section]] = [*SHARED_PARTS, *SERVICE_SETTINGS.values(), *SITE_SERVICE_SETTINGS.values()]
     for section in sections:
         with pytest.raises(SettingsError, match=f"{old} was renamed: set {RENAMED[old]} instead"):
             section()

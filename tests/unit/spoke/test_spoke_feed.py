@@ -411,7 +411,12 @@ def test_a_restarted_publisher_goes_on_from_its_feed(writer: FeedWriter) -> None
     )
     for kept in (log, compacted(log)):
         again = FeedWriter.restore(SPOKE, writer.key, 3, stored(kept))
-        assert (again.seq, again.revision, again.samples) == (writer.seq, writer.revision, writer.samples)
+        assert (again.seq, again.revision, again.upto, again.samples) == (
+            writer.seq,
+            writer.revision,
+            writer.upto,
+            writer.samples,
+        )
         assert again.state_hash() == writer.state_hash()
         assert again.due(NOW)  # two entries after the last checkpoint
         assert again.publish(summary("S3"), NOW) is None  # the spoke has it already

@@ -1,0 +1,61 @@
+"""The demo's spoke: Syddanmark's mirror of the national catalogue beside the hub, its
+revision following the hub's feed (design.md section 11)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from tools.stack.supervisor import LocalSpoke, LocalStack
+
+
+def _get(port: int, path: str, token: str) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def show_spoke(
+    stack: LocalStack, spoke: LocalSpoke, region_token: str, national_token: str, say: Callable[[str], None]
+) -> None:
+    """What the spoke shows once it has caught up with the hub's last revision, and the hub's
+    view of how far behind it is."""
+    say(f"\n{spoke.region.value}'s spoke: its own broker, MirrorMaker 2 from the hub, a verified revision")
+    publisher = stack.port_of("publisher")
+    deadline = time.monotonic() + 60
+    row: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, body = _get(publisher, "/v1/spokes", national_token)
+        if status == 200:
+            (row,) = [r for r in body["spokes"] if r["region"] == spoke.region.value]
+            if row["shown_revision"] is not None and row["shown_revision"] == row["published_revision"]:
+                break
+        time.sleep(0.5)
+    status, shown = _get(spoke.port, "/v1/samples", region_token)
+    if status != 200:
+        say(f"  the spoke answers {status}: {shown}")
+        return
+    revision = shown["revision"]
+    kinds = Counter((s["region"] == spoke.region.value, s["kind"]) for s in shown["samples"])
+    say(
+        f"  revision {revision['revision']} (up to entry {revision['upto']}, state hash "
+        f"{revision['state_hash'][:16]}..., switched at {revision['applied_at']})"
+    )
+    say(
+        f"  {kinds[(True, 'record')]} of its own samples whole, {kinds[(False, 'record')]} granted, "
+        f"{kinds[(False, 'summary')]} other regions' as discovery sees them"
+    )
+    say(
+        f"  the hub: revision {row.get('published_revision')} published, {row.get('shown_revision')} shown there, "
+        f"{row.get('entries_behind')} entries behind"
+    )
