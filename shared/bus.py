@@ -189,6 +189,7 @@ class Service:
         principal: str | None = None,
         *,
         whole_log: bool = False,
+        topics: Sequence[str] | None = None,
     ) -> None:
         """``principal`` is whose credentials the process uses: the service's own (its name)
         unless a test's probe, which is no registered service, says otherwise.
@@ -197,8 +198,12 @@ class Service:
         group and no committed offsets: each start it reads every partition of its
         subscriptions from the log's start (committed records only), once :meth:`start_consuming`
         is called, and :attr:`caught_up` is set when it has reached the log's end as it stood
-        then. Every other service consumes from the start of its run."""
+        then. Every other service consumes from the start of its run.
+
+        ``topics`` are the topics on its broker it waits for at start, when not the ones the
+        registry says it consumes and emits (a spoke: its feed; what it emits goes to the hub's)."""
         self.name = name
+        self._topics = list(topics) if topics is not None else None
         self.whole_log = whole_log
         self._consuming = asyncio.Event()
         if not whole_log:
@@ -418,6 +423,7 @@ class Service:
             partition=message.partition,
             offset=message.offset,
         )
+
         async def send() -> None:
             await self.producer.send_and_wait(dlq, message.value, key=message.key, headers=letter)
 
@@ -525,6 +531,8 @@ class Service:
     def topics(self) -> list[str]:
         """The topics this service reads or writes: its subscriptions, their dead-letter
         topics and what it emits."""
+        if self._topics is not None:
+            return sorted(self._topics)
         consumed = [topic_name(m) for m in SUBSCRIPTIONS.get(self.name, ())]
         return sorted(
             {*consumed, *map(dlq_name, consumed), *(topic_name(m) for m in EMITS.get(self.name, ()))}
@@ -582,7 +590,9 @@ class Service:
                 head_timeout=self.settings.http.head_timeout,
             )
             if handled is not None:
-                work.append(asyncio.create_task(self._start_and_consume(handled), name=f"{self.name} consumer"))
+                work.append(
+                    asyncio.create_task(self._start_and_consume(handled), name=f"{self.name} consumer")
+                )
             work += [asyncio.create_task(w(), name=f"{self.name} {w.__name__}") for w in self._background]
             return await until_stopped_or_failed(stopping, work)
         finally:
@@ -881,7 +891,9 @@ async def read_records(
     # "earliest" as the reset policy too: assign() starts a background reset that would
     # otherwise race the explicit seeks below and leave a partition at its end.
     isolation = "read_committed" if committed else "read_uncommitted"
-    consumer = access.consumer(enable_auto_commit=False, auto_offset_reset="earliest", isolation_level=isolation)
+    consumer = access.consumer(
+        enable_auto_commit=False, auto_offset_reset="earliest", isolation_level=isolation
+    )
     await consumer.start()
     try:
         consumer.assign(partitions)

@@ -206,6 +206,17 @@ class HubKeySettings(Section):
         default=None,
         description="Passphrase that unlocks the hub's signing key (from a Secret; never logged).",
     )
+    previous_secret_key: Path | None = Field(
+        default=None,
+        description="During a rollover only: the hub key that signs the feeds now. The publisher announces "
+        "`GENOMHUB_HUB_SECRET_KEY`'s public half with it on every partition of every feed, then signs with "
+        "the new key. Unset once the publisher has started with both.",
+    )
+    previous_key_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Passphrase of `GENOMHUB_HUB_PREVIOUS_SECRET_KEY` (from a Secret; never logged). Unset: "
+        "the same as `GENOMHUB_HUB_KEY_PASSPHRASE`.",
+    )
     state: StateSettings = part(StateSettings)
 
     def secret_path(self) -> Path:

@@ -802,7 +802,8 @@ class ArchiveEvent(Event):
     def _under_its_sample(self) -> ArchiveEvent:
         if not _of_sample(self.path, self.region, self.sample_id):
             raise _refuse(
-                INCONSISTENT, "an archived body's path begins with its region and sample, or is a harmonised output"
+                INCONSISTENT,
+                "an archived body's path begins with its region and sample, or is a harmonised output",
             )
         return self
 
@@ -881,7 +882,8 @@ class RecallRequested(Event):
     def _of_its_sample(self) -> RecallRequested:
         if not all(_of_sample(p, self.region, self.sample_id) for p in self.paths):
             raise _refuse(
-                INCONSISTENT, "a recall's bodies all begin with its region and sample, or are harmonised outputs"
+                INCONSISTENT,
+                "a recall's bodies all begin with its region and sample, or are harmonised outputs",
             )
         return self
 

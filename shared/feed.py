@@ -298,6 +298,17 @@ def hub_signing_key(settings: HubKeySettings) -> Ed25519PrivateKey:
     return secret
 
 
+def previous_hub_key(settings: HubKeySettings) -> Ed25519PrivateKey | None:
+    """During a rollover, the hub key that signs the feeds now (``GENOMHUB_HUB_PREVIOUS_SECRET_KEY``);
+    None otherwise."""
+    if settings.previous_secret_key is None:
+        return None
+    passphrase = settings.previous_key_passphrase or settings.key_passphrase
+    return read_hub_secret_key(
+        settings.previous_secret_key, passphrase.get_secret_value() if passphrase else ""
+    )
+
+
 # -- signing and reading ----------------------------------------------------------------------
 
 

@@ -6,7 +6,9 @@ checkpoints are ``writer``. One replica writes every feed, the holder of the lea
 (the others wait for it), because a feed's sequence numbers are one writer's count. Its
 writes are Kafka transactions under one transactional id, so a holder that lost its lease
 without knowing it (paused past it) is fenced by its successor's first write instead of
-doubling a number a spoke checks.
+doubling a number a spoke checks. A rollover is a restart with the new key and, as the
+previous one, the key that signs the feeds: the new key is announced on every partition of
+every feed, signed by the old, before anything it signs.
 
 The projection is held in memory and rebuilt at every start: the holder restores each
 feed's writer from the feed (what the spoke has), then reads its subscriptions whole, from
@@ -35,7 +37,7 @@ from shared.config import PublisherSettings, SettingsError
 from shared.database import Lease, LeaseHeld
 from shared.envelope import Envelope
 from shared.events import AccessDecided, AccessRequested, AccessRevoked, Indexed, Region, SpokeRevisionApplied
-from shared.feed import HubKeyError, SampleBody, entry_key, hub_signing_key
+from shared.feed import HubKeyError, SampleBody, entry_key, hub_signing_key, key_id, previous_hub_key
 from shared.telemetry import get_logger
 from shared.topics import PUBLISHER_TRANSACTIONAL_ID, feed_topic
 
@@ -56,6 +58,7 @@ def build() -> Service:
     service = Service("publisher", settings, whole_log=True)
     try:
         key = hub_signing_key(settings.hub)
+        previous = previous_hub_key(settings.hub)
     except HubKeyError as exc:
         raise SettingsError(f"publisher cannot start: {exc}") from None
     store = PublisherStore(settings.database_url, timedelta(seconds=settings.lease_seconds))
@@ -95,20 +98,28 @@ def build() -> Service:
     service.on(SpokeRevisionApplied, on_spoke_revision)
     install(service.web, writers, shown, Tokens(settings.access.tokens))
 
-    async def restore(region: Region) -> FeedWriter:
+    async def restore(region: Region) -> tuple[FeedWriter, list[tuple[FeedWriter, Record]]]:
+        """The region's writer, from its feed; during a rollover (the feed signed by the
+        previous key) also the announcements of the new key, to be sent before anything else."""
         topic = feed_topic(region)
         partitions = len(await partitions_of(service.access, topic))
         records = await read_records(
             service.access, [topic], timeout=settings.restore_timeout, committed=True
         )
         stored = [Stored(r.partition, r.offset, r.value) for r in records]
-        writer = FeedWriter.restore(
-            region, key, partitions, stored, settings.checkpoint_every, settings.checkpoint_interval
-        )
+        every, interval = settings.checkpoint_every, settings.checkpoint_interval
+        announced: list[tuple[FeedWriter, Record]] = []
+        try:
+            writer = FeedWriter.restore(region, key, partitions, stored, every, interval)
+        except HubKeyError:
+            if previous is None:
+                raise
+            writer = FeedWriter.restore(region, previous, partitions, stored, every, interval)
+            announced = [(writer, r) for r in writer.roll_over(key, datetime.now(UTC))]
         log.info(
             "feed restored", feed=topic, seq=writer.seq, revision=writer.revision, samples=writer.samples
         )
-        return writer
+        return writer, announced
 
     async def send(producer: AIOKafkaProducer, sent: list[tuple[FeedWriter, Record]]) -> None:
         futures = [
@@ -139,12 +150,20 @@ def build() -> Service:
                 await send(producer, due)
 
     async def write_feeds(lease: Lease) -> None:
-        for region in Region:
-            writers[region] = await restore(region)
-        service.start_consuming()
-        await service.caught_up.wait()
-        log.info("caught up with the log; publishing", changes=len(pending))
+        # The producer first: its start fences a writer that lost the lease and aborts its open
+        # transaction, so the feeds read next are all that will ever be committed of it.
         async with transactional_producer(service.access, PUBLISHER_TRANSACTIONAL_ID) as producer:
+            announcements = []
+            for region in Region:
+                writers[region], announced = await restore(region)
+                announcements += announced
+            if announcements:
+                async with producer.transaction():
+                    await send(producer, announcements)
+                log.info("hub key rolled over on every feed", key_id=key_id(key.public_key()))
+            service.start_consuming()
+            await service.caught_up.wait()
+            log.info("caught up with the log; publishing", changes=len(pending))
             while True:
                 await publish_round(producer, lease)
                 await asyncio.sleep(settings.publish_interval)

@@ -43,7 +43,7 @@ def build() -> Service:
     except HubKeyError as exc:
         raise SettingsError(f"spoke cannot start: {exc}") from None
     principal = spoke_principal(region)
-    service = Service(SPOKE, settings, principal=principal)
+    service = Service(SPOKE, settings, principal=principal, topics=[feed_topic(region)])
     store = SpokeStore(settings.database_url, feed_topic(region))
     service.readiness.append(store.readiness())
     install(service.web, store, region, Tokens(settings.access.tokens))

@@ -33,7 +33,7 @@ from rich.live import Live
 from rich.table import Table
 
 from shared.bus import end_offsets, group_lag, partitions_of
-from shared.config import SERVICE_SETTINGS, HubKeySettings, KafkaSettings
+from shared.config import SERVICE_SETTINGS, HubKeySettings, KafkaSettings, StateSettings
 from shared.events import Region
 from shared.kafka import KafkaAccess, credentials_dir, kafka_access, read_credentials
 from shared.topics import (
@@ -207,12 +207,11 @@ class LocalSpoke:
     service, supervised with the hub's services. The spoke pins the hub's public key; the hub's
     secret key and its passphrase are not in its environment."""
 
-    def __init__(self, region: Region, settings: StackSettings) -> None:
+    def __init__(self, region: Region, settings: StackSettings, home: Path | None = None) -> None:
         self.region = region
-        self.home = settings.state_dir / "spokes" / region.value
+        self.home = home or settings.state_dir / "spokes" / region.value
         self.broker = LocalBroker(self.home, settings.cache, settings.topics.partitions)
         self.mirror = LocalMirror(self.home, settings.cache)
-        self.state = settings.state
         self.bootstrap = ""
         self.port = free_port()
 
@@ -222,21 +221,40 @@ class LocalSpoke:
 
     def start(self, hub: LocalStack, env: Mapping[str, str], genomhub: str) -> Supervised:
         """Its broker and MirrorMaker 2 started; the spoke service's process, to supervise."""
+        took = self.start_broker()
+        self.start_mirror(hub.bootstrap, hub.settings.state)
+        hub.say(
+            f"spoke {self.region.value}: its broker at {self.bootstrap} in {took:.1f} s, MirrorMaker 2 from the hub"
+        )
+        return self.process(hub.bootstrap, hub.settings.state, env, genomhub, hub.logs)
+
+    def start_broker(self) -> float:
+        """The spoke's own broker; the seconds it took to start."""
         state, took = self.broker.start()
         self.bootstrap = state.bootstrap
-        hub_admin = kafka_access(ADMIN, KafkaSettings(bootstrap=hub.bootstrap), hub.settings.state)
-        # Its own region's feed and no other: another region's holds that region's records whole.
+        return took
+
+    def start_mirror(self, hub_bootstrap: str, hub_state: StateSettings) -> None:
+        """MirrorMaker 2 from the hub's broker, carrying the region's own feed and no other:
+        another region's holds that region's records whole."""
+        state = self.broker.running()
+        if state is None:
+            raise RuntimeError(f"the spoke's broker under {self.home} is not running")
+        hub_admin = kafka_access(ADMIN, KafkaSettings(bootstrap=hub_bootstrap), hub_state)
         self.mirror.start(hub_admin, self.broker.access(ADMIN, state), re.escape(feed_topic(self.region)))
-        hub.say(
-            f"spoke {self.region.value}: its broker at {state.bootstrap} in {took:.1f} s, MirrorMaker 2 from the hub"
-        )
+
+    def process(
+        self, hub_bootstrap: str, hub_state: StateSettings, env: Mapping[str, str], genomhub: str, logs: Path
+    ) -> Supervised:
+        """The spoke service's process (not started): on its own broker, pinning the hub's
+        public key, acknowledging to the hub's broker as the region's own principal."""
         principal = spoke_principal(self.region)
-        on_the_hub = read_credentials(credentials_dir(hub.settings.state_dir), principal)
+        on_the_hub = read_credentials(credentials_dir(hub_state.state_dir), principal)
         if on_the_hub is None:
             raise RuntimeError(
-                f"the hub's broker has no credentials for {principal} under {hub.settings.state_dir}"
+                f"the hub's broker has no credentials for {principal} under {hub_state.state_dir}"
             )
-        hub_keys = HubKeySettings(state=hub.settings.state)
+        hub_keys = HubKeySettings(state=hub_state)
         own = {
             k: v
             for k, v in env.items()
@@ -244,16 +262,17 @@ class LocalSpoke:
         }
         own |= {
             "GENOMHUB_HOME": str(self.home),
-            "GENOMHUB_KAFKA_BOOTSTRAP": state.bootstrap,
+            "GENOMHUB_KAFKA_BOOTSTRAP": self.bootstrap,
             "GENOMHUB_SPOKE_REGION": self.region.value,
             "GENOMHUB_SPOKE_PORT": str(self.port),
             "GENOMHUB_SPOKE_HUB_PUBLIC_KEY": str(hub_keys.public_path()),
-            "GENOMHUB_SPOKE_HUB_KAFKA_BOOTSTRAP": hub.bootstrap,
+            "GENOMHUB_SPOKE_HUB_KAFKA_BOOTSTRAP": hub_bootstrap,
             "GENOMHUB_SPOKE_HUB_KAFKA_USERNAME": on_the_hub.username,
             "GENOMHUB_SPOKE_HUB_KAFKA_PASSWORD": on_the_hub.password,
         }
-        log = hub.logs / f"{self.name}.log"
-        return Supervised(self.name, SPOKE, [genomhub, "run", SPOKE], own, log, self.port)
+        return Supervised(
+            self.name, SPOKE, [genomhub, "run", SPOKE], own, logs / f"{self.name}.log", self.port
+        )
 
     def stop(self) -> None:
         self.mirror.stop()

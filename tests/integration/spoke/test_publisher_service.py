@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from shared.bus import publish
+from shared.config import TopicSettings
 from shared.events import (
     AccessDecided,
     AccessRequested,
@@ -22,9 +23,10 @@ from shared.events import (
     SampleRef,
     sample_key,
 )
-from shared.feed import SampleRecord, SampleSummary
-from shared.topics import ADMIN
+from shared.feed import SampleRecord, SampleSummary, write_hub_key_pair
+from shared.topics import ADMIN, spoke_feeds
 from tests.ids import issued_id
+from tests.integration.spoke.feeds import recreate
 from tests.support import FeedReading, Process, free_port, genomhub, kafka
 from tests.unit.spoke.test_spoke_projection import indexed
 
@@ -124,3 +126,73 @@ def test_one_replica_writes_the_feeds_and_the_other_goes_on_after_it_is_killed(
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_a_rolled_over_key_is_announced_before_it_signs_and_a_wrong_key_stops_the_publisher(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The publisher restarted with a new hub key and, as the previous one, the key that signs
+    the feeds: a spoke that pins the old key follows on, through the signed announcements,
+    with nothing refused. Restarted with a key that signs nothing of the feeds, and no
+    previous one, it stops and says why."""
+    run = uuid.uuid4().hex[:8]
+    env = {
+        "GENOMHUB_PUBLISHER_DATABASE_URL": f"sqlite:///{tmp_path / 'publisher.sqlite'}",
+        "GENOMHUB_PUBLISHER_CHECKPOINT_INTERVAL": "0.3",
+    }
+    spoke = FeedReading(kafka(ADMIN), SPOKE, Path(os.environ["GENOMHUB_HUB_PUBLIC_KEY"]))
+
+    def index(sample: str) -> None:
+        asyncio.run(
+            publish(
+                [(indexed(sample, region=SPOKE), f"{run}-{sample}")],
+                "/genomhub/test-indexer",
+                principal="indexer",
+            )
+        )
+
+    def running(extra: dict[str, str], log: str) -> Process:
+        port = free_port()
+        started = Process(
+            genomhub("run", "publisher"),
+            tmp_path / log,
+            {**env, **extra, "GENOMHUB_PUBLISHER_PORT": str(port)},
+        ).start()
+        started.wait_http(port, "/readyz", timeout=90)
+        return started
+
+    before = f"OUH-{run}-before"
+    index(before)
+    old = running({}, "publisher-old.log")
+    try:
+        spoke.sees(lambda r: sample_key(SPOKE, before) in r.samples)
+    finally:
+        old.stop()
+
+    new_keys = tmp_path / "new-hub-key"
+    write_hub_key_pair(new_keys, os.environ["GENOMHUB_HUB_KEY_PASSPHRASE"])
+    rolled = {
+        "GENOMHUB_HUB_SECRET_KEY": str(new_keys / "hub.sec"),
+        "GENOMHUB_HUB_PUBLIC_KEY": str(new_keys / "hub.pub"),
+        "GENOMHUB_HUB_PREVIOUS_SECRET_KEY": os.environ["GENOMHUB_HUB_SECRET_KEY"],
+    }
+    after = f"OUH-{run}-after"
+    new = running(rolled, "publisher-new.log")
+    try:
+        index(after)
+        shown = spoke.sees(lambda r: sample_key(SPOKE, after) in r.samples)
+        assert spoke.refused == [], [str(r) for r in spoke.refused]
+        assert shown.samples[sample_key(SPOKE, after)].body.sample_id == after
+    finally:
+        new.stop()
+
+    # The feeds are the new key's now: the old one alone may not go on writing them.
+    wrong = Process(
+        genomhub("run", "publisher"),
+        tmp_path / "publisher-wrong.log",
+        {**env, "GENOMHUB_PUBLISHER_PORT": str(free_port())},
+    ).start()
+    assert wrong.wait_exit(timeout=90) != 0
+    assert "not by this key" in wrong.tail(200)
+    # The feeds empty again, as registered, for the session's key to write after this test.
+    asyncio.run(recreate(kafka(ADMIN), spoke_feeds(TopicSettings().partitions)))
