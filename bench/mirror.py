@@ -39,8 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -61,6 +59,7 @@ from shared.kafka import KafkaAccess  # noqa: E402
 from shared.topics import ADMIN, feed_topic  # noqa: E402
 from tools.background import free_port  # noqa: E402
 from tools.kafka.broker import start_for_benchmark  # noqa: E402
+from tools.stack.demo_spoke import get_json  # noqa: E402
 from tools.stack.environment import StackSettings  # noqa: E402
 from tools.stack.supervisor import LocalSpoke, Supervised  # noqa: E402
 
@@ -103,21 +102,8 @@ async def write_samples(samples: int) -> None:
         await publish(events, "/genomhub/indexer", principal="indexer")
 
 
-def get(port: int, path: str, token: str) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except OSError:
-        return 0, None
-
-
 def visible(port: int, path: str, token: str) -> bool:
-    return get(port, path, token)[0] == 200
+    return get_json(port, path, token)[0] == 200
 
 
 def until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -161,7 +147,7 @@ class Publisher:
             self.process.proc.wait(30)
 
     def spoke_row(self, region: Region) -> dict[str, Any] | None:
-        status, body = get(self.port, "/v1/spokes", self.token)
+        status, body = get_json(self.port, "/v1/spokes", self.token)
         if status != 200:
             return None
         (row,) = [r for r in body["spokes"] if r["region"] == region.value]
@@ -281,7 +267,7 @@ def main() -> None:
             first: list[float] = []
 
             def shown_whole() -> bool:
-                status, shown = get(spoke.port, "/v1/revision", spoke_token)
+                status, shown = get_json(spoke.port, "/v1/revision", spoke_token)
                 if status != 200:
                     return False
                 if not first:

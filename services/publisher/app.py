@@ -35,8 +35,16 @@ from shared.auth import Tokens
 from shared.bus import Service, partitions_of, read_records, transactional_producer
 from shared.config import PublisherSettings, SettingsError
 from shared.database import Lease, LeaseHeld
-from shared.envelope import Envelope
-from shared.events import AccessDecided, AccessRequested, AccessRevoked, Indexed, Region, SpokeRevisionApplied
+from shared.envelope import Envelope, RefusedEvent
+from shared.events import (
+    INCONSISTENT,
+    AccessDecided,
+    AccessRequested,
+    AccessRevoked,
+    Indexed,
+    Region,
+    SpokeRevisionApplied,
+)
 from shared.feed import HubKeyError, SampleBody, entry_key, hub_signing_key, key_id, previous_hub_key
 from shared.telemetry import get_logger
 from shared.topics import PUBLISHER_TRANSACTIONAL_ID, feed_topic
@@ -91,6 +99,12 @@ def build() -> Service:
 
     async def on_spoke_revision(envelope: Envelope[SpokeRevisionApplied]) -> None:
         applied = envelope.data
+        published = writers[applied.region].revision  # restored before anything is consumed
+        if applied.revision > published:  # the broker cannot bind what a spoke says to who it is
+            raise RefusedEvent(
+                INCONSISTENT,
+                f"{applied.region.value}'s spoke shows revision {applied.revision}; the hub published {published}",
+            )
         current = shown.get(applied.region)
         if current is None or applied.revision >= current.revision:  # acknowledgements may come late
             shown[applied.region] = applied

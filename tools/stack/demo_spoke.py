@@ -14,7 +14,8 @@ from typing import Any
 from tools.stack.supervisor import LocalSpoke, LocalStack
 
 
-def _get(port: int, path: str, token: str) -> tuple[int, Any]:
+def get_json(port: int, path: str, token: str) -> tuple[int, Any]:
+    """A local API's answer to ``token``: the status and the JSON body (None when there is none)."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
     )
@@ -22,7 +23,9 @@ def _get(port: int, path: str, token: str) -> tuple[int, Any]:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        return exc.code, None
+    except OSError:  # not listening yet
+        return 0, None
 
 
 def show_spoke(
@@ -35,13 +38,13 @@ def show_spoke(
     deadline = time.monotonic() + 60
     row: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        status, body = _get(publisher, "/v1/spokes", national_token)
+        status, body = get_json(publisher, "/v1/spokes", national_token)
         if status == 200:
             (row,) = [r for r in body["spokes"] if r["region"] == spoke.region.value]
             if row["shown_revision"] is not None and row["shown_revision"] == row["published_revision"]:
                 break
         time.sleep(0.5)
-    status, shown = _get(spoke.port, "/v1/samples", region_token)
+    status, shown = get_json(spoke.port, "/v1/samples", region_token)
     if status != 200:
         say(f"  the spoke answers {status}: {shown}")
         return

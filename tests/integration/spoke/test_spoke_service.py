@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from services.publisher.writer import FeedWriter
 from shared.auth import token_hash
 from shared.bus import publish
-from shared.events import Region
+from shared.events import Region, SpokeRevisionApplied
 from shared.kafka import credentials_dir, read_credentials
-from shared.topics import feed_topic, spoke_principal
+from shared.topics import dlq_name, feed_topic, spoke_principal, topic_name
 from tests.integration.spoke.feeds import PARTITIONS, Link, produce, summaries
-from tests.support import Process, free_port, genomhub, get_json, wait_for
+from tests.support import Process, free_port, genomhub, get_json, records, wait_for
 from tests.unit.spoke.test_spoke_projection import indexed
 
 SPOKE = Region.NORDJYLLAND
@@ -135,6 +135,33 @@ def test_a_spoke_shows_verified_revisions_comes_back_on_its_last_and_refuses_a_f
         status, now = get_json(f"http://127.0.0.1:{spoke_port}/v1/samples", "nj-clinician")
         assert status == 200 and f"FORGED-{run}" not in {s["sample_id"] for s in now["samples"]}
         assert now["revision"]["revision"] >= after["revision"]["revision"]
+
+        # A spoke's credentials claiming a revision the hub never published: dead-lettered,
+        # and the hub's view of the spoke unchanged.
+        claimed = SpokeRevisionApplied(
+            region=region,
+            revision=10**9,
+            upto=10**9,
+            state_hash="0" * 64,
+            samples=1,
+            applied_at=datetime.now(UTC),
+        )
+        asyncio.run(
+            publish([(claimed, f"{run}-claimed")], "/genomhub/spoke", principal=spoke_principal(region))
+        )
+        dead = wait_for(
+            lambda: [
+                r
+                for r in records(link.hub.bootstrap, dlq_name(topic_name(SpokeRevisionApplied)))
+                if dict(r.headers).get("ce_id") == f"{run}-claimed".encode()
+            ],
+            timeout=60,
+            what="the claimed revision to be dead-lettered",
+        )
+        assert dict(dead[0].headers)["genomhub_dlq_code"] == b"inconsistent_event"
+        status, spokes = get_json(f"http://127.0.0.1:{publisher_port}/v1/spokes", "ngc-operator")
+        (mine,) = [r for r in spokes["spokes"] if r["region"] == region.value]
+        assert mine["shown_revision"] < 10**9
     finally:
         spoke.stop()
         publisher.stop()
