@@ -17,8 +17,9 @@ The ratio printed is the baseline's time over genomhub's (the issue asks >= 0.5)
 
 Then the change-to-spoke latency: ``--changes`` samples (default 50) are indexed at the hub
 one at a time, ``--gap`` seconds apart, each timed from the moment its ``indexed`` event is
-acknowledged by the hub's broker until the spoke's API shows it (polled every 20 ms): p50,
-p99 and max, with the publisher's checkpoint interval (``--checkpoint-interval``, default the
+acknowledged by the hub's broker until the spoke's API shows it (polled every 20 ms), after
+one uncounted change that shows the restarted publisher has read the log again: p50, p99 and
+max, with the publisher's checkpoint interval (``--checkpoint-interval``, default the
 setting's default, 1.0 s). ``--intervals 0.2,1.0`` runs the latency part once per interval
 (the publisher restarted with each), to print what the interval costs.
 
@@ -287,6 +288,17 @@ def main() -> None:
         for n, interval in enumerate(intervals):
             with Publisher(work, env, interval) as publisher:
                 complete_feed(publisher, args.region, args.samples, timeout=3600)
+                # A restarted publisher reads the whole log again before it publishes: one change
+                # seen on the spoke first says it is past that, and is not counted.
+                warm = indexed(args.samples + 10**5 + n, args.region, prefix="W")
+                asyncio.run(publish([(warm, f"bench-warm-{n}")], "/genomhub/indexer", principal="indexer"))
+                warm_path = f"/v1/samples/{sample_key(args.region, warm.submission.sample_id)}"
+                until(
+                    partial(visible, spoke.port, warm_path, spoke_token),
+                    600,
+                    "the publisher to catch up",
+                    0.1,
+                )
                 latencies = []
                 for i in range(args.changes):
                     sample = indexed(args.samples + n * args.changes + i, args.region, prefix="L")
