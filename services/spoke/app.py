@@ -8,8 +8,8 @@ is its floor, so that revision is proven again and nothing older is ever taken (
 spoke comes back on its last complete revision; one that lost its database rebuilds it from
 the compacted feed). Each refusal is logged with its reason and counted, and changes
 nothing. Each revision shown is acknowledged to the hub (``spoke-revision-applied``) when the
-hub's broker is configured; an acknowledgement that cannot be sent is not retried, since the
-next revision's says more.
+hub's broker is configured, apart from the feed's loop; an acknowledgement that cannot be
+sent is not retried, since the next revision's says more.
 """
 
 from __future__ import annotations
@@ -76,6 +76,19 @@ def build() -> Service:
         except Exception as exc:  # the hub is away: the next revision's acknowledgement says more
             log.warning("revision not acknowledged to the hub", revision=revision.revision, error=str(exc))
 
+    newest: list[tuple[Revision, int]] = []
+    to_acknowledge = asyncio.Event()
+
+    @service.task
+    async def acknowledge_the_newest() -> None:
+        """Apart from the feed's loop, so that a hub out of reach never holds up what the spoke
+        shows; only the newest revision shown is acknowledged, once."""
+        while True:
+            await to_acknowledge.wait()
+            to_acknowledge.clear()
+            revision, samples = newest[-1]
+            await acknowledge(revision, samples)
+
     @service.task
     async def follow_the_feed() -> None:
         shown = await asyncio.to_thread(store.shown)
@@ -105,6 +118,7 @@ def build() -> Service:
                     upto=revision.upto,
                     samples=len(revision.samples),
                 )
-                await acknowledge(revision, len(revision.samples))
+                newest[:] = [(revision, len(revision.samples))]
+                to_acknowledge.set()
 
     return service
