@@ -82,8 +82,7 @@ class SpokeApi(Api):
         if principal.region is not None and principal.region != self.region:
             raise http_error(403, f"{principal.name} reads the spoke of {principal.region.value}")
 
-    async def _shown(self) -> RevisionShown:
-        shown: Shown | None = await asyncio.to_thread(self.store.shown)
+    def _revision(self, shown: Shown | None) -> RevisionShown:
         if shown is None:
             raise http_error(503, "no verified revision yet: the spoke is catching up with its feed")
         return RevisionShown(
@@ -109,7 +108,8 @@ class SpokeApi(Api):
     )
     async def get_revision(self, request: web.Request) -> web.Response:
         self._reader(request)
-        return web.json_response(text=(await self._shown()).model_dump_json())
+        revision = self._revision(await asyncio.to_thread(self.store.shown))
+        return web.json_response(text=revision.model_dump_json())
 
     @route(
         "GET",
@@ -127,9 +127,9 @@ class SpokeApi(Api):
     async def list_samples(self, request: web.Request) -> web.Response:
         filters = query_of(request, SampleQuery)
         self._reader(request)
-        shown = await self._shown()
-        samples = await asyncio.to_thread(self.store.listed, filters.kind, filters.region)
-        return web.json_response(text=SampleList(revision=shown, samples=samples).model_dump_json())
+        shown, samples = await asyncio.to_thread(self.store.listed, filters.kind, filters.region)
+        page = SampleList(revision=self._revision(shown), samples=samples)
+        return web.json_response(text=page.model_dump_json())
 
     @route(
         "GET",
@@ -149,11 +149,11 @@ class SpokeApi(Api):
     async def get_sample(self, request: web.Request) -> web.Response:
         where = path_of(request, SamplePath)
         self._reader(request)
-        shown = await self._shown()
-        found = await asyncio.to_thread(self.store.sample, sample_key(where.region, where.sample_id))
+        shown, found = await asyncio.to_thread(self.store.sample, sample_key(where.region, where.sample_id))
+        revision = self._revision(shown)
         if found is None:
             raise http_error(404, "no such sample")
-        return web.json_response(text=SampleShown(revision=shown, sample=found).model_dump_json())
+        return web.json_response(text=SampleShown(revision=revision, sample=found).model_dump_json())
 
 
 def install(app: web.Application, store: SpokeStore, region: Region, tokens: Tokens) -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import TypeAdapter
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from services.spoke.tables import spoke_revision, spoke_samples
 from services.spoke.verifier import Revision
@@ -51,7 +51,10 @@ class SpokeStore(Store):
 
     def shown(self) -> Shown | None:
         with self.reading() as conn:
-            row = conn.execute(select(spoke_revision).where(spoke_revision.c.feed == self.feed)).first()
+            return self._shown(conn)
+
+    def _shown(self, conn: Connection) -> Shown | None:
+        row = conn.execute(select(spoke_revision).where(spoke_revision.c.feed == self.feed)).first()
         return None if row is None else Shown(row.revision, row.upto, row.state_hash, row.applied_at)
 
     def apply(self, revision: Revision, *, whole: bool = False) -> None:
@@ -93,8 +96,9 @@ class SpokeStore(Store):
 
     def listed(
         self, kind: str | None = None, region: Region | None = None
-    ) -> list[SampleSummary | SampleRecord]:
-        """The samples shown, in key order: records and summaries, or one kind; all regions'
+    ) -> tuple[Shown | None, list[SampleSummary | SampleRecord]]:
+        """The revision shown and its samples, read together (a revision applied meanwhile is
+        in neither or in both), in key order: records and summaries, or one kind; all regions'
         or one's (a key is ``<region>/<pseudonym>``)."""
         query = select(spoke_samples.c.body).order_by(spoke_samples.c.key)
         if kind is not None:
@@ -104,16 +108,16 @@ class SpokeStore(Store):
                 spoke_samples.c.key.startswith(f"{region.value}{SAMPLE_KEY_SEPARATOR}", autoescape=True)
             )
         with self.reading() as conn:
-            return [BODY.validate_python(json.loads(body)) for body in conn.execute(query).scalars()]
+            shown = self._shown(conn)
+            bodies = conn.execute(query).scalars().all()
+        return shown, [BODY.validate_python(json.loads(body)) for body in bodies]
 
-    def sample(self, key: str) -> SampleSummary | SampleRecord | None:
+    def sample(self, key: str) -> tuple[Shown | None, SampleSummary | SampleRecord | None]:
+        """The revision shown and one of its samples, read together."""
         with self.reading() as conn:
+            shown = self._shown(conn)
             body = conn.execute(select(spoke_samples.c.body).where(spoke_samples.c.key == key)).scalar()
-        return None if body is None else BODY.validate_python(json.loads(body))
-
-    def count(self) -> int:
-        with self.reading() as conn:
-            return int(conn.execute(select(func.count()).select_from(spoke_samples)).scalar_one())
+        return shown, None if body is None else BODY.validate_python(json.loads(body))
 
     def samples(self) -> dict[str, SampleSummary | SampleRecord]:
         with self.reading() as conn:

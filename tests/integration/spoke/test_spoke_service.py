@@ -162,6 +162,9 @@ def test_a_spoke_shows_verified_revisions_comes_back_on_its_last_and_refuses_a_f
         status, spokes = get_json(f"http://127.0.0.1:{publisher_port}/v1/spokes", "ngc-operator")
         (mine,) = [r for r in spokes["spokes"] if r["region"] == region.value]
         assert mine["shown_revision"] < 10**9
+        # A region's token reads its own spoke's row, and no other region's lag.
+        status, theirs = get_json(f"http://127.0.0.1:{publisher_port}/v1/spokes", "rh-clinician")
+        assert status == 200 and [r["region"] for r in theirs["spokes"]] == ["hovedstaden"]
     finally:
         spoke.stop()
         publisher.stop()
