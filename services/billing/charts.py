@@ -16,15 +16,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from html import escape
 
-from services.billing.danish import (
-    ledger_kind_name,
-    local_date,
-    month_abbreviation,
-    month_name,
-    region_name,
-)
+from services.billing.danish import ledger_kind_name, month_abbreviation
 from services.billing.money import GE_PLACES, ORE_PER_KRONE, format_danish, format_decimal_danish
 from services.billing.store import LedgerEntry
+from shared.danish import local_date, month_name, region_name
 from shared.events import MICRO_GE, Region
 
 REGION_COLOURS = {

@@ -18,15 +18,7 @@ from html import escape
 from typing import Any, Literal, get_args
 
 from services.billing.charts import MonthGe, balance_chart, ge_chart
-from services.billing.danish import (
-    analysis_name,
-    ledger_kind_name,
-    ledger_note,
-    local_date,
-    local_moment,
-    month_name,
-    region_name,
-)
+from services.billing.danish import ledger_kind_name, ledger_note
 from services.billing.money import (
     ORE_PER_KRONE,
     format_danish,
@@ -38,6 +30,7 @@ from services.billing.money import (
 )
 from services.billing.refund import Statement
 from services.billing.store import BillingStore, LedgerEntry
+from shared.danish import analysis_name, local_date, local_moment, month_name, region_name
 from shared.events import Region, micro_to_ge
 from shared.spreadsheet import SafeDictWriter
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from services.billing.accrual import accrual_of
 from services.billing.charts import MonthGe, balance_chart, ge_chart, kroner_label, nice_axis, places_for
-from services.billing.danish import local_moment, month_name, region_name
 from services.billing.money import format_ge_danish, format_ge_exact, ge_places
 from services.billing.report import render
 from services.billing.store import BillingStore, LedgerEntry
+from shared.danish import local_moment, month_name, region_name
 from shared.events import MICRO_GE, Region, micro_to_ge
 from tests.unit.billing.billing_factories import indexed
 
