@@ -829,6 +829,14 @@ class SpokeSettings(StatefulServiceSettings):
         "it); entries not signed by it, or by a key it announced, are refused. Unset: <home>/keys/hub.pub.",
     )
     hub_kafka: HubKafkaSettings = part(HubKafkaSettings)
+    hub_access_url: str = Field(
+        default="",
+        description="Spoke: the hub's access service, which the region's portal asks with the signed-in "
+        "person's token (https://; plain http to loopback only). Unset: the portal shows the mirror alone.",
+    )
+    hub_ca_bundle: Path | None = Field(
+        default=None, description="Spoke: CA bundle the hub's access service is checked against (else the system's)."
+    )
     access: TokenSettings = part(TokenSettings)
 
     def pinned_path(self) -> Path:

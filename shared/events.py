@@ -631,6 +631,20 @@ class SampleRef(Strict):
     sample_id: Pseudonym
 
 
+GENOMIC_RANGE_FORM = "chr17, or chr17:43044294-43125482 counted as htsget does (0-based start, end excluded)"
+"""How a person writes a genomic range (the command line's ``--range``, the portal's form)."""
+
+
+def genomic_range_fields(text: str) -> dict[str, Any]:
+    """``chr17`` or ``chr17:START-END`` as a :class:`GenomicRange`'s fields, or ValueError
+    saying the form: what a person typed, before the request's own checks."""
+    name, colon, span = text.strip().partition(":")
+    start, dash, end = span.partition("-")
+    if not name or (colon and not (dash and start.isdigit() and end.isdigit())):
+        raise ValueError(f"{text!r} is not a genomic range: {GENOMIC_RANGE_FORM}")
+    return {"reference_name": name, **({"start": int(start), "end": int(end)} if colon else {})}
+
+
 class GenomicRange(Strict):
     """A region of the genome, htsget-style: a reference name and a 0-based half-open range."""
 

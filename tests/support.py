@@ -129,6 +129,18 @@ def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.3, what: s
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def post_json(url: str, token: str, body: Any) -> tuple[int, Any]:
+    """POST ``body`` as JSON to ``url`` with ``token`` as the bearer: the status and the JSON body."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
 def get_json(url: str, token: str | None) -> tuple[int, Any]:
     """GET ``url`` with ``token`` as the bearer (no ``Authorization`` without one): the status
     and the JSON body, of an error answer as of a success (``None`` for an empty body)."""

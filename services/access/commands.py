@@ -34,21 +34,19 @@ from services.access.ledger import first_break
 from services.access.store import AccessStore
 from shared.config import AccessSettings
 from shared.encryption import BodyDecryptor, EncryptionError, load_archive_key, split_header
-from shared.events import Deliverable, Region, Urgency
+from shared.events import GENOMIC_RANGE_FORM, Deliverable, Region, Urgency, genomic_range_fields
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-RANGE_FORM = "chr17, or chr17:43044294-43125482 counted as htsget does (0-based start, end excluded)"
 HTSGET_ENDPOINTS = {".cram": "reads", ".vcf.gz": "variants"}
 """Which htsget endpoint slices an object, by the end of its name."""
 
 
 def genomic_range(text: str) -> dict[str, Any]:
     """``chr17`` or ``chr17:START-END`` as a genomic range's fields (the numbers as htsget's)."""
-    name, colon, span = text.partition(":")
-    start, dash, end = span.partition("-")
-    if not name or (colon and not (dash and start.isdigit() and end.isdigit())):
-        raise click.BadParameter(f"{text!r} is not a genomic range: {RANGE_FORM}")
-    return {"reference_name": name, **({"start": int(start), "end": int(end)} if colon else {})}
+    try:
+        return genomic_range_fields(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _call(ctx: click.Context, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -120,7 +118,7 @@ def discover(ctx: click.Context, patient: str, case_reference: str) -> None:
 @click.option(
     "--want", "wants", multiple=True, required=True, type=click.Choice([d.value for d in Deliverable])
 )
-@click.option("--range", "ranges", multiple=True, help=f"A genomic range: {RANGE_FORM}.")
+@click.option("--range", "ranges", multiple=True, help=f"A genomic range: {GENOMIC_RANGE_FORM}.")
 @click.option("--case", "case_reference", required=True, help="The case reference of the treatment.")
 @click.option(
     "--urgency", type=click.Choice([u.value for u in Urgency]), default="routine", show_default=True
@@ -236,7 +234,7 @@ def list_keys(ctx: click.Context) -> None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Its public half (checked against the secret one).",
 )
-@click.option("--range", "locus", help=f"Only this range of a CRAM or VCF, through htsget: {RANGE_FORM}.")
+@click.option("--range", "locus", help=f"Only this range of a CRAM or VCF, through htsget: {GENOMIC_RANGE_FORM}.")
 @click.option("--token-env", default="GENOMHUB_ACCESS_TOKEN", show_default=True)
 @click.option("--ca-bundle", type=click.Path(path_type=Path, exists=True))
 def fetch(

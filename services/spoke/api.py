@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.indexer.api import NOT_FOUND, QUERY_REFUSED, NoParameters, SamplePath
+from services.spoke.portal import PATHS as PORTAL_PATHS
 from services.spoke.store import Shown, SpokeStore
 from shared.api import Api, answer, path_of, query_of, refusal, route
 from shared.auth import Tokens, principal_of
@@ -72,6 +73,11 @@ class SpokeApi(Api):
         "A region's mirror of the national catalogue: its own and granted samples whole, the rest "
         "as discovery sees them, at one verified revision of the hub's signed feed."
     )
+
+    @classmethod
+    def public_paths(cls) -> tuple[str, ...]:
+        """The API's, and the portal's pages, which check their own session cookie."""
+        return (*super().public_paths(), *PORTAL_PATHS)
 
     def __init__(self, store: SpokeStore, region: Region) -> None:
         self.store = store

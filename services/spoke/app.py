@@ -2,7 +2,8 @@
 broker, to which MirrorMaker 2 carries the region's signed feed from the hub.
 
 Only wiring lives here: ``verifier`` decides what to believe, ``store`` shows whole revisions
-only, ``api`` serves them. The feed is read from its start at every start, committed records
+only, ``api`` serves them, and ``portal`` is the region's web pages over them and the hub's
+access service. The feed is read from its start at every start, committed records
 only and in no group: the verifier's state is what it read, and the revision the store shows
 is its floor, so that revision is proven again and nothing older is ever taken (a killed
 spoke comes back on its last complete revision; one that lost its database rebuilds it from
@@ -18,6 +19,8 @@ import asyncio
 from datetime import UTC, datetime
 
 from services.spoke.api import install
+from services.spoke.hub import HubAccess
+from services.spoke.portal import install as install_portal
 from services.spoke.store import SpokeStore
 from services.spoke.verifier import FeedVerifier, Revision
 from shared.auth import Tokens
@@ -46,7 +49,16 @@ def build() -> Service:
     service = Service(SPOKE, settings, principal=principal, topics=[feed_topic(region)])
     store = SpokeStore(settings.database_url, feed_topic(region))
     service.readiness.append(store.readiness())
-    install(service.web, store, region, Tokens(settings.access.tokens))
+    tokens = Tokens(settings.access.tokens)
+    install(service.web, store, region, tokens)
+    hub = HubAccess(settings.hub_access_url, settings.hub_ca_bundle) if settings.hub_access_url else None
+    install_portal(service.web, store, region, tokens, hub)
+    if hub is not None:
+
+        async def close_hub(_: object) -> None:
+            await hub.close()
+
+        service.web.on_cleanup.append(close_hub)
 
     def refused(refusal: FeedRefusal, floor: int, caught_up: bool) -> None:
         SPOKE_REFUSED.labels(refusal.reason).inc()
