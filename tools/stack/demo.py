@@ -47,9 +47,9 @@ from shared.synthetic import DEPARTMENTS, simulate_paired_reads
 from shared.topics import SERVICES, consumer_group, topic_name
 from tools.background import free_port
 from tools.jaeger.server import JaegerError, LocalJaeger, fetch_trace, longest_chain, spans_by_service
-from tools.stack.demo_access import ROLES, show_data_out
+from tools.stack.demo_access import CASE, ROLES, show_data_out
 from tools.stack.demo_archive import show_archive_at_rest
-from tools.stack.demo_spoke import show_spoke
+from tools.stack.demo_spoke import show_portal, show_spoke
 from tools.stack.environment import StackSettings
 from tools.stack.supervisor import LocalStack, render
 
@@ -318,6 +318,9 @@ def run_demo(settings: StackSettings, say: Callable[[str], None]) -> None:
             )
             (spoke,) = stack.spokes
             show_spoke(stack, spoke, tokens.by_holder[spoke.region.value], tokens.by_holder[NATIONAL], say)
+            show_portal(
+                spoke, tokens.by_role["syddanmark-clinician"], patients[Region.HOVEDSTADEN], CASE, say
+            )
             say("\nstopping the stack")
     show_archive_at_rest(settings.state_dir, national, genomhub_command, say)
 

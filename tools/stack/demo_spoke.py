@@ -1,11 +1,15 @@
 """The demo's spoke: Syddanmark's mirror of the national catalogue beside the hub, its
-revision following the hub's feed (design.md section 11)."""
+revision following the hub's feed (design.md section 11), and the region's portal on it."""
 
 from __future__ import annotations
 
+import html
+import http.cookiejar
 import json
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -61,4 +65,38 @@ def show_spoke(
     say(
         f"  the hub: revision {row.get('published_revision')} published, {row.get('shown_revision')} shown there, "
         f"{row.get('entries_behind')} entries behind"
+    )
+
+
+def show_portal(
+    spoke: LocalSpoke, clinician_token: str, patient: str, case: str, say: Callable[[str], None]
+) -> None:
+    """The clinician of the data-out story on her region's portal, as her browser reads it:
+    signed in with her token, the mirror's revision, the discovery of the patient answered by
+    the hub through the spoke, and her request with where it stands now."""
+    base = f"http://127.0.0.1:{spoke.port}/portal"
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def page(path: str, form: dict[str, str] | None = None) -> str:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        with browser.open(f"{base}{path}", data=data, timeout=30) as response:
+            return str(response.read().decode())
+
+    say(f"\n{spoke.region.value}'s portal at {base}/ (sign in with a {spoke.region.value} token)")
+    overview = page("/login", {"token": clinician_token})
+    revision = re.search(r"data-revision=(\d+)", overview)
+    rows = len(re.findall(r"<tr data-kind=", overview))
+    say(
+        f"  signed in as the clinician: the mirror at revision {revision.group(1) if revision else '?'}, {rows} samples listed"
+    )
+    query = urllib.parse.urlencode({"patient": patient, "case_reference": case})
+    answer = page(f"/discovery?{query}")
+    held = re.findall(r"<tr data-region=(\w+)><th scope=row>([^<]+)</th><td class=n>(\d+)</td>", answer)
+    said = ", ".join(f"{html.unescape(name)} holds {count}" for _, name, count in held) or "nothing found"
+    say(f"  the portal's discovery of {patient} (the hub answers and logs it): {said}")
+    mine = page("/requests")
+    standings = re.findall(r"data-standing=(\w+)>([^<]+)<", mine)
+    say(
+        "  her requests on the portal: "
+        + (", ".join(f"{html.unescape(danish)} ({code})" for code, danish in standings) or "none")
     )

@@ -226,7 +226,11 @@ class LocalSpoke:
         hub.say(
             f"spoke {self.region.value}: its broker at {self.bootstrap} in {took:.1f} s, MirrorMaker 2 from the hub"
         )
-        return self.process(hub.bootstrap, hub.settings.state, env, genomhub, hub.logs)
+        access = ""
+        if "access" in hub.names:
+            port = env.get("GENOMHUB_ACCESS_PORT") or SERVICE_SETTINGS["access"].model_fields["port"].default
+            access = f"http://127.0.0.1:{port}"
+        return self.process(hub.bootstrap, hub.settings.state, env, genomhub, hub.logs, access)
 
     def start_broker(self) -> float:
         """The spoke's own broker; the seconds it took to start."""
@@ -244,10 +248,17 @@ class LocalSpoke:
         self.mirror.start(hub_admin, self.broker.access(ADMIN, state), re.escape(feed_topic(self.region)))
 
     def process(
-        self, hub_bootstrap: str, hub_state: StateSettings, env: Mapping[str, str], genomhub: str, logs: Path
+        self,
+        hub_bootstrap: str,
+        hub_state: StateSettings,
+        env: Mapping[str, str],
+        genomhub: str,
+        logs: Path,
+        hub_access_url: str = "",
     ) -> Supervised:
         """The spoke service's process (not started): on its own broker, pinning the hub's
-        public key, acknowledging to the hub's broker as the region's own principal."""
+        public key, acknowledging to the hub's broker as the region's own principal, its
+        portal asking the hub's access service at ``hub_access_url`` (unset: the mirror alone)."""
         principal = spoke_principal(self.region)
         on_the_hub = read_credentials(credentials_dir(hub_state.state_dir), principal)
         if on_the_hub is None:
@@ -269,6 +280,7 @@ class LocalSpoke:
             "GENOMHUB_SPOKE_HUB_KAFKA_BOOTSTRAP": hub_bootstrap,
             "GENOMHUB_SPOKE_HUB_KAFKA_USERNAME": on_the_hub.username,
             "GENOMHUB_SPOKE_HUB_KAFKA_PASSWORD": on_the_hub.password,
+            "GENOMHUB_SPOKE_HUB_ACCESS_URL": hub_access_url,
         }
         return Supervised(
             self.name, SPOKE, [genomhub, "run", SPOKE], own, logs / f"{self.name}.log", self.port
