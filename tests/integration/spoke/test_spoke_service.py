@@ -10,6 +10,8 @@ import json
 import os
 import re
 import signal
+import threading
+import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime
@@ -117,6 +119,52 @@ def test_a_spoke_shows_verified_revisions_comes_back_on_its_last_and_refuses_a_f
             lambda: showing(later), timeout=90, what="the restarted spoke to show the next revision"
         )
         assert after["revision"]["revision"] > first["revision"]["revision"]
+
+        # The link to the hub cut while everything runs: the hub goes on publishing, the spoke
+        # goes on showing its last whole revision; restored, it catches up, each sample once,
+        # and what it shows only ever moves forward.
+        seen: list[int] = []
+        watching = threading.Event()
+
+        def watch() -> None:
+            while not watching.is_set():
+                status, shown = get_json(f"http://127.0.0.1:{spoke_port}/v1/revision", "nj-clinician")
+                if status == 200:
+                    seen.append(shown["revision"])
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        link.mirror.stop()
+        cut_at = after["revision"]["revision"]
+        while_cut = [f"NJ-{run}-cut-{i}" for i in range(5)]
+        asyncio.run(
+            publish(
+                [(indexed(name, region=region), f"{run}-{name}") for name in while_cut],
+                "/genomhub/test-indexer",
+                principal="indexer",
+            )
+        )
+
+        def hub_ahead() -> Any:
+            status, body = get_json(f"http://127.0.0.1:{publisher_port}/v1/spokes", "ngc-operator")
+            rows = [r for r in body["spokes"] if r["region"] == region.value] if status == 200 else []
+            return rows[0] if rows and rows[0]["published_revision"] > cut_at else None
+
+        wait_for(hub_ahead, timeout=60, what="the hub to publish past the spoke while the link is cut")
+        time.sleep(3)  # what a cut link gives the spoke: nothing new
+        status, during = get_json(f"http://127.0.0.1:{spoke_port}/v1/revision", "nj-clinician")
+        assert status == 200 and during["revision"] == cut_at
+        link.mirror.start(link.hub, link.spoke)
+        caught_up = wait_for(
+            lambda: showing(*while_cut), timeout=120, what="the spoke to catch up once the link is back"
+        )
+        watching.set()
+        watcher.join(timeout=10)
+        keys = [(s["region"], s["sample_id"]) for s in caught_up["samples"]]
+        assert len(keys) == len(set(keys))  # nothing doubled
+        assert seen == sorted(seen) and seen[-1] > cut_at, seen  # never back, and on past the cut
+        after = caught_up
 
         # A record forged on the spoke's own broker, signed by a key the spoke does not pin.
         # Numbered past the feed's entries, so that only its signature gives it away.
