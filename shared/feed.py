@@ -342,17 +342,20 @@ class FeedRefusal(Exception):
 class Opened:
     """A record value taken apart: the entry as signed, its signature, and its model."""
 
-    __slots__ = ("digest", "entry", "raw", "signature")
+    __slots__ = ("canonical", "digest", "entry", "raw", "signature")
 
     def __init__(self, raw: dict[str, Any], signature: bytes, entry: FeedEntry) -> None:
         self.raw = raw
         self.signature = signature
         self.entry = entry
-        self.digest = entry_digest(raw)
+        # Serialised once: the digest and the signed message are of the same bytes, and a
+        # first sync opens every record of the feed.
+        self.canonical = canonical_json(raw)
+        self.digest = hashlib.sha256(self.canonical).hexdigest()
 
     def verify(self, public: Ed25519PublicKey) -> None:
         try:
-            public.verify(self.signature, signed_message(self.raw))
+            public.verify(self.signature, FEED_SIGNATURE_CONTEXT + self.canonical)
         except InvalidSignature:
             raise FeedRefusal(
                 "bad_signature", f"entry {self.entry.seq} does not verify against key {self.entry.signed_by}"
