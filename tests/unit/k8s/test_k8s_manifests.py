@@ -13,11 +13,15 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import SecretStr
 
+from services.access.api import AccessApi
+from services.receiver.api import ReceiverApi
+from shared.api import OPENAPI_PATH, Api
 from shared.auth import Tokens
 from shared.bus import Service
 from shared.config import (
     SERVICE_SETTINGS,
     SHARED_PARTS,
+    AccessSettings,
     ArchiveSettings,
     HarmoniserSettings,
     HttpSettings,
@@ -28,6 +32,7 @@ from shared.config import (
     database_urls,
     every_variable,
 )
+from shared.http import PROBES
 from shared.topics import SERVICES
 from tests.unit.k8s.k8s_objects import (
     K8S,
@@ -52,6 +57,15 @@ SECRET_SETTINGS = {
     "GENOMHUB_PUBLISHER_DATABASE_URL",
 }
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+# What each overlay lets outside the namespace reach: in dev the receiver alone (from anywhere,
+# for `kubectl port-forward`); in prod the receiver (the regions' uploads) and the access
+# service (`genomhub fetch`, the working copies' URLs, the spokes' portals), each through its
+# own Ingress, from the ingress controller only. Each with the API its Ingress routes to.
+PUBLIC = {"dev": {"receiver"}, "prod": {"receiver", "access"}}
+PUBLIC_APIS: dict[str, type[Api]] = {"receiver": ReceiverApi, "access": AccessApi}
+# The public services whose answers are streamed downloads (working copies): never buffered
+# by the proxy, or a revocation would not cut a download the proxy had already spooled.
+STREAMED_ANSWERS = {"access"}
 NAMESPACES = {"dev": "genomhub-dev", "prod": "genomhub"}
 IMAGE = "genomhub:" + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
@@ -393,13 +407,15 @@ def test_ingress_is_denied_by_default(overlay: tuple[str, list[Obj]]) -> None:
     assert not admits(policies, unlisted, 8080, {"app.kubernetes.io/name": "receiver"})
 
 
-def test_only_the_receiver_is_reachable_from_outside(overlay: tuple[str, list[Obj]]) -> None:
-    _, objects = overlay
+def test_only_the_public_services_are_reachable_from_outside(overlay: tuple[str, list[Obj]]) -> None:
+    name, objects = overlay
     policies = of_kind(objects, "NetworkPolicy")
     external = {
-        (name, port) for name, labels, port in listening_pods(objects) if admits(policies, labels, port, None)
+        (service, port)
+        for service, labels, port in listening_pods(objects)
+        if admits(policies, labels, port, None)
     }
-    assert external == {("receiver", port_of("receiver"))}
+    assert external == {(service, port_of(service)) for service in PUBLIC[name]}
 
 
 def served_ports(objects: list[Obj]) -> list[tuple[str, dict[str, str], int]]:
@@ -516,7 +532,7 @@ def test_prod_scales_out_and_uses_grch38_external_postgres_and_sarek(
     assert settings.sarek_config is not None
     assert claims[writable_volume(harmoniser, settings.sarek_config)] == "genomhub-sarek-work"
     types = {s["metadata"]["name"]: s["spec"]["type"] for s in of_kind(prod, "Service")}
-    assert set(types.values()) == {"ClusterIP"}  # the receiver is reached through its Ingress
+    assert set(types.values()) == {"ClusterIP"}  # the receiver and access: through their Ingresses
     (pool,) = of_kind(prod, "KafkaNodePool")
     assert pool["spec"]["replicas"] == 3
 
@@ -536,12 +552,60 @@ def test_prod_secrets_come_only_from_the_operator(tmp_path: Any) -> None:
     assert all("<" in value for value in values.values()), "the template must hold placeholders only"
 
 
-def test_prod_exposes_the_receiver_only_through_tls(prod: list[Obj], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The regions reach the receiver only by an Ingress that ends TLS with a cert-manager
-    certificate, re-encrypts to the pods (which serve TLS themselves, with a certificate the
-    controller verifies), and no NetworkPolicy admits anything else from outside on 8480."""
-    port = port_of("receiver")
-    (ingress,) = of_kind(prod, "Ingress")
+def ingress_paths(ingress: Obj) -> list[Obj]:
+    return [path for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+
+
+def ingress_of(objects: list[Obj], service: str) -> Obj:
+    """The one Ingress that routes to ``service``."""
+    (ingress,) = [
+        i
+        for i in of_kind(objects, "Ingress")
+        if any(p["backend"]["service"]["name"] == service for p in ingress_paths(i))
+    ]
+    return ingress
+
+
+def routed(path: Obj, route: str) -> bool:
+    """Whether an Ingress path takes requests for ``route`` (a declared route's path, its
+    parameters in braces): ``Exact`` the same path, ``Prefix`` matched element by element, as
+    the Ingress API defines them."""
+    if path["pathType"] == "Exact":
+        return bool(path["path"] == route)
+    assert path["pathType"] == "Prefix", f"{path['path']}: {path['pathType']} means what the controller likes"
+    prefix = [element for element in path["path"].split("/") if element]
+    return [element for element in route.split("/") if element][: len(prefix)] == prefix
+
+
+def test_prod_routes_only_the_public_services_each_on_its_own_ingress_and_host(prod: list[Obj]) -> None:
+    """Every path of every Ingress goes to a public service's Service port; each public service
+    has one Ingress of its own (ingress-nginx's proxy-ssl-* annotations, which name the
+    backend's certificate, are per Ingress) on a public name of its own."""
+    hosts: dict[str, set[str]] = {}
+    for ingress in of_kind(prod, "Ingress"):
+        backends = {p["backend"]["service"]["name"] for p in ingress_paths(ingress)}
+        assert len(backends) == 1, f"Ingress {ingress['metadata']['name']} routes to {sorted(backends)}"
+        (service,) = backends
+        assert service in PUBLIC["prod"], f"Ingress {ingress['metadata']['name']} exposes {service}"
+        assert service not in hosts, f"{service} has more than one Ingress"
+        hosts[service] = {rule["host"] for rule in ingress["spec"]["rules"]}
+        (service_port,) = one(prod, "Service", service)["spec"]["ports"]
+        for path in ingress_paths(ingress):
+            assert path["backend"]["service"]["port"] == {"name": service_port["name"]}
+    assert set(hosts) == PUBLIC["prod"]
+    assert not hosts["receiver"] & hosts["access"], "each public service on a name of its own"
+
+
+@pytest.mark.parametrize("service", sorted(PUBLIC["prod"]))
+def test_prod_exposes_each_public_service_only_through_tls(
+    prod: list[Obj], monkeypatch: pytest.MonkeyPatch, service: str
+) -> None:
+    """The regions reach the receiver, and clinicians, browsers and the spokes' portals the
+    access service, only by an Ingress that ends TLS with a cert-manager certificate,
+    re-encrypts to the pods (which serve TLS themselves, with a certificate the controller
+    verifies), and no NetworkPolicy admits anything else from outside on the service's port."""
+    port = port_of(service)
+    ingress = ingress_of(prod, service)
     (tls,) = ingress["spec"]["tls"]
     certificates = {c["spec"]["secretName"]: c for c in of_kind(prod, "Certificate")}
     public = certificates[tls["secretName"]]
@@ -550,23 +614,40 @@ def test_prod_exposes_the_receiver_only_through_tls(prod: list[Obj], monkeypatch
     for rule in ingress["spec"]["rules"]:
         assert rule["host"] in tls["hosts"]
         for path in rule["http"]["paths"]:
-            assert path["backend"]["service"]["name"] == "receiver"
+            assert path["backend"]["service"]["name"] == service
     notes = ingress["metadata"]["annotations"]
     assert notes["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
     assert notes["nginx.ingress.kubernetes.io/proxy-ssl-verify"] == "on"
     assert notes["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
     assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"  # streamed, not spooled
+    if service in STREAMED_ANSWERS:
+        assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+
+    # The paths take every route the service's API declares, and nothing it does not: no
+    # probe, no metrics, no OpenAPI document.
+    paths = ingress_paths(ingress)
+    declared = [r.path for _, r in PUBLIC_APIS[service].routes()]
+    for route in declared:
+        assert any(routed(p, route) for p in paths), f"{service}: {route} is not reachable"
+    for path in paths:
+        assert any(routed(path, route) for route in declared), f"{service}: {path['path']} routes nothing"
+        for unlisted in (*PROBES, OPENAPI_PATH):
+            assert not routed(path, unlisted), f"{service}: {path['path']} exposes {unlisted}"
 
     # The pods serve TLS with the certificate whose CA the controller verifies them against.
-    receiver = one(prod, "Deployment", "receiver")
-    http = settings_of(environment(prod, receiver), monkeypatch, HttpSettings)
+    deployment = one(prod, "Deployment", service)
+    http = settings_of(environment(prod, deployment), monkeypatch, HttpSettings)
     assert http.tls_cert is not None and http.tls_key is not None
-    (container,) = pod_spec(receiver)["containers"]
+    (container,) = pod_spec(deployment)["containers"]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     mount = mounts[str(http.tls_cert.parent)]
     assert mount.get("readOnly") and http.tls_key.parent == http.tls_cert.parent
-    (volume,) = [v for v in pod_spec(receiver)["volumes"] if v["name"] == mount["name"]]
+    (volume,) = [v for v in pod_spec(deployment)["volumes"] if v["name"] == mount["name"]]
     internal = certificates[volume["secret"]["secretName"]]
+    assert internal is not public
+    assert service in internal["spec"]["dnsNames"]  # the certificate of this Service's name
+    issuer = one(prod, internal["spec"]["issuerRef"]["kind"], internal["spec"]["issuerRef"]["name"])
+    assert "ca" in issuer["spec"], "the pods' certificate is the namespace CA's"
     assert (
         notes["nginx.ingress.kubernetes.io/proxy-ssl-secret"] == f"genomhub/{volume['secret']['secretName']}"
     )
@@ -574,20 +655,32 @@ def test_prod_exposes_the_receiver_only_through_tls(prod: list[Obj], monkeypatch
     for probe in (container["livenessProbe"], container["readinessProbe"]):
         assert probe["httpGet"]["scheme"] == "HTTPS"
 
-    # From outside the namespace, 8480 admits the ingress controller's namespace and nothing else.
+    # From outside the namespace, the port admits the ingress controller's namespace and
+    # nothing else.
     for policy in of_kind(prod, "NetworkPolicy"):
-        if not selects(policy["spec"]["podSelector"], receiver["spec"]["template"]["metadata"]["labels"]):
+        if not selects(policy["spec"]["podSelector"], deployment["spec"]["template"]["metadata"]["labels"]):
             continue
         for rule in policy["spec"].get("ingress", []):
             if rule.get("ports") and not any(p.get("port") == port for p in rule["ports"]):
                 continue
-            assert rule.get("from"), f"{policy['metadata']['name']} admits 8480 from anywhere"
+            assert rule.get("from"), f"{policy['metadata']['name']} admits {port} from anywhere"
             for peer in rule["from"]:
                 assert "ipBlock" not in peer
                 if "namespaceSelector" in peer:
                     assert peer["namespaceSelector"] == {
                         "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
                     }
+
+
+def test_prod_access_issues_on_its_public_name(prod: list[Obj], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The working copies' URLs are the request's origin, https:// since the pods serve TLS,
+    on the Host the controller passes on: the Ingress's. The Passports' issuer, where its
+    /.well-known/jwks.json is fetched, is set to that same origin."""
+    (host,) = {rule["host"] for rule in ingress_of(prod, "access")["spec"]["rules"]}
+    deployment = one(prod, "Deployment", "access")
+    settings = settings_of(environment(prod, deployment), monkeypatch, AccessSettings)
+    assert settings.passport_issuer == f"https://{host}"
+    assert settings.http.tls_cert is not None
 
 
 def test_prod_keeps_a_replica_of_each_service_through_a_drain(prod: list[Obj], dev: list[Obj]) -> None:

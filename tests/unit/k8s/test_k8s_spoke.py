@@ -18,6 +18,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -25,6 +26,7 @@ import yaml
 from kubernetes_validate.utils import SchemaNotFoundError
 from pydantic import SecretStr
 
+from services.spoke.hub import HubAccess
 from shared.bus import Service
 from shared.config import KafkaSettings, Section, SpokeSettings, every_variable
 from shared.events import Region, SpokeRevisionApplied
@@ -40,7 +42,14 @@ from shared.topics import (
     topic_name,
 )
 from tests.unit.k8s.k8s_objects import K8S, Obj, of_kind, one, only_container, render, rendered_texts
-from tests.unit.k8s.test_k8s_manifests import IMAGE, admits, selects, settings_of, writable_volume
+from tests.unit.k8s.test_k8s_manifests import (
+    IMAGE,
+    admits,
+    ingress_of,
+    selects,
+    settings_of,
+    writable_volume,
+)
 from tests.unit.k8s.test_k8s_schemas import KUBERNETES_RELEASES, core
 from tools.k8s.topics import CLUSTER, default_partitions, kafka_topic
 from tools.k8s.users import acl
@@ -557,6 +566,26 @@ def test_the_spoke_pins_the_hubs_public_key_from_its_configmap(
     assert item_of(mount, volume, pinned) == (PUBLIC_KEY, "hub.pub")
     # The operator's, from the hub's hub.pub: never rendered from the repository.
     assert PUBLIC_KEY not in {c["metadata"]["name"] for c in of_kind(spoke, "ConfigMap")}
+
+
+def test_the_portal_asks_the_hubs_access_service_over_https(
+    spoke: list[Obj], prod: list[Obj], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The region's portal asks the hub's access service with the signed-in person's token:
+    at an https:// URL the spoke's own client accepts, the public name the hub's prod overlay
+    gives the access service's Ingress."""
+    deployment = one(spoke, "Deployment", "spoke")
+    settings = settings_of(spoke_environment(spoke), monkeypatch, SpokeSettings)
+    assert config(spoke)["GENOMHUB_SPOKE_HUB_ACCESS_URL"] == settings.hub_access_url
+    url = urlsplit(settings.hub_access_url)
+    assert url.scheme == "https", "a person's token never crosses to the hub in the clear"
+    assert url.path in ("", "/") and not url.query  # the routes' paths are the client's
+    HubAccess(settings.hub_access_url, settings.hub_ca_bundle)  # as services/spoke/app.py's build()
+    (host,) = {rule["host"] for rule in ingress_of(prod, "access")["spec"]["rules"]}
+    assert (url.hostname, url.port) == (host, None)
+    # Checked against the system's CAs, unless the site names its own CA, mounted read-only.
+    if settings.hub_ca_bundle is not None:
+        mount_of(deployment, settings.hub_ca_bundle)
 
 
 def test_probes_and_service_hit_the_spokes_real_endpoints(spoke: list[Obj]) -> None:
