@@ -40,8 +40,10 @@ counted twice, and the checkpoint's count of live keys is checked as well.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -342,7 +344,7 @@ class FeedRefusal(Exception):
 class Opened:
     """A record value taken apart: the entry as signed, its signature, and its model."""
 
-    __slots__ = ("canonical", "digest", "entry", "raw", "signature")
+    __slots__ = ("canonical", "digest", "entry", "raw", "signature", "verified_by")
 
     def __init__(self, raw: dict[str, Any], signature: bytes, entry: FeedEntry) -> None:
         self.raw = raw
@@ -352,6 +354,8 @@ class Opened:
         # first sync opens every record of the feed.
         self.canonical = canonical_json(raw)
         self.digest = hashlib.sha256(self.canonical).hexdigest()
+        self.verified_by: str | None = None
+        """The id of a key the signature was found good for ahead of time (:meth:`check_ahead`)."""
 
     def verify(self, public: Ed25519PublicKey) -> None:
         try:
@@ -360,6 +364,17 @@ class Opened:
             raise FeedRefusal(
                 "bad_signature", f"entry {self.entry.seq} does not verify against key {self.entry.signed_by}"
             ) from None
+
+    def check_ahead(self, keys: Mapping[str, Ed25519PublicKey]) -> None:
+        """Check the signature against the key it names, if that key is among ``keys``, and
+        remember a good one: the reader still decides in order which key must have signed it
+        and refuses on its own check. Safe on any thread (the key's check releases the GIL)."""
+        public = keys.get(self.entry.signed_by)
+        if public is None:
+            return
+        with contextlib.suppress(InvalidSignature):
+            public.verify(self.signature, FEED_SIGNATURE_CONTEXT + self.canonical)
+            self.verified_by = self.entry.signed_by
 
 
 def open_record(value: bytes | None) -> Opened:

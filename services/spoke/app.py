@@ -16,6 +16,8 @@ sent is not retried, since the next revision's says more.
 from __future__ import annotations
 
 import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from services.spoke.api import install
@@ -88,6 +90,7 @@ def build() -> Service:
         except Exception as exc:  # the hub is away: the next revision's acknowledgement says more
             log.warning("revision not acknowledged to the hub", revision=revision.revision, error=str(exc))
 
+    signatures = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="feed-signatures")
     newest: list[tuple[Revision, int]] = []
     to_acknowledge = asyncio.Event()
 
@@ -110,9 +113,10 @@ def build() -> Service:
         if shown is not None:
             SPOKE_REVISION.set(shown.revision)
         async for records, caught_up in follow(service.access, [store.feed]):
-            for record in records:
+            opened = await asyncio.to_thread(verifier.opened, [r.value for r in records], signatures.map)
+            for record, value in zip(records, opened, strict=True):
                 try:
-                    outcome = verifier.receive(record.partition, record.key, record.value)
+                    outcome = verifier.receive(record.partition, record.key, value)
                 except FeedRefusal as refusal:
                     refused(refusal, floor, caught_up)
                     continue

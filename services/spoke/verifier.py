@@ -16,7 +16,9 @@ Pure: no Kafka here. The spoke's consumer hands each record's partition, key and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -117,12 +119,16 @@ class FeedVerifier:
     def _lane(self, partition: int) -> _Partition:
         return self._partitions.setdefault(partition, _Partition(key_id(self.pinned)))
 
-    def receive(self, partition: int, key: bytes | None, value: bytes | None) -> Outcome:
-        """Take one record of the feed.
+    def receive(
+        self, partition: int, key: bytes | None, value: bytes | Opened | FeedRefusal | None
+    ) -> Outcome:
+        """Take one record of the feed (its value, or what :meth:`opened` made of it).
 
         Raises :class:`FeedRefusal` for a record not to be believed, having changed nothing.
         """
-        opened = open_record(value)
+        if isinstance(value, FeedRefusal):
+            raise value
+        opened = value if isinstance(value, Opened) else open_record(value)
         entry, body = opened.entry, opened.entry.body
         self._check_place(partition, key, opened)
         self._check_signature(partition, opened)
@@ -152,6 +158,24 @@ class FeedVerifier:
         else:
             self._pending[entry.seq] = opened
         return self._switch()
+
+    def opened(
+        self, values: Sequence[bytes | None], check: Callable[[Callable[[Opened], None], list[Opened]], Any]
+    ) -> list[Opened | FeedRefusal]:
+        """A poll batch's values opened, their signatures checked ahead of :meth:`receive` by
+        ``check`` (``executor.map``: Ed25519's check releases the GIL, so a first sync of a
+        whole feed uses every core for it) against the keys known now. What :meth:`receive`
+        decides is unchanged: it still asks, in order, which key must have signed each record,
+        and checks again whatever was not found good for that key here."""
+        opened: list[Opened | FeedRefusal] = []
+        for value in values:
+            try:
+                opened.append(open_record(value))
+            except FeedRefusal as refusal:
+                opened.append(refusal)
+        keys = dict(self._keys)
+        list(check(lambda o: o.check_ahead(keys), [o for o in opened if isinstance(o, Opened)]))
+        return opened
 
     def _check_place(self, partition: int, key: bytes | None, opened: Opened) -> None:
         entry = opened.entry
@@ -189,7 +213,8 @@ class FeedVerifier:
                 f"entry {entry.seq} is signed by {entry.signed_by}; partition {partition}'s entries are "
                 f"signed by {lane.signer}",
             )
-        opened.verify(self._keys[lane.signer])
+        if opened.verified_by != lane.signer:
+            opened.verify(self._keys[lane.signer])
 
     # -- revisions ------------------------------------------------------------------------
 

@@ -464,3 +464,41 @@ def test_the_checked_in_feed_schema_matches_the_models_and_a_sealed_record() -> 
         jsonschema.validate(json.loads(r.value), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(json.loads(records[0].value) | {"extra": 1}, schema)
+
+
+def test_signatures_checked_ahead_of_a_batch_decide_nothing_the_reader_would_not(
+    writer: FeedWriter, spoke: FeedVerifier
+) -> None:
+    """A first sync checks a poll batch's signatures ahead, on every core; the reader still
+    decides in order which key must have signed each record: a forgery, an entry of the
+    retired key and a malformed value are refused exactly as one by one."""
+    shown_revision_one(writer, spoke)
+    (entry,) = published(writer, [summary("S4")])
+    forger = Ed25519PrivateKey.generate()
+    forged_name = resealed(entry.value, forger, signed_by=key_id(writer.key.public_key()))
+    values = [forged_name, resealed(entry.value, forger), b"not json", entry.value]
+    opened = spoke.opened(values, map)
+    assert isinstance(opened[2], FeedRefusal) and opened[2].reason == "malformed"
+    reasons = []
+    for value in opened[:3]:
+        with pytest.raises(FeedRefusal) as refused:
+            spoke.receive(entry.partition, entry.key, value)
+        reasons.append(refused.value.reason)
+    assert reasons == ["bad_signature", "unknown_key", "malformed"]
+    assert not spoke.receive(entry.partition, entry.key, opened[3]).refused
+
+    # After a rollover, an entry the old key signed verifies ahead against the old key, which
+    # the reader knows, and is refused all the same: that key no longer signs this partition.
+    old_key = writer.key
+    announcements = writer.roll_over(Ed25519PrivateKey.generate(), NOW)
+    (after,) = published(writer, [summary("S5")])
+    old_signed = resealed(after.value, old_key)
+    batch = [r.value for r in announcements] + [old_signed, after.value]
+    opened = spoke.opened(batch, map)
+    for record, value in zip(announcements, opened, strict=False):
+        assert not spoke.receive(record.partition, record.key, value).refused
+    with pytest.raises(FeedRefusal, match="retired_key"):
+        spoke.receive(after.partition, after.key, opened[-2])
+    assert not spoke.receive(after.partition, after.key, opened[-1]).refused  # checked in order
+    assert feed(spoke, [writer.checkpoint(NOW)]) == [2]
+    assert spoke.state_hash() == writer.state_hash()
