@@ -113,7 +113,7 @@ def build() -> Service:
         if shown is not None:
             SPOKE_REVISION.set(shown.revision)
         async for records, caught_up in follow(service.access, [store.feed]):
-            opened = await asyncio.to_thread(verifier.opened, [r.value for r in records], signatures.map)
+            opened = await asyncio.to_thread(verifier.opened, [r.value for r in records], signatures)
             for record, value in zip(records, opened, strict=True):
                 try:
                     outcome = verifier.receive(record.partition, record.key, value)

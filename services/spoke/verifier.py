@@ -16,9 +16,9 @@ Pure: no Kafka here. The spoke's consumer hands each record's partition, key and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -159,22 +159,26 @@ class FeedVerifier:
             self._pending[entry.seq] = opened
         return self._switch()
 
-    def opened(
-        self, values: Sequence[bytes | None], check: Callable[[Callable[[Opened], None], list[Opened]], Any]
-    ) -> list[Opened | FeedRefusal]:
-        """A poll batch's values opened, their signatures checked ahead of :meth:`receive` by
-        ``check`` (``executor.map``: Ed25519's check releases the GIL, so a first sync of a
-        whole feed uses every core for it) against the keys known now. What :meth:`receive`
-        decides is unchanged: it still asks, in order, which key must have signed each record,
-        and checks again whatever was not found good for that key here."""
+    def opened(self, values: Sequence[bytes | None], checks: Executor) -> list[Opened | FeedRefusal]:
+        """A poll batch's values opened, their signatures checked ahead of :meth:`receive` on
+        ``checks`` (Ed25519's check releases the GIL, so a first sync of a whole feed checks
+        on the other cores while this thread parses the next record) against the keys known
+        now. What :meth:`receive` decides is unchanged: it still asks, in order, which key
+        must have signed each record, and checks again whatever was not found good for that
+        key here."""
+        keys = dict(self._keys)
         opened: list[Opened | FeedRefusal] = []
+        pending = []
         for value in values:
             try:
-                opened.append(open_record(value))
+                record = open_record(value)
             except FeedRefusal as refusal:
                 opened.append(refusal)
-        keys = dict(self._keys)
-        list(check(lambda o: o.check_ahead(keys), [o for o in opened if isinstance(o, Opened)]))
+                continue
+            opened.append(record)
+            pending.append(checks.submit(record.check_ahead, keys))
+        for done in pending:
+            done.result()
         return opened
 
     def _check_place(self, partition: int, key: bytes | None, opened: Opened) -> None:

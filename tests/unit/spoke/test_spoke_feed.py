@@ -7,6 +7,7 @@ import base64
 import json
 import random
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -477,7 +478,7 @@ def test_signatures_checked_ahead_of_a_batch_decide_nothing_the_reader_would_not
     forger = Ed25519PrivateKey.generate()
     forged_name = resealed(entry.value, forger, signed_by=key_id(writer.key.public_key()))
     values = [forged_name, resealed(entry.value, forger), b"not json", entry.value]
-    opened = spoke.opened(values, map)
+    opened = spoke.opened(values, ThreadPoolExecutor(2))
     assert isinstance(opened[2], FeedRefusal) and opened[2].reason == "malformed"
     reasons = []
     for value in opened[:3]:
@@ -494,7 +495,7 @@ def test_signatures_checked_ahead_of_a_batch_decide_nothing_the_reader_would_not
     (after,) = published(writer, [summary("S5")])
     old_signed = resealed(after.value, old_key)
     batch = [r.value for r in announcements] + [old_signed, after.value]
-    opened = spoke.opened(batch, map)
+    opened = spoke.opened(batch, ThreadPoolExecutor(2))
     for record, value in zip(announcements, opened, strict=False):
         assert not spoke.receive(record.partition, record.key, value).refused
     with pytest.raises(FeedRefusal, match="retired_key"):
