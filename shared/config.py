@@ -835,7 +835,8 @@ class SpokeSettings(StatefulServiceSettings):
         "person's token (https://; plain http to loopback only). Unset: the portal shows the mirror alone.",
     )
     hub_ca_bundle: Path | None = Field(
-        default=None, description="Spoke: CA bundle the hub's access service is checked against (else the system's)."
+        default=None,
+        description="Spoke: CA bundle the hub's access service is checked against (else the system's).",
     )
     access: TokenSettings = part(TokenSettings)
 

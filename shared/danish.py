@@ -39,6 +39,8 @@ MONTH_NAMES = (
     "november",
     "december",
 )
+
+
 def region_name(region: str | Region) -> str:
     return REGION_NAMES[Region(region)]
 

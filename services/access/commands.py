@@ -234,7 +234,9 @@ def list_keys(ctx: click.Context) -> None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Its public half (checked against the secret one).",
 )
-@click.option("--range", "locus", help=f"Only this range of a CRAM or VCF, through htsget: {GENOMIC_RANGE_FORM}.")
+@click.option(
+    "--range", "locus", help=f"Only this range of a CRAM or VCF, through htsget: {GENOMIC_RANGE_FORM}."
+)
 @click.option("--token-env", default="GENOMHUB_ACCESS_TOKEN", show_default=True)
 @click.option("--ca-bundle", type=click.Path(path_type=Path, exists=True))
 def fetch(
