@@ -121,6 +121,11 @@ class Portal:
     def _page(self, handler: Callable[..., Awaitable[web.StreamResponse]], *, signed_in: bool = True) -> Page:
         async def serve(request: web.Request) -> web.StreamResponse:
             try:
+                if request.method == "POST" and not _same_origin(request):
+                    log.warning("portal: a form sent from another site", origin=request.headers.get("Origin"))
+                    lang = self._language(request)
+                    refused = [pages.error("the form was sent from another site", lang)]
+                    raise Refused(self._html(request, text("refused", lang), refused, 403))
                 if signed_in:
                     viewer = self._viewer(request)
                     if request.method == "POST":
@@ -450,6 +455,17 @@ def request_body(filled: dict[str, Any], purpose: str) -> dict[str, Any]:
     if filled.get("patient"):
         body["patient"] = filled["patient"]
     return body
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Whether a POST comes from the portal's own pages, by the ``Origin`` a browser sends:
+    sign-in has no session field yet, so this is what keeps another site from signing a
+    visitor in under its own token. A client that sends none (a script) has the session
+    field still to show."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return origin != "null" and urlsplit(origin).netloc == request.host
 
 
 def _on_loopback(request: web.Request) -> bool:

@@ -105,6 +105,22 @@ async def test_a_form_not_made_by_this_session_changes_nothing(portal: TestClien
     assert (await portal.get("/portal/", allow_redirects=False)).status == 200  # still signed in
 
 
+async def test_a_form_sent_from_another_site_signs_no_one_in(portal: TestClient[Any, Any]) -> None:
+    for origin in ("https://evil.example", "null"):
+        response = await portal.post(
+            "/portal/login",
+            data={"token": "ouh-clinician"},
+            headers={"Origin": origin},
+            allow_redirects=False,
+        )
+        assert response.status == 403 and SESSION_COOKIE not in response.cookies, origin
+    own = f"http://{portal.server.host}:{portal.server.port}"
+    response = await portal.post(
+        "/portal/login", data={"token": "ouh-clinician"}, headers={"Origin": own}, allow_redirects=False
+    )
+    assert response.status == 303 and SESSION_COOKIE in response.cookies
+
+
 async def test_the_language_switch_never_leads_off_the_portal(portal: TestClient[Any, Any]) -> None:
     for back in ("https://evil.example/", "//evil.example/portal/", "/portal/\\\\evil.example", "/elsewhere"):
         response = await portal.get(
