@@ -160,7 +160,9 @@ class Portal:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Content-Security-Policy"] = self.policy
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = (
+            "same-origin"  # no-referrer would make a browser send Origin: null
+        )
         return response
 
     def _language(self, request: web.Request) -> Language:
