@@ -160,9 +160,8 @@ class Portal:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Content-Security-Policy"] = self.policy
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = (
-            "same-origin"  # no-referrer would make a browser send Origin: null
-        )
+        # Not no-referrer: a browser then posts the portal's own forms with Origin: null.
+        response.headers["Referrer-Policy"] = "same-origin"
         return response
 
     def _language(self, request: web.Request) -> Language:
