@@ -11,18 +11,23 @@ the revision it is of, so a reader can tell how fresh it is.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.indexer.api import NOT_FOUND, QUERY_REFUSED, NoParameters, SamplePath
+from services.indexer.filters import StatsFilters
+from services.indexer.views import Stats, StatsRow
 from services.spoke.portal import PATHS as PORTAL_PATHS
 from services.spoke.store import Shown, SpokeStore
 from shared.api import Api, answer, path_of, query_of, refusal, route
 from shared.auth import Tokens, principal_of
-from shared.events import Region, sample_key
+from shared.events import Region, SampleStatus, sample_key
 from shared.feed import Listed
 from shared.http import http_error
 
@@ -54,6 +59,28 @@ class SampleShown(BaseModel):
 
     revision: RevisionShown
     sample: Listed
+
+
+class SpokeStats(Stats):
+    """The hub's ``GET /v1/stats`` answer over what the spoke shows, naming its revision: the
+    national overview at discovery's granularity (every region's samples by month of receipt
+    and status), since that much every spoke holds of every region."""
+
+    revision: RevisionShown
+
+
+def statistics(samples: Iterable[Listed]) -> tuple[list[StatsRow], int, Decimal]:
+    """Samples and genome equivalents per region, month of receipt and status, in that order."""
+    groups: dict[tuple[Region, str, SampleStatus], list[Decimal]] = defaultdict(list)
+    for sample in samples:
+        groups[(sample.region, sample.received_month, sample.status)].append(sample.genome_equivalents)
+    rows = [
+        StatsRow(
+            region=region, month=month, status=status, samples=len(ge), genome_equivalents=sum(ge, Decimal(0))
+        )
+        for (region, month, status), ge in sorted(groups.items())
+    ]
+    return rows, sum(r.samples for r in rows), sum((r.genome_equivalents for r in rows), Decimal(0))
 
 
 class SampleQuery(BaseModel):
@@ -160,6 +187,28 @@ class SpokeApi(Api):
         if found is None:
             raise http_error(404, "no such sample")
         return web.json_response(text=SampleShown(revision=revision, sample=found).model_dump_json())
+
+    @route(
+        "GET",
+        "/v1/stats",
+        operation_id="getStats",
+        summary="Samples and genome equivalents per region, month of receipt and status: the national overview.",
+        query=StatsFilters,
+        responses={
+            200: answer("The statistics.", SpokeStats),
+            403: FORBIDDEN,
+            422: QUERY_REFUSED,
+            503: NOT_YET,
+        },
+    )
+    async def get_stats(self, request: web.Request) -> web.Response:
+        filters = query_of(request, StatsFilters)
+        self._reader(request)
+        shown, samples = await asyncio.to_thread(self.store.listed, None, filters.region)
+        revision = self._revision(shown)
+        rows, count, ge = statistics(samples)
+        answer_ = SpokeStats(revision=revision, rows=rows, samples=count, genome_equivalents=ge)
+        return web.json_response(text=answer_.model_dump_json())
 
 
 def install(app: web.Application, store: SpokeStore, region: Region, tokens: Tokens) -> None:
