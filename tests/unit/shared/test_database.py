@@ -92,6 +92,7 @@ def test_a_reader_does_not_hold_the_write_lock(tmp_path: Path) -> None:
             # With no wait allowed (timeout=0), this raises "database is locked" if the
             # reader had taken SQLite's write lock.
             other.execute("BEGIN IMMEDIATE")
+            assert other.in_transaction  # the other connection holds the write lock now
             other.execute("ROLLBACK")
     finally:
         other.close()
