@@ -149,9 +149,8 @@ class Portal:
             except HubUnreachable as exc:
                 log.warning("portal: the hub did not answer", error=str(exc))
                 lang = self._language(request)
-                response = self._html(
-                    request, text("refused", lang), [pages.error(text("hub_away", lang), lang)], 503
-                )
+                words = text("hub_away" if self.hub is not None else "no_hub", lang)
+                response = self._html(request, text("refused", lang), [pages.error(words, lang)], 503)
             return self._secured(response)
 
         return serve

@@ -160,6 +160,18 @@ async def test_a_hub_away_is_said_so(portal: TestClient[Any, Any]) -> None:
     assert response.status == 503 and "svarer ikke" in await response.text()
 
 
+async def test_a_spoke_without_the_hub_says_so(tmp_path: Path) -> None:
+    store = SpokeStore(f"sqlite:///{tmp_path / 'alone.sqlite'}", feed_topic(Region.SYDDANMARK))
+    app = make_web([])
+    install_portal(app, store, Region.SYDDANMARK, Tokens({token_hash(t): e for t, e in TOKENS.items()}), None)
+    async with TestClient(TestServer(app)) as client:
+        await signed_in(client)
+        assert (await client.get("/portal/", allow_redirects=False)).status == 200  # the mirror alone
+        response = await client.get("/portal/requests")
+        assert response.status == 503 and "ikke forbundet" in await response.text()
+    store.dispose()
+
+
 async def test_a_request_id_that_is_none_is_not_passed_on(portal: TestClient[Any, Any]) -> None:
     await signed_in(portal)
     for path in ("/portal/requests/..%2F..%2Fv1%2Faudit", "/portal/requests/ABC"):
