@@ -34,6 +34,8 @@ from shared.telemetry import get_logger
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 PROBES = ("/healthz", "/readyz", "/metrics")
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+"""The host names plain http is allowed to: a service's clients speak https to anything else."""
 """The paths :func:`make_web` serves to the cluster's probes and scraper; public in every API."""
 T = TypeVar("T")
 log = get_logger(__name__)

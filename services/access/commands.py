@@ -35,8 +35,8 @@ from services.access.store import AccessStore
 from shared.config import AccessSettings
 from shared.encryption import BodyDecryptor, EncryptionError, load_archive_key, split_header
 from shared.events import GENOMIC_RANGE_FORM, Deliverable, Region, Urgency, genomic_range_fields
+from shared.http import LOOPBACK
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 HTSGET_ENDPOINTS = {".cram": "reads", ".vcf.gz": "variants"}
 """Which htsget endpoint slices an object, by the end of its name."""
 

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+from shared.http import LOOPBACK
 
 
 class HubUnreachable(Exception):

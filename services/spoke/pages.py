@@ -15,12 +15,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 from shared.auth import Principal, Role
 from shared.danish import analysis_name, local_moment, month_name, region_name
 from shared.events import COPENHAGEN, GENOMIC_RANGE_FORM, Deliverable, Region, Urgency
+
+if TYPE_CHECKING:
+    from services.spoke.store import Shown
 
 Language = Literal["da", "en"]
 LANGUAGES: tuple[Language, ...] = ("da", "en")
@@ -288,6 +291,11 @@ class MirrorState:
     revision: int | None
     applied_at: datetime | None
     now: datetime
+
+    @classmethod
+    def of(cls, shown: Shown | None, now: datetime) -> MirrorState:
+        """From the store's shown revision (None: none yet)."""
+        return cls(shown.revision if shown else None, shown.applied_at if shown else None, now)
 
 
 def page(

@@ -26,11 +26,12 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from services.spoke import pages
-from services.spoke.hub import LOOPBACK, HubAccess, HubAnswer, HubUnreachable
+from services.spoke.hub import HubAccess, HubAnswer, HubUnreachable
 from services.spoke.pages import BASE, Language, MirrorState, Viewer, text
 from services.spoke.store import SpokeStore
 from shared.auth import Principal, Role, Tokens, Unauthorized
 from shared.events import Deliverable, Region, genomic_range_fields
+from shared.http import LOOPBACK
 from shared.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -179,10 +180,7 @@ class Portal:
         return Viewer(principal, token, self._language(request), self.region)
 
     async def _mirror(self) -> MirrorState:
-        shown = await asyncio.to_thread(self.store.shown)
-        return MirrorState(
-            shown.revision if shown else None, shown.applied_at if shown else None, self.clock()
-        )
+        return MirrorState.of(await asyncio.to_thread(self.store.shown), self.clock())
 
     def _html(
         self,
@@ -273,9 +271,7 @@ class Portal:
             kind,
             Region(owner) if owner else None,
         )
-        mirror = MirrorState(
-            shown.revision if shown else None, shown.applied_at if shown else None, self.clock()
-        )
+        mirror = MirrorState.of(shown, self.clock())
         body = [pages.discovery_form(viewer), pages.catalogue(viewer, samples, kind, owner)]
         return self._html(request, text("overview", viewer.lang), body, 200, viewer, mirror)
 
