@@ -4,7 +4,9 @@ It is the embedded default (demo, tests, a region without an HPC). The commands 
 Sarek's modules for ``--aligner bwa-mem --tools bcftools``: ``bwa mem -K 100000000 -Y`` with
 Sarek's read group, duplicate marking into a CRAM 3.0 with its index (samtools fixmate,
 sort and markdup stand in for GATK MarkDuplicates), then ``bcftools mpileup | call -m |
-reheader | view -i 'count(GT=="RR")==0'`` and ``tabix``. Long-read uBAMs go through
+reheader | view -i 'count(GT=="RR")==0'`` and ``tabix``, the stages of the pipe handing each
+other uncompressed BCF rather than VCF text (the same records; formatting and parsing text
+between them was most of the calling's time on a small genome). Long-read uBAMs go through
 ``minimap2`` with the platform's preset instead of bwa. Everything is written into Sarek's
 output layout, including a Nextflow-format trace under ``pipeline_info/``.
 """
@@ -98,7 +100,8 @@ def local_steps(reads: SampleReads, index: ReferenceIndex, threads: int) -> list
         Step(
             f"BCFTOOLS_MPILEUP ({s})",
             f"echo {_q(s)} > tmp/sample_name.list\n"
-            f"bcftools mpileup --fasta-ref {fasta} {_q(cram)} | bcftools call --output-type v -m | "
+            f"bcftools mpileup --output-type u --fasta-ref {fasta} {_q(cram)} | "
+            f"bcftools call --output-type u -m | "
             f"bcftools reheader --samples tmp/sample_name.list | "
             f"bcftools view --output-file {_q(vcf)} --output-type z -i {_q(VARIANT_FILTER)}\n"
             f"tabix -p vcf -f {_q(vcf)}",

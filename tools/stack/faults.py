@@ -229,8 +229,10 @@ def run_with_faults(stack: LocalStack, plan: Plan, tokens: DemoTokens, seed: int
     rng.shuffle(faults)
     # The uploads are early and the pipelines later: aim at each while it can happen.
     faults.sort(key=lambda f: {MID_UPLOAD: 0, MID_HARMONISATION: 1}.get(f[0], 2))
+    # Gaps of 0.5-2.5 s: a replica comes back within about two seconds, so the kills find
+    # replicas at work, catching up after a restart or still starting.
     for kind, process in faults:
-        _supervise_for(stack, rng.uniform(1.0, 4.0) if kind != MID_UPLOAD else rng.uniform(0.0, 1.0))
+        _supervise_for(stack, rng.uniform(0.5, 2.5) if kind != MID_UPLOAD else rng.uniform(0.0, 1.0))
         if kind == "kill" and process is not None:
             _kill(process, "at random", run.faults)
         elif kind == MID_UPLOAD:
