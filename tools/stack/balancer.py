@@ -72,9 +72,13 @@ class RoundRobin:
         async def close() -> None:
             assert self._server is not None
             self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            connections = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in connections:
+                task.cancel()
+            # They unwind here, closing their sockets, rather than being dropped with the loop
+            # half-way through (Python then warns of coroutines that ignored GeneratorExit).
+            if connections:
+                await asyncio.wait(connections, timeout=5)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import http.server
+import socket
+import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -83,3 +87,26 @@ def test_every_replica_refusing_closes_the_connection() -> None:
             fetch(balancer.port)
     finally:
         balancer.stop()
+
+
+def test_stopping_with_a_connection_in_flight_closes_it_and_drops_no_coroutine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dropped: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(repr(unraisable.exc_value)))
+    replica = socket.create_server(("127.0.0.1", 0))  # takes the connection and never answers
+    balancer = RoundRobin("receiver", free_port(), [replica.getsockname()[1]]).start()
+    held = socket.create_connection(("127.0.0.1", balancer.port), timeout=10)
+    try:
+        held.sendall(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")  # a PUT half sent
+        deadline = time.monotonic() + 10
+        while sum(balancer.connections.values()) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sum(balancer.connections.values()) == 1, "the connection reached a replica"
+        balancer.stop()
+        assert held.recv(1) == b"", "the client's connection is closed with the balancer"
+    finally:
+        held.close()
+        replica.close()
+    gc.collect()
+    assert dropped == []
