@@ -192,7 +192,9 @@ def setup(service: str, level: str = "INFO") -> None:
     trace.set_tracer_provider(provider)
 
     redact_stdlib_logging()
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s", force=True)
+    # The same standard error as structlog's lines (see _stderr_logger): a handler bound to a
+    # replaced sys.stderr (a test's CliRunner) would write into a closed stream later.
+    logging.basicConfig(stream=sys.__stderr__ or sys.stderr, level=level, format="%(message)s", force=True)
     structlog.configure(
         processors=PROCESSORS,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

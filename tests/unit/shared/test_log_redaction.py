@@ -3,8 +3,10 @@ alike never carry a bearer token, an Authorization or Cookie header, or a CPR nu
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 
 import pytest
 from hypothesis import given
@@ -121,3 +123,22 @@ def test_a_logs_own_numbers_are_not_taken_for_a_cpr(line: str) -> None:
 )
 def test_a_cpr_beside_a_logs_numbers_still_goes(line: str) -> None:
     assert telemetry.redact_text(line) == telemetry.CPR_REDACTED
+
+
+def test_stdlib_logging_set_up_under_a_replaced_stderr_writes_to_the_process_own(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command run under a test's CliRunner sets logging up while ``sys.stderr`` is the
+    runner's stream, closed once the command returns; a library logging later (Alembic at a
+    migration) must still reach the process's standard error, not fail on the closed stream
+    and print its "Logging error" into whatever output is being read then."""
+    replaced = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", replaced)
+    monkeypatch.setattr(telemetry, "_configured", None)
+    telemetry.setup("replaced-stderr-test")
+    replaced.close()
+    reading = io.StringIO()  # what a later command's runner reads
+    monkeypatch.setattr(sys, "stderr", reading)
+    logging.getLogger("alembic.runtime.migration").warning("Will assume non-transactional DDL.")
+    assert "Logging error" not in reading.getvalue()
+    assert "Will assume non-transactional DDL." in capfd.readouterr().err
