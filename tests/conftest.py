@@ -17,11 +17,15 @@ from shared.storage import ArchiveWriter
 from tests.support import ARCHIVE_PASSPHRASE, free_port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def genomhub_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's state folder, holding its archive key where every service started in the
     session looks by default (``<home>/keys``), unlocked by the passphrase in the environment,
-    and the hub's signing key."""
+    and the hub's signing key.
+
+    Every test has it, whether it asks or not: a test that builds a service without asking
+    would otherwise find the home an earlier test happened to set up, or none (and then the
+    checkout's own ``.genomhub``), as the order of a run decides."""
     home = tmp_path_factory.mktemp("genomhub-home")
     os.environ["GENOMHUB_HOME"] = str(home)
     os.environ["GENOMHUB_ARCHIVE_KEY_PASSPHRASE"] = ARCHIVE_PASSPHRASE

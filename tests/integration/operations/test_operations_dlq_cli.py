@@ -29,12 +29,16 @@ def cli(*args: str) -> Result:
 
 
 @pytest.fixture
-def own_letters_only(kafka_bootstrap: str, park: Park) -> None:
+def own_letters_only(kafka_bootstrap: str, park: Park) -> int:
     """Count the dead letters earlier tests left as handled, so ``--all`` redrives only this
-    test's; and keep the validator's group past what the redrive puts on file-received."""
+    test's; and keep the validator's group past what the redrive puts on file-received.
+    Returns how many letters earlier tests left on :data:`DLQ` (the list counts them as
+    handled, beside this test's)."""
     dlqs = [t.name for t in all_topics(1) if t.name.endswith(DLQ_SUFFIX)]
-    commit(kafka_bootstrap, REDRIVE_GROUP, bounds(kafka_bootstrap, dlqs)[1])
+    starts, ends = bounds(kafka_bootstrap, dlqs)
+    commit(kafka_bootstrap, REDRIVE_GROUP, ends)
     park("genomhub-validator", [TOPIC])
+    return sum(end - starts[place] for place, end in ends.items() if place[0] == DLQ)
 
 
 async def dead_letter(
@@ -67,7 +71,7 @@ def on_source(bootstrap: str, key: bytes) -> list[tuple[int, bytes, Headers]]:
     ]
 
 
-def test_list_show_and_redrive_once(kafka_bootstrap: str, own_letters_only: None) -> None:
+def test_list_show_and_redrive_once(kafka_bootstrap: str, own_letters_only: int) -> None:
     sid = new_submission_id()
     event = make_event(sid)
     headers, value = encode(event, event_id=f"id-{sid}", source="/genomhub/receiver")
@@ -146,7 +150,10 @@ def test_list_show_and_redrive_once(kafka_bootstrap: str, own_letters_only: None
 
     after = cli("dlq", "list", "--topic", DLQ, "--pending")
     assert after.exit_code == 0, after.output
-    assert after.output.splitlines()[0].endswith("0 pending, 2 redriven")
+    earlier = own_letters_only
+    assert after.output.splitlines()[0].endswith(
+        f"{earlier + 2} dead letter(s), 0 pending, {earlier + 2} redriven"
+    )
     assert len(after.output.splitlines()) == 1  # the count, and no pending letter under it
 
 
