@@ -72,12 +72,16 @@ class RoundRobin:
         async def close() -> None:
             assert self._server is not None
             self._server.close()
-            connections = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in connections:
-                task.cancel()
-            # They unwind here, closing their sockets, rather than being dropped with the loop
-            # half-way through (Python then warns of coroutines that ignored GeneratorExit).
-            if connections:
+            # The connections unwind here, closing their sockets, rather than being dropped
+            # with the loop half-way through (Python then warns of coroutines that ignored
+            # GeneratorExit). One accepted just before the close starts its task after it:
+            # look again until none is left.
+            for _ in range(10):
+                connections = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                if not connections:
+                    break
+                for task in connections:
+                    task.cancel()
                 await asyncio.wait(connections, timeout=5)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
