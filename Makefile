@@ -11,8 +11,13 @@ STAMP := $(VENV)/.installed-stamp
 demo: setup
 	$(BIN)/genomhub demo
 
+# The suite on two workers (a file's tests stay on one, with its module's fixtures; each
+# worker has its own session broker), then the end-to-end tests on their own, one at a time:
+# each runs the whole stack on the services' own ports, and the fault test's timing (leases
+# of seconds) is measured against a machine it does not share with other tests.
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses 2 --dist loadfile --ignore tests/e2e
+	$(BIN)/pytest tests/e2e
 
 lint: setup
 	$(BIN)/ruff check .
