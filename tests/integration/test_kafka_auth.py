@@ -67,8 +67,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
 @pytest.fixture(scope="module")
 def rights(broker: LocalBroker) -> dict[str, tuple[set[str], set[str]]]:
     """What each service, finance and the operators may write and read, probed for all of
-    them at once: a refused read is only seen as the record not arriving within the read's
-    timeout, so the principals wait out that timeout together rather than one after another."""
+    them at once: a refused read waits out its timeout, so they wait it out together
+    rather than one after another."""
     principals = [*SUBSCRIPTIONS, spoke_principal(Region.SYDDANMARK), FINANCE, OPERATOR]
 
     async def probe(principal: str) -> tuple[set[str], set[str]]:
@@ -133,8 +133,15 @@ async def _reads(access: KafkaAccess, topic: str, timeout: float) -> bool:
         await consumer.stop()
 
 
-async def _readable(access: KafkaAccess, topics: list[str], timeout: float = 6.0) -> set[str]:
-    """Which of ``topics`` the broker lets ``access`` fetch from."""
+async def _readable(access: KafkaAccess, topics: list[str], timeout: float = 20.0) -> set[str]:
+    """Which of ``topics`` the broker lets ``access`` fetch from.
+
+    A read the broker lets through ends as soon as its record arrives; a refused one is seen
+    only as the record not arriving within the timeout (the broker hides a topic's metadata
+    from a principal that may not read it, and the client waits for it in silence). The
+    timeout is long enough for an allowed read to arrive while every principal probes every
+    topic at once on a machine another test session shares (6 s was not: each read then came
+    up empty)."""
     found = await asyncio.gather(*(_reads(access, t, timeout) for t in topics))
     return {t for t, ok in zip(topics, found, strict=True) if ok}
 
