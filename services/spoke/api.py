@@ -18,12 +18,13 @@ from decimal import Decimal
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.indexer.api import NOT_FOUND, QUERY_REFUSED, NoParameters, SamplePath
-from services.indexer.filters import StatsFilters
+from services.indexer.filters import SampleFilters, StatsFilters
 from services.indexer.views import Stats, StatsRow
 from services.spoke.portal import PATHS as PORTAL_PATHS
+from services.spoke.search import Search, decode_cursor, encode_cursor
 from services.spoke.store import Shown, SpokeStore
 from shared.api import Api, answer, path_of, query_of, refusal, route
 from shared.auth import Tokens, principal_of
@@ -52,6 +53,7 @@ class SampleList(BaseModel):
 
     revision: RevisionShown
     samples: list[Listed]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
 
 
 class SampleShown(BaseModel):
@@ -83,13 +85,38 @@ def statistics(samples: Iterable[Listed]) -> tuple[list[StatsRow], int, Decimal]
     return rows, sum(r.samples for r in rows), sum((r.genome_equivalents for r in rows), Decimal(0))
 
 
-class SampleQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SampleQuery(SampleFilters):
+    """The hub's filters of ``GET /v1/samples``, and the kind of entry. A summary carries only
+    its month of receipt and no submission, department or platform: the days of receipt find
+    it by its month, ``q`` by its pseudonym (:mod:`services.spoke.search`). Cursors are the
+    spoke's own (key order)."""
 
     kind: Literal["record", "summary"] | None = Field(
         default=None, description="Records (the region's own and granted) or summaries only."
     )
     region: Region | None = Field(default=None, description="The reporting region.")
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_cursor(value)
+        return value
+
+    def search(self) -> Search:
+        return Search(
+            kind=self.kind,
+            region=self.region,
+            analysis=self.analysis,
+            status=self.status,
+            received_from=self.received_from,
+            received_to=self.received_to,
+            received_since=self.received_since,
+            received_before=self.received_before,
+            q=self.q,
+            after=decode_cursor(self.cursor) if self.cursor else None,
+            limit=self.limit,
+        )
 
 
 class SpokeApi(Api):
@@ -148,7 +175,7 @@ class SpokeApi(Api):
         "GET",
         "/v1/samples",
         operation_id="listSamples",
-        summary="The samples shown, in key order: records and summaries.",
+        summary="The samples shown that the hub's filters find (a summary by its month of receipt), in key order, a page at a time.",
         query=SampleQuery,
         responses={
             200: answer("The samples.", SampleList),
@@ -160,8 +187,9 @@ class SpokeApi(Api):
     async def list_samples(self, request: web.Request) -> web.Response:
         filters = query_of(request, SampleQuery)
         self._reader(request)
-        shown, samples = await asyncio.to_thread(self.store.listed, filters.kind, filters.region)
-        page = SampleList(revision=self._revision(shown), samples=samples)
+        shown, samples, more = await asyncio.to_thread(self.store.listed, filters.search())
+        following = encode_cursor(sample_key(samples[-1].region, samples[-1].sample_id)) if more else None
+        page = SampleList(revision=self._revision(shown), samples=samples, next_cursor=following)
         return web.json_response(text=page.model_dump_json())
 
     @route(
@@ -204,7 +232,7 @@ class SpokeApi(Api):
     async def get_stats(self, request: web.Request) -> web.Response:
         filters = query_of(request, StatsFilters)
         self._reader(request)
-        shown, samples = await asyncio.to_thread(self.store.listed, None, filters.region)
+        shown, samples, _ = await asyncio.to_thread(self.store.listed, Search(region=filters.region))
         revision = self._revision(shown)
         rows, count, ge = statistics(samples)
         answer_ = SpokeStats(revision=revision, rows=rows, samples=count, genome_equivalents=ge)

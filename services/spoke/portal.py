@@ -28,6 +28,7 @@ from aiohttp import web
 from services.spoke import pages
 from services.spoke.hub import HubAccess, HubAnswer, HubUnreachable
 from services.spoke.pages import BASE, Language, MirrorState, Viewer, text
+from services.spoke.search import Search
 from services.spoke.store import SpokeStore
 from shared.auth import Principal, Role, Tokens, Unauthorized
 from shared.events import Deliverable, Region, genomic_range_fields
@@ -266,10 +267,8 @@ class Portal:
         if kind not in {None, "record", "summary"} or owner not in {None, *(r.value for r in Region)}:
             body = [pages.error("unknown filter", viewer.lang)]
             return self._html(request, text("overview", viewer.lang), body, 422, viewer, await self._mirror())
-        shown, samples = await asyncio.to_thread(
-            self.store.listed,
-            kind,
-            Region(owner) if owner else None,
+        shown, samples, _ = await asyncio.to_thread(
+            self.store.listed, Search(kind=kind, region=Region(owner) if owner else None)
         )
         mirror = MirrorState.of(shown, self.clock())
         body = [pages.discovery_form(viewer), pages.catalogue(viewer, samples, kind, owner)]

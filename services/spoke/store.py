@@ -15,17 +15,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
+from services.spoke.search import Search, searched_columns
 from services.spoke.tables import spoke_revision, spoke_samples
 from services.spoke.verifier import Revision
 from shared.database import Store
 from shared.envelope import canonical_json
-from shared.events import SAMPLE_KEY_SEPARATOR, Region
 from shared.feed import Listed, SampleRecord, SampleSummary, StateHash
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK_KEY = 0x73706B65  # the advisory lock of the spoke's writer on PostgreSQL
+EVERY_SAMPLE = Search()
 BODY: TypeAdapter[SampleSummary | SampleRecord] = TypeAdapter(Listed)
 
 
@@ -71,17 +72,22 @@ class SpokeStore(Store):
                 conn.execute(delete(spoke_samples))
             elif keys:
                 conn.execute(delete(spoke_samples).where(spoke_samples.c.key.in_(sorted(keys))))
-            rows = [
-                {
-                    "key": key,
-                    "kind": held.body.kind,
-                    "seq": held.seq,
-                    "digest": held.digest,
-                    "body": canonical_json(held.body.model_dump(mode="json")).decode(),
-                }
-                for key in sorted(keys)
-                if (held := revision.samples.get(key)) is not None
-            ]
+            rows = []
+            for key in sorted(keys):
+                held = revision.samples.get(key)
+                if held is None:
+                    continue
+                body = held.body.model_dump(mode="json")
+                rows.append(
+                    {
+                        "key": key,
+                        "kind": held.body.kind,
+                        "seq": held.seq,
+                        "digest": held.digest,
+                        "body": canonical_json(body).decode(),
+                        **searched_columns(body),
+                    }
+                )
             if rows:
                 conn.execute(insert(spoke_samples), rows)
             values = {"revision": revision.revision, "upto": revision.upto, "state_hash": revision.state_hash}
@@ -95,22 +101,48 @@ class SpokeStore(Store):
                 )
 
     def listed(
-        self, kind: str | None = None, region: Region | None = None
-    ) -> tuple[Shown | None, list[SampleSummary | SampleRecord]]:
-        """The revision shown and its samples, read together (a revision applied meanwhile is
-        in neither or in both), in key order: records and summaries, or one kind; all regions'
-        or one's (a key is ``<region>/<pseudonym>``)."""
-        query = select(spoke_samples.c.body).order_by(spoke_samples.c.key)
-        if kind is not None:
-            query = query.where(spoke_samples.c.kind == kind)
-        if region is not None:
+        self, search: Search = EVERY_SAMPLE
+    ) -> tuple[Shown | None, list[SampleSummary | SampleRecord], bool]:
+        """The revision shown and the samples ``search`` finds, read together (a revision
+        applied meanwhile is in neither or in both), in key order; and whether more follow
+        the page (``search.limit``)."""
+        c = spoke_samples.c
+        query = select(c.body).order_by(c.key)
+        if search.kind is not None:
+            query = query.where(c.kind == search.kind)
+        for column, value in (
+            (c.region, search.region),
+            (c.analysis_type, search.analysis),
+            (c.status, search.status),
+        ):
+            if value is not None:
+                query = query.where(column == value.value)
+        if search.received_since is not None and search.month_from is not None:
             query = query.where(
-                spoke_samples.c.key.startswith(f"{region.value}{SAMPLE_KEY_SEPARATOR}", autoescape=True)
+                or_(
+                    and_(c.received_at.is_not(None), c.received_at >= search.received_since),
+                    and_(c.received_at.is_(None), c.received_month >= search.month_from),
+                )
             )
+        if search.received_before is not None and search.month_to is not None:
+            query = query.where(
+                or_(
+                    and_(c.received_at.is_not(None), c.received_at < search.received_before),
+                    and_(c.received_at.is_(None), c.received_month <= search.month_to),
+                )
+            )
+        if search.q is not None:
+            query = query.where(c.search_text.contains(search.q.lower(), autoescape=True))
+        if search.after is not None:
+            query = query.where(c.key > search.after)
+        if search.limit is not None:
+            query = query.limit(search.limit + 1)
         with self.reading() as conn:
             shown = self._shown(conn)
             bodies = conn.execute(query).scalars().all()
-        return shown, [BODY.validate_python(json.loads(body)) for body in bodies]
+        more = search.limit is not None and len(bodies) > search.limit
+        found = bodies[: search.limit] if search.limit is not None else bodies
+        return shown, [BODY.validate_python(json.loads(body)) for body in found], more
 
     def sample(self, key: str) -> tuple[Shown | None, SampleSummary | SampleRecord | None]:
         """The revision shown and one of its samples, read together."""

@@ -20,6 +20,23 @@ spoke_samples = Table(
     Column("seq", BigInteger, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("body", Text, nullable=False, doc="The entry's body as the hub signed it (canonical JSON)."),
+    # What the catalogue's search filters on, taken from the body as it is stored.
+    Column("region", String(32), nullable=False, index=True),
+    Column("analysis_type", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("received_month", String(7), nullable=False),
+    Column(
+        "received_at",
+        UtcDateTime(),
+        nullable=True,
+        doc="A record's moment of receipt; a summary has only its month.",
+    ),
+    Column(
+        "search_text",
+        Text,
+        nullable=False,
+        doc="Lower-cased pseudonym, and a record's submission id, department and platform, a line each.",
+    ),
 )
 
 spoke_revision = Table(

@@ -48,12 +48,18 @@ def show_spoke(
             if row["shown_revision"] is not None and row["shown_revision"] == row["published_revision"]:
                 break
         time.sleep(0.5)
-    status, shown = get_json(spoke.port, "/v1/samples", region_token)
-    if status != 200:
-        say(f"  the spoke answers {status}: {shown}")
-        return
+    kinds: Counter[tuple[bool, str]] = Counter()
+    cursor = ""
+    while True:  # every page, as a client of the catalogue's API reads it
+        status, shown = get_json(spoke.port, f"/v1/samples?limit=500{cursor}", region_token)
+        if status != 200:
+            say(f"  the spoke answers {status}: {shown}")
+            return
+        kinds.update((s["region"] == spoke.region.value, s["kind"]) for s in shown["samples"])
+        if shown["next_cursor"] is None:
+            break
+        cursor = f"&cursor={shown['next_cursor']}"
     revision = shown["revision"]
-    kinds = Counter((s["region"] == spoke.region.value, s["kind"]) for s in shown["samples"])
     say(
         f"  revision {revision['revision']} (up to entry {revision['upto']}, state hash "
         f"{revision['state_hash'][:16]}..., switched at {revision['applied_at']})"

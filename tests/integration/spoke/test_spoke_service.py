@@ -77,9 +77,12 @@ def test_a_spoke_shows_verified_revisions_comes_back_on_its_last_and_refuses_a_f
         events += [(indexed(o, region=Region.HOVEDSTADEN), f"{run}-{o}") for o in others]
         asyncio.run(publish(events, "/genomhub/test-indexer", principal="indexer"))
 
+        # The session's other samples are on the spoke too: this run's are searched for.
+        this_run = f"http://127.0.0.1:{spoke_port}/v1/samples?q={run}&limit=500"
+
         def showing(*names: str) -> Any:
-            """The spoke's answer once it shows ``names`` (it shows the session's other samples too)."""
-            status, body = get_json(f"http://127.0.0.1:{spoke_port}/v1/samples", "nj-clinician")
+            """The spoke's answer once it shows ``names``."""
+            status, body = get_json(this_run, "nj-clinician")
             shown = {s["sample_id"] for s in body.get("samples", [])} if status == 200 else set()
             return body if set(names) <= shown else None
 
@@ -180,8 +183,9 @@ def test_a_spoke_shows_verified_revisions_comes_back_on_its_last_and_refuses_a_f
             return float(found.group(1)) if found and float(found.group(1)) >= 2 else None
 
         wait_for(refused, timeout=60, what="the spoke to refuse the forged records")
-        status, now = get_json(f"http://127.0.0.1:{spoke_port}/v1/samples", "nj-clinician")
-        assert status == 200 and f"FORGED-{run}" not in {s["sample_id"] for s in now["samples"]}
+        status, now = get_json(this_run, "nj-clinician")
+        assert status == 200 and own in {s["sample_id"] for s in now["samples"]}
+        assert f"FORGED-{run}" not in {s["sample_id"] for s in now["samples"]}
         assert now["revision"]["revision"] >= after["revision"]["revision"]
 
         # A spoke's credentials claiming a revision the hub never published: dead-lettered,
