@@ -160,12 +160,12 @@ class SampleFilters(BaseModel):
     @property
     def received_since(self) -> datetime | None:
         """Start of ``received_from`` in Copenhagen, as UTC."""
-        return _day_start(self.received_from) if self.received_from else None
+        return receipt_bounds(self.received_from, self.received_to)[0]
 
     @property
     def received_before(self) -> datetime | None:
         """Start of the day after ``received_to`` in Copenhagen, as UTC (exclusive bound)."""
-        return _day_start(self.received_to + timedelta(days=1)) if self.received_to else None
+        return receipt_bounds(self.received_from, self.received_to)[1]
 
 
 class StatsFilters(BaseModel):
@@ -178,8 +178,16 @@ class StatsFilters(BaseModel):
     )
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=COPENHAGEN).astimezone(UTC)
+def receipt_bounds(first: date | None, last: date | None) -> tuple[datetime | None, datetime | None]:
+    """The instants a range of days of receipt covers on Copenhagen's calendar, as UTC: from
+    the start of ``first`` up to, not including, the start of the day after ``last``."""
+    since = datetime.combine(first, time(0), tzinfo=COPENHAGEN).astimezone(UTC) if first else None
+    before = (
+        datetime.combine(last + timedelta(days=1), time(0), tzinfo=COPENHAGEN).astimezone(UTC)
+        if last
+        else None
+    )
+    return since, before
 
 
 def parse_query(model: type[M], params: Mapping[str, str], repeated: set[str]) -> M:

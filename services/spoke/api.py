@@ -111,8 +111,6 @@ class SampleQuery(SampleFilters):
             status=self.status,
             received_from=self.received_from,
             received_to=self.received_to,
-            received_since=self.received_since,
-            received_before=self.received_before,
             q=self.q,
             after=decode_cursor(self.cursor) if self.cursor else None,
             limit=self.limit,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from services.indexer.filters import receipt_bounds
 from shared.events import SAMPLE_KEY_SEPARATOR, AnalysisType, Region, SampleStatus
 
 SEARCHED_FIELDS = ("sample_id", "submission_id", "department", "platform")
@@ -63,15 +64,16 @@ class Search:
     status: SampleStatus | None = None
     received_from: date | None = None
     received_to: date | None = None
-    received_since: datetime | None = None
-    """``received_from``'s start in Copenhagen, as UTC (a record's bound)."""
-    received_before: datetime | None = None
-    """The start of the day after ``received_to`` in Copenhagen, as UTC (exclusive)."""
     q: str | None = None
     after: str | None = None
     """The key the page starts after."""
     limit: int | None = None
     """At most this many samples; None: all of them (the statistics, the portal's overview)."""
+
+    @property
+    def received_bounds(self) -> tuple[datetime | None, datetime | None]:
+        """A record's bounds: the instants the days of receipt cover (the hub's)."""
+        return receipt_bounds(self.received_from, self.received_to)
 
     @property
     def month_from(self) -> str | None:

@@ -117,17 +117,18 @@ class SpokeStore(Store):
         ):
             if value is not None:
                 query = query.where(column == value.value)
-        if search.received_since is not None and search.month_from is not None:
+        since, before = search.received_bounds
+        if since is not None:
             query = query.where(
                 or_(
-                    and_(c.received_at.is_not(None), c.received_at >= search.received_since),
+                    and_(c.received_at.is_not(None), c.received_at >= since),
                     and_(c.received_at.is_(None), c.received_month >= search.month_from),
                 )
             )
-        if search.received_before is not None and search.month_to is not None:
+        if before is not None:
             query = query.where(
                 or_(
-                    and_(c.received_at.is_not(None), c.received_at < search.received_before),
+                    and_(c.received_at.is_not(None), c.received_at < before),
                     and_(c.received_at.is_(None), c.received_month <= search.month_to),
                 )
             )
