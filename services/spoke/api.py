@@ -15,16 +15,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.indexer.api import NOT_FOUND, QUERY_REFUSED, NoParameters, SamplePath
-from services.indexer.filters import SampleFilters, StatsFilters
+from services.indexer.filters import StatsFilters
 from services.indexer.views import Stats, StatsRow
 from services.spoke.portal import PATHS as PORTAL_PATHS
-from services.spoke.search import Search, decode_cursor, encode_cursor
+from services.spoke.search import SampleQuery, Search, encode_cursor
 from services.spoke.store import Shown, SpokeStore
 from shared.api import Api, answer, path_of, query_of, refusal, route
 from shared.auth import Tokens, principal_of
@@ -83,38 +82,6 @@ def statistics(samples: Iterable[Listed]) -> tuple[list[StatsRow], int, Decimal]
         for (region, month, status), ge in sorted(groups.items())
     ]
     return rows, sum(r.samples for r in rows), sum((r.genome_equivalents for r in rows), Decimal(0))
-
-
-class SampleQuery(SampleFilters):
-    """The hub's filters of ``GET /v1/samples``, and the kind of entry. A summary carries only
-    its month of receipt and no submission, department or platform: the days of receipt find
-    it by its month, ``q`` by its pseudonym (:mod:`services.spoke.search`). Cursors are the
-    spoke's own (key order)."""
-
-    kind: Literal["record", "summary"] | None = Field(
-        default=None, description="Records (the region's own and granted) or summaries only."
-    )
-    region: Region | None = Field(default=None, description="The reporting region.")
-
-    @field_validator("cursor")
-    @classmethod
-    def _cursor(cls, value: str | None) -> str | None:
-        if value is not None:
-            decode_cursor(value)
-        return value
-
-    def search(self) -> Search:
-        return Search(
-            kind=self.kind,
-            region=self.region,
-            analysis=self.analysis,
-            status=self.status,
-            received_from=self.received_from,
-            received_to=self.received_to,
-            q=self.q,
-            after=decode_cursor(self.cursor) if self.cursor else None,
-            limit=self.limit,
-        )
 
 
 class SpokeApi(Api):

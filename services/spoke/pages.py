@@ -96,6 +96,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "records": ("Hele poster", "Whole records"),
     "summaries": ("Opsummeringer", "Summaries"),
     "filter": ("Vis", "Show"),
+    "search": ("Søg (pseudonym, afdeling, platform)", "Search (pseudonym, department, platform)"),
+    "next_page": ("Næste side", "Next page"),
     "sample": ("Prøve", "Sample"),
     "analysis": ("Analyse", "Analysis"),
     "status": ("Status", "Status"),
@@ -428,9 +430,13 @@ def discovery_answer(viewer: Viewer, answer: Mapping[str, Any], patient: str, ca
     )
 
 
-def catalogue(viewer: Viewer, samples: Iterable[Any], kind: str | None, owner: str | None) -> str:
-    """The mirrored catalogue: ``samples`` are the store's entries (records and summaries)."""
+def catalogue(
+    viewer: Viewer, samples: Iterable[Any], given: Mapping[str, str], following: Mapping[str, str] | None
+) -> str:
+    """A page of the mirrored catalogue: ``samples`` are the store's entries (records and
+    summaries) that the filters ``given`` find; ``following``, the query of the next page."""
     lang = viewer.lang
+    kind, owner, q = given.get("kind"), given.get("region"), given.get("q", "")
     kinds = [("", "all"), ("record", "records"), ("summary", "summaries")]
     kind_options = "".join(
         f"<option value='{v}'{' selected' if (kind or '') == v else ''}>{t(k, lang)}</option>"
@@ -471,13 +477,20 @@ def catalogue(viewer: Viewer, samples: Iterable[Any], kind: str | None, owner: s
         if rows
         else f"<p>{t('none_shown', lang)}</p>"
     )
+    more = (
+        f"<p><a rel=next href='{BASE}/?{escape(urlencode(following))}'>{t('next_page', lang)}</a></p>"
+        if following
+        else ""
+    )
     return (
         f"<section aria-labelledby=catalogue><h2 id=catalogue>{t('catalogue', lang)}</h2>"
         f"<p>{t('catalogue_help', lang)}</p>"
         f"<form class=inline method=get action='{BASE}/'>"
         f"<label for=kind>{t('kind', lang)}<select id=kind name=kind>{kind_options}</select></label>"
         f"<label for=region>{t('region', lang)}<select id=region name=region>{region_options}</select></label>"
-        f"<button type=submit>{t('filter', lang)}</button></form>{table}</section>"
+        f"<label for=q>{t('search', lang)}<input id=q name=q type=search minlength=2 maxlength=100 "
+        f"value='{escape(q)}'></label>"
+        f"<button type=submit>{t('filter', lang)}</button></form>{table}{more}</section>"
     )
 
 

@@ -28,10 +28,11 @@ from aiohttp import web
 from services.spoke import pages
 from services.spoke.hub import HubAccess, HubAnswer, HubUnreachable
 from services.spoke.pages import BASE, Language, MirrorState, Viewer, text
-from services.spoke.search import Search
+from services.spoke.search import SampleQuery, encode_cursor
 from services.spoke.store import SpokeStore
+from shared.api import InvalidParameters, parse_parameters
 from shared.auth import Principal, Role, Tokens, Unauthorized
-from shared.events import Deliverable, Region, genomic_range_fields
+from shared.events import Deliverable, Region, genomic_range_fields, sample_key
 from shared.http import LOOPBACK
 from shared.telemetry import get_logger
 
@@ -262,16 +263,22 @@ class Portal:
     # -- the overview ---------------------------------------------------------------------------
 
     async def overview(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
-        kind = request.query.get("kind") or None
-        owner = request.query.get("region") or None
-        if kind not in {None, "record", "summary"} or owner not in {None, *(r.value for r in Region)}:
-            body = [pages.error("unknown filter", viewer.lang)]
+        """The catalogue a page at a time, searched with the API's filters (the form sends
+        empty fields for those left unset: they mean no filter)."""
+        given = {k: v for k, v in request.query.items() if v != ""}
+        repeated = {k for k in request.query if len(request.query.getall(k)) > 1}
+        try:
+            query = parse_parameters(SampleQuery, given, repeated)
+        except InvalidParameters as exc:
+            body = [pages.error(f"{p.field}: {p.message}", viewer.lang) for p in exc.problems]
             return self._html(request, text("overview", viewer.lang), body, 422, viewer, await self._mirror())
-        shown, samples, _ = await asyncio.to_thread(
-            self.store.listed, Search(kind=kind, region=Region(owner) if owner else None)
-        )
+        shown, samples, more = await asyncio.to_thread(self.store.listed, query.search())
         mirror = MirrorState.of(shown, self.clock())
-        body = [pages.discovery_form(viewer), pages.catalogue(viewer, samples, kind, owner)]
+        following = None
+        if more:
+            last = samples[-1]
+            following = {**given, "cursor": encode_cursor(sample_key(last.region, last.sample_id))}
+        body = [pages.discovery_form(viewer), pages.catalogue(viewer, samples, given, following)]
         return self._html(request, text("overview", viewer.lang), body, 200, viewer, mirror)
 
     async def discovery(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:

@@ -16,9 +16,11 @@ import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
-from services.indexer.filters import receipt_bounds
+from pydantic import Field, field_validator
+
+from services.indexer.filters import SampleFilters, receipt_bounds
 from shared.events import SAMPLE_KEY_SEPARATOR, AnalysisType, Region, SampleStatus
 
 SEARCHED_FIELDS = ("sample_id", "submission_id", "department", "platform")
@@ -82,3 +84,35 @@ class Search:
     @property
     def month_to(self) -> str | None:
         return self.received_to.strftime("%Y-%m") if self.received_to else None
+
+
+class SampleQuery(SampleFilters):
+    """The hub's filters of ``GET /v1/samples``, and the kind of entry. A summary carries only
+    its month of receipt and no submission, department or platform: the days of receipt find
+    it by its month, ``q`` by its pseudonym (:mod:`services.spoke.search`). Cursors are the
+    spoke's own (key order)."""
+
+    kind: Literal["record", "summary"] | None = Field(
+        default=None, description="Records (the region's own and granted) or summaries only."
+    )
+    region: Region | None = Field(default=None, description="The reporting region.")
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_cursor(value)
+        return value
+
+    def search(self) -> Search:
+        return Search(
+            kind=self.kind,
+            region=self.region,
+            analysis=self.analysis,
+            status=self.status,
+            received_from=self.received_from,
+            received_to=self.received_to,
+            q=self.q,
+            after=decode_cursor(self.cursor) if self.cursor else None,
+            limit=self.limit,
+        )

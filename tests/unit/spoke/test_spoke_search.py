@@ -4,8 +4,10 @@ cursors go through every sample once; what it cannot read is a 422 naming the pa
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from html import unescape
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from sqlalchemy import insert, select
 
 from services.publisher.writer import FeedWriter
 from services.spoke.api import install
+from services.spoke.portal import install as install_portal
 from services.spoke.search import encode_cursor
 from services.spoke.store import MIGRATIONS, SpokeStore
 from services.spoke.tables import metadata, spoke_samples
@@ -165,3 +168,55 @@ def test_the_migrated_schema_is_the_tables_the_store_writes(spoke_url: str) -> N
     finally:
         store.dispose()
     assert differences == []
+
+
+@pytest.fixture
+async def portal(spoke_url: str) -> AsyncIterator[TestClient[Any, Any]]:
+    """Syddanmark's portal over the catalogue above (no hub: the overview needs none)."""
+    store = SpokeStore(spoke_url, feed_topic(SPOKE))
+    writer = FeedWriter(SPOKE, Ed25519PrivateKey.generate(), partitions=3)
+    log = published(writer, CATALOGUE)
+    log.append(writer.checkpoint(NOW))
+    (revision,) = revisions(FeedVerifier(SPOKE, writer.key.public_key()), log)
+    store.apply(revision)
+    app = make_web([])
+    install_portal(app, store, SPOKE, Tokens({token_hash(t): e for t, e in TOKENS.items()}), None)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/portal/login", data={"token": "ouh"}, allow_redirects=False)
+        assert response.status == 303
+        yield client
+    store.dispose()
+
+
+async def overview(client: TestClient[Any, Any], path: str) -> tuple[int, list[str], str | None, str]:
+    """The status, the samples shown (in order), the next page's link and the page."""
+    response = await client.get(path)
+    html = await response.text()
+    shown = re.findall(r"<tr data-kind=\w+><td>[^<]*</td><td><code>([^<]+)</code>", html)
+    following = re.search(r"<a rel=next href='([^']+)'>", html)
+    return response.status, shown, unescape(following.group(1)) if following else None, html
+
+
+async def test_the_portals_overview_searches_and_pages_as_the_api_does(portal: TestClient[Any, Any]) -> None:
+    status, shown, following, _ = await overview(portal, "/portal/?q=molekyl%C3%A6r&kind=&region=")
+    assert status == 200 and shown == ["OWN2"] and following is None  # empty fields: no filter
+    seen: list[str] = []
+    path: str | None = "/portal/?limit=5"
+    while path is not None:
+        status, shown, path, _ = await overview(portal, path)
+        assert status == 200 and len(shown) <= 5
+        seen += shown
+    assert sorted(seen) == sorted(b.sample_id for b in CATALOGUE) and len(seen) == len(set(seen))
+    status, shown, _, html = await overview(portal, "/portal/?q=%3Cscript%3Ealert(1)")
+    assert status == 200 and shown == [] and "<script>alert" not in html and "&lt;script&gt;" in html
+    for refused in (
+        "region=atlantis",
+        "cursor=forged!",
+        "received_from=2026-11",
+        "kind=x",
+        "limit=0",
+        "q=a&q=b",
+    ):
+        status, shown, _, html = await overview(portal, f"/portal/?{refused}")
+        assert status == 422 and shown == [], refused
+        assert f"</strong> {refused.split('=')[0]}: " in html, refused  # the error names the field
