@@ -23,7 +23,7 @@ from services.indexer.api import NOT_FOUND, QUERY_REFUSED, NoParameters, SampleP
 from services.indexer.filters import StatsFilters
 from services.indexer.views import Stats, StatsRow
 from services.spoke.portal import PATHS as PORTAL_PATHS
-from services.spoke.search import SampleQuery, Search, encode_cursor
+from services.spoke.search import SampleQuery, Search
 from services.spoke.store import Shown, SpokeStore
 from shared.api import Api, answer, path_of, query_of, refusal, route
 from shared.auth import Tokens, principal_of
@@ -152,8 +152,7 @@ class SpokeApi(Api):
     async def list_samples(self, request: web.Request) -> web.Response:
         filters = query_of(request, SampleQuery)
         self._reader(request)
-        shown, samples, more = await asyncio.to_thread(self.store.listed, filters.search())
-        following = encode_cursor(sample_key(samples[-1].region, samples[-1].sample_id)) if more else None
+        shown, samples, following = await asyncio.to_thread(self.store.listed, filters.search())
         page = SampleList(revision=self._revision(shown), samples=samples, next_cursor=following)
         return web.json_response(text=page.model_dump_json())
 

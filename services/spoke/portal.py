@@ -28,11 +28,11 @@ from aiohttp import web
 from services.spoke import pages
 from services.spoke.hub import HubAccess, HubAnswer, HubUnreachable
 from services.spoke.pages import BASE, Language, MirrorState, Viewer, text
-from services.spoke.search import SampleQuery, encode_cursor
+from services.spoke.search import SampleQuery
 from services.spoke.store import SpokeStore
 from shared.api import InvalidParameters, parse_parameters
 from shared.auth import Principal, Role, Tokens, Unauthorized
-from shared.events import Deliverable, Region, genomic_range_fields, sample_key
+from shared.events import Deliverable, Region, genomic_range_fields
 from shared.http import LOOPBACK
 from shared.telemetry import get_logger
 
@@ -272,12 +272,9 @@ class Portal:
         except InvalidParameters as exc:
             body = [pages.error(f"{p.field}: {p.message}", viewer.lang) for p in exc.problems]
             return self._html(request, text("overview", viewer.lang), body, 422, viewer, await self._mirror())
-        shown, samples, more = await asyncio.to_thread(self.store.listed, query.search())
+        shown, samples, cursor = await asyncio.to_thread(self.store.listed, query.search())
         mirror = MirrorState.of(shown, self.clock())
-        following = None
-        if more:
-            last = samples[-1]
-            following = {**given, "cursor": encode_cursor(sample_key(last.region, last.sample_id))}
+        following = {**given, "cursor": cursor} if cursor else None
         body = [pages.discovery_form(viewer), pages.catalogue(viewer, samples, given, following)]
         return self._html(request, text("overview", viewer.lang), body, 200, viewer, mirror)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
-from services.spoke.search import Search, searched_columns
+from services.spoke.search import Search, encode_cursor, searched_columns
 from services.spoke.tables import spoke_revision, spoke_samples
 from services.spoke.verifier import Revision
 from shared.database import Store
@@ -102,12 +102,12 @@ class SpokeStore(Store):
 
     def listed(
         self, search: Search = EVERY_SAMPLE
-    ) -> tuple[Shown | None, list[SampleSummary | SampleRecord], bool]:
+    ) -> tuple[Shown | None, list[SampleSummary | SampleRecord], str | None]:
         """The revision shown and the samples ``search`` finds, read together (a revision
-        applied meanwhile is in neither or in both), in key order; and whether more follow
-        the page (``search.limit``)."""
+        applied meanwhile is in neither or in both), in key order; and the cursor of the next
+        page, if more follow this one (``search.limit``)."""
         c = spoke_samples.c
-        query = select(c.body).order_by(c.key)
+        query = select(c.key, c.body).order_by(c.key)
         if search.kind is not None:
             query = query.where(c.kind == search.kind)
         for column, value in (
@@ -140,10 +140,10 @@ class SpokeStore(Store):
             query = query.limit(search.limit + 1)
         with self.reading() as conn:
             shown = self._shown(conn)
-            bodies = conn.execute(query).scalars().all()
-        more = search.limit is not None and len(bodies) > search.limit
-        found = bodies[: search.limit] if search.limit is not None else bodies
-        return shown, [BODY.validate_python(json.loads(body)) for body in found], more
+            rows = conn.execute(query).all()
+        found = rows[: search.limit] if search.limit is not None else rows
+        following = encode_cursor(found[-1].key) if len(rows) > len(found) else None
+        return shown, [BODY.validate_python(json.loads(row.body)) for row in found], following
 
     def sample(self, key: str) -> tuple[Shown | None, SampleSummary | SampleRecord | None]:
         """The revision shown and one of its samples, read together."""
